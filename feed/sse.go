@@ -1,0 +1,87 @@
+package feed
+
+import (
+	"strconv"
+	"strings"
+	"time"
+)
+
+// AppendEvent appends one SSE event to b. id and event are omitted when
+// empty; data is split into one "data:" line per line, whatever its line
+// endings (\r\n, \r or \n), so no payload can break the framing. Line breaks
+// in id or event are removed for the same reason.
+func AppendEvent(b []byte, id, event string, data []byte) []byte {
+	if id != "" {
+		b = append(b, "id: "...)
+		b = appendField(b, id)
+		b = append(b, '\n')
+	}
+	if event != "" {
+		b = append(b, "event: "...)
+		b = appendField(b, event)
+		b = append(b, '\n')
+	}
+	for {
+		i := indexLineEnd(data)
+		b = append(b, "data: "...)
+		if i < 0 {
+			b = append(b, data...)
+			b = append(b, '\n')
+			break
+		}
+		b = append(b, data[:i]...)
+		b = append(b, '\n')
+		if data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n' {
+			i++
+		}
+		data = data[i+1:]
+	}
+	return append(b, '\n')
+}
+
+// AppendComment appends an SSE comment (": text"), one per line of text.
+func AppendComment(b []byte, text string) []byte {
+	for _, line := range splitLines(text) {
+		b = append(b, ": "...)
+		b = append(b, line...)
+		b = append(b, '\n')
+	}
+	return append(b, '\n')
+}
+
+// AppendRetry appends a "retry:" field telling clients how long to wait
+// before reconnecting.
+func AppendRetry(b []byte, d time.Duration) []byte {
+	b = append(b, "retry: "...)
+	b = strconv.AppendInt(b, d.Milliseconds(), 10)
+	return append(b, '\n', '\n')
+}
+
+// Frame returns the event encoded as one SSE event.
+func (e Event) Frame() []byte {
+	return AppendEvent(make([]byte, 0, len(e.Data)+len(e.Type)+48), e.ID(), e.Type, e.Data)
+}
+
+func indexLineEnd(b []byte) int {
+	for i, c := range b {
+		if c == '\n' || c == '\r' {
+			return i
+		}
+	}
+	return -1
+}
+
+func appendField(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c != '\n' && c != '\r' && c != 0 {
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
+func splitLines(s string) []string {
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	s = strings.ReplaceAll(s, "\r", "\n")
+	return strings.Split(s, "\n")
+}

@@ -1,0 +1,128 @@
+package feed
+
+import (
+	"testing"
+	"time"
+)
+
+func TestAppendEvent(t *testing.T) {
+	tests := []struct {
+		name, id, event, data, want string
+	}{
+		{"json", "42", "element.updated", `{"a":1}`, "id: 42\nevent: element.updated\ndata: {\"a\":1}\n\n"},
+		{"no id no event", "", "", "x", "data: x\n\n"},
+		{"empty data", "1", "", "", "id: 1\ndata: \n\n"},
+		{"lf", "", "m", "a\nb", "event: m\ndata: a\ndata: b\n\n"},
+		{"crlf", "", "", "a\r\nb", "data: a\ndata: b\n\n"},
+		{"cr", "", "", "a\rb", "data: a\ndata: b\n\n"},
+		{"mixed and trailing", "", "", "a\r\n\rb\n", "data: a\ndata: \ndata: b\ndata: \n\n"},
+		{"cr then lf separately", "", "", "a\r\r\nb", "data: a\ndata: \ndata: b\n\n"},
+		{"newlines in id and event are removed", "4\n2", "x\r\ny", "d", "id: 42\nevent: xy\ndata: d\n\n"},
+		{"nul in id removed", "4\x002", "", "d", "id: 42\ndata: d\n\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := string(AppendEvent(nil, tt.id, tt.event, []byte(tt.data)))
+			if got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestAppendCommentAndRetry(t *testing.T) {
+	if got, want := string(AppendComment(nil, "ping")), ": ping\n\n"; got != want {
+		t.Errorf("comment: got %q, want %q", got, want)
+	}
+	if got, want := string(AppendComment(nil, "a\r\nb")), ": a\n: b\n\n"; got != want {
+		t.Errorf("multi-line comment: got %q, want %q", got, want)
+	}
+	if got, want := string(AppendRetry(nil, 2500*time.Millisecond)), "retry: 2500\n\n"; got != want {
+		t.Errorf("retry: got %q, want %q", got, want)
+	}
+}
+
+func TestParseCursor(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    int64
+		wantErr bool
+	}{
+		{"0", 0, false},
+		{"42", 42, false},
+		{"42-0", 42, false},
+		{" 7 ", 7, false},
+		{"9223372036854775807", 9223372036854775807, false},
+		{"", 0, true},
+		{"-1", 0, true},
+		{"+1", 0, true},
+		{"abc", 0, true},
+		{"42-1", 0, true},
+		{"1.5", 0, true},
+		{"99999999999999999999", 0, true},
+		{"9223372036854775808", 0, true},
+		{"0x10", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := ParseCursor(tt.in)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("ParseCursor(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+// FuzzAppendEvent checks that no data can break the framing: parsing the
+// frame back yields exactly the data with its line endings normalised.
+func FuzzAppendEvent(f *testing.F) {
+	for _, s := range []string{"", "a", "a\nb", "a\r\nb", "a\rb", "\r\n\r\n", "data: x\n\nid: 9"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data string) {
+		frame := string(AppendEvent(nil, "1", "m", []byte(data)))
+		got, n := parseFrames(frame)
+		if n != 1 {
+			t.Fatalf("got %d events in %q, want 1", n, frame)
+		}
+		if want := normalise(data); got != want {
+			t.Fatalf("got data %q, want %q", got, want)
+		}
+	})
+}
+
+// parseFrames is a minimal SSE parser per the WHATWG rules: it returns the
+// data of the last event and the number of events dispatched.
+func parseFrames(s string) (string, int) {
+	var data []string
+	var last string
+	n := 0
+	for _, line := range splitLines(s) {
+		switch {
+		case line == "":
+			if data != nil {
+				last = joinLines(data)
+				n++
+			}
+			data = nil
+		case len(line) >= 5 && line[:5] == "data:":
+			v := line[5:]
+			if len(v) > 0 && v[0] == ' ' {
+				v = v[1:]
+			}
+			data = append(data, v)
+		}
+	}
+	return last, n
+}
+
+func joinLines(l []string) string {
+	out := ""
+	for i, s := range l {
+		if i > 0 {
+			out += "\n"
+		}
+		out += s
+	}
+	return out
+}
+
+func normalise(s string) string { return joinLines(splitLines(s)) }
