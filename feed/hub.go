@@ -1,0 +1,198 @@
+package feed
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// Message is an event with its SSE encoding, made once and shared by every
+// subscriber it is delivered to.
+type Message struct {
+	Event
+	Frame []byte
+}
+
+// NewMessage encodes ev once.
+func NewMessage(ev Event) *Message { return &Message{Event: ev, Frame: ev.Frame()} }
+
+// Hub fans events out to the subscribers of each room on this node. Deliver
+// never blocks: a subscriber whose buffer is full is dropped (its Done channel
+// closes with ErrSlowConsumer) and resumes from its cursor.
+type Hub struct {
+	buffer int
+
+	mu      sync.Mutex
+	rooms   map[string]map[*Subscription]struct{}
+	closed  bool
+	changed chan struct{}
+
+	dropped atomic.Uint64
+}
+
+// NewHub returns a hub giving each subscriber a buffer of the given size.
+func NewHub(buffer int) *Hub {
+	if buffer < 1 {
+		buffer = 1
+	}
+	return &Hub{
+		buffer:  buffer,
+		rooms:   make(map[string]map[*Subscription]struct{}),
+		changed: make(chan struct{}, 1),
+	}
+}
+
+// Subscribe registers a live subscription to room. The caller must Close it.
+func (h *Hub) Subscribe(room string) (*Subscription, error) {
+	s := &Subscription{
+		hub:  h,
+		room: room,
+		ch:   make(chan *Message, h.buffer),
+		done: make(chan struct{}),
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrClosed
+	}
+	set, ok := h.rooms[room]
+	if !ok {
+		set = make(map[*Subscription]struct{})
+		h.rooms[room] = set
+		h.signal()
+	}
+	set[s] = struct{}{}
+	return s, nil
+}
+
+// HasRoom reports whether room has subscribers on this node.
+func (h *Hub) HasRoom(room string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.rooms[room]
+	return ok
+}
+
+// Deliver sends ev to every subscriber of its room on this node.
+func (h *Hub) Deliver(ev Event) {
+	h.DeliverMessage(NewMessage(ev))
+}
+
+// DeliverMessage sends an already encoded message to every subscriber of its
+// room on this node, dropping those whose buffer is full.
+func (h *Hub) DeliverMessage(m *Message) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.rooms[m.Room] {
+		select {
+		case s.ch <- m:
+		default:
+			h.dropped.Add(1)
+			h.removeLocked(s, ErrSlowConsumer)
+		}
+	}
+}
+
+// Rooms returns the rooms that have subscribers on this node, sorted.
+func (h *Hub) Rooms() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	rooms := make([]string, 0, len(h.rooms))
+	for r := range h.rooms {
+		rooms = append(rooms, r)
+	}
+	slices.Sort(rooms)
+	return rooms
+}
+
+// RoomsChanged receives a value (coalesced) whenever the set of rooms with
+// subscribers changes.
+func (h *Hub) RoomsChanged() <-chan struct{} { return h.changed }
+
+// Subscribers returns the number of subscriptions on this node.
+func (h *Hub) Subscribers() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, set := range h.rooms {
+		n += len(set)
+	}
+	return n
+}
+
+// Dropped returns how many subscribers were dropped for being slow.
+func (h *Hub) Dropped() uint64 { return h.dropped.Load() }
+
+// Close ends every subscription with ErrClosed and refuses new ones.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for _, set := range h.rooms {
+		for s := range set {
+			h.removeLocked(s, ErrClosed)
+		}
+	}
+}
+
+func (h *Hub) removeLocked(s *Subscription, err error) {
+	set, ok := h.rooms[s.room]
+	if !ok {
+		return
+	}
+	if _, ok := set[s]; !ok {
+		return
+	}
+	delete(set, s)
+	if len(set) == 0 {
+		delete(h.rooms, s.room)
+		h.signal()
+	}
+	s.err = err
+	close(s.done)
+}
+
+func (h *Hub) signal() {
+	select {
+	case h.changed <- struct{}{}:
+	default:
+	}
+}
+
+// Subscription is one subscriber's live view of a room.
+type Subscription struct {
+	hub  *Hub
+	room string
+	ch   chan *Message
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+// Room returns the subscribed room.
+func (s *Subscription) Room() string { return s.room }
+
+// C delivers the room's events in order.
+func (s *Subscription) C() <-chan *Message { return s.ch }
+
+// Done is closed when the hub ends the subscription (slow consumer or
+// shutdown); Err then says why. Messages already buffered stay readable.
+func (s *Subscription) Done() <-chan struct{} { return s.done }
+
+// Err returns why the subscription ended, or nil while it is active or after
+// the subscriber closed it itself.
+func (s *Subscription) Err() error {
+	select {
+	case <-s.done:
+		return s.err
+	default:
+		return nil
+	}
+}
+
+// Close removes the subscription from the hub. It is safe to call more than
+// once and after the hub dropped it.
+func (s *Subscription) Close() {
+	s.hub.mu.Lock()
+	defer s.hub.mu.Unlock()
+	s.hub.removeLocked(s, nil)
+}
