@@ -1,0 +1,50 @@
+# roomfeed: the two commands of the README are `make run` and `make test`.
+
+GO            ?= go
+GO_TEST_FLAGS ?= -race -count=1 -timeout 25m
+BIN           ?= bin/roomfeed
+
+.PHONY: run build test test-go test-web web web-deps services vet fmt bench clean
+
+## run: build the web app (when Node.js is installed) and start the embedded default on 127.0.0.1:8080
+run: web
+	$(GO) run ./cmd/roomfeed
+
+## build: the web app and a static, trimmed binary in bin/
+build: web
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/roomfeed
+
+## test: the whole suite: Go (with -race, against real SQLite, PostgreSQL and Redis), Vitest, headless Chromium
+test: vet test-go test-web
+
+vet:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './web/*')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+test-go:
+	env $$(scripts/test-services.sh) ROOMFEED_TEST_REQUIRE_SERVICES=1 $(GO) test $(GO_TEST_FLAGS) ./...
+
+test-web: web-deps
+	cd web && npm test
+	cd web && npm run build
+	cd web && npm run test:e2e
+
+web-deps:
+	@command -v npm >/dev/null || { echo "npm is required for the web tests (Node.js 20+)"; exit 1; }
+	@if [ ! -f web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then \
+	  cd web && npm ci --no-audit --no-fund; fi
+
+web:
+	@if command -v npm >/dev/null; then \
+	  $(MAKE) --no-print-directory web-deps && cd web && npm run build; \
+	else echo "npm not found: serving without the web app (install Node.js 20+ for the editor)"; fi
+
+services:
+	scripts/test-services.sh
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./feed/ ./api/
+
+clean:
+	rm -rf bin web/dist
