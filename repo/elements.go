@@ -1,0 +1,430 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+)
+
+// Event types recorded for element changes.
+const (
+	TypeCreated = "element.created"
+	TypeUpdated = "element.updated"
+	TypeDeleted = "element.deleted"
+)
+
+// Element is one element of a room. Data is a JSON object.
+type Element struct {
+	ID        string          `json:"id"`
+	Kind      string          `json:"kind"`
+	Version   int64           `json:"version"`
+	Data      json.RawMessage `json:"data,omitempty"`
+	UpdatedAt time.Time       `json:"updated_at"`
+}
+
+// Event is one committed change or message of a room.
+type Event struct {
+	Room    string
+	Seq     int64
+	Type    string          // element.created, element.updated, element.deleted or a message name
+	Payload json.RawMessage // the full event JSON object, byte for byte as stored
+	At      time.Time
+}
+
+// Precondition is a write's HTTP precondition.
+type Precondition struct {
+	IfMatch        *int64 // nil = no check; else the element must exist with exactly this version
+	IfNoneMatchAny bool   // true = the element must not exist
+}
+
+// Meta is echoed into the event payload when non-empty.
+type Meta struct {
+	OpID  string
+	Actor string
+}
+
+// Snapshot is a room's elements (sorted by id) as of event Cursor.
+type Snapshot struct {
+	Room     string
+	Cursor   int64
+	Elements []Element
+}
+
+func (p Precondition) check(exists bool, version int64) error {
+	if p.IfNoneMatchAny && exists {
+		return ErrExists
+	}
+	if p.IfMatch != nil && (!exists || *p.IfMatch != version) {
+		return ErrVersionMismatch
+	}
+	return nil
+}
+
+// Put creates the element (version 1, element.created) or replaces it
+// (version+1, element.updated; the kind may change). created reports which.
+func (s *Store) Put(ctx context.Context, room, id, kind string, data json.RawMessage, pre Precondition, meta Meta) (el Element, ev Event, created bool, err error) {
+	data, err = compactJSON(data, "{}")
+	if err != nil {
+		return Element{}, Event{}, false, fmt.Errorf("put element: data: %w", err)
+	}
+	if !isObject(data) {
+		return Element{}, Event{}, false, fmt.Errorf("put element: data is not a JSON object: %w", ErrInvalid)
+	}
+	err = s.inWriteTx(ctx, room, func(ctx context.Context, w *writeTx) error {
+		cur, exists, err := w.element(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := pre.check(exists, cur.Version); err != nil {
+			return err
+		}
+		created = !exists
+		el = Element{ID: id, Kind: kind, Version: cur.Version + 1, Data: data, UpdatedAt: w.now}
+		if err := w.saveElement(ctx, el); err != nil {
+			return err
+		}
+		typ := TypeUpdated
+		if created {
+			typ = TypeCreated
+		}
+		ev, err = w.elementEvent(ctx, typ, el, meta)
+		return err
+	})
+	if err != nil {
+		return Element{}, Event{}, false, fmt.Errorf("put element: %w", err)
+	}
+	return el, ev, created, nil
+}
+
+// Patch applies an RFC 7386 JSON merge patch to the element's data and
+// records element.updated. A missing element is ErrNotFound (or
+// ErrVersionMismatch when If-Match was given).
+func (s *Store) Patch(ctx context.Context, room, id string, patch json.RawMessage, pre Precondition, meta Meta) (Element, Event, error) {
+	var (
+		el Element
+		ev Event
+	)
+	if !isObject(patch) {
+		return Element{}, Event{}, fmt.Errorf("patch element: patch is not a JSON object: %w", ErrInvalid)
+	}
+	err := s.inWriteTx(ctx, room, func(ctx context.Context, w *writeTx) error {
+		cur, exists, err := w.element(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := pre.check(exists, cur.Version); err != nil {
+			return err
+		}
+		if !exists {
+			return ErrNotFound
+		}
+		data, err := mergePatch(cur.Data, patch)
+		if err != nil {
+			return err
+		}
+		el = Element{ID: id, Kind: cur.Kind, Version: cur.Version + 1, Data: data, UpdatedAt: w.now}
+		if err := w.saveElement(ctx, el); err != nil {
+			return err
+		}
+		ev, err = w.elementEvent(ctx, TypeUpdated, el, meta)
+		return err
+	})
+	if err != nil {
+		return Element{}, Event{}, fmt.Errorf("patch element: %w", err)
+	}
+	return el, ev, nil
+}
+
+// Delete removes the element and records element.deleted, whose element
+// has the id, kind and tombstone version (the deleted version + 1) and no
+// data. A missing element is ErrNotFound (or ErrVersionMismatch when
+// If-Match was given).
+func (s *Store) Delete(ctx context.Context, room, id string, pre Precondition, meta Meta) (Event, error) {
+	var ev Event
+	err := s.inWriteTx(ctx, room, func(ctx context.Context, w *writeTx) error {
+		cur, exists, err := w.element(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := pre.check(exists, cur.Version); err != nil {
+			return err
+		}
+		if !exists {
+			return ErrNotFound
+		}
+		if _, err := w.tx.ExecContext(ctx, w.s.q(`DELETE FROM elements WHERE room = ? AND id = ?`), w.room, id); err != nil {
+			return err
+		}
+		tomb := Element{ID: id, Kind: cur.Kind, Version: cur.Version + 1, UpdatedAt: w.now}
+		ev, err = w.elementEvent(ctx, TypeDeleted, tomb, meta)
+		return err
+	})
+	if err != nil {
+		return Event{}, fmt.Errorf("delete element: %w", err)
+	}
+	return ev, nil
+}
+
+// Message records a custom room message as an event of type name. It does
+// not touch elements. Empty data is recorded as null.
+func (s *Store) Message(ctx context.Context, room, name string, data json.RawMessage, meta Meta) (Event, error) {
+	data, err := compactJSON(data, "null")
+	if err != nil {
+		return Event{}, fmt.Errorf("record message: data: %w", err)
+	}
+	var ev Event
+	err = s.inWriteTx(ctx, room, func(ctx context.Context, w *writeTx) error {
+		payload, err := encodeJSON(messagePayload{
+			ID: strconv.FormatInt(w.seq, 10), Room: w.room, Type: name, Data: data,
+			OpID: meta.OpID, Actor: meta.Actor, At: formatTime(w.now),
+		})
+		if err != nil {
+			return err
+		}
+		ev, err = w.insertEvent(ctx, name, payload)
+		return err
+	})
+	if err != nil {
+		return Event{}, fmt.Errorf("record message: %w", err)
+	}
+	return ev, nil
+}
+
+// Get returns one element.
+func (s *Store) Get(ctx context.Context, room, id string) (Element, error) {
+	el, err := scanElement(s.read.QueryRowContext(ctx,
+		s.q(`SELECT id, kind, version, data, updated_at FROM elements WHERE room = ? AND id = ?`), room, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Element{}, fmt.Errorf("get element: %w", ErrNotFound)
+	}
+	if err != nil {
+		return Element{}, fmt.Errorf("get element: %w", classify(err))
+	}
+	return el, nil
+}
+
+// Snapshot returns the room's elements and its sequence number read in one
+// transaction, so the events after Cursor are exactly the changes the
+// snapshot lacks. An unknown room is an empty snapshot with Cursor 0.
+func (s *Store) Snapshot(ctx context.Context, room string) (Snapshot, error) {
+	snap, err := s.snapshot(ctx, room)
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("snapshot: %w", classify(err))
+	}
+	return snap, nil
+}
+
+func (s *Store) snapshot(ctx context.Context, room string) (Snapshot, error) {
+	opts := &sql.TxOptions{ReadOnly: true}
+	if s.dialect == dialectPostgres {
+		opts.Isolation = sql.LevelRepeatableRead
+	}
+	tx, err := s.read.BeginTx(ctx, opts)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	defer tx.Rollback()
+
+	snap := Snapshot{Room: room, Elements: []Element{}}
+	err = tx.QueryRowContext(ctx, s.q(`SELECT seq FROM rooms WHERE room = ?`), room).Scan(&snap.Cursor)
+	if errors.Is(err, sql.ErrNoRows) {
+		return snap, nil
+	}
+	if err != nil {
+		return Snapshot{}, err
+	}
+	rows, err := tx.QueryContext(ctx,
+		s.q(`SELECT id, kind, version, data, updated_at FROM elements WHERE room = ? ORDER BY id`), room)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		el, err := scanElement(rows)
+		if err != nil {
+			return Snapshot{}, err
+		}
+		snap.Elements = append(snap.Elements, el)
+	}
+	if err := rows.Err(); err != nil {
+		return Snapshot{}, err
+	}
+	return snap, tx.Commit()
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanElement(row scanner) (Element, error) {
+	var (
+		el   Element
+		data []byte
+		at   dbTime
+	)
+	if err := row.Scan(&el.ID, &el.Kind, &el.Version, &data, &at); err != nil {
+		return Element{}, err
+	}
+	el.Data = data
+	el.UpdatedAt = at.t
+	return el, nil
+}
+
+// writeTx is the state of one write transaction: the room row is locked
+// and seq is the sequence number this write takes.
+type writeTx struct {
+	s    *Store
+	tx   *sql.Tx
+	room string
+	seq  int64
+	now  time.Time
+}
+
+// inWriteTx runs fn in a write transaction on room and commits it. An error
+// from fn rolls everything back, including the sequence number. PostgreSQL
+// serialization failures and deadlocks are retried a few times.
+func (s *Store) inWriteTx(ctx context.Context, room string, fn func(context.Context, *writeTx) error) error {
+	for attempt := 1; ; attempt++ {
+		err := s.tryWriteTx(ctx, room, fn)
+		if err == nil || !retryable(err) || attempt == writeAttempts {
+			return classify(err)
+		}
+		s.log.LogAttrs(ctx, slog.LevelDebug, "retrying write transaction",
+			slog.String("room", room), slog.Int("attempt", attempt), slog.String("error", err.Error()))
+		t := time.NewTimer(time.Duration(attempt) * 5 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Store) tryWriteTx(ctx context.Context, room string, fn func(context.Context, *writeTx) error) (err error) {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	// Take the next number and the room row lock in one statement; the lock
+	// is held until commit, so commit order is seq order.
+	w := &writeTx{s: s, tx: tx, room: room}
+	err = tx.QueryRowContext(ctx, s.q(`INSERT INTO rooms (room, seq, updated_at) VALUES (?, 1, ?)
+		ON CONFLICT (room) DO UPDATE SET seq = rooms.seq + 1 RETURNING seq`),
+		room, s.timeArg(now())).Scan(&w.seq)
+	if err != nil {
+		return err
+	}
+	w.now = now() // after the lock, so times follow seq order as far as the clock allows
+	if err := fn(ctx, w); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`UPDATE rooms SET updated_at = ? WHERE room = ?`), s.timeArg(w.now), room); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// element reads the current element; a missing one is exists == false.
+func (w *writeTx) element(ctx context.Context, id string) (el Element, exists bool, err error) {
+	el, err = scanElement(w.tx.QueryRowContext(ctx,
+		w.s.q(`SELECT id, kind, version, data, updated_at FROM elements WHERE room = ? AND id = ?`), w.room, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Element{}, false, nil
+	}
+	if err != nil {
+		return Element{}, false, err
+	}
+	return el, true, nil
+}
+
+func (w *writeTx) saveElement(ctx context.Context, el Element) error {
+	_, err := w.tx.ExecContext(ctx, w.s.q(`INSERT INTO elements (room, id, kind, version, data, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (room, id) DO UPDATE SET kind = excluded.kind, version = excluded.version,
+			data = excluded.data, updated_at = excluded.updated_at`),
+		w.room, el.ID, el.Kind, el.Version, string(el.Data), w.s.timeArg(el.UpdatedAt))
+	return err
+}
+
+func (w *writeTx) elementEvent(ctx context.Context, typ string, el Element, meta Meta) (Event, error) {
+	payload, err := encodeJSON(elementPayload{
+		ID: strconv.FormatInt(w.seq, 10), Room: w.room, Type: typ, Element: el,
+		OpID: meta.OpID, Actor: meta.Actor, At: formatTime(w.now),
+	})
+	if err != nil {
+		return Event{}, err
+	}
+	return w.insertEvent(ctx, typ, payload)
+}
+
+func (w *writeTx) insertEvent(ctx context.Context, typ string, payload []byte) (Event, error) {
+	_, err := w.tx.ExecContext(ctx, w.s.q(`INSERT INTO events (room, seq, type, payload, at) VALUES (?, ?, ?, ?, ?)`),
+		w.room, w.seq, typ, string(payload), w.s.timeArg(w.now))
+	if err != nil {
+		return Event{}, err
+	}
+	return Event{Room: w.room, Seq: w.seq, Type: typ, Payload: payload, At: w.now}, nil
+}
+
+// elementPayload and messagePayload fix the key order of event payloads.
+type elementPayload struct {
+	ID      string  `json:"id"`
+	Room    string  `json:"room"`
+	Type    string  `json:"type"`
+	Element Element `json:"element"`
+	OpID    string  `json:"op_id,omitempty"`
+	Actor   string  `json:"actor,omitempty"`
+	At      string  `json:"at"`
+}
+
+type messagePayload struct {
+	ID    string          `json:"id"`
+	Room  string          `json:"room"`
+	Type  string          `json:"type"`
+	Data  json.RawMessage `json:"data"`
+	OpID  string          `json:"op_id,omitempty"`
+	Actor string          `json:"actor,omitempty"`
+	At    string          `json:"at"`
+}
+
+// formatTime formats t as the payloads do, like time.Time's MarshalJSON.
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// encodeJSON marshals v without HTML escaping, so embedded raw JSON keeps
+// its bytes.
+func encodeJSON(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// compactJSON validates and compacts raw; empty input becomes def.
+func compactJSON(raw json.RawMessage, def string) (json.RawMessage, error) {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return json.RawMessage(def), nil
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return b.Bytes(), nil
+}
+
+func isObject(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	return len(raw) > 0 && raw[0] == '{' && json.Valid(raw)
+}

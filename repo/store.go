@@ -1,0 +1,337 @@
+// Package repo owns the SQL store: elements, the per-room sequence and the
+// event history, which doubles as the transactional outbox.
+//
+// Every write runs in one transaction that locks the room row, takes the next
+// sequence number, writes the element and inserts the event, so sequence
+// numbers are gap-free per room and commit order equals sequence order. The
+// store speaks SQLite (embedded default) and PostgreSQL; both dialects return
+// the same bytes for the same writes.
+package repo
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/golang-migrate/migrate/v4"
+	"github.com/golang-migrate/migrate/v4/database"
+	migratepgx "github.com/golang-migrate/migrate/v4/database/pgx/v5"
+	migratesqlite "github.com/golang-migrate/migrate/v4/database/sqlite"
+	"github.com/golang-migrate/migrate/v4/source/iofs"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
+
+	"github.com/roomfeed/roomfeed/migrations"
+)
+
+// Errors returned by the store, wrapped with the operation's context.
+var (
+	// ErrNotFound: the element (or, for element routes, the room) does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrVersionMismatch: If-Match did not match the current version, or
+	// If-Match was given for an element that does not exist (HTTP 412).
+	ErrVersionMismatch = errors.New("version mismatch")
+	// ErrExists: If-None-Match: * was given and the element exists.
+	ErrExists = errors.New("element exists")
+	// ErrTrimmed: the requested events were removed by retention.
+	ErrTrimmed = errors.New("history trimmed")
+	// ErrUnavailable: the database could not be reached (best effort).
+	ErrUnavailable = errors.New("database unavailable")
+	// ErrInvalid: data, patch or message data is not acceptable JSON.
+	ErrInvalid = errors.New("invalid json")
+)
+
+const (
+	dialectSQLite   = "sqlite"
+	dialectPostgres = "postgres"
+
+	// DefaultPageSize is the EventsAfter limit used when the caller passes 0.
+	DefaultPageSize = 1000
+
+	// writeAttempts bounds the retries of a write transaction that
+	// PostgreSQL aborted with a serialization failure or a deadlock.
+	writeAttempts = 5
+)
+
+// Options tune Open.
+type Options struct {
+	Logger       *slog.Logger // may be nil
+	MaxOpenConns int          // 0 = a sensible default per dialect
+}
+
+// Store is the SQL store. It is safe for concurrent use.
+type Store struct {
+	dialect string
+	log     *slog.Logger
+	// write runs write transactions. For SQLite it holds a single connection,
+	// so writers queue in Go instead of failing with SQLITE_BUSY; for
+	// PostgreSQL it is the same pool as read.
+	write *sql.DB
+	read  *sql.DB
+}
+
+// Open connects to the database named by url, applies the embedded
+// migrations and returns the store.
+//
+// url is "sqlite://relative/path.db", "sqlite:///absolute/path.db",
+// "postgres://..." or "postgresql://...". Query parameters of a PostgreSQL
+// URL other than the libpq ones (search_path, application_name, ...) are
+// sent as run-time parameters; migrations run in that search_path too.
+func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var (
+		s   *Store
+		err error
+	)
+	switch {
+	case strings.HasPrefix(url, "sqlite://"), strings.HasPrefix(url, "sqlite3://"):
+		s, err = openSQLite(ctx, url, opts)
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+		s, err = openPostgres(ctx, url, opts)
+	default:
+		return nil, errors.New("open store: unsupported database url scheme (want sqlite:// or postgres://)")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", classify(err))
+	}
+	s.log = log
+	log.LogAttrs(ctx, slog.LevelInfo, "store opened", slog.String("dialect", s.dialect))
+	return s, nil
+}
+
+func openSQLite(ctx context.Context, url string, opts Options) (*Store, error) {
+	path, query, _ := strings.Cut(url[strings.Index(url, "://")+3:], "?")
+	if path == "" {
+		return nil, errors.New("sqlite url has no path")
+	}
+	if dir := filepath.Dir(path); dir != "." {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("create database directory: %w", err)
+		}
+	}
+	// A plain file name (no "file:" URI), so any character may appear in it.
+	// WAL lets readers run beside the writer; synchronous FULL makes a
+	// commit durable before it is acknowledged; BEGIN IMMEDIATE takes the
+	// write lock up front, so another process waits (busy_timeout) instead of
+	// failing half way through a transaction.
+	dsn := path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
+		"&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_txlock=immediate"
+	if query != "" {
+		dsn += "&" + query
+	}
+
+	if err := migrateSQLite(ctx, dsn); err != nil {
+		return nil, err
+	}
+
+	write, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, err
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxIdleTime(0)
+	write.SetConnMaxLifetime(0)
+
+	read, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		write.Close()
+		return nil, err
+	}
+	n := opts.MaxOpenConns
+	if n <= 0 {
+		n = max(4, runtime.GOMAXPROCS(0))
+	}
+	read.SetMaxOpenConns(n)
+	read.SetMaxIdleConns(n)
+
+	s := &Store{dialect: dialectSQLite, write: write, read: read}
+	if err := s.Ping(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func migrateSQLite(ctx context.Context, dsn string) error {
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return err
+	}
+	db.SetMaxOpenConns(1)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return err
+	}
+	drv, err := migratesqlite.WithInstance(db, &migratesqlite.Config{})
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return runMigrations(dialectSQLite, "sqlite", drv)
+}
+
+func openPostgres(ctx context.Context, url string, opts Options) (*Store, error) {
+	if err := migratePostgres(ctx, url); err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		return nil, err
+	}
+	n := opts.MaxOpenConns
+	if n <= 0 {
+		n = 10
+	}
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	db.SetConnMaxLifetime(30 * time.Minute)
+	s := &Store{dialect: dialectPostgres, write: db, read: db}
+	if err := s.Ping(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func migratePostgres(ctx context.Context, url string) error {
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		return err
+	}
+	db.SetMaxOpenConns(2)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return err
+	}
+	drv, err := migratepgx.WithInstance(db, &migratepgx.Config{})
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return runMigrations(dialectPostgres, "pgx5", drv)
+}
+
+// runMigrations applies the dialect's migrations with drv and closes it
+// (which closes its *sql.DB).
+func runMigrations(dir, driverName string, drv database.Driver) error {
+	src, err := iofs.New(migrations.FS, dir)
+	if err != nil {
+		drv.Close()
+		return fmt.Errorf("migrate: %w", err)
+	}
+	m, err := migrate.NewWithInstance("iofs", src, driverName, drv)
+	if err != nil {
+		src.Close()
+		drv.Close()
+		return fmt.Errorf("migrate: %w", err)
+	}
+	err = m.Up()
+	srcErr, dbErr := m.Close()
+	if err != nil && !errors.Is(err, migrate.ErrNoChange) {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if err := errors.Join(srcErr, dbErr); err != nil {
+		return fmt.Errorf("migrate: close: %w", err)
+	}
+	return nil
+}
+
+// Close closes the database handles.
+func (s *Store) Close() error {
+	if s.write == s.read {
+		return s.write.Close()
+	}
+	return errors.Join(s.write.Close(), s.read.Close())
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.read.PingContext(ctx); err != nil {
+		return fmt.Errorf("ping: %w", classify(err))
+	}
+	if s.write != s.read {
+		if err := s.write.PingContext(ctx); err != nil {
+			return fmt.Errorf("ping: %w", classify(err))
+		}
+	}
+	return nil
+}
+
+// Dialect returns "sqlite" or "postgres".
+func (s *Store) Dialect() string { return s.dialect }
+
+// q rewrites the ? placeholders of query into $1, $2, ... for PostgreSQL.
+// Queries in this package never contain a literal question mark.
+func (s *Store) q(query string) string {
+	if s.dialect != dialectPostgres {
+		return query
+	}
+	var b strings.Builder
+	b.Grow(len(query) + 8)
+	n := 0
+	for i := 0; i < len(query); i++ {
+		if query[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(query[i])
+	}
+	return b.String()
+}
+
+// sqliteTime is the fixed-width text form of times in SQLite: it sorts as
+// it compares.
+const sqliteTime = "2006-01-02T15:04:05.000000Z"
+
+// now returns the current time as the store records it: UTC, microseconds.
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+// timeArg converts t into a query argument for the dialect.
+func (s *Store) timeArg(t time.Time) any {
+	t = t.UTC().Truncate(time.Microsecond)
+	if s.dialect == dialectSQLite {
+		return t.Format(sqliteTime)
+	}
+	return t
+}
+
+// dbTime scans a time stored by either dialect.
+type dbTime struct{ t time.Time }
+
+func (d *dbTime) Scan(v any) error {
+	switch v := v.(type) {
+	case time.Time:
+		d.t = v.UTC()
+		return nil
+	case string:
+		return d.parse(v)
+	case []byte:
+		return d.parse(string(v))
+	default:
+		return fmt.Errorf("scan time: unsupported type %T", v)
+	}
+}
+
+func (d *dbTime) parse(s string) error {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return fmt.Errorf("scan time: %w", err)
+	}
+	d.t = t.UTC()
+	return nil
+}
