@@ -1,0 +1,333 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/roomfeed/roomfeed/feed"
+	"github.com/roomfeed/roomfeed/repo"
+)
+
+const (
+	mediaJSON       = "application/json"
+	mediaMergePatch = "application/merge-patch+json"
+)
+
+type elementBody struct {
+	ID   string          `json:"id,omitempty"`
+	Kind string          `json:"kind"`
+	Data json.RawMessage `json:"data"`
+}
+
+type messageBody struct {
+	Event string          `json:"event"`
+	Data  json.RawMessage `json:"data"`
+}
+
+func (s *Server) snapshot(c *gin.Context) {
+	snap, err := s.store.Snapshot(c.Request.Context(), c.Param("room"))
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	elements := snap.Elements
+	if elements == nil {
+		elements = []repo.Element{}
+	}
+	c.Header("Event-ID", strconv.FormatInt(snap.Cursor, 10))
+	c.JSON(http.StatusOK, gin.H{"room": snap.Room, "cursor": strconv.FormatInt(snap.Cursor, 10), "elements": elements})
+}
+
+func (s *Server) getElement(c *gin.Context) {
+	id, err := elementID(c)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	el, err := s.store.Get(c.Request.Context(), c.Param("room"), id)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.Header("ETag", etag(el.Version))
+	c.JSON(http.StatusOK, el)
+}
+
+// readElement validates the body of PUT and POST.
+func (s *Server) readElement(c *gin.Context) (elementBody, error) {
+	var b elementBody
+	body, err := s.readJSON(c, mediaJSON)
+	if err != nil {
+		return b, err
+	}
+	if err := decodeStrict(body, &b); err != nil {
+		return b, err
+	}
+	if !kindPattern.MatchString(b.Kind) {
+		return b, badRequest("bad_kind", "kind must match "+kindPattern.String())
+	}
+	return b, s.checkObject("data", b.Data)
+}
+
+func (s *Server) putElement(c *gin.Context) {
+	ctx := c.Request.Context()
+	room := c.Param("room")
+	id, err := elementID(c)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	pre, mustExist, err := precondition(c)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	m, err := meta(c)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	b, err := s.readElement(c)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	if b.ID != "" && b.ID != id {
+		writeError(c, badRequest("bad_id", "the body's id differs from the id in the path"))
+		return
+	}
+	if pre, err = s.resolveMustExist(ctx, room, id, pre, mustExist); err != nil {
+		writeError(c, err)
+		return
+	}
+	el, ev, created, err := s.store.Put(ctx, room, id, b.Kind, b.Data, pre, m)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	s.publish(ctx, ev)
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	s.answerElement(c, status, el, ev)
+}
+
+func (s *Server) createElement(c *gin.Context) {
+	ctx := c.Request.Context()
+	m, err := meta(c)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	b, err := s.readElement(c)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	id := b.ID
+	if id == "" {
+		id = newID()
+	} else if !namePattern.MatchString(id) {
+		writeError(c, badRequest("bad_id", "element id must match "+namePattern.String()))
+		return
+	}
+	el, ev, _, err := s.store.Put(ctx, c.Param("room"), id, b.Kind, b.Data, repo.Precondition{IfNoneMatchAny: true}, m)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	s.publish(ctx, ev)
+	c.Header("Location", "/rooms/"+c.Param("room")+"/elements/"+el.ID)
+	s.answerElement(c, http.StatusCreated, el, ev)
+}
+
+func (s *Server) patchElement(c *gin.Context) {
+	ctx := c.Request.Context()
+	room := c.Param("room")
+	id, err := elementID(c)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	pre, mustExist, err := precondition(c)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	if pre.IfNoneMatchAny {
+		writeError(c, badRequest("bad_precondition", "If-None-Match: * cannot apply to a patch"))
+		return
+	}
+	m, err := meta(c)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	body, err := s.readJSON(c, mediaMergePatch, mediaJSON)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	patch := json.RawMessage(body)
+	if err := s.checkObject("patch", trimSpace(patch)); err != nil {
+		writeError(c, err)
+		return
+	}
+	if pre, err = s.resolveMustExist(ctx, room, id, pre, mustExist); err != nil {
+		writeError(c, err)
+		return
+	}
+	el, ev, err := s.store.Patch(ctx, room, id, patch, pre, m)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	s.publish(ctx, ev)
+	s.answerElement(c, http.StatusOK, el, ev)
+}
+
+func (s *Server) deleteElement(c *gin.Context) {
+	ctx := c.Request.Context()
+	room := c.Param("room")
+	id, err := elementID(c)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	pre, mustExist, err := precondition(c)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	if pre.IfNoneMatchAny {
+		writeError(c, badRequest("bad_precondition", "If-None-Match: * cannot apply to a delete"))
+		return
+	}
+	m, err := meta(c)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	if pre, err = s.resolveMustExist(ctx, room, id, pre, mustExist); err != nil {
+		writeError(c, err)
+		return
+	}
+	ev, err := s.store.Delete(ctx, room, id, pre, m)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	s.publish(ctx, ev)
+	var payload struct {
+		Element json.RawMessage `json:"element"`
+	}
+	if err := json.Unmarshal(ev.Payload, &payload); err != nil || len(payload.Element) == 0 {
+		writeError(c, errors.New("deleted event has no element"))
+		return
+	}
+	c.Header("Event-ID", strconv.FormatInt(ev.Seq, 10))
+	c.Data(http.StatusOK, "application/json; charset=utf-8", payload.Element)
+}
+
+func (s *Server) postMessage(c *gin.Context) {
+	ctx := c.Request.Context()
+	m, err := meta(c)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	body, err := s.readJSON(c, mediaJSON)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	var b messageBody
+	if err := decodeStrict(body, &b); err != nil {
+		writeError(c, err)
+		return
+	}
+	if !messagePattern.MatchString(b.Event) || reservedMessage(b.Event) {
+		writeError(c, badRequest("bad_event", "event must match "+messagePattern.String()+
+			" and not be reset, error, auth_expired or start with element. or presence."))
+		return
+	}
+	if len(b.Data) == 0 {
+		b.Data = json.RawMessage("null")
+	}
+	if err := s.checkSize("data", b.Data); err != nil {
+		writeError(c, err)
+		return
+	}
+	ev, err := s.store.Message(ctx, c.Param("room"), b.Event, b.Data, m)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	s.publish(ctx, ev)
+	c.Header("Event-ID", strconv.FormatInt(ev.Seq, 10))
+	c.Data(http.StatusCreated, "application/json; charset=utf-8", ev.Payload)
+}
+
+// resolveMustExist turns If-Match: * into a check of the current version.
+func (s *Server) resolveMustExist(ctx context.Context, room, id string, pre repo.Precondition, mustExist bool) (repo.Precondition, error) {
+	if !mustExist {
+		return pre, nil
+	}
+	el, err := s.store.Get(ctx, room, id)
+	if errors.Is(err, repo.ErrNotFound) {
+		return pre, repo.ErrVersionMismatch
+	}
+	if err != nil {
+		return pre, err
+	}
+	pre.IfMatch = &el.Version
+	return pre, nil
+}
+
+func (s *Server) answerElement(c *gin.Context, status int, el repo.Element, ev repo.Event) {
+	c.Header("ETag", etag(el.Version))
+	c.Header("Event-ID", strconv.FormatInt(ev.Seq, 10))
+	c.JSON(status, el)
+}
+
+// publish hands a committed event to the log. A failure is logged, not
+// answered: the change is committed, and the relay republishes what the log
+// lacks.
+func (s *Server) publish(ctx context.Context, ev repo.Event) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.PublishWait)
+	defer cancel()
+	if err := s.log.Publish(ctx, feedEvent(ev)); err != nil {
+		s.logger.LogAttrs(ctx, slog.LevelWarn, "publish failed; the relay will republish",
+			slog.String("room", ev.Room), slog.Int64("seq", ev.Seq), slog.Any("error", err))
+	}
+}
+
+func feedEvent(ev repo.Event) feed.Event {
+	return feed.Event{Room: ev.Room, Seq: ev.Seq, Type: ev.Type, Data: ev.Payload}
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\n' || b[0] == '\r') {
+		b = b[1:]
+	}
+	return b
+}
+
+// newID makes a server-side element id: 20 characters of base32 (100 bits).
+func newID() string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+	var b [20]byte
+	_, _ = rand.Read(b[:])
+	for i := range b {
+		b[i] = alphabet[b[i]&31]
+	}
+	return string(b[:])
+}

@@ -1,0 +1,179 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/roomfeed/roomfeed/repo"
+)
+
+var (
+	namePattern    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+	kindPattern    = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,63}$`)
+	messagePattern = regexp.MustCompile(`^[a-z][a-z0-9_.:-]{0,63}$`)
+)
+
+// reservedMessage reports whether a custom message name would be mistaken
+// for one of the feed's own event types.
+func reservedMessage(name string) bool {
+	switch name {
+	case "reset", "auth_expired", "error":
+		return true
+	}
+	return strings.HasPrefix(name, "element.") || strings.HasPrefix(name, "presence.")
+}
+
+// roomName validates the :room path parameter for every room route.
+func (s *Server) roomName(c *gin.Context) {
+	if !namePattern.MatchString(c.Param("room")) {
+		writeError(c, badRequest("bad_room", "room must match "+namePattern.String()))
+		return
+	}
+	c.Next()
+}
+
+func elementID(c *gin.Context) (string, error) {
+	id := c.Param("id")
+	if !namePattern.MatchString(id) {
+		return "", badRequest("bad_id", "element id must match "+namePattern.String())
+	}
+	return id, nil
+}
+
+// readJSON reads the request body as a JSON document of one of the accepted
+// media types, within the body limit.
+func (s *Server) readJSON(c *gin.Context, mediaTypes ...string) ([]byte, error) {
+	ct := c.GetHeader("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || !containsFold(mediaTypes, mt) {
+		return nil, &Error{http.StatusUnsupportedMediaType, "unsupported_media_type",
+			fmt.Sprintf("Content-Type must be %s", strings.Join(mediaTypes, " or "))}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, &Error{http.StatusRequestEntityTooLarge, "body_too_large",
+				fmt.Sprintf("request body is larger than %d bytes", s.cfg.MaxBodyBytes)}
+		}
+		return nil, badRequest("bad_body", "could not read the request body")
+	}
+	if !utf8.Valid(body) {
+		return nil, badRequest("bad_json", "request body is not valid UTF-8")
+	}
+	if !json.Valid(body) {
+		return nil, badRequest("bad_json", "request body is not valid JSON")
+	}
+	return body, nil
+}
+
+func containsFold(list []string, s string) bool {
+	for _, v := range list {
+		if strings.EqualFold(v, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// decodeStrict decodes a JSON object into v, refusing unknown fields and
+// trailing data.
+func decodeStrict(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("bad_json", "request body: "+strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if dec.More() {
+		return badRequest("bad_json", "request body has data after the JSON value")
+	}
+	return nil
+}
+
+// checkObject checks that raw is a JSON object within the data limit.
+func (s *Server) checkObject(field string, raw json.RawMessage) error {
+	if len(raw) == 0 || raw[0] != '{' {
+		return badRequest("bad_"+field, field+" must be a JSON object")
+	}
+	return s.checkSize(field, raw)
+}
+
+func (s *Server) checkSize(field string, raw json.RawMessage) error {
+	if len(raw) > s.cfg.MaxDataBytes {
+		return &Error{http.StatusRequestEntityTooLarge, field + "_too_large",
+			fmt.Sprintf("%s is larger than %d bytes", field, s.cfg.MaxDataBytes)}
+	}
+	return nil
+}
+
+// precondition reads If-Match and If-None-Match. Versions are strong ETags
+// holding a decimal version ("3"); If-Match: * means "must exist" and
+// If-None-Match: * means "must not exist".
+func precondition(c *gin.Context) (repo.Precondition, bool, error) {
+	var pre repo.Precondition
+	mustExist := false
+	if v := strings.TrimSpace(c.GetHeader("If-Match")); v != "" {
+		if v == "*" {
+			mustExist = true
+		} else {
+			n, err := parseETag(v)
+			if err != nil {
+				return pre, false, err
+			}
+			pre.IfMatch = &n
+		}
+	}
+	if v := strings.TrimSpace(c.GetHeader("If-None-Match")); v != "" {
+		if v != "*" {
+			return pre, false, badRequest("bad_precondition", `If-None-Match supports only "*" on writes`)
+		}
+		pre.IfNoneMatchAny = true
+	}
+	if (pre.IfMatch != nil || mustExist) && pre.IfNoneMatchAny {
+		return pre, false, badRequest("bad_precondition", "If-Match and If-None-Match cannot be combined")
+	}
+	return pre, mustExist, nil
+}
+
+func parseETag(v string) (int64, error) {
+	bad := badRequest("bad_precondition", `If-Match must be one version as a strong ETag, such as "3"`)
+	if len(v) < 3 || v[0] != '"' || v[len(v)-1] != '"' {
+		return 0, bad
+	}
+	digits := v[1 : len(v)-1]
+	if digits == "" || len(digits) > 18 || strings.TrimLeft(digits, "0123456789") != "" {
+		return 0, bad
+	}
+	n, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil || n < 1 {
+		return 0, bad
+	}
+	return n, nil
+}
+
+// meta reads the optional Op-ID header.
+func meta(c *gin.Context) (repo.Meta, error) {
+	op := c.GetHeader("Op-ID")
+	if len(op) > 128 {
+		return repo.Meta{}, badRequest("bad_op_id", "Op-ID is longer than 128 characters")
+	}
+	for i := 0; i < len(op); i++ {
+		if op[i] < 0x21 || op[i] > 0x7e {
+			return repo.Meta{}, badRequest("bad_op_id", "Op-ID must be printable ASCII without spaces")
+		}
+	}
+	return repo.Meta{OpID: op}, nil
+}
+
+func etag(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }

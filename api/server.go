@@ -1,0 +1,174 @@
+// Package api owns roomfeed's HTTP surface: the Gin routes, the JSON write
+// handlers, the Server-Sent Events handler with replay-then-live, errors,
+// CORS and request logging. It consumes the SQL store and the event log
+// through the small interfaces declared here.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/roomfeed/roomfeed/feed"
+	"github.com/roomfeed/roomfeed/repo"
+)
+
+// Store is the SQL store the handlers need.
+type Store interface {
+	Put(ctx context.Context, room, id, kind string, data json.RawMessage, pre repo.Precondition, meta repo.Meta) (repo.Element, repo.Event, bool, error)
+	Patch(ctx context.Context, room, id string, patch json.RawMessage, pre repo.Precondition, meta repo.Meta) (repo.Element, repo.Event, error)
+	Delete(ctx context.Context, room, id string, pre repo.Precondition, meta repo.Meta) (repo.Event, error)
+	Message(ctx context.Context, room, name string, data json.RawMessage, meta repo.Meta) (repo.Event, error)
+	Get(ctx context.Context, room, id string) (repo.Element, error)
+	Snapshot(ctx context.Context, room string) (repo.Snapshot, error)
+	Head(ctx context.Context, room string) (int64, error)
+	Ping(ctx context.Context) error
+}
+
+// EventLog carries committed events to subscribers and replays them.
+type EventLog interface {
+	Publish(ctx context.Context, ev feed.Event) error
+	Subscribe(ctx context.Context, room string) (*feed.Subscription, error)
+	Range(ctx context.Context, room string, after int64, limit int) ([]feed.Event, error)
+}
+
+// Pinger is a dependency /readyz checks.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Config holds the HTTP-level settings.
+type Config struct {
+	CORSOrigins  []string      // allowed browser origins; empty = same origin only
+	MaxBodyBytes int64         // request body limit
+	MaxDataBytes int           // element data / message data limit
+	Heartbeat    time.Duration // SSE comment interval
+	Retry        time.Duration // SSE retry hint
+	WriteTimeout time.Duration // deadline for each write to an SSE client
+	ReplayPage   int           // events read per replay page
+	PublishWait  time.Duration // how long a write waits for its publish before answering anyway
+	WebDir       string        // built web app; empty or missing = a short placeholder page
+	Ready        map[string]Pinger
+}
+
+func (c *Config) defaults() {
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 256 << 10
+	}
+	if c.MaxDataBytes <= 0 {
+		c.MaxDataBytes = 64 << 10
+	}
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = 15 * time.Second
+	}
+	if c.Retry <= 0 {
+		c.Retry = 2 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.ReplayPage <= 0 {
+		c.ReplayPage = 1000
+	}
+	if c.PublishWait <= 0 {
+		c.PublishWait = 5 * time.Second
+	}
+}
+
+// Server is roomfeed's HTTP handler.
+type Server struct {
+	cfg    Config
+	store  Store
+	log    EventLog
+	logger *slog.Logger
+	engine *gin.Engine
+
+	quit     chan struct{} // closed by CloseStreams
+	quitOnce sync.Once
+	streams  sync.WaitGroup
+}
+
+// New builds the routes. The caller calls CloseStreams before shutting down
+// the http.Server, since Shutdown waits for open streams.
+func New(cfg Config, store Store, log EventLog, logger *slog.Logger) *Server {
+	cfg.defaults()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, store: store, log: log, logger: logger, quit: make(chan struct{})}
+	s.engine = s.routes()
+	return s
+}
+
+func (s *Server) routes() *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.ContextWithFallback = false
+	r.Use(s.requestLog, s.recovery, s.cors)
+
+	r.GET("/healthz", s.healthz)
+	r.GET("/readyz", s.readyz)
+
+	rooms := r.Group("/rooms/:room", s.roomName)
+	rooms.GET("/elements", s.snapshot)
+	rooms.POST("/elements", s.createElement)
+	rooms.GET("/elements/:id", s.getElement)
+	rooms.PUT("/elements/:id", s.putElement)
+	rooms.PATCH("/elements/:id", s.patchElement)
+	rooms.DELETE("/elements/:id", s.deleteElement)
+	rooms.POST("/messages", s.postMessage)
+	rooms.GET("/events", s.events)
+
+	r.NoRoute(s.web)
+	r.NoMethod(func(c *gin.Context) {
+		writeError(c, errMethodNotAllowed)
+	})
+	return r
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.ServeHTTP(w, r) }
+
+// Routes lists the registered method and path pairs.
+func (s *Server) Routes() gin.RoutesInfo { return s.engine.Routes() }
+
+// CloseStreams ends every open SSE stream promptly (clients reconnect
+// elsewhere) and refuses new ones; it waits until the stream handlers have
+// returned or ctx is done.
+func (s *Server) CloseStreams(ctx context.Context) {
+	s.quitOnce.Do(func() { close(s.quit) })
+	done := make(chan struct{})
+	go func() { s.streams.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+func (s *Server) healthz(c *gin.Context) {
+	c.JSON(http.StatusOK, gin.H{"status": "ok"})
+}
+
+func (s *Server) readyz(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+	defer cancel()
+	checks := gin.H{}
+	status := http.StatusOK
+	for name, p := range s.cfg.Ready {
+		if err := p.Ping(ctx); err != nil {
+			checks[name] = "unavailable"
+			status = http.StatusServiceUnavailable
+			continue
+		}
+		checks[name] = "ok"
+	}
+	c.JSON(status, gin.H{"ready": status == http.StatusOK, "checks": checks})
+}

@@ -1,0 +1,226 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+
+	"github.com/roomfeed/roomfeed/api"
+	"github.com/roomfeed/roomfeed/feed"
+	"github.com/roomfeed/roomfeed/internal/testenv"
+	"github.com/roomfeed/roomfeed/repo"
+)
+
+// testServer is the real handler over a real store and log, on a real
+// loopback listener.
+type testServer struct {
+	URL   string
+	Store *repo.Store
+	Hub   *feed.Hub
+	Srv   *api.Server
+	Log   api.EventLog
+}
+
+type backend struct {
+	name string
+	// open returns the store and the log for a fresh, isolated backend.
+	open func(t *testing.T, hub *feed.Hub, redisMaxLen int64) (*repo.Store, api.EventLog)
+}
+
+var backends = []backend{
+	{"sqlite", func(t *testing.T, hub *feed.Hub, _ int64) (*repo.Store, api.EventLog) {
+		// synchronous=NORMAL only trades durability on power loss for speed
+		// when building long histories; the behaviour under test is the same.
+		store := openStore(t, "sqlite://"+filepath.Join(t.TempDir(), "rf.db")+"?_pragma=synchronous(NORMAL)")
+		return store, feed.NewMemLog(hub, api.History{Store: store})
+	}},
+	{"postgres+redis", func(t *testing.T, hub *feed.Hub, maxLen int64) (*repo.Store, api.EventLog) {
+		store := openStore(t, testenv.PostgresURL(t))
+		client, prefix := testenv.Redis(t)
+		rl := feed.NewRedisLog(client, hub, api.History{Store: store}, feed.RedisOptions{Prefix: prefix, MaxLen: maxLen, Block: 200 * time.Millisecond})
+		runLoop(t, rl.Run)
+		return store, rl
+	}},
+}
+
+func openStore(t *testing.T, url string) *repo.Store {
+	t.Helper()
+	s, err := repo.Open(t.Context(), url, repo.Options{})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// runLoop runs a background loop until the test ends.
+func runLoop(t *testing.T, loop func(context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- loop(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("loop: %v", err)
+		}
+	})
+}
+
+type serverOpts struct {
+	cfg         api.Config
+	buffer      int
+	redisMaxLen int64
+}
+
+func newServer(t *testing.T, be backend, o serverOpts) *testServer {
+	t.Helper()
+	if o.buffer == 0 {
+		o.buffer = 1024
+	}
+	if o.redisMaxLen == 0 {
+		o.redisMaxLen = 100000
+	}
+	hub := feed.NewHub(o.buffer)
+	store, log := be.open(t, hub, o.redisMaxLen)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	srv := api.New(o.cfg, store, log, logger)
+	ts := httptest.NewServer(srv)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		hub.Close()
+		srv.CloseStreams(ctx)
+		ts.Close()
+	})
+	return &testServer{URL: ts.URL, Store: store, Hub: hub, Srv: srv, Log: log}
+}
+
+func forEachBackend(t *testing.T, f func(t *testing.T, be backend)) {
+	t.Helper()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) { f(t, be) })
+	}
+}
+
+// response is a decoded answer.
+type response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		t.Fatalf("decode %q: %v", r.Body, err)
+	}
+	return m
+}
+
+func (r response) errorCode(t *testing.T) string {
+	t.Helper()
+	m := r.json(t)
+	e, ok := m["error"].(map[string]any)
+	if !ok {
+		t.Fatalf("no error object in %s", r.Body)
+	}
+	if msg, _ := e["message"].(string); msg == "" {
+		t.Errorf("error without message: %s", r.Body)
+	}
+	code, _ := e["code"].(string)
+	return code
+}
+
+func do(t *testing.T, method, url string, body string, headers ...string) response {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = bytes.NewBufferString(body)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i+1] == "" {
+			req.Header.Del(headers[i])
+			continue
+		}
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	return response{resp.StatusCode, resp.Header, b}
+}
+
+func mustStatus(t *testing.T, r response, want int) {
+	t.Helper()
+	if r.Status != want {
+		t.Fatalf("got status %d, want %d (body %s)", r.Status, want, r.Body)
+	}
+}
+
+// writeMany makes n element writes to room from `writers` goroutines and
+// returns when all are acknowledged.
+func writeMany(t *testing.T, base, room string, n, writers int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	per := n / writers
+	for w := range writers {
+		wg.Go(func() {
+			for i := range per {
+				id := "e" + strconv.Itoa(w) + "-" + strconv.Itoa(i%5)
+				r := do(t, http.MethodPut, base+"/rooms/"+room+"/elements/"+id, `{"kind":"item","data":{"n":`+strconv.Itoa(i)+`}}`)
+				if r.Status != http.StatusOK && r.Status != http.StatusCreated {
+					t.Errorf("write: got status %d, want 200/201 (%s)", r.Status, r.Body)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// messages records n messages directly in the store and publishes them, a
+// fast way to build a long history.
+func messages(t *testing.T, ts *testServer, log api.EventLog, room string, n int) {
+	t.Helper()
+	for i := range n {
+		ev, err := ts.Store.Message(t.Context(), room, "tick", json.RawMessage(strconv.Itoa(i)), repo.Meta{})
+		if err != nil {
+			t.Fatalf("message: %v", err)
+		}
+		if log != nil {
+			if err := log.Publish(t.Context(), feed.Event{Room: ev.Room, Seq: ev.Seq, Type: ev.Type, Data: ev.Payload}); err != nil {
+				t.Fatalf("publish: %v", err)
+			}
+		}
+	}
+}
+

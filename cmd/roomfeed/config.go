@@ -1,0 +1,178 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+var errUsage = errors.New("usage")
+
+// config is every setting of the service: defaults, then environment, then
+// flags; validated once.
+type config struct {
+	Addr               string
+	DatabaseURL        string
+	RedisURL           string
+	RedisPrefix        string
+	RedisMaxLen        int64
+	RelayInterval      time.Duration
+	CORSOrigins        []string
+	Heartbeat          time.Duration
+	StreamWriteTimeout time.Duration
+	MaxBodyBytes       int64
+	MaxDataBytes       int
+	SubscriberBuffer   int
+	WebDir             string
+	LogFormat          string
+	ShutdownTimeout    time.Duration
+}
+
+// setting describes one configuration entry: its flag, its environment
+// variable and its help text. The README's configuration table lists them.
+type setting struct {
+	flag, env, help string
+}
+
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	fs := flag.NewFlagSet("roomfeed", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg config
+	var cors string
+	var errs []error
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	str := func(p *string, s setting, def string) {
+		fs.StringVar(p, s.flag, env(s.env, def), s.help+" ($"+s.env+")")
+	}
+	dur := func(p *time.Duration, s setting, def time.Duration) {
+		v := def
+		if raw := getenv(s.env); raw != "" {
+			d, err := time.ParseDuration(raw)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", s.env, err))
+			}
+			v = d
+		}
+		fs.DurationVar(p, s.flag, v, s.help+" ($"+s.env+")")
+	}
+	num := func(p *int64, s setting, def int64) {
+		v := def
+		if raw := getenv(s.env); raw != "" {
+			n, err := strconv.ParseInt(raw, 10, 64)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", s.env, err))
+			}
+			v = n
+		}
+		fs.Int64Var(p, s.flag, v, s.help+" ($"+s.env+")")
+	}
+	var maxData, buffer int64
+	str(&cfg.Addr, setting{"addr", "ROOMFEED_ADDR", "listen address"}, "127.0.0.1:8080")
+	str(&cfg.DatabaseURL, setting{"database-url", "DATABASE_URL", "sqlite://<path> or postgres://..."}, "sqlite://data/roomfeed.db")
+	str(&cfg.RedisURL, setting{"redis-url", "REDIS_URL", "redis://...; empty = in-process fan-out (one node)"}, "")
+	str(&cfg.RedisPrefix, setting{"redis-prefix", "ROOMFEED_REDIS_PREFIX", "prefix of every Redis key"}, "roomfeed:")
+	num(&cfg.RedisMaxLen, setting{"redis-maxlen", "ROOMFEED_REDIS_MAXLEN", "events kept per room stream in Redis (approximate)"}, 10000)
+	dur(&cfg.RelayInterval, setting{"relay-interval", "ROOMFEED_RELAY_INTERVAL", "how often committed events missing from Redis are republished"}, 5*time.Second)
+	str(&cors, setting{"cors-origins", "ROOMFEED_CORS_ORIGINS", "comma-separated browser origins allowed to call the API"}, "")
+	dur(&cfg.Heartbeat, setting{"heartbeat", "ROOMFEED_HEARTBEAT", "interval of the SSE ping comment"}, 15*time.Second)
+	dur(&cfg.StreamWriteTimeout, setting{"stream-write-timeout", "ROOMFEED_STREAM_WRITE_TIMEOUT", "deadline of each write to an SSE client"}, 10*time.Second)
+	num(&cfg.MaxBodyBytes, setting{"max-body-bytes", "ROOMFEED_MAX_BODY_BYTES", "request body limit"}, 256<<10)
+	num(&maxData, setting{"max-data-bytes", "ROOMFEED_MAX_DATA_BYTES", "element data and message data limit"}, 64<<10)
+	num(&buffer, setting{"subscriber-buffer", "ROOMFEED_SUBSCRIBER_BUFFER", "events buffered per subscriber before it is dropped as slow"}, 1024)
+	str(&cfg.WebDir, setting{"web-dir", "ROOMFEED_WEB_DIR", "directory of the built web app"}, "web/dist")
+	str(&cfg.LogFormat, setting{"log-format", "ROOMFEED_LOG_FORMAT", "text or json"}, "text")
+	dur(&cfg.ShutdownTimeout, setting{"shutdown-timeout", "ROOMFEED_SHUTDOWN_TIMEOUT", "how long shutdown waits for in-flight requests"}, 10*time.Second)
+
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, errUsage
+		}
+		return cfg, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	cfg.MaxDataBytes = int(maxData)
+	cfg.SubscriberBuffer = int(buffer)
+	for _, o := range strings.Split(cors, ",") {
+		if o = strings.TrimRight(strings.TrimSpace(o), "/"); o != "" {
+			cfg.CORSOrigins = append(cfg.CORSOrigins, o)
+		}
+	}
+	errs = append(errs, cfg.validate())
+	return cfg, errors.Join(errs...)
+}
+
+func (c config) validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(strings.HasPrefix(c.DatabaseURL, "sqlite://") || strings.HasPrefix(c.DatabaseURL, "postgres://") ||
+		strings.HasPrefix(c.DatabaseURL, "postgresql://"), "DATABASE_URL must start with sqlite://, postgres:// or postgresql://")
+	if c.RedisURL != "" {
+		check(strings.HasPrefix(c.RedisURL, "redis://") || strings.HasPrefix(c.RedisURL, "rediss://"), "REDIS_URL must start with redis:// or rediss://")
+	}
+	for _, o := range c.CORSOrigins {
+		u, err := url.Parse(o)
+		check(o != "*" && err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.Path == "",
+			"ROOMFEED_CORS_ORIGINS: %q is not an origin such as https://app.example (\"*\" is not allowed)", o)
+	}
+	check(c.RedisMaxLen >= 100, "ROOMFEED_REDIS_MAXLEN must be at least 100")
+	check(c.RelayInterval >= 100*time.Millisecond, "ROOMFEED_RELAY_INTERVAL must be at least 100ms")
+	check(c.Heartbeat >= 100*time.Millisecond, "ROOMFEED_HEARTBEAT must be at least 100ms")
+	check(c.StreamWriteTimeout >= 100*time.Millisecond, "ROOMFEED_STREAM_WRITE_TIMEOUT must be at least 100ms")
+	check(c.MaxBodyBytes >= 1024, "ROOMFEED_MAX_BODY_BYTES must be at least 1024")
+	check(c.MaxDataBytes >= 64 && int64(c.MaxDataBytes) <= c.MaxBodyBytes, "ROOMFEED_MAX_DATA_BYTES must be between 64 and the body limit")
+	check(c.SubscriberBuffer >= 1 && c.SubscriberBuffer <= 1<<20, "ROOMFEED_SUBSCRIBER_BUFFER must be between 1 and 1048576")
+	check(c.ShutdownTimeout > 0, "ROOMFEED_SHUTDOWN_TIMEOUT must be positive")
+	return errors.Join(errs...)
+}
+
+// webDir returns the web app directory if it holds a built app.
+func (c config) webDir() string {
+	if _, err := os.Stat(c.WebDir + "/index.html"); err != nil {
+		return ""
+	}
+	return c.WebDir
+}
+
+// logAttrs describes the configuration without secrets.
+func (c config) logAttrs() []slog.Attr {
+	return []slog.Attr{
+		slog.String("addr", c.Addr),
+		slog.String("database", redactURL(c.DatabaseURL)),
+		slog.String("redis", redactURL(c.RedisURL)),
+		slog.Any("cors_origins", c.CORSOrigins),
+		slog.Int64("redis_maxlen", c.RedisMaxLen),
+		slog.Duration("heartbeat", c.Heartbeat),
+		slog.Int64("max_body_bytes", c.MaxBodyBytes),
+		slog.Int("max_data_bytes", c.MaxDataBytes),
+		slog.String("web_dir", c.WebDir),
+	}
+}
+
+func redactURL(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return u.Redacted()
+}
