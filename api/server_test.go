@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/roomfeed/roomfeed/api"
 	"github.com/roomfeed/roomfeed/feed"
 	"github.com/roomfeed/roomfeed/internal/testenv"
@@ -223,4 +222,3 @@ func messages(t *testing.T, ts *testServer, log api.EventLog, room string, n int
 		}
 	}
 }
-
