@@ -27,7 +27,6 @@ test-go:
 
 test-web: web-deps
 	cd web && npm test
-	cd web && npm run build
 	cd web && npm run test:e2e
 
 web-deps:
