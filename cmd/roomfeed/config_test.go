@@ -1,0 +1,74 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string
+		check   func(t *testing.T, c config)
+	}{
+		{name: "defaults", check: func(t *testing.T, c config) {
+			if c.Addr != "127.0.0.1:8080" || c.DatabaseURL != "sqlite://data/roomfeed.db" || c.RedisURL != "" {
+				t.Errorf("got %+v, want the embedded default on 127.0.0.1:8080", c)
+			}
+			if c.Heartbeat != 15*time.Second || c.MaxDataBytes != 64<<10 {
+				t.Errorf("got heartbeat %v, data %d; want 15s, 65536", c.Heartbeat, c.MaxDataBytes)
+			}
+		}},
+		{name: "environment", env: map[string]string{"ROOMFEED_ADDR": ":9", "REDIS_URL": "redis://r:1/0", "ROOMFEED_HEARTBEAT": "2s",
+			"ROOMFEED_CORS_ORIGINS": "https://a.example, http://b.example:8080/"},
+			check: func(t *testing.T, c config) {
+				if c.Addr != ":9" || c.RedisURL != "redis://r:1/0" || c.Heartbeat != 2*time.Second {
+					t.Errorf("got %+v", c)
+				}
+				if got := strings.Join(c.CORSOrigins, " "); got != "https://a.example http://b.example:8080" {
+					t.Errorf("cors: got %q", got)
+				}
+			}},
+		{name: "flag beats environment", args: []string{"--addr", "127.0.0.1:1"}, env: map[string]string{"ROOMFEED_ADDR": ":9"},
+			check: func(t *testing.T, c config) {
+				if c.Addr != "127.0.0.1:1" {
+					t.Errorf("got addr %s, want the flag's", c.Addr)
+				}
+			}},
+		{name: "bad database scheme", env: map[string]string{"DATABASE_URL": "mysql://x"}, wantErr: "DATABASE_URL"},
+		{name: "bad redis scheme", args: []string{"--redis-url", "http://x"}, wantErr: "REDIS_URL"},
+		{name: "wildcard CORS", env: map[string]string{"ROOMFEED_CORS_ORIGINS": "*"}, wantErr: "not allowed"},
+		{name: "CORS with a path", env: map[string]string{"ROOMFEED_CORS_ORIGINS": "https://a.example/app"}, wantErr: "ROOMFEED_CORS_ORIGINS"},
+		{name: "bad duration", env: map[string]string{"ROOMFEED_HEARTBEAT": "soon"}, wantErr: "ROOMFEED_HEARTBEAT"},
+		{name: "bad number", env: map[string]string{"ROOMFEED_MAX_BODY_BYTES": "lots"}, wantErr: "ROOMFEED_MAX_BODY_BYTES"},
+		{name: "data above body", args: []string{"--max-body-bytes", "2048", "--max-data-bytes", "4096"}, wantErr: "MAX_DATA_BYTES"},
+		{name: "unknown flag", args: []string{"--nope"}, wantErr: "usage"},
+		{name: "stray argument", args: []string{"serve"}, wantErr: "unexpected arguments"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			getenv := func(k string) string { return tt.env[k] }
+			c, err := parseConfig(tt.args, getenv, io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("got error %v, want one mentioning %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("got error %v, want none", err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	if got := redactURL("postgres://u:secret@h/db"); strings.Contains(got, "secret") {
+		t.Errorf("got %s, want the password redacted", got)
+	}
+}
