@@ -1,0 +1,637 @@
+package feed
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisOptions configures a RedisLog. The zero value gives the defaults.
+type RedisOptions struct {
+	// Prefix starts every key, default "roomfeed:".
+	Prefix string
+	// MaxLen is the approximate number of events kept per room stream
+	// (XADD MAXLEN ~), the replay window held in Redis; default 10000. After
+	// Redis lost its data, only this many events per room are republished.
+	MaxLen int64
+	// Block bounds each blocking XREAD of the reader, default 1s. It is never
+	// 0 (forever in go-redis), because cancelling the context does not
+	// interrupt a blocked read (go-redis #2556): Run returns within about
+	// Block after its context is done.
+	Block time.Duration
+	// Logger receives the log's operational messages; nil discards them.
+	Logger *slog.Logger
+}
+
+const (
+	redisDefaultPrefix = "roomfeed:"
+	redisDefaultMaxLen = 10000
+	redisDefaultBlock  = time.Second
+
+	redisReadCount   = 500     // entries per stream per XREAD
+	redisPageSize    = 500     // events per history page when filling a hole
+	redisBatchBytes  = 1 << 20 // payload bytes per script call
+	redisRangeLimit  = 1000    // Range page when the caller passes limit <= 0
+	redisFillRetries = 5       // restarts of a fill whose base moved under it
+	redisMaxBackoff  = 5 * time.Second
+)
+
+// RedisLog carries committed events between nodes through Redis Streams,
+// holds the hot replay window, and delivers every event of the rooms that have
+// local subscribers to this node's Hub.
+//
+// Redis layout, stable for other programs consuming the feed:
+//
+//   - The stream of room r is Prefix + "{" + r + "}", for example
+//     "roomfeed:{w1}" (the braces are a Redis Cluster hash tag).
+//   - Entry ids are "<seq>-0", seq being the room's sequence number. Each
+//     entry has two fields: "t", the event type (for example
+//     "element.updated"), and "d", the event data, a JSON document (the SSE
+//     data of the event).
+//   - Entries are the room's committed events in seq order, each once; the
+//     stream is trimmed with XADD MAXLEN ~ MaxLen. After Redis lost its data
+//     only the newest MaxLen events of a room are republished, so a consumer
+//     may see seq jump; the missing events come from the HTTP API.
+//   - Prefix + "epoch" is a random string set by the relays to notice that
+//     Redis lost its data. Prefix + "node:<id>:wake" is a per-node wake-up
+//     stream of the reader, deleted when the reader stops.
+//
+// Publish, Subscribe, Range and Ping are safe for concurrent use. Run (one
+// per RedisLog) must be running for subscribers to receive events; Relay
+// closes the gaps left by failed publishes.
+//
+// The reader reads every room in one XREAD, which Redis Cluster refuses for
+// keys of different hash slots (CROSSSLOT): RedisLog supports a single Redis
+// (with replicas or Sentinel) today. The keys are ready for Cluster; the
+// reader would need one XREAD per slot group there.
+type RedisLog struct {
+	client redis.UniversalClient
+	hub    *Hub
+	hist   History
+	opts   RedisOptions
+	log    *slog.Logger
+
+	node    string // random id of this node
+	wakeKey string
+	wake    chan struct{} // wakes an idle reader when a room is registered
+	running atomic.Bool
+
+	mu    sync.Mutex
+	rooms map[string]*redisCursor // rooms the reader tracks
+}
+
+// redisCursor is the reader's position in one room's stream. A room that is
+// dropped and registered again gets a new cursor, so a read that was in
+// flight with the old one is ignored.
+type redisCursor struct {
+	last string // id of the last entry delivered (or of the top at registration)
+	seq  int64  // its seq
+}
+
+// NewRedisLog returns a log over client that delivers to hub and falls back
+// to hist for what Redis does not hold.
+func NewRedisLog(client redis.UniversalClient, hub *Hub, hist History, opts RedisOptions) *RedisLog {
+	if opts.Prefix == "" {
+		opts.Prefix = redisDefaultPrefix
+	}
+	if opts.MaxLen <= 0 {
+		opts.MaxLen = redisDefaultMaxLen
+	}
+	if opts.Block <= 0 {
+		opts.Block = redisDefaultBlock
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	node := redisRandomID()
+	return &RedisLog{
+		client:  client,
+		hub:     hub,
+		hist:    hist,
+		opts:    opts,
+		log:     logger,
+		node:    node,
+		wakeKey: opts.Prefix + "node:" + node + ":wake",
+		wake:    make(chan struct{}, 1),
+		rooms:   make(map[string]*redisCursor),
+	}
+}
+
+func redisRandomID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand never fails on supported platforms
+	return hex.EncodeToString(b[:])
+}
+
+// streamKey returns the stream key of room.
+func (l *RedisLog) streamKey(room string) string { return l.opts.Prefix + "{" + room + "}" }
+
+// Ping reports whether Redis answers.
+func (l *RedisLog) Ping(ctx context.Context) error {
+	if err := l.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis ping: %w", err)
+	}
+	return nil
+}
+
+// redisAppend appends a batch of events to a stream, atomically.
+//
+// KEYS[1] is the stream; ARGV is maxlen, gapOK ("1" or "0"), then one triple
+// seq, type, data per event in ascending seq order. The top of the stream is
+// the seq of its last entry (or its last generated id when every entry was
+// deleted; 0 without a stream). If the first event leaves a hole above the
+// top and gapOK is not set, nothing is written and {0, top} is returned.
+// Otherwise every event above the top is added and {1, newTop} is returned:
+// events already there count as success.
+var redisAppend = redis.NewScript(`
+local key = KEYS[1]
+local top = 0
+local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+if #last > 0 then
+  top = tonumber(string.match(last[1][1], '^%d+'))
+elseif redis.call('EXISTS', key) == 1 then
+  local info = redis.call('XINFO', 'STREAM', key)
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then
+      top = tonumber(string.match(info[i + 1], '^%d+'))
+    end
+  end
+end
+local first = tonumber(ARGV[3])
+if top + 1 < first and ARGV[2] ~= '1' then
+  return {0, top}
+end
+for i = 3, #ARGV, 3 do
+  local seq = tonumber(ARGV[i])
+  if seq > top then
+    redis.call('XADD', key, 'MAXLEN', '~', ARGV[1], ARGV[i] .. '-0', 't', ARGV[i + 1], 'd', ARGV[i + 2])
+    top = seq
+  end
+end
+return {1, top}
+`)
+
+// appendBatch runs redisAppend over evs (ascending seqs of one room), split
+// into calls of bounded size. It returns whether the events were appended
+// and the stream's top afterwards (or the top that refused them).
+func (l *RedisLog) appendBatch(ctx context.Context, room string, evs []Event, gapOK bool) (bool, int64, error) {
+	var top int64
+	for len(evs) > 0 {
+		n, size := 0, 0
+		for n < len(evs) && (n == 0 || size+len(evs[n].Data) <= redisBatchBytes) {
+			size += len(evs[n].Data) + len(evs[n].Type)
+			n++
+		}
+		args := make([]any, 0, 2+3*n)
+		args = append(args, l.opts.MaxLen, redisFlag(gapOK))
+		for _, ev := range evs[:n] {
+			args = append(args, ev.Seq, ev.Type, ev.Data)
+		}
+		res, err := redisAppend.Run(ctx, l.client, []string{l.streamKey(room)}, args...).Int64Slice()
+		if err != nil {
+			return false, 0, err
+		}
+		if len(res) != 2 {
+			return false, 0, fmt.Errorf("append script returned %v", res)
+		}
+		top = res[1]
+		if res[0] != 1 {
+			return false, top, nil
+		}
+		evs = evs[n:]
+		gapOK = false
+	}
+	return true, top, nil
+}
+
+func redisFlag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// Publish makes the room's stream hold every committed event up to ev.Seq,
+// in order and each once. It is called after ev is committed; events of the
+// room committed before ev that are not in the stream yet (another node's
+// Publish still on its way, a crash, an outage) are read from the history and
+// added first, so the stream never holds ev above a hole. An event already
+// in the stream is a success.
+func (l *RedisLog) Publish(ctx context.Context, ev Event) error {
+	if ev.Room == "" || ev.Seq < 1 {
+		return fmt.Errorf("publish %q/%d: invalid event", ev.Room, ev.Seq)
+	}
+	ok, top, err := l.appendBatch(ctx, ev.Room, []Event{ev}, false)
+	if err == nil && !ok {
+		err = l.fill(ctx, ev.Room, top, ev.Seq, &ev)
+	}
+	if err != nil {
+		return fmt.Errorf("publish %s/%d: %w", ev.Room, ev.Seq, err)
+	}
+	return nil
+}
+
+// fill appends the committed events of room in (top, head] to its stream,
+// reading them from the history. Only the newest MaxLen of them are appended
+// (a deliberate gap above top) when the stream is further behind, as after
+// Redis lost its data. ev, when not nil, is the event of seq head, used if
+// the history does not show it yet.
+func (l *RedisLog) fill(ctx context.Context, room string, top, head int64, ev *Event) error {
+	for attempt := 0; top < head; attempt++ {
+		if attempt == redisFillRetries {
+			return fmt.Errorf("stream top keeps moving below %d (at %d)", head, top)
+		}
+		cur := max(top, head-l.opts.MaxLen)
+		gapOK := cur > top
+		moved := false
+		for cur < head {
+			page, err := l.hist.EventsAfter(ctx, room, cur, int(min(head-cur, redisPageSize)))
+			if errors.Is(err, ErrTrimmed) {
+				// The history does not reach back to cur: start at the
+				// oldest event it still has.
+				cur, err = l.oldestRetained(ctx, room, cur, head)
+				if err != nil {
+					return err
+				}
+				gapOK = true
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			page = redisClip(page, cur, head)
+			if len(page) == 0 {
+				if ev == nil || ev.Seq != cur+1 {
+					return fmt.Errorf("history of %s ends at %d, before %d", room, cur, head)
+				}
+				page = []Event{*ev}
+			}
+			if page[0].Seq > cur+1 {
+				gapOK = true // a hole in the history itself: nothing can fill it
+			}
+			ok, newTop, err := l.appendBatch(ctx, room, page, gapOK)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				// The stream lost entries meanwhile: start again from its top.
+				top, moved = newTop, true
+				break
+			}
+			cur, gapOK = max(newTop, page[len(page)-1].Seq), false
+		}
+		if !moved {
+			return nil
+		}
+	}
+	return nil
+}
+
+// redisClip keeps the events of page in (after, head], in order.
+func redisClip(page []Event, after, head int64) []Event {
+	i := 0
+	for i < len(page) && page[i].Seq <= after {
+		i++
+	}
+	page = page[i:]
+	for j, e := range page {
+		if e.Seq > head {
+			return page[:j]
+		}
+	}
+	return page
+}
+
+// oldestRetained returns the smallest cursor in (trimmed, head) from which
+// the history still answers, by bisection. It fails with ErrTrimmed when even
+// the event of seq head is gone.
+func (l *RedisLog) oldestRetained(ctx context.Context, room string, trimmed, head int64) (int64, error) {
+	lo, hi := trimmed, head-1 // EventsAfter(lo) is trimmed; find the first good one in (lo, hi]
+	if _, err := l.hist.EventsAfter(ctx, room, hi, 1); err != nil {
+		return 0, err
+	}
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		_, err := l.hist.EventsAfter(ctx, room, mid, 1)
+		switch {
+		case errors.Is(err, ErrTrimmed):
+			lo = mid
+		case err != nil:
+			return 0, err
+		default:
+			hi = mid
+		}
+	}
+	return hi, nil
+}
+
+// Range returns up to limit events of room with Seq > after, in order and
+// without holes, from the Redis window when it covers the cursor and from
+// the history otherwise (which may answer ErrTrimmed). limit <= 0 means a
+// default page of 1000.
+func (l *RedisLog) Range(ctx context.Context, room string, after int64, limit int) ([]Event, error) {
+	if limit <= 0 {
+		limit = redisRangeLimit
+	}
+	msgs, err := l.client.XRangeN(ctx, l.streamKey(room), "("+strconv.FormatInt(after, 10)+"-0", "+", int64(limit)).Result()
+	if err != nil {
+		l.log.LogAttrs(ctx, slog.LevelDebug, "redis range failed, reading history",
+			slog.String("room", room), slog.String("error", err.Error()))
+	}
+	evs := make([]Event, 0, len(msgs))
+	for _, m := range msgs {
+		ev, ok := redisParseEntry(room, m)
+		if !ok || ev.Seq != after+int64(len(evs))+1 {
+			break // a hole: what follows comes with the next call
+		}
+		evs = append(evs, ev)
+	}
+	if len(evs) > 0 {
+		return evs, nil
+	}
+	return l.hist.EventsAfter(ctx, room, after, limit)
+}
+
+// redisParseEntry turns a stream entry of room into an event.
+func redisParseEntry(room string, m redis.XMessage) (Event, bool) {
+	s, _, _ := strings.Cut(m.ID, "-")
+	seq, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return Event{}, false
+	}
+	t, _ := m.Values["t"].(string)
+	d, _ := m.Values["d"].(string)
+	return Event{Room: room, Seq: seq, Type: t, Data: []byte(d)}, true
+}
+
+// streamTop returns the id of the last entry of room's stream, "0-0" when
+// there is none.
+func (l *RedisLog) streamTop(ctx context.Context, room string) (string, error) {
+	msgs, err := l.client.XRevRangeN(ctx, l.streamKey(room), "+", "-", 1).Result()
+	if err != nil {
+		return "", err
+	}
+	if len(msgs) == 0 {
+		return "0-0", nil
+	}
+	return msgs[0].ID, nil
+}
+
+// Subscribe registers a live subscription to room on the hub and makes sure
+// the reader delivers every event of room above the stream's top at the
+// moment it returns: a caller that then pages with Range until caught up and
+// goes on with the subscription misses nothing (it skips what it already
+// has). The subscription may show a jump in seq, never a reordering: after
+// Redis lost its data (only the window is republished) or when the reader
+// fell further behind than the stream keeps. The caller fills it with Range
+// before sending the event after the jump. The caller must Close the
+// subscription.
+func (l *RedisLog) Subscribe(ctx context.Context, room string) (*Subscription, error) {
+	sub, err := l.hub.Subscribe(room)
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	_, tracked := l.rooms[room]
+	l.mu.Unlock()
+	if tracked {
+		return sub, nil
+	}
+	top, err := l.streamTop(ctx, room)
+	if err != nil {
+		sub.Close()
+		return nil, fmt.Errorf("subscribe %s: %w", room, err)
+	}
+	seq, _ := ParseCursor(top)
+	l.mu.Lock()
+	_, tracked = l.rooms[room]
+	if !tracked {
+		l.rooms[room] = &redisCursor{last: top, seq: seq}
+	}
+	l.mu.Unlock()
+	if tracked {
+		return sub, nil
+	}
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	// Interrupt the reader's blocked XREAD so it reads the new room now. If
+	// this fails the reader still picks the room up within Block.
+	_, err = l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.XAdd(ctx, &redis.XAddArgs{Stream: l.wakeKey, MaxLen: 1, Values: []string{"r", room}})
+		p.Expire(ctx, l.wakeKey, 24*time.Hour)
+		return nil
+	})
+	if err != nil {
+		l.log.LogAttrs(ctx, slog.LevelWarn, "redis reader wake-up failed",
+			slog.String("room", room), slog.String("error", err.Error()))
+	}
+	return sub, nil
+}
+
+// Run is the reader: one goroutine and one Redis connection whatever the
+// number of rooms. It reads the streams of every room with local subscribers
+// in one blocking XREAD (bounded by Block) and delivers their entries to the
+// hub, in order. Redis errors are logged once per failure streak and retried
+// with capped backoff. Run returns nil once ctx is done, within about Block.
+func (l *RedisLog) Run(ctx context.Context) error {
+	if !l.running.CompareAndSwap(false, true) {
+		return errors.New("redis reader already running")
+	}
+	defer l.running.Store(false)
+	r := &redisReader{l: l, wakeLast: "0-0", backoff: 50 * time.Millisecond}
+	defer r.close(ctx)
+	for ctx.Err() == nil {
+		keys, rooms, curs := l.snapshot(r.wakeLast)
+		if len(curs) == 0 {
+			select {
+			case <-ctx.Done():
+			case <-l.hub.RoomsChanged():
+			case <-l.wake:
+			}
+			continue
+		}
+		res, err := r.read(ctx, keys)
+		if err != nil && !errors.Is(err, redis.Nil) {
+			if ctx.Err() != nil {
+				break
+			}
+			r.fail(ctx, err)
+			continue
+		}
+		r.ok(ctx)
+		l.apply(r, keys, rooms, curs, res)
+	}
+	return nil
+}
+
+// snapshot drops the rooms without local subscribers and returns the keys
+// and ids of one XREAD (the rooms' streams, then the wake stream) with the
+// rooms and cursors used.
+func (l *RedisLog) snapshot(wakeLast string) ([]string, []string, []*redisCursor) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// HasRoom is checked under l.mu: a Subscribe that raced with the drop
+	// finds the room untracked afterwards and registers it again.
+	for room := range l.rooms {
+		if !l.hub.HasRoom(room) {
+			delete(l.rooms, room)
+		}
+	}
+	n := len(l.rooms)
+	if n == 0 {
+		return nil, nil, nil
+	}
+	keys := make([]string, 2*(n+1))
+	rooms := make([]string, 0, n)
+	curs := make([]*redisCursor, 0, n)
+	for room, c := range l.rooms {
+		keys[len(rooms)] = l.streamKey(room)
+		keys[n+1+len(rooms)] = c.last
+		rooms = append(rooms, room)
+		curs = append(curs, c)
+	}
+	keys[n] = l.wakeKey
+	keys[2*n+1] = wakeLast
+	return keys, rooms, curs
+}
+
+// apply delivers the entries of one XREAD, in order, and advances the
+// cursors still current.
+func (l *RedisLog) apply(r *redisReader, keys, rooms []string, curs []*redisCursor, res []redis.XStream) {
+	if len(res) == 0 {
+		return
+	}
+	n := len(curs)
+	index := make(map[string]int, len(res))
+	for _, st := range res {
+		index[st.Stream] = -1
+	}
+	for i, k := range keys[:n] {
+		if _, ok := index[k]; ok {
+			index[k] = i
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, st := range res {
+		if len(st.Messages) == 0 {
+			continue
+		}
+		if st.Stream == l.wakeKey {
+			r.wakeLast = st.Messages[len(st.Messages)-1].ID
+			continue
+		}
+		i := index[st.Stream]
+		if i < 0 {
+			continue
+		}
+		room, c := rooms[i], curs[i]
+		if l.rooms[room] != c {
+			continue // dropped or registered again while the read was in flight
+		}
+		for _, m := range st.Messages {
+			c.last = m.ID
+			ev, ok := redisParseEntry(room, m)
+			if !ok {
+				l.log.LogAttrs(context.Background(), slog.LevelWarn, "redis stream entry with a foreign id skipped",
+					slog.String("room", room), slog.String("id", m.ID))
+				continue
+			}
+			if ev.Seq > c.seq+1 {
+				// A window republished after Redis lost its data, or this
+				// reader fell further behind than the stream keeps.
+				// Subscribers see the jump and fill it from the history.
+				l.log.LogAttrs(context.Background(), slog.LevelWarn, "redis reader: seq jump",
+					slog.String("room", room), slog.Int64("after", c.seq), slog.Int64("seq", ev.Seq))
+			}
+			c.seq = ev.Seq
+			l.hub.Deliver(ev)
+		}
+	}
+}
+
+// redisReader is the state of one Run: its connection, the wake stream's
+// position and the failure streak.
+type redisReader struct {
+	l        *RedisLog
+	conn     *redis.Conn // dedicated connection when the client is a *redis.Client
+	wakeLast string
+	failing  bool
+	backoff  time.Duration
+}
+
+// readerName is the CLIENT SETNAME of the reader's connection.
+func (l *RedisLog) readerName() string { return "roomfeed-reader-" + l.node }
+
+func (r *redisReader) read(ctx context.Context, keys []string) ([]redis.XStream, error) {
+	args := &redis.XReadArgs{Streams: keys, Count: redisReadCount, Block: r.l.opts.Block}
+	c, ok := r.l.client.(*redis.Client)
+	if !ok {
+		// Other clients use their pool: one goroutine still holds at most
+		// one connection at a time.
+		return r.l.client.XRead(ctx, args).Result()
+	}
+	if r.conn == nil {
+		r.conn = c.EphemeralConn()
+		if err := r.conn.ClientSetName(ctx, r.l.readerName()).Err(); err != nil {
+			r.conn.Close()
+			r.conn = nil
+			return nil, err
+		}
+	}
+	res, err := r.conn.XRead(ctx, args).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		r.conn.Close() // a connection that failed mid-read is not reused
+		r.conn = nil
+	}
+	return res, err
+}
+
+func (r *redisReader) fail(ctx context.Context, err error) {
+	if !r.failing {
+		r.failing = true
+		r.l.log.LogAttrs(ctx, slog.LevelError, "redis reader failing, retrying",
+			slog.String("error", err.Error()))
+	}
+	t := time.NewTimer(r.backoff)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	r.backoff = min(2*r.backoff, redisMaxBackoff)
+}
+
+func (r *redisReader) ok(ctx context.Context) {
+	if r.failing {
+		r.failing = false
+		r.l.log.LogAttrs(ctx, slog.LevelInfo, "redis reader recovered")
+	}
+	r.backoff = 50 * time.Millisecond
+}
+
+func (r *redisReader) close(ctx context.Context) {
+	if r.conn != nil {
+		r.conn.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 500*time.Millisecond)
+	defer cancel()
+	if err := r.l.client.Del(ctx, r.l.wakeKey).Err(); err != nil {
+		r.l.log.LogAttrs(ctx, slog.LevelWarn, "redis reader: deleting wake stream failed",
+			slog.String("key", r.l.wakeKey), slog.String("error", err.Error()))
+	}
+}

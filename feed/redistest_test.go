@@ -1,0 +1,231 @@
+package feed
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/roomfeed/roomfeed/internal/testenv"
+)
+
+// redisHist is an in-memory History and Heads standing in for the SQL
+// events table: commit assigns the room's next seq, trim applies retention.
+type redisHist struct {
+	mu      sync.Mutex
+	events  map[string][]Event // events[room][i].Seq == i+1
+	trimmed map[string]int64   // events up to this seq are gone
+	changed map[string]time.Time
+	calls   atomic.Int64 // EventsAfter calls
+}
+
+func newRedisHist() *redisHist {
+	return &redisHist{
+		events:  make(map[string][]Event),
+		trimmed: make(map[string]int64),
+		changed: make(map[string]time.Time),
+	}
+}
+
+// commit records the next event of room and returns it.
+func (h *redisHist) commit(room string) Event {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	seq := int64(len(h.events[room])) + 1
+	ev := Event{
+		Room: room,
+		Seq:  seq,
+		Type: "element.updated",
+		Data: fmt.Appendf(nil, `{"room":%q,"seq":%d}`, room, seq),
+	}
+	h.events[room] = append(h.events[room], ev)
+	h.changed[room] = time.Now()
+	return ev
+}
+
+// commitN commits n events of room and returns them.
+func (h *redisHist) commitN(room string, n int) []Event {
+	evs := make([]Event, n)
+	for i := range evs {
+		evs[i] = h.commit(room)
+	}
+	return evs
+}
+
+// trim makes the events of room up to seq unavailable.
+func (h *redisHist) trim(room string, seq int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.trimmed[room] = seq
+}
+
+// age pretends every room's head last changed at t.
+func (h *redisHist) age(t time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for room := range h.changed {
+		h.changed[room] = t
+	}
+}
+
+func (h *redisHist) head(room string) int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return int64(len(h.events[room]))
+}
+
+func (h *redisHist) EventsAfter(_ context.Context, room string, after int64, limit int) ([]Event, error) {
+	h.calls.Add(1)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if after < h.trimmed[room] {
+		return nil, fmt.Errorf("events of %s after %d: %w", room, after, ErrTrimmed)
+	}
+	evs := h.events[room]
+	if after >= int64(len(evs)) {
+		return nil, nil
+	}
+	evs = evs[after:]
+	if len(evs) > limit {
+		evs = evs[:limit]
+	}
+	return append([]Event(nil), evs...), nil
+}
+
+func (h *redisHist) RoomHeads(_ context.Context, since time.Time) ([]RoomHead, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var hs []RoomHead
+	for room, evs := range h.events {
+		if !since.IsZero() && h.changed[room].Before(since) {
+			continue
+		}
+		hs = append(hs, RoomHead{Room: room, Seq: int64(len(evs))})
+	}
+	return hs, nil
+}
+
+// redisNode is one node under test: a hub and a RedisLog over a shared
+// prefix and history.
+type redisNode struct {
+	hub *Hub
+	log *RedisLog
+}
+
+func newRedisNode(tb testing.TB, client redis.UniversalClient, hist *redisHist, opts RedisOptions, buffer int) *redisNode {
+	tb.Helper()
+	hub := NewHub(buffer)
+	tb.Cleanup(hub.Close)
+	return &redisNode{hub: hub, log: NewRedisLog(client, hub, hist, opts)}
+}
+
+// redisStart runs fn in a goroutine owned by the test: its context is
+// cancelled and its return awaited at cleanup, and it must return nil.
+func redisStart(tb testing.TB, name string, fn func(ctx context.Context) error) (stop func()) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					tb.Errorf("%s returned %v, want nil", name, err)
+				}
+			case <-time.After(10 * time.Second):
+				tb.Errorf("%s did not return 10s after cancel", name)
+			}
+		})
+	}
+	tb.Cleanup(stop)
+	return stop
+}
+
+// redisStreamSeqs returns the seqs in the stream of room, checking each
+// entry's fields.
+func redisStreamSeqs(tb testing.TB, l *RedisLog, room string) []int64 {
+	tb.Helper()
+	msgs, err := l.client.XRange(tb.Context(), l.streamKey(room), "-", "+").Result()
+	if err != nil {
+		tb.Fatalf("XRANGE %s: %v", room, err)
+	}
+	seqs := make([]int64, 0, len(msgs))
+	for _, m := range msgs {
+		ev, ok := redisParseEntry(room, m)
+		if !ok {
+			tb.Fatalf("stream %s: entry id %q is not <seq>-0", room, m.ID)
+		}
+		if want := fmt.Sprintf(`{"room":%q,"seq":%d}`, room, ev.Seq); string(ev.Data) != want || ev.Type != "element.updated" {
+			tb.Fatalf("stream %s entry %s: got t=%q d=%s, want t=element.updated d=%s", room, m.ID, ev.Type, ev.Data, want)
+		}
+		seqs = append(seqs, ev.Seq)
+	}
+	return seqs
+}
+
+// redisCheckRun reports whether seqs is exactly from, from+1, ..., to.
+func redisCheckRun(tb testing.TB, what string, seqs []int64, from, to int64) {
+	tb.Helper()
+	if int64(len(seqs)) != to-from+1 {
+		tb.Fatalf("%s: got %d events %s, want %d..%d", what, len(seqs), redisSummary(seqs), from, to)
+	}
+	for i, s := range seqs {
+		if s != from+int64(i) {
+			tb.Fatalf("%s: event %d has seq %d, want %d (got %s)", what, i, s, from+int64(i), redisSummary(seqs))
+		}
+	}
+}
+
+func redisSummary(seqs []int64) string {
+	if len(seqs) <= 12 {
+		return fmt.Sprint(seqs)
+	}
+	return fmt.Sprintf("%v ... %v", seqs[:6], seqs[len(seqs)-6:])
+}
+
+// redisEventually polls cond until it holds or timeout passes.
+func redisEventually(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s: not true after %v", what, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// redisReceive reads n messages from sub, failing on a timeout or an ended
+// subscription.
+func redisReceive(tb testing.TB, sub *Subscription, n int, timeout time.Duration) []int64 {
+	tb.Helper()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	seqs := make([]int64, 0, n)
+	for len(seqs) < n {
+		select {
+		case m := <-sub.C():
+			seqs = append(seqs, m.Seq)
+		case <-sub.Done():
+			tb.Fatalf("subscription to %s ended (%v) after %d of %d events", sub.Room(), sub.Err(), len(seqs), n)
+		case <-t.C:
+			tb.Fatalf("subscription to %s: got %d events %s in %v, want %d", sub.Room(), len(seqs), redisSummary(seqs), timeout, n)
+		}
+	}
+	return seqs
+}
+
+// redisSetup returns a test client, an options value with its prefix, and a
+// fresh history.
+func redisSetup(tb testing.TB) (*redis.Client, RedisOptions, *redisHist) {
+	tb.Helper()
+	client, prefix := testenv.Redis(tb)
+	return client, RedisOptions{Prefix: prefix, Block: 200 * time.Millisecond}, newRedisHist()
+}

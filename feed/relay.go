@@ -1,0 +1,175 @@
+package feed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RoomHead is the highest committed sequence number of a room.
+type RoomHead struct {
+	Room string
+	Seq  int64
+}
+
+// Heads reports the committed heads of the rooms (the SQL store).
+type Heads interface {
+	// RoomHeads returns the head of every room whose head changed at or
+	// after since; the zero time means every room.
+	RoomHeads(ctx context.Context, since time.Time) ([]RoomHead, error)
+}
+
+const (
+	redisRelayBatch    = 500 // rooms per pipelined top check
+	redisRelayInterval = 5 * time.Second
+)
+
+// Relay republishes the committed events the streams lack: the event of a
+// Publish that failed or never ran (crash between commit and publish, Redis
+// outage), or every room's retained window after Redis lost its data. It
+// compares every room's head with its stream's top at start, then every
+// interval (default 5s) the rooms whose head changed since shortly before
+// the previous pass, and fills the rooms behind the way Publish does. Redis
+// data loss is noticed through the epoch key (Prefix + "epoch", a random
+// value the relays set when missing): when it disappears or changes, the
+// next pass covers every room again. Errors are logged once per failure
+// streak and retried at the next tick; Relay returns nil once ctx is done.
+func (l *RedisLog) Relay(ctx context.Context, heads Heads, interval time.Duration) error {
+	if interval <= 0 {
+		interval = redisRelayInterval
+	}
+	r := redisRelay{l: l, heads: heads, interval: interval, full: true}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := r.pass(ctx); err != nil && ctx.Err() == nil {
+			r.fail(ctx, err)
+		} else if err == nil {
+			r.ok(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// redisRelay is the state of one Relay loop.
+type redisRelay struct {
+	l        *RedisLog
+	heads    Heads
+	interval time.Duration
+
+	epoch   string    // value of the epoch key at the last pass
+	full    bool      // the next pass must cover every room
+	last    time.Time // start of the last successful pass
+	failing bool
+}
+
+func (r *redisRelay) pass(ctx context.Context) error {
+	start := time.Now()
+	epoch, err := r.l.epoch(ctx)
+	if err != nil {
+		return err
+	}
+	if epoch != r.epoch {
+		if r.epoch != "" {
+			r.l.log.LogAttrs(ctx, slog.LevelWarn, "redis epoch changed: Redis lost its data, republishing every room")
+		}
+		r.epoch, r.full = epoch, true
+	}
+	var since time.Time
+	if !r.full {
+		since = r.last.Add(-2 * r.interval)
+	}
+	hs, err := r.heads.RoomHeads(ctx, since)
+	if err != nil {
+		return fmt.Errorf("relay: room heads: %w", err)
+	}
+	if err := r.l.relayHeads(ctx, hs); err != nil {
+		return err
+	}
+	r.full, r.last = false, start
+	return nil
+}
+
+func (r *redisRelay) fail(ctx context.Context, err error) {
+	level := slog.LevelDebug
+	if !r.failing {
+		r.failing, level = true, slog.LevelError
+	}
+	r.l.log.LogAttrs(ctx, level, "redis relay pass failed, retrying", slog.String("error", err.Error()))
+}
+
+func (r *redisRelay) ok(ctx context.Context) {
+	if r.failing {
+		r.failing = false
+		r.l.log.LogAttrs(ctx, slog.LevelInfo, "redis relay recovered")
+	}
+}
+
+// epoch returns the value of the epoch key, setting a new random one when it
+// is missing.
+func (l *RedisLog) epoch(ctx context.Context) (string, error) {
+	key := l.opts.Prefix + "epoch"
+	if err := l.client.SetNX(ctx, key, redisRandomID(), 0).Err(); err != nil {
+		return "", fmt.Errorf("relay: set epoch: %w", err)
+	}
+	v, err := l.client.Get(ctx, key).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil // deleted between the two calls: the next pass sees a new one
+	}
+	if err != nil {
+		return "", fmt.Errorf("relay: get epoch: %w", err)
+	}
+	return v, nil
+}
+
+// relayHeads brings the stream of every room in hs up to its head. It goes
+// on past a failing room and returns every failure.
+func (l *RedisLog) relayHeads(ctx context.Context, hs []RoomHead) error {
+	var errs []error
+	for batch := range slices.Chunk(hs, redisRelayBatch) {
+		cmds, _ := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, h := range batch {
+				p.XRevRangeN(ctx, l.streamKey(h.Room), "+", "-", 1)
+			}
+			return nil
+		})
+		if len(cmds) != len(batch) {
+			return fmt.Errorf("relay: pipeline answered %d of %d", len(cmds), len(batch))
+		}
+		for i, h := range batch {
+			msgs, err := cmds[i].(*redis.XMessageSliceCmd).Result()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("relay %s: stream top: %w", h.Room, err))
+				continue
+			}
+			var top int64
+			if len(msgs) > 0 {
+				ev, ok := redisParseEntry(h.Room, msgs[0])
+				if !ok {
+					errs = append(errs, fmt.Errorf("relay %s: foreign stream id %s", h.Room, msgs[0].ID))
+					continue
+				}
+				top = ev.Seq
+			}
+			if top >= h.Seq {
+				continue
+			}
+			if err := l.fill(ctx, h.Room, top, h.Seq, nil); err != nil {
+				errs = append(errs, fmt.Errorf("relay %s up to %d: %w", h.Room, h.Seq, err))
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,148 @@
+package feed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+const redisTick = 50 * time.Millisecond
+
+// redisStreamHas waits until the stream of room is exactly from..to.
+func redisStreamHas(tb testing.TB, l *RedisLog, room string, from, to int64) {
+	tb.Helper()
+	redisEventually(tb, 10*time.Second, "stream "+room+" caught up", func() bool {
+		seqs := redisStreamSeqs(tb, l, room)
+		return len(seqs) > 0 && seqs[len(seqs)-1] >= to
+	})
+	redisCheckRun(tb, "stream "+room, redisStreamSeqs(tb, l, room), from, to)
+}
+
+// TestRedisRelayFillsGaps: committed events that never reached Redis (a
+// crash between commit and publish) are republished, at start and later.
+func TestRedisRelayFillsGaps(t *testing.T) {
+	t.Parallel()
+	client, opts, hist := redisSetup(t)
+	node := newRedisNode(t, client, hist, opts, 16)
+	l := node.log
+	for _, ev := range hist.commitN("r1", 50)[:20] { // stream 1..20, history 1..50
+		if err := l.Publish(t.Context(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hist.commitN("r2", 30) // never published
+	for _, ev := range hist.commitN("r3", 10) {
+		if err := l.Publish(t.Context(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	redisStart(t, "Relay", func(ctx context.Context) error { return l.Relay(ctx, hist, redisTick) })
+	redisStreamHas(t, l, "r1", 1, 50)
+	redisStreamHas(t, l, "r2", 1, 30)
+	redisStreamHas(t, l, "r3", 1, 10)
+
+	hist.commitN("r1", 10) // committed later, publish lost
+	redisStreamHas(t, l, "r1", 1, 60)
+}
+
+// TestRedisRelayEpoch: a stream lost while the epoch key stays is not seen by
+// the incremental passes (its head did not change); losing the epoch key
+// (Redis lost its data) makes the relay check every room again, and it
+// republishes only the window.
+func TestRedisRelayEpoch(t *testing.T) {
+	t.Parallel()
+	client, opts, hist := redisSetup(t)
+	opts.MaxLen = 100
+	node := newRedisNode(t, client, hist, opts, 16)
+	l := node.log
+	hist.commitN("r1", 300)
+	hist.commitN("r2", 50)
+	redisStart(t, "Relay", func(ctx context.Context) error { return l.Relay(ctx, hist, redisTick) })
+	redisStreamHas(t, l, "r1", 201, 300)
+	redisStreamHas(t, l, "r2", 1, 50)
+
+	hist.age(time.Now().Add(-time.Hour))
+	if err := client.Del(t.Context(), l.streamKey("r1")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * redisTick)
+	if got := redisStreamSeqs(t, l, "r1"); len(got) != 0 {
+		t.Fatalf("stream r1 after incremental passes: got %s, want empty (heads unchanged)", redisSummary(got))
+	}
+
+	// Redis "restarts empty": every key of the prefix is gone.
+	keys := []string{l.streamKey("r1"), l.streamKey("r2"), l.opts.Prefix + "epoch"}
+	if err := client.Del(t.Context(), keys...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	redisStreamHas(t, l, "r1", 201, 300)
+	redisStreamHas(t, l, "r2", 1, 50)
+
+	// Another value (another Redis, or a failover that lost writes) too.
+	if err := client.Del(t.Context(), l.streamKey("r2")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Set(t.Context(), l.opts.Prefix+"epoch", "other", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	redisStreamHas(t, l, "r2", 1, 50)
+}
+
+// TestRedisRelayRetries: a failing pass is retried at the next tick.
+func TestRedisRelayRetries(t *testing.T) {
+	t.Parallel()
+	client, opts, hist := redisSetup(t)
+	node := newRedisNode(t, client, hist, opts, 16)
+	hist.commitN("r1", 40)
+	heads := &redisFlakyHeads{Heads: hist}
+	heads.failures.Store(3)
+	redisStart(t, "Relay", func(ctx context.Context) error { return node.log.Relay(ctx, heads, redisTick) })
+	redisStreamHas(t, node.log, "r1", 1, 40)
+	if got := heads.calls.Load(); got < 4 {
+		t.Errorf("RoomHeads calls: got %d, want at least 4 (3 failures, then success)", got)
+	}
+}
+
+type redisFlakyHeads struct {
+	Heads
+	failures atomic.Int64
+	calls    atomic.Int64
+}
+
+func (h *redisFlakyHeads) RoomHeads(ctx context.Context, since time.Time) ([]RoomHead, error) {
+	h.calls.Add(1)
+	if h.failures.Add(-1) >= 0 {
+		return nil, errors.New("db down")
+	}
+	return h.Heads.RoomHeads(ctx, since)
+}
+
+// TestRedisRelayManyRooms covers the batched top checks (more than one
+// pipeline of 500 rooms).
+func TestRedisRelayManyRooms(t *testing.T) {
+	t.Parallel()
+	client, opts, hist := redisSetup(t)
+	node := newRedisNode(t, client, hist, opts, 16)
+	rooms := make([]RoomHead, 1100)
+	for i := range rooms {
+		rooms[i] = RoomHead{Room: fmt.Sprintf("room%04d", i), Seq: int64(1 + i%3)}
+		hist.commitN(rooms[i].Room, int(rooms[i].Seq))
+		if i%2 == 0 { // half of them are already published
+			for _, ev := range hist.events[rooms[i].Room] {
+				if err := node.log.Publish(t.Context(), ev); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	if err := node.log.relayHeads(t.Context(), slices.Clone(rooms)); err != nil {
+		t.Fatalf("relayHeads: %v", err)
+	}
+	for _, h := range rooms {
+		redisCheckRun(t, h.Room, redisStreamSeqs(t, node.log, h.Room), 1, h.Seq)
+	}
+}
