@@ -275,3 +275,23 @@ func TestTwoNodes(t *testing.T) {
 		}
 	}
 }
+
+// TestShutdownClosesStreamsPromptly stops a node with feeds open: the streams
+// end at once (clients reconnect elsewhere) and run returns.
+func TestShutdownClosesStreamsPromptly(t *testing.T) {
+	n := startNode(t, backendsArgs[0].args(t)...)
+	var streams []*ssetest.Stream
+	for i := range 5 {
+		streams = append(streams, ssetest.Open(t, n.URL+"/rooms/r"+strconv.Itoa(i)+"/events", ""))
+	}
+	start := time.Now()
+	n.stop()
+	for i, s := range streams {
+		if !s.Ended(2 * time.Second) {
+			t.Errorf("stream %d still open 2s after shutdown", i)
+		}
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("shutdown took %v with open streams, want well under the 10s timeout", d)
+	}
+}
