@@ -26,6 +26,14 @@ type elementBody struct {
 	Data json.RawMessage `json:"data"`
 }
 
+// snapshotBody is the snapshot answer; the cursor is a string like every
+// event id.
+type snapshotBody struct {
+	Room     string         `json:"room"`
+	Cursor   string         `json:"cursor"`
+	Elements []repo.Element `json:"elements"`
+}
+
 type messageBody struct {
 	Event string          `json:"event"`
 	Data  json.RawMessage `json:"data"`
@@ -42,7 +50,7 @@ func (s *Server) snapshot(c *gin.Context) {
 		elements = []repo.Element{}
 	}
 	c.Header("Event-ID", strconv.FormatInt(snap.Cursor, 10))
-	c.JSON(http.StatusOK, gin.H{"room": snap.Room, "cursor": strconv.FormatInt(snap.Cursor, 10), "elements": elements})
+	c.JSON(http.StatusOK, snapshotBody{Room: snap.Room, Cursor: strconv.FormatInt(snap.Cursor, 10), Elements: elements})
 }
 
 func (s *Server) getElement(c *gin.Context) {
