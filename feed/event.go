@@ -28,6 +28,9 @@ var (
 	ErrClosed = errors.New("feed closed")
 	// ErrSlowConsumer reports a subscriber dropped because its buffer was full.
 	ErrSlowConsumer = errors.New("slow consumer")
+	// ErrUnavailable reports that the log's backing service (Redis) could
+	// not be reached; the caller may retry.
+	ErrUnavailable = errors.New("feed unavailable")
 )
 
 // ParseCursor parses a Last-Event-ID: a decimal sequence number ("42"), or a

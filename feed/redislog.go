@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -44,7 +46,13 @@ const (
 	redisBatchBytes  = 1 << 20 // payload bytes per script call
 	redisRangeLimit  = 1000    // Range page when the caller passes limit <= 0
 	redisFillRetries = 5       // restarts of a fill whose base moved under it
-	redisMaxBackoff  = 5 * time.Second
+	redisMaxBackoff  = time.Second
+
+	// redisPublishPause is how long Publish leaves Redis alone after it
+	// failed to reach it: writes during an outage stay as fast as the SQL
+	// commit, and the relay (or the first Publish after the pause) brings the
+	// streams up to date once Redis answers again.
+	redisPublishPause = time.Second
 )
 
 // RedisLog carries committed events between nodes through Redis Streams,
@@ -86,6 +94,8 @@ type RedisLog struct {
 	wakeKey string
 	wake    chan struct{} // wakes an idle reader when a room is registered
 	running atomic.Bool
+
+	publishPausedUntil atomic.Int64 // unix nanoseconds; see redisPublishPause
 
 	mu    sync.Mutex
 	rooms map[string]*redisCursor // rooms the reader tracks
@@ -233,14 +243,49 @@ func (l *RedisLog) Publish(ctx context.Context, ev Event) error {
 	if ev.Room == "" || ev.Seq < 1 {
 		return fmt.Errorf("publish %q/%d: invalid event", ev.Room, ev.Seq)
 	}
+	if until := l.publishPausedUntil.Load(); until != 0 {
+		// Redis failed recently: one Publish per pause probes it, with a
+		// short deadline (go-redis would otherwise retry dials for seconds);
+		// the others leave their event to the relay.
+		now := time.Now()
+		if now.UnixNano() < until || !l.publishPausedUntil.CompareAndSwap(until, now.Add(redisPublishPause).UnixNano()) {
+			return fmt.Errorf("publish %s/%d: %w (left to the relay)", ev.Room, ev.Seq, ErrUnavailable)
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, redisPublishPause/2)
+		defer cancel()
+	}
 	ok, top, err := l.appendBatch(ctx, ev.Room, []Event{ev}, false)
 	if err == nil && !ok {
 		err = l.fill(ctx, ev.Room, top, ev.Seq, &ev)
 	}
 	if err != nil {
+		if redisUnreachable(err) || errors.Is(err, context.DeadlineExceeded) {
+			l.publishPausedUntil.Store(time.Now().Add(redisPublishPause).UnixNano())
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
 		return fmt.Errorf("publish %s/%d: %w", ev.Room, ev.Seq, err)
 	}
+	l.publishPausedUntil.Store(0)
 	return nil
+}
+
+// redisUnreachable reports whether err means Redis could not be reached or
+// did not answer (as opposed to an error reply or a failure of the history).
+func redisUnreachable(err error) bool {
+	if errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) {
+		return true
+	}
+	var reply redis.Error
+	if errors.As(err, &reply) {
+		// An error reply: Redis answered. Only a server still loading its
+		// data or a replica without its master counts as down.
+		msg := reply.Error()
+		return strings.HasPrefix(msg, "LOADING") || strings.HasPrefix(msg, "MASTERDOWN")
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // fill appends the committed events of room in (top, head] to its stream,
@@ -389,6 +434,37 @@ func (l *RedisLog) streamTop(ctx context.Context, room string) (string, error) {
 	return msgs[0].ID, nil
 }
 
+// StreamTops returns, for each room, the seq of the last entry of its stream
+// (0 when there is none): every committed event of the room up to it has
+// been published. Retention never trims the SQL history above it.
+func (l *RedisLog) StreamTops(ctx context.Context, rooms []string) ([]int64, error) {
+	cmds, err := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, room := range rooms {
+			p.XRevRangeN(ctx, l.streamKey(room), "+", "-", 1)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("stream tops: %w", err)
+	}
+	if len(cmds) != len(rooms) {
+		return nil, fmt.Errorf("stream tops: pipeline answered %d of %d", len(cmds), len(rooms))
+	}
+	tops := make([]int64, len(rooms))
+	for i, cmd := range cmds {
+		msgs, err := cmd.(*redis.XMessageSliceCmd).Result()
+		if err != nil {
+			return nil, fmt.Errorf("stream top of %s: %w", rooms[i], err)
+		}
+		if len(msgs) > 0 {
+			if ev, ok := redisParseEntry(rooms[i], msgs[0]); ok {
+				tops[i] = ev.Seq
+			}
+		}
+	}
+	return tops, nil
+}
+
 // Subscribe registers a live subscription to room on the hub and makes sure
 // the reader delivers every event of room above the stream's top at the
 // moment it returns: a caller that then pages with Range until caught up and
@@ -412,6 +488,9 @@ func (l *RedisLog) Subscribe(ctx context.Context, room string) (*Subscription, e
 	top, err := l.streamTop(ctx, room)
 	if err != nil {
 		sub.Close()
+		if redisUnreachable(err) {
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
 		return nil, fmt.Errorf("subscribe %s: %w", room, err)
 	}
 	seq, _ := ParseCursor(top)

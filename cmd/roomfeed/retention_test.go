@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/roomfeed/roomfeed/repo"
+)
+
+func TestRetentionPass(t *testing.T) {
+	ctx := t.Context()
+	store, err := repo.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "rf.db"), repo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	for _, room := range []string{"big", "small"} {
+		n := map[string]int{"big": 50, "small": 5}[room]
+		for i := range n {
+			if _, _, _, err := store.Put(ctx, room, "e", "item", json.RawMessage(`{"i":`+strconv.Itoa(i)+`}`), repo.Precondition{}, repo.Meta{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	oldest := func(room string) int64 {
+		t.Helper()
+		evs, err := store.EventsAfter(ctx, room, 0, 1)
+		if err == nil {
+			return evs[0].Seq
+		}
+		for after := int64(1); after < 100; after++ {
+			if evs, err := store.EventsAfter(ctx, room, after, 1); err == nil {
+				return evs[0].Seq
+			}
+		}
+		t.Fatalf("%s: no event found", room)
+		return 0
+	}
+	tops := map[string]int64{"big": 35, "small": 5} // "big" is published up to 35 only
+	r := &retention{store: store, keep: 10, interval: time.Second, logger: slog.New(slog.DiscardHandler),
+		tops: func(_ context.Context, rooms []string) ([]int64, error) {
+			out := make([]int64, len(rooms))
+			for i, room := range rooms {
+				out[i] = tops[room]
+			}
+			return out, nil
+		}}
+	n, err := r.pass(ctx)
+	if err != nil || n != 35 {
+		t.Fatalf("first pass: got %d, %v; want 35 events deleted (up to the published top)", n, err)
+	}
+	if got := oldest("big"); got != 36 {
+		t.Errorf("big: oldest event %d, want 36 (36..50 are not published)", got)
+	}
+	if got := oldest("small"); got != 1 {
+		t.Errorf("small: oldest event %d, want 1 (under the count)", got)
+	}
+	tops["big"] = 50
+	if n, err := r.pass(ctx); err != nil || n != 5 {
+		t.Fatalf("second pass: got %d, %v; want 5", n, err)
+	}
+	if got := oldest("big"); got != 41 {
+		t.Errorf("big: oldest event %d, want 41 (the newest 10)", got)
+	}
+
+	// Age: everything is older than a nanosecond, but only up to the top.
+	r = &retention{store: store, maxAge: time.Nanosecond, interval: time.Second, logger: r.logger}
+	time.Sleep(2 * time.Millisecond)
+	if n, err := r.pass(ctx); err != nil || n != 10+5 {
+		t.Fatalf("age pass: got %d, %v; want 15", n, err)
+	}
+}
