@@ -209,6 +209,17 @@ func (s *Store) Get(ctx context.Context, room, id string) (Element, error) {
 	return el, nil
 }
 
+// CountElements returns the number of elements in room (an index-only
+// count; an unknown room has none).
+func (s *Store) CountElements(ctx context.Context, room string) (int, error) {
+	var n int
+	err := s.read.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM elements WHERE room = ?`), room).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count elements: %w", classify(err))
+	}
+	return n, nil
+}
+
 // Snapshot returns the room's elements and its sequence number read in one
 // transaction, so the events after Cursor are exactly the changes the
 // snapshot lacks. An unknown room is an empty snapshot with Cursor 0.

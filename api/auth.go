@@ -1,0 +1,268 @@
+package api
+
+import (
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/roomfeed/roomfeed/feed"
+)
+
+// CookieName is the HttpOnly cookie a browser may carry its token in.
+const CookieName = "roomfeed_token"
+
+const (
+	maxTokenBytes = 8 << 10 // longer tokens are refused before parsing
+	maxSubject    = 256     // the sub claim is recorded in every event
+	claimsKey     = "roomfeed.claims"
+	tokenKeyKey   = "roomfeed.token"
+	eventsRoute   = "/rooms/:room/events"
+)
+
+// Grants are the rooms a token may read and write: exact room names, or a
+// prefix followed by "*" ("team-*" matches "team-a"; "*" matches every room).
+type Grants struct {
+	Read  []string `json:"read,omitempty"`
+	Write []string `json:"write,omitempty"`
+}
+
+// Claims are the JWT claims roomfeed reads: the registered ones (sub is the
+// actor recorded in every event the token causes; exp is required) and the
+// room grants under "roomfeed".
+type Claims struct {
+	Roomfeed Grants `json:"roomfeed"`
+	jwt.RegisteredClaims
+}
+
+// MatchRoom reports whether a grant pattern covers room.
+func MatchRoom(pattern, room string) bool {
+	if prefix, ok := strings.CutSuffix(pattern, "*"); ok {
+		return !strings.Contains(prefix, "*") && strings.HasPrefix(room, prefix)
+	}
+	return pattern == room
+}
+
+func allowed(patterns []string, room string) bool {
+	return slices.ContainsFunc(patterns, func(p string) bool { return MatchRoom(p, room) })
+}
+
+// Verifier checks tokens signed with one key and one algorithm. Any other
+// algorithm, "none" included, is refused before the key is consulted.
+type Verifier struct {
+	key    any
+	alg    string
+	parser *jwt.Parser
+}
+
+// NewSecretVerifier verifies HS256 tokens signed with secret.
+func NewSecretVerifier(secret []byte) (*Verifier, error) {
+	if len(secret) == 0 {
+		return nil, errors.New("empty JWT secret")
+	}
+	return newVerifier(secret, jwt.SigningMethodHS256.Alg()), nil
+}
+
+// NewPublicKeyVerifier verifies tokens signed by the private half of the
+// PEM-encoded public key: EdDSA for an Ed25519 key, RS256 for an RSA key
+// (at least 2048 bits).
+func NewPublicKeyVerifier(pemData []byte) (*Verifier, error) {
+	block, _ := pem.Decode(pemData)
+	if block == nil {
+		return nil, errors.New("no PEM block in the public key file")
+	}
+	var (
+		key any
+		err error
+	)
+	switch block.Type {
+	case "PUBLIC KEY":
+		key, err = x509.ParsePKIXPublicKey(block.Bytes)
+	case "RSA PUBLIC KEY":
+		key, err = x509.ParsePKCS1PublicKey(block.Bytes)
+	default:
+		return nil, fmt.Errorf("PEM block %q: want PUBLIC KEY", block.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("parse public key: %w", err)
+	}
+	switch k := key.(type) {
+	case ed25519.PublicKey:
+		return newVerifier(k, jwt.SigningMethodEdDSA.Alg()), nil
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return nil, fmt.Errorf("RSA key of %d bits: want at least 2048", k.N.BitLen())
+		}
+		return newVerifier(k, jwt.SigningMethodRS256.Alg()), nil
+	}
+	return nil, fmt.Errorf("public key of type %T: want Ed25519 or RSA", key)
+}
+
+func newVerifier(key any, alg string) *Verifier {
+	return &Verifier{key: key, alg: alg, parser: jwt.NewParser(
+		jwt.WithValidMethods([]string{alg}),
+		jwt.WithExpirationRequired(),
+		jwt.WithJSONNumber(),
+	)}
+}
+
+// Algorithm is the one JWT algorithm accepted.
+func (v *Verifier) Algorithm() string { return v.alg }
+
+// Verify parses and checks a token. It answers only errInvalidToken or
+// errTokenExpired, which never quote the token.
+func (v *Verifier) Verify(raw string) (*Claims, error) {
+	if raw == "" || len(raw) > maxTokenBytes {
+		return nil, errInvalidToken
+	}
+	var claims Claims
+	_, err := v.parser.ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) { return v.key, nil })
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return nil, errTokenExpired
+	case err != nil:
+		return nil, errInvalidToken
+	case claims.Subject == "" || len(claims.Subject) > maxSubject:
+		return nil, errInvalidToken
+	}
+	return &claims, nil
+}
+
+type tokenSource int
+
+const (
+	fromHeader tokenSource = iota + 1
+	fromQuery
+	fromCookie
+)
+
+// tokenFrom finds the request's token: the Authorization header, else
+// ?access_token= (the events route only: EventSource cannot set headers),
+// else the cookie.
+func tokenFrom(c *gin.Context) (string, tokenSource, error) {
+	if h := c.Request.Header.Values("Authorization"); len(h) > 0 {
+		scheme, tok, ok := strings.Cut(h[0], " ")
+		if len(h) > 1 || !ok || !strings.EqualFold(scheme, "Bearer") {
+			return "", 0, errBadAuthorization
+		}
+		return strings.TrimSpace(tok), fromHeader, nil
+	}
+	if q, ok := c.Request.URL.Query()["access_token"]; ok {
+		if c.FullPath() != eventsRoute && c.FullPath() != multiEventsRoute {
+			return "", 0, errTokenInQuery
+		}
+		if len(q) != 1 {
+			return "", 0, errInvalidToken
+		}
+		return q[0], fromQuery, nil
+	}
+	if ck, err := c.Request.Cookie(CookieName); err == nil {
+		return ck.Value, fromCookie, nil
+	}
+	return "", 0, errNoToken
+}
+
+// authorize checks the token of every room route: reading needs a read
+// grant for the room, writing a write grant. Without a verifier (open
+// development mode) everything is allowed. Refusals never depend on whether
+// the room exists.
+func (s *Server) authorize(c *gin.Context) {
+	if s.cfg.Auth == nil {
+		c.Next()
+		return
+	}
+	raw, src, err := tokenFrom(c)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	claims, err := s.cfg.Auth.Verify(raw)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	room := c.Param("room")
+	if isWrite(c.Request.Method) {
+		if !allowed(claims.Roomfeed.Write, room) {
+			writeError(c, errForbiddenWrite)
+			return
+		}
+		// A cookie rides along on any site's request: writes carried by
+		// one must come from an allowed page (CSRF).
+		if src == fromCookie && !s.originAllowed(c.Request) {
+			writeError(c, errBadOrigin)
+			return
+		}
+	} else if !allowed(claims.Roomfeed.Read, room) {
+		writeError(c, errForbiddenRead)
+		return
+	}
+	c.Set(claimsKey, claims)
+	c.Set(tokenKeyKey, tokenKey(raw))
+	c.Next()
+}
+
+func isWrite(method string) bool {
+	return method != http.MethodGet && method != http.MethodHead && method != http.MethodOptions
+}
+
+// originAllowed reports whether the request's one Origin is in the CORS
+// allowlist or is the server's own origin.
+func (s *Server) originAllowed(r *http.Request) bool {
+	vals := r.Header.Values("Origin")
+	if len(vals) != 1 {
+		return false
+	}
+	origin := strings.TrimRight(vals[0], "/")
+	if slices.Contains(s.cfg.CORSOrigins, origin) {
+		return true
+	}
+	u, err := url.Parse(origin)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.Host == r.Host && u.Path == ""
+}
+
+// tokenKey names a token in limit tables without keeping the token itself.
+func tokenKey(raw string) string {
+	sum := sha256.Sum256([]byte(raw))
+	return hex.EncodeToString(sum[:12])
+}
+
+func claimsOf(c *gin.Context) *Claims {
+	v, _ := c.Get(claimsKey)
+	claims, _ := v.(*Claims)
+	return claims
+}
+
+// actor is the sub of the request's token, "" in open mode.
+func actor(c *gin.Context) string {
+	if claims := claimsOf(c); claims != nil {
+		return claims.Subject
+	}
+	return ""
+}
+
+// tokenExpiry returns a channel that fires when the request's token
+// expires (nil in open mode) and a function that releases its timer.
+func tokenExpiry(c *gin.Context) (<-chan time.Time, func()) {
+	claims := claimsOf(c)
+	if claims == nil || claims.ExpiresAt == nil {
+		return nil, func() {}
+	}
+	t := time.NewTimer(time.Until(claims.ExpiresAt.Time))
+	return t.C, func() { t.Stop() }
+}
+
+var authExpiredFrame = feed.AppendEvent(nil, "", "auth_expired",
+	[]byte(`{"reason":"token_expired","message":"the token expired; fetch a new one and resume from the last event id"}`))

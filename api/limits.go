@@ -1,0 +1,310 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"golang.org/x/time/rate"
+
+	"github.com/roomfeed/roomfeed/repo"
+)
+
+// Limits bound what one client can take from a node. A zero field takes its
+// default; a negative one switches that limit off.
+type Limits struct {
+	MaxElementsPerRoom int           // elements one room may hold (default 10,000)
+	MaxMessageBytes    int           // data of one custom message (default: Config.MaxDataBytes)
+	MaxHeaderBytes     int           // all request header names and values (default 32 KiB)
+	BodyTimeout        time.Duration // time to receive a write's body once reading starts (default 10 s)
+	StreamsPerToken    int           // open feeds per token (default 16)
+	StreamsPerIP       int           // open feeds per client address (default 128)
+	MaxStreams         int           // open feeds on this node (default 10,000): 503 beyond
+	WriteRate          float64       // sustained writes per second per token (default 20)
+	WriteBurst         int           // writes per token allowed at once (default 40)
+}
+
+func (l *Limits) defaults(maxData int) {
+	def := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	def(&l.MaxElementsPerRoom, 10000)
+	def(&l.MaxMessageBytes, maxData)
+	def(&l.MaxHeaderBytes, 32<<10)
+	def(&l.StreamsPerToken, 16)
+	def(&l.StreamsPerIP, 128)
+	def(&l.MaxStreams, 10000)
+	def(&l.WriteBurst, 40)
+	if l.BodyTimeout == 0 {
+		l.BodyTimeout = 10 * time.Second
+	}
+	if l.WriteRate == 0 {
+		l.WriteRate = 20
+	}
+}
+
+// limiter holds the live counts behind Limits.
+type limiter struct {
+	cfg Limits
+
+	mu      sync.Mutex
+	total   int
+	byToken map[string]int
+	byIP    map[string]int
+	writers map[string]*writer
+	swept   time.Time
+}
+
+type writer struct {
+	lim  *rate.Limiter
+	seen time.Time
+}
+
+func newLimiter(cfg Limits) *limiter {
+	return &limiter{cfg: cfg, byToken: map[string]int{}, byIP: map[string]int{}, writers: map[string]*writer{}}
+}
+
+// acquireStream counts one more open feed for the request's token and
+// address, or refuses it. The caller calls release when the feed ends.
+func (s *Server) acquireStream(c *gin.Context) (release func(), err error) {
+	l := s.limits
+	tok := c.GetString(tokenKeyKey)
+	ip := c.ClientIP()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if over(l.total, l.cfg.MaxStreams) {
+		c.Header("Retry-After", "5")
+		return nil, errNodeFull
+	}
+	if over(l.byIP[ip], l.cfg.StreamsPerIP) || (tok != "" && over(l.byToken[tok], l.cfg.StreamsPerToken)) {
+		return nil, errTooManyStreams
+	}
+	l.total++
+	l.byIP[ip]++
+	if tok != "" {
+		l.byToken[tok]++
+	}
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.total--
+		decrement(l.byIP, ip)
+		if tok != "" {
+			decrement(l.byToken, tok)
+		}
+	}, nil
+}
+
+func over(n, limit int) bool { return limit >= 0 && n >= limit }
+
+func decrement(m map[string]int, k string) {
+	if m[k] <= 1 {
+		delete(m, k)
+		return
+	}
+	m[k]--
+}
+
+// limitWrites applies the per-token write rate (a token bucket) to every
+// write. Open mode has no tokens and no write rate.
+func (s *Server) limitWrites(c *gin.Context) {
+	tok := c.GetString(tokenKeyKey)
+	if tok == "" || !isWrite(c.Request.Method) || s.limits.cfg.WriteRate < 0 {
+		c.Next()
+		return
+	}
+	if wait := s.limits.reserveWrite(tok, time.Now()); wait > 0 {
+		c.Header("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		writeError(c, errRateLimited)
+		return
+	}
+	c.Next()
+}
+
+// reserveWrite takes one write from tok's bucket, or returns how long until
+// one is available (and takes nothing).
+func (l *limiter) reserveWrite(tok string, now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// A bucket idle long enough to be full again is the same as a new one:
+	// forget those so the table stays as small as the set of active tokens.
+	refill := time.Duration(float64(l.cfg.WriteBurst)/l.cfg.WriteRate*float64(time.Second)) + time.Second
+	if now.Sub(l.swept) > refill {
+		for k, w := range l.writers {
+			if now.Sub(w.seen) > refill {
+				delete(l.writers, k)
+			}
+		}
+		l.swept = now
+	}
+	w, ok := l.writers[tok]
+	if !ok {
+		w = &writer{lim: rate.NewLimiter(rate.Limit(l.cfg.WriteRate), max(l.cfg.WriteBurst, 1))}
+		l.writers[tok] = w
+	}
+	w.seen = now
+	r := w.lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return d
+	}
+	return 0
+}
+
+// limitHeaders refuses requests whose headers are larger than the limit,
+// before anything reads them.
+func (s *Server) limitHeaders(c *gin.Context) {
+	if limit := s.limits.cfg.MaxHeaderBytes; limit >= 0 {
+		n := len(c.Request.RequestURI)
+		for k, vs := range c.Request.Header {
+			for _, v := range vs {
+				n += len(k) + len(v) + 4
+			}
+		}
+		if n > limit {
+			writeError(c, errHeadersTooLarge)
+			return
+		}
+	}
+	c.Next()
+}
+
+// bodyDeadline gives a write's body BodyTimeout to arrive once the handler
+// starts reading it, so a client trickling bytes (slowloris) cannot hold a
+// handler. The deadline is lifted once the body has been read, so the
+// connection's background read cannot cancel the request while the
+// handler works.
+func (s *Server) bodyDeadline(c *gin.Context) {
+	if d := s.limits.cfg.BodyTimeout; d > 0 && isWrite(c.Request.Method) && c.Request.Body != nil && c.Request.Body != http.NoBody {
+		c.Request.Body = &deadlineBody{ReadCloser: c.Request.Body, rc: http.NewResponseController(c.Writer), timeout: d}
+	}
+	c.Next()
+}
+
+type deadlineBody struct {
+	io.ReadCloser
+	rc      *http.ResponseController
+	timeout time.Duration
+	state   int // 0 not started, 1 reading, 2 done
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	if b.state == 0 {
+		_ = b.rc.SetReadDeadline(time.Now().Add(b.timeout))
+		b.state = 1
+	}
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && b.state == 1 {
+		b.state = 2
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
+}
+
+// elementCounter is the store's cheap element count, used to hold rooms to
+// MaxElementsPerRoom.
+type elementCounter interface {
+	CountElements(ctx context.Context, room string) (int, error)
+}
+
+// checkRoomCapacity refuses to add element id to a full room. Replacing an
+// element that exists is always allowed. The check runs before the write's
+// transaction, so concurrent creations may overshoot the limit by a few.
+func (s *Server) checkRoomCapacity(ctx context.Context, room, id string) error {
+	limit := s.limits.cfg.MaxElementsPerRoom
+	counter, ok := s.store.(elementCounter)
+	if limit < 0 || !ok {
+		return nil
+	}
+	n, err := counter.CountElements(ctx, room)
+	if err != nil {
+		return err
+	}
+	if n < limit {
+		return nil
+	}
+	if id != "" {
+		if _, err := s.store.Get(ctx, room, id); err == nil {
+			return nil
+		} else if !errors.Is(err, repo.ErrNotFound) {
+			return err
+		}
+	}
+	return &Error{http.StatusConflict, "room_full",
+		fmt.Sprintf("the room holds its maximum of %d elements; delete some first", limit)}
+}
+
+// checkMessageSize holds custom message data to MaxMessageBytes.
+func (s *Server) checkMessageSize(data json.RawMessage) error {
+	if limit := s.limits.cfg.MaxMessageBytes; limit >= 0 && len(data) > limit {
+		return &Error{http.StatusRequestEntityTooLarge, "data_too_large",
+			fmt.Sprintf("message data is larger than %d bytes", limit)}
+	}
+	return nil
+}
+
+// maxNumberLiteral bounds the text of one JSON number.
+const maxNumberLiteral = 64
+
+// checkJSONText refuses JSON that is valid but that other parsers, the
+// databases or JavaScript clients cannot carry faithfully: numbers that are
+// not finite doubles (or absurdly long literals), NUL characters, and
+// unpaired UTF-16 surrogate escapes. raw must already be valid JSON.
+func checkJSONText(field string, raw []byte) error {
+	bad := func(msg string) error { return badRequest("bad_"+field, field+": "+msg) }
+	for i := 0; i < len(raw); i++ {
+		switch c := raw[i]; {
+		case c == '"':
+			for i++; i < len(raw) && raw[i] != '"'; i++ {
+				if raw[i] != '\\' {
+					continue
+				}
+				i++
+				if raw[i] != 'u' || i+4 >= len(raw) {
+					continue
+				}
+				r, _ := strconv.ParseUint(string(raw[i+1:i+5]), 16, 16)
+				i += 4
+				switch {
+				case r == 0:
+					return bad(`strings must not contain NUL (\u0000)`)
+				case r >= 0xDC00 && r <= 0xDFFF:
+					return bad("unpaired UTF-16 surrogate escape")
+				case r >= 0xD800 && r <= 0xDBFF:
+					if i+6 >= len(raw) || raw[i+1] != '\\' || raw[i+2] != 'u' {
+						return bad("unpaired UTF-16 surrogate escape")
+					}
+					lo, _ := strconv.ParseUint(string(raw[i+3:i+7]), 16, 16)
+					if lo < 0xDC00 || lo > 0xDFFF {
+						return bad("unpaired UTF-16 surrogate escape")
+					}
+					i += 6
+				}
+			}
+		case c == '-' || (c >= '0' && c <= '9'):
+			j := i
+			for j < len(raw) && strings.IndexByte("+-.eE0123456789", raw[j]) >= 0 {
+				j++
+			}
+			if j-i > maxNumberLiteral {
+				return bad(fmt.Sprintf("a number is longer than %d characters", maxNumberLiteral))
+			}
+			if f, err := strconv.ParseFloat(string(raw[i:j]), 64); err != nil || math.IsInf(f, 0) {
+				return bad("a number is out of the range of a double")
+			}
+			i = j - 1
+		}
+	}
+	return nil
+}
