@@ -4,17 +4,19 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Message is an event with its SSE encoding, made once and shared by every
 // subscriber it is delivered to.
 type Message struct {
 	Event
-	Frame []byte
+	Frame  []byte
+	Queued time.Time // when the hub received it, for delivery-lag metrics
 }
 
 // NewMessage encodes ev once.
-func NewMessage(ev Event) *Message { return &Message{Event: ev, Frame: ev.Frame()} }
+func NewMessage(ev Event) *Message { return &Message{Event: ev, Frame: ev.Frame(), Queued: time.Now()} }
 
 // Hub fans events out to the subscribers of each room on this node. Deliver
 // never blocks: a subscriber whose buffer is full is dropped (its Done channel

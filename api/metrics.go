@@ -1,0 +1,172 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are the Prometheus metrics of the HTTP surface and the feed on
+// this node. A nil *Metrics records nothing.
+type Metrics struct {
+	gatherer prometheus.Gatherer
+
+	requests       *prometheus.CounterVec
+	writeLatency   *prometheus.HistogramVec
+	written        *prometheus.CounterVec
+	published      prometheus.Counter
+	publishErrors  prometheus.Counter
+	replayed       prometheus.Counter
+	delivered      prometheus.Counter
+	deliveryLag    prometheus.Histogram
+	streamsEnded   *prometheus.CounterVec
+	dependencyErrs *prometheus.CounterVec
+}
+
+// FeedStats are counters the feed keeps itself.
+type FeedStats interface {
+	Subscribers() int
+	Dropped() uint64
+}
+
+// NewMetrics registers roomfeed's metrics with reg. stats, when not nil,
+// reports subscribers and slow-consumer drops from the hub. extra lists more
+// counters read at scrape time (for example events the relay republished).
+func NewMetrics(reg *prometheus.Registry, stats FeedStats, extra map[string]func() float64) *Metrics {
+	m := &Metrics{
+		gatherer: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "roomfeed_http_requests_total", Help: "HTTP requests by route, method and status.",
+		}, []string{"route", "method", "status"}),
+		writeLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "roomfeed_write_duration_seconds", Help: "Time to commit and publish a write, by route.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}, []string{"route"}),
+		written: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "roomfeed_events_written_total", Help: "Events committed through this node, by kind (element or message).",
+		}, []string{"kind"}),
+		published: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roomfeed_events_published_total", Help: "Committed events this node published to the log after the write.",
+		}),
+		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roomfeed_publish_errors_total", Help: "Publishes that failed after commit (the relay republishes them).",
+		}),
+		replayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roomfeed_events_replayed_total", Help: "Events sent to subscribers from history (catch-up and gap filling).",
+		}),
+		delivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roomfeed_events_delivered_total", Help: "Live events written to subscribers.",
+		}),
+		deliveryLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "roomfeed_delivery_lag_seconds", Help: "Time from an event reaching this node's hub to its write to a subscriber.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12),
+		}),
+		streamsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "roomfeed_streams_ended_total", Help: "SSE streams ended, by reason (client_gone, slow_consumer, shutdown, error, auth_expired).",
+		}, []string{"reason"}),
+		dependencyErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "roomfeed_dependency_errors_total", Help: "Requests that failed because a dependency was down, by dependency (database, log).",
+		}, []string{"dependency"}),
+	}
+	reg.MustRegister(m.requests, m.writeLatency, m.written, m.published, m.publishErrors, m.replayed,
+		m.delivered, m.deliveryLag, m.streamsEnded, m.dependencyErrs)
+	if stats != nil {
+		reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "roomfeed_subscribers", Help: "SSE subscribers connected to this node.",
+			}, func() float64 { return float64(stats.Subscribers()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "roomfeed_subscribers_dropped_slow_total", Help: "Subscribers dropped because their buffer was full.",
+			}, func() float64 { return float64(stats.Dropped()) }),
+		)
+	}
+	for name, f := range extra {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: "See the README's metrics list."}, f))
+	}
+	return m
+}
+
+// handler serves the metrics.
+func (m *Metrics) handler() gin.HandlerFunc {
+	h := promhttp.HandlerFor(m.gatherer, promhttp.HandlerOpts{})
+	return func(c *gin.Context) { h.ServeHTTP(c.Writer, c.Request) }
+}
+
+// observe is the metrics middleware: requests by route and status, and the
+// latency of writes.
+func (m *Metrics) observe(c *gin.Context) {
+	if m == nil {
+		c.Next()
+		return
+	}
+	start := time.Now()
+	c.Next()
+	route := c.FullPath()
+	if route == "" {
+		route = "unmatched"
+	}
+	method := c.Request.Method
+	m.requests.WithLabelValues(route, method, strconv.Itoa(c.Writer.Status())).Inc()
+	if c.GetString(errorCodeKey) == "database_unavailable" {
+		m.dependencyErrs.WithLabelValues("database").Inc()
+	}
+	switch method {
+	case http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodPost:
+		m.writeLatency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	}
+}
+
+func (m *Metrics) wrote(message bool) {
+	if m == nil {
+		return
+	}
+	if message {
+		m.written.WithLabelValues("message").Inc()
+	} else {
+		m.written.WithLabelValues("element").Inc()
+	}
+}
+
+func (m *Metrics) publishResult(err error) {
+	if m == nil {
+		return
+	}
+	if err != nil {
+		m.publishErrors.Inc()
+		m.dependencyErrs.WithLabelValues("log").Inc()
+		return
+	}
+	m.published.Inc()
+}
+
+func (m *Metrics) replayedEvents(n int) {
+	if m != nil && n > 0 {
+		m.replayed.Add(float64(n))
+	}
+}
+
+func (m *Metrics) deliveredLive(queued time.Time) {
+	if m == nil {
+		return
+	}
+	m.delivered.Inc()
+	if !queued.IsZero() {
+		m.deliveryLag.Observe(time.Since(queued).Seconds())
+	}
+}
+
+func (m *Metrics) streamEnded(reason string) {
+	if m != nil {
+		m.streamsEnded.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *Metrics) dependencyError(dep string) {
+	if m != nil {
+		m.dependencyErrs.WithLabelValues(dep).Inc()
+	}
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/roomfeed/roomfeed/internal/ssetest"
+)
+
+// scrape returns the value of every sample on /metrics, keyed by the sample
+// as written ("name{labels}").
+func scrape(t *testing.T, base string) map[string]float64 {
+	t.Helper()
+	status, _, body := call(t, http.MethodGet, base+"/metrics", "")
+	if status != http.StatusOK {
+		t.Fatalf("GET /metrics: got %d, want 200", status)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("metric line %q: %v", line, err)
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
+func TestMetricsMove(t *testing.T) {
+	for _, be := range backendsArgs {
+		t.Run(be.name, func(t *testing.T) {
+			n := startNode(t, be.args(t)...)
+			before := scrape(t, n.URL)
+			s := ssetest.Open(t, n.URL+"/rooms/m1/events", "")
+			for i := range 3 {
+				put(t, n.URL, "m1", "c"+strconv.Itoa(i), "x")
+			}
+			expect(t, s, 0, 3)
+			replay := ssetest.Open(t, n.URL+"/rooms/m1/events", "0")
+			expect(t, replay, 0, 3)
+
+			var after map[string]float64
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				after = scrape(t, n.URL)
+				if sent(after)-sent(before) >= 6 || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			tests := []struct {
+				sample string
+				min    float64
+			}{
+				{`roomfeed_events_written_total{kind="element"}`, 3},
+				{`roomfeed_events_published_total`, 3},
+				{`roomfeed_events_replayed_total`, 3},
+				{`roomfeed_subscribers`, 2},
+				{`roomfeed_http_requests_total{method="PUT",route="/rooms/:room/elements/:id",status="201"}`, 3},
+				{`roomfeed_write_duration_seconds_count{route="/rooms/:room/elements/:id"}`, 3},
+			}
+			for _, tt := range tests {
+				if got := after[tt.sample] - before[tt.sample]; got < tt.min {
+					t.Errorf("%s moved by %v, want at least %v", tt.sample, got, tt.min)
+				}
+			}
+			// An event written while the first stream is still catching up is
+			// sent as replay, so only the sum is exact.
+			if got := sent(after) - sent(before); got < 6 {
+				t.Errorf("events sent (delivered + replayed) moved by %v, want at least 6", got)
+			}
+			if d, lag := after["roomfeed_events_delivered_total"], after["roomfeed_delivery_lag_seconds_count"]; d != lag {
+				t.Errorf("delivery lag observed %v times for %v deliveries, want one each", lag, d)
+			}
+			if _, ok := after["process_resident_memory_bytes"]; !ok {
+				t.Error("process metrics missing")
+			}
+		})
+	}
+}
+
+func sent(m map[string]float64) float64 {
+	return m["roomfeed_events_delivered_total"] + m["roomfeed_events_replayed_total"]
+}

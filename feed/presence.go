@@ -1,0 +1,193 @@
+package feed
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Presence event types. They are ephemeral: never recorded, sent without an
+// id so they never move a client's Last-Event-ID, and never replayed.
+const (
+	PresenceJoined = "presence.joined"
+	PresenceLeft   = "presence.left"
+)
+
+// DefaultPresenceGrace is how long a person's last connection may be gone
+// before they are announced as left; a reconnect within it emits nothing.
+const DefaultPresenceGrace = 5 * time.Second
+
+// presenceData is the JSON of a presence event.
+type presenceData struct {
+	Room   string `json:"room"`
+	Person string `json:"person"`
+	Type   string `json:"type"`
+	At     string `json:"at"`
+}
+
+// NewEphemeral encodes an event that carries no id: it is delivered live
+// and never replayed.
+func NewEphemeral(room, typ string, data []byte) *Message {
+	return &Message{
+		Event:  Event{Room: room, Type: typ, Data: data},
+		Frame:  AppendEvent(nil, "", typ, data),
+		Queued: time.Now(),
+	}
+}
+
+func presenceMessage(room, person, typ string) *Message {
+	data, _ := json.Marshal(presenceData{Room: room, Person: person, Type: typ, At: time.Now().UTC().Format(time.RFC3339Nano)})
+	return NewEphemeral(room, typ, data)
+}
+
+// presenceKey names one person in one room.
+type presenceKey struct{ room, person string }
+
+// localPresence counts a node's connections per person and room, and runs
+// the grace timers of people whose last connection closed. onFirst runs when
+// a person's first connection opens and was not within grace; onLast runs
+// when the grace of their last connection passes.
+type localPresence struct {
+	grace   time.Duration
+	onFirst func(room, person string)
+	onLast  func(room, person string)
+
+	mu      sync.Mutex
+	conns   map[presenceKey]int
+	leaving map[presenceKey]*time.Timer
+	closed  bool
+}
+
+func newLocalPresence(grace time.Duration, onFirst, onLast func(room, person string)) *localPresence {
+	if grace <= 0 {
+		grace = DefaultPresenceGrace
+	}
+	return &localPresence{
+		grace: grace, onFirst: onFirst, onLast: onLast,
+		conns: map[presenceKey]int{}, leaving: map[presenceKey]*time.Timer{},
+	}
+}
+
+// join counts a connection and returns the function that ends it.
+func (p *localPresence) join(room, person string) (leave func()) {
+	k := presenceKey{room, person}
+	p.mu.Lock()
+	first := false
+	if p.conns[k] == 0 {
+		if t, ok := p.leaving[k]; ok {
+			t.Stop() // back within grace: nothing to announce
+			delete(p.leaving, k)
+		} else {
+			first = true
+		}
+	}
+	p.conns[k]++
+	p.mu.Unlock()
+	if first {
+		p.onFirst(room, person)
+	}
+	var once sync.Once
+	return func() { once.Do(func() { p.leave(k) }) }
+}
+
+func (p *localPresence) leave(k presenceKey) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.conns[k]--
+	if p.conns[k] > 0 {
+		return
+	}
+	delete(p.conns, k)
+	if p.closed {
+		return
+	}
+	var t *time.Timer
+	t = time.AfterFunc(p.grace, func() {
+		p.mu.Lock()
+		if p.leaving[k] != t || p.conns[k] > 0 {
+			p.mu.Unlock()
+			return
+		}
+		delete(p.leaving, k)
+		p.mu.Unlock()
+		p.onLast(k.room, k.person)
+	})
+	p.leaving[k] = t
+}
+
+// here lists the people of a room on this node, including those within
+// their grace period.
+func (p *localPresence) here(room string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for k := range p.conns {
+		if k.room == room {
+			out = append(out, k.person)
+		}
+	}
+	for k := range p.leaving {
+		if k.room == room && !slices.Contains(out, k.person) {
+			out = append(out, k.person)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// all lists every (room, person) this node holds, for heartbeats.
+func (p *localPresence) all() []presenceKey {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]presenceKey, 0, len(p.conns)+len(p.leaving))
+	for k := range p.conns {
+		out = append(out, k)
+	}
+	for k := range p.leaving {
+		if p.conns[k] == 0 {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// close stops every grace timer; nothing more is announced.
+func (p *localPresence) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for k, t := range p.leaving {
+		t.Stop()
+		delete(p.leaving, k)
+	}
+}
+
+// MemPresence is presence for one process (the embedded default).
+type MemPresence struct {
+	hub   *Hub
+	local *localPresence
+}
+
+// NewMemPresence announces joins and leaves through hub.
+func NewMemPresence(hub *Hub, grace time.Duration) *MemPresence {
+	m := &MemPresence{hub: hub}
+	m.local = newLocalPresence(grace,
+		func(room, person string) { hub.DeliverMessage(presenceMessage(room, person, PresenceJoined)) },
+		func(room, person string) { hub.DeliverMessage(presenceMessage(room, person, PresenceLeft)) })
+	return m
+}
+
+// Join records a connection of person to room until leave is called.
+func (m *MemPresence) Join(_ context.Context, room, person string) (leave func(), err error) {
+	return m.local.join(room, person), nil
+}
+
+// List returns who is in room now.
+func (m *MemPresence) List(_ context.Context, room string) ([]string, error) {
+	return m.local.here(room), nil
+}
+
+// Close stops the grace timers.
+func (m *MemPresence) Close() { m.local.close() }
