@@ -81,7 +81,10 @@ func (s *Server) readElement(c *gin.Context) (elementBody, error) {
 	if !kindPattern.MatchString(b.Kind) {
 		return b, badRequest("bad_kind", "kind must match "+kindPattern.String())
 	}
-	return b, s.checkObject("data", b.Data)
+	if err := s.checkObject("data", b.Data); err != nil {
+		return b, err
+	}
+	return b, checkJSONText("data", b.Data)
 }
 
 func (s *Server) putElement(c *gin.Context) {
@@ -102,6 +105,7 @@ func (s *Server) putElement(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
+	m.Actor = actor(c)
 	b, err := s.readElement(c)
 	if err != nil {
 		writeError(c, err)
@@ -112,6 +116,10 @@ func (s *Server) putElement(c *gin.Context) {
 		return
 	}
 	if pre, err = s.resolveMustExist(ctx, room, id, pre, mustExist); err != nil {
+		writeError(c, err)
+		return
+	}
+	if err := s.checkRoomCapacity(ctx, room, id); err != nil {
 		writeError(c, err)
 		return
 	}
@@ -135,6 +143,7 @@ func (s *Server) createElement(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
+	m.Actor = actor(c)
 	b, err := s.readElement(c)
 	if err != nil {
 		writeError(c, err)
@@ -145,6 +154,10 @@ func (s *Server) createElement(c *gin.Context) {
 		id = newID()
 	} else if !namePattern.MatchString(id) {
 		writeError(c, badRequest("bad_id", "element id must match "+namePattern.String()))
+		return
+	}
+	if err := s.checkRoomCapacity(ctx, c.Param("room"), ""); err != nil {
+		writeError(c, err)
 		return
 	}
 	el, ev, _, err := s.store.Put(ctx, c.Param("room"), id, b.Kind, b.Data, repo.Precondition{IfNoneMatchAny: true}, m)
@@ -179,6 +192,7 @@ func (s *Server) patchElement(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
+	m.Actor = actor(c)
 	body, err := s.readJSON(c, mediaMergePatch, mediaJSON)
 	if err != nil {
 		writeError(c, err)
@@ -186,6 +200,10 @@ func (s *Server) patchElement(c *gin.Context) {
 	}
 	patch := json.RawMessage(body)
 	if err := s.checkObject("patch", trimSpace(patch)); err != nil {
+		writeError(c, err)
+		return
+	}
+	if err := checkJSONText("patch", patch); err != nil {
 		writeError(c, err)
 		return
 	}
@@ -224,6 +242,7 @@ func (s *Server) deleteElement(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
+	m.Actor = actor(c)
 	if pre, err = s.resolveMustExist(ctx, room, id, pre, mustExist); err != nil {
 		writeError(c, err)
 		return
@@ -252,6 +271,7 @@ func (s *Server) postMessage(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
+	m.Actor = actor(c)
 	body, err := s.readJSON(c, mediaJSON)
 	if err != nil {
 		writeError(c, err)
@@ -270,7 +290,11 @@ func (s *Server) postMessage(c *gin.Context) {
 	if len(b.Data) == 0 {
 		b.Data = json.RawMessage("null")
 	}
-	if err := s.checkSize("data", b.Data); err != nil {
+	if err := s.checkMessageSize(b.Data); err != nil {
+		writeError(c, err)
+		return
+	}
+	if err := checkJSONText("data", b.Data); err != nil {
 		writeError(c, err)
 		return
 	}
@@ -312,7 +336,10 @@ func (s *Server) answerElement(c *gin.Context, status int, el repo.Element, ev r
 func (s *Server) publish(ctx context.Context, ev repo.Event) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.PublishWait)
 	defer cancel()
-	if err := s.log.Publish(ctx, feedEvent(ev)); err != nil {
+	s.cfg.Metrics.wrote(ev.Type != repo.TypeCreated && ev.Type != repo.TypeUpdated && ev.Type != repo.TypeDeleted)
+	err := s.log.Publish(ctx, feedEvent(ev))
+	s.cfg.Metrics.publishResult(err)
+	if err != nil {
 		s.logger.LogAttrs(ctx, slog.LevelWarn, "publish failed; the relay will republish",
 			slog.String("room", ev.Room), slog.Int64("seq", ev.Seq), slog.Any("error", err))
 	}

@@ -22,9 +22,31 @@ func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
 func badRequest(code, msg string) *Error { return &Error{http.StatusBadRequest, code, msg} }
 
+// errorCodeKey holds the code of the error answered, for the metrics.
+const errorCodeKey = "roomfeed.error_code"
+
 var (
 	errMethodNotAllowed = &Error{http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this path"}
 	errRouteNotFound    = &Error{http.StatusNotFound, "not_found", "no such route"}
+	// errClientClosed uses nginx's 499: the client closed the request.
+	errClientClosed = &Error{499, "client_closed", "the client closed the request"}
+
+	// Authentication and authorization (auth.go). None of them says whether
+	// the room exists, and none quotes the token.
+	errNoToken          = &Error{http.StatusUnauthorized, "unauthorized", "a token is required: Authorization: Bearer <token>, the roomfeed_token cookie, or ?access_token= on the events route"}
+	errBadAuthorization = &Error{http.StatusUnauthorized, "invalid_token", "Authorization must be one header of the form Bearer <token>"}
+	errTokenInQuery     = &Error{http.StatusUnauthorized, "invalid_token", "access_token is accepted in the query only on the events route; send Authorization: Bearer <token>"}
+	errInvalidToken     = &Error{http.StatusUnauthorized, "invalid_token", "the token is invalid"}
+	errTokenExpired     = &Error{http.StatusUnauthorized, "token_expired", "the token has expired"}
+	errForbiddenRead    = &Error{http.StatusForbidden, "forbidden", "the token does not grant read access to this room"}
+	errForbiddenWrite   = &Error{http.StatusForbidden, "forbidden", "the token does not grant write access to this room"}
+	errBadOrigin        = &Error{http.StatusForbidden, "bad_origin", "a write authenticated by cookie must come from an allowed Origin"}
+
+	// Limits (limits.go).
+	errHeadersTooLarge = &Error{http.StatusRequestHeaderFieldsTooLarge, "headers_too_large", "the request headers are too large"}
+	errRateLimited     = &Error{http.StatusTooManyRequests, "rate_limited", "too many writes with this token; retry after the time in Retry-After"}
+	errTooManyStreams  = &Error{http.StatusTooManyRequests, "too_many_streams", "too many open feeds for this token or address; close one first"}
+	errNodeFull        = &Error{http.StatusServiceUnavailable, "node_full", "this node serves its maximum number of feeds; retry later or elsewhere"}
 )
 
 // sentinels maps the store's and the feed's sentinel errors to answers. It
@@ -39,6 +61,7 @@ var sentinels = []struct {
 	{repo.ErrInvalid, Error{http.StatusBadRequest, "bad_json", "the element data or patch is not a valid JSON object"}},
 	{repo.ErrUnavailable, Error{http.StatusServiceUnavailable, "database_unavailable", "the database is unavailable; retry later"}},
 	{feed.ErrClosed, Error{http.StatusServiceUnavailable, "shutting_down", "this node is shutting down; reconnect"}},
+	{feed.ErrUnavailable, Error{http.StatusServiceUnavailable, "feed_unavailable", "the feed is unavailable; retry later"}},
 	{feed.ErrBadCursor, Error{http.StatusBadRequest, "bad_cursor", "Last-Event-ID must be a sequence number such as 42 or 42-0"}},
 }
 
@@ -56,12 +79,22 @@ func writeError(c *gin.Context, err error) {
 			}
 		}
 	}
+	if e == nil && c.Request.Context().Err() != nil {
+		// The client went away mid-request (its context is cancelled, and
+		// database/sql rolled the transaction back): not a server fault.
+		// Nobody reads the answer; the status says what happened.
+		e = errClientClosed
+	}
 	if e == nil {
 		_ = c.Error(err) // logged by the request log middleware
 		e = &Error{http.StatusInternalServerError, "internal", "internal error"}
 	}
-	if e.Status == http.StatusServiceUnavailable {
-		c.Header("Retry-After", "1")
+	switch h := c.Writer.Header(); {
+	case (e.Status == http.StatusServiceUnavailable || e.Status == http.StatusTooManyRequests) && h.Get("Retry-After") == "":
+		h.Set("Retry-After", "1")
+	case e.Status == http.StatusUnauthorized:
+		h.Set("WWW-Authenticate", `Bearer realm="roomfeed"`)
 	}
+	c.Set(errorCodeKey, e.Code)
 	c.JSON(e.Status, gin.H{"error": gin.H{"code": e.Code, "message": e.Message}})
 }

@@ -21,6 +21,10 @@ func (s *Server) events(c *gin.Context) {
 	ctx := c.Request.Context()
 	room := c.Param("room")
 
+	if len(c.Request.Header.Values("Last-Event-ID")) > 1 || len(c.QueryArray("last_event_id")) > 1 {
+		writeError(c, feed.ErrBadCursor) // repeated cursors: which one would the client mean?
+		return
+	}
 	raw := c.GetHeader("Last-Event-ID")
 	if raw == "" {
 		raw = c.Query("last_event_id")
@@ -42,6 +46,14 @@ func (s *Server) events(c *gin.Context) {
 	}
 	s.streams.Add(1)
 	defer s.streams.Done()
+	release, err := s.acquireStream(c)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	defer release()
+	expired, stopExpiry := tokenExpiry(c)
+	defer stopExpiry()
 
 	sub, err := s.log.Subscribe(ctx, room)
 	if err != nil {
@@ -49,6 +61,12 @@ func (s *Server) events(c *gin.Context) {
 		return
 	}
 	defer sub.Close()
+	leave, err := s.joinPresence(c, room)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	defer leave()
 	head, err := s.store.Head(ctx, room)
 	if err != nil {
 		writeError(c, err)
@@ -70,11 +88,12 @@ func (s *Server) events(c *gin.Context) {
 	c.Status(http.StatusOK)
 
 	st := &stream{
-		s:    s,
-		c:    c,
-		rc:   http.NewResponseController(c.Writer),
-		room: room,
-		last: cursor,
+		s:       s,
+		c:       c,
+		rc:      http.NewResponseController(c.Writer),
+		room:    room,
+		last:    cursor,
+		expired: expired,
 	}
 	buf := feed.AppendRetry(nil, s.cfg.Retry)
 	buf = feed.AppendComment(buf, "roomfeed "+room+" from "+strconv.FormatInt(cursor, 10))
@@ -95,6 +114,8 @@ type stream struct {
 	rc   *http.ResponseController
 	room string
 	last int64 // seq of the last event sent
+
+	expired <-chan time.Time // fires when the token expires; nil in open mode
 }
 
 // write sends b and flushes it, within the per-write deadline. A slow client
@@ -126,13 +147,16 @@ func (st *stream) catchUp(ctx context.Context, until int64) error {
 			return err
 		}
 		var buf []byte
+		replayed := 0
 		for _, ev := range events {
 			if ev.Seq <= st.last {
 				continue
 			}
 			buf = append(buf, ev.Frame()...)
 			st.last = ev.Seq
+			replayed++
 		}
+		st.s.cfg.Metrics.replayedEvents(replayed)
 		if len(buf) > 0 {
 			if err := st.write(buf); err != nil {
 				return errClientGone
@@ -174,10 +198,15 @@ func (st *stream) live(ctx context.Context, sub *feed.Subscription) {
 	heartbeat := time.NewTimer(st.s.cfg.Heartbeat)
 	defer heartbeat.Stop()
 	ping := feed.AppendComment(nil, "ping")
+	reason := "client_gone"
+	defer func() { st.s.cfg.Metrics.streamEnded(reason) }()
 	for {
 		select {
 		case m := <-sub.C():
 			if err := st.send(ctx, m, sub); err != nil {
+				if !errors.Is(err, errClientGone) {
+					reason = "error"
+				}
 				st.fail(ctx, err)
 				return
 			}
@@ -190,10 +219,21 @@ func (st *stream) live(ctx context.Context, sub *feed.Subscription) {
 		case <-sub.Done():
 			// Dropped as a slow consumer or the node is shutting down: the
 			// client resumes from its last id, here or on another node.
+			reason = "shutdown"
+			if errors.Is(sub.Err(), feed.ErrSlowConsumer) {
+				reason = "slow_consumer"
+			}
 			return
 		case <-st.s.quit:
+			reason = "shutdown"
 			return
 		case <-ctx.Done():
+			return
+		case <-st.expired:
+			// Never carry on as anonymous: say why, and end; the client
+			// comes back with a fresh token and its cursor.
+			_ = st.write(authExpiredFrame)
+			reason = "auth_expired"
 			return
 		}
 	}
@@ -205,6 +245,9 @@ func (st *stream) live(ctx context.Context, sub *feed.Subscription) {
 func (st *stream) send(ctx context.Context, m *feed.Message, sub *feed.Subscription) error {
 	var buf []byte
 	for {
+		if m.Seq == 0 { // ephemeral (presence): no id, never replayed
+			buf = append(buf, m.Frame...)
+		}
 		if m.Seq > st.last+1 {
 			if len(buf) > 0 {
 				if err := st.write(buf); err != nil {
@@ -222,6 +265,7 @@ func (st *stream) send(ctx context.Context, m *feed.Message, sub *feed.Subscript
 		if m.Seq > st.last {
 			buf = append(buf, m.Frame...)
 			st.last = m.Seq
+			st.s.cfg.Metrics.deliveredLive(m.Queued)
 		}
 		if len(buf) >= 64<<10 {
 			break

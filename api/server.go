@@ -54,6 +54,13 @@ type Config struct {
 	PublishWait  time.Duration // how long a write waits for its publish before answering anyway
 	WebDir       string        // built web app; empty or missing = a short placeholder page
 	Ready        map[string]Pinger
+	Metrics      *Metrics // nil = no /metrics and nothing recorded
+	MaxFeedRooms int      // rooms per multiplexed stream
+	Presence     Presence // nil = no presence
+
+	Auth           *Verifier // checks tokens on every room route; nil = open development mode
+	TrustedProxies []string  // proxies (IPs or CIDRs) whose X-Forwarded-For is believed; empty = none
+	Limits         Limits    // per-client and per-node limits (limits.go)
 }
 
 func (c *Config) defaults() {
@@ -72,12 +79,16 @@ func (c *Config) defaults() {
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
 	}
+	if c.MaxFeedRooms <= 0 {
+		c.MaxFeedRooms = 32
+	}
 	if c.ReplayPage <= 0 {
 		c.ReplayPage = 1000
 	}
 	if c.PublishWait <= 0 {
 		c.PublishWait = 5 * time.Second
 	}
+	c.Limits.defaults(c.MaxDataBytes)
 }
 
 // Server is roomfeed's HTTP handler.
@@ -87,6 +98,7 @@ type Server struct {
 	log    EventLog
 	logger *slog.Logger
 	engine *gin.Engine
+	limits *limiter
 
 	quit     chan struct{} // closed by CloseStreams
 	quitOnce sync.Once
@@ -100,7 +112,7 @@ func New(cfg Config, store Store, log EventLog, logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, store: store, log: log, logger: logger, quit: make(chan struct{})}
+	s := &Server{cfg: cfg, store: store, log: log, logger: logger, quit: make(chan struct{}), limits: newLimiter(cfg.Limits)}
 	s.engine = s.routes()
 	return s
 }
@@ -112,12 +124,21 @@ func (s *Server) routes() *gin.Engine {
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.ContextWithFallback = false
-	r.Use(s.requestLog, s.recovery, s.cors)
+	if err := r.SetTrustedProxies(s.cfg.TrustedProxies); err != nil {
+		s.logger.Error("trusted proxies ignored", slog.Any("error", err))
+		_ = r.SetTrustedProxies(nil)
+	}
+	r.Use(s.requestLog, s.cfg.Metrics.observe, s.recovery, s.limitHeaders, s.cors)
 
 	r.GET("/healthz", s.healthz)
 	r.GET("/readyz", s.readyz)
+	r.GET("/openapi.json", s.openAPI)
+	r.GET(multiEventsRoute, s.multiEvents)
+	if s.cfg.Metrics != nil {
+		r.GET("/metrics", s.cfg.Metrics.handler())
+	}
 
-	rooms := r.Group("/rooms/:room", s.roomName)
+	rooms := r.Group("/rooms/:room", s.authorize, s.roomName, s.limitWrites, s.bodyDeadline)
 	rooms.GET("/elements", s.snapshot)
 	rooms.POST("/elements", s.createElement)
 	rooms.GET("/elements/:id", s.getElement)
@@ -126,6 +147,7 @@ func (s *Server) routes() *gin.Engine {
 	rooms.DELETE("/elements/:id", s.deleteElement)
 	rooms.POST("/messages", s.postMessage)
 	rooms.GET("/events", s.events)
+	rooms.GET("/presence", s.presence)
 
 	r.NoRoute(s.web)
 	r.NoMethod(func(c *gin.Context) {

@@ -81,6 +81,7 @@ type serverOpts struct {
 	cfg         api.Config
 	buffer      int
 	redisMaxLen int64
+	presence    func(hub *feed.Hub) api.Presence
 }
 
 func newServer(t *testing.T, be backend, o serverOpts) *testServer {
@@ -96,6 +97,9 @@ func newServer(t *testing.T, be backend, o serverOpts) *testServer {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	if o.presence != nil {
+		o.cfg.Presence = o.presence(hub)
 	}
 	srv := api.New(o.cfg, store, log, logger)
 	ts := httptest.NewServer(srv)

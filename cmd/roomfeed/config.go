@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/roomfeed/roomfeed/api"
 )
 
 var errUsage = errors.New("usage")
@@ -33,6 +35,19 @@ type config struct {
 	WebDir             string
 	LogFormat          string
 	ShutdownTimeout    time.Duration
+	TLSCert, TLSKey    string        // PEM files; both set = HTTPS with HTTP/2 (tls.go)
+	HistoryKeep        int64         // events kept per room in SQL; 0 = all
+	HistoryMaxAge      time.Duration // age beyond which SQL events are trimmed; 0 = never
+	RetentionInterval  time.Duration
+	PresenceGrace      time.Duration
+	PresenceTTL        time.Duration
+	MaxFeedRooms       int
+
+	JWTSecret        string // HS256 key; never logged
+	JWTPublicKeyFile string // PEM Ed25519 or RSA public key
+	Insecure         bool   // open mode on a non-loopback address
+	TrustedProxies   []string
+	Limits           api.Limits
 }
 
 // setting describes one configuration entry: its flag, its environment
@@ -94,6 +109,32 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	str(&cfg.WebDir, setting{"web-dir", "ROOMFEED_WEB_DIR", "directory of the built web app"}, "web/dist")
 	str(&cfg.LogFormat, setting{"log-format", "ROOMFEED_LOG_FORMAT", "text or json"}, "text")
 	dur(&cfg.ShutdownTimeout, setting{"shutdown-timeout", "ROOMFEED_SHUTDOWN_TIMEOUT", "how long shutdown waits for in-flight requests"}, 10*time.Second)
+	str(&cfg.TLSCert, setting{"tls-cert", "ROOMFEED_TLS_CERT", "PEM certificate chain; with --tls-key, serve HTTPS with HTTP/2"}, "")
+	str(&cfg.TLSKey, setting{"tls-key", "ROOMFEED_TLS_KEY", "PEM private key of --tls-cert"}, "")
+	num(&cfg.HistoryKeep, setting{"history-keep", "ROOMFEED_HISTORY_KEEP", "events kept per room in the SQL history (0 = all); never trims unpublished events"}, 0)
+	dur(&cfg.HistoryMaxAge, setting{"history-max-age", "ROOMFEED_HISTORY_MAX_AGE", "SQL history events older than this are trimmed (0 = never)"}, 0)
+	dur(&cfg.RetentionInterval, setting{"retention-interval", "ROOMFEED_RETENTION_INTERVAL", "how often the SQL history retention runs"}, time.Minute)
+	dur(&cfg.PresenceGrace, setting{"presence-grace", "ROOMFEED_PRESENCE_GRACE", "a reconnect within this emits no presence.left/joined"}, 5*time.Second)
+	dur(&cfg.PresenceTTL, setting{"presence-ttl", "ROOMFEED_PRESENCE_TTL", "a crashed node's people leave within about this (Redis only)"}, 30*time.Second)
+	var feedRooms int64
+	num(&feedRooms, setting{"max-feed-rooms", "ROOMFEED_MAX_FEED_ROOMS", "rooms per multiplexed stream (GET /events?room=...)"}, 32)
+
+	// Security (token.go, README "Security"). The secret is read from the
+	// environment only, so it never shows in a process list.
+	cfg.JWTSecret = getenv("ROOMFEED_JWT_SECRET")
+	str(&cfg.JWTPublicKeyFile, setting{"jwt-public-key-file", "ROOMFEED_JWT_PUBLIC_KEY_FILE", "PEM public key (Ed25519 or RSA) that verifies tokens"}, "")
+	fs.BoolVar(&cfg.Insecure, "insecure", false, "serve without tokens on a non-loopback address: anyone who reaches it may read and change every room")
+	var proxies string
+	var maxElements, maxMessage, perToken, perIP, maxStreams, writeRate, writeBurst int64
+	str(&proxies, setting{"trusted-proxies", "ROOMFEED_TRUSTED_PROXIES", "comma-separated proxy IPs or CIDRs whose X-Forwarded-For gives the client address"}, "")
+	num(&maxElements, setting{"max-elements-per-room", "ROOMFEED_MAX_ELEMENTS_PER_ROOM", "elements one room may hold"}, 10000)
+	num(&maxMessage, setting{"max-message-bytes", "ROOMFEED_MAX_MESSAGE_BYTES", "custom message data limit"}, 16<<10)
+	num(&perToken, setting{"max-streams-per-token", "ROOMFEED_MAX_STREAMS_PER_TOKEN", "open feeds per token"}, 16)
+	num(&perIP, setting{"max-streams-per-ip", "ROOMFEED_MAX_STREAMS_PER_IP", "open feeds per client address"}, 128)
+	num(&maxStreams, setting{"max-streams", "ROOMFEED_MAX_STREAMS", "open feeds on this node (503 beyond)"}, 10000)
+	num(&writeRate, setting{"write-rate", "ROOMFEED_WRITE_RATE", "writes per second per token (429 beyond)"}, 20)
+	num(&writeBurst, setting{"write-burst", "ROOMFEED_WRITE_BURST", "writes per token allowed at once"}, 40)
+	dur(&cfg.Limits.BodyTimeout, setting{"body-timeout", "ROOMFEED_BODY_TIMEOUT", "time to receive a write's body"}, 10*time.Second)
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -104,8 +145,17 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
+	cfg.MaxFeedRooms = int(feedRooms)
 	cfg.MaxDataBytes = int(maxData)
 	cfg.SubscriberBuffer = int(buffer)
+	cfg.Limits.MaxElementsPerRoom, cfg.Limits.MaxMessageBytes = int(maxElements), int(maxMessage)
+	cfg.Limits.StreamsPerToken, cfg.Limits.StreamsPerIP, cfg.Limits.MaxStreams = int(perToken), int(perIP), int(maxStreams)
+	cfg.Limits.WriteRate, cfg.Limits.WriteBurst = float64(writeRate), int(writeBurst)
+	for _, p := range strings.Split(proxies, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			cfg.TrustedProxies = append(cfg.TrustedProxies, p)
+		}
+	}
 	for _, o := range strings.Split(cors, ",") {
 		if o = strings.TrimRight(strings.TrimSpace(o), "/"); o != "" {
 			cfg.CORSOrigins = append(cfg.CORSOrigins, o)
@@ -140,6 +190,20 @@ func (c config) validate() error {
 	check(c.MaxDataBytes >= 64 && int64(c.MaxDataBytes) <= c.MaxBodyBytes, "ROOMFEED_MAX_DATA_BYTES must be between 64 and the body limit")
 	check(c.SubscriberBuffer >= 1 && c.SubscriberBuffer <= 1<<20, "ROOMFEED_SUBSCRIBER_BUFFER must be between 1 and 1048576")
 	check(c.ShutdownTimeout > 0, "ROOMFEED_SHUTDOWN_TIMEOUT must be positive")
+	check((c.TLSCert == "") == (c.TLSKey == ""), "ROOMFEED_TLS_CERT and ROOMFEED_TLS_KEY must be set together")
+	check(c.HistoryKeep >= 0, "ROOMFEED_HISTORY_KEEP must not be negative")
+	check(c.HistoryMaxAge == 0 || c.HistoryMaxAge >= time.Second, "ROOMFEED_HISTORY_MAX_AGE must be 0 or at least 1s")
+	check(c.RetentionInterval >= 100*time.Millisecond, "ROOMFEED_RETENTION_INTERVAL must be at least 100ms")
+	check(c.PresenceGrace >= 0, "ROOMFEED_PRESENCE_GRACE must not be negative")
+	check(c.PresenceTTL >= 300*time.Millisecond, "ROOMFEED_PRESENCE_TTL must be at least 300ms")
+	check(c.MaxFeedRooms >= 1 && c.MaxFeedRooms <= 1000, "ROOMFEED_MAX_FEED_ROOMS must be between 1 and 1000")
+	l := c.Limits
+	check(l.MaxElementsPerRoom >= 1, "ROOMFEED_MAX_ELEMENTS_PER_ROOM must be at least 1")
+	check(l.MaxMessageBytes >= 64 && int64(l.MaxMessageBytes) <= c.MaxBodyBytes, "ROOMFEED_MAX_MESSAGE_BYTES must be between 64 and the body limit")
+	check(l.StreamsPerToken >= 1 && l.StreamsPerIP >= 1 && l.MaxStreams >= 1, "ROOMFEED_MAX_STREAMS, _PER_TOKEN and _PER_IP must be at least 1")
+	check(l.WriteRate >= 1 && l.WriteBurst >= 1, "ROOMFEED_WRITE_RATE and ROOMFEED_WRITE_BURST must be at least 1")
+	check(l.BodyTimeout >= 100*time.Millisecond, "ROOMFEED_BODY_TIMEOUT must be at least 100ms")
+	errs = append(errs, c.validateAuth())
 	return errors.Join(errs...)
 }
 
@@ -159,10 +223,16 @@ func (c config) logAttrs() []slog.Attr {
 		slog.String("redis", redactURL(c.RedisURL)),
 		slog.Any("cors_origins", c.CORSOrigins),
 		slog.Int64("redis_maxlen", c.RedisMaxLen),
+		slog.Int64("history_keep", c.HistoryKeep),
+		slog.Duration("history_max_age", c.HistoryMaxAge),
 		slog.Duration("heartbeat", c.Heartbeat),
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),
 		slog.Int("max_data_bytes", c.MaxDataBytes),
 		slog.String("web_dir", c.WebDir),
+		slog.Bool("tls", c.TLSCert != ""),
+		slog.String("auth", c.authMode()),
+		slog.Any("trusted_proxies", c.TrustedProxies),
+		slog.Any("limits", c.Limits),
 	}
 }
 

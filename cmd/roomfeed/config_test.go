@@ -23,7 +23,7 @@ func TestParseConfig(t *testing.T) {
 				t.Errorf("got heartbeat %v, data %d; want 15s, 65536", c.Heartbeat, c.MaxDataBytes)
 			}
 		}},
-		{name: "environment", env: map[string]string{"ROOMFEED_ADDR": ":9", "REDIS_URL": "redis://r:1/0", "ROOMFEED_HEARTBEAT": "2s",
+		{name: "environment", env: map[string]string{"ROOMFEED_ADDR": ":9", "ROOMFEED_JWT_SECRET": strings.Repeat("s", 32), "REDIS_URL": "redis://r:1/0", "ROOMFEED_HEARTBEAT": "2s",
 			"ROOMFEED_CORS_ORIGINS": "https://a.example, http://b.example:8080/"},
 			check: func(t *testing.T, c config) {
 				if c.Addr != ":9" || c.RedisURL != "redis://r:1/0" || c.Heartbeat != 2*time.Second {

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/roomfeed/roomfeed/api"
@@ -32,7 +34,12 @@ func main() {
 		if !errors.Is(err, errUsage) {
 			fmt.Fprintln(os.Stderr, "roomfeed:", err)
 		}
-		os.Exit(1)
+		code := 1
+		var coded interface{ ExitCode() int }
+		if errors.As(err, &coded) {
+			code = coded.ExitCode()
+		}
+		os.Exit(code)
 	}
 }
 
@@ -41,6 +48,12 @@ func main() {
 // (finishing in-flight writes), stop the background loops, close Redis, close
 // the database.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "tail" {
+		return runTail(ctx, args[1:], getenv, stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "token" {
+		return runToken(ctx, args[1:], getenv, stdout, stderr)
+	}
 	cfg, err := parseConfig(args, getenv, stderr)
 	if err != nil {
 		return err
@@ -50,6 +63,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	logger.LogAttrs(ctx, slog.LevelInfo, "starting", cfg.logAttrs()...)
+	verifier, err := cfg.verifier()
+	if err != nil {
+		return err
+	}
+	if verifier == nil && !isLoopback(cfg.Addr) {
+		logger.LogAttrs(ctx, slog.LevelWarn, "INSECURE: --insecure and no token key: anyone who reaches "+cfg.Addr+" can read and change every room")
+	}
 
 	store, err := repo.Open(ctx, cfg.DatabaseURL, repo.Options{Logger: logger})
 	if err != nil {
@@ -62,10 +82,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	ready := map[string]api.Pinger{"database": store}
 	var (
 		log        api.EventLog
+		presence   api.Presence
 		background []func(context.Context) error
 	)
+	// published reads how far the log has published each room; nil: every
+	// committed event counts as published (in-process log).
+	var published func(context.Context, []string) ([]int64, error)
 	if cfg.RedisURL == "" {
 		log = feed.NewMemLog(hub, hist)
+		mp := feed.NewMemPresence(hub, cfg.PresenceGrace)
+		defer mp.Close()
+		presence = mp
 	} else {
 		opts, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
@@ -80,10 +107,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		})
 		log = rl
 		ready["redis"] = rl
+		published = rl.StreamTops
+		rp := feed.NewRedisPresence(client, hub, feed.RedisPresenceOptions{
+			Prefix: cfg.RedisPrefix,
+			Grace:  cfg.PresenceGrace,
+			TTL:    cfg.PresenceTTL,
+			Logger: logger,
+		})
+		presence = rp
 		background = append(background, rl.Run, func(ctx context.Context) error {
 			return rl.Relay(ctx, hist, cfg.RelayInterval)
-		})
+		}, rp.Run)
 	}
+
+	if cfg.HistoryKeep > 0 || cfg.HistoryMaxAge > 0 {
+		r := &retention{store: store, tops: published, keep: cfg.HistoryKeep, maxAge: cfg.HistoryMaxAge,
+			interval: cfg.RetentionInterval, logger: logger}
+		background = append(background, r.Run)
+	}
+
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := api.NewMetrics(registry, hub, nil)
 
 	srv := api.New(api.Config{
 		CORSOrigins:  cfg.CORSOrigins,
@@ -93,13 +138,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		WriteTimeout: cfg.StreamWriteTimeout,
 		WebDir:       cfg.webDir(),
 		Ready:        ready,
+		Metrics:      metrics,
+		Presence:     presence,
+		MaxFeedRooms: cfg.MaxFeedRooms,
+
+		Auth:           verifier,
+		TrustedProxies: cfg.TrustedProxies,
+		Limits:         cfg.Limits,
 	}, store, log, logger)
 
+	tlsConfig, err := cfg.tlsConfig()
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	httpSrv := &http.Server{
+		TLSConfig:         tlsConfig, // nil = plain HTTP
 		Handler:           srv,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -117,8 +174,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		})
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- httpSrv.Serve(ln) }()
-	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
+	go func() { serveErr <- serve(httpSrv, ln, tlsConfig != nil) }()
+	fmt.Fprintf(stdout, "listening on %s://%s\n", scheme(tlsConfig), ln.Addr())
 	logger.LogAttrs(ctx, slog.LevelInfo, "listening", slog.String("addr", ln.Addr().String()))
 
 	select {
