@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -13,14 +14,9 @@ import (
 	"github.com/roomfeed/roomfeed/feed"
 )
 
-// events serves a room's feed: every event after the cursor in order, then
-// live events, each exactly once. The live subscription is registered before
-// the backlog is read, and live events at or below the last sent seq are
-// skipped, so nothing falls between replay and live.
+// events serves one room's feed: GET /rooms/{room}/events.
 func (s *Server) events(c *gin.Context) {
-	ctx := c.Request.Context()
 	room := c.Param("room")
-
 	if len(c.Request.Header.Values("Last-Event-ID")) > 1 || len(c.QueryArray("last_event_id")) > 1 {
 		writeError(c, feed.ErrBadCursor) // repeated cursors: which one would the client mean?
 		return
@@ -29,15 +25,26 @@ func (s *Server) events(c *gin.Context) {
 	if raw == "" {
 		raw = c.Query("last_event_id")
 	}
-	hasCursor := raw != ""
-	var cursor int64
-	if hasCursor {
-		var err error
-		if cursor, err = feed.ParseCursor(raw); err != nil {
+	cursors := map[string]int64{}
+	if raw != "" {
+		cursor, err := feed.ParseCursor(raw)
+		if err != nil {
 			writeError(c, err)
 			return
 		}
+		cursors[room] = cursor
 	}
+	s.serveFeed(c, []string{room}, cursors, false)
+}
+
+// serveFeed streams rooms: for each room every event after its cursor, in
+// order, then live events, each exactly once; a room without a cursor starts
+// live. The live subscriptions are registered before the backlogs are read,
+// and live events at or below a room's last sent seq are skipped, so nothing
+// falls between replay and live. With composite, every id is the cursor of
+// the whole subscription ("a:42,b:7"); otherwise it is the one room's seq.
+func (s *Server) serveFeed(c *gin.Context, rooms []string, cursors map[string]int64, composite bool) {
+	ctx := c.Request.Context()
 	select {
 	case <-s.quit:
 		writeError(c, feed.ErrClosed)
@@ -55,29 +62,42 @@ func (s *Server) events(c *gin.Context) {
 	expired, stopExpiry := tokenExpiry(c)
 	defer stopExpiry()
 
-	sub, err := s.log.Subscribe(ctx, room)
-	if err != nil {
-		writeError(c, err)
-		return
+	subs := make([]*feed.Subscription, 0, len(rooms))
+	defer func() {
+		for _, sub := range subs {
+			sub.Close()
+		}
+	}()
+	for _, r := range rooms {
+		sub, err := s.log.Subscribe(ctx, r)
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		subs = append(subs, sub)
 	}
-	defer sub.Close()
-	leave, err := s.joinPresence(c, room)
+	leave, err := s.joinPresence(c, rooms...)
 	if err != nil {
 		writeError(c, err)
 		return
 	}
 	defer leave()
-	head, err := s.store.Head(ctx, room)
-	if err != nil {
-		writeError(c, err)
-		return
-	}
-	if !hasCursor {
-		cursor = head
-	} else if cursor > head {
-		writeError(c, &Error{http.StatusBadRequest, "cursor_ahead",
-			"Last-Event-ID " + strconv.FormatInt(cursor, 10) + " is ahead of the room's latest event " + strconv.FormatInt(head, 10)})
-		return
+	last := make(map[string]int64, len(rooms))
+	for _, r := range rooms {
+		head, err := s.store.Head(ctx, r)
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		cur, ok := cursors[r]
+		if !ok {
+			cur = head
+		} else if cur > head {
+			writeError(c, &Error{http.StatusBadRequest, "cursor_ahead",
+				fmt.Sprintf("the cursor of room %s (%d) is ahead of its latest event (%d)", r, cur, head)})
+			return
+		}
+		last[r] = cur
 	}
 
 	h := c.Writer.Header()
@@ -88,78 +108,107 @@ func (s *Server) events(c *gin.Context) {
 	c.Status(http.StatusOK)
 
 	st := &stream{
-		s:       s,
-		c:       c,
-		rc:      http.NewResponseController(c.Writer),
-		room:    room,
-		last:    cursor,
-		expired: expired,
+		s:         s,
+		c:         c,
+		rc:        http.NewResponseController(c.Writer),
+		rooms:     rooms,
+		last:      last,
+		composite: composite,
+		expired:   expired,
 	}
 	buf := feed.AppendRetry(nil, s.cfg.Retry)
-	buf = feed.AppendComment(buf, "roomfeed "+room+" from "+strconv.FormatInt(cursor, 10))
+	buf = feed.AppendComment(buf, "roomfeed "+formatComposite(rooms, last))
 	if st.write(buf) != nil {
 		return
 	}
-	if err := st.catchUp(ctx, -1); err != nil {
-		st.fail(ctx, err)
-		return
+	for _, r := range rooms {
+		if err := st.catchUp(ctx, r, -1); err != nil {
+			st.fail(ctx, err)
+			return
+		}
 	}
-	st.live(ctx, sub)
+	st.live(ctx, subs)
 }
 
 // stream is one SSE response in progress.
 type stream struct {
-	s    *Server
-	c    *gin.Context
-	rc   *http.ResponseController
-	room string
-	last int64 // seq of the last event sent
+	s         *Server
+	c         *gin.Context
+	rc        *http.ResponseController
+	rooms     []string
+	last      map[string]int64 // per room, the seq of the last event sent
+	composite bool
 
 	expired <-chan time.Time // fires when the token expires; nil in open mode
 }
+
+var errClientGone = errors.New("client gone")
 
 // write sends b and flushes it, within the per-write deadline. A slow client
 // fails the write instead of holding the handler forever.
 func (st *stream) write(b []byte) error {
 	_ = st.rc.SetWriteDeadline(time.Now().Add(st.s.cfg.WriteTimeout))
 	if _, err := st.c.Writer.Write(b); err != nil {
-		return err
+		return errClientGone
 	}
-	return st.rc.Flush()
+	if err := st.rc.Flush(); err != nil {
+		return errClientGone
+	}
+	return nil
 }
 
-// catchUp sends every event after st.last from the log, page by page, up to
-// `until` (-1 = everything there is). A cursor older than the retained
-// history gets a reset event carrying the current seq as its id, and the
-// stream goes on from there.
-func (st *stream) catchUp(ctx context.Context, until int64) error {
+// id is the SSE id after the last event sent.
+func (st *stream) id() string {
+	if st.composite {
+		return formatComposite(st.rooms, st.last)
+	}
+	return strconv.FormatInt(st.last[st.rooms[0]], 10)
+}
+
+// appendEvent frames ev after buf and records it as sent. frame is the
+// event's shared encoding when there is one: a single-room stream sends it
+// as is, encoded once for all its subscribers.
+func (st *stream) appendEvent(buf []byte, ev feed.Event, frame []byte) []byte {
+	st.last[ev.Room] = ev.Seq
+	if !st.composite {
+		if frame != nil {
+			return append(buf, frame...)
+		}
+		return feed.AppendEvent(buf, ev.ID(), ev.Type, ev.Data)
+	}
+	return feed.AppendEvent(buf, st.id(), ev.Type, ev.Data)
+}
+
+// catchUp sends room's events after its cursor from the log, page by page,
+// up to `until` (-1 = everything there is). A cursor older than the retained
+// history gets a reset.
+func (st *stream) catchUp(ctx context.Context, room string, until int64) error {
 	page := st.s.cfg.ReplayPage
-	for until < 0 || st.last < until {
+	for until < 0 || st.last[room] < until {
 		limit := page
 		if until >= 0 {
-			limit = int(min(int64(page), until-st.last))
+			limit = int(min(int64(page), until-st.last[room]))
 		}
-		events, err := st.s.log.Range(ctx, st.room, st.last, limit)
+		events, err := st.s.log.Range(ctx, room, st.last[room], limit)
 		if errors.Is(err, feed.ErrTrimmed) {
-			return st.reset(ctx)
+			return st.reset(ctx, room)
 		}
 		if err != nil {
 			return err
 		}
 		var buf []byte
-		replayed := 0
+		n := 0
 		for _, ev := range events {
-			if ev.Seq <= st.last {
+			if ev.Seq <= st.last[room] {
 				continue
 			}
-			buf = append(buf, ev.Frame()...)
-			st.last = ev.Seq
-			replayed++
+			buf = st.appendEvent(buf, ev, nil)
+			n++
 		}
-		st.s.cfg.Metrics.replayedEvents(replayed)
+		st.s.cfg.Metrics.replayedEvents(n)
 		if len(buf) > 0 {
 			if err := st.write(buf); err != nil {
-				return errClientGone
+				return err
 			}
 		}
 		if len(events) < limit {
@@ -169,19 +218,18 @@ func (st *stream) catchUp(ctx context.Context, until int64) error {
 	return nil
 }
 
-var errClientGone = errors.New("client gone")
-
-func (st *stream) reset(ctx context.Context) error {
-	head, err := st.s.store.Head(ctx, st.room)
+// reset tells the client that room's cursor is older than its history: it
+// reloads that room's snapshot. The reset carries the id after it, so a
+// client that ignores it (curl, a bare EventSource reconnecting on its own)
+// does not loop on the trimmed cursor; the other rooms go on.
+func (st *stream) reset(ctx context.Context, room string) error {
+	head, err := st.s.store.Head(ctx, room)
 	if err != nil {
 		return err
 	}
-	st.last = head
-	data := `{"cursor":"` + strconv.FormatInt(head, 10) + `","reason":"history_trimmed"}`
-	if err := st.write(feed.AppendEvent(nil, strconv.FormatInt(head, 10), "reset", []byte(data))); err != nil {
-		return errClientGone
-	}
-	return nil
+	st.last[room] = head
+	data := `{"room":"` + room + `","cursor":"` + strconv.FormatInt(head, 10) + `","reason":"history_trimmed"}`
+	return st.write(feed.AppendEvent(nil, st.id(), "reset", []byte(data)))
 }
 
 // fail ends a stream whose headers are already sent: an error event the
@@ -194,7 +242,44 @@ func (st *stream) fail(ctx context.Context, err error) {
 	_ = st.write(feed.AppendEvent(nil, "", "error", []byte(`{"code":"unavailable","message":"the feed could not be read; reconnect"}`)))
 }
 
-func (st *stream) live(ctx context.Context, sub *feed.Subscription) {
+// live sends the rooms' live events until the client leaves, a
+// subscription ends (slow consumer, shutdown), the node stops or the token
+// expires. With several rooms, one forwarding goroutine per room, owned and
+// stopped here, merges them, each keeping its room's order.
+func (st *stream) live(ctx context.Context, subs []*feed.Subscription) {
+	in, ended := subs[0].C(), subs[0].Done()
+	if len(subs) > 1 {
+		merged := make(chan *feed.Message, 256)
+		anyEnded := make(chan struct{})
+		stop := make(chan struct{})
+		var once sync.Once
+		var wg sync.WaitGroup
+		defer func() {
+			close(stop)
+			wg.Wait()
+		}()
+		for _, sub := range subs {
+			wg.Go(func() {
+				for {
+					select {
+					case m := <-sub.C():
+						select {
+						case merged <- m:
+						case <-stop:
+							return
+						}
+					case <-sub.Done():
+						once.Do(func() { close(anyEnded) })
+						return
+					case <-stop:
+						return
+					}
+				}
+			})
+		}
+		in, ended = merged, anyEnded
+	}
+
 	heartbeat := time.NewTimer(st.s.cfg.Heartbeat)
 	defer heartbeat.Stop()
 	ping := feed.AppendComment(nil, "ping")
@@ -202,8 +287,8 @@ func (st *stream) live(ctx context.Context, sub *feed.Subscription) {
 	defer func() { st.s.cfg.Metrics.streamEnded(reason) }()
 	for {
 		select {
-		case m := <-sub.C():
-			if err := st.send(ctx, m, sub); err != nil {
+		case m := <-in:
+			if err := st.send(ctx, m, in); err != nil {
 				if !errors.Is(err, errClientGone) {
 					reason = "error"
 				}
@@ -216,12 +301,14 @@ func (st *stream) live(ctx context.Context, sub *feed.Subscription) {
 				return
 			}
 			heartbeat.Reset(st.s.cfg.Heartbeat)
-		case <-sub.Done():
+		case <-ended:
 			// Dropped as a slow consumer or the node is shutting down: the
 			// client resumes from its last id, here or on another node.
 			reason = "shutdown"
-			if errors.Is(sub.Err(), feed.ErrSlowConsumer) {
-				reason = "slow_consumer"
+			for _, sub := range subs {
+				if errors.Is(sub.Err(), feed.ErrSlowConsumer) {
+					reason = "slow_consumer"
+				}
 			}
 			return
 		case <-st.s.quit:
@@ -240,38 +327,40 @@ func (st *stream) live(ctx context.Context, sub *feed.Subscription) {
 }
 
 // send writes m and whatever else is already queued in one flush. A hole
-// before an event (seen only if the log delivered out of order) is filled
-// from the log first, so the client never sees n+1 before n.
-func (st *stream) send(ctx context.Context, m *feed.Message, sub *feed.Subscription) error {
+// before an event in its room (after a Redis data loss, or a reader that
+// fell behind the stream's window) is filled from the log first, so the
+// client never sees n+1 before n.
+func (st *stream) send(ctx context.Context, m *feed.Message, in <-chan *feed.Message) error {
 	var buf []byte
 	for {
-		if m.Seq == 0 { // ephemeral (presence): no id, never replayed
+		switch last := st.last[m.Room]; {
+		case m.Seq == 0: // ephemeral (presence): no id, never replayed
 			buf = append(buf, m.Frame...)
-		}
-		if m.Seq > st.last+1 {
-			if len(buf) > 0 {
-				if err := st.write(buf); err != nil {
-					return errClientGone
+		case m.Seq <= last:
+			// already sent (replay overlapped live)
+		default:
+			if m.Seq > last+1 {
+				if len(buf) > 0 {
+					if err := st.write(buf); err != nil {
+						return err
+					}
+					buf = buf[:0]
 				}
-				buf = buf[:0]
+				if err := st.catchUp(ctx, m.Room, m.Seq-1); err != nil {
+					return err
+				}
+				if st.last[m.Room] < m.Seq-1 {
+					return fmt.Errorf("room %s: events %d..%d missing from the log", m.Room, st.last[m.Room]+1, m.Seq-1)
+				}
 			}
-			if err := st.catchUp(ctx, m.Seq-1); err != nil {
-				return err
-			}
-			if st.last < m.Seq-1 {
-				return fmt.Errorf("room %s: events %d..%d missing from the log", st.room, st.last+1, m.Seq-1)
-			}
-		}
-		if m.Seq > st.last {
-			buf = append(buf, m.Frame...)
-			st.last = m.Seq
+			buf = st.appendEvent(buf, m.Event, m.Frame)
 			st.s.cfg.Metrics.deliveredLive(m.Queued)
 		}
 		if len(buf) >= 64<<10 {
 			break
 		}
 		select {
-		case m = <-sub.C():
+		case m = <-in:
 			continue
 		default:
 		}
@@ -280,8 +369,5 @@ func (st *stream) send(ctx context.Context, m *feed.Message, sub *feed.Subscript
 	if len(buf) == 0 {
 		return nil
 	}
-	if err := st.write(buf); err != nil {
-		return errClientGone
-	}
-	return nil
+	return st.write(buf)
 }
