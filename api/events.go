@@ -117,7 +117,13 @@ func (s *Server) serveFeed(c *gin.Context, rooms []string, cursors map[string]in
 		expired:   expired,
 	}
 	buf := feed.AppendRetry(nil, s.cfg.Retry)
-	buf = feed.AppendComment(buf, "roomfeed "+formatComposite(rooms, last))
+	// The first comment says where the stream starts; `roomfeed tail`
+	// adopts it as its cursor.
+	start := rooms[0] + " from " + st.id()
+	if composite {
+		start = "from " + st.id()
+	}
+	buf = feed.AppendComment(buf, "roomfeed "+start)
 	if st.write(buf) != nil {
 		return
 	}
