@@ -201,23 +201,30 @@ func renderNginx(t *testing.T, dir string, listen, nodeA, nodeB int) string {
 	return path
 }
 
-// serverConns counts the established TCP connections accepted on a local
-// port (from /proc/net/tcp): which node holds nginx's stream.
-func serverConns(t *testing.T, port int) int {
+// subscribers reads a node's roomfeed_subscribers gauge from its /metrics:
+// the node serving the tail's stream is the one with a subscriber. (Counting
+// TCP connections would also count nginx's idle upstream keep-alives.)
+func subscribers(t *testing.T, port int) int {
 	t.Helper()
-	b, err := os.ReadFile("/proc/net/tcp")
+	client := &http.Client{Timeout: 5 * time.Second}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
 	if err != nil {
-		t.Fatalf("read /proc/net/tcp: %v", err)
+		t.Fatalf("metrics of node on %d: %v", port, err)
 	}
-	want := fmt.Sprintf(":%04X", port)
-	n := 0
-	for _, line := range strings.Split(string(b), "\n")[1:] {
-		f := strings.Fields(line)
-		if len(f) > 3 && strings.HasSuffix(f[1], want) && f[3] == "01" {
-			n++
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "roomfeed_subscribers "); ok {
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("roomfeed_subscribers %q: %v", v, err)
+			}
+			return int(n)
 		}
 	}
-	return n
+	t.Fatalf("node on %d exposes no roomfeed_subscribers", port)
+	return 0
 }
 
 // TestFailoverBehindNginx: two nodes on PostgreSQL and Redis behind
@@ -337,13 +344,13 @@ func TestFailoverBehindNginx(t *testing.T) {
 
 	// Which node holds the stream? Nothing else has gone through nginx.
 	var serving, other int
-	switch a, b := serverConns(t, ports[0]), serverConns(t, ports[1]); {
+	switch a, b := subscribers(t, ports[0]), subscribers(t, ports[1]); {
 	case a == 1 && b == 0:
 		serving, other = 0, 1
 	case a == 0 && b == 1:
 		serving, other = 1, 0
 	default:
-		t.Fatalf("nodes hold %d and %d connections, want the one stream on one node", a, b)
+		t.Fatalf("nodes have %d and %d subscribers, want the one stream on one node", a, b)
 	}
 	t.Logf("the stream is on node %d (port %d)", serving, ports[serving])
 
@@ -423,8 +430,8 @@ func TestFailoverBehindNginx(t *testing.T) {
 	if !strings.Contains(tail.output.String(), "reconnecting") {
 		t.Errorf("tail did not say it reconnected:\n%s", tail.output)
 	}
-	if n := serverConns(t, ports[other]); n < 1 {
-		t.Errorf("the surviving node holds no connection from nginx")
+	if n := subscribers(t, ports[other]); n != 1 {
+		t.Errorf("the surviving node has %d subscribers, want the resumed tail", n)
 	}
 	t.Logf("%d events; %d writes during the failover (%d failed in flight); tail complete %v after the kill",
 		head, written.Load(), failed.Load(), resumed.Round(time.Millisecond))
