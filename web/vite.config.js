@@ -3,7 +3,7 @@ import { defineConfig } from 'vite'
 import vue from '@vitejs/plugin-vue'
 
 // The Go server serves web/dist at "/". In development, `npm run dev` proxies
-// the API and the SSE feed to a roomfeed server on 127.0.0.1:8080.
+// the API and the SSE feeds (per room and multiplexed) to a roomfeed server on 127.0.0.1:8080.
 export default defineConfig({
   base: '/',
   plugins: [vue()],
@@ -17,6 +17,7 @@ export default defineConfig({
   server: {
     proxy: {
       '/rooms': { target: 'http://127.0.0.1:8080', changeOrigin: false },
+      '/events': { target: 'http://127.0.0.1:8080', changeOrigin: false },
     },
   },
   test: {

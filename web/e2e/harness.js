@@ -52,10 +52,10 @@ export async function buildServer(dir) {
 
 /**
  * Start a server. port 0 picks a free one; pass the port of a stopped server
- * to restart it at the same address. Resolves once it prints "listening on".
+ * to restart it at the same address; args: more flags (e.g. --presence-grace 500ms). Resolves once it prints "listening on".
  */
-export function startServer({ bin, db, port = 0, timeoutMs = 20000 }) {
-  const args = ['--addr', `127.0.0.1:${port}`, '--database-url', `sqlite://${db}`, '--web-dir', DIST_DIR]
+export function startServer({ bin, db, port = 0, timeoutMs = 20000, args: extra = [] }) {
+  const args = ['--addr', `127.0.0.1:${port}`, '--database-url', `sqlite://${db}`, '--web-dir', DIST_DIR, ...extra]
   const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] })
   running.add(proc)
   proc.once('exit', () => running.delete(proc))

@@ -6,6 +6,8 @@ import { nextTick } from 'vue'
 import ElementCard from './ElementCard.vue'
 import RoomView from './RoomView.vue'
 import StatusBadge from './StatusBadge.vue'
+import PeopleList from './PeopleList.vue'
+import NameField from './NameField.vue'
 import { useRoomStore } from '@/stores/room.js'
 
 const aria = { id: 'c1', kind: 'character', version: 3, data: { name: 'Aria', description: 'scout' } }
@@ -63,6 +65,29 @@ describe('StatusBadge', () => {
   })
 })
 
+describe('PeopleList', () => {
+  it('lists the people and marks this window\'s person', () => {
+    const w = mount(PeopleList, { props: { people: ['alice', 'bob'], me: 'bob' } })
+    expect(w.findAll('[data-testid="person"]').map((p) => p.attributes('data-person'))).toEqual(['alice', 'bob'])
+    expect(w.get('.me').text()).toMatch(/bob \(you\)/)
+    expect(w.get('[data-testid="people"]').attributes('data-count')).toBe('2')
+  })
+})
+
+describe('NameField', () => {
+  it('emits a valid new name on Enter and refuses an invalid one', async () => {
+    const w = mount(NameField, { props: { name: 'guest-1234' } })
+    const input = w.get('[data-testid="display-name"]')
+    await input.setValue('no spaces allowed')
+    await w.get('form').trigger('submit')
+    expect(input.attributes('aria-invalid')).toBe('true')
+    expect(w.emitted('change')).toBeUndefined()
+    await input.setValue('alice')
+    await w.get('form').trigger('submit')
+    expect(w.emitted('change')).toEqual([['alice']])
+  })
+})
+
 describe('RoomView', () => {
   function mountRoom(state) {
     const pinia = createTestingPinia({ createSpy: vi.fn, initialState: { 'room/w1': state } })
@@ -104,6 +129,18 @@ describe('RoomView', () => {
     expect(store.edit).toHaveBeenCalledWith('c1', { name: 'Bea' }, { baseVersion: 3 })
     await w.get('[data-id="c1"] [data-testid="delete"]').trigger('click')
     expect(store.remove).toHaveBeenCalledWith('c1')
+  })
+
+  it('shows the people in the world and pins it', async () => {
+    const pinia = createTestingPinia({
+      createSpy: vi.fn,
+      initialState: { 'room/w1': { loaded: true, status: 'live', elements: {}, people: ['alice', 'bob'] }, session: { name: 'bob', pinned: [] } },
+    })
+    const w = mount(RoomView, { props: { room: 'w1' }, global: { plugins: [pinia] } })
+    expect(w.findAll('[data-testid="person"]').map((p) => p.text())).toEqual(['Aalice', 'Bbob (you)'])
+    await w.get('[data-testid="pin"]').trigger('click')
+    const { useSessionStore } = await import('@/stores/session.js')
+    expect(useSessionStore().pin).toHaveBeenCalledWith('w1')
   })
 
   it('says so when the world is empty, and stops the feed on unmount', () => {

@@ -14,10 +14,18 @@
 //   feed.stop()
 //
 // Events: 'status', 'snapshot', 'change', 'event' (every applied feed event,
-// including custom messages), 'message' (custom messages only), 'error'
-// (diagnostics; the client recovers on its own).
+// including custom messages), 'message' (custom messages only), 'presence'
+// (the people in the room, a sorted array), 'error' (diagnostics; the client
+// recovers on its own).
+//
+// With `hub` (a FeedHub, see feedhub.js; use hub.createFeed(room)) the feed
+// has no EventSource of its own: the hub's one multiplexed stream carries
+// every room of the page, and drives this feed through the _hub* methods.
 
-const ELEMENT_EVENTS = ['element.created', 'element.updated', 'element.deleted']
+import { toTokenSource } from './token.js'
+
+export const ELEMENT_EVENTS = ['element.created', 'element.updated', 'element.deleted']
+export const PRESENCE_EVENTS = ['presence.joined', 'presence.left']
 
 /** An HTTP or network failure of a RoomFeed request. status 0 = no answer. */
 export class RoomFeedError extends Error {
@@ -50,7 +58,7 @@ export function newOpId() {
   return `${rnd}-${opCounter}`
 }
 
-function parseSeq(value) {
+export function parseSeq(value) {
   if (value === undefined || value === null || value === '') return null
   const s = String(value).replace(/-0$/, '') // "42-0" (Redis id) is accepted too
   if (!/^\d+$/.test(s)) return null
@@ -69,6 +77,11 @@ export class RoomFeed {
    * @param {EventTarget|null} [opts.window] source of online/offline events
    * @param {() => boolean} [opts.isOnline]
    * @param {() => number} [opts.random] jitter source (tests)
+   * @param {string|Function|{get: Function, refresh: Function}|null} [opts.token] the JWT, or where to
+   *   get it (see token.js); default: VITE_ROOMFEED_TOKEN or VITE_ROOMFEED_TOKEN_ENDPOINT, else none
+   * @param {string} [opts.client] display name sent as ?client= (presence); also turns presence on
+   * @param {boolean} [opts.presence] keep `people` (GET /presence on every open + live events)
+   * @param {import('./feedhub.js').FeedHub} [opts.hub] share the hub's multiplexed stream
    */
   constructor({
     room,
@@ -80,6 +93,10 @@ export class RoomFeed {
     window: win = typeof globalThis.addEventListener === 'function' ? globalThis : null,
     isOnline = () => globalThis.navigator?.onLine !== false,
     random = Math.random,
+    token,
+    client = '',
+    presence,
+    hub = null,
     onStatus,
     onSnapshot,
     onEvent,
@@ -95,6 +112,19 @@ export class RoomFeed {
     this._win = win
     this._isOnline = isOnline
     this._random = random
+    this._tokens = toTokenSource(token)
+    this._token = null // the token of the current stream
+    this._refreshToken = false
+    this.client = client || ''
+    this._presenceOn = presence ?? (!!client || !!hub)
+    this._hub = hub
+    this._hubState = 'new' // hub mode: new (needs a snapshot) | loading (buffers events) | ready
+    this._hubBuffer = []
+
+    /** The people in the room now (presence), kept while presence is on. */
+    this.people = new Set()
+    this._presenceEpoch = 0
+    this._presenceBuffer = null // presence events seen while GET /presence is in flight
 
     /** Confirmed server state: id -> element. */
     this.elements = new Map()
@@ -160,6 +190,15 @@ export class RoomFeed {
     this._running = true
     this._attempt = 0
     this._everLive = false
+    if (this._hub) {
+      // The hub loads the snapshot once its stream (with this room) is open.
+      this._hubState = 'new'
+      this._hubBuffer = []
+      this._hub.attach(this)
+      this._hubRefreshStatus()
+      this._startPromise = Promise.resolve()
+      return this._startPromise
+    }
     this._needSnapshot = this.applied === null
     this._win?.addEventListener?.('online', this._onOnline)
     this._win?.addEventListener?.('offline', this._onOffline)
@@ -175,6 +214,16 @@ export class RoomFeed {
 
   /** Close the stream, cancel timers and listeners. The state stays readable. */
   stop() {
+    if (this._hub) {
+      const was = this._running
+      this._running = false
+      this._generation += 1
+      this._hubState = 'new'
+      this._hubBuffer = []
+      if (was) this._hub.detach(this)
+      this._setStatus('offline')
+      return
+    }
     this._running = false
     this._generation += 1
     this._closeStream()
@@ -243,6 +292,17 @@ export class RoomFeed {
       }
       if (gen !== this._generation || !this._running) return
     }
+    try {
+      const refresh = this._refreshToken
+      this._refreshToken = false
+      this._token = await (refresh ? this._tokens.refresh() : this._tokens.get())
+    } catch (err) {
+      if (gen !== this._generation || !this._running) return
+      this._emit('error', new RoomFeedError(`token: ${err?.message ?? err}`, { code: 'token_error', cause: err }))
+      this._scheduleReconnect()
+      return
+    }
+    if (gen !== this._generation || !this._running) return
     this._open(gen)
   }
 
@@ -275,7 +335,9 @@ export class RoomFeed {
 
   _open(gen) {
     this._closeStream()
-    const url = `${this.baseUrl}/rooms/${encodeURIComponent(this.room)}/events?last_event_id=${encodeURIComponent(this.cursor)}`
+    let url = `${this.baseUrl}/rooms/${encodeURIComponent(this.room)}/events?last_event_id=${encodeURIComponent(this.cursor)}`
+    if (this.client) url += `&client=${encodeURIComponent(this.client)}`
+    if (this._token) url += `&access_token=${encodeURIComponent(this._token)}`
     let es
     try {
       es = new this._EventSource(url)
@@ -292,6 +354,7 @@ export class RoomFeed {
       this._attempt = 0
       this._everLive = true
       this._setStatus('live')
+      if (this._presenceOn) this._reloadPresence()
     })
     // Any error ends this stream: we reopen it ourselves so the reopened
     // stream carries our cursor (the browser's own retry would not pass
@@ -302,6 +365,26 @@ export class RoomFeed {
       es.addEventListener(name, onMessage)
     }
     es.addEventListener('reset', guard((ev) => this._handleReset(ev)))
+    es.addEventListener('auth_expired', guard(() => this._handleAuthExpired()))
+    if (this._presenceOn) {
+      const onPresence = guard((ev) => {
+        try {
+          this._handlePresence(JSON.parse(ev.data))
+        } catch (err) {
+          this._emit('error', new RoomFeedError(`bad presence data: ${err.message}`, { code: 'bad_event' }))
+        }
+      })
+      for (const name of PRESENCE_EVENTS) es.addEventListener(name, onPresence)
+    }
+  }
+
+  _handleAuthExpired() {
+    // The server ended the stream at the token's expiry: fetch a fresh
+    // token and resume from our cursor at once (the cursor is still good).
+    this._emit('error', new RoomFeedError('feed token expired', { code: 'auth_expired' }))
+    this._closeStream()
+    this._refreshToken = true
+    this._connect()
   }
 
   _handleReset(ev) {
@@ -326,14 +409,22 @@ export class RoomFeed {
       this._emit('error', new RoomFeedError(`bad event data: ${err.message}`, { code: 'bad_event' }))
       return
     }
-    const seq = parseSeq(payload.id ?? ev.lastEventId)
+    this._applyPayload(payload, ev.type, parseSeq(payload.id ?? ev.lastEventId), false)
+  }
+
+  /**
+   * Apply one feed event. acceptGaps: the stream is known to be gap-free
+   * for this room (the multiplexed feed), so a seq jump means events under
+   * names nobody listens to went by; accept it instead of reopening.
+   */
+  _applyPayload(payload, evType, seq, acceptGaps) {
     if (seq === null) {
       // Not a feed event (no id): deliver, but it cannot move the cursor.
-      this._emit('event', { ...payload, type: payload.type ?? ev.type, own: false })
+      this._emit('event', { ...payload, type: payload.type ?? evType, own: false })
       return
     }
     if (seq <= this.applied) return // duplicate or already in the snapshot
-    if (seq > this.applied + 1) {
+    if (seq > this.applied + 1 && !acceptGaps) {
       // A hole: events in between were lost, or carry a name we do not
       // listen to. Reopen from our cursor once; if the fresh stream starts
       // with the same hole, the server has nothing in between for us.
@@ -347,7 +438,7 @@ export class RoomFeed {
     }
     this._gapAt = null
     this.applied = seq
-    const type = payload.type ?? ev.type
+    const type = payload.type ?? evType
     const own = payload.op_id ? this._ownOps.delete(payload.op_id) : false
     const event = { ...payload, seq, type, own }
     if (ELEMENT_EVENTS.includes(type) && payload.element) {
@@ -368,6 +459,101 @@ export class RoomFeed {
     else this.elements.set(id, element)
     this._emit('change', { id, element: deleted ? null : element, seq, own, source })
     return true
+  }
+
+  // ---- presence -------------------------------------------------------------
+
+  _emitPeople() {
+    this._emit('presence', [...this.people].sort())
+  }
+
+  _handlePresence(payload) {
+    if (!payload || typeof payload.person !== 'string') return
+    this._presenceBuffer?.push(payload)
+    this._applyPresence(payload)
+    this._emitPeople()
+  }
+
+  _applyPresence({ type, person }) {
+    if (type === 'presence.joined') this.people.add(person)
+    else if (type === 'presence.left') this.people.delete(person)
+  }
+
+  /**
+   * Load who is here now. Presence events that arrive meanwhile are applied
+   * at once and again on top of the answer, in order: the list ends right
+   * whichever side of the GET they happened on (joins and leaves are
+   * idempotent set operations).
+   */
+  async _reloadPresence() {
+    const epoch = ++this._presenceEpoch
+    this._presenceBuffer = []
+    let people = null
+    try {
+      const { body } = await this._request('GET', '/presence')
+      people = Array.isArray(body.people) ? body.people : []
+    } catch (err) {
+      if (epoch === this._presenceEpoch) this._emit('error', err)
+    }
+    if (epoch !== this._presenceEpoch) return
+    const seen = this._presenceBuffer ?? []
+    this._presenceBuffer = null
+    if (people) {
+      this.people = new Set(people)
+      for (const p of seen) this._applyPresence(p)
+    }
+    this._emitPeople()
+  }
+
+  // ---- hub mode (driven by FeedHub) -------------------------------------------
+
+  /** The room's status under the hub: the hub's, but 'live' only once this room is exact. */
+  _hubRefreshStatus() {
+    if (!this._running) return
+    const hs = this._hub.status
+    if (hs === 'live' && this._hubState !== 'ready') this._setStatus(this._everLive ? 'reconnecting' : 'connecting')
+    else this._setStatus(hs)
+    if (this.status === 'live') this._everLive = true
+  }
+
+  /**
+   * The hub's stream (with this room) is open: load the snapshot, buffering
+   * this room's events meanwhile. Rejects when the snapshot cannot be loaded
+   * (the room stays 'loading' and keeps buffering; the hub retries).
+   */
+  async _hubLoad() {
+    if (!this._running || this._hubState === 'ready') return
+    if (this._hubState === 'new') {
+      this._hubState = 'loading'
+      this._hubBuffer = []
+    }
+    const gen = this._generation
+    this._hubRefreshStatus()
+    await this._loadSnapshot(gen)
+    if (gen !== this._generation || !this._running || this._hubState !== 'loading') return
+    const buffered = this._hubBuffer
+    this._hubBuffer = []
+    this._hubState = 'ready'
+    // The snapshot was read after the stream opened, so the buffered events
+    // continue it without a hole: skip those it already holds, apply the rest.
+    for (const payload of buffered) this._applyPayload(payload, payload.type, parseSeq(payload.id), true)
+    this._hubRefreshStatus()
+  }
+
+  /** A feed event for this room from the hub's stream. */
+  _hubEvent(payload) {
+    if (!this._running) return
+    if (this._hubState === 'loading') this._hubBuffer.push(payload)
+    else if (this._hubState === 'ready') this._applyPayload(payload, payload.type, parseSeq(payload.id), true)
+    // 'new': not on this stream yet, or its place was lost; the next snapshot holds it
+  }
+
+  /** The hub lost this room's place (reset, repeated failures, a new stream): snapshot again. */
+  _hubInvalidate() {
+    this._generation += 1
+    this._hubState = 'new'
+    this._hubBuffer = []
+    this._hubRefreshStatus()
   }
 
   // ---- online / offline ---------------------------------------------------
@@ -391,10 +577,17 @@ export class RoomFeed {
   // ---- writes ---------------------------------------------------------------
 
   /** One HTTP request to the room; resolves to { body, headers, status } or throws RoomFeedError. */
-  async _request(method, path, { body, headers = {}, opId } = {}) {
+  async _request(method, path, { body, headers = {}, opId } = {}, retried = false) {
     const h = { Accept: 'application/json', ...headers }
     if (body !== undefined && !h['Content-Type']) h['Content-Type'] = 'application/json'
     if (opId) h['Op-ID'] = opId
+    let token
+    try {
+      token = await (retried ? this._tokens.refresh() : this._tokens.get())
+    } catch (err) {
+      throw new RoomFeedError(`token: ${err?.message ?? err}`, { code: 'token_error', cause: err })
+    }
+    if (token) h.Authorization = `Bearer ${token}`
     let res
     try {
       res = await this._fetch(`${this.baseUrl}/rooms/${encodeURIComponent(this.room)}${path}`, {
@@ -419,6 +612,10 @@ export class RoomFeed {
       } catch {
         data = null
       }
+    }
+    if (res.status === 401 && token && !retried) {
+      // Expired or revoked: one retry with a fresh token.
+      return this._request(method, path, { body, headers, opId }, true)
     }
     if (!res.ok) {
       const e = data?.error ?? {}

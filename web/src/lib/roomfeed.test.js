@@ -354,6 +354,43 @@ describe('RoomFeed', () => {
   })
 })
 
+describe('RoomFeed presence (one room, its own stream)', () => {
+  it('sends client=, loads GET /presence on open, applies joined/left without moving the cursor', async () => {
+    const server = new FakeServer('w1')
+    server.upsert('c1', 'character', { name: 'Aria' })
+    server.people = ['alice']
+    const feed = new RoomFeed({
+      room: 'w1',
+      baseUrl: '',
+      EventSource: FakeEventSource,
+      fetch: server.fetch,
+      window: null,
+      isOnline: () => true,
+      token: null,
+      client: 'alice',
+    })
+    const seen = []
+    feed.on('presence', (list) => seen.push(list))
+    await feed.start()
+    await flush()
+    const es = FakeEventSource.last
+    expect(es.url).toBe('/rooms/w1/events?last_event_id=1&client=alice')
+    es.open()
+    await flush()
+    expect(seen.at(-1)).toEqual(['alice'])
+    es.emit('presence.joined', { room: 'w1', person: 'bob', type: 'presence.joined' }, '')
+    expect(seen.at(-1)).toEqual(['alice', 'bob'])
+    es.emit('presence.left', { room: 'w1', person: 'alice', type: 'presence.left' }, '')
+    expect(seen.at(-1)).toEqual(['bob'])
+    expect(feed.cursor).toBe('1')
+    const ev = server.upsert('c1', 'character', { name: 'Bo' })
+    es.emit(ev.type, ev)
+    expect(feed.cursor).toBe('2')
+    expect(FakeEventSource.instances).toHaveLength(1)
+    feed.stop()
+  })
+})
+
 describe('mergePatch', () => {
   it('follows RFC 7386', () => {
     expect(mergePatch({ a: 1, b: { c: 2, d: 3 } }, { a: null, b: { c: 5, d: null }, e: [1] })).toEqual({

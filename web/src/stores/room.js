@@ -7,7 +7,11 @@
 // refuses (409/412, 404) or cannot be reached, the overlay is dropped too,
 // which rolls the element back, and `error` says what happened. The feed's
 // own echo of a write is recognised (Op-ID and per-element seq) and never
-// applied twice. The EventSource stays inside the RoomFeed.
+// applied twice. The EventSource stays inside the RoomFeed, or, with
+// { hub }, in the page's one FeedHub shared by every room store.
+//
+// start()/stop() count their callers (the open world and a pinned-worlds
+// sidebar may follow the same room): the feed stops with the last stop().
 
 import { computed, ref } from 'vue'
 import { defineStore } from 'pinia'
@@ -50,7 +54,8 @@ function describeFailure(err, what) {
 }
 
 function setupRoomStore(roomId, feedOptions) {
-  const feed = new RoomFeed({ room: roomId, ...feedOptions })
+  const { hub, ...options } = feedOptions
+  const feed = hub ? hub.createFeed(roomId, options) : new RoomFeed({ room: roomId, ...options })
 
   const room = ref(roomId)
   const elements = ref({}) // id -> element as displayed
@@ -60,6 +65,9 @@ function setupRoomStore(roomId, feedOptions) {
   const error = ref('')
   const errorCode = ref('')
   const loaded = ref(false)
+  const people = ref([]) // who is in the room now (presence)
+  const following = ref(false) // start() callers outstanding
+  let users = 0
 
   const overlays = new Map() // id -> [{ opId, type, ... }]
   const queues = new Map() // id -> promise of the last write (writes to one id go in order)
@@ -117,6 +125,9 @@ function setupRoomStore(roomId, feedOptions) {
     rebuild()
   })
   feed.on('change', ({ id }) => refresh(id))
+  feed.on('presence', (list) => {
+    people.value = list
+  })
   feed.on('event', () => {
     cursor.value = feed.cursor
   })
@@ -192,10 +203,15 @@ function setupRoomStore(roomId, feedOptions) {
   // ---- actions ------------------------------------------------------------
 
   function start() {
+    users += 1
+    following.value = true
     return feed.start()
   }
 
   function stop() {
+    users = Math.max(0, users - 1)
+    if (users > 0) return
+    following.value = false
     feed.stop()
   }
 
@@ -251,6 +267,8 @@ function setupRoomStore(roomId, feedOptions) {
     error,
     errorCode,
     loaded,
+    people,
+    following,
     byKind,
     count,
     start,
@@ -265,7 +283,10 @@ function setupRoomStore(roomId, feedOptions) {
 
 /**
  * The store of one room: useRoomStore('w1'). feedOptions (first call only)
- * go to the RoomFeed, e.g. { baseUrl, EventSource, fetch } in tests.
+ * go to the RoomFeed, e.g. { baseUrl, EventSource, fetch } in tests, or
+ * { token } (a JWT, a function or a source from lib/token.js; the default
+ * reads VITE_ROOMFEED_TOKEN or VITE_ROOMFEED_TOKEN_ENDPOINT), or { hub }
+ * (a FeedHub: the room shares the hub's one multiplexed stream).
  */
 export function useRoomStore(roomId, feedOptions = {}) {
   return defineStore(`room/${roomId}`, () => setupRoomStore(roomId, feedOptions))()

@@ -73,6 +73,7 @@ export class FakeServer {
     this.requests = []
     this.down = false
     this.hold = null // when set, write requests wait for this promise
+    this.people = [] // GET /presence answers these
     this.fetch = this.fetch.bind(this)
   }
 
@@ -117,6 +118,9 @@ export class FakeServer {
     if (this.down) throw new TypeError('Failed to fetch')
     if (method !== 'GET' && this.hold) await this.hold
     if (this.down) throw new TypeError('Failed to fetch')
+    if (method === 'GET' && path === `/rooms/${encodeURIComponent(this.room)}/presence`) {
+      return this.json(200, { room: this.room, people: [...this.people] })
+    }
     const m = path.match(/^\/rooms\/([^/]+)\/elements(?:\/([^/]+))?$/)
     if (!m) return this.error(404, 'not_found')
     const id = m[2] && decodeURIComponent(m[2])
@@ -162,4 +166,14 @@ export class FakeServer {
 /** Let pending promise callbacks run. */
 export async function flush(times = 5) {
   for (let i = 0; i < times; i++) await new Promise((r) => setImmediate(r))
+}
+
+/** One fetch for several FakeServers, routed by the room in the path. */
+export function multiFetch(servers) {
+  return (url, init) => {
+    const m = new URL(url, 'http://x').pathname.match(/^\/rooms\/([^/]+)\//)
+    const server = m && servers[decodeURIComponent(m[1])]
+    if (!server) return Promise.resolve(new Response('{"error":{"code":"not_found"}}', { status: 404 }))
+    return server.fetch(url, init)
+  }
 }
