@@ -35,6 +35,7 @@ type modelEvent struct {
 // roomModel is the in-memory model of one room.
 type roomModel struct {
 	elements map[string]*modelElement
+	tombs    map[string]int64 // last version of deleted elements: a re-create goes on from it
 	events   []modelEvent // events[i] has seq i+1
 }
 
@@ -75,7 +76,7 @@ func TestModelRandomized(t *testing.T) {
 		startSubscriber(t, "follow2", room, func(i int) *node { return nodes[(i+1)%2] }),
 	}
 	hc := newClient(t, 10*time.Second)
-	m := &roomModel{elements: make(map[string]*modelElement)}
+	m := &roomModel{elements: make(map[string]*modelElement), tombs: make(map[string]int64)}
 	ids := []string{"e0", "e1", "e2", "e3", "e4", "e5"}
 	counts := map[string]int{}
 
@@ -98,7 +99,7 @@ func TestModelRandomized(t *testing.T) {
 				}
 			}
 			if m.check(t, where+" PUT "+id+" "+fmt.Sprint(hdr), r, want) {
-				typ, version := "element.updated", int64(1)
+				typ, version := "element.updated", m.tombs[id]+1
 				if cur == nil {
 					typ = "element.created"
 				} else {
@@ -142,6 +143,7 @@ func TestModelRandomized(t *testing.T) {
 			}
 			if m.check(t, where+" DELETE "+id+" "+fmt.Sprint(hdr), r, want) {
 				delete(m.elements, id)
+				m.tombs[id] = cur.Version + 1
 				m.events = append(m.events, modelEvent{"element.deleted", id, cur.Kind, cur.Version + 1, nil, op})
 			}
 			counts["delete"]++

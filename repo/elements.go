@@ -85,6 +85,12 @@ func (s *Store) Put(ctx context.Context, room, id, kind string, data json.RawMes
 			return err
 		}
 		created = !exists
+		if created {
+			// A re-created element goes on from its tombstone's version.
+			if cur.Version, err = w.tombstone(ctx, id); err != nil {
+				return err
+			}
+		}
 		el = Element{ID: id, Kind: kind, Version: cur.Version + 1, Data: data, UpdatedAt: w.now}
 		if err := w.saveElement(ctx, el); err != nil {
 			return err
@@ -162,6 +168,10 @@ func (s *Store) Delete(ctx context.Context, room, id string, pre Precondition, m
 			return err
 		}
 		tomb := Element{ID: id, Kind: cur.Kind, Version: cur.Version + 1, UpdatedAt: w.now}
+		if _, err := w.tx.ExecContext(ctx, w.s.q(`INSERT INTO tombstones (room, id, version) VALUES (?, ?, ?)
+			ON CONFLICT (room, id) DO UPDATE SET version = excluded.version`), w.room, id, tomb.Version); err != nil {
+			return err
+		}
 		ev, err = w.elementEvent(ctx, TypeDeleted, tomb, meta)
 		return err
 	})
@@ -356,6 +366,17 @@ func (w *writeTx) element(ctx context.Context, id string) (el Element, exists bo
 		return Element{}, false, err
 	}
 	return el, true, nil
+}
+
+// tombstone returns the version a deleted element ended at, 0 if it never
+// existed.
+func (w *writeTx) tombstone(ctx context.Context, id string) (int64, error) {
+	var v int64
+	err := w.tx.QueryRowContext(ctx, w.s.q(`SELECT version FROM tombstones WHERE room = ? AND id = ?`), w.room, id).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return v, err
 }
 
 func (w *writeTx) saveElement(ctx context.Context, el Element) error {

@@ -425,11 +425,17 @@ func TestDelete(t *testing.T) {
 		if snap.Cursor != 3 || len(snap.Elements) != 1 || snap.Elements[0].ID != "c2" {
 			t.Errorf("Snapshot: got cursor %d elements %+v, want cursor 3 and only c2", snap.Cursor, snap.Elements)
 		}
-		// Recreating starts a new element.
+		// Recreating goes on from the tombstone's version (2), so versions of
+		// an id never repeat and an If-Match from before the delete fails.
+		stale := int64(1)
+		_, _, _, err = s.Put(ctx, "w1", "c1", "character", json.RawMessage(`{}`), Precondition{IfMatch: &stale}, Meta{})
+		wantErr(t, "Put with a version from before the delete", err, ErrVersionMismatch)
 		el, _, created, err := s.Put(ctx, "w1", "c1", "character", json.RawMessage(`{}`), Precondition{IfNoneMatchAny: true}, Meta{})
-		if err != nil || !created || el.Version != 1 {
-			t.Errorf("recreate: got %+v created %v err %v, want version 1 created", el, created, err)
+		if err != nil || !created || el.Version != 3 {
+			t.Errorf("recreate: got %+v created %v err %v, want version 3 created", el, created, err)
 		}
+		_, _, _, err = s.Put(ctx, "w1", "c1", "character", json.RawMessage(`{}`), Precondition{IfMatch: &stale}, Meta{})
+		wantErr(t, "Put with version 1 after the re-create", err, ErrVersionMismatch)
 	})
 }
 
