@@ -126,3 +126,29 @@ func joinLines(l []string) string {
 }
 
 func normalise(s string) string { return joinLines(splitLines(s)) }
+
+// FuzzParseCursor checks that an accepted Last-Event-ID is a sequence
+// number that survives formatting and parsing again, in both forms.
+func FuzzParseCursor(f *testing.F) {
+	for _, s := range []string{"0", "42", "42-0", " 7 ", "-1", "1-1", "9223372036854775807", "9223372036854775808", "0x1", "", "٣"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseCursor(s)
+		if err != nil {
+			if n != 0 {
+				t.Fatalf("ParseCursor(%q) = %d with error %v, want 0", s, n, err)
+			}
+			return
+		}
+		if n < 0 {
+			t.Fatalf("ParseCursor(%q) = %d, want >= 0", s, n)
+		}
+		e := Event{Seq: n}
+		for _, form := range []string{e.ID(), e.ID() + "-0"} {
+			if m, err := ParseCursor(form); err != nil || m != n {
+				t.Fatalf("ParseCursor(%q) = %d, %v; want %d", form, m, err, n)
+			}
+		}
+	})
+}
