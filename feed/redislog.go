@@ -30,7 +30,8 @@ type RedisOptions struct {
 	// Block bounds each blocking XREAD of the reader, default 1s. It is never
 	// 0 (forever in go-redis), because cancelling the context does not
 	// interrupt a blocked read (go-redis #2556): Run returns within about
-	// Block after its context is done.
+	// Block after its context is done. On a Redis Cluster it is the interval
+	// at which the reader reads every tracked room (redis_cluster.go).
 	Block time.Duration
 	// Logger receives the log's operational messages; nil discards them.
 	Logger *slog.Logger
@@ -79,10 +80,12 @@ const (
 // per RedisLog) must be running for subscribers to receive events; Relay
 // closes the gaps left by failed publishes.
 //
-// The reader reads every room in one XREAD, which Redis Cluster refuses for
-// keys of different hash slots (CROSSSLOT): RedisLog supports a single Redis
-// (with replicas or Sentinel) today. The keys are ready for Cluster; the
-// reader would need one XREAD per slot group there.
+// On a single Redis the reader reads every room in one blocking XREAD. Redis
+// Cluster refuses that for keys of different hash slots (CROSSSLOT), so when
+// the client is a *redis.ClusterClient every publish also announces the
+// room's new top on the channel Prefix + "notify" and the reader works from
+// those announcements instead (redis_cluster.go); the wake stream is not
+// used there.
 type RedisLog struct {
 	client redis.UniversalClient
 	hub    *Hub
@@ -94,6 +97,7 @@ type RedisLog struct {
 	wakeKey string
 	wake    chan struct{} // wakes an idle reader when a room is registered
 	running atomic.Bool
+	cluster bool // client is a *redis.ClusterClient: see redis_cluster.go
 
 	publishPausedUntil atomic.Int64 // unix nanoseconds; see redisPublishPause
 
@@ -126,7 +130,9 @@ func NewRedisLog(client redis.UniversalClient, hub *Hub, hist History, opts Redi
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	node := redisRandomID()
+	_, cluster := client.(*redis.ClusterClient)
 	return &RedisLog{
+		cluster: cluster,
 		client:  client,
 		hub:     hub,
 		hist:    hist,
@@ -222,6 +228,9 @@ func (l *RedisLog) appendBatch(ctx context.Context, room string, evs []Event, ga
 		}
 		evs = evs[n:]
 		gapOK = false
+	}
+	if l.cluster {
+		l.notify(ctx, room, top)
 	}
 	return true, top, nil
 }
@@ -507,6 +516,9 @@ func (l *RedisLog) Subscribe(ctx context.Context, room string) (*Subscription, e
 	case l.wake <- struct{}{}:
 	default:
 	}
+	if l.cluster {
+		return sub, nil // the cluster reader has no blocked XREAD to interrupt
+	}
 	// Interrupt the reader's blocked XREAD so it reads the new room now. If
 	// this fails the reader still picks the room up within Block.
 	_, err = l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -526,11 +538,16 @@ func (l *RedisLog) Subscribe(ctx context.Context, room string) (*Subscription, e
 // in one blocking XREAD (bounded by Block) and delivers their entries to the
 // hub, in order. Redis errors are logged once per failure streak and retried
 // with capped backoff. Run returns nil once ctx is done, within about Block.
+// On a Redis Cluster it reads otherwise, with one pub/sub connection and at
+// most one connection per shard (redis_cluster.go).
 func (l *RedisLog) Run(ctx context.Context) error {
 	if !l.running.CompareAndSwap(false, true) {
 		return errors.New("redis reader already running")
 	}
 	defer l.running.Store(false)
+	if l.cluster {
+		return l.runCluster(ctx)
+	}
 	r := &redisReader{l: l, wakeLast: "0-0", backoff: 50 * time.Millisecond}
 	defer r.close(ctx)
 	for ctx.Err() == nil {

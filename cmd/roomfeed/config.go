@@ -8,9 +8,12 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/roomfeed/roomfeed/api"
 )
@@ -96,7 +99,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	var maxData, buffer int64
 	str(&cfg.Addr, setting{"addr", "ROOMFEED_ADDR", "listen address"}, "127.0.0.1:8080")
 	str(&cfg.DatabaseURL, setting{"database-url", "DATABASE_URL", "sqlite://<path> or postgres://..."}, "sqlite://data/roomfeed.db")
-	str(&cfg.RedisURL, setting{"redis-url", "REDIS_URL", "redis://...; empty = in-process fan-out (one node)"}, "")
+	str(&cfg.RedisURL, setting{"redis-url", "REDIS_URL", "redis://host:port/db; several hosts (redis://h1:7000,h2:7001) or redis-cluster:// = Redis Cluster; empty = in-process fan-out (one node)"}, "")
 	str(&cfg.RedisPrefix, setting{"redis-prefix", "ROOMFEED_REDIS_PREFIX", "prefix of every Redis key"}, "roomfeed:")
 	num(&cfg.RedisMaxLen, setting{"redis-maxlen", "ROOMFEED_REDIS_MAXLEN", "events kept per room stream in Redis (approximate)"}, 10000)
 	dur(&cfg.RelayInterval, setting{"relay-interval", "ROOMFEED_RELAY_INTERVAL", "how often committed events missing from Redis are republished"}, 5*time.Second)
@@ -175,7 +178,9 @@ func (c config) validate() error {
 	check(strings.HasPrefix(c.DatabaseURL, "sqlite://") || strings.HasPrefix(c.DatabaseURL, "postgres://") ||
 		strings.HasPrefix(c.DatabaseURL, "postgresql://"), "DATABASE_URL must start with sqlite://, postgres:// or postgresql://")
 	if c.RedisURL != "" {
-		check(strings.HasPrefix(c.RedisURL, "redis://") || strings.HasPrefix(c.RedisURL, "rediss://"), "REDIS_URL must start with redis:// or rediss://")
+		if _, err := newRedisClient(c.RedisURL, false); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for _, o := range c.CORSOrigins {
 		u, err := url.Parse(o)
@@ -205,6 +210,59 @@ func (c config) validate() error {
 	check(l.BodyTimeout >= 100*time.Millisecond, "ROOMFEED_BODY_TIMEOUT must be at least 100ms")
 	errs = append(errs, c.validateAuth())
 	return errors.Join(errs...)
+}
+
+// newRedisClient returns the client of REDIS_URL (only checking it when
+// open is false): a *redis.ClusterClient when the URL names several hosts
+// (redis://h1:7000,h2:7001) or has the scheme redis-cluster:// (rediss-cluster://
+// for TLS; more seed nodes also as ?addr=host:port), a *redis.Client
+// otherwise. The query options are go-redis's (redis.ParseURL,
+// redis.ParseClusterURL).
+func newRedisClient(raw string, open bool) (redis.UniversalClient, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	scheme, cluster := u.Scheme, false
+	switch u.Scheme {
+	case "redis", "rediss":
+	case "redis-cluster", "rediss-cluster":
+		scheme, cluster = strings.TrimSuffix(u.Scheme, "-cluster"), true
+	default:
+		return nil, errors.New("REDIS_URL must start with redis://, rediss://, redis-cluster:// or rediss-cluster://")
+	}
+	hosts := strings.Split(u.Host, ",")
+	if !cluster && len(hosts) == 1 {
+		opts, err := redis.ParseURL(raw)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		if !open {
+			return nil, nil
+		}
+		return redis.NewClient(opts), nil
+	}
+	if p := strings.Trim(u.Path, "/"); p != "" && p != "0" {
+		return nil, fmt.Errorf("REDIS_URL: a Redis Cluster has only database 0, not %q", p)
+	}
+	seed := *u
+	seed.Scheme, seed.Host, seed.Path = scheme, hosts[0], ""
+	q := seed.Query()
+	for _, h := range hosts[1:] {
+		q.Add("addr", h)
+	}
+	seed.RawQuery = q.Encode()
+	if slices.Contains(hosts, "") {
+		return nil, errors.New("REDIS_URL: empty host in the list of cluster nodes")
+	}
+	opts, err := redis.ParseClusterURL(seed.String())
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	if !open {
+		return nil, nil
+	}
+	return redis.NewClusterClient(opts), nil
 }
 
 // webDir returns the web app directory if it holds a built app.

@@ -19,7 +19,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/roomfeed/roomfeed/api"
 	"github.com/roomfeed/roomfeed/feed"
@@ -94,11 +93,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer mp.Close()
 		presence = mp
 	} else {
-		opts, err := redis.ParseURL(cfg.RedisURL)
+		// A *redis.ClusterClient when REDIS_URL names a Redis Cluster: the
+		// log and presence work on both (feed/redis_cluster.go).
+		client, err := newRedisClient(cfg.RedisURL, true)
 		if err != nil {
-			return fmt.Errorf("REDIS_URL: %w", err)
+			return err
 		}
-		client := redis.NewClient(opts)
 		defer client.Close()
 		rl := feed.NewRedisLog(client, hub, hist, feed.RedisOptions{
 			Prefix: cfg.RedisPrefix,

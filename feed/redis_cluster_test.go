@@ -1,0 +1,244 @@
+package feed
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/roomfeed/roomfeed/internal/testenv"
+)
+
+// TestRedisCluster runs the log on a throwaway three-master Redis Cluster
+// (started once, shared by the subtests, which use their own key prefixes).
+func TestRedisCluster(t *testing.T) {
+	addrs := testenv.RedisCluster(t, 3)
+	newClient := func(t *testing.T, name string) *redis.ClusterClient {
+		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, ClientName: name})
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	setup := func(t *testing.T) (*redis.ClusterClient, RedisOptions, *redisHist) {
+		c := newClient(t, testenv.UniqueName("rfa-"))
+		opts := RedisOptions{Prefix: testenv.UniqueName("rftest:") + ":", Block: 200 * time.Millisecond}
+		t.Cleanup(func() {
+			_ = c.ForEachMaster(context.Background(), func(ctx context.Context, m *redis.Client) error {
+				testenv.CleanRedis(t, m, opts.Prefix)
+				return nil
+			})
+		})
+		return c, opts, newRedisHist()
+	}
+
+	t.Run("ManyRoomsAcrossNodes", func(t *testing.T) {
+		client, opts, hist := setup(t)
+		bName := testenv.UniqueName("rfb-")
+		bClient := newClient(t, bName) // node B has its own client, named on every connection
+		a := newRedisNode(t, client, hist, opts, 16)
+		b := newRedisNode(t, bClient, hist, opts, 16)
+		redisStart(t, "A.Run", a.log.Run)
+		redisStart(t, "B.Run", b.log.Run)
+
+		const rooms, perRoom = 200, 5
+		room := func(i int) string { return fmt.Sprintf("room%03d", i) }
+		subs := make([]*Subscription, rooms)
+		for i := range subs {
+			sub, err := b.log.Subscribe(t.Context(), room(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Close()
+			subs[i] = sub
+		}
+		start := time.Now()
+		for range perRoom {
+			for i := range rooms {
+				if err := a.log.Publish(t.Context(), hist.commit(room(i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for _, sub := range subs {
+			redisCheckRun(t, sub.Room(), redisReceive(t, sub, perRoom, 10*time.Second), 1, perRoom)
+		}
+		t.Logf("%d events over %d rooms delivered across nodes in %v", rooms*perRoom, rooms, time.Since(start))
+		time.Sleep(3 * opts.Block) // a few polls: nothing more may arrive
+		for _, sub := range subs {
+			select {
+			case m := <-sub.C():
+				t.Fatalf("%s: got extra event %d, want none", sub.Room(), m.Seq)
+			default:
+			}
+		}
+
+		// The streams are spread over every shard, and node B holds a
+		// bounded number of connections on each, whatever the rooms.
+		var mu sync.Mutex // ForEachMaster calls fn concurrently
+		masters := 0
+		err := client.ForEachMaster(t.Context(), func(ctx context.Context, m *redis.Client) error {
+			keys, _, err := m.Scan(ctx, 0, opts.Prefix+"{room*", 1000).Result()
+			if err != nil {
+				return err
+			}
+			list, err := m.ClientList(ctx).Result()
+			if err != nil {
+				return err
+			}
+			conns := strings.Count(list, " name="+bName+" ")
+			t.Logf("master %s: %d room streams, %d connections of node B", m.Options().Addr, len(keys), conns)
+			if len(keys) == 0 {
+				return fmt.Errorf("master %s holds no room stream", m.Options().Addr)
+			}
+			if conns > 4 {
+				return fmt.Errorf("master %s: node B holds %d connections for %d rooms, want at most 4", m.Options().Addr, conns, rooms)
+			}
+			mu.Lock()
+			masters++
+			mu.Unlock()
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if masters != 3 {
+			t.Fatalf("checked %d masters, want 3", masters)
+		}
+	})
+
+	t.Run("SubscribeThenRange", func(t *testing.T) {
+		client, opts, hist := setup(t)
+		opts.MaxLen = 200 // so catching up also crosses from the history to Redis
+		const total, subscribers = 1500, 12
+		a := newRedisNode(t, client, hist, opts, 16)
+		b := newRedisNode(t, newClient(t, "rfb"), hist, opts, total)
+		redisStart(t, "B.Run", b.log.Run)
+		var writers sync.WaitGroup
+		var mu sync.Mutex // commit then publish, as a room row lock would order commits
+		for w := range 2 {
+			writers.Go(func() {
+				for {
+					mu.Lock()
+					if hist.head("r1") == total {
+						mu.Unlock()
+						return
+					}
+					ev := hist.commit("r1")
+					mu.Unlock()
+					if err := []*RedisLog{a.log, b.log}[w].Publish(context.Background(), ev); err != nil {
+						t.Errorf("Publish(%d): %v", ev.Seq, err)
+						return
+					}
+					if ev.Seq%64 == 0 {
+						time.Sleep(time.Millisecond)
+					}
+				}
+			})
+		}
+		var readers sync.WaitGroup
+		for i := range subscribers {
+			readers.Go(func() {
+				time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
+				cursor := max(0, hist.head("r1")-int64(rand.IntN(400)))
+				if i%4 == 0 {
+					cursor = 0
+				}
+				if _, err := redisFollow(t.Context(), b.log, "r1", cursor, total); err != nil {
+					t.Errorf("subscriber %d from %d: %v", i, cursor, err)
+				}
+			})
+		}
+		writers.Wait()
+		readers.Wait()
+	})
+
+	t.Run("LostNotificationsArePolled", func(t *testing.T) {
+		client, opts, hist := setup(t)
+		b := newRedisNode(t, client, hist, opts, 16)
+		redisStart(t, "B.Run", b.log.Run)
+		sub, err := b.log.Subscribe(t.Context(), "quiet")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		time.Sleep(3 * opts.Block) // the reader has read the room and waits
+		// Entries added behind the log's back: no notification.
+		for _, ev := range hist.commitN("quiet", 3) {
+			err := client.XAdd(t.Context(), &redis.XAddArgs{Stream: b.log.streamKey("quiet"), ID: fmt.Sprintf("%d-0", ev.Seq),
+				Values: []string{"t", ev.Type, "d", string(ev.Data)}}).Err()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		redisCheckRun(t, "polled", redisReceive(t, sub, 3, 10*opts.Block), 1, 3)
+	})
+
+	t.Run("RelayAfterStreamLost", func(t *testing.T) {
+		client, opts, hist := setup(t)
+		a := newRedisNode(t, client, hist, opts, 16)
+		b := newRedisNode(t, newClient(t, "rfb"), hist, opts, 100)
+		redisStart(t, "B.Run", b.log.Run)
+		sub, err := b.log.Subscribe(t.Context(), "lost")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		for _, ev := range hist.commitN("lost", 20) {
+			if err := a.log.Publish(t.Context(), ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		redisCheckRun(t, "before", redisReceive(t, sub, 20, 5*time.Second), 1, 20)
+		if err := client.Del(t.Context(), a.log.streamKey("lost")).Err(); err != nil {
+			t.Fatal(err)
+		}
+		hist.commitN("lost", 10) // committed, publish lost
+		redisStart(t, "A.Relay", func(ctx context.Context) error { return a.log.Relay(ctx, hist, redisTick) })
+		redisStreamHas(t, a.log, "lost", 1, 30)
+		redisCheckRun(t, "after", redisReceive(t, sub, 10, 5*time.Second), 21, 30)
+		if v, err := client.Get(t.Context(), opts.Prefix+"epoch").Result(); err != nil || v == "" {
+			t.Errorf("epoch key: got %q, %v; want a value", v, err)
+		}
+	})
+
+	t.Run("RunStopsPromptly", func(t *testing.T) {
+		client, opts, hist := setup(t)
+		b := newRedisNode(t, client, hist, opts, 16)
+		stop := redisStart(t, "Run", b.log.Run)
+		sub, err := b.log.Subscribe(t.Context(), "r1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		time.Sleep(100 * time.Millisecond)
+		start := time.Now()
+		stop()
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("Run returned %v after cancel, want promptly", d)
+		}
+	})
+}
+
+func TestParseNotification(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		top  int64
+		room string
+		ok   bool
+	}{
+		{"12 w1", 12, "w1", true},
+		{"3 a room with spaces", 3, "a room with spaces", true},
+		{"12", 0, "", false},
+		{"x w1", 0, "", false},
+		{"12 ", 0, "", false},
+	} {
+		top, room, ok := parseNotification(tc.in)
+		if top != tc.top || room != tc.room || ok != tc.ok {
+			t.Errorf("parseNotification(%q) = %d, %q, %v; want %d, %q, %v", tc.in, top, room, ok, tc.top, tc.room, tc.ok)
+		}
+	}
+}
