@@ -4,7 +4,7 @@ GO            ?= go
 GO_TEST_FLAGS ?= -race -count=1 -timeout 25m
 BIN           ?= bin/roomfeed
 
-.PHONY: run build test test-go test-web web web-deps services vet fmt bench clean
+.PHONY: run build test test-go test-fuzz test-web web web-deps services vet fmt bench clean
 
 ## run: build the web app (when Node.js is installed) and start the embedded default on 127.0.0.1:8080
 run: web
@@ -15,7 +15,7 @@ build: web
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/roomfeed
 
 ## test: the whole suite: Go (with -race, against real SQLite, PostgreSQL and Redis), Vitest, headless Chromium
-test: vet test-go test-web
+test: vet test-go test-fuzz test-web
 
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './web/*')); \
@@ -24,6 +24,15 @@ vet:
 
 test-go:
 	env $$(scripts/test-services.sh) ROOMFEED_TEST_REQUIRE_SERVICES=1 $(GO) test $(GO_TEST_FLAGS) ./...
+
+# Each fuzz target runs for a short fixed time on top of its committed seeds
+# (which `go test` already runs as ordinary tests).
+FUZZTIME ?= 8s
+test-fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzAppendEvent$$' -fuzztime $(FUZZTIME) ./feed
+	$(GO) test -run '^$$' -fuzz '^FuzzParseCursor$$' -fuzztime $(FUZZTIME) ./feed
+	$(GO) test -run '^$$' -fuzz '^FuzzParseComposite$$' -fuzztime $(FUZZTIME) ./api
+	$(GO) test -run '^$$' -fuzz '^FuzzMergePatch$$' -fuzztime $(FUZZTIME) ./repo
 
 test-web: web-deps
 	cd web && npm test
