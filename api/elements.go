@@ -89,41 +89,30 @@ func (s *Server) readElement(c *gin.Context) (elementBody, error) {
 
 func (s *Server) putElement(c *gin.Context) {
 	ctx := c.Request.Context()
-	room := c.Param("room")
-	id, err := elementID(c)
+	w, err := s.elementWrite(c, "")
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	pre, mustExist, err := precondition(c)
-	if err != nil {
-		writeError(c, err)
-		return
-	}
-	m, err := meta(c)
-	if err != nil {
-		writeError(c, err)
-		return
-	}
-	m.Actor = actor(c)
 	b, err := s.readElement(c)
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	if b.ID != "" && b.ID != id {
+	if b.ID != "" && b.ID != w.id {
 		writeError(c, badRequest("bad_id", "the body's id differs from the id in the path"))
 		return
 	}
-	if pre, err = s.resolveMustExist(ctx, room, id, pre, mustExist); err != nil {
+	if err := s.checkRoomCapacity(ctx, w.room, w.id); err != nil {
 		writeError(c, err)
 		return
 	}
-	if err := s.checkRoomCapacity(ctx, room, id); err != nil {
+	pre, err := s.resolveMustExist(ctx, w)
+	if err != nil {
 		writeError(c, err)
 		return
 	}
-	el, ev, created, err := s.store.Put(ctx, room, id, b.Kind, b.Data, pre, m)
+	el, ev, created, err := s.store.Put(ctx, w.room, w.id, b.Kind, b.Data, pre, w.meta)
 	if err != nil {
 		writeError(c, err)
 		return
@@ -143,7 +132,6 @@ func (s *Server) createElement(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
-	m.Actor = actor(c)
 	b, err := s.readElement(c)
 	if err != nil {
 		writeError(c, err)
@@ -172,27 +160,11 @@ func (s *Server) createElement(c *gin.Context) {
 
 func (s *Server) patchElement(c *gin.Context) {
 	ctx := c.Request.Context()
-	room := c.Param("room")
-	id, err := elementID(c)
+	w, err := s.elementWrite(c, "a patch")
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	pre, mustExist, err := precondition(c)
-	if err != nil {
-		writeError(c, err)
-		return
-	}
-	if pre.IfNoneMatchAny {
-		writeError(c, badRequest("bad_precondition", "If-None-Match: * cannot apply to a patch"))
-		return
-	}
-	m, err := meta(c)
-	if err != nil {
-		writeError(c, err)
-		return
-	}
-	m.Actor = actor(c)
 	body, err := s.readJSON(c, mediaMergePatch, mediaJSON)
 	if err != nil {
 		writeError(c, err)
@@ -207,11 +179,12 @@ func (s *Server) patchElement(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
-	if pre, err = s.resolveMustExist(ctx, room, id, pre, mustExist); err != nil {
+	pre, err := s.resolveMustExist(ctx, w)
+	if err != nil {
 		writeError(c, err)
 		return
 	}
-	el, ev, err := s.store.Patch(ctx, room, id, patch, pre, m)
+	el, ev, err := s.store.Patch(ctx, w.room, w.id, patch, pre, w.meta)
 	if err != nil {
 		writeError(c, err)
 		return
@@ -222,32 +195,17 @@ func (s *Server) patchElement(c *gin.Context) {
 
 func (s *Server) deleteElement(c *gin.Context) {
 	ctx := c.Request.Context()
-	room := c.Param("room")
-	id, err := elementID(c)
+	w, err := s.elementWrite(c, "a delete")
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	pre, mustExist, err := precondition(c)
+	pre, err := s.resolveMustExist(ctx, w)
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	if pre.IfNoneMatchAny {
-		writeError(c, badRequest("bad_precondition", "If-None-Match: * cannot apply to a delete"))
-		return
-	}
-	m, err := meta(c)
-	if err != nil {
-		writeError(c, err)
-		return
-	}
-	m.Actor = actor(c)
-	if pre, err = s.resolveMustExist(ctx, room, id, pre, mustExist); err != nil {
-		writeError(c, err)
-		return
-	}
-	ev, err := s.store.Delete(ctx, room, id, pre, m)
+	ev, err := s.store.Delete(ctx, w.room, w.id, pre, w.meta)
 	if err != nil {
 		writeError(c, err)
 		return
@@ -271,7 +229,6 @@ func (s *Server) postMessage(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
-	m.Actor = actor(c)
 	body, err := s.readJSON(c, mediaJSON)
 	if err != nil {
 		writeError(c, err)
@@ -308,12 +265,41 @@ func (s *Server) postMessage(c *gin.Context) {
 	c.Data(http.StatusCreated, "application/json; charset=utf-8", ev.Payload)
 }
 
+// elementWrite is what every write to one element starts from: the room
+// and id of the path, the request's preconditions, Op-ID and actor.
+type elementWrite struct {
+	room, id  string
+	pre       repo.Precondition
+	mustExist bool // If-Match: *
+	meta      repo.Meta
+}
+
+// elementWrite reads the parts of a write to one element that come before
+// its body. noCreateOnly names the operation when If-None-Match: * makes no
+// sense for it ("a patch"); "" allows it.
+func (s *Server) elementWrite(c *gin.Context, noCreateOnly string) (elementWrite, error) {
+	w := elementWrite{room: c.Param("room")}
+	var err error
+	if w.id, err = elementID(c); err != nil {
+		return w, err
+	}
+	if w.pre, w.mustExist, err = precondition(c); err != nil {
+		return w, err
+	}
+	if w.pre.IfNoneMatchAny && noCreateOnly != "" {
+		return w, badRequest("bad_precondition", "If-None-Match: * cannot apply to "+noCreateOnly)
+	}
+	w.meta, err = meta(c)
+	return w, err
+}
+
 // resolveMustExist turns If-Match: * into a check of the current version.
-func (s *Server) resolveMustExist(ctx context.Context, room, id string, pre repo.Precondition, mustExist bool) (repo.Precondition, error) {
-	if !mustExist {
+func (s *Server) resolveMustExist(ctx context.Context, w elementWrite) (repo.Precondition, error) {
+	pre := w.pre
+	if !w.mustExist {
 		return pre, nil
 	}
-	el, err := s.store.Get(ctx, room, id)
+	el, err := s.store.Get(ctx, w.room, w.id)
 	if errors.Is(err, repo.ErrNotFound) {
 		return pre, repo.ErrVersionMismatch
 	}

@@ -162,7 +162,7 @@ func parseETag(v string) (int64, error) {
 	return n, nil
 }
 
-// meta reads the optional Op-ID header.
+// meta reads the optional Op-ID header and the actor (the token's sub).
 func meta(c *gin.Context) (repo.Meta, error) {
 	op := c.GetHeader("Op-ID")
 	if len(op) > 128 {
@@ -173,7 +173,7 @@ func meta(c *gin.Context) (repo.Meta, error) {
 			return repo.Meta{}, badRequest("bad_op_id", "Op-ID must be printable ASCII without spaces")
 		}
 	}
-	return repo.Meta{OpID: op}, nil
+	return repo.Meta{OpID: op, Actor: actor(c)}, nil
 }
 
 func etag(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }
