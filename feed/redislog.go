@@ -99,7 +99,8 @@ type RedisLog struct {
 	running atomic.Bool
 	cluster bool // client is a *redis.ClusterClient: see redis_cluster.go
 
-	publishPausedUntil atomic.Int64 // unix nanoseconds; see redisPublishPause
+	publishPausedUntil atomic.Int64  // unix nanoseconds; see redisPublishPause
+	relayed            atomic.Uint64 // events the relay found missing and republished
 
 	mu    sync.Mutex
 	rooms map[string]*redisCursor // rooms the reader tracks

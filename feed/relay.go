@@ -133,6 +133,11 @@ func (l *RedisLog) epoch(ctx context.Context) (string, error) {
 
 // relayHeads brings the stream of every room in hs up to its head. It goes
 // on past a failing room and returns every failure.
+// Relayed returns how many events the relay found missing from the streams
+// and republished (published late: after a crash between commit and publish,
+// or a Redis outage).
+func (l *RedisLog) Relayed() uint64 { return l.relayed.Load() }
+
 func (l *RedisLog) relayHeads(ctx context.Context, hs []RoomHead) error {
 	var errs []error
 	for batch := range slices.Chunk(hs, redisRelayBatch) {
@@ -165,7 +170,9 @@ func (l *RedisLog) relayHeads(ctx context.Context, hs []RoomHead) error {
 			}
 			if err := l.fill(ctx, h.Room, top, h.Seq, nil); err != nil {
 				errs = append(errs, fmt.Errorf("relay %s up to %d: %w", h.Room, h.Seq, err))
+				continue
 			}
+			l.relayed.Add(uint64(min(h.Seq-top, max(l.opts.MaxLen, 1))))
 		}
 		if ctx.Err() != nil {
 			break

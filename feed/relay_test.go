@@ -45,8 +45,25 @@ func TestRedisRelayFillsGaps(t *testing.T) {
 	redisStreamHas(t, l, "r2", 1, 30)
 	redisStreamHas(t, l, "r3", 1, 10)
 
+	// r1 lacked 30, r2 all 30: the relay counts what it published late.
+	waitRelayed(t, l, 60)
+
 	hist.commitN("r1", 10) // committed later, publish lost
 	redisStreamHas(t, l, "r1", 1, 60)
+	waitRelayed(t, l, 70)
+}
+
+// waitRelayed waits for the relay's count to reach want (it is counted just
+// after the stream is filled) and checks it does not go past it.
+func waitRelayed(t *testing.T, l *RedisLog, want uint64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for l.Relayed() < want && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := l.Relayed(); got != want {
+		t.Errorf("relayed: got %d, want %d", got, want)
+	}
 }
 
 // TestRedisRelayEpoch: a stream lost while the epoch key stays is not seen by

@@ -81,6 +81,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	ready := map[string]api.Pinger{"database": store}
 	var (
 		log        api.EventLog
+		extra      = map[string]func() float64{}
 		presence   api.Presence
 		background []func(context.Context) error
 	)
@@ -105,6 +106,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			MaxLen: cfg.RedisMaxLen,
 			Logger: logger,
 		})
+		extra["roomfeed_events_relayed_total"] = func() float64 { return float64(rl.Relayed()) }
 		log = rl
 		ready["redis"] = rl
 		published = rl.StreamTops
@@ -128,7 +130,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := api.NewMetrics(registry, hub, nil)
+	metrics := api.NewMetrics(registry, hub, extra)
 
 	srv := api.New(api.Config{
 		CORSOrigins:  cfg.CORSOrigins,

@@ -83,6 +83,9 @@ func TestMetricsMove(t *testing.T) {
 			if d, lag := after["roomfeed_events_delivered_total"], after["roomfeed_delivery_lag_seconds_count"]; d != lag {
 				t.Errorf("delivery lag observed %v times for %v deliveries, want one each", lag, d)
 			}
+			if _, ok := after["roomfeed_events_relayed_total"]; !ok && be.name != "sqlite" {
+				t.Error("roomfeed_events_relayed_total missing with Redis")
+			}
 			if _, ok := after["process_resident_memory_bytes"]; !ok {
 				t.Error("process metrics missing")
 			}
