@@ -36,7 +36,7 @@ type modelEvent struct {
 type roomModel struct {
 	elements map[string]*modelElement
 	tombs    map[string]int64 // last version of deleted elements: a re-create goes on from it
-	events   []modelEvent // events[i] has seq i+1
+	events   []modelEvent     // events[i] has seq i+1
 }
 
 // TestModelRandomized drives two nodes with a random sequence of writes
