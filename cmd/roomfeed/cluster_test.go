@@ -64,21 +64,23 @@ func TestClusterTwoNodes(t *testing.T) {
 	addrs := testenv.RedisCluster(t, 3)
 	prefix := testenv.UniqueName("rftest:") + ":"
 	args := []string{"--database-url", testenv.PostgresURL(t), "--redis-url", testenv.RedisClusterURL(addrs),
-		"--redis-prefix", prefix, "--relay-interval", "200ms"}
+		"--redis-prefix", prefix, "--relay-interval", "200ms", "--max-streams-per-ip", "1000"}
 	a := startNode(t, args...)
 	b := startNode(t, args...)
 
-	const rooms, perRoom = 30, 4
-	room := func(i int) string { return fmt.Sprintf("c%02d", i) }
+	const rooms, perRoom, writers = 200, 2, 20
+	room := func(i int) string { return fmt.Sprintf("c%03d", i) }
 	subs := make([]*ssetest.Stream, rooms)
 	for i := range subs {
 		subs[i] = ssetest.Open(t, b.URL+"/rooms/"+room(i)+"/events", "0")
 	}
 	var wg sync.WaitGroup
-	for i := range rooms {
+	for w := range writers {
 		wg.Go(func() {
-			for j := range perRoom {
-				put(t, a.URL, room(i), fmt.Sprintf("e%d", j), "from A")
+			for i := w; i < rooms; i += writers {
+				for j := range perRoom {
+					put(t, a.URL, room(i), fmt.Sprintf("e%d", j), "from A")
+				}
 			}
 		})
 	}
