@@ -1,0 +1,520 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Every time in the tool is nanoseconds on one monotonic clock, so a write's
+// acknowledgement and a subscriber's receipt compare directly.
+var clockBase = time.Now()
+
+func now() int64 { return int64(time.Since(clockBase)) + 1 } // never 0: 0 means "not received"
+
+// subscriber is one SSE connection. A single goroutine reads it and records,
+// per seq, when the "id:" line arrived.
+type subscriber struct {
+	room string
+	from int64 // the cursor the server started this stream from
+	conn net.Conn
+
+	mu       sync.Mutex
+	recv     []int64 // recv[seq-winBase] = receipt time, 0 = not received
+	winBase  int64   // first seq tracked (see window)
+	dups     int64
+	disorder int64
+	err      error
+
+	last  atomic.Int64
+	count atomic.Int64
+	ended atomic.Bool
+}
+
+var errNotSSE = errors.New("not an SSE stream")
+
+// sourceSeq numbers subscriber connections to spread them over source
+// addresses.
+var sourceSeq atomic.Int64
+
+// subsPerSource is how many subscriber connections share one loopback source
+// address: below a per-address stream limit (roomfeed's default is 128), and
+// it multiplies the ephemeral ports available for 10,000 connections.
+const subsPerSource = 100
+
+// sourceAddr returns the local address of the next subscriber connection:
+// on a loopback target, 127.10.x.y with subsPerSource connections each (all
+// of 127.0.0.0/8 is routed to lo on Linux); nil otherwise.
+func sourceAddr(hostport string) net.Addr {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || ip.To4() == nil || !ip.IsLoopback() {
+		return nil
+	}
+	k := sourceSeq.Add(1) / subsPerSource
+	return &net.TCPAddr{IP: net.IPv4(127, 10, byte(k/250), byte(k%250+1))}
+}
+
+// subscribe opens GET /rooms/{room}/events on hostport and returns once the
+// stream's opening comment (": roomfeed <room> from <seq>") has arrived, i.e.
+// once the live subscription is registered on the server. cursor < 0 sends
+// no Last-Event-ID.
+func subscribe(ctx context.Context, hostport, room string, cursor int64) (*subscriber, error) {
+	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: sourceAddr(hostport)}
+	conn, err := d.DialContext(ctx, "tcp", hostport)
+	if err != nil {
+		return nil, err
+	}
+	var req strings.Builder
+	req.WriteString("GET /rooms/" + url.PathEscape(room) + "/events HTTP/1.1\r\nHost: " + hostport + "\r\nAccept: text/event-stream\r\n")
+	if cursor >= 0 {
+		req.WriteString("Last-Event-ID: " + strconv.FormatInt(cursor, 10) + "\r\n")
+	}
+	req.WriteString("\r\n")
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.WriteString(conn, req.String()); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	br := bufio.NewReaderSize(conn, 4096)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		conn.Close()
+		return nil, fmt.Errorf("%w: %s: %s", errNotSSE, resp.Status, b)
+	}
+	body := resp.Body
+	if resp.ContentLength < 0 && len(resp.TransferEncoding) == 0 {
+		body = io.NopCloser(br) // identity encoding until close
+	}
+	lines := bufio.NewReaderSize(body, 4096)
+	s := &subscriber{room: room, conn: conn, from: -1}
+	for s.from < 0 {
+		line, err := lines.ReadSlice('\n')
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("reading the stream's opening: %w", err)
+		}
+		if rest, ok := bytes.CutPrefix(line, []byte(": roomfeed ")); ok {
+			i := bytes.LastIndex(rest, []byte(" from "))
+			if i < 0 {
+				conn.Close()
+				return nil, fmt.Errorf("%w: opening comment %q", errNotSSE, line)
+			}
+			s.from, err = strconv.ParseInt(string(bytes.TrimSpace(rest[i+6:])), 10, 64)
+			if err != nil {
+				conn.Close()
+				return nil, fmt.Errorf("%w: opening comment %q", errNotSSE, line)
+			}
+		}
+	}
+	_ = conn.SetDeadline(time.Time{})
+	s.last.Store(s.from)
+	go s.read(lines)
+	return s, nil
+}
+
+func (s *subscriber) read(r *bufio.Reader) {
+	var err error
+	for {
+		var line []byte
+		line, err = r.ReadSlice('\n')
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) { // a data line longer than the buffer: skip it
+				for errors.Is(err, bufio.ErrBufferFull) {
+					_, err = r.ReadSlice('\n')
+				}
+				if err == nil {
+					continue
+				}
+			}
+			break
+		}
+		if len(line) < 5 || line[0] != 'i' || line[1] != 'd' || line[2] != ':' {
+			continue
+		}
+		t := now()
+		seq, perr := strconv.ParseInt(string(bytes.TrimSpace(line[3:])), 10, 64)
+		if perr != nil || seq <= 0 {
+			continue
+		}
+		s.mu.Lock()
+		i := seq - s.winBase
+		switch {
+		case i < 0:
+			// Before the measured window: a repeat or a very late event.
+			s.disorder++
+		default:
+			if int64(len(s.recv)) <= i {
+				n := max(2*len(s.recv), int(i)+64)
+				grown := make([]int64, n)
+				copy(grown, s.recv)
+				s.recv = grown
+			}
+			switch {
+			case s.recv[i] != 0:
+				s.dups++
+			default:
+				s.recv[i] = t
+				if seq <= s.last.Load() {
+					s.disorder++
+				}
+			}
+		}
+		s.mu.Unlock()
+		if seq > s.last.Load() {
+			s.last.Store(seq)
+		}
+		s.count.Add(1)
+	}
+	s.mu.Lock()
+	s.err = err
+	s.mu.Unlock()
+	s.ended.Store(true)
+}
+
+func (s *subscriber) close() { s.conn.Close() }
+
+// received returns the receipt time of seq, 0 if none.
+func (s *subscriber) received(seq int64) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i := seq - s.winBase; i >= 0 && i < int64(len(s.recv)) {
+		return s.recv[i]
+	}
+	return 0
+}
+
+// window forgets receipts below seq first, so long runs keep memory bounded.
+func (s *subscriber) window(first int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if first <= s.winBase {
+		return
+	}
+	if k := first - s.winBase; k < int64(len(s.recv)) {
+		s.recv = append(s.recv[:0:0], s.recv[k:]...)
+	} else {
+		s.recv = nil
+	}
+	s.winBase = first
+}
+
+func windowAll(subs []*subscriber, first map[string]int64) {
+	for _, s := range subs {
+		s.window(first[s.room])
+	}
+}
+
+func (s *subscriber) counters() (dups, disorder int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dups, s.disorder
+}
+
+// subscribeMany opens one subscriber per room in rooms, `parallel` at a time.
+func subscribeMany(ctx context.Context, hostport string, rooms []string, parallel int) ([]*subscriber, error) {
+	subs := make([]*subscriber, len(rooms))
+	errs := make([]error, len(rooms))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range max(1, min(parallel, len(rooms))) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(rooms) || ctx.Err() != nil {
+					return
+				}
+				var err error
+				for attempt := 0; attempt < 3; attempt++ {
+					if subs[i], err = subscribe(ctx, hostport, rooms[i], -1); err == nil {
+						break
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+				errs[i] = err
+			}
+		})
+	}
+	wg.Wait()
+	var out []*subscriber
+	var firstErr error
+	failed := 0
+	for i, s := range subs {
+		if errs[i] != nil {
+			failed++
+			if firstErr == nil {
+				firstErr = errs[i]
+			}
+			continue
+		}
+		if s != nil {
+			out = append(out, s)
+		}
+	}
+	if failed > 0 {
+		return out, fmt.Errorf("%d of %d subscriptions failed, first: %w", failed, len(rooms), firstErr)
+	}
+	return out, ctx.Err()
+}
+
+func closeAll(subs []*subscriber) {
+	for _, s := range subs {
+		s.close()
+	}
+}
+
+// waitDrain waits until every live subscriber of a room in want has received
+// the room's highest seq, or until timeout.
+func waitDrain(subs []*subscriber, want map[string]int64, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok := true
+		for _, s := range subs {
+			if top, has := want[s.room]; has && !s.ended.Load() && s.last.Load() < top {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// ackLog records, per room and seq, when the write was sent and when its
+// acknowledgement (the response with Event-ID) arrived.
+type ackLog struct {
+	mu    sync.Mutex
+	rooms map[string][]ack
+}
+
+type ack struct{ seq, sent, acked int64 }
+
+func newAckLog() *ackLog { return &ackLog{rooms: make(map[string][]ack)} }
+
+func (a *ackLog) add(room string, seq, sent, acked int64) {
+	a.mu.Lock()
+	a.rooms[room] = append(a.rooms[room], ack{seq, sent, acked})
+	a.mu.Unlock()
+}
+
+// tops returns the highest acknowledged seq per room.
+func (a *ackLog) tops() map[string]int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	m := make(map[string]int64, len(a.rooms))
+	for r, acks := range a.rooms {
+		for _, x := range acks {
+			m[r] = max(m[r], x.seq)
+		}
+	}
+	return m
+}
+
+func (a *ackLog) count() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var n int64
+	for _, acks := range a.rooms {
+		n += int64(len(acks))
+	}
+	return n
+}
+
+// delivery is what the subscribers received of the writes in an ackLog.
+type delivery struct {
+	Expected     int64 `json:"expected"`
+	Delivered    int64 `json:"delivered"`
+	Lost         int64 `json:"lost"`
+	Duplicates   int64 `json:"duplicates"`
+	OutOfOrder   int64 `json:"out_of_order"`
+	Disconnected int   `json:"disconnected"`
+	lat, latSend []int64
+	lastRecv     int64
+}
+
+// collect matches every acknowledged write with every subscriber of its
+// room that was subscribed before it (from < seq).
+func collect(subs []*subscriber, acks *ackLog, dupsBefore map[*subscriber][2]int64) delivery {
+	acks.mu.Lock()
+	defer acks.mu.Unlock()
+	var d delivery
+	for _, s := range subs {
+		if s.ended.Load() {
+			d.Disconnected++
+		}
+		dup, dis := s.counters()
+		if b, ok := dupsBefore[s]; ok {
+			dup, dis = dup-b[0], dis-b[1]
+		}
+		d.Duplicates += dup
+		d.OutOfOrder += dis
+		s.mu.Lock()
+		for _, a := range acks.rooms[s.room] {
+			if a.seq <= s.from {
+				continue
+			}
+			d.Expected++
+			var r int64
+			if i := a.seq - s.winBase; i >= 0 && i < int64(len(s.recv)) {
+				r = s.recv[i]
+			}
+			if r == 0 {
+				d.Lost++
+				continue
+			}
+			d.Delivered++
+			d.lat = append(d.lat, r-a.acked)
+			d.latSend = append(d.latSend, r-a.sent)
+			d.lastRecv = max(d.lastRecv, r)
+		}
+		s.mu.Unlock()
+	}
+	return d
+}
+
+func dupSnapshot(subs []*subscriber) map[*subscriber][2]int64 {
+	m := make(map[*subscriber][2]int64, len(subs))
+	for _, s := range subs {
+		a, b := s.counters()
+		m[s] = [2]int64{a, b}
+	}
+	return m
+}
+
+// writer issues element writes over keep-alive connections.
+type writer struct {
+	base   string
+	client *http.Client
+	n      atomic.Int64
+}
+
+func newWriter(base string, conns int) *writer {
+	tr := &http.Transport{
+		MaxIdleConns:        conns,
+		MaxIdleConnsPerHost: conns,
+		DisableCompression:  true,
+		IdleConnTimeout:     time.Minute,
+	}
+	return &writer{base: strings.TrimRight(base, "/"), client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+}
+
+func (w *writer) close() { w.client.CloseIdleConnections() }
+
+// elementData is the data of every benchmark write: about 100 bytes, so an
+// SSE frame is about 300 bytes.
+const elementData = `{"name":"bench element","hp":10,"note":"the quick brown fox jumps over the lazy dog near the harbor"}`
+
+// put writes element id of room and returns its seq, the send time and the
+// acknowledgement time.
+func (w *writer) put(ctx context.Context, room, id string) (seq, sent, acked int64, err error) {
+	n := w.n.Add(1)
+	body := `{"kind":"item","data":` + elementData[:len(elementData)-1] + `,"n":` + strconv.FormatInt(n, 10) + `}}`
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, w.base+"/rooms/"+room+"/elements/"+id, strings.NewReader(body))
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	sent = now()
+	resp, err := w.client.Do(req)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	acked = now()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
+		return 0, 0, 0, fmt.Errorf("PUT %s: %s", req.URL.Path, resp.Status)
+	}
+	seq, err = strconv.ParseInt(resp.Header.Get("Event-ID"), 10, 64)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("PUT %s: bad Event-ID %q", req.URL.Path, resp.Header.Get("Event-ID"))
+	}
+	return seq, sent, acked, nil
+}
+
+// openLoop calls call(i) at `rate` per second for d from up to `workers`
+// goroutines. A call that falls due while every worker is busy is not
+// issued; it is counted in skipped (the target rate was not reached).
+func openLoop(ctx context.Context, rate float64, d time.Duration, workers int, call func(i int)) (issued, skipped int64) {
+	ch := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := range ch {
+				call(i)
+			}
+		})
+	}
+	start := time.Now()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	var due int64
+loop:
+	for {
+		el := time.Since(start)
+		if el >= d || ctx.Err() != nil {
+			break
+		}
+		due = int64(el.Seconds() * rate)
+		for issued+skipped < due {
+			select {
+			case ch <- int(issued):
+				issued++
+			default:
+				// Give a busy pool a moment before skipping.
+				select {
+				case ch <- int(issued):
+					issued++
+				case <-time.After(time.Millisecond):
+					skipped++
+				}
+			}
+			if time.Since(start) >= d {
+				break loop
+			}
+		}
+		<-tick.C
+	}
+	close(ch)
+	wg.Wait()
+	return issued, skipped
+}
+
+// closedLoop runs n workers, each calling call(worker) back to back for d.
+func closedLoop(ctx context.Context, n int, d time.Duration, call func(worker int)) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				call(w)
+			}
+		})
+	}
+	wg.Wait()
+}

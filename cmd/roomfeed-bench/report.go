@@ -1,0 +1,270 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"text/tabwriter"
+)
+
+// evaluate checks the issue's targets against what was measured.
+func evaluate(rep *Report) []Target {
+	var ts []Target
+	add := func(name, backend, goal, measured string, pass bool) {
+		ts = append(ts, Target{Name: name, Backend: backend, Goal: goal, Measured: measured, Pass: pass})
+	}
+	for _, r := range rep.Runs {
+		for _, p := range r.FanOut {
+			if p.Subscribers == 1000 {
+				add("fan-out", r.Backend, "1,000 subscribers, 100 writes/s: p99 <= 50 ms, zero loss",
+					fmt.Sprintf("p99 %.1f ms at %.0f writes/s, lost %d, duplicates %d, dropped %d", p.Latency.P99, p.AchievedRate, p.Lost, p.Duplicates, p.Disconnected),
+					p.Latency.P99 <= 50 && p.Lost == 0 && p.Duplicates == 0 && p.Disconnected == 0 && p.AchievedRate >= 0.95*p.TargetRate)
+			}
+		}
+		if s := r.Saturation; s != nil && s.Bare.KneeDPS > 0 {
+			add("saturation", r.Backend, ">= 40 % of the bare net/http ceiling (deliveries/s at the knee)",
+				fmt.Sprintf("%.0f / %.0f deliveries/s = %.0f %%; CPU per 100k deliveries %.2f s vs %.2f s", s.Roomfeed.KneeDPS, s.Bare.KneeDPS, 100*s.ThroughputRatio, s.Roomfeed.KneeCPU100k, s.Bare.KneeCPU100k),
+				s.ThroughputRatio >= 0.40)
+		}
+		if m := r.IdleMemory; m != nil {
+			add("10k subscribers", r.Backend, "10,000 concurrent subscribers on one node",
+				fmt.Sprintf("%d connected", m.Connected), m.Connected >= 10000 && m.Error == "")
+			if m.Connected > 0 {
+				add("idle memory", r.Backend, "idle RSS <= 12 KiB per subscriber",
+					fmt.Sprintf("%.1f KiB/sub at %d, %.1f KiB/sub at 1,000", m.PerSub10k, m.Connected, m.PerSub1k),
+					m.PerSub10k <= 12 && m.Connected >= 10000)
+			}
+		}
+		if m := r.ManyRooms; m != nil {
+			add("many rooms", r.Backend, "10,000 subscribers over 1,000 rooms: zero loss (no latency target)",
+				fmt.Sprintf("p99 %.1f ms, lost %d, duplicates %d, dropped %d", m.Latency.P99, m.Lost, m.Duplicates, m.Disconnected),
+				m.Lost == 0 && m.Duplicates == 0 && m.Disconnected == 0 && m.Subscribers >= 10000)
+		}
+		if c := r.CatchUp; c != nil && len(c.TrialsLiveMS) > 0 {
+			add("catch-up", r.Backend, fmt.Sprintf("%d events behind, live in <= 1 s", c.Events),
+				fmt.Sprintf("median %.0f ms (best %.0f ms), complete and in order: %v", c.MedianLiveMS, c.BestLiveMS, c.Complete),
+				c.MedianLiveMS <= 1000 && c.Complete)
+		}
+		for _, w := range r.Writes {
+			if w.Writers != 16 {
+				continue
+			}
+			var goal float64
+			switch {
+			case w.Rooms == "one":
+				goal = 1500
+			case r.Backend == "postgres":
+				goal = 5000
+			default:
+				goal = 2000
+			}
+			add("writes", r.Backend, fmt.Sprintf("16 writers, %s room(s): >= %.0f/s", w.Rooms, goal),
+				fmt.Sprintf("%.0f/s, p99 %.1f ms, %d errors", w.PerSec, w.Latency.P99, w.Errors), w.PerSec >= goal && w.Errors == 0)
+		}
+	}
+	return ts
+}
+
+func printTable(out io.Writer, rep *Report) {
+	fmt.Fprintf(out, "\nroomfeed-bench %s run, %s, %d CPUs (%s), %s; load1 %.2f before, %.2f after, max %.2f; RLIMIT_NOFILE %d\n",
+		rep.Mode, rep.Started.Format("2006-01-02 15:04 UTC"), rep.Machine.CPUs, rep.Machine.CPUModel, rep.Machine.GoVersion,
+		rep.Load.Before, rep.Load.After, rep.Load.Max, rep.NoFile)
+	if rep.Label != "" {
+		fmt.Fprintln(out, "server:", rep.Label)
+	}
+	if rep.Load.Warning != "" {
+		fmt.Fprintln(out, "WARNING:", rep.Load.Warning)
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	for _, r := range rep.Runs {
+		if len(r.FanOut) > 0 {
+			fmt.Fprintf(out, "\n[%s] 1. fan-out latency, one room, write ack -> SSE receipt (ms)\n", r.Backend)
+			fmt.Fprintln(tw, "subs\twrites/s\tp50\tp90\tp99\tmax\tlost\tdup\tdropped\tdeliv/s\tsrv CPU s\tRSS MiB\t")
+			for _, p := range r.FanOut {
+				fmt.Fprintf(tw, "%d\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%d\t%.0f\t%.2f\t%.1f\t\n", p.Subscribers, p.AchievedRate,
+					p.Latency.P50, p.Latency.P90, p.Latency.P99, p.Latency.Max, p.Lost, p.Duplicates, p.Disconnected, p.DeliveriesPS, p.ServerCPU, float64(p.ServerRSSKiB)/1024)
+			}
+			tw.Flush()
+		}
+		if s := r.Saturation; s != nil {
+			fmt.Fprintf(out, "\n[%s] 2. saturation, %d subscribers on one room\n", r.Backend, s.Roomfeed.Subscribers)
+			fmt.Fprintln(tw, "server\tknee writes/s\tknee deliveries/s\tCPU s/100k deliv\tmax deliveries/s\tlimited by\t")
+			for _, sr := range []SatRun{s.Roomfeed, s.Bare} {
+				why := sr.Error
+				if why == "" && len(sr.Steps) > 0 {
+					last := sr.Steps[len(sr.Steps)-1]
+					why = last.Why
+					if last.KeptUp {
+						why = "highest rate tried"
+					}
+				}
+				fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.3f\t%.0f\t%s\t\n", sr.Server, sr.KneeRate, sr.KneeDPS, sr.KneeCPU100k, sr.MaxDPS, why)
+			}
+			tw.Flush()
+			fmt.Fprintf(out, "roomfeed / bare: %.0f %% of the deliveries/s, %.2fx the CPU per delivery\n", 100*s.ThroughputRatio, s.CPURatioRoomfeed)
+		}
+		if m := r.IdleMemory; m != nil {
+			fmt.Fprintf(out, "\n[%s] 5. idle memory: baseline %.1f MiB; 1,000 subs %.1f MiB (%.1f KiB/sub); %d subs %.1f MiB (%.1f KiB/sub); %d connected in %.1f s\n",
+				r.Backend, float64(m.BaselineRSSKiB)/1024, float64(m.RSS1kKiB)/1024, m.PerSub1k, m.Connected, float64(m.RSS10kKiB)/1024, m.PerSub10k, m.Connected, m.ConnectSeconds)
+		}
+		if m := r.ManyRooms; m != nil {
+			p := m.FanOutPoint
+			fmt.Fprintf(out, "\n[%s] 3. many rooms: %d subs over %d rooms, %.0f writes/s: p50 %.2f p90 %.2f p99 %.2f max %.2f ms, lost %d, dup %d, dropped %d\n",
+				r.Backend, m.Subscribers, m.Rooms, p.AchievedRate, p.Latency.P50, p.Latency.P90, p.Latency.P99, p.Latency.Max, p.Lost, p.Duplicates, p.Disconnected)
+		}
+		if c := r.CatchUp; c != nil {
+			fmt.Fprintf(out, "\n[%s] 4. catch-up of %d events on one connection: median %.0f ms, best %.0f ms until live (trials %v ms; first event %v ms); complete %v\n",
+				r.Backend, c.Events, c.MedianLiveMS, c.BestLiveMS, c.TrialsLiveMS, c.TrialsFirstMS, c.Complete)
+		}
+		if len(r.Writes) > 0 {
+			fmt.Fprintf(out, "\n[%s] 6. writes (PUT, closed loop)\n", r.Backend)
+			fmt.Fprintln(tw, "writers\trooms\twrites/s\tp50 ms\tp99 ms\tmax ms\terrors\tsrv CPU s\t")
+			for _, w := range r.Writes {
+				fmt.Fprintf(tw, "%d\t%s\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t%.2f\t\n", w.Writers, w.Rooms, w.PerSec, w.Latency.P50, w.Latency.P99, w.Latency.Max, w.Errors, w.ServerCPU)
+			}
+			tw.Flush()
+		}
+		for _, e := range r.Errors {
+			fmt.Fprintf(out, "[%s] error: %s\n", r.Backend, e)
+		}
+	}
+	if len(rep.Targets) > 0 {
+		fmt.Fprintln(out, "\ntargets")
+		tw2 := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		for _, t := range rep.Targets {
+			verdict := "MISS"
+			if t.Pass {
+				verdict = "PASS"
+			}
+			fmt.Fprintf(tw2, "%s\t%s\t%s\t%s\t%s\n", verdict, t.Backend, t.Goal, "measured:", t.Measured)
+		}
+		tw2.Flush()
+	}
+	for _, n := range rep.Notes {
+		fmt.Fprintln(out, "note:", n)
+	}
+	fmt.Fprintln(out)
+}
+
+func hasFanOut(rep *Report) bool {
+	for _, r := range rep.Runs {
+		if len(r.FanOut) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// plotSVG draws latency percentiles (log scale) against subscribers (log
+// scale), one panel per backend side by side.
+func plotSVG(rep *Report) string {
+	var runs []BackendRun
+	for _, r := range rep.Runs {
+		if len(r.FanOut) > 0 {
+			runs = append(runs, r)
+		}
+	}
+	const pw, ph = 440.0, 320.0 // panel plot area
+	const ml, mr, mt, mb = 64.0, 20.0, 56.0, 70.0
+	W := float64(len(runs))*(pw+ml+mr) + 10
+	H := ph + mt + mb
+	// y range over everything, in ms, log10
+	ymin, ymax := math.Inf(1), math.Inf(-1)
+	xmax := 1.0
+	for _, r := range runs {
+		for _, p := range r.FanOut {
+			for _, v := range []float64{p.Latency.P50, p.Latency.P90, p.Latency.P99, p.Latency.Max} {
+				v = math.Max(v, 0.01)
+				ymin, ymax = math.Min(ymin, v), math.Max(ymax, v)
+			}
+			xmax = math.Max(xmax, float64(p.Subscribers))
+		}
+	}
+	ylo := math.Max(math.Floor(math.Log10(ymin)), -2)
+	yhi := math.Ceil(math.Log10(math.Max(ymax, 60)))
+	if yhi <= ylo {
+		yhi = ylo + 1
+	}
+	xhi := math.Ceil(math.Log10(xmax))
+	if xhi < 1 {
+		xhi = 1
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" font-family="sans-serif" font-size="12">`+"\n", W, H, W, H)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
+	series := []struct {
+		name  string
+		color string
+		get   func(FanOutPoint) float64
+	}{
+		{"p50", "#1f77b4", func(p FanOutPoint) float64 { return p.Latency.P50 }},
+		{"p90", "#2ca02c", func(p FanOutPoint) float64 { return p.Latency.P90 }},
+		{"p99", "#d62728", func(p FanOutPoint) float64 { return p.Latency.P99 }},
+		{"max", "#7f7f7f", func(p FanOutPoint) float64 { return p.Latency.Max }},
+	}
+	for i, r := range runs {
+		ox := float64(i)*(pw+ml+mr) + ml
+		oy := mt
+		xpos := func(n float64) float64 { return ox + math.Log10(math.Max(n, 1))/xhi*pw }
+		ypos := func(v float64) float64 {
+			v = math.Max(v, math.Pow(10, ylo))
+			return oy + ph - (math.Log10(v)-ylo)/(yhi-ylo)*ph
+		}
+		rate := 0.0
+		if len(r.FanOut) > 0 {
+			rate = r.FanOut[0].TargetRate
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="22" font-size="14" font-weight="bold">%s: write ack to SSE receipt, %.0f writes/s into one room</text>`+"\n", ox-40, esc(r.Backend), rate)
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="none" stroke="#333"/>`+"\n", ox, oy, pw, ph)
+		for e := ylo; e <= yhi; e++ {
+			y := ypos(math.Pow(10, e))
+			fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#ddd"/>`+"\n", ox, y, ox+pw, y)
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="end">%s</text>`+"\n", ox-6, y+4, fmtMS(math.Pow(10, e)))
+		}
+		// the 50 ms target line
+		y50 := ypos(50)
+		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#d62728" stroke-dasharray="5,4"/>`+"\n", ox, y50, ox+pw, y50)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="#d62728" text-anchor="end">p99 target 50 ms</text>`+"\n", ox+pw-4, y50-4)
+		for e := 0.0; e <= xhi; e++ {
+			x := xpos(math.Pow(10, e))
+			fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#ddd"/>`+"\n", x, oy, x, oy+ph)
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%.0f</text>`+"\n", x, oy+ph+16, math.Pow(10, e))
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">subscribers (log)</text>`+"\n", ox+pw/2, oy+ph+34)
+		fmt.Fprintf(&b, `<text transform="translate(%.1f,%.1f) rotate(-90)" text-anchor="middle">latency, ms (log)</text>`+"\n", ox-46, oy+ph/2)
+		for k, s := range series {
+			var pts []string
+			for _, p := range r.FanOut {
+				pts = append(pts, fmt.Sprintf("%.1f,%.1f", xpos(float64(p.Subscribers)), ypos(s.get(p))))
+			}
+			fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`+"\n", s.color, strings.Join(pts, " "))
+			for _, p := range r.FanOut {
+				fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="3" fill="%s"><title>%s %d subs: %.2f ms</title></circle>`+"\n",
+					xpos(float64(p.Subscribers)), ypos(s.get(p)), s.color, s.name, p.Subscribers, s.get(p))
+			}
+			lx := ox + float64(k)*70
+			fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="2"/>`+"\n", lx, oy+ph+52, lx+18, oy+ph+52, s.color)
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f">%s</text>`+"\n", lx+22, oy+ph+56, s.name)
+		}
+	}
+	fmt.Fprintf(&b, `<text x="10" y="%.1f" font-size="10" fill="#555">roomfeed-bench %s, %s, %d CPUs, load1 %.2f..%.2f. Values at or below %s ms (an event can reach a subscriber before its writer has the answer) are drawn on the bottom line.</text>`+"\n",
+		H-4, rep.Mode, rep.Started.Format("2006-01-02"), rep.Machine.CPUs, rep.Load.Before, rep.Load.Max, fmtMS(math.Pow(10, ylo)))
+	b.WriteString("</svg>\n")
+	return b.String()
+}
+
+func fmtMS(v float64) string {
+	switch {
+	case v >= 1000:
+		return fmt.Sprintf("%.0f s", v/1000)
+	case v >= 1:
+		return fmt.Sprintf("%.0f", v)
+	default:
+		return fmt.Sprintf("%g", v)
+	}
+}
+
+func esc(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}

@@ -1,0 +1,291 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+)
+
+// server is a process under test (roomfeed or the bare SSE broadcaster), or
+// a running server given with --target (then pid may be 0: no CPU or RSS).
+type server struct {
+	name string
+	url  string // http://host:port
+	pid  int
+	cmd  *exec.Cmd
+	log  *os.File
+	done chan struct{}
+}
+
+// startProcess runs bin with args, waits for its "listening on http://ADDR"
+// line on stdout and returns the server. stderr goes to logPath. The child
+// inherits this process's RLIMIT_NOFILE (raised in main).
+func startProcess(ctx context.Context, name, bin string, args []string, logPath string) (*server, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = logf
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		logf.Close()
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	s := &server{name: name, pid: cmd.Process.Pid, cmd: cmd, log: logf, done: make(chan struct{})}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
+				select {
+				case addr <- strings.TrimSpace(a):
+				default:
+				}
+			}
+		}
+	}()
+	go func() { _ = cmd.Wait(); close(s.done) }()
+	select {
+	case a := <-addr:
+		s.url = a
+		return s, nil
+	case <-s.done:
+		logf.Close()
+		tail, _ := os.ReadFile(logPath)
+		return nil, fmt.Errorf("%s exited before listening: %s", name, lastLines(string(tail), 15))
+	case <-time.After(60 * time.Second):
+		s.stop()
+		return nil, fmt.Errorf("%s did not print its address within 60 s", name)
+	case <-ctx.Done():
+		s.stop()
+		return nil, ctx.Err()
+	}
+}
+
+// stop sends SIGTERM, waits for the process, and kills it after 15 s.
+func (s *server) stop() {
+	if s == nil || s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(15 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+	s.log.Close()
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// cpuSeconds returns the process's user+system CPU time from /proc/pid/stat.
+func cpuSeconds(pid int) float64 {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	u, s, err := parseProcStat(string(b))
+	if err != nil {
+		return 0
+	}
+	return float64(u+s) / clockTicks
+}
+
+// clockTicks is sysconf(_SC_CLK_TCK), 100 on every Linux architecture Go
+// supports.
+const clockTicks = 100
+
+// parseProcStat returns utime and stime (fields 14 and 15) of a
+// /proc/<pid>/stat line; the command name in parentheses may hold spaces.
+func parseProcStat(line string) (utime, stime int64, err error) {
+	i := strings.LastIndexByte(line, ')')
+	if i < 0 {
+		return 0, 0, errors.New("proc stat: no command")
+	}
+	f := strings.Fields(line[i+1:])
+	// f[0] is field 3 (state), so field k is f[k-3].
+	if len(f) < 13 {
+		return 0, 0, errors.New("proc stat: too few fields")
+	}
+	if utime, err = strconv.ParseInt(f[11], 10, 64); err != nil {
+		return 0, 0, err
+	}
+	if stime, err = strconv.ParseInt(f[12], 10, 64); err != nil {
+		return 0, 0, err
+	}
+	return utime, stime, nil
+}
+
+// rssKiB returns VmRSS of the process in KiB from /proc/pid/status.
+func rssKiB(pid int) int64 {
+	if pid <= 0 {
+		return 0
+	}
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// selfCPU returns this process's user+system CPU seconds (the load generator).
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)/1e6
+}
+
+// loadAvg returns the 1-minute load average.
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return -1
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}
+
+// backend prepares and removes the storage of one server run.
+type backend struct {
+	name     string // sqlite or postgres
+	pgURL    string // base PostgreSQL URL (postgres backend)
+	redisURL string
+
+	// per run
+	schema string
+	prefix string
+	dbPath string
+}
+
+var runSeq int
+
+// args returns the roomfeed flags of a fresh run and prepares its storage:
+// a new SQLite file, or a new PostgreSQL schema and a unique Redis prefix.
+func (b *backend) args(ctx context.Context, dir string) ([]string, error) {
+	runSeq++
+	tag := fmt.Sprintf("rfbench_%d_%d", os.Getpid(), runSeq)
+	switch b.name {
+	case "sqlite":
+		b.dbPath = filepath.Join(dir, tag+".db")
+		return []string{"--database-url", "sqlite://" + b.dbPath}, nil
+	case "postgres":
+		conn, err := pgx.Connect(ctx, b.pgURL)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: %w", err)
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{tag}.Sanitize()); err != nil {
+			return nil, fmt.Errorf("create schema: %w", err)
+		}
+		b.schema = tag
+		b.prefix = tag + ":"
+		sep := "?"
+		if strings.Contains(b.pgURL, "?") {
+			sep = "&"
+		}
+		return []string{
+			"--database-url", b.pgURL + sep + "search_path=" + tag,
+			"--redis-url", b.redisURL,
+			"--redis-prefix", b.prefix,
+		}, nil
+	}
+	return nil, fmt.Errorf("unknown backend %q", b.name)
+}
+
+// cleanup removes what args made.
+func (b *backend) cleanup(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if b.dbPath != "" {
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			_ = os.Remove(b.dbPath + suffix)
+		}
+		b.dbPath = ""
+	}
+	if b.schema != "" {
+		if conn, err := pgx.Connect(ctx, b.pgURL); err == nil {
+			if _, err := conn.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{b.schema}.Sanitize()+" CASCADE"); err != nil {
+				fmt.Fprintln(os.Stderr, "bench: drop schema:", err)
+			}
+			conn.Close(ctx)
+		}
+		b.schema = ""
+	}
+	if b.prefix != "" {
+		if opts, err := redis.ParseURL(b.redisURL); err == nil {
+			rc := redis.NewClient(opts)
+			iter := rc.Scan(ctx, 0, b.prefix+"*", 1000).Iterator()
+			var keys []string
+			for iter.Next(ctx) {
+				keys = append(keys, iter.Val())
+				if len(keys) == 500 {
+					rc.Unlink(ctx, keys...)
+					keys = keys[:0]
+				}
+			}
+			if len(keys) > 0 {
+				rc.Unlink(ctx, keys...)
+			}
+			rc.Close()
+		}
+		b.prefix = ""
+	}
+}
+
+// available reports whether PostgreSQL and Redis answer.
+func (b *backend) available(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, b.pgURL)
+	if err != nil {
+		return fmt.Errorf("postgres %s: %w", b.pgURL, err)
+	}
+	conn.Close(ctx)
+	opts, err := redis.ParseURL(b.redisURL)
+	if err != nil {
+		return err
+	}
+	rc := redis.NewClient(opts)
+	defer rc.Close()
+	return rc.Ping(ctx).Err()
+}

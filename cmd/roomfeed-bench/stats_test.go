@@ -1,0 +1,88 @@
+package main
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestPercentileNearestRank(t *testing.T) {
+	sorted := []int64{10, 20, 30, 40, 50, 60, 70, 80, 90, 100}
+	for _, tc := range []struct {
+		p    float64
+		want int64
+	}{
+		{0, 10}, {1, 10}, {10, 10}, {11, 20}, {50, 50}, {90, 90}, {91, 100}, {99, 100}, {100, 100}, {150, 100},
+	} {
+		if got := percentile(sorted, tc.p); got != tc.want {
+			t.Errorf("percentile(p=%v) = %d, want %d", tc.p, got, tc.want)
+		}
+	}
+	if got := percentile(nil, 50); got != 0 {
+		t.Errorf("percentile(empty) = %d, want 0", got)
+	}
+	if got := percentile([]int64{7}, 99); got != 7 {
+		t.Errorf("percentile(one) = %d, want 7", got)
+	}
+}
+
+func TestPercentileOf1000(t *testing.T) {
+	// 1..1000 shuffled: p50 is 500, p99 is 990, p99.9 is 999.
+	ns := make([]int64, 1000)
+	for i := range ns {
+		ns[i] = int64(i + 1)
+	}
+	rand.Shuffle(len(ns), func(i, j int) { ns[i], ns[j] = ns[j], ns[i] })
+	slices.Sort(ns)
+	for p, want := range map[float64]int64{50: 500, 90: 900, 99: 990, 99.9: 999, 100: 1000} {
+		if got := percentile(ns, p); got != want {
+			t.Errorf("p%v = %d, want %d", p, got, want)
+		}
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	var ns []int64
+	for i := 100; i >= 1; i-- { // unsorted on purpose
+		ns = append(ns, int64(i)*int64(time.Millisecond))
+	}
+	d := summarize(ns)
+	want := Dist{N: 100, Min: 1, P50: 50, P90: 90, P99: 99, Max: 100, Mean: 50.5}
+	if d != want {
+		t.Fatalf("summarize = %+v, want %+v", d, want)
+	}
+	if !slices.IsSorted(ns) {
+		t.Fatal("summarize must sort its input in place")
+	}
+	if (summarize(nil) != Dist{}) {
+		t.Fatal("summarize(nil) must be zero")
+	}
+	// Negative values (a receipt before the write's acknowledgement) are kept.
+	d = summarize([]int64{-2e6, 1e6, 3e6})
+	if d.Min != -2 || d.Max != 3 || d.P50 != 1 {
+		t.Fatalf("summarize with a negative value = %+v", d)
+	}
+}
+
+func TestPerSecond(t *testing.T) {
+	if got := perSecond(1500, 3*time.Second); got != 500 {
+		t.Fatalf("perSecond = %v, want 500", got)
+	}
+	if got := perSecond(10, 0); got != 0 {
+		t.Fatalf("perSecond(d=0) = %v, want 0", got)
+	}
+}
+
+func TestParseProcStat(t *testing.T) {
+	// comm may contain spaces and parentheses; utime and stime are fields
+	// 14 and 15 counted from the pid.
+	line := "4242 (room feed (x)) S 1 4242 4242 0 -1 4194560 1234 0 0 0 250 75 0 0 20 0 12 0 100 123456 789 18446744073709551615"
+	u, s, err := parseProcStat(line)
+	if err != nil || u != 250 || s != 75 {
+		t.Fatalf("parseProcStat = %d, %d, %v; want 250, 75, nil", u, s, err)
+	}
+	if _, _, err := parseProcStat("garbage"); err == nil {
+		t.Fatal("parseProcStat(garbage) must fail")
+	}
+}
