@@ -146,6 +146,10 @@ type stream struct {
 	composite bool
 
 	expired <-chan time.Time // fires when the token expires; nil in open mode
+
+	buf      []byte    // batch buffer, reused from one send to the next
+	deadline time.Time // the write deadline last set
+	wrote    bool      // something was written since the last heartbeat tick
 }
 
 var errClientGone = errors.New("client gone")
@@ -153,7 +157,14 @@ var errClientGone = errors.New("client gone")
 // write sends b and flushes it, within the per-write deadline. A slow client
 // fails the write instead of holding the handler forever.
 func (st *stream) write(b []byte) error {
-	_ = st.rc.SetWriteDeadline(time.Now().Add(st.s.cfg.WriteTimeout))
+	// Refresh the deadline at most every 1/8 of the timeout: a write still
+	// gets between 7/8 and all of WriteTimeout, without a timer update in
+	// the network poller for every event.
+	if d := time.Now().Add(st.s.cfg.WriteTimeout); d.Sub(st.deadline) > st.s.cfg.WriteTimeout/8 {
+		_ = st.rc.SetWriteDeadline(d)
+		st.deadline = d
+	}
+	st.wrote = true
 	if _, err := st.c.Writer.Write(b); err != nil {
 		return errClientGone
 	}
@@ -286,8 +297,11 @@ func (st *stream) live(ctx context.Context, subs []*feed.Subscription) {
 		in, ended = merged, anyEnded
 	}
 
-	heartbeat := time.NewTimer(st.s.cfg.Heartbeat)
+	// One ticker rather than a timer reset per event: a ping goes out when
+	// nothing was written during a whole interval.
+	heartbeat := time.NewTicker(st.s.cfg.Heartbeat)
 	defer heartbeat.Stop()
+	st.wrote = false
 	ping := feed.AppendComment(nil, "ping")
 	reason := "client_gone"
 	defer func() { st.s.cfg.Metrics.streamEnded(reason) }()
@@ -301,12 +315,15 @@ func (st *stream) live(ctx context.Context, subs []*feed.Subscription) {
 				st.fail(ctx, err)
 				return
 			}
-			heartbeat.Reset(st.s.cfg.Heartbeat)
 		case <-heartbeat.C:
+			if st.wrote {
+				st.wrote = false
+				continue
+			}
 			if st.write(ping) != nil {
 				return
 			}
-			heartbeat.Reset(st.s.cfg.Heartbeat)
+			st.wrote = false
 		case <-ended:
 			// Dropped as a slow consumer or the node is shutting down: the
 			// client resumes from its last id, here or on another node.
@@ -337,7 +354,12 @@ func (st *stream) live(ctx context.Context, subs []*feed.Subscription) {
 // fell behind the stream's window) is filled from the log first, so the
 // client never sees n+1 before n.
 func (st *stream) send(ctx context.Context, m *feed.Message, in <-chan *feed.Message) error {
-	var buf []byte
+	buf := st.buf[:0]
+	defer func() {
+		if cap(buf) <= 64<<10 {
+			st.buf = buf[:0] // keep an ordinary batch's memory for the next one
+		}
+	}()
 	for {
 		switch last := st.last[m.Room]; {
 		case m.Seq == 0: // ephemeral (presence): no id, never replayed
