@@ -164,12 +164,11 @@ func (s *Store) Delete(ctx context.Context, room, id string, pre Precondition, m
 		if !exists {
 			return ErrNotFound
 		}
-		if _, err := w.tx.ExecContext(ctx, w.s.q(`DELETE FROM elements WHERE room = ? AND id = ?`), w.room, id); err != nil {
+		if _, err := w.exec(ctx, qDeleteElement, w.room, id); err != nil {
 			return err
 		}
 		tomb := Element{ID: id, Kind: cur.Kind, Version: cur.Version + 1, UpdatedAt: w.now}
-		if _, err := w.tx.ExecContext(ctx, w.s.q(`INSERT INTO tombstones (room, id, version) VALUES (?, ?, ?)
-			ON CONFLICT (room, id) DO UPDATE SET version = excluded.version`), w.room, id, tomb.Version); err != nil {
+		if _, err := w.exec(ctx, qSaveTombstone, w.room, id, tomb.Version); err != nil {
 			return err
 		}
 		ev, err = w.elementEvent(ctx, TypeDeleted, tomb, meta)
@@ -339,9 +338,7 @@ func (s *Store) tryWriteTx(ctx context.Context, room string, fn func(context.Con
 	// Take the next number and the room row lock in one statement; the lock
 	// is held until commit, so commit order is seq order.
 	w := &writeTx{s: s, tx: tx, room: room}
-	err = tx.QueryRowContext(ctx, s.q(`INSERT INTO rooms (room, seq, updated_at) VALUES (?, 1, ?)
-		ON CONFLICT (room) DO UPDATE SET seq = rooms.seq + 1 RETURNING seq`),
-		room, s.timeArg(now())).Scan(&w.seq)
+	err = w.queryRow(ctx, qNextSeq, room, s.timeArg(now())).Scan(&w.seq)
 	if err != nil {
 		return err
 	}
@@ -349,7 +346,7 @@ func (s *Store) tryWriteTx(ctx context.Context, room string, fn func(context.Con
 	if err := fn(ctx, w); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, s.q(`UPDATE rooms SET updated_at = ? WHERE room = ?`), s.timeArg(w.now), room); err != nil {
+	if _, err := w.exec(ctx, qTouchRoom, s.timeArg(w.now), room); err != nil {
 		return err
 	}
 	return tx.Commit()
@@ -357,8 +354,7 @@ func (s *Store) tryWriteTx(ctx context.Context, room string, fn func(context.Con
 
 // element reads the current element; a missing one is exists == false.
 func (w *writeTx) element(ctx context.Context, id string) (el Element, exists bool, err error) {
-	el, err = scanElement(w.tx.QueryRowContext(ctx,
-		w.s.q(`SELECT id, kind, version, data, updated_at FROM elements WHERE room = ? AND id = ?`), w.room, id))
+	el, err = scanElement(w.queryRow(ctx, qElement, w.room, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Element{}, false, nil
 	}
@@ -372,7 +368,7 @@ func (w *writeTx) element(ctx context.Context, id string) (el Element, exists bo
 // existed.
 func (w *writeTx) tombstone(ctx context.Context, id string) (int64, error) {
 	var v int64
-	err := w.tx.QueryRowContext(ctx, w.s.q(`SELECT version FROM tombstones WHERE room = ? AND id = ?`), w.room, id).Scan(&v)
+	err := w.queryRow(ctx, qTombstone, w.room, id).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
@@ -380,10 +376,7 @@ func (w *writeTx) tombstone(ctx context.Context, id string) (int64, error) {
 }
 
 func (w *writeTx) saveElement(ctx context.Context, el Element) error {
-	_, err := w.tx.ExecContext(ctx, w.s.q(`INSERT INTO elements (room, id, kind, version, data, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (room, id) DO UPDATE SET kind = excluded.kind, version = excluded.version,
-			data = excluded.data, updated_at = excluded.updated_at`),
+	_, err := w.exec(ctx, qSaveElement,
 		w.room, el.ID, el.Kind, el.Version, string(el.Data), w.s.timeArg(el.UpdatedAt))
 	return err
 }
@@ -400,7 +393,7 @@ func (w *writeTx) elementEvent(ctx context.Context, typ string, el Element, meta
 }
 
 func (w *writeTx) insertEvent(ctx context.Context, typ string, payload []byte) (Event, error) {
-	_, err := w.tx.ExecContext(ctx, w.s.q(`INSERT INTO events (room, seq, type, payload, at) VALUES (?, ?, ?, ?, ?)`),
+	_, err := w.exec(ctx, qInsertEvent,
 		w.room, w.seq, typ, string(payload), w.s.timeArg(w.now))
 	if err != nil {
 		return Event{}, err
@@ -459,4 +452,50 @@ func compactJSON(raw json.RawMessage, def string) (json.RawMessage, error) {
 func isObject(raw json.RawMessage) bool {
 	raw = bytes.TrimSpace(raw)
 	return len(raw) > 0 && raw[0] == '{' && json.Valid(raw)
+}
+
+// The statements of a write transaction, prepared once per store.
+const (
+	qNextSeq = `INSERT INTO rooms (room, seq, updated_at) VALUES (?, 1, ?)
+		ON CONFLICT (room) DO UPDATE SET seq = rooms.seq + 1 RETURNING seq`
+	qTouchRoom   = `UPDATE rooms SET updated_at = ? WHERE room = ?`
+	qElement     = `SELECT id, kind, version, data, updated_at FROM elements WHERE room = ? AND id = ?`
+	qTombstone   = `SELECT version FROM tombstones WHERE room = ? AND id = ?`
+	qSaveElement = `INSERT INTO elements (room, id, kind, version, data, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (room, id) DO UPDATE SET kind = excluded.kind, version = excluded.version,
+			data = excluded.data, updated_at = excluded.updated_at`
+	qDeleteElement = `DELETE FROM elements WHERE room = ? AND id = ?`
+	qSaveTombstone = `INSERT INTO tombstones (room, id, version) VALUES (?, ?, ?)
+			ON CONFLICT (room, id) DO UPDATE SET version = excluded.version`
+	qInsertEvent = `INSERT INTO events (room, seq, type, payload, at) VALUES (?, ?, ?, ?, ?)`
+)
+
+var writeQueries = []string{qNextSeq, qTouchRoom, qElement, qTombstone, qSaveElement, qDeleteElement, qSaveTombstone, qInsertEvent}
+
+// prepareWrites prepares the write statements on the write pool. A
+// statement that fails to prepare is run unprepared.
+func (s *Store) prepareWrites(ctx context.Context) {
+	s.stmts = make(map[string]*sql.Stmt, len(writeQueries))
+	for _, q := range writeQueries {
+		if st, err := s.write.PrepareContext(ctx, s.q(q)); err == nil {
+			s.stmts[q] = st
+		}
+	}
+}
+
+// exec runs a write statement in the transaction, prepared when it can be.
+func (w *writeTx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if st := w.s.stmts[q]; st != nil {
+		return w.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
+	return w.tx.ExecContext(ctx, w.s.q(q), args...)
+}
+
+// queryRow runs a write-path query in the transaction, prepared when it can be.
+func (w *writeTx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	if st := w.s.stmts[q]; st != nil {
+		return w.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	}
+	return w.tx.QueryRowContext(ctx, w.s.q(q), args...)
 }

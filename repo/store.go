@@ -76,6 +76,7 @@ type Store struct {
 	// PostgreSQL it is the same pool as read.
 	write *sql.DB
 	read  *sql.DB
+	stmts map[string]*sql.Stmt // prepared write statements; read-only after Open
 }
 
 // Open connects to the database named by url, applies the embedded
@@ -106,6 +107,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store: %w", classify(err))
 	}
 	s.log = log
+	s.prepareWrites(ctx)
 	log.LogAttrs(ctx, slog.LevelInfo, "store opened", slog.String("dialect", s.dialect))
 	return s, nil
 }
@@ -251,6 +253,9 @@ func runMigrations(dir, driverName string, drv database.Driver) error {
 
 // Close closes the database handles.
 func (s *Store) Close() error {
+	for _, st := range s.stmts {
+		st.Close()
+	}
 	if s.write == s.read {
 		return s.write.Close()
 	}
