@@ -4,7 +4,7 @@ GO            ?= go
 GO_TEST_FLAGS ?= -race -count=1 -timeout 25m
 BIN           ?= bin/roomfeed
 
-.PHONY: run build test test-go test-fuzz test-web web web-deps services vet fmt bench clean
+.PHONY: run build test test-go test-fuzz test-web web web-deps services vet fmt bench bench-go clean
 
 ## run: build the web app (when Node.js is installed) and start the embedded default on 127.0.0.1:8080
 run: web
@@ -51,7 +51,11 @@ web:
 services:
 	scripts/test-services.sh
 
+## bench: the benchmark tool (docs/performance.md); BENCH_FLAGS=--full for longer phases
 bench:
+	scripts/bench.sh $(BENCH_FLAGS)
+
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./feed/ ./api/
 
 clean:
