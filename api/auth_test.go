@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"github.com/roomfeed/roomfeed/api"
 	"github.com/roomfeed/roomfeed/feed"
 	"github.com/roomfeed/roomfeed/internal/ssetest"
+	"github.com/roomfeed/roomfeed/internal/testenv"
 	"github.com/roomfeed/roomfeed/repo"
 )
 
@@ -32,27 +32,9 @@ const (
 	allowedOrigin = "https://app.example"
 )
 
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // newAuthServer is newServer with tokens checked (HS256, testSecret) and
 // the request log kept in logs.
-func newAuthServer(t *testing.T, be backend, cfg api.Config) (*testServer, *syncBuffer) {
+func newAuthServer(t *testing.T, be backend, cfg api.Config) (*testServer, *testenv.SyncBuffer) {
 	t.Helper()
 	if cfg.Auth == nil {
 		v, err := api.NewSecretVerifier([]byte(testSecret))
@@ -66,7 +48,7 @@ func newAuthServer(t *testing.T, be backend, cfg api.Config) (*testServer, *sync
 	}
 	hub := feed.NewHub(1024)
 	store, log := be.open(t, hub, 100000)
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	srv := api.New(cfg, store, log, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	ts := httptest.NewServer(srv)
 	t.Cleanup(func() {

@@ -12,15 +12,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/roomfeed/roomfeed/internal/testenv"
 )
 
 // runWithEnv runs the service like startNode, but with an environment, and
 // returns its base URL and its stderr. It stops when the test ends.
-func runWithEnv(t *testing.T, env map[string]string, args ...string) (string, *syncBuffer) {
+func runWithEnv(t *testing.T, env map[string]string, args ...string) (string, *testenv.SyncBuffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	stderr := &syncBuffer{}
+	stderr := &testenv.SyncBuffer{}
 	done := make(chan error, 1)
 	go func() {
 		err := run(ctx, append([]string{"--addr", "127.0.0.1:0", "--web-dir", t.TempDir()}, args...),

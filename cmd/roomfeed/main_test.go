@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,24 +33,7 @@ func TestMain(m *testing.M) {
 type node struct {
 	URL    string
 	stop   func()
-	stderr *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	stderr *testenv.SyncBuffer
 }
 
 // startNode runs the service on 127.0.0.1:0 with the given flags and stops it
@@ -60,7 +42,7 @@ func startNode(t *testing.T, args ...string) *node {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	stderr := &syncBuffer{}
+	stderr := &testenv.SyncBuffer{}
 	done := make(chan error, 1)
 	args = append([]string{"--addr", "127.0.0.1:0", "--web-dir", t.TempDir(), "--heartbeat", "1s"}, args...)
 	go func() {

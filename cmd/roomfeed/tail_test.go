@@ -17,13 +17,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/roomfeed/roomfeed/internal/testenv"
 	"github.com/roomfeed/roomfeed/repo"
 )
 
 // tailRun is one `roomfeed tail` running through run, as main would start it.
 type tailRun struct {
 	lines  chan string
-	stderr *syncBuffer
+	stderr *testenv.SyncBuffer
 	done   chan error
 	cancel context.CancelFunc
 }
@@ -32,7 +33,7 @@ func startTail(t *testing.T, args ...string) *tailRun {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	tr := &tailRun{lines: make(chan string, 1024), stderr: &syncBuffer{}, done: make(chan error, 1), cancel: cancel}
+	tr := &tailRun{lines: make(chan string, 1024), stderr: &testenv.SyncBuffer{}, done: make(chan error, 1), cancel: cancel}
 	go func() {
 		err := run(ctx, append([]string{"tail"}, args...), func(string) string { return "" }, pw, tr.stderr)
 		pw.Close()
