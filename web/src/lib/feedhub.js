@@ -36,6 +36,7 @@
 //   fresh token and reopens at once.
 
 import { ELEMENT_EVENTS, PRESENCE_EVENTS, RoomFeed, RoomFeedError } from './roomfeed.js'
+import { Emitter } from './emitter.js'
 import { toTokenSource } from './token.js'
 
 function defaultBaseUrl() {
@@ -65,7 +66,7 @@ export function parseCompositeCursor(text) {
   return out
 }
 
-export class FeedHub {
+export class FeedHub extends Emitter {
   /**
    * @param {object} [opts]
    * @param {string} [opts.baseUrl] server origin ('' = same origin)
@@ -95,6 +96,7 @@ export class FeedHub {
     maxRooms = 32,
     maxBuffer = 5000,
   } = {}) {
+    super()
     this.baseUrl = String(baseUrl).replace(/\/+$/, '')
     this._EventSource = EventSource
     this.fetch = fetch
@@ -115,7 +117,6 @@ export class FeedHub {
     this.opened = 0
 
     this._feeds = new Map() // room -> RoomFeed (attached)
-    this._listeners = new Map()
     this._es = null
     this._isOpen = false // the current EventSource has opened
     this._esNames = null // event names the current EventSource listens to
@@ -146,23 +147,6 @@ export class FeedHub {
   /** The composite cursor a reopen would carry: every exact room at its applied seq. */
   get cursor() {
     return formatCompositeCursor(this._cursorEntries(this._desiredRooms()))
-  }
-
-  on(name, fn) {
-    if (!this._listeners.has(name)) this._listeners.set(name, new Set())
-    this._listeners.get(name).add(fn)
-    return () => this._listeners.get(name)?.delete(fn)
-  }
-
-  _emit(name, payload) {
-    for (const fn of [...(this._listeners.get(name) ?? [])]) {
-      try {
-        fn(payload)
-      } catch (err) {
-        if (name !== 'error') this._emit('error', err)
-        else console.error(err)
-      }
-    }
   }
 
   _setStatus(status) {

@@ -22,6 +22,7 @@
 // has no EventSource of its own: the hub's one multiplexed stream carries
 // every room of the page, and drives this feed through the _hub* methods.
 
+import { Emitter } from './emitter.js'
 import { toTokenSource } from './token.js'
 
 export const ELEMENT_EVENTS = ['element.created', 'element.updated', 'element.deleted']
@@ -65,7 +66,7 @@ export function parseSeq(value) {
   return Number(s)
 }
 
-export class RoomFeed {
+export class RoomFeed extends Emitter {
   /**
    * @param {object} opts
    * @param {string} opts.room room id
@@ -102,6 +103,7 @@ export class RoomFeed {
     onEvent,
     onChange,
   } = {}) {
+    super()
     if (!room) throw new Error('RoomFeed: room is required')
     this.room = room
     this.baseUrl = String(baseUrl).replace(/\/+$/, '')
@@ -134,7 +136,6 @@ export class RoomFeed {
 
     this._elementSeq = new Map() // id -> seq of the state we hold (incl. tombstones)
     this._ownOps = new Set()
-    this._listeners = new Map()
     this._es = null
     this._timer = null
     this._running = false
@@ -156,24 +157,6 @@ export class RoomFeed {
   /** The cursor as the server spells it (decimal string), '' before the snapshot. */
   get cursor() {
     return this.applied === null ? '' : String(this.applied)
-  }
-
-  /** Subscribe to an event; returns the unsubscribe function. */
-  on(name, fn) {
-    if (!this._listeners.has(name)) this._listeners.set(name, new Set())
-    this._listeners.get(name).add(fn)
-    return () => this._listeners.get(name)?.delete(fn)
-  }
-
-  _emit(name, payload) {
-    for (const fn of [...(this._listeners.get(name) ?? [])]) {
-      try {
-        fn(payload)
-      } catch (err) {
-        if (name !== 'error') this._emit('error', err)
-        else console.error(err)
-      }
-    }
   }
 
   _setStatus(status) {
