@@ -240,7 +240,7 @@ func TestOpenAPIExamplesValidate(t *testing.T) {
 						t.Errorf("%s %s has no example", where, mt)
 					case mt == "text/event-stream":
 						s, _ := ex.(string)
-						events := parseSSE(s)
+						events := ssetest.Parse(s)
 						if len(events) == 0 {
 							t.Errorf("%s: the event-stream example has no events", where)
 						}
@@ -577,30 +577,4 @@ func jsonEqual(a, b any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return bytes.Equal(x, y)
-}
-
-// parseSSE splits an event-stream example into its events (LF endings).
-func parseSSE(s string) []ssetest.Event {
-	var out []ssetest.Event
-	for block := range strings.SplitSeq(s, "\n\n") {
-		var ev ssetest.Event
-		var data []string
-		for line := range strings.SplitSeq(block, "\n") {
-			field, value, _ := strings.Cut(line, ":")
-			value = strings.TrimPrefix(value, " ")
-			switch field {
-			case "id":
-				ev.ID = value
-			case "event":
-				ev.Type = value
-			case "data":
-				data = append(data, value)
-			}
-		}
-		if len(data) > 0 {
-			ev.Data = strings.Join(data, "\n")
-			out = append(out, ev)
-		}
-	}
-	return out
 }

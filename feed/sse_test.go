@@ -1,8 +1,11 @@
 package feed
 
 import (
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/roomfeed/roomfeed/internal/ssetest"
 )
 
 func TestAppendEvent(t *testing.T) {
@@ -79,53 +82,17 @@ func FuzzAppendEvent(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data string) {
 		frame := string(AppendEvent(nil, "1", "m", []byte(data)))
-		got, n := parseFrames(frame)
-		if n != 1 {
-			t.Fatalf("got %d events in %q, want 1", n, frame)
+		events := ssetest.Parse(frame)
+		if len(events) != 1 {
+			t.Fatalf("got %d events in %q, want 1", len(events), frame)
 		}
-		if want := normalise(data); got != want {
-			t.Fatalf("got data %q, want %q", got, want)
+		if want := normalise(data); events[0].Data != want {
+			t.Fatalf("got data %q, want %q", events[0].Data, want)
 		}
 	})
 }
 
-// parseFrames is a minimal SSE parser per the WHATWG rules: it returns the
-// data of the last event and the number of events dispatched.
-func parseFrames(s string) (string, int) {
-	var data []string
-	var last string
-	n := 0
-	for _, line := range splitLines(s) {
-		switch {
-		case line == "":
-			if data != nil {
-				last = joinLines(data)
-				n++
-			}
-			data = nil
-		case len(line) >= 5 && line[:5] == "data:":
-			v := line[5:]
-			if len(v) > 0 && v[0] == ' ' {
-				v = v[1:]
-			}
-			data = append(data, v)
-		}
-	}
-	return last, n
-}
-
-func joinLines(l []string) string {
-	out := ""
-	for i, s := range l {
-		if i > 0 {
-			out += "\n"
-		}
-		out += s
-	}
-	return out
-}
-
-func normalise(s string) string { return joinLines(splitLines(s)) }
+func normalise(s string) string { return strings.Join(splitLines(s), "\n") }
 
 // FuzzParseCursor checks that an accepted Last-Event-ID is a sequence
 // number that survives formatting and parsing again, in both forms.

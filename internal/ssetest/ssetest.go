@@ -91,9 +91,7 @@ func (s *Stream) read() {
 	defer close(s.done)
 	defer close(s.events)
 	br := bufio.NewReaderSize(s.Resp.Body, 1<<16)
-	var ev Event
-	var data []string
-	hasData := false
+	var d decoder
 	for {
 		line, err := br.ReadString('\n')
 		if err != nil {
@@ -103,32 +101,61 @@ func (s *Stream) read() {
 			s.errc <- err
 			return
 		}
-		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
-		if line == "" {
-			if hasData || ev.Type != "" {
-				ev.Data = strings.Join(data, "\n")
-				s.events <- ev
-			}
-			ev, data, hasData = Event{}, nil, false
-			continue
-		}
-		if strings.HasPrefix(line, ":") {
-			continue
-		}
-		field, value, _ := strings.Cut(line, ":")
-		value = strings.TrimPrefix(value, " ")
-		switch field {
-		case "id":
-			ev.ID = value
-		case "event":
-			ev.Type = value
-		case "data":
-			data = append(data, value)
-			hasData = true
-		case "retry":
-			ev.Retry = value
+		if ev, ok := d.line(strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")); ok {
+			s.events <- ev
 		}
 	}
+}
+
+// Parse returns the events of a whole event stream (an example, a
+// recorded response).
+func Parse(stream string) []Event {
+	var d decoder
+	var out []Event
+	for _, line := range strings.Split(strings.ReplaceAll(stream, "\r\n", "\n"), "\n") {
+		if ev, ok := d.line(line); ok {
+			out = append(out, ev)
+		}
+	}
+	if ev, ok := d.line(""); ok { // a last event without its blank line
+		out = append(out, ev)
+	}
+	return out
+}
+
+// decoder applies the WHATWG event-stream rules one line at a time.
+type decoder struct {
+	ev      Event
+	data    []string
+	hasData bool
+}
+
+// line takes one line without its ending and returns the event a blank
+// line dispatches.
+func (d *decoder) line(line string) (Event, bool) {
+	if line == "" {
+		ev, ok := d.ev, d.hasData || d.ev.Type != ""
+		ev.Data = strings.Join(d.data, "\n")
+		*d = decoder{}
+		return ev, ok
+	}
+	if strings.HasPrefix(line, ":") {
+		return Event{}, false
+	}
+	field, value, _ := strings.Cut(line, ":")
+	value = strings.TrimPrefix(value, " ")
+	switch field {
+	case "id":
+		d.ev.ID = value
+	case "event":
+		d.ev.Type = value
+	case "data":
+		d.data = append(d.data, value)
+		d.hasData = true
+	case "retry":
+		d.ev.Retry = value
+	}
+	return Event{}, false
 }
 
 // ErrTimeout is returned by Next when no event arrives in time.
