@@ -107,12 +107,7 @@ func (s *Server) putElement(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
-	pre, err := s.resolveMustExist(ctx, w)
-	if err != nil {
-		writeError(c, err)
-		return
-	}
-	el, ev, created, err := s.store.Put(ctx, w.room, w.id, b.Kind, b.Data, pre, w.meta)
+	el, ev, created, err := s.store.Put(ctx, w.room, w.id, b.Kind, b.Data, w.pre, w.meta)
 	if err != nil {
 		writeError(c, err)
 		return
@@ -179,12 +174,7 @@ func (s *Server) patchElement(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
-	pre, err := s.resolveMustExist(ctx, w)
-	if err != nil {
-		writeError(c, err)
-		return
-	}
-	el, ev, err := s.store.Patch(ctx, w.room, w.id, patch, pre, w.meta)
+	el, ev, err := s.store.Patch(ctx, w.room, w.id, patch, w.pre, w.meta)
 	if err != nil {
 		writeError(c, err)
 		return
@@ -200,12 +190,7 @@ func (s *Server) deleteElement(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
-	pre, err := s.resolveMustExist(ctx, w)
-	if err != nil {
-		writeError(c, err)
-		return
-	}
-	ev, err := s.store.Delete(ctx, w.room, w.id, pre, w.meta)
+	ev, err := s.store.Delete(ctx, w.room, w.id, w.pre, w.meta)
 	if err != nil {
 		writeError(c, err)
 		return
@@ -268,10 +253,9 @@ func (s *Server) postMessage(c *gin.Context) {
 // elementWrite is what every write to one element starts from: the room
 // and id of the path, the request's preconditions, Op-ID and actor.
 type elementWrite struct {
-	room, id  string
-	pre       repo.Precondition
-	mustExist bool // If-Match: *
-	meta      repo.Meta
+	room, id string
+	pre      repo.Precondition
+	meta     repo.Meta
 }
 
 // elementWrite reads the parts of a write to one element that come before
@@ -283,7 +267,7 @@ func (s *Server) elementWrite(c *gin.Context, noCreateOnly string) (elementWrite
 	if w.id, err = elementID(c); err != nil {
 		return w, err
 	}
-	if w.pre, w.mustExist, err = precondition(c); err != nil {
+	if w.pre, err = precondition(c); err != nil {
 		return w, err
 	}
 	if w.pre.IfNoneMatchAny && noCreateOnly != "" {
@@ -291,23 +275,6 @@ func (s *Server) elementWrite(c *gin.Context, noCreateOnly string) (elementWrite
 	}
 	w.meta, err = meta(c)
 	return w, err
-}
-
-// resolveMustExist turns If-Match: * into a check of the current version.
-func (s *Server) resolveMustExist(ctx context.Context, w elementWrite) (repo.Precondition, error) {
-	pre := w.pre
-	if !w.mustExist {
-		return pre, nil
-	}
-	el, err := s.store.Get(ctx, w.room, w.id)
-	if errors.Is(err, repo.ErrNotFound) {
-		return pre, repo.ErrVersionMismatch
-	}
-	if err != nil {
-		return pre, err
-	}
-	pre.IfMatch = &el.Version
-	return pre, nil
 }
 
 func (s *Server) answerElement(c *gin.Context, status int, el repo.Element, ev repo.Event) {

@@ -120,30 +120,29 @@ func (s *Server) checkSize(field string, raw json.RawMessage) error {
 // precondition reads If-Match and If-None-Match. Versions are strong ETags
 // holding a decimal version ("3"); If-Match: * means "must exist" and
 // If-None-Match: * means "must not exist".
-func precondition(c *gin.Context) (repo.Precondition, bool, error) {
+func precondition(c *gin.Context) (repo.Precondition, error) {
 	var pre repo.Precondition
-	mustExist := false
 	if v := strings.TrimSpace(c.GetHeader("If-Match")); v != "" {
 		if v == "*" {
-			mustExist = true
+			pre.IfMatchAny = true
 		} else {
 			n, err := parseETag(v)
 			if err != nil {
-				return pre, false, err
+				return pre, err
 			}
 			pre.IfMatch = &n
 		}
 	}
 	if v := strings.TrimSpace(c.GetHeader("If-None-Match")); v != "" {
 		if v != "*" {
-			return pre, false, badRequest("bad_precondition", `If-None-Match supports only "*" on writes`)
+			return pre, badRequest("bad_precondition", `If-None-Match supports only "*" on writes`)
 		}
 		pre.IfNoneMatchAny = true
 	}
-	if (pre.IfMatch != nil || mustExist) && pre.IfNoneMatchAny {
-		return pre, false, badRequest("bad_precondition", "If-Match and If-None-Match cannot be combined")
+	if (pre.IfMatch != nil || pre.IfMatchAny) && pre.IfNoneMatchAny {
+		return pre, badRequest("bad_precondition", "If-Match and If-None-Match cannot be combined")
 	}
-	return pre, mustExist, nil
+	return pre, nil
 }
 
 func parseETag(v string) (int64, error) {

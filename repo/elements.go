@@ -40,6 +40,7 @@ type Event struct {
 // Precondition is a write's HTTP precondition.
 type Precondition struct {
 	IfMatch        *int64 // nil = no check; else the element must exist with exactly this version
+	IfMatchAny     bool   // true = the element must exist (If-Match: *)
 	IfNoneMatchAny bool   // true = the element must not exist
 }
 
@@ -59,6 +60,9 @@ type Snapshot struct {
 func (p Precondition) check(exists bool, version int64) error {
 	if p.IfNoneMatchAny && exists {
 		return ErrExists
+	}
+	if p.IfMatchAny && !exists {
+		return ErrVersionMismatch
 	}
 	if p.IfMatch != nil && (!exists || *p.IfMatch != version) {
 		return ErrVersionMismatch

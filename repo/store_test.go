@@ -344,6 +344,14 @@ func TestPreconditions(t *testing.T) {
 				_, _, _, err := s.Put(ctx, room, "nope", "character", json.RawMessage(`{}`), Precondition{IfMatch: ptr(int64(1))}, Meta{})
 				return err
 			}, ErrVersionMismatch},
+			{"put If-Match any on missing", func() error {
+				_, _, _, err := s.Put(ctx, room, "nope", "character", json.RawMessage(`{}`), Precondition{IfMatchAny: true}, Meta{})
+				return err
+			}, ErrVersionMismatch},
+			{"delete If-Match any on missing", func() error {
+				_, err := s.Delete(ctx, room, "nope", Precondition{IfMatchAny: true}, Meta{})
+				return err
+			}, ErrVersionMismatch},
 			{"patch stale If-Match", func() error {
 				_, _, err := s.Patch(ctx, room, "c1", json.RawMessage(`{"hp":1}`), Precondition{IfMatch: ptr(int64(3))}, Meta{})
 				return err
@@ -394,6 +402,10 @@ func TestPreconditions(t *testing.T) {
 		el, ev, created, err := s.Put(ctx, room, "c2", "character", json.RawMessage(`{}`), Precondition{IfNoneMatchAny: true}, Meta{})
 		if err != nil || !created || el.Version != 1 || ev.Seq != head+2 {
 			t.Fatalf("Put If-None-Match new: got %+v created %v seq %d err %v, want version 1 created seq %d", el, created, ev.Seq, err, head+2)
+		}
+		el, ev, created, err = s.Put(ctx, room, "c2", "character", json.RawMessage(`{"n":1}`), Precondition{IfMatchAny: true}, Meta{})
+		if err != nil || created || el.Version != 2 || ev.Seq != head+3 {
+			t.Fatalf("Put If-Match any on existing: got %+v created %v seq %d err %v, want version 2 replaced seq %d", el, created, ev.Seq, err, head+3)
 		}
 	})
 }
