@@ -3,7 +3,6 @@ package feed
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -117,43 +116,7 @@ func TestRedisCluster(t *testing.T) {
 		a := newRedisNode(t, client, hist, opts, 16)
 		b := newRedisNode(t, newClient(t, "rfb"), hist, opts, total)
 		redisStart(t, "B.Run", b.log.Run)
-		var writers sync.WaitGroup
-		var mu sync.Mutex // commit then publish, as a room row lock would order commits
-		for w := range 2 {
-			writers.Go(func() {
-				for {
-					mu.Lock()
-					if hist.head("r1") == total {
-						mu.Unlock()
-						return
-					}
-					ev := hist.commit("r1")
-					mu.Unlock()
-					if err := []*RedisLog{a.log, b.log}[w].Publish(context.Background(), ev); err != nil {
-						t.Errorf("Publish(%d): %v", ev.Seq, err)
-						return
-					}
-					if ev.Seq%64 == 0 {
-						time.Sleep(time.Millisecond)
-					}
-				}
-			})
-		}
-		var readers sync.WaitGroup
-		for i := range subscribers {
-			readers.Go(func() {
-				time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
-				cursor := max(0, hist.head("r1")-int64(rand.IntN(400)))
-				if i%4 == 0 {
-					cursor = 0
-				}
-				if _, err := redisFollow(t.Context(), b.log, "r1", cursor, total); err != nil {
-					t.Errorf("subscriber %d from %d: %v", i, cursor, err)
-				}
-			})
-		}
-		writers.Wait()
-		readers.Wait()
+		redisWriteWhileFollowing(t, a, b, hist, total, subscribers, 400, 4, 300*time.Millisecond)
 	})
 
 	t.Run("LostNotificationsArePolled", func(t *testing.T) {

@@ -3,6 +3,7 @@ package feed
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -228,4 +229,50 @@ func redisSetup(tb testing.TB) (*redis.Client, RedisOptions, *redisHist) {
 	tb.Helper()
 	client, prefix := testenv.Redis(tb)
 	return client, RedisOptions{Prefix: prefix, Block: 200 * time.Millisecond}, newRedisHist()
+}
+
+// redisWriteWhileFollowing has two writers, one per node, commit and
+// publish room r1 up to total while subscribers join b at random times
+// (within joinWindow), each from a cursor up to maxLag behind the head (every
+// fromZero-th from 0), catch up with Range and go live: each must see a
+// contiguous sequence, without gap or duplicate.
+func redisWriteWhileFollowing(t *testing.T, a, b *redisNode, hist *redisHist, total int64, subscribers, maxLag, fromZero int, joinWindow time.Duration) {
+	t.Helper()
+	var writers sync.WaitGroup
+	var mu sync.Mutex // commit then publish, as a room row lock would order commits
+	for w := range 2 {
+		writers.Go(func() {
+			for {
+				mu.Lock()
+				if hist.head("r1") == total {
+					mu.Unlock()
+					return
+				}
+				ev := hist.commit("r1")
+				mu.Unlock()
+				if err := []*RedisLog{a.log, b.log}[w].Publish(context.Background(), ev); err != nil {
+					t.Errorf("Publish(%d): %v", ev.Seq, err)
+					return
+				}
+				if ev.Seq%64 == 0 {
+					time.Sleep(time.Millisecond)
+				}
+			}
+		})
+	}
+	var readers sync.WaitGroup
+	for i := range subscribers {
+		readers.Go(func() {
+			time.Sleep(time.Duration(rand.Int64N(int64(joinWindow))))
+			cursor := max(0, hist.head("r1")-int64(rand.IntN(maxLag)))
+			if i%fromZero == 0 {
+				cursor = 0
+			}
+			if _, err := redisFollow(t.Context(), b.log, "r1", cursor, total); err != nil {
+				t.Errorf("subscriber %d from %d: %v", i, cursor, err)
+			}
+		})
+	}
+	writers.Wait()
+	readers.Wait()
 }
