@@ -124,15 +124,9 @@ func (s *Store) Patch(ctx context.Context, room, id string, patch json.RawMessag
 		return Element{}, Event{}, fmt.Errorf("patch element: patch is not a JSON object: %w", ErrInvalid)
 	}
 	err := s.inWriteTx(ctx, room, func(ctx context.Context, w *writeTx) error {
-		cur, exists, err := w.element(ctx, id)
+		cur, err := w.existing(ctx, id, pre)
 		if err != nil {
 			return err
-		}
-		if err := pre.check(exists, cur.Version); err != nil {
-			return err
-		}
-		if !exists {
-			return ErrNotFound
 		}
 		data, err := mergePatch(cur.Data, patch)
 		if err != nil {
@@ -158,15 +152,9 @@ func (s *Store) Patch(ctx context.Context, room, id string, patch json.RawMessag
 func (s *Store) Delete(ctx context.Context, room, id string, pre Precondition, meta Meta) (Event, error) {
 	var ev Event
 	err := s.inWriteTx(ctx, room, func(ctx context.Context, w *writeTx) error {
-		cur, exists, err := w.element(ctx, id)
+		cur, err := w.existing(ctx, id, pre)
 		if err != nil {
 			return err
-		}
-		if err := pre.check(exists, cur.Version); err != nil {
-			return err
-		}
-		if !exists {
-			return ErrNotFound
 		}
 		if _, err := w.exec(ctx, qDeleteElement, w.room, id); err != nil {
 			return err
@@ -366,6 +354,22 @@ func (w *writeTx) element(ctx context.Context, id string) (el Element, exists bo
 		return Element{}, false, err
 	}
 	return el, true, nil
+}
+
+// existing reads an element that must exist and pass pre: a failed
+// precondition is its error, then a missing element is ErrNotFound.
+func (w *writeTx) existing(ctx context.Context, id string, pre Precondition) (Element, error) {
+	cur, exists, err := w.element(ctx, id)
+	if err != nil {
+		return Element{}, err
+	}
+	if err := pre.check(exists, cur.Version); err != nil {
+		return Element{}, err
+	}
+	if !exists {
+		return Element{}, ErrNotFound
+	}
+	return cur, nil
 }
 
 // tombstone returns the version a deleted element ended at, 0 if it never
