@@ -253,15 +253,14 @@ func actor(c *gin.Context) string {
 	return ""
 }
 
-// tokenExpiry returns a channel that fires when the request's token
-// expires (nil in open mode) and a function that releases its timer.
-func tokenExpiry(c *gin.Context) (<-chan time.Time, func()) {
+// tokenExpiresAt returns when the request's token expires; zero when there
+// is no token or it does not expire.
+func tokenExpiresAt(c *gin.Context) time.Time {
 	claims := claimsOf(c)
 	if claims == nil || claims.ExpiresAt == nil {
-		return nil, func() {}
+		return time.Time{}
 	}
-	t := time.NewTimer(time.Until(claims.ExpiresAt.Time))
-	return t.C, func() { t.Stop() }
+	return claims.ExpiresAt.Time
 }
 
 var authExpiredFrame = feed.AppendEvent(nil, "", "auth_expired",

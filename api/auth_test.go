@@ -332,9 +332,18 @@ func TestAuthActor(t *testing.T) {
 }
 
 // TestAuthExpiredEndsStream: a feed ends at its token's expiry with a final
-// auth_expired event, after delivering what came before.
+// auth_expired event, after delivering what came before; pumped and
+// handler-served.
 func TestAuthExpiredEndsStream(t *testing.T) {
-	ts, _ := newAuthServer(t, backends[0], api.Config{})
+	for _, be := range backends[:2] {
+		t.Run(be.name, func(t *testing.T) {
+			testAuthExpiredEndsStream(t, api.Config{NoPump: be.handlerStreams})
+		})
+	}
+}
+
+func testAuthExpiredEndsStream(t *testing.T, cfg api.Config) {
+	ts, _ := newAuthServer(t, backends[0], cfg)
 	writer := hs256(t, grant("w", nil, []string{"w1"}))
 	short := grant("reader", []string{"w1"}, nil)
 	short.ExpiresAt = jwt.NewNumericDate(time.Now().Add(1500 * time.Millisecond))

@@ -57,9 +57,16 @@ func TestCORS(t *testing.T) {
 }
 
 // TestFeedHeartbeat reads the raw stream: the retry hint and first comment
-// arrive at once, then ": ping" comments while the room is idle.
+// arrive at once, then ": ping" comments while the room is idle, from the
+// pump and from a handler-served stream.
 func TestFeedHeartbeat(t *testing.T) {
-	ts := newServer(t, backends[0], serverOpts{cfg: api.Config{Heartbeat: 100 * time.Millisecond, Retry: 1500 * time.Millisecond}})
+	for _, be := range backends[:2] {
+		t.Run(be.name, func(t *testing.T) { testFeedHeartbeat(t, be) })
+	}
+}
+
+func testFeedHeartbeat(t *testing.T, be backend) {
+	ts := newServer(t, be, serverOpts{cfg: api.Config{Heartbeat: 100 * time.Millisecond, Retry: 1500 * time.Millisecond}})
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, ts.URL+"/rooms/idle/events", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -1,12 +1,17 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
+	"os"
 	"strconv"
-	"sync"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -43,6 +48,11 @@ func (s *Server) events(c *gin.Context) {
 // and live events at or below a room's last sent seq are skipped, so nothing
 // falls between replay and live. With composite, every id is the cursor of
 // the whole subscription ("a:42,b:7"); otherwise it is the one room's seq.
+//
+// A plain HTTP/1.1 stream is handed to the pump once its replay is sent
+// (pump.go): the handler returns and no goroutine waits for an idle
+// subscriber. Other streams (HTTP/2, TLS, platforms without the connection
+// watcher) are served by their handler goroutine until they end.
 func (s *Server) serveFeed(c *gin.Context, rooms []string, cursors map[string]int64, composite bool) {
 	ctx := c.Request.Context()
 	select {
@@ -51,38 +61,38 @@ func (s *Server) serveFeed(c *gin.Context, rooms []string, cursors map[string]in
 		return
 	default:
 	}
+	st := &stream{s: s, rooms: rooms, composite: composite, path: c.Request.URL.Path, remote: c.ClientIP(), start: time.Now()}
 	s.streams.Add(1)
-	defer s.streams.Done()
+	st.onEnd(s.streams.Done)
+	defer func() {
+		if !st.pumped {
+			st.end()
+		}
+	}()
 	release, err := s.acquireStream(c)
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	defer release()
-	expired, stopExpiry := tokenExpiry(c)
-	defer stopExpiry()
+	st.onEnd(release)
+	st.expires = tokenExpiresAt(c)
 
-	subs := make([]*feed.Subscription, 0, len(rooms))
-	defer func() {
-		for _, sub := range subs {
-			sub.Close()
-		}
-	}()
 	for _, r := range rooms {
 		sub, err := s.log.Subscribe(ctx, r)
 		if err != nil {
 			writeError(c, err)
 			return
 		}
-		subs = append(subs, sub)
+		st.subs = append(st.subs, sub)
+		st.onEnd(sub.Close)
 	}
 	leave, err := s.joinPresence(c, rooms...)
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	defer leave()
-	last := make(map[string]int64, len(rooms))
+	st.onEnd(leave)
+	st.last = make(map[string]int64, len(rooms))
 	for _, r := range rooms {
 		head, err := s.store.Head(ctx, r)
 		if err != nil {
@@ -97,26 +107,29 @@ func (s *Server) serveFeed(c *gin.Context, rooms []string, cursors map[string]in
 				fmt.Sprintf("the cursor of room %s (%d) is ahead of its latest event (%d)", r, cur, head)})
 			return
 		}
-		last[r] = cur
+		st.last[r] = cur
 	}
 
 	h := c.Writer.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
-	h.Set("Connection", "keep-alive")
 	c.Status(http.StatusOK)
 
-	st := &stream{
-		s:         s,
-		c:         c,
-		rc:        http.NewResponseController(c.Writer),
-		rooms:     rooms,
-		last:      last,
-		composite: composite,
-		expired:   expired,
+	var buf []byte
+	if conn := s.hijack(c); conn != nil {
+		// From here on the connection is ours: an HTTP/1.1 response
+		// delimited by the end of the connection.
+		st.conn = conn
+		st.onEnd(func() { conn.Close() })
+		h.Set("Connection", "close")
+		buf = appendResponseHead(buf, h)
+	} else {
+		h.Set("Connection", "keep-alive")
+		st.c = c
+		st.rc = http.NewResponseController(c.Writer)
 	}
-	buf := feed.AppendRetry(nil, s.cfg.Retry)
+	buf = feed.AppendRetry(buf, s.cfg.Retry)
 	// The first comment says where the stream starts; `roomfeed tail`
 	// adopts it as its cursor.
 	start := rooms[0] + " from " + st.id()
@@ -133,42 +146,136 @@ func (s *Server) serveFeed(c *gin.Context, rooms []string, cursors map[string]in
 			return
 		}
 	}
-	st.live(ctx, subs)
+	if st.conn != nil {
+		st.pumped = s.pump.add(st)
+		return
+	}
+	st.live(ctx)
 }
 
-// stream is one SSE response in progress.
+// appendResponseHead appends the status line and headers of a hijacked
+// stream's response.
+func appendResponseHead(buf []byte, h http.Header) []byte {
+	h = h.Clone()
+	h.Del("Content-Length")
+	h.Del("Transfer-Encoding")
+	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	var b bytes.Buffer
+	b.WriteString("HTTP/1.1 200 OK\r\n")
+	_ = h.Write(&b)
+	b.WriteString("\r\n")
+	return append(buf, b.Bytes()...)
+}
+
+// stream is one SSE response in progress. It is written either through the
+// ResponseWriter by its handler goroutine (c, rc) or straight to its
+// hijacked connection (conn): by the handler during the replay, then by the
+// pump's workers.
 type stream struct {
 	s         *Server
-	c         *gin.Context
-	rc        *http.ResponseController
 	rooms     []string
+	subs      []*feed.Subscription
 	last      map[string]int64 // per room, the seq of the last event sent
 	composite bool
+	expires   time.Time // when the token expires; zero = never
+	cleanup   []func()  // run by end, last first
+	path      string    // for the log line at the end
+	remote    string
+	start     time.Time
 
-	expired <-chan time.Time // fires when the token expires; nil in open mode
+	c        *gin.Context             // handler-served streams only
+	rc       *http.ResponseController // handler-served streams only
+	conn     net.Conn                 // hijacked streams only
+	pumped   bool                     // conn was handed to the pump, which ends the stream
+	pumping  bool                     // the pump serves the stream now (short write slices)
+	sched    atomic.Int32             // pump scheduling state (pump.go)
+	gone     atomic.Bool              // the client closed the connection
+	expired  atomic.Bool              // the token expired (pumped streams)
+	pingDue  atomic.Bool              // a heartbeat found the stream idle (pumped streams)
+	finished bool                     // the pump ended the stream
+	lent     bool                     // this step's worker stayed with a slow write
 
-	buf      []byte    // batch buffer, reused from one send to the next
-	deadline time.Time // the write deadline last set
-	wrote    bool      // something was written since the last heartbeat tick
+	buf      []byte          // batch buffer, reused from one flush to the next
+	msgs     []*feed.Message // drained messages, reused likewise
+	deadline time.Time       // the write deadline last set
+	wrote    atomic.Bool     // something was written since the last heartbeat tick
 }
 
 var errClientGone = errors.New("client gone")
 
+// closed reports whether ch is closed.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// onEnd registers fn to run when the stream ends.
+func (st *stream) onEnd(fn func()) { st.cleanup = append(st.cleanup, fn) }
+
+// ended records why the stream ended: a metric and a log line (for a pumped
+// stream the request's own log line was written when the pump took it).
+func (st *stream) ended(reason string) {
+	st.s.cfg.Metrics.streamEnded(reason)
+	st.s.logger.LogAttrs(context.Background(), slog.LevelInfo, "stream ended",
+		slog.String("path", st.path), slog.String("reason", reason),
+		slog.Duration("duration", time.Since(st.start)), slog.String("remote", st.remote))
+}
+
+// end releases everything the stream holds, last acquired first.
+func (st *stream) end() {
+	for i := len(st.cleanup) - 1; i >= 0; i-- {
+		st.cleanup[i]()
+	}
+	st.cleanup = nil
+}
+
+// pumpSlice bounds how long a pump worker waits on one client's write;
+// after that the worker finishes the write as the stream's own goroutine
+// (up to WriteTimeout) and the pump starts another worker in its place.
+const pumpSlice = 200 * time.Millisecond
+
 // write sends b and flushes it, within the per-write deadline. A slow client
 // fails the write instead of holding the handler forever.
 func (st *stream) write(b []byte) error {
-	// Refresh the deadline at most every 1/8 of the timeout: a write still
-	// gets between 7/8 and all of WriteTimeout, without a timer update in
-	// the network poller for every event.
-	if d := time.Now().Add(st.s.cfg.WriteTimeout); d.Sub(st.deadline) > st.s.cfg.WriteTimeout/8 {
-		_ = st.rc.SetWriteDeadline(d)
+	st.wrote.Store(true)
+	limit := st.s.cfg.WriteTimeout
+	if st.pumping {
+		limit = min(limit, pumpSlice)
+	}
+	// Refresh the deadline at most every 1/8 of the limit: a write still
+	// gets between 7/8 and all of it, without a timer update in the network
+	// poller for every event.
+	if d := time.Now().Add(limit); d.Sub(st.deadline) > limit/8 {
 		st.deadline = d
+		if st.conn != nil {
+			_ = st.conn.SetWriteDeadline(d)
+		} else {
+			_ = st.rc.SetWriteDeadline(d)
+		}
 	}
-	st.wrote = true
-	if _, err := st.c.Writer.Write(b); err != nil {
-		return errClientGone
+	if st.conn == nil {
+		if _, err := st.c.Writer.Write(b); err != nil {
+			return errClientGone
+		}
+		if err := st.rc.Flush(); err != nil {
+			return errClientGone
+		}
+		return nil
 	}
-	if err := st.rc.Flush(); err != nil {
+	n, err := st.conn.Write(b)
+	if err != nil && st.pumping && errors.Is(err, os.ErrDeadlineExceeded) && !closed(st.s.quit) {
+		// The client reads slower than the events come: this worker stays
+		// with the stream for the rest of the write.
+		st.s.pump.lend(st)
+		st.deadline = time.Time{}
+		_ = st.conn.SetWriteDeadline(time.Now().Add(st.s.cfg.WriteTimeout))
+		_, err = st.conn.Write(b[n:])
+	}
+	if err != nil {
 		return errClientGone
 	}
 	return nil
@@ -255,60 +362,67 @@ func (st *stream) fail(ctx context.Context, err error) {
 	if errors.Is(err, errClientGone) || ctx.Err() != nil {
 		return
 	}
-	_ = st.c.Error(err)
+	if st.c != nil {
+		_ = st.c.Error(err)
+	} else {
+		st.s.logger.LogAttrs(ctx, slog.LevelError, "stream failed",
+			slog.String("rooms", strings.Join(st.rooms, ",")), slog.String("error", err.Error()))
+	}
 	_ = st.write(feed.AppendEvent(nil, "", "error", []byte(`{"code":"unavailable","message":"the feed could not be read; reconnect"}`)))
 }
 
-// live sends the rooms' live events until the client leaves, a
-// subscription ends (slow consumer, shutdown), the node stops or the token
-// expires. With several rooms, one forwarding goroutine per room, owned and
-// stopped here, merges them, each keeping its room's order.
-func (st *stream) live(ctx context.Context, subs []*feed.Subscription) {
-	in, ended := subs[0].C(), subs[0].Done()
-	if len(subs) > 1 {
-		merged := make(chan *feed.Message, 256)
-		anyEnded := make(chan struct{})
-		stop := make(chan struct{})
-		var once sync.Once
-		var wg sync.WaitGroup
-		defer func() {
-			close(stop)
-			wg.Wait()
-		}()
-		for _, sub := range subs {
-			wg.Go(func() {
-				for {
-					select {
-					case m := <-sub.C():
-						select {
-						case merged <- m:
-						case <-stop:
-							return
-						}
-					case <-sub.Done():
-						once.Do(func() { close(anyEnded) })
-						return
-					case <-stop:
-						return
-					}
-				}
-			})
+// subsEnded reports whether the hub ended a subscription (slow consumer or
+// shutdown), and the reason to record.
+func (st *stream) subsEnded() (string, bool) {
+	reason, ended := "shutdown", false
+	for _, sub := range st.subs {
+		select {
+		case <-sub.Done():
+			ended = true
+			if errors.Is(sub.Err(), feed.ErrSlowConsumer) {
+				reason = "slow_consumer"
+			}
+		default:
 		}
-		in, ended = merged, anyEnded
 	}
+	return reason, ended
+}
 
+// live sends the rooms' live events from the handler goroutine until the
+// client leaves, a subscription ends (slow consumer, shutdown), the node
+// stops or the token expires.
+func (st *stream) live(ctx context.Context) {
+	wake := make(chan struct{}, 1)
+	for _, sub := range st.subs {
+		sub.Notify(func() {
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		})
+	}
+	var expired <-chan time.Time
+	if !st.expires.IsZero() {
+		t := time.NewTimer(time.Until(st.expires))
+		defer t.Stop()
+		expired = t.C
+	}
 	// One ticker rather than a timer reset per event: a ping goes out when
 	// nothing was written during a whole interval.
 	heartbeat := time.NewTicker(st.s.cfg.Heartbeat)
 	defer heartbeat.Stop()
-	st.wrote = false
-	ping := feed.AppendComment(nil, "ping")
+	st.wrote.Store(false)
 	reason := "client_gone"
-	defer func() { st.s.cfg.Metrics.streamEnded(reason) }()
+	defer func() { st.ended(reason) }()
 	for {
 		select {
-		case m := <-in:
-			if err := st.send(ctx, m, in); err != nil {
+		case <-wake:
+			if r, ended := st.subsEnded(); ended {
+				// The client resumes from its last id, here or on another node.
+				reason = r
+				return
+			}
+			if err := st.flush(ctx); err != nil {
 				if !errors.Is(err, errClientGone) {
 					reason = "error"
 				}
@@ -316,30 +430,19 @@ func (st *stream) live(ctx context.Context, subs []*feed.Subscription) {
 				return
 			}
 		case <-heartbeat.C:
-			if st.wrote {
-				st.wrote = false
+			if st.wrote.Swap(false) {
 				continue
 			}
-			if st.write(ping) != nil {
+			if st.write(pingFrame) != nil {
 				return
 			}
-			st.wrote = false
-		case <-ended:
-			// Dropped as a slow consumer or the node is shutting down: the
-			// client resumes from its last id, here or on another node.
-			reason = "shutdown"
-			for _, sub := range subs {
-				if errors.Is(sub.Err(), feed.ErrSlowConsumer) {
-					reason = "slow_consumer"
-				}
-			}
-			return
+			st.wrote.Store(false)
 		case <-st.s.quit:
 			reason = "shutdown"
 			return
 		case <-ctx.Done():
 			return
-		case <-st.expired:
+		case <-expired:
 			// Never carry on as anonymous: say why, and end; the client
 			// comes back with a fresh token and its cursor.
 			_ = st.write(authExpiredFrame)
@@ -349,18 +452,32 @@ func (st *stream) live(ctx context.Context, subs []*feed.Subscription) {
 	}
 }
 
-// send writes m and whatever else is already queued in one flush. A hole
-// before an event in its room (after a Redis data loss, or a reader that
-// fell behind the stream's window) is filled from the log first, so the
-// client never sees n+1 before n.
-func (st *stream) send(ctx context.Context, m *feed.Message, in <-chan *feed.Message) error {
+var pingFrame = feed.AppendComment(nil, "ping")
+
+// flush writes everything the subscriptions have queued, batched into as
+// few writes as it can. A hole before an event in its room (after a Redis
+// data loss, or a reader that fell behind the stream's window) is filled
+// from the log first, so the client never sees n+1 before n.
+func (st *stream) flush(ctx context.Context) error {
+	msgs := st.msgs[:0]
+	for _, sub := range st.subs {
+		msgs = sub.Drain(msgs)
+	}
 	buf := st.buf[:0]
 	defer func() {
+		clear(msgs)
+		if cap(msgs) <= 1024 {
+			st.msgs = msgs[:0]
+		} else {
+			st.msgs = nil
+		}
 		if cap(buf) <= 64<<10 {
 			st.buf = buf[:0] // keep an ordinary batch's memory for the next one
+		} else {
+			st.buf = nil
 		}
 	}()
-	for {
+	for _, m := range msgs {
 		switch last := st.last[m.Room]; {
 		case m.Seq == 0: // ephemeral (presence): no id, never replayed
 			buf = append(buf, m.Frame...)
@@ -385,14 +502,11 @@ func (st *stream) send(ctx context.Context, m *feed.Message, in <-chan *feed.Mes
 			st.s.cfg.Metrics.deliveredLive(m.Queued)
 		}
 		if len(buf) >= 64<<10 {
-			break
+			if err := st.write(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
 		}
-		select {
-		case m = <-in:
-			continue
-		default:
-		}
-		break
 	}
 	if len(buf) == 0 {
 		return nil

@@ -121,7 +121,7 @@ func TestPresenceAcrossNodes(t *testing.T) {
 	start := func() node {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
-		ts := newServer(t, backend{"pg", func(t *testing.T, hub *feed.Hub, maxLen int64) (*repo.Store, api.EventLog) {
+		ts := newServer(t, backend{name: "pg", open: func(t *testing.T, hub *feed.Hub, maxLen int64) (*repo.Store, api.EventLog) {
 			store := openStore(t, pgURL)
 			rl := feed.NewRedisLog(client, hub, api.History{Store: store}, feed.RedisOptions{Prefix: prefix, Block: 200 * time.Millisecond})
 			runLoop(t, rl.Run)

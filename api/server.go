@@ -57,6 +57,7 @@ type Config struct {
 	Metrics      *Metrics // nil = no /metrics and nothing recorded
 	MaxFeedRooms int      // rooms per multiplexed stream
 	Presence     Presence // nil = no presence
+	NoPump       bool     // serve every stream from its handler goroutine (see pump.go); for tests and comparisons
 
 	Auth           *Verifier // checks tokens on every room route; nil = open development mode
 	TrustedProxies []string  // proxies (IPs or CIDRs) whose X-Forwarded-For is believed; empty = none
@@ -99,6 +100,7 @@ type Server struct {
 	logger *slog.Logger
 	engine *gin.Engine
 	limits *limiter
+	pump   *pump
 
 	quit     chan struct{} // closed by CloseStreams
 	quitOnce sync.Once
@@ -113,6 +115,7 @@ func New(cfg Config, store Store, log EventLog, logger *slog.Logger) *Server {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, store: store, log: log, logger: logger, quit: make(chan struct{}), limits: newLimiter(cfg.Limits)}
+	s.pump = newPump(s)
 	s.engine = s.routes()
 	return s
 }
@@ -163,12 +166,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.Se
 func (s *Server) Routes() gin.RoutesInfo { return s.engine.Routes() }
 
 // CloseStreams ends every open SSE stream promptly (clients reconnect
-// elsewhere) and refuses new ones; it waits until the stream handlers have
-// returned or ctx is done.
+// elsewhere) and refuses new ones; it waits until the streams and the pump
+// have stopped or ctx is done.
 func (s *Server) CloseStreams(ctx context.Context) {
 	s.quitOnce.Do(func() { close(s.quit) })
 	done := make(chan struct{})
-	go func() { s.streams.Wait(); close(done) }()
+	go func() {
+		s.streams.Wait()
+		s.pump.wait()
+		close(done)
+	}()
 	select {
 	case <-done:
 	case <-ctx.Done():

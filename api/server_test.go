@@ -33,18 +33,28 @@ type testServer struct {
 
 type backend struct {
 	name string
+	// handlerStreams serves every stream from its handler goroutine
+	// (api.Config.NoPump) instead of the pump.
+	handlerStreams bool
 	// open returns the store and the log for a fresh, isolated backend.
 	open func(t *testing.T, hub *feed.Hub, redisMaxLen int64) (*repo.Store, api.EventLog)
 }
 
+// openSQLite is the embedded backend.
+func openSQLite(t *testing.T, hub *feed.Hub, _ int64) (*repo.Store, api.EventLog) {
+	// synchronous=NORMAL only trades durability on power loss for speed
+	// when building long histories; the behaviour under test is the same.
+	store := openStore(t, "sqlite://"+filepath.Join(t.TempDir(), "rf.db")+"?_pragma=synchronous(NORMAL)")
+	return store, feed.NewMemLog(hub, api.History{Store: store})
+}
+
+// backends are what every forEachBackend test runs on: both stores and
+// logs with pumped streams, and SQLite once more with every stream served
+// by its handler goroutine (HTTP/2 and TLS streams take that path).
 var backends = []backend{
-	{"sqlite", func(t *testing.T, hub *feed.Hub, _ int64) (*repo.Store, api.EventLog) {
-		// synchronous=NORMAL only trades durability on power loss for speed
-		// when building long histories; the behaviour under test is the same.
-		store := openStore(t, "sqlite://"+filepath.Join(t.TempDir(), "rf.db")+"?_pragma=synchronous(NORMAL)")
-		return store, feed.NewMemLog(hub, api.History{Store: store})
-	}},
-	{"postgres+redis", func(t *testing.T, hub *feed.Hub, maxLen int64) (*repo.Store, api.EventLog) {
+	{"sqlite", false, openSQLite},
+	{"sqlite-handler-streams", true, openSQLite},
+	{"postgres+redis", false, func(t *testing.T, hub *feed.Hub, maxLen int64) (*repo.Store, api.EventLog) {
 		store := openStore(t, testenv.PostgresURL(t))
 		client, prefix := testenv.Redis(t)
 		rl := feed.NewRedisLog(client, hub, api.History{Store: store}, feed.RedisOptions{Prefix: prefix, MaxLen: maxLen, Block: 200 * time.Millisecond})
@@ -101,6 +111,7 @@ func newServer(t *testing.T, be backend, o serverOpts) *testServer {
 	if o.presence != nil {
 		o.cfg.Presence = o.presence(hub)
 	}
+	o.cfg.NoPump = o.cfg.NoPump || be.handlerStreams
 	srv := api.New(o.cfg, store, log, logger)
 	ts := httptest.NewServer(srv)
 	t.Cleanup(func() {

@@ -53,7 +53,7 @@ func TestStuckSubscriberBeside100Healthy(t *testing.T) {
 	defer resp.Body.Close()
 	stuckEnded := func() bool {
 		for _, line := range strings.Split(a.stderr(), "\n") {
-			if strings.Contains(line, "path=/rooms/"+heavy+"/events ") {
+			if strings.Contains(line, `msg="stream ended"`) && strings.Contains(line, "path=/rooms/"+heavy+"/events ") {
 				return true // the only heavy-room stream that ends is the stuck one
 			}
 		}

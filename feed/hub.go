@@ -19,8 +19,11 @@ type Message struct {
 func NewMessage(ev Event) *Message { return &Message{Event: ev, Frame: ev.Frame(), Queued: time.Now()} }
 
 // Hub fans events out to the subscribers of each room on this node. Deliver
-// never blocks: a subscriber whose buffer is full is dropped (its Done channel
-// closes with ErrSlowConsumer) and resumes from its cursor.
+// never blocks: each subscriber has a queue of at most buffer messages, and
+// a subscriber whose queue is full is dropped (its Done channel closes with
+// ErrSlowConsumer); it resumes from its cursor. A queue is grown as events
+// arrive and given back after a burst, so an idle subscriber costs a few
+// hundred bytes, not buffer slots.
 type Hub struct {
 	buffer int
 
@@ -32,7 +35,7 @@ type Hub struct {
 	dropped atomic.Uint64
 }
 
-// NewHub returns a hub giving each subscriber a buffer of the given size.
+// NewHub returns a hub that queues at most buffer messages per subscriber.
 func NewHub(buffer int) *Hub {
 	if buffer < 1 {
 		buffer = 1
@@ -47,10 +50,10 @@ func NewHub(buffer int) *Hub {
 // Subscribe registers a live subscription to room. The caller must Close it.
 func (h *Hub) Subscribe(room string) (*Subscription, error) {
 	s := &Subscription{
-		hub:  h,
-		room: room,
-		ch:   make(chan *Message, h.buffer),
-		done: make(chan struct{}),
+		hub:   h,
+		room:  room,
+		ready: make(chan struct{}, 1),
+		done:  make(chan struct{}),
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -80,15 +83,13 @@ func (h *Hub) Deliver(ev Event) {
 	h.DeliverMessage(NewMessage(ev))
 }
 
-// DeliverMessage sends an already encoded message to every subscriber of its
-// room on this node, dropping those whose buffer is full.
+// DeliverMessage queues an already encoded message for every subscriber of
+// its room on this node, dropping those whose queue is full.
 func (h *Hub) DeliverMessage(m *Message) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for s := range h.rooms[m.Room] {
-		select {
-		case s.ch <- m:
-		default:
+		if !s.push(m, h.buffer) {
 			h.dropped.Add(1)
 			h.removeLocked(s, ErrSlowConsumer)
 		}
@@ -152,6 +153,10 @@ func (h *Hub) removeLocked(s *Subscription, err error) {
 	}
 	s.err = err
 	close(s.done)
+	s.mu.Lock()
+	fn := s.notify
+	s.mu.Unlock()
+	s.wake(fn)
 }
 
 func (h *Hub) signal() {
@@ -161,23 +166,120 @@ func (h *Hub) signal() {
 	}
 }
 
-// Subscription is one subscriber's live view of a room.
+// Subscription is one subscriber's live view of a room. The hub appends
+// to its queue; the subscriber takes everything queued with Drain when Ready
+// (or its Notify callback) tells it there is something.
 type Subscription struct {
-	hub  *Hub
-	room string
-	ch   chan *Message
-	done chan struct{}
-	err  error // set before done is closed
+	hub   *Hub
+	room  string
+	ready chan struct{} // capacity 1; see Ready
+	done  chan struct{}
+	err   error // set before done is closed
+
+	mu     sync.Mutex
+	queue  []*Message
+	notify func()
+}
+
+// queueKeep is the capacity a drained queue keeps; a larger one (after a
+// burst) is given back.
+const queueKeep = 64
+
+// push queues m unless limit messages are already queued.
+func (s *Subscription) push(m *Message, limit int) bool {
+	s.mu.Lock()
+	if len(s.queue) >= limit {
+		s.mu.Unlock()
+		return false
+	}
+	s.queue = append(s.queue, m)
+	first := len(s.queue) == 1
+	fn := s.notify
+	s.mu.Unlock()
+	if first {
+		s.wake(fn)
+	}
+	return true
+}
+
+// wake signals Ready and calls the Notify callback, if any.
+func (s *Subscription) wake(fn func()) {
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+	if fn != nil {
+		fn()
+	}
 }
 
 // Room returns the subscribed room.
 func (s *Subscription) Room() string { return s.room }
 
-// C delivers the room's events in order.
-func (s *Subscription) C() <-chan *Message { return s.ch }
+// Ready receives a value (coalesced) when messages were queued on an empty
+// queue and when the subscription ends. A consumer drains after each
+// receipt; a value may be stale (the queue already drained).
+func (s *Subscription) Ready() <-chan struct{} { return s.ready }
+
+// Notify sets a callback with the same meaning as Ready, for consumers that
+// do not wait on a channel. It is called from the delivering goroutine with
+// the hub's lock held: it must not block or call into the hub. If messages
+// are already queued or the subscription has ended, fn is called at once.
+func (s *Subscription) Notify(fn func()) {
+	s.mu.Lock()
+	s.notify = fn
+	pending := len(s.queue) > 0
+	s.mu.Unlock()
+	select {
+	case <-s.done:
+		pending = true
+	default:
+	}
+	if pending && fn != nil {
+		fn()
+	}
+}
+
+// Drain appends the queued messages to dst, in order, and empties the queue.
+func (s *Subscription) Drain(dst []*Message) []*Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dst = append(dst, s.queue...)
+	clear(s.queue)
+	if cap(s.queue) > queueKeep {
+		s.queue = nil
+	} else {
+		s.queue = s.queue[:0]
+	}
+	return dst
+}
+
+// Pop removes and returns the oldest queued message, if any; for consumers
+// that take one message at a time.
+func (s *Subscription) Pop() (*Message, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.queue) == 0 {
+		return nil, false
+	}
+	m := s.queue[0]
+	s.queue[0] = nil
+	s.queue = s.queue[1:]
+	if len(s.queue) == 0 {
+		s.queue = nil
+	}
+	return m, true
+}
+
+// Len returns how many messages are queued.
+func (s *Subscription) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue)
+}
 
 // Done is closed when the hub ends the subscription (slow consumer or
-// shutdown); Err then says why. Messages already buffered stay readable.
+// shutdown); Err then says why. Messages already queued stay drainable.
 func (s *Subscription) Done() <-chan struct{} { return s.done }
 
 // Err returns why the subscription ended, or nil while it is active or after

@@ -10,12 +10,29 @@ import (
 
 func recv(t *testing.T, s *Subscription) *Message {
 	t.Helper()
-	select {
-	case m := <-s.C():
-		return m
-	case <-time.After(5 * time.Second):
+	m, ok := recvWithin(s, 5*time.Second)
+	if !ok {
 		t.Fatal("no message within 5s")
-		return nil
+	}
+	return m
+}
+
+// recvWithin returns the next message of s, waiting up to d; false when
+// none came in time or the subscription ended with nothing queued.
+func recvWithin(s *Subscription, d time.Duration) (*Message, bool) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		if m, ok := s.Pop(); ok {
+			return m, true
+		}
+		select {
+		case <-s.Ready():
+		case <-s.Done():
+			return s.Pop()
+		case <-t.C:
+			return nil, false
+		}
 	}
 }
 
@@ -38,10 +55,8 @@ func TestHubDeliversToRoomSubscribersOnly(t *testing.T) {
 			t.Errorf("frame: got %q, want %q", m.Frame, want)
 		}
 	}
-	select {
-	case m := <-b.C():
+	if m, ok := b.Pop(); ok {
 		t.Errorf("room b got %v, want nothing", m.Event)
-	default:
 	}
 	if got, want := h.Rooms(), []string{"a", "b"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("rooms: got %v, want %v", got, want)
@@ -59,13 +74,12 @@ func TestHubDropsSlowSubscriberWithoutBlocking(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for {
-			select {
-			case m := <-fast.C():
-				received <- m.Seq
-				if m.Seq == 100 {
-					return
-				}
-			case <-fast.Done():
+			m, ok := recvWithin(fast, 10*time.Second)
+			if !ok {
+				return
+			}
+			received <- m.Seq
+			if m.Seq == 100 {
 				return
 			}
 		}
@@ -75,7 +89,7 @@ func TestHubDropsSlowSubscriberWithoutBlocking(t *testing.T) {
 		for i := int64(1); i <= 100; i++ {
 			h.Deliver(Event{Room: "r", Seq: i})
 			// Give the fast reader a chance, as a real network would.
-			for len(fast.C()) > 2 {
+			for fast.Len() > 2 {
 				time.Sleep(time.Millisecond)
 			}
 		}
@@ -95,7 +109,7 @@ func TestHubDropsSlowSubscriberWithoutBlocking(t *testing.T) {
 	if !errors.Is(slow.Err(), ErrSlowConsumer) {
 		t.Errorf("slow err: got %v, want %v", slow.Err(), ErrSlowConsumer)
 	}
-	if got := len(slow.C()); got != 4 {
+	if got := slow.Len(); got != 4 {
 		t.Errorf("slow buffer: got %d buffered, want 4 (the buffer size)", got)
 	}
 	close(received)
@@ -164,6 +178,74 @@ func TestHubRoomsChanged(t *testing.T) {
 	}
 }
 
+// TestSubscriptionQueue: an idle subscription holds no queue memory; a
+// burst is drained in order in one call and its memory is given back.
+func TestSubscriptionQueue(t *testing.T) {
+	h := NewHub(1024)
+	s, _ := h.Subscribe("r")
+	defer s.Close()
+	if got := cap(s.queue); got != 0 {
+		t.Fatalf("idle queue capacity: got %d, want 0", got)
+	}
+	for i := int64(1); i <= 200; i++ {
+		h.Deliver(Event{Room: "r", Seq: i})
+	}
+	if got := s.Len(); got != 200 {
+		t.Fatalf("queued: got %d, want 200", got)
+	}
+	msgs := s.Drain(nil)
+	for i, m := range msgs {
+		if m.Seq != int64(i+1) {
+			t.Fatalf("drained[%d]: got seq %d, want %d", i, m.Seq, i+1)
+		}
+	}
+	if len(msgs) != 200 {
+		t.Fatalf("drained: got %d, want 200", len(msgs))
+	}
+	if got := cap(s.queue); got != 0 {
+		t.Errorf("queue capacity after draining a burst: got %d, want 0 (given back)", got)
+	}
+	h.Deliver(Event{Room: "r", Seq: 201})
+	h.Deliver(Event{Room: "r", Seq: 202})
+	s.Drain(nil)
+	if got := cap(s.queue); got == 0 || got > queueKeep {
+		t.Errorf("queue capacity after a small batch: got %d, want kept (1..%d)", got, queueKeep)
+	}
+}
+
+// TestSubscriptionNotify: the callback runs when messages arrive on an
+// empty queue (not for every message), at once when set on a non-empty
+// queue, and when the hub ends the subscription.
+func TestSubscriptionNotify(t *testing.T) {
+	h := NewHub(3)
+	s, _ := h.Subscribe("r")
+	defer s.Close()
+	h.Deliver(Event{Room: "r", Seq: 1})
+	calls := 0
+	s.Notify(func() { calls++ })
+	if calls != 1 {
+		t.Fatalf("Notify on a non-empty queue: got %d calls, want 1", calls)
+	}
+	h.Deliver(Event{Room: "r", Seq: 2})
+	if calls != 1 {
+		t.Errorf("second message on a non-empty queue: got %d calls, want 1", calls)
+	}
+	s.Drain(nil)
+	h.Deliver(Event{Room: "r", Seq: 3})
+	if calls != 2 {
+		t.Errorf("message on a drained queue: got %d calls, want 2", calls)
+	}
+	h.Deliver(Event{Room: "r", Seq: 4})
+	h.Deliver(Event{Room: "r", Seq: 5})
+	h.Deliver(Event{Room: "r", Seq: 6}) // the 4th queued: dropped
+	if calls != 3 || !errors.Is(s.Err(), ErrSlowConsumer) {
+		t.Errorf("dropped: got %d calls and err %v, want 3 and %v", calls, s.Err(), ErrSlowConsumer)
+	}
+	if got := len(s.Drain(nil)); got != 3 {
+		t.Errorf("after the drop: got %d queued, want the 3 delivered before it", got)
+	}
+}
+
 func BenchmarkHubDeliver1000(b *testing.B) {
 	h := NewHub(1 << 20)
 	subs := make([]*Subscription, 1000)
@@ -177,9 +259,7 @@ func BenchmarkHubDeliver1000(b *testing.B) {
 		h.Deliver(ev)
 		if i%1000 == 999 {
 			for _, s := range subs {
-				for len(s.C()) > 0 {
-					<-s.C()
-				}
+				s.Drain(nil)
 			}
 		}
 	}

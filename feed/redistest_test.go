@@ -211,9 +211,12 @@ func redisReceive(tb testing.TB, sub *Subscription, n int, timeout time.Duration
 	defer t.Stop()
 	seqs := make([]int64, 0, n)
 	for len(seqs) < n {
-		select {
-		case m := <-sub.C():
+		if m, ok := sub.Pop(); ok {
 			seqs = append(seqs, m.Seq)
+			continue
+		}
+		select {
+		case <-sub.Ready():
 		case <-sub.Done():
 			tb.Fatalf("subscription to %s ended (%v) after %d of %d events", sub.Room(), sub.Err(), len(seqs), n)
 		case <-t.C:

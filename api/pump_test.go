@@ -1,0 +1,172 @@
+package api_test
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/roomfeed/roomfeed/api"
+	"github.com/roomfeed/roomfeed/feed"
+)
+
+// rawStream is an SSE request on a bare TCP connection: no goroutine of the
+// test process reads it until the test does.
+type rawStream struct {
+	conn net.Conn
+	br   *bufio.Reader
+}
+
+// openRaw sends GET path and reads the response head and the opening
+// comment of the stream.
+func openRaw(t *testing.T, base, path string) *rawStream {
+	t.Helper()
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if _, err := conn.Write([]byte("GET " + path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nAccept: text/event-stream\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	rs := &rawStream{conn: conn, br: bufio.NewReader(conn)}
+	status := rs.line(t)
+	if !strings.HasPrefix(status, "HTTP/1.1 200") {
+		t.Fatalf("got status line %q, want 200", status)
+	}
+	for rs.line(t) != "" {
+	}
+	rs.until(t, ": roomfeed ")
+	return rs
+}
+
+// line reads one line (without its line break) within 10 s.
+func (rs *rawStream) line(t *testing.T) string {
+	t.Helper()
+	_ = rs.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	l, err := rs.br.ReadString('\n')
+	if err != nil {
+		t.Fatalf("read: got %v after %q", err, l)
+	}
+	return strings.TrimRight(l, "\r\n")
+}
+
+// until reads lines until one starting with prefix.
+func (rs *rawStream) until(t *testing.T, prefix string) string {
+	t.Helper()
+	for {
+		if l := rs.line(t); strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+}
+
+// waitFor polls cond until it holds or 10 s have passed.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("still waiting after 10s for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestPumpedStreamsHoldNoGoroutine: an idle pumped stream costs no
+// goroutine (a handler-served one costs two), every stream still gets each
+// event, and clients that close their connection are noticed without any
+// write to them: their subscriptions and presence go at once.
+func TestPumpedStreamsHoldNoGoroutine(t *testing.T) {
+	for _, be := range backends[:2] {
+		t.Run(be.name, func(t *testing.T) {
+			ts := newServer(t, be, serverOpts{presence: func(hub *feed.Hub) api.Presence { return feed.NewMemPresence(hub, time.Millisecond) }})
+			first := openRaw(t, ts.URL, "/rooms/g/events") // starts the pump
+			before := runtime.NumGoroutine()
+			const n = 40
+			streams := make([]*rawStream, n)
+			for i := range streams {
+				streams[i] = openRaw(t, ts.URL, "/rooms/g/events?client=p"+strconv.Itoa(i))
+			}
+			grew := runtime.NumGoroutine() - before
+			switch {
+			case !be.handlerStreams && grew > 4:
+				t.Errorf("got %d more goroutines for %d idle pumped streams, want none per stream", grew, n)
+			case be.handlerStreams && grew < n:
+				t.Errorf("got %d more goroutines for %d handler-served streams, want at least one each", grew, n)
+			}
+
+			mustStatus(t, do(t, http.MethodPut, ts.URL+"/rooms/g/elements/c1", `{"kind":"character","data":{}}`), http.StatusCreated)
+			for i, rs := range append(streams, first) {
+				if got := rs.until(t, "id: "); got != "id: 1" {
+					t.Fatalf("stream %d: got %q, want id: 1", i, got)
+				}
+			}
+			if got := len(presenceOf(t, ts, "g")); got != n {
+				t.Fatalf("got %d people present, want %d", got, n)
+			}
+
+			for _, rs := range streams {
+				rs.conn.Close()
+			}
+			waitFor(t, "the subscriptions of the closed streams to end", func() bool { return ts.Hub.Subscribers() == 1 })
+			waitFor(t, "presence to empty after every named client left", func() bool { return len(presenceOf(t, ts, "g")) == 0 })
+			mustStatus(t, do(t, http.MethodPut, ts.URL+"/rooms/g/elements/c1", `{"kind":"character","data":{}}`), http.StatusOK)
+			if got := first.until(t, "id: "); got != "id: 2" {
+				t.Errorf("remaining stream: got %q, want id: 2", got)
+			}
+		})
+	}
+}
+
+func presenceOf(t *testing.T, ts *testServer, room string) []any {
+	t.Helper()
+	r := do(t, http.MethodGet, ts.URL+"/rooms/"+room+"/presence", "")
+	mustStatus(t, r, http.StatusOK)
+	people, _ := r.json(t)["people"].([]any)
+	return people
+}
+
+// TestPumpShutdownClosesStreams: CloseStreams ends pumped streams (the
+// client sees the end of the response) and returns once the pump stopped,
+// even with a client that reads nothing.
+func TestPumpShutdownClosesStreams(t *testing.T) {
+	ts := newServer(t, backends[0], serverOpts{cfg: api.Config{WriteTimeout: time.Minute}})
+	reader := openRaw(t, ts.URL, "/rooms/s/events")
+	stuck := openRaw(t, ts.URL, "/rooms/s/events")
+	_ = stuck.conn.(*net.TCPConn).SetReadBuffer(4096)
+	big := `{"event":"blob","data":"` + strings.Repeat("x", 60<<10) + `"}`
+	for range 40 {
+		mustStatus(t, do(t, http.MethodPost, ts.URL+"/rooms/s/messages", big), http.StatusCreated)
+	}
+	if got := reader.until(t, "id: 40"); got != "id: 40" {
+		t.Fatalf("got %q, want id: 40", got)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	ts.Srv.CloseStreams(ctx)
+	if ctx.Err() != nil {
+		t.Fatalf("CloseStreams still waiting after %v, want the pump stopped", time.Since(start))
+	}
+	_ = reader.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, err := reader.br.ReadString('\n')
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatal("the stream did not end at shutdown")
+			}
+			break
+		}
+	}
+}
