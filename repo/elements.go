@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"strconv"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Event types recorded for element changes.
@@ -80,7 +82,7 @@ func (s *Store) Put(ctx context.Context, room, id, kind string, data json.RawMes
 	if !isObject(data) {
 		return Element{}, Event{}, false, fmt.Errorf("put element: data is not a JSON object: %w", ErrInvalid)
 	}
-	err = s.inWriteTx(ctx, room, func(ctx context.Context, w *writeTx) error {
+	err = s.inWriteTx(ctx, room, id, func(ctx context.Context, w *writeTx) error {
 		cur, exists, err := w.element(ctx, id)
 		if err != nil {
 			return err
@@ -123,7 +125,7 @@ func (s *Store) Patch(ctx context.Context, room, id string, patch json.RawMessag
 	if !isObject(patch) {
 		return Element{}, Event{}, fmt.Errorf("patch element: patch is not a JSON object: %w", ErrInvalid)
 	}
-	err := s.inWriteTx(ctx, room, func(ctx context.Context, w *writeTx) error {
+	err := s.inWriteTx(ctx, room, id, func(ctx context.Context, w *writeTx) error {
 		cur, err := w.existing(ctx, id, pre)
 		if err != nil {
 			return err
@@ -151,16 +153,16 @@ func (s *Store) Patch(ctx context.Context, room, id string, patch json.RawMessag
 // If-Match was given).
 func (s *Store) Delete(ctx context.Context, room, id string, pre Precondition, meta Meta) (Event, error) {
 	var ev Event
-	err := s.inWriteTx(ctx, room, func(ctx context.Context, w *writeTx) error {
+	err := s.inWriteTx(ctx, room, id, func(ctx context.Context, w *writeTx) error {
 		cur, err := w.existing(ctx, id, pre)
 		if err != nil {
 			return err
 		}
-		if _, err := w.exec(ctx, qDeleteElement, w.room, id); err != nil {
+		if err := w.exec(ctx, qDeleteElement, w.room, id); err != nil {
 			return err
 		}
 		tomb := Element{ID: id, Kind: cur.Kind, Version: cur.Version + 1, UpdatedAt: w.now}
-		if _, err := w.exec(ctx, qSaveTombstone, w.room, id, tomb.Version); err != nil {
+		if err := w.exec(ctx, qSaveTombstone, w.room, id, tomb.Version); err != nil {
 			return err
 		}
 		ev, err = w.elementEvent(ctx, TypeDeleted, tomb, meta)
@@ -180,7 +182,7 @@ func (s *Store) Message(ctx context.Context, room, name string, data json.RawMes
 		return Event{}, fmt.Errorf("record message: data: %w", err)
 	}
 	var ev Event
-	err = s.inWriteTx(ctx, room, func(ctx context.Context, w *writeTx) error {
+	err = s.inWriteTx(ctx, room, "", func(ctx context.Context, w *writeTx) error {
 		payload, err := encodeJSON(messagePayload{
 			ID: strconv.FormatInt(w.seq, 10), Room: w.room, Type: name, Data: data,
 			OpID: meta.OpID, Actor: meta.Actor, At: formatTime(w.now),
@@ -286,22 +288,43 @@ func scanElement(row scanner) (Element, error) {
 	return el, nil
 }
 
-// writeTx is the state of one write transaction: the room row is locked
-// and seq is the sequence number this write takes.
+// writeTx is the state of one write: the room row is locked, seq is the
+// sequence number this write takes and now is its time.
+//
+// On SQLite the write runs in a savepoint of the committer's batch
+// transaction and its statements run at once. On PostgreSQL the element
+// and tombstone of the write's id were read with the sequence number, and
+// the statements are queued to be sent with COMMIT (see tryPostgresWrite),
+// so their errors surface there.
 type writeTx struct {
 	s    *Store
-	tx   *sql.Tx
 	room string
 	seq  int64
 	now  time.Time
+
+	// SQLite
+	tx    *sql.Tx
+	stmts map[string]*sql.Stmt // s.stmts bound to tx, shared by the batch
+
+	// PostgreSQL
+	pg     *pgReads
+	queued *pgx.Batch
 }
 
-// inWriteTx runs fn in a write transaction on room and commits it. An error
-// from fn rolls everything back, including the sequence number. PostgreSQL
-// serialization failures and deadlocks are retried a few times.
-func (s *Store) inWriteTx(ctx context.Context, room string, fn func(context.Context, *writeTx) error) error {
+// inWriteTx runs fn as one write on room, with the room row locked and the
+// next sequence number taken, and commits it. An error from fn undoes the
+// write, including the sequence number. id is the element fn reads (""
+// for none): PostgreSQL reads it together with the sequence number.
+//
+// SQLite writes go through the committer (group commit). PostgreSQL writes
+// run one transaction each; serialization failures and deadlocks are
+// retried a few times.
+func (s *Store) inWriteTx(ctx context.Context, room, id string, fn writeFunc) error {
+	if s.commits != nil {
+		return classify(s.commits.do(ctx, room, fn))
+	}
 	for attempt := 1; ; attempt++ {
-		err := s.tryWriteTx(ctx, room, fn)
+		err := s.tryPostgresWrite(ctx, room, id, fn)
 		if err == nil || !retryable(err) || attempt == writeAttempts {
 			return classify(err)
 		}
@@ -317,35 +340,33 @@ func (s *Store) inWriteTx(ctx context.Context, room string, fn func(context.Cont
 	}
 }
 
-func (s *Store) tryWriteTx(ctx context.Context, room string, fn func(context.Context, *writeTx) error) (err error) {
-	tx, err := s.write.BeginTx(ctx, nil)
-	if err != nil {
+// nextSeq takes the room's next sequence number and the write's time on
+// SQLite. The upsert locks the room (the committer holds the only write
+// connection) and sets updated_at, never below the room's previous write,
+// so times follow seq order even if the clock steps back.
+func (w *writeTx) nextSeq(ctx context.Context) error {
+	t := now()
+	arg := t.Format(sqliteTime)
+	var at string
+	if err := w.queryRow(ctx, qNextSeqSQLite, w.room, arg).Scan(&w.seq, &at); err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			tx.Rollback()
+	w.now = t
+	if at != arg {
+		var d dbTime
+		if err := d.parse(at); err != nil {
+			return err
 		}
-	}()
-	// Take the next number and the room row lock in one statement; the lock
-	// is held until commit, so commit order is seq order.
-	w := &writeTx{s: s, tx: tx, room: room}
-	err = w.queryRow(ctx, qNextSeq, room, s.timeArg(now())).Scan(&w.seq)
-	if err != nil {
-		return err
+		w.now = d.t
 	}
-	w.now = now() // after the lock, so times follow seq order as far as the clock allows
-	if err := fn(ctx, w); err != nil {
-		return err
-	}
-	if _, err := w.exec(ctx, qTouchRoom, s.timeArg(w.now), room); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return nil
 }
 
 // element reads the current element; a missing one is exists == false.
 func (w *writeTx) element(ctx context.Context, id string) (el Element, exists bool, err error) {
+	if w.pg != nil {
+		return w.pg.element(id)
+	}
 	el, err = scanElement(w.queryRow(ctx, qElement, w.room, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Element{}, false, nil
@@ -375,6 +396,9 @@ func (w *writeTx) existing(ctx context.Context, id string, pre Precondition) (El
 // tombstone returns the version a deleted element ended at, 0 if it never
 // existed.
 func (w *writeTx) tombstone(ctx context.Context, id string) (int64, error) {
+	if w.pg != nil {
+		return w.pg.tombstone(id)
+	}
 	var v int64
 	err := w.queryRow(ctx, qTombstone, w.room, id).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -384,9 +408,8 @@ func (w *writeTx) tombstone(ctx context.Context, id string) (int64, error) {
 }
 
 func (w *writeTx) saveElement(ctx context.Context, el Element) error {
-	_, err := w.exec(ctx, qSaveElement,
+	return w.exec(ctx, qSaveElement,
 		w.room, el.ID, el.Kind, el.Version, string(el.Data), w.s.timeArg(el.UpdatedAt))
-	return err
 }
 
 func (w *writeTx) elementEvent(ctx context.Context, typ string, el Element, meta Meta) (Event, error) {
@@ -401,7 +424,7 @@ func (w *writeTx) elementEvent(ctx context.Context, typ string, el Element, meta
 }
 
 func (w *writeTx) insertEvent(ctx context.Context, typ string, payload []byte) (Event, error) {
-	_, err := w.exec(ctx, qInsertEvent,
+	err := w.exec(ctx, qInsertEvent,
 		w.room, w.seq, typ, string(payload), w.s.timeArg(w.now))
 	if err != nil {
 		return Event{}, err
@@ -462,11 +485,19 @@ func isObject(raw json.RawMessage) bool {
 	return len(raw) > 0 && raw[0] == '{' && json.Valid(raw)
 }
 
-// The statements of a write transaction, prepared once per store.
+// The statements of a write, prepared once per store.
 const (
-	qNextSeq = `INSERT INTO rooms (room, seq, updated_at) VALUES (?, 1, ?)
-		ON CONFLICT (room) DO UPDATE SET seq = rooms.seq + 1 RETURNING seq`
-	qTouchRoom   = `UPDATE rooms SET updated_at = ? WHERE room = ?`
+	// The sequence number and the write's time, set in one upsert that
+	// locks the room row until commit, so commit order is seq order.
+	// updated_at never goes below the room's previous write.
+	qNextSeqSQLite = `INSERT INTO rooms (room, seq, updated_at) VALUES (?, 1, ?)
+		ON CONFLICT (room) DO UPDATE SET seq = rooms.seq + 1,
+			updated_at = max(rooms.updated_at, excluded.updated_at)
+		RETURNING seq, updated_at`
+	qNextSeqPostgres = `INSERT INTO rooms (room, seq, updated_at) VALUES (?, 1, ?)
+		ON CONFLICT (room) DO UPDATE SET seq = rooms.seq + 1,
+			updated_at = GREATEST(rooms.updated_at, excluded.updated_at)
+		RETURNING seq, updated_at`
 	qElement     = `SELECT id, kind, version, data, updated_at FROM elements WHERE room = ? AND id = ?`
 	qTombstone   = `SELECT version FROM tombstones WHERE room = ? AND id = ?`
 	qSaveElement = `INSERT INTO elements (room, id, kind, version, data, updated_at)
@@ -477,33 +508,75 @@ const (
 	qSaveTombstone = `INSERT INTO tombstones (room, id, version) VALUES (?, ?, ?)
 			ON CONFLICT (room, id) DO UPDATE SET version = excluded.version`
 	qInsertEvent = `INSERT INTO events (room, seq, type, payload, at) VALUES (?, ?, ?, ?, ?)`
+
+	// The savepoint of each write in a SQLite batch.
+	qSavepoint  = `SAVEPOINT w`
+	qRelease    = `RELEASE w`
+	qRollbackTo = `ROLLBACK TO w`
 )
 
-var writeQueries = []string{qNextSeq, qTouchRoom, qElement, qTombstone, qSaveElement, qDeleteElement, qSaveTombstone, qInsertEvent}
-
-// prepareWrites prepares the write statements on the write pool. A
-// statement that fails to prepare is run unprepared.
+// prepareWrites prepares the SQLite write statements on the write
+// connection; a statement that fails to prepare is run unprepared. For
+// PostgreSQL it rewrites the placeholders once: pgx prepares and caches
+// the statements per connection itself.
 func (s *Store) prepareWrites(ctx context.Context) {
-	s.stmts = make(map[string]*sql.Stmt, len(writeQueries))
-	for _, q := range writeQueries {
-		if st, err := s.write.PrepareContext(ctx, s.q(q)); err == nil {
+	if s.dialect == dialectPostgres {
+		qs := []string{qNextSeqPostgres, qElement, qTombstone, qSaveElement, qDeleteElement, qSaveTombstone, qInsertEvent}
+		s.pgq = make(map[string]string, len(qs))
+		for _, q := range qs {
+			s.pgq[q] = s.q(q)
+		}
+		return
+	}
+	qs := []string{qNextSeqSQLite, qElement, qTombstone, qSaveElement, qDeleteElement, qSaveTombstone, qInsertEvent,
+		qSavepoint, qRelease, qRollbackTo}
+	s.stmts = make(map[string]*sql.Stmt, len(qs))
+	for _, q := range qs {
+		if st, err := s.write.PrepareContext(ctx, q); err == nil {
 			s.stmts[q] = st
 		}
 	}
 }
 
-// exec runs a write statement in the transaction, prepared when it can be.
-func (w *writeTx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	if st := w.s.stmts[q]; st != nil {
-		return w.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+// exec runs a write statement: on SQLite at once in the transaction,
+// prepared when it can be; on PostgreSQL it is queued for the commit.
+func (w *writeTx) exec(ctx context.Context, q string, args ...any) error {
+	if w.queued != nil {
+		text, ok := w.s.pgq[q]
+		if !ok {
+			text = w.s.q(q)
+		}
+		w.queued.Queue(text, args...)
+		return nil
 	}
-	return w.tx.ExecContext(ctx, w.s.q(q), args...)
+	if st := w.stmt(ctx, q); st != nil {
+		_, err := st.ExecContext(ctx, args...)
+		return err
+	}
+	_, err := w.tx.ExecContext(ctx, q, args...)
+	return err
 }
 
-// queryRow runs a write-path query in the transaction, prepared when it can be.
+// queryRow runs a SQLite write-path query in the transaction, prepared when
+// it can be.
 func (w *writeTx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	if st := w.s.stmts[q]; st != nil {
-		return w.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	if st := w.stmt(ctx, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
 	}
-	return w.tx.QueryRowContext(ctx, w.s.q(q), args...)
+	return w.tx.QueryRowContext(ctx, q, args...)
+}
+
+// stmt returns the prepared statement q bound to the transaction, nil if
+// q could not be prepared.
+func (w *writeTx) stmt(ctx context.Context, q string) *sql.Stmt {
+	if st := w.stmts[q]; st != nil {
+		return st
+	}
+	st := w.s.stmts[q]
+	if st == nil {
+		return nil
+	}
+	st = w.tx.StmtContext(ctx, st)
+	w.stmts[q] = st
+	return st
 }

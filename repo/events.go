@@ -90,9 +90,11 @@ func (s *Store) eventsAfter(ctx context.Context, room string, after int64, limit
 }
 
 // RoomHeads returns the rooms written at or after since (the zero time means
-// all rooms) with their sequence numbers, sorted by room. updated_at is
-// taken while the write holds the room lock but before it commits, so a
-// poller should look back by a margin longer than a write transaction.
+// all rooms) with their sequence numbers, sorted by room. updated_at is the
+// write's time, taken when it asks for the room lock (but never below the
+// room's previous write) and before it commits, so a poller should look
+// back by a margin longer than a write transaction and its wait for the
+// lock.
 func (s *Store) RoomHeads(ctx context.Context, since time.Time) ([]RoomHead, error) {
 	heads, err := s.roomHeads(ctx, since)
 	if err != nil {

@@ -308,7 +308,7 @@ func TestConcurrentWriters(t *testing.T) {
 			if !bytes.Equal(ev.Payload, got[ev.Seq].Payload) {
 				t.Errorf("event %d: got stored payload %s, want %s", ev.Seq, ev.Payload, got[ev.Seq].Payload)
 			}
-			if i > 0 && ev.At.Before(evs[i-1].At) && s.Dialect() == "sqlite" {
+			if i > 0 && ev.At.Before(evs[i-1].At) {
 				t.Errorf("event %d: at %v before previous %v", ev.Seq, ev.At, evs[i-1].At)
 			}
 		}

@@ -1,0 +1,86 @@
+package repo
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/roomfeed/roomfeed/internal/testenv"
+)
+
+// BenchmarkWrite measures Put throughput through the store alone (no HTTP,
+// no publishing): 1 and 16 writers, into one room or spread over 1,000
+// rooms, on SQLite and PostgreSQL. Each writer replaces 16 elements of its
+// own in turn, like roomfeed-bench scenario 6. Besides ns/op it reports
+// writes/s.
+//
+//	go test -run '^$' -bench Write -benchtime 2000x ./repo/
+func BenchmarkWrite(b *testing.B) {
+	backends := []struct {
+		name string
+		url  func(b *testing.B) string
+	}{
+		{"sqlite", func(b *testing.B) string { return "sqlite://" + filepath.Join(b.TempDir(), "rf.db") }},
+		{"postgres", func(b *testing.B) string { return testenv.PostgresURL(b) }},
+	}
+	for _, be := range backends {
+		for _, writers := range []int{1, 16} {
+			for _, rooms := range []int{1, 1000} {
+				name := fmt.Sprintf("%s/writers=%d/rooms=%d", be.name, writers, rooms)
+				b.Run(name, func(b *testing.B) {
+					s, err := Open(b.Context(), be.url(b), Options{})
+					if err != nil {
+						b.Fatalf("Open: %v", err)
+					}
+					b.Cleanup(func() { s.Close() })
+					benchmarkWrites(b, s, writers, rooms)
+				})
+			}
+		}
+	}
+}
+
+func benchmarkWrites(b *testing.B, s *Store, writers, rooms int) {
+	b.Helper()
+	data := json.RawMessage(`{"name":"Aria","hp":12,"pos":{"x":1.5,"y":-3}}`)
+	var (
+		next  atomic.Int64
+		wg    sync.WaitGroup
+		errMu sync.Mutex
+		first error
+	)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for w := range writers {
+		wg.Go(func() {
+			ctx := b.Context()
+			for i := 0; ; i++ {
+				n := next.Add(1)
+				if n > int64(b.N) {
+					return
+				}
+				room := "w1"
+				if rooms > 1 {
+					room = "w" + strconv.FormatInt(n%int64(rooms), 10)
+				}
+				id := "e" + strconv.Itoa(w) + "-" + strconv.Itoa(i%16)
+				if _, _, _, err := s.Put(ctx, room, id, "thing", data, Precondition{}, Meta{}); err != nil {
+					errMu.Lock()
+					first = err
+					errMu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	if first != nil {
+		b.Fatalf("Put: %v", first)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+}
