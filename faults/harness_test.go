@@ -811,7 +811,17 @@ type checkReport struct {
 // It waits (up to timeout) for the subscribers to reach the SQL head.
 func checkFeed(tb testing.TB, pgURL, room string, l *ledger, subs []*subscriber, timeout time.Duration) checkReport {
 	tb.Helper()
+	// A write whose client gave up may still commit (it was already in a
+	// group commit): wait until the history stops growing.
 	hist := sqlHistory(tb, pgURL, room)
+	for range 50 {
+		time.Sleep(200 * time.Millisecond)
+		next := sqlHistory(tb, pgURL, room)
+		if len(next) == len(hist) {
+			break
+		}
+		hist = next
+	}
 	head := int64(len(hist))
 	for i, e := range hist {
 		if e.Seq != int64(i+1) {

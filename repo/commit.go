@@ -11,7 +11,7 @@ import (
 	"modernc.org/sqlite"
 )
 
-// maxBatch bounds the writes the SQLite committer runs in one transaction.
+// maxBatch bounds the writes a committer runs in one transaction.
 const maxBatch = 64
 
 // errClosed answers the writes still queued when the store closes.
@@ -29,16 +29,18 @@ const (
 	reqAbandoned
 )
 
-// writeReq is one write waiting for the SQLite committer.
+// writeReq is one write waiting for a committer.
 type writeReq struct {
 	ctx   context.Context
 	room  string
+	id    string // the element fn reads ("" for none); PostgreSQL reads it up front
 	fn    writeFunc
 	state atomic.Int32
 	done  chan error // capacity 1, so answering never blocks the committer
 }
 
-// committer is the group commit of SQLite writes. One goroutine takes every
+// committer is the group commit of SQLite writes (runBatch); PostgreSQL
+// uses the same queue with runPostgresBatch (see pgcommit.go). One goroutine takes every
 // queued write (up to maxBatch) and runs them in one transaction on the
 // single write connection, each inside its own savepoint, so a write whose
 // fn fails is undone alone (its sequence number included) while the others
@@ -53,29 +55,30 @@ type writeReq struct {
 // away cannot abort the transaction of the others, and its caller still
 // waits for the outcome.
 type committer struct {
-	s       *Store
-	wake    chan struct{} // capacity 1: "the queue may have work"
-	stopped chan struct{} // closed when run returns
-	stop    sync.Once
+	// commitBatch runs a batch; see runBatch for its contract.
+	commitBatch func(batch []*writeReq, errs []error) error
+	wake        chan struct{} // capacity 1: "the queue may have work"
+	stopped     chan struct{} // closed when run returns
+	stop        sync.Once
 
 	mu     sync.Mutex
 	queue  []*writeReq
 	closed bool
 }
 
-func newCommitter(s *Store) *committer {
-	c := &committer{s: s, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+func newCommitter(commitBatch func(batch []*writeReq, errs []error) error) *committer {
+	c := &committer{commitBatch: commitBatch, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
 	go c.run()
 	return c
 }
 
 // do queues a write and waits for its outcome. A panic in fn is raised
 // again here, in the caller's goroutine.
-func (c *committer) do(ctx context.Context, room string, fn writeFunc) error {
+func (c *committer) do(ctx context.Context, room, id string, fn writeFunc) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r := &writeReq{ctx: ctx, room: room, fn: fn, done: make(chan error, 1)}
+	r := &writeReq{ctx: ctx, room: room, id: id, fn: fn, done: make(chan error, 1)}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -173,7 +176,7 @@ func (c *committer) take(batch []*writeReq) (_ []*writeReq, open bool) {
 
 // commit runs batch in one transaction and answers every write in it.
 func (c *committer) commit(batch []*writeReq, errs []error) []error {
-	fatal := c.s.runBatch(batch, errs)
+	fatal := c.commitBatch(batch, errs)
 	for i, r := range batch {
 		if r == nil {
 			continue // answered by runBatch

@@ -21,7 +21,8 @@ func openSQLiteStore(t *testing.T) *Store {
 	return openStore(t, "sqlite://"+filepath.Join(t.TempDir(), "rf.db"))
 }
 
-// blockCommitter occupies the SQLite committer with a write (in room
+// blockCommitter occupies the SQLite committer (or a PostgreSQL store's
+// only one) with a write (in room
 // "blocker") that waits until release is called, so the writes made
 // meanwhile queue up and go into the next batch together. release is also
 // called when the test ends.
@@ -50,13 +51,23 @@ func blockCommitter(t *testing.T, s *Store) (release func()) {
 	return release
 }
 
-// waitQueued waits until n writes are queued for the committer.
+// firstCommitter is SQLite's committer or the first PostgreSQL one (the
+// only one with Options.Committers 1).
+func firstCommitter(s *Store) *committer {
+	if s.commits != nil {
+		return s.commits
+	}
+	return s.pgCommits[0]
+}
+
+// waitQueued waits until n writes are queued for the (first) committer.
 func waitQueued(t *testing.T, s *Store, n int) {
 	t.Helper()
+	c := firstCommitter(s)
 	for {
-		s.commits.mu.Lock()
-		got := len(s.commits.queue)
-		s.commits.mu.Unlock()
+		c.mu.Lock()
+		got := len(c.queue)
+		c.mu.Unlock()
 		if got == n {
 			return
 		}

@@ -158,11 +158,11 @@ func (s *Store) Delete(ctx context.Context, room, id string, pre Precondition, m
 		if err != nil {
 			return err
 		}
-		if err := w.exec(ctx, qDeleteElement, w.room, id); err != nil {
+		if err := w.deleteElement(ctx, id); err != nil {
 			return err
 		}
 		tomb := Element{ID: id, Kind: cur.Kind, Version: cur.Version + 1, UpdatedAt: w.now}
-		if err := w.exec(ctx, qSaveTombstone, w.room, id, tomb.Version); err != nil {
+		if err := w.saveTombstone(ctx, id, tomb.Version); err != nil {
 			return err
 		}
 		ev, err = w.elementEvent(ctx, TypeDeleted, tomb, meta)
@@ -213,8 +213,16 @@ func (s *Store) Get(ctx context.Context, room, id string) (Element, error) {
 }
 
 // CountElements returns the number of elements in room (an index-only
-// count; an unknown room has none).
+// count; an unknown room has none). On PostgreSQL the calls made at once
+// share one statement.
 func (s *Store) CountElements(ctx context.Context, room string) (int, error) {
+	if s.counts != nil {
+		n, err := s.counts.count(ctx, room)
+		if err != nil {
+			return 0, fmt.Errorf("count elements: %w", classify(err))
+		}
+		return n, nil
+	}
 	var n int
 	err := s.read.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM elements WHERE room = ?`), room).Scan(&n)
 	if err != nil {
@@ -295,7 +303,9 @@ func scanElement(row scanner) (Element, error) {
 // transaction and its statements run at once. On PostgreSQL the element
 // and tombstone of the write's id were read with the sequence number, and
 // the statements are queued to be sent with COMMIT (see tryPostgresWrite),
-// so their errors surface there.
+// so their errors surface there; in a batch (batched, see pgcommit.go) the
+// element, tombstone and event changes are kept in pg and events and
+// written for the whole batch at once.
 type writeTx struct {
 	s    *Store
 	room string
@@ -307,8 +317,10 @@ type writeTx struct {
 	stmts map[string]*sql.Stmt // s.stmts bound to tx, shared by the batch
 
 	// PostgreSQL
-	pg     *pgReads
-	queued *pgx.Batch
+	pg      *pgReads
+	queued  *pgx.Batch
+	batched bool
+	events  []pgEvent // batched: the events this write records
 }
 
 // inWriteTx runs fn as one write on room, with the room row locked and the
@@ -316,13 +328,18 @@ type writeTx struct {
 // write, including the sequence number. id is the element fn reads (""
 // for none): PostgreSQL reads it together with the sequence number.
 //
-// SQLite writes go through the committer (group commit). PostgreSQL writes
-// run one transaction each; serialization failures and deadlocks are
-// retried a few times.
+// Writes go through a committer (group commit): SQLite's one, or the
+// PostgreSQL committer of the room.
 func (s *Store) inWriteTx(ctx context.Context, room, id string, fn writeFunc) error {
 	if s.commits != nil {
-		return classify(s.commits.do(ctx, room, fn))
+		return classify(s.commits.do(ctx, room, id, fn))
 	}
+	return classify(s.pgCommitter(room).do(ctx, room, id, fn))
+}
+
+// writeAlone runs one PostgreSQL write in its own transaction;
+// serialization failures and deadlocks are retried a few times.
+func (s *Store) writeAlone(ctx context.Context, room, id string, fn writeFunc) error {
 	for attempt := 1; ; attempt++ {
 		err := s.tryPostgresWrite(ctx, room, id, fn)
 		if err == nil || !retryable(err) || attempt == writeAttempts {
@@ -408,8 +425,31 @@ func (w *writeTx) tombstone(ctx context.Context, id string) (int64, error) {
 }
 
 func (w *writeTx) saveElement(ctx context.Context, el Element) error {
+	if w.pg != nil {
+		if err := w.pg.save(el); err != nil || w.batched {
+			return err
+		}
+	}
 	return w.exec(ctx, qSaveElement,
 		w.room, el.ID, el.Kind, el.Version, string(el.Data), w.s.timeArg(el.UpdatedAt))
+}
+
+func (w *writeTx) deleteElement(ctx context.Context, id string) error {
+	if w.pg != nil {
+		if err := w.pg.remove(id); err != nil || w.batched {
+			return err
+		}
+	}
+	return w.exec(ctx, qDeleteElement, w.room, id)
+}
+
+func (w *writeTx) saveTombstone(ctx context.Context, id string, version int64) error {
+	if w.pg != nil {
+		if err := w.pg.setTombstone(id, version); err != nil || w.batched {
+			return err
+		}
+	}
+	return w.exec(ctx, qSaveTombstone, w.room, id, version)
 }
 
 func (w *writeTx) elementEvent(ctx context.Context, typ string, el Element, meta Meta) (Event, error) {
@@ -424,6 +464,10 @@ func (w *writeTx) elementEvent(ctx context.Context, typ string, el Element, meta
 }
 
 func (w *writeTx) insertEvent(ctx context.Context, typ string, payload []byte) (Event, error) {
+	if w.batched {
+		w.events = append(w.events, pgEvent{seq: w.seq, typ: typ, payload: string(payload), at: w.now})
+		return Event{Room: w.room, Seq: w.seq, Type: typ, Payload: payload, At: w.now}, nil
+	}
 	err := w.exec(ctx, qInsertEvent,
 		w.room, w.seq, typ, string(payload), w.s.timeArg(w.now))
 	if err != nil {

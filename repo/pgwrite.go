@@ -18,10 +18,13 @@ type pgReads struct {
 	el     Element
 	exists bool
 	tomb   int64
+	// In a batch: el (with exists) or tomb was changed by a write.
+	elDirty, tombDirty bool
 }
 
-// tryPostgresWrite runs one write on PostgreSQL in two round trips while
-// the room row is locked:
+// tryPostgresWrite runs one write alone on PostgreSQL (the writes of a
+// batch that PostgreSQL rejected run this way, see runPostgresBatch) in two
+// round trips while the room row is locked:
 //
 //  1. BEGIN; take the next seq (locking the room row) and set updated_at;
 //     read the element id and its tombstone (when id is not empty).
@@ -151,4 +154,31 @@ func (r *pgReads) tombstone(id string) (int64, error) {
 		return 0, fmt.Errorf("tombstone %q was not read with the sequence number", id)
 	}
 	return r.tomb, nil
+}
+
+// save records that el (of the prefetched id) was written.
+func (r *pgReads) save(el Element) error {
+	if el.ID != r.id {
+		return fmt.Errorf("element %q was not read with the sequence number", el.ID)
+	}
+	r.el, r.exists, r.elDirty = el, true, true
+	return nil
+}
+
+// remove records that the prefetched element was deleted.
+func (r *pgReads) remove(id string) error {
+	if id != r.id {
+		return fmt.Errorf("element %q was not read with the sequence number", id)
+	}
+	r.el, r.exists, r.elDirty = Element{}, false, true
+	return nil
+}
+
+// setTombstone records the prefetched element's new tombstone version.
+func (r *pgReads) setTombstone(id string, version int64) error {
+	if id != r.id {
+		return fmt.Errorf("tombstone %q was not read with the sequence number", id)
+	}
+	r.tomb, r.tombDirty = version, true
+	return nil
 }

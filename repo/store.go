@@ -3,11 +3,13 @@
 //
 // Every write locks the room row, takes the next sequence number, writes the
 // element and inserts the event in one transaction, so sequence numbers are
-// gap-free per room and commit order equals sequence order. On SQLite the
-// writes queued at once share one transaction and one fsync (group commit),
-// each in its own savepoint; on PostgreSQL each write is its own transaction
-// of two round trips. The store speaks SQLite (embedded default) and
-// PostgreSQL; both dialects return the same bytes for the same writes.
+// gap-free per room and commit order equals sequence order. On both
+// dialects the writes queued at once share one transaction and one commit
+// (group commit): on SQLite each runs in its own savepoint; on PostgreSQL a
+// batch locks its rooms and reads its elements in one round trip, runs the
+// writes in Go and sends all their changes with COMMIT in a second one. The
+// store speaks SQLite (embedded default) and PostgreSQL; both dialects return
+// the same bytes for the same writes.
 package repo
 
 import (
@@ -72,6 +74,11 @@ const (
 type Options struct {
 	Logger       *slog.Logger // may be nil
 	MaxOpenConns int          // 0 = a sensible default per dialect
+	// Committers is the number of PostgreSQL group committers, each of
+	// which runs one batch at a time on its own connection; every room is
+	// served by the same one. 0 = one per two CPUs: on 2 cores one committer
+	// (bigger batches) wrote as fast as two and faster than four.
+	Committers int
 }
 
 // Store is the SQL store. It is safe for concurrent use.
@@ -87,6 +94,12 @@ type Store struct {
 	pgq   map[string]string    // PostgreSQL: write statements with $n placeholders
 	// commits runs the SQLite writes in batches (nil for PostgreSQL).
 	commits *committer
+	// pgCommits run the PostgreSQL writes in batches; a room always goes
+	// to the same one (nil for SQLite).
+	pgCommits []*committer
+	// counts runs the PostgreSQL CountElements calls in batches (nil for
+	// SQLite).
+	counts *counter
 }
 
 // Open connects to the database named by url, applies the embedded
@@ -119,7 +132,17 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	s.log = log
 	s.prepareWrites(ctx)
 	if s.dialect == dialectSQLite {
-		s.commits = newCommitter(s)
+		s.commits = newCommitter(s.runBatch)
+	} else {
+		n := opts.Committers
+		if n <= 0 {
+			n = max(1, runtime.GOMAXPROCS(0)/2)
+		}
+		s.pgCommits = make([]*committer, n)
+		for i := range s.pgCommits {
+			s.pgCommits[i] = newCommitter(s.runPostgresBatch)
+		}
+		s.counts = newCounter(s)
 	}
 	log.LogAttrs(ctx, slog.LevelInfo, "store opened", slog.String("dialect", s.dialect))
 	return s, nil
@@ -264,11 +287,17 @@ func runMigrations(dir, driverName string, drv database.Driver) error {
 	return nil
 }
 
-// Close closes the database handles. SQLite writes still queued fail with
+// Close closes the database handles. Writes still queued fail with
 // ErrUnavailable; a batch being committed finishes first.
 func (s *Store) Close() error {
 	if s.commits != nil {
 		s.commits.close()
+	}
+	for _, c := range s.pgCommits {
+		c.close()
+	}
+	if s.counts != nil {
+		s.counts.close()
 	}
 	for _, st := range s.stmts {
 		st.Close()

@@ -1,0 +1,519 @@
+package repo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/roomfeed/roomfeed/internal/testenv"
+)
+
+// openPostgresStore opens a store on url with the given number of
+// committers.
+func openPostgresStore(t *testing.T, url string, committers int) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), url, Options{Committers: committers})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+type queuedResult struct {
+	seq int64
+	err error
+}
+
+// runQueued queues writes, in order, behind a blocked committer (s must
+// have one), so they run as one batch, and returns their results.
+func runQueued(t *testing.T, s *Store, writes []queuedWrite) []queuedResult {
+	t.Helper()
+	release := blockCommitter(t, s)
+	results := make([]chan queuedResult, len(writes))
+	for i, w := range writes {
+		ctx, cancel := context.WithCancel(t.Context())
+		t.Cleanup(cancel)
+		results[i] = make(chan queuedResult, 1)
+		go func() {
+			seq, err := w.write(ctx, s)
+			results[i] <- queuedResult{seq, err}
+		}()
+		waitQueued(t, s, i+1)
+		if w.cancel {
+			cancel()
+			if r := <-results[i]; !errors.Is(r.err, context.Canceled) {
+				t.Fatalf("%s: got error %v, want %v", w.name, r.err, context.Canceled)
+			}
+			results[i] <- queuedResult{0, context.Canceled}
+		}
+	}
+	release()
+	out := make([]queuedResult, len(writes))
+	for i := range writes {
+		out[i] = <-results[i]
+	}
+	return out
+}
+
+// checkResults compares results with the writes' wants.
+func checkResults(t *testing.T, writes []queuedWrite, results []queuedResult) {
+	t.Helper()
+	for i, w := range writes {
+		r := results[i]
+		switch {
+		case w.wantErr == errAnyErr:
+			if r.err == nil {
+				t.Errorf("%s: got seq %d, want an error", w.name, r.seq)
+			}
+		case w.wantErr != nil:
+			if !errors.Is(r.err, w.wantErr) {
+				t.Errorf("%s: got error %v, want %v", w.name, r.err, w.wantErr)
+			}
+		case r.err != nil || r.seq != w.wantSeq:
+			t.Errorf("%s: got seq %d error %v, want seq %d", w.name, r.seq, r.err, w.wantSeq)
+		}
+	}
+}
+
+// checkGapFree checks that room's events are 1..head with no gap.
+func checkGapFree(t *testing.T, s *Store, room string, wantHead int64) []Event {
+	t.Helper()
+	if got := mustHead(t, s, room); got != wantHead {
+		t.Errorf("%s: Head: got %d, want %d", room, got, wantHead)
+	}
+	evs := allEvents(t, s, room, 0)
+	if int64(len(evs)) != wantHead {
+		t.Errorf("%s: events: got %d, want %d", room, len(evs), wantHead)
+	}
+	for i, ev := range evs {
+		if ev.Seq != int64(i+1) {
+			t.Errorf("%s event %d: got seq %d, want %d", room, i, ev.Seq, i+1)
+		}
+	}
+	return evs
+}
+
+func patchWrite(room, id, patch string, pre Precondition) func(context.Context, *Store) (int64, error) {
+	return func(ctx context.Context, s *Store) (int64, error) {
+		_, ev, err := s.Patch(ctx, room, id, json.RawMessage(patch), pre, Meta{})
+		return ev.Seq, err
+	}
+}
+
+func deleteWrite(room, id string, pre Precondition) func(context.Context, *Store) (int64, error) {
+	return func(ctx context.Context, s *Store) (int64, error) {
+		ev, err := s.Delete(ctx, room, id, pre, Meta{})
+		return ev.Seq, err
+	}
+}
+
+func messageWrite(room, name string) func(context.Context, *Store) (int64, error) {
+	return func(ctx context.Context, s *Store) (int64, error) {
+		ev, err := s.Message(ctx, room, name, json.RawMessage(`{"n":1}`), Meta{OpID: "op"})
+		return ev.Seq, err
+	}
+}
+
+// TestPostgresGroupCommit runs batches of writes on PostgreSQL: each write
+// sees the writes before it in its batch, a write that fails leaves no trace
+// and takes no seq, and a batch PostgreSQL rejects is run again write by
+// write. Room w1 holds element x (version 1) at seq 1 first.
+func TestPostgresGroupCommit(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		writes    func(t *testing.T, s *Store) []queuedWrite
+		wantHeads map[string]int64
+		// wantElements are the elements' versions after the batch; 0 means
+		// the element does not exist.
+		wantElements map[string]int64
+	}{
+		{
+			name: "rooms and repeated elements",
+			writes: func(*testing.T, *Store) []queuedWrite {
+				return []queuedWrite{
+					{name: "put w1/a", write: putWrite("w1", "a", Precondition{IfNoneMatchAny: true}), wantSeq: 2},
+					{name: "patch w1/a", write: patchWrite("w1", "a", `{"p":1}`, Precondition{IfMatch: ptr(int64(1))}), wantSeq: 3},
+					{name: "put w2/a", write: putWrite("w2", "a", Precondition{}), wantSeq: 1},
+					{name: "delete w1/x", write: deleteWrite("w1", "x", Precondition{IfMatch: ptr(int64(1))}), wantSeq: 4},
+					{name: "patch w1/x deleted", write: patchWrite("w1", "x", `{}`, Precondition{}), wantErr: ErrNotFound},
+					{name: "put w1/x again", write: putWrite("w1", "x", Precondition{IfNoneMatchAny: true}), wantSeq: 5},
+					{name: "message w2", write: messageWrite("w2", "hi"), wantSeq: 2},
+					{name: "patch w1/a again", write: patchWrite("w1", "a", `{"q":2}`, Precondition{IfMatch: ptr(int64(2))}), wantSeq: 6},
+					{name: "delete w2/a", write: deleteWrite("w2", "a", Precondition{}), wantSeq: 3},
+				}
+			},
+			wantHeads:    map[string]int64{"w1": 6, "w2": 3},
+			wantElements: map[string]int64{"w1/a": 3, "w1/x": 3, "w2/a": 0},
+		},
+		{
+			name: "failed preconditions leave no trace",
+			writes: func(*testing.T, *Store) []queuedWrite {
+				return []queuedWrite{
+					{name: "put a", write: putWrite("w1", "a", Precondition{IfNoneMatchAny: true}), wantSeq: 2},
+					{name: "put x stale", write: putWrite("w1", "x", Precondition{IfMatch: ptr(int64(7))}), wantErr: ErrVersionMismatch},
+					{name: "put a exists", write: putWrite("w1", "a", Precondition{IfNoneMatchAny: true}), wantErr: ErrExists},
+					{name: "delete missing", write: deleteWrite("w1", "nope", Precondition{}), wantErr: ErrNotFound},
+					{name: "patch in a new room", write: patchWrite("w3", "a", `{}`, Precondition{}), wantErr: ErrNotFound},
+					{name: "put in a new room stale", write: putWrite("w4", "a", Precondition{IfMatchAny: true}), wantErr: ErrVersionMismatch},
+					{name: "message", write: messageWrite("w1", "hi"), wantSeq: 3},
+				}
+			},
+			wantHeads:    map[string]int64{"w1": 3, "w3": 0, "w4": 0},
+			wantElements: map[string]int64{"w1/a": 1, "w1/x": 1, "w1/nope": 0, "w3/a": 0, "w4/a": 0},
+		},
+		{
+			name: "only failed writes",
+			writes: func(*testing.T, *Store) []queuedWrite {
+				return []queuedWrite{
+					{name: "patch in a new room", write: patchWrite("w3", "a", `{}`, Precondition{}), wantErr: ErrNotFound},
+					{name: "put x stale", write: putWrite("w1", "x", Precondition{IfMatch: ptr(int64(7))}), wantErr: ErrVersionMismatch},
+				}
+			},
+			wantHeads:    map[string]int64{"w1": 1, "w3": 0},
+			wantElements: map[string]int64{"w1/x": 1, "w3/a": 0},
+		},
+		{
+			name: "a write cancelled while queued is not run",
+			writes: func(*testing.T, *Store) []queuedWrite {
+				return []queuedWrite{
+					{name: "put a", write: putWrite("w1", "a", Precondition{}), wantSeq: 2},
+					{name: "put b cancelled", write: putWrite("w1", "b", Precondition{}), cancel: true, wantErr: context.Canceled},
+					{name: "put c", write: putWrite("w1", "c", Precondition{}), wantSeq: 3},
+				}
+			},
+			wantHeads:    map[string]int64{"w1": 3},
+			wantElements: map[string]int64{"w1/a": 1, "w1/b": 0, "w1/c": 1},
+		},
+		{
+			name: "a rejected batch runs its writes alone",
+			writes: func(t *testing.T, s *Store) []queuedWrite {
+				return []queuedWrite{
+					{name: "put a", write: putWrite("w1", "a", Precondition{}), wantSeq: 2},
+					{name: "deferred violation", write: deferredFK(t, s), wantErr: errAnyErr},
+					{name: "put a again", write: putWrite("w1", "a", Precondition{IfMatch: ptr(int64(1))}), wantSeq: 3},
+					{name: "put x stale", write: putWrite("w1", "x", Precondition{IfMatch: ptr(int64(7))}), wantErr: ErrVersionMismatch},
+					{name: "put w2/a", write: putWrite("w2", "a", Precondition{}), wantSeq: 1},
+				}
+			},
+			wantHeads:    map[string]int64{"w1": 3, "w2": 1},
+			wantElements: map[string]int64{"w1/a": 2, "w1/x": 1, "w2/a": 1},
+		},
+		{
+			name: "a panicking write is undone alone",
+			writes: func(*testing.T, *Store) []queuedWrite {
+				return []queuedWrite{
+					{name: "put a", write: putWrite("w1", "a", Precondition{}), wantSeq: 2},
+					{name: "panic", write: func(ctx context.Context, s *Store) (seq int64, err error) {
+						defer func() {
+							if v := recover(); v != nil {
+								err = fmt.Errorf("%w: recovered %v", errAnyErr, v)
+							}
+						}()
+						err = s.inWriteTx(ctx, "w1", "", func(context.Context, *writeTx) error { panic("boom") })
+						return 0, fmt.Errorf("got error %v, want a panic", err)
+					}, wantErr: errAnyErr},
+					{name: "put c", write: putWrite("w1", "c", Precondition{}), wantSeq: 3},
+				}
+			},
+			wantHeads:    map[string]int64{"w1": 3},
+			wantElements: map[string]int64{"w1/a": 1, "w1/c": 1},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := openPostgresStore(t, testenv.PostgresURL(t), 1)
+			mustPut(t, s, "w1", "x", "thing", `{}`)
+			writes := tt.writes(t, s)
+			checkResults(t, writes, runQueued(t, s, writes))
+
+			list, err := s.RoomHeads(t.Context(), time.Time{})
+			if err != nil {
+				t.Fatalf("RoomHeads: %v", err)
+			}
+			heads := map[string]int64{}
+			for _, h := range list {
+				heads[h.Room] = h.Seq
+			}
+			for room, want := range tt.wantHeads {
+				evs := checkGapFree(t, s, room, want)
+				// The stored payloads are what replaying them gives.
+				for _, ev := range evs {
+					if !json.Valid(ev.Payload) {
+						t.Errorf("%s event %d: invalid payload %s", room, ev.Seq, ev.Payload)
+					}
+				}
+				if _, listed := heads[room]; listed != (want > 0) {
+					t.Errorf("RoomHeads lists %s: got %v, want %v", room, listed, want > 0)
+				}
+			}
+			for key, want := range tt.wantElements {
+				room, id, _ := cutKey(key)
+				el, err := s.Get(t.Context(), room, id)
+				switch {
+				case want == 0 && !errors.Is(err, ErrNotFound):
+					t.Errorf("Get %s: got %+v, %v, want %v", key, el, err, ErrNotFound)
+				case want != 0 && (err != nil || el.Version != want):
+					t.Errorf("Get %s: got version %d, %v, want version %d", key, el.Version, err, want)
+				}
+			}
+			// And the store goes on writing.
+			if _, ev := mustPut(t, s, "w1", "after", "thing", `{}`); ev.Seq != tt.wantHeads["w1"]+1 {
+				t.Errorf("next write: got seq %d, want %d", ev.Seq, tt.wantHeads["w1"]+1)
+			}
+		})
+	}
+}
+
+func cutKey(key string) (room, id string, ok bool) {
+	for i := range len(key) {
+		if key[i] == '/' {
+			return key[:i], key[i+1:], true
+		}
+	}
+	return key, "", false
+}
+
+// TestPostgresBatchPayloads: the events of a batch are the bytes the writes
+// returned, and replaying a batch's events gives the stored elements, as
+// when the same writes run one by one.
+func TestPostgresBatchPayloads(t *testing.T) {
+	t.Parallel()
+	s := openPostgresStore(t, testenv.PostgresURL(t), 1)
+	var (
+		mu  sync.Mutex
+		got = map[int64]Event{}
+	)
+	record := func(ev Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		got[ev.Seq] = ev
+	}
+	meta := Meta{OpID: "op-1", Actor: "ann"}
+	writes := []queuedWrite{
+		{name: "put", write: func(ctx context.Context, s *Store) (int64, error) {
+			_, ev, _, err := s.Put(ctx, "p", "a", "thing", json.RawMessage(`{ "b": [1, 2],  "a": "<&>" }`), Precondition{}, meta)
+			record(ev)
+			return ev.Seq, err
+		}, wantSeq: 1},
+		{name: "patch", write: func(ctx context.Context, s *Store) (int64, error) {
+			_, ev, err := s.Patch(ctx, "p", "a", json.RawMessage(`{"c":{"d":null,"e":1.50}}`), Precondition{}, meta)
+			record(ev)
+			return ev.Seq, err
+		}, wantSeq: 2},
+		{name: "message", write: func(ctx context.Context, s *Store) (int64, error) {
+			ev, err := s.Message(ctx, "p", "chat", json.RawMessage(` "hé" `), meta)
+			record(ev)
+			return ev.Seq, err
+		}, wantSeq: 3},
+		{name: "delete", write: func(ctx context.Context, s *Store) (int64, error) {
+			ev, err := s.Delete(ctx, "p", "a", Precondition{}, meta)
+			record(ev)
+			return ev.Seq, err
+		}, wantSeq: 4},
+		{name: "put again", write: func(ctx context.Context, s *Store) (int64, error) {
+			_, ev, created, err := s.Put(ctx, "p", "a", "other", nil, Precondition{}, Meta{})
+			if err == nil && !created {
+				err = errors.New("got created false, want true")
+			}
+			record(ev)
+			return ev.Seq, err
+		}, wantSeq: 5},
+	}
+	checkResults(t, writes, runQueued(t, s, writes))
+	evs := checkGapFree(t, s, "p", 5)
+	for _, ev := range evs {
+		want := got[ev.Seq]
+		if string(ev.Payload) != string(want.Payload) || ev.Type != want.Type || !ev.At.Equal(want.At) {
+			t.Errorf("event %d: got %s %s %v, want %s %s %v", ev.Seq, ev.Type, ev.Payload, ev.At, want.Type, want.Payload, want.At)
+		}
+	}
+	el := mustGet(t, s, "p", "a")
+	var last payloadElement
+	if err := json.Unmarshal(evs[4].Payload, &last); err != nil {
+		t.Fatalf("last event: %v", err)
+	}
+	if el.Version != 4 || last.Element.Version != 4 || el.Kind != "other" || string(el.Data) != "{}" {
+		t.Errorf("element: got %+v (event version %d), want version 4, kind other, data {}", el, last.Element.Version)
+	}
+}
+
+func TestPostgresCloseWithQueuedWrites(t *testing.T) {
+	t.Parallel()
+	s, err := Open(t.Context(), testenv.PostgresURL(t), Options{Committers: 1})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	release := blockCommitter(t, s)
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			_, errs[i] = s.Message(t.Context(), "w1", "m", json.RawMessage(strconv.Itoa(i)), Meta{})
+		})
+	}
+	waitQueued(t, s, n)
+
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	wg.Wait() // the queued writes are answered before the batch in flight ends
+	for i, err := range errs {
+		if !errors.Is(err, ErrUnavailable) {
+			t.Errorf("write %d: got error %v, want %v", i, err, ErrUnavailable)
+		}
+	}
+	if _, err := s.Message(t.Context(), "w1", "m", nil, Meta{}); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("write after Close: got error %v, want %v", err, ErrUnavailable)
+	}
+	release() // the batch in flight commits, then the committer stops
+	if err := <-closed; err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	for i, c := range s.pgCommits {
+		select {
+		case <-c.stopped:
+		default:
+			t.Errorf("committer %d still running after Close returned", i)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestPostgresTwoNodes: two stores (two nodes) with several committers each
+// write the same rooms and elements at once: no deadlock, every room's seqs
+// are gap-free, and each element's version counts the writes to it.
+func TestPostgresTwoNodes(t *testing.T) {
+	t.Parallel()
+	for _, committers := range []int{1, 2, 4} {
+		t.Run(fmt.Sprintf("committers=%d", committers), func(t *testing.T) {
+			t.Parallel()
+			url := testenv.PostgresURL(t)
+			nodes := []*Store{openPostgresStore(t, url, committers), openPostgresStore(t, url, committers)}
+			const (
+				writers = 8 // per node
+				writes  = 40
+				rooms   = 5
+			)
+			var wg sync.WaitGroup
+			errs := make(chan error, 2*writers)
+			for n, s := range nodes {
+				for w := range writers {
+					wg.Go(func() {
+						for i := range writes {
+							room := "r" + strconv.Itoa((n+w+i)%rooms)
+							id := "e" + strconv.Itoa(i%3)
+							var err error
+							if i%2 == 0 {
+								_, err = s.Message(t.Context(), room, "m", nil, Meta{})
+							} else {
+								_, _, _, err = s.Put(t.Context(), room, id, "thing", json.RawMessage(fmt.Sprintf(`{"n":%d,"w":%d}`, n, w)), Precondition{}, Meta{})
+							}
+							if err != nil {
+								errs <- fmt.Errorf("node %d writer %d write %d: %w", n, w, i, err)
+								return
+							}
+						}
+					})
+				}
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			var total int64
+			for r := range rooms {
+				room := "r" + strconv.Itoa(r)
+				head := mustHead(t, nodes[0], room)
+				total += head
+				versions := map[string]int64{}
+				for _, ev := range checkGapFree(t, nodes[1], room, head) {
+					if ev.Type == "m" {
+						continue
+					}
+					var p payloadElement
+					if err := json.Unmarshal(ev.Payload, &p); err != nil {
+						t.Fatalf("%s event %d: %v", room, ev.Seq, err)
+					}
+					versions[p.Element.ID]++
+					if p.Element.Version != versions[p.Element.ID] {
+						t.Errorf("%s event %d: element %s got version %d, want %d", room, ev.Seq, p.Element.ID, p.Element.Version, versions[p.Element.ID])
+					}
+				}
+				for id, v := range versions {
+					if got := mustGet(t, nodes[0], room, id); got.Version != v {
+						t.Errorf("%s/%s: got version %d, want %d", room, id, got.Version, v)
+					}
+				}
+			}
+			if total != 2*writers*writes {
+				t.Errorf("events in all rooms: got %d, want %d", total, 2*writers*writes)
+			}
+		})
+	}
+}
+
+// TestCountElements: counts made at once (merged into one statement on
+// PostgreSQL) each get their own room's count.
+func TestCountElements(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		want := map[string]int{"c0": 0, "c1": 1, "c3": 3, "unknown": 0}
+		for room, n := range want {
+			for i := range n {
+				mustPut(t, s, room, "e"+strconv.Itoa(i), "thing", `{}`)
+			}
+		}
+		mustPut(t, s, "c0", "gone", "thing", `{}`)
+		if _, err := s.Delete(t.Context(), "c0", "gone", Precondition{}, Meta{}); err != nil {
+			t.Fatalf("Delete: %v", err)
+		}
+		var wg sync.WaitGroup
+		for range 8 {
+			for room, n := range want {
+				wg.Go(func() {
+					got, err := s.CountElements(t.Context(), room)
+					if err != nil || got != n {
+						t.Errorf("CountElements %s: got %d, %v, want %d", room, got, err, n)
+					}
+				})
+			}
+		}
+		wg.Wait()
+
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if _, err := s.CountElements(ctx, "c1"); !errors.Is(err, context.Canceled) {
+			t.Errorf("CountElements with a cancelled context: got %v, want %v", err, context.Canceled)
+		}
+	})
+}
+
+func TestPostgresCountAfterClose(t *testing.T) {
+	t.Parallel()
+	s, err := Open(t.Context(), testenv.PostgresURL(t), Options{})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := s.CountElements(t.Context(), "c1"); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("CountElements after Close: got %v, want %v", err, ErrUnavailable)
+	}
+	select {
+	case <-s.counts.stopped:
+	default:
+		t.Error("counter still running after Close returned")
+	}
+}
