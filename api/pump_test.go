@@ -71,18 +71,6 @@ func (rs *rawStream) until(t *testing.T, prefix string) string {
 	}
 }
 
-// waitFor polls cond until it holds or 10 s have passed.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("still waiting after 10s for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestPumpedStreamsHoldNoGoroutine: an idle pumped stream costs no
 // goroutine (a handler-served one costs two), every stream still gets each
 // event, and clients that close their connection are noticed without any
@@ -119,8 +107,8 @@ func TestPumpedStreamsHoldNoGoroutine(t *testing.T) {
 			for _, rs := range streams {
 				rs.conn.Close()
 			}
-			waitFor(t, "the subscriptions of the closed streams to end", func() bool { return ts.Hub.Subscribers() == 1 })
-			waitFor(t, "presence to empty after every named client left", func() bool { return len(presenceOf(t, ts, "g")) == 0 })
+			eventually(t, "the subscriptions of the closed streams to end", func() bool { return ts.Hub.Subscribers() == 1 })
+			eventually(t, "presence to empty after every named client left", func() bool { return len(presenceOf(t, ts, "g")) == 0 })
 			mustStatus(t, do(t, http.MethodPut, ts.URL+"/rooms/g/elements/c1", `{"kind":"character","data":{}}`), http.StatusOK)
 			if got := first.until(t, "id: "); got != "id: 2" {
 				t.Errorf("remaining stream: got %q, want id: 2", got)

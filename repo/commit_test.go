@@ -194,34 +194,9 @@ func TestGroupCommit(t *testing.T) {
 			s := openSQLiteStore(t)
 			x, _ := mustPut(t, s, room, "x", "thing", `{}`)
 			writes := tt.writes(t, s)
-			release := blockCommitter(t, s)
-
-			type result struct {
-				seq int64
-				err error
-			}
-			results := make([]chan result, len(writes))
+			results := runQueued(t, s, writes)
 			for i, w := range writes {
-				ctx, cancel := context.WithCancel(t.Context())
-				t.Cleanup(cancel)
-				results[i] = make(chan result, 1)
-				go func() {
-					seq, err := w.write(ctx, s)
-					results[i] <- result{seq, err}
-				}()
-				waitQueued(t, s, i+1)
-				if w.cancel {
-					cancel()
-					if r := <-results[i]; !errors.Is(r.err, context.Canceled) {
-						t.Fatalf("%s: got error %v, want %v", w.name, r.err, context.Canceled)
-					}
-					results[i] <- result{0, context.Canceled}
-				}
-			}
-			release()
-
-			for i, w := range writes {
-				r := <-results[i]
+				r := results[i]
 				switch {
 				case w.wantErr == errAnyErr:
 					if r.err == nil {
@@ -273,9 +248,27 @@ func TestGroupCommit(t *testing.T) {
 	}
 }
 
+// TestCloseWithQueuedWrites: Close answers the queued writes with
+// ErrUnavailable, lets the batch in flight commit, stops every committer,
+// and may be called again; on both backends.
 func TestCloseWithQueuedWrites(t *testing.T) {
 	t.Parallel()
-	s, err := Open(t.Context(), "sqlite://"+filepath.Join(t.TempDir(), "rf.db"), Options{})
+	for _, tt := range []struct {
+		name string
+		url  func(t *testing.T) string
+	}{
+		{"sqlite", func(t *testing.T) string { return "sqlite://" + filepath.Join(t.TempDir(), "rf.db") }},
+		{"postgres", func(t *testing.T) string { return testenv.PostgresURL(t) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			testCloseWithQueuedWrites(t, tt.url(t))
+		})
+	}
+}
+
+func testCloseWithQueuedWrites(t *testing.T, url string) {
+	s, err := Open(t.Context(), url, Options{Committers: 1})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -305,10 +298,15 @@ func TestCloseWithQueuedWrites(t *testing.T) {
 	if err := <-closed; err != nil {
 		t.Errorf("Close: %v", err)
 	}
-	select {
-	case <-s.commits.stopped:
-	default:
-		t.Error("committer still running after Close returned")
+	for i, c := range append([]*committer{s.commits}, s.pgCommits...) {
+		if c == nil {
+			continue
+		}
+		select {
+		case <-c.stopped:
+		default:
+			t.Errorf("committer %d still running after Close returned", i)
+		}
 	}
 	if err := s.Close(); err != nil {
 		t.Errorf("second Close: %v", err)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // pgBatchTimeout bounds one PostgreSQL batch, so a connection that hangs
@@ -153,18 +152,7 @@ func (s *Store) runPostgresBatch(batch []*writeReq, errs []error) error {
 }
 
 func (s *Store) pgBatch(ctx context.Context, batch []*writeReq, errs []error) error {
-	conn, err := s.write.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	return conn.Raw(func(dc any) error {
-		c, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return fmt.Errorf("unexpected driver connection %T", dc)
-		}
-		return s.pgBatchTx(ctx, c.Conn(), batch, errs)
-	})
+	return s.withPgConn(ctx, func(c *pgx.Conn) error { return s.pgBatchTx(ctx, c, batch, errs) })
 }
 
 // pgBatchTx runs the writes of batch (nil entries skipped) in one transaction:

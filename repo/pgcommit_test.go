@@ -345,50 +345,6 @@ func TestPostgresBatchPayloads(t *testing.T) {
 	}
 }
 
-func TestPostgresCloseWithQueuedWrites(t *testing.T) {
-	t.Parallel()
-	s, err := Open(t.Context(), testenv.PostgresURL(t), Options{Committers: 1})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	release := blockCommitter(t, s)
-	const n = 8
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i := range n {
-		wg.Go(func() {
-			_, errs[i] = s.Message(t.Context(), "w1", "m", json.RawMessage(strconv.Itoa(i)), Meta{})
-		})
-	}
-	waitQueued(t, s, n)
-
-	closed := make(chan error, 1)
-	go func() { closed <- s.Close() }()
-	wg.Wait() // the queued writes are answered before the batch in flight ends
-	for i, err := range errs {
-		if !errors.Is(err, ErrUnavailable) {
-			t.Errorf("write %d: got error %v, want %v", i, err, ErrUnavailable)
-		}
-	}
-	if _, err := s.Message(t.Context(), "w1", "m", nil, Meta{}); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("write after Close: got error %v, want %v", err, ErrUnavailable)
-	}
-	release() // the batch in flight commits, then the committer stops
-	if err := <-closed; err != nil {
-		t.Errorf("Close: %v", err)
-	}
-	for i, c := range s.pgCommits {
-		select {
-		case <-c.stopped:
-		default:
-			t.Errorf("committer %d still running after Close returned", i)
-		}
-	}
-	if err := s.Close(); err != nil {
-		t.Errorf("second Close: %v", err)
-	}
-}
-
 // TestPostgresTwoNodes: two stores (two nodes) with several committers each
 // write the same rooms and elements at once: no deadlock, every room's seqs
 // are gap-free, and each element's version counts the writes to it.

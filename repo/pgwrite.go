@@ -35,6 +35,11 @@ type pgReads struct {
 // built exactly as on SQLite. Any failure rolls back, sequence number
 // included.
 func (s *Store) tryPostgresWrite(ctx context.Context, room, id string, fn writeFunc) error {
+	return s.withPgConn(ctx, func(c *pgx.Conn) error { return s.pgWrite(ctx, c, room, id, fn) })
+}
+
+// withPgConn runs fn on a pgx connection of the pool, for pipelined batches.
+func (s *Store) withPgConn(ctx context.Context, fn func(*pgx.Conn) error) error {
 	conn, err := s.write.Conn(ctx)
 	if err != nil {
 		return err
@@ -45,7 +50,7 @@ func (s *Store) tryPostgresWrite(ctx context.Context, room, id string, fn writeF
 		if !ok {
 			return fmt.Errorf("unexpected driver connection %T", dc)
 		}
-		return s.pgWrite(ctx, c.Conn(), room, id, fn)
+		return fn(c.Conn())
 	})
 }
 
