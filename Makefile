@@ -59,7 +59,7 @@ bench:
 	scripts/bench.sh $(BENCH_FLAGS)
 
 bench-go:
-	$(GO) test -run '^$$' -bench . -benchmem ./feed/ ./api/
+	$(GO) test -run '^$$' -bench . -benchmem ./feed/ ./repo/
 
 clean:
 	rm -rf bin web/dist

@@ -119,3 +119,15 @@ func FuzzParseCursor(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkAppendEvent encodes a typical element event: done once per
+// event, whatever the number of subscribers (NewMessage).
+func BenchmarkAppendEvent(b *testing.B) {
+	data := []byte(`{"id":"42","room":"w1","type":"element.updated","element":{"id":"c1","kind":"character","version":7,"data":{"name":"Aria","home":"Valen","notes":"line one"},"updated_at":"2026-11-25T12:00:00.123456Z"},"op_id":"op-7","at":"2026-11-25T12:00:00.123456Z"}`)
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		buf = AppendEvent(buf[:0], "42", "element.updated", data)
+	}
+}
