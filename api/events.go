@@ -454,6 +454,12 @@ func (st *stream) live(ctx context.Context) {
 
 var pingFrame = feed.AppendComment(nil, "ping")
 
+// What a stream keeps between flushes (see flush).
+const (
+	keepMessages   = 32
+	keepBatchBytes = 4 << 10
+)
+
 // flush writes everything the subscriptions have queued, batched into as
 // few writes as it can. A hole before an event in its room (after a Redis
 // data loss, or a reader that fell behind the stream's window) is filled
@@ -465,14 +471,16 @@ func (st *stream) flush(ctx context.Context) error {
 	}
 	buf := st.buf[:0]
 	defer func() {
+		// Keep an ordinary batch's memory for the next one, not a burst's:
+		// thousands of mostly idle streams must not each hold one.
 		clear(msgs)
-		if cap(msgs) <= 1024 {
+		if cap(msgs) <= keepMessages {
 			st.msgs = msgs[:0]
 		} else {
 			st.msgs = nil
 		}
-		if cap(buf) <= 64<<10 {
-			st.buf = buf[:0] // keep an ordinary batch's memory for the next one
+		if cap(buf) <= keepBatchBytes {
+			st.buf = buf[:0]
 		} else {
 			st.buf = nil
 		}
