@@ -456,8 +456,8 @@ var pingFrame = feed.AppendComment(nil, "ping")
 
 // What a stream keeps between flushes (see flush).
 const (
-	keepMessages   = 32
-	keepBatchBytes = 4 << 10
+	keepMessages   = 1024
+	keepBatchBytes = 64 << 10
 )
 
 // flush writes everything the subscriptions have queued, batched into as
@@ -471,8 +471,8 @@ func (st *stream) flush(ctx context.Context) error {
 	}
 	buf := st.buf[:0]
 	defer func() {
-		// Keep an ordinary batch's memory for the next one, not a burst's:
-		// thousands of mostly idle streams must not each hold one.
+		// Keep an ordinary batch's memory for the next one, not a burst's.
+		// (Pumped streams borrow their worker's instead; see pump.work.)
 		clear(msgs)
 		if cap(msgs) <= keepMessages {
 			st.msgs = msgs[:0]

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/roomfeed/roomfeed/feed"
 )
 
 // The pump serves the live part of hijacked HTTP/1.1 streams with a few
@@ -219,13 +221,20 @@ func (p *pump) pop() (*stream, bool) {
 }
 
 func (p *pump) work() {
+	// The batch buffers belong to the worker, lent to the stream it runs,
+	// so an idle pumped stream holds none.
+	var buf []byte
+	var msgs []*feed.Message
 	for {
 		st, ok := p.pop()
 		if !ok {
 			return
 		}
 		st.sched.Store(schedRunning)
+		st.buf, st.msgs = buf, msgs
 		st.step(p.ctx)
+		buf, msgs = st.buf, st.msgs
+		st.buf, st.msgs = nil, nil
 		lent := st.lent
 		st.lent = false
 		if !st.sched.CompareAndSwap(schedRunning, schedIdle) {
