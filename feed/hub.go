@@ -50,10 +50,9 @@ func NewHub(buffer int) *Hub {
 // Subscribe registers a live subscription to room. The caller must Close it.
 func (h *Hub) Subscribe(room string) (*Subscription, error) {
 	s := &Subscription{
-		hub:   h,
-		room:  room,
-		ready: make(chan struct{}, 1),
-		done:  make(chan struct{}),
+		hub:  h,
+		room: room,
+		done: make(chan struct{}),
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -156,7 +155,9 @@ func (h *Hub) removeLocked(s *Subscription, err error) {
 	s.mu.Lock()
 	fn := s.notify
 	s.mu.Unlock()
-	s.wake(fn)
+	if fn != nil {
+		fn()
+	}
 }
 
 func (h *Hub) signal() {
@@ -167,14 +168,13 @@ func (h *Hub) signal() {
 }
 
 // Subscription is one subscriber's live view of a room. The hub appends
-// to its queue; the subscriber takes everything queued with Drain when Ready
-// (or its Notify callback) tells it there is something.
+// to its queue; the subscriber takes everything queued with Drain when its
+// Notify callback tells it there is something.
 type Subscription struct {
-	hub   *Hub
-	room  string
-	ready chan struct{} // capacity 1; see Ready
-	done  chan struct{}
-	err   error // set before done is closed
+	hub  *Hub
+	room string
+	done chan struct{}
+	err  error // set before done is closed
 
 	mu     sync.Mutex
 	queue  []*Message
@@ -196,35 +196,21 @@ func (s *Subscription) push(m *Message, limit int) bool {
 	first := len(s.queue) == 1
 	fn := s.notify
 	s.mu.Unlock()
-	if first {
-		s.wake(fn)
-	}
-	return true
-}
-
-// wake signals Ready and calls the Notify callback, if any.
-func (s *Subscription) wake(fn func()) {
-	select {
-	case s.ready <- struct{}{}:
-	default:
-	}
-	if fn != nil {
+	if first && fn != nil {
 		fn()
 	}
+	return true
 }
 
 // Room returns the subscribed room.
 func (s *Subscription) Room() string { return s.room }
 
-// Ready receives a value (coalesced) when messages were queued on an empty
-// queue and when the subscription ends. A consumer drains after each
-// receipt; a value may be stale (the queue already drained).
-func (s *Subscription) Ready() <-chan struct{} { return s.ready }
-
-// Notify sets a callback with the same meaning as Ready, for consumers that
-// do not wait on a channel. It is called from the delivering goroutine with
-// the hub's lock held: it must not block or call into the hub. If messages
-// are already queued or the subscription has ended, fn is called at once.
+// Notify sets the callback that tells the consumer to drain: it is called
+// when messages are queued on an empty queue and when the subscription
+// ends. It is called from the delivering goroutine with the hub's lock held,
+// so it must not block or call into the hub (a consumer typically signals a
+// channel of capacity 1 or schedules itself). If messages are already queued
+// or the subscription has ended, fn is called at once.
 func (s *Subscription) Notify(fn func()) {
 	s.mu.Lock()
 	s.notify = fn

@@ -17,17 +17,31 @@ func recv(t *testing.T, s *Subscription) *Message {
 	return m
 }
 
+// readyChan is a test consumer's wake-up: it receives (coalesced) when s
+// has something to drain or has ended.
+func readyChan(s *Subscription) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	s.Notify(func() {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	})
+	return ch
+}
+
 // recvWithin returns the next message of s, waiting up to d; false when
 // none came in time or the subscription ended with nothing queued.
 func recvWithin(s *Subscription, d time.Duration) (*Message, bool) {
 	t := time.NewTimer(d)
 	defer t.Stop()
+	ready := readyChan(s)
 	for {
 		if m, ok := s.Pop(); ok {
 			return m, true
 		}
 		select {
-		case <-s.Ready():
+		case <-ready:
 		case <-s.Done():
 			return s.Pop()
 		case <-t.C:

@@ -372,11 +372,12 @@ func redisFollow(ctx context.Context, l *RedisLog, room string, cursor, total in
 	}
 	timeout := time.NewTimer(20 * time.Second)
 	defer timeout.Stop()
+	ready := readyChan(sub)
 	for last < total {
 		m, ok := sub.Pop()
 		if !ok {
 			select {
-			case <-sub.Ready():
+			case <-ready:
 				continue
 			case <-sub.Done():
 				return jumps, fmt.Errorf("subscription ended at %d: %w", last, sub.Err())

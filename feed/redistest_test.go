@@ -210,13 +210,14 @@ func redisReceive(tb testing.TB, sub *Subscription, n int, timeout time.Duration
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	seqs := make([]int64, 0, n)
+	ready := readyChan(sub)
 	for len(seqs) < n {
 		if m, ok := sub.Pop(); ok {
 			seqs = append(seqs, m.Seq)
 			continue
 		}
 		select {
-		case <-sub.Ready():
+		case <-ready:
 		case <-sub.Done():
 			tb.Fatalf("subscription to %s ended (%v) after %d of %d events", sub.Room(), sub.Err(), len(seqs), n)
 		case <-t.C:
