@@ -65,8 +65,8 @@ func (s *Server) serveFeed(c *gin.Context, rooms []string, cursors map[string]in
 	s.streams.Add(1)
 	st.onEnd(s.streams.Done)
 	defer func() {
-		if !st.pumped {
-			st.end()
+		if !st.pumping {
+			st.end() // else the pump ends the stream
 		}
 	}()
 	release, err := s.acquireStream(c)
@@ -147,7 +147,7 @@ func (s *Server) serveFeed(c *gin.Context, rooms []string, cursors map[string]in
 		}
 	}
 	if st.conn != nil {
-		st.pumped = s.pump.add(st)
+		s.pump.add(st)
 		return
 	}
 	st.live(ctx)
@@ -186,8 +186,7 @@ type stream struct {
 	c        *gin.Context             // handler-served streams only
 	rc       *http.ResponseController // handler-served streams only
 	conn     net.Conn                 // hijacked streams only
-	pumped   bool                     // conn was handed to the pump, which ends the stream
-	pumping  bool                     // the pump serves the stream now (short write slices)
+	pumping  bool                     // the pump serves (and ends) the stream: short write slices
 	sched    atomic.Int32             // pump scheduling state (pump.go)
 	gone     atomic.Bool              // the client closed the connection
 	expired  atomic.Bool              // the token expired (pumped streams)

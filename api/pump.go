@@ -134,9 +134,10 @@ func (p *pump) size() int {
 // wait waits for every pump goroutine to return (after quit).
 func (p *pump) wait() { p.wg.Wait() }
 
-// add hands st, whose replay is sent, to the pump; false when the pump is
-// stopping (the caller ends the stream).
-func (p *pump) add(st *stream) bool {
+// add hands st, whose replay is sent, to the pump, which sets st.pumping
+// and ends the stream later; when the pump is stopping it leaves st alone
+// (st.pumping stays false) and the caller ends it.
+func (p *pump) add(st *stream) {
 	// Held as if running until everything below is in place: whatever
 	// schedules st meanwhile (the watcher, a Notify, a heartbeat) marks it
 	// for a run afterwards.
@@ -144,7 +145,7 @@ func (p *pump) add(st *stream) bool {
 	p.mu.Lock()
 	if p.stopping {
 		p.mu.Unlock()
-		return false
+		return
 	}
 	p.streams[st] = struct{}{}
 	p.mu.Unlock()
@@ -172,7 +173,6 @@ func (p *pump) add(st *stream) bool {
 		st.sched.Store(schedQueued)
 		p.push(st)
 	}
-	return true
 }
 
 // schedule makes sure st runs a step soon. It never blocks.
