@@ -240,30 +240,6 @@ func (s *Subscription) Drain(dst []*Message) []*Message {
 	return dst
 }
 
-// Pop removes and returns the oldest queued message, if any; for consumers
-// that take one message at a time.
-func (s *Subscription) Pop() (*Message, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.queue) == 0 {
-		return nil, false
-	}
-	m := s.queue[0]
-	s.queue[0] = nil
-	s.queue = s.queue[1:]
-	if len(s.queue) == 0 {
-		s.queue = nil
-	}
-	return m, true
-}
-
-// Len returns how many messages are queued.
-func (s *Subscription) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.queue)
-}
-
 // Done is closed when the hub ends the subscription (slow consumer or
 // shutdown); Err then says why. Messages already queued stay drainable.
 func (s *Subscription) Done() <-chan struct{} { return s.done }

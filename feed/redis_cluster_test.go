@@ -68,7 +68,7 @@ func TestRedisCluster(t *testing.T) {
 		t.Logf("%d events over %d rooms delivered across nodes in %v", rooms*perRoom, rooms, time.Since(start))
 		time.Sleep(3 * opts.Block) // a few polls: nothing more may arrive
 		for _, sub := range subs {
-			if m, ok := sub.Pop(); ok {
+			if m, ok := pop(sub); ok {
 				t.Fatalf("%s: got extra event %d, want none", sub.Room(), m.Seq)
 			}
 		}

@@ -374,7 +374,7 @@ func redisFollow(ctx context.Context, l *RedisLog, room string, cursor, total in
 	defer timeout.Stop()
 	ready := readyChan(sub)
 	for last < total {
-		m, ok := sub.Pop()
+		m, ok := pop(sub)
 		if !ok {
 			select {
 			case <-ready:

@@ -212,7 +212,7 @@ func redisReceive(tb testing.TB, sub *Subscription, n int, timeout time.Duration
 	seqs := make([]int64, 0, n)
 	ready := readyChan(sub)
 	for len(seqs) < n {
-		if m, ok := sub.Pop(); ok {
+		if m, ok := pop(sub); ok {
 			seqs = append(seqs, m.Seq)
 			continue
 		}
