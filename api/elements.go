@@ -103,10 +103,7 @@ func (s *Server) putElement(c *gin.Context) {
 		writeError(c, badRequest("bad_id", "the body's id differs from the id in the path"))
 		return
 	}
-	if err := s.checkRoomCapacity(ctx, w.room, w.id); err != nil {
-		writeError(c, err)
-		return
-	}
+	w.pre.MaxElements = s.maxElements()
 	el, ev, created, err := s.store.Put(ctx, w.room, w.id, b.Kind, b.Data, w.pre, w.meta)
 	if err != nil {
 		writeError(c, err)
@@ -139,11 +136,8 @@ func (s *Server) createElement(c *gin.Context) {
 		writeError(c, badRequest("bad_id", "element id must match "+namePattern.String()))
 		return
 	}
-	if err := s.checkRoomCapacity(ctx, c.Param("room"), ""); err != nil {
-		writeError(c, err)
-		return
-	}
-	el, ev, _, err := s.store.Put(ctx, c.Param("room"), id, b.Kind, b.Data, repo.Precondition{IfNoneMatchAny: true}, m)
+	pre := repo.Precondition{IfNoneMatchAny: true, MaxElements: s.maxElements()}
+	el, ev, _, err := s.store.Put(ctx, c.Param("room"), id, b.Kind, b.Data, pre, m)
 	if err != nil {
 		writeError(c, err)
 		return

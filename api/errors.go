@@ -58,6 +58,7 @@ var sentinels = []struct {
 	{repo.ErrNotFound, Error{http.StatusNotFound, "not_found", "no such element"}},
 	{repo.ErrVersionMismatch, Error{http.StatusPreconditionFailed, "version_mismatch", "the element's current version does not match If-Match"}},
 	{repo.ErrExists, Error{http.StatusPreconditionFailed, "already_exists", "the element exists and If-None-Match: * was given"}},
+	{repo.ErrRoomFull, Error{http.StatusConflict, "room_full", "the room holds the maximum number of elements; delete some first"}},
 	{repo.ErrInvalid, Error{http.StatusBadRequest, "bad_json", "the element data or patch is not a valid JSON object"}},
 	{repo.ErrUnavailable, Error{http.StatusServiceUnavailable, "database_unavailable", "the database is unavailable; retry later"}},
 	{feed.ErrClosed, Error{http.StatusServiceUnavailable, "shutting_down", "this node is shutting down; reconnect"}},

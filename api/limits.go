@@ -1,9 +1,7 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -15,8 +13,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"golang.org/x/time/rate"
-
-	"github.com/roomfeed/roomfeed/repo"
 )
 
 // Limits bound what one client can take from a node. A zero field takes its
@@ -212,37 +208,11 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// elementCounter is the store's cheap element count, used to hold rooms to
-// MaxElementsPerRoom.
-type elementCounter interface {
-	CountElements(ctx context.Context, room string) (int, error)
-}
-
-// checkRoomCapacity refuses to add element id to a full room. Replacing an
-// element that exists is always allowed. The check runs before the write's
-// transaction, so concurrent creations may overshoot the limit by a few.
-func (s *Server) checkRoomCapacity(ctx context.Context, room, id string) error {
-	limit := s.limits.cfg.MaxElementsPerRoom
-	counter, ok := s.store.(elementCounter)
-	if limit < 0 || !ok {
-		return nil
-	}
-	n, err := counter.CountElements(ctx, room)
-	if err != nil {
-		return err
-	}
-	if n < limit {
-		return nil
-	}
-	if id != "" {
-		if _, err := s.store.Get(ctx, room, id); err == nil {
-			return nil
-		} else if !errors.Is(err, repo.ErrNotFound) {
-			return err
-		}
-	}
-	return &Error{http.StatusConflict, "room_full",
-		fmt.Sprintf("the room holds its maximum of %d elements; delete some first", limit)}
+// maxElements is the store's Precondition.MaxElements for a write that
+// may create an element: the store checks the room's element count in the
+// write's transaction, so concurrent creations cannot overshoot it.
+func (s *Server) maxElements() int {
+	return max(0, s.limits.cfg.MaxElementsPerRoom) // negative: no limit
 }
 
 // checkMessageSize holds custom message data to MaxMessageBytes.

@@ -44,6 +44,9 @@ type Precondition struct {
 	IfMatch        *int64 // nil = no check; else the element must exist with exactly this version
 	IfMatchAny     bool   // true = the element must exist (If-Match: *)
 	IfNoneMatchAny bool   // true = the element must not exist
+	// MaxElements > 0 refuses to create an element (ErrRoomFull) in a room
+	// that holds this many already. Replacing an element is always allowed.
+	MaxElements int
 }
 
 // Meta is echoed into the event payload when non-empty.
@@ -92,6 +95,10 @@ func (s *Store) Put(ctx context.Context, room, id, kind string, data json.RawMes
 		}
 		created = !exists
 		if created {
+			if pre.MaxElements > 0 && w.count >= int64(pre.MaxElements) {
+				return ErrRoomFull
+			}
+			w.count++
 			// A re-created element goes on from its tombstone's version.
 			if cur.Version, err = w.tombstone(ctx, id); err != nil {
 				return err
@@ -161,6 +168,7 @@ func (s *Store) Delete(ctx context.Context, room, id string, pre Precondition, m
 		if err := w.deleteElement(ctx, id); err != nil {
 			return err
 		}
+		w.count--
 		tomb := Element{ID: id, Kind: cur.Kind, Version: cur.Version + 1, UpdatedAt: w.now}
 		if err := w.saveTombstone(ctx, id, tomb.Version); err != nil {
 			return err
@@ -210,25 +218,6 @@ func (s *Store) Get(ctx context.Context, room, id string) (Element, error) {
 		return Element{}, fmt.Errorf("get element: %w", classify(err))
 	}
 	return el, nil
-}
-
-// CountElements returns the number of elements in room (an index-only
-// count; an unknown room has none). On PostgreSQL the calls made at once
-// share one statement.
-func (s *Store) CountElements(ctx context.Context, room string) (int, error) {
-	if s.counts != nil {
-		n, err := s.counts.count(ctx, room)
-		if err != nil {
-			return 0, fmt.Errorf("count elements: %w", classify(err))
-		}
-		return n, nil
-	}
-	var n int
-	err := s.read.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM elements WHERE room = ?`), room).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("count elements: %w", classify(err))
-	}
-	return n, nil
 }
 
 // Snapshot returns the room's elements and its sequence number read in one
@@ -297,7 +286,9 @@ func scanElement(row scanner) (Element, error) {
 }
 
 // writeTx is the state of one write: the room row is locked, seq is the
-// sequence number this write takes and now is its time.
+// sequence number this write takes, now is its time and count the number
+// of elements in the room (read with the lock, then kept by Put and Delete
+// for the writes after it in a batch; triggers keep rooms.elements).
 //
 // On SQLite the write runs in a savepoint of the committer's batch
 // transaction and its statements run at once. On PostgreSQL the element
@@ -307,10 +298,11 @@ func scanElement(row scanner) (Element, error) {
 // element, tombstone and event changes are kept in pg and events and
 // written for the whole batch at once.
 type writeTx struct {
-	s    *Store
-	room string
-	seq  int64
-	now  time.Time
+	s     *Store
+	room  string
+	seq   int64
+	now   time.Time
+	count int64
 
 	// SQLite
 	tx    *sql.Tx
@@ -365,7 +357,7 @@ func (w *writeTx) nextSeq(ctx context.Context) error {
 	t := now()
 	arg := t.Format(sqliteTime)
 	var at string
-	if err := w.queryRow(ctx, qNextSeqSQLite, w.room, arg).Scan(&w.seq, &at); err != nil {
+	if err := w.queryRow(ctx, qNextSeqSQLite, w.room, arg).Scan(&w.seq, &at, &w.count); err != nil {
 		return err
 	}
 	w.now = t
@@ -537,11 +529,11 @@ const (
 	qNextSeqSQLite = `INSERT INTO rooms (room, seq, updated_at) VALUES (?, 1, ?)
 		ON CONFLICT (room) DO UPDATE SET seq = rooms.seq + 1,
 			updated_at = max(rooms.updated_at, excluded.updated_at)
-		RETURNING seq, updated_at`
+		RETURNING seq, updated_at, elements`
 	qNextSeqPostgres = `INSERT INTO rooms (room, seq, updated_at) VALUES (?, 1, ?)
 		ON CONFLICT (room) DO UPDATE SET seq = rooms.seq + 1,
 			updated_at = GREATEST(rooms.updated_at, excluded.updated_at)
-		RETURNING seq, updated_at`
+		RETURNING seq, updated_at, elements`
 	qElement     = `SELECT id, kind, version, data, updated_at FROM elements WHERE room = ? AND id = ?`
 	qTombstone   = `SELECT version FROM tombstones WHERE room = ? AND id = ?`
 	qSaveElement = `INSERT INTO elements (room, id, kind, version, data, updated_at)

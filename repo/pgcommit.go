@@ -30,12 +30,13 @@ const pgBatchTimeout = 30 * time.Second
 // one statement per row.
 const (
 	// Locks the batch's rooms in the order given (sorted), creating the
-	// missing ones at seq 0, and returns each room's seq and time. It
-	// writes nothing else: the seqs are set in the second round trip.
+	// missing ones at seq 0, and returns each room's seq, time and element
+	// count. It writes nothing else: the seqs are set in the second round
+	// trip (the counts by triggers).
 	pgLockRooms = `INSERT INTO rooms (room, seq, updated_at)
 		SELECT r, 0, $2::timestamptz FROM unnest($1::text[]) AS r
 		ON CONFLICT (room) DO UPDATE SET seq = rooms.seq
-		RETURNING room, seq, updated_at`
+		RETURNING room, seq, updated_at, elements`
 	// The element and the tombstone of each key; NULLs where there is none.
 	pgReadElements = `SELECT k.room, k.id, e.kind, e.version, e.data, e.updated_at, t.version
 		FROM unnest($1::text[], $2::text[]) AS k (room, id)
@@ -75,10 +76,11 @@ type pgKey struct{ room, id string }
 
 // pgRoom is a room locked by a batch.
 type pgRoom struct {
-	seq   int64     // the last seq taken
-	at    time.Time // the time of the batch's writes in the room
-	fresh bool      // created by the batch (seq 0)
-	wrote bool
+	seq      int64     // the last seq taken
+	at       time.Time // the time of the batch's writes in the room
+	elements int64     // the element count after the writes so far
+	fresh    bool      // created by the batch (seq 0)
+	wrote    bool
 }
 
 // pgCommitter returns the committer of room: always the same one.
@@ -230,7 +232,7 @@ func (s *Store) pgBatchTx(ctx context.Context, c *pgx.Conn, batch []*writeReq, e
 			continue
 		}
 		rm := rooms[r.room]
-		w := &writeTx{s: s, room: r.room, seq: rm.seq + 1, now: rm.at, queued: &pgx.Batch{}, batched: true}
+		w := &writeTx{s: s, room: r.room, seq: rm.seq + 1, now: rm.at, count: rm.elements, queued: &pgx.Batch{}, batched: true}
 		cur := reads[pgKey{r.room, r.id}]
 		if cur != nil {
 			pg := *cur
@@ -241,7 +243,7 @@ func (s *Store) pgBatchTx(ctx context.Context, c *pgx.Conn, batch []*writeReq, e
 		if errs[i] = callWrite(context.WithoutCancel(r.ctx), w, r.fn); errs[i] != nil {
 			continue
 		}
-		rm.seq, rm.wrote, wrote = w.seq, true, true
+		rm.seq, rm.elements, rm.wrote, wrote = w.seq, w.count, true, true
 		if cur != nil {
 			*cur = *w.pg
 		}
@@ -323,11 +325,11 @@ func pgReadBatch(br pgx.BatchResults, t time.Time, rooms map[string]*pgRoom, rea
 	n := 0
 	for rows.Next() {
 		var (
-			name string
-			seq  int64
-			at   time.Time
+			name     string
+			seq, els int64
+			at       time.Time
 		)
-		if err := rows.Scan(&name, &seq, &at); err != nil {
+		if err := rows.Scan(&name, &seq, &at, &els); err != nil {
 			rows.Close()
 			return err
 		}
@@ -337,7 +339,7 @@ func pgReadBatch(br pgx.BatchResults, t time.Time, rooms map[string]*pgRoom, rea
 			return fmt.Errorf("lock rooms: unexpected room %q", name)
 		}
 		at = at.UTC()
-		rm.seq, rm.fresh, rm.at = seq, seq == 0, t
+		rm.seq, rm.elements, rm.fresh, rm.at = seq, els, seq == 0, t
 		if at.After(t) {
 			rm.at = at
 		}

@@ -112,7 +112,7 @@ func (w *writeTx) pgReadBegin(br pgx.BatchResults) error {
 		return err
 	}
 	var at time.Time
-	if err := br.QueryRow().Scan(&w.seq, &at); err != nil {
+	if err := br.QueryRow().Scan(&w.seq, &at, &w.count); err != nil {
 		return err
 	}
 	w.now = at.UTC()

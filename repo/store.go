@@ -51,6 +51,9 @@ var (
 	ErrUnavailable = errors.New("database unavailable")
 	// ErrInvalid: data, patch or message data is not acceptable JSON.
 	ErrInvalid = errors.New("invalid json")
+	// ErrRoomFull: creating the element would take the room above
+	// Precondition.MaxElements.
+	ErrRoomFull = errors.New("room full")
 )
 
 const (
@@ -97,9 +100,6 @@ type Store struct {
 	// pgCommits run the PostgreSQL writes in batches; a room always goes
 	// to the same one (nil for SQLite).
 	pgCommits []*committer
-	// counts runs the PostgreSQL CountElements calls in batches (nil for
-	// SQLite).
-	counts *counter
 }
 
 // Open connects to the database named by url, applies the embedded
@@ -142,7 +142,6 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		for i := range s.pgCommits {
 			s.pgCommits[i] = newCommitter(s.runPostgresBatch)
 		}
-		s.counts = newCounter(s)
 	}
 	log.LogAttrs(ctx, slog.LevelInfo, "store opened", slog.String("dialect", s.dialect))
 	return s, nil
@@ -169,7 +168,7 @@ func openSQLite(ctx context.Context, url string, opts Options) (*Store, error) {
 		dsn += "&" + query
 	}
 
-	if err := migrateSQLite(ctx, dsn); err != nil {
+	if err := migrateSQLite(ctx, dsn, 0); err != nil {
 		return nil, err
 	}
 
@@ -202,7 +201,8 @@ func openSQLite(ctx context.Context, url string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-func migrateSQLite(ctx context.Context, dsn string) error {
+// migrateSQLite migrates the database to version to (0 = the latest).
+func migrateSQLite(ctx context.Context, dsn string, to uint) error {
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return err
@@ -217,11 +217,11 @@ func migrateSQLite(ctx context.Context, dsn string) error {
 		db.Close()
 		return fmt.Errorf("migrate: %w", err)
 	}
-	return runMigrations(dialectSQLite, "sqlite", drv)
+	return runMigrations(dialectSQLite, "sqlite", drv, to)
 }
 
 func openPostgres(ctx context.Context, url string, opts Options) (*Store, error) {
-	if err := migratePostgres(ctx, url); err != nil {
+	if err := migratePostgres(ctx, url, 0); err != nil {
 		return nil, err
 	}
 	db, err := sql.Open("pgx", url)
@@ -244,7 +244,8 @@ func openPostgres(ctx context.Context, url string, opts Options) (*Store, error)
 	return s, nil
 }
 
-func migratePostgres(ctx context.Context, url string) error {
+// migratePostgres migrates the database to version to (0 = the latest).
+func migratePostgres(ctx context.Context, url string, to uint) error {
 	db, err := sql.Open("pgx", url)
 	if err != nil {
 		return err
@@ -259,12 +260,12 @@ func migratePostgres(ctx context.Context, url string) error {
 		db.Close()
 		return fmt.Errorf("migrate: %w", err)
 	}
-	return runMigrations(dialectPostgres, "pgx5", drv)
+	return runMigrations(dialectPostgres, "pgx5", drv, to)
 }
 
-// runMigrations applies the dialect's migrations with drv and closes it
-// (which closes its *sql.DB).
-func runMigrations(dir, driverName string, drv database.Driver) error {
+// runMigrations applies the dialect's migrations with drv, up to version to
+// (0 = all), and closes it (which closes its *sql.DB).
+func runMigrations(dir, driverName string, drv database.Driver, to uint) error {
 	src, err := iofs.New(migrations.FS, dir)
 	if err != nil {
 		drv.Close()
@@ -276,7 +277,11 @@ func runMigrations(dir, driverName string, drv database.Driver) error {
 		drv.Close()
 		return fmt.Errorf("migrate: %w", err)
 	}
-	err = m.Up()
+	if to == 0 {
+		err = m.Up()
+	} else {
+		err = m.Migrate(to)
+	}
 	srcErr, dbErr := m.Close()
 	if err != nil && !errors.Is(err, migrate.ErrNoChange) {
 		return fmt.Errorf("migrate: %w", err)
@@ -295,9 +300,6 @@ func (s *Store) Close() error {
 	}
 	for _, c := range s.pgCommits {
 		c.close()
-	}
-	if s.counts != nil {
-		s.counts.close()
 	}
 	for _, st := range s.stmts {
 		st.Close()

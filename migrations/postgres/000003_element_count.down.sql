@@ -1,0 +1,3 @@
+DROP TRIGGER elements_counted ON elements;
+DROP FUNCTION rooms_count_elements();
+ALTER TABLE rooms DROP COLUMN elements;

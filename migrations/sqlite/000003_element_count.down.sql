@@ -1,0 +1,3 @@
+DROP TRIGGER elements_counted_delete;
+DROP TRIGGER elements_counted_insert;
+ALTER TABLE rooms DROP COLUMN elements;
