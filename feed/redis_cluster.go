@@ -47,11 +47,16 @@ func (l *RedisLog) notifyChannel() string { return l.opts.Prefix + "notify" }
 // notify announces that room's stream reaches top. A failure only delays
 // the readers until their next poll.
 func (l *RedisLog) notify(ctx context.Context, room string, top int64) {
-	err := l.client.Publish(ctx, l.notifyChannel(), strconv.FormatInt(top, 10)+" "+room).Err()
+	err := l.client.Publish(ctx, l.notifyChannel(), notification(room, top)).Err()
 	if err != nil {
 		l.log.LogAttrs(ctx, slog.LevelDebug, "redis notify failed, readers catch up at their next poll",
 			slog.String("room", room), slog.String("error", err.Error()))
 	}
+}
+
+// notification is the payload announcing that room's stream reaches top.
+func notification(room string, top int64) string {
+	return strconv.FormatInt(top, 10) + " " + room
 }
 
 // parseNotification splits a notification payload into top and room.

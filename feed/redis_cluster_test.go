@@ -107,6 +107,61 @@ func TestRedisCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("PipelinedAfterScriptFlush", func(t *testing.T) {
+		// Publishes made at once share a pipeline that spans the shards;
+		// with the script cache flushed (a throwaway cluster), every call
+		// falls back to sending the script, and node B is notified.
+		client, opts, hist := setup(t)
+		a := newRedisNode(t, client, hist, opts, 16)
+		b := newRedisNode(t, newClient(t, "rfb"), hist, opts, 16)
+		redisStart(t, "B.Run", b.log.Run)
+		const rooms, perRoom = 30, 3
+		room := func(i int) string { return fmt.Sprintf("pipe%02d", i) }
+		subs := make([]*Subscription, rooms)
+		var batch []*publishReq
+		for i := range subs {
+			sub, err := b.log.Subscribe(t.Context(), room(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Close()
+			subs[i] = sub
+			for _, ev := range hist.commitN(room(i), perRoom) {
+				batch = append(batch, &publishReq{ev: ev})
+			}
+		}
+		err := client.ForEachMaster(t.Context(), func(ctx context.Context, m *redis.Client) error {
+			return m.ScriptFlush(ctx).Err()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.log.appendPipelined(t.Context(), batch)
+		for _, r := range batch {
+			if r.err != nil || !r.ok || r.top != perRoom {
+				t.Fatalf("%s/%d: got ok=%v top=%d err=%v, want ok=true top=%d", r.ev.Room, r.ev.Seq, r.ok, r.top, r.err, perRoom)
+			}
+		}
+		for _, sub := range subs {
+			redisCheckRun(t, sub.Room(), redisReceive(t, sub, perRoom, 10*time.Second), 1, perRoom)
+		}
+		// With the script loaded again: one pipeline, then one pipeline of
+		// notifications.
+		batch = batch[:0]
+		for i := range rooms {
+			batch = append(batch, &publishReq{ev: hist.commit(room(i))})
+		}
+		a.log.appendPipelined(t.Context(), batch)
+		for _, r := range batch {
+			if r.err != nil || !r.ok || r.top != perRoom+1 {
+				t.Fatalf("%s/%d: got ok=%v top=%d err=%v, want ok=true top=%d", r.ev.Room, r.ev.Seq, r.ok, r.top, r.err, perRoom+1)
+			}
+		}
+		for _, sub := range subs {
+			redisCheckRun(t, sub.Room(), redisReceive(t, sub, 1, 10*time.Second), perRoom+1, perRoom+1)
+		}
+	})
+
 	t.Run("SubscribeThenRange", func(t *testing.T) {
 		client, opts, hist := setup(t)
 		opts.MaxLen = 200 // so catching up also crosses from the history to Redis

@@ -99,6 +99,7 @@ type RedisLog struct {
 	running atomic.Bool
 	cluster bool // client is a *redis.ClusterClient: see redis_cluster.go
 
+	pub                publishQueue  // Publishes waiting for a pipeline
 	publishPausedUntil atomic.Int64  // unix nanoseconds; see redisPublishPause
 	relayed            atomic.Uint64 // events the relay found missing and republished
 
@@ -206,27 +207,12 @@ return {1, top}
 func (l *RedisLog) appendBatch(ctx context.Context, room string, evs []Event, gapOK bool) (bool, int64, error) {
 	var top int64
 	for len(evs) > 0 {
-		n, size := 0, 0
-		for n < len(evs) && (n == 0 || size+len(evs[n].Data) <= redisBatchBytes) {
-			size += len(evs[n].Data) + len(evs[n].Type)
-			n++
+		n := redisChunk(evs)
+		ok, t, err := redisAppendResult(redisAppend.Run(ctx, l.client, []string{l.streamKey(room)}, l.appendArgs(evs[:n], gapOK)...))
+		if err != nil || !ok {
+			return false, t, err
 		}
-		args := make([]any, 0, 2+3*n)
-		args = append(args, l.opts.MaxLen, redisFlag(gapOK))
-		for _, ev := range evs[:n] {
-			args = append(args, ev.Seq, ev.Type, ev.Data)
-		}
-		res, err := redisAppend.Run(ctx, l.client, []string{l.streamKey(room)}, args...).Int64Slice()
-		if err != nil {
-			return false, 0, err
-		}
-		if len(res) != 2 {
-			return false, 0, fmt.Errorf("append script returned %v", res)
-		}
-		top = res[1]
-		if res[0] != 1 {
-			return false, top, nil
-		}
+		top = t
 		evs = evs[n:]
 		gapOK = false
 	}
@@ -234,6 +220,39 @@ func (l *RedisLog) appendBatch(ctx context.Context, room string, evs []Event, ga
 		l.notify(ctx, room, top)
 	}
 	return true, top, nil
+}
+
+// redisChunk returns how many of evs (at least one) go in one script call.
+func redisChunk(evs []Event) int {
+	n, size := 0, 0
+	for n < len(evs) && (n == 0 || size+len(evs[n].Data) <= redisBatchBytes) {
+		size += len(evs[n].Data) + len(evs[n].Type)
+		n++
+	}
+	return n
+}
+
+// appendArgs returns the ARGV of redisAppend for evs.
+func (l *RedisLog) appendArgs(evs []Event, gapOK bool) []any {
+	args := make([]any, 0, 2+3*len(evs))
+	args = append(args, l.opts.MaxLen, redisFlag(gapOK))
+	for _, ev := range evs {
+		args = append(args, ev.Seq, ev.Type, ev.Data)
+	}
+	return args
+}
+
+// redisAppendResult reads the answer of a redisAppend call: whether the
+// events were appended, and the stream's top.
+func redisAppendResult(cmd *redis.Cmd) (bool, int64, error) {
+	res, err := cmd.Int64Slice()
+	if err != nil {
+		return false, 0, err
+	}
+	if len(res) != 2 {
+		return false, 0, fmt.Errorf("append script returned %v", res)
+	}
+	return res[0] == 1, res[1], nil
 }
 
 func redisFlag(b bool) string {
@@ -265,7 +284,7 @@ func (l *RedisLog) Publish(ctx context.Context, ev Event) error {
 		ctx, cancel = context.WithTimeout(ctx, redisPublishPause/2)
 		defer cancel()
 	}
-	ok, top, err := l.appendBatch(ctx, ev.Room, []Event{ev}, false)
+	ok, top, err := l.appendCoalesced(ctx, ev)
 	if err == nil && !ok {
 		err = l.fill(ctx, ev.Room, top, ev.Seq, &ev)
 	}

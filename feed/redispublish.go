@@ -1,0 +1,155 @@
+package feed
+
+import (
+	"cmp"
+	"context"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Publishes made at the same time share one pipelined round trip to Redis:
+// the first of them sends every event queued by then while the others wait
+// for their answers, then hands the queue to the first Publish that arrived
+// meanwhile. A lone Publish goes straight out, so it waits for nobody.
+
+// redisPipelineEvents bounds the events of one pipeline.
+const redisPipelineEvents = 256
+
+// publishQueue holds the Publishes waiting for a pipeline.
+type publishQueue struct {
+	mu       sync.Mutex
+	flushing bool // a caller is sending a pipeline; queue waits for the next
+	queue    []*publishReq
+}
+
+// publishReq is one Publish in the queue. done is closed when ok, top and
+// err are set, or when lead is set: then its caller sends the next pipeline.
+type publishReq struct {
+	ev   Event
+	ok   bool
+	top  int64
+	err  error
+	lead bool
+	done chan struct{}
+}
+
+// appendCoalesced appends ev to its room's stream as appendBatch(ctx,
+// ev.Room, []Event{ev}, false) does, in a pipeline shared with the
+// Publishes made at the same time. The pipeline runs under the context of
+// the caller that sends it.
+func (l *RedisLog) appendCoalesced(ctx context.Context, ev Event) (bool, int64, error) {
+	r := &publishReq{ev: ev, done: make(chan struct{})}
+	q := &l.pub
+	q.mu.Lock()
+	q.queue = append(q.queue, r)
+	wait := q.flushing
+	q.flushing = true
+	q.mu.Unlock()
+	if wait {
+		<-r.done
+		if !r.lead {
+			return r.ok, r.top, r.err
+		}
+	}
+
+	// This caller sends the pipeline; r is the first of the queue.
+	q.mu.Lock()
+	n := min(len(q.queue), redisPipelineEvents)
+	batch := q.queue[:n]
+	q.queue = slices.Clone(q.queue[n:])
+	q.mu.Unlock()
+
+	l.appendPipelined(ctx, batch)
+
+	for _, o := range batch[1:] {
+		close(o.done)
+	}
+	q.mu.Lock()
+	if len(q.queue) > 0 {
+		next := q.queue[0]
+		next.lead = true
+		close(next.done)
+	} else {
+		q.flushing = false
+	}
+	q.mu.Unlock()
+	return r.ok, r.top, r.err
+}
+
+// redisCall is one script call of a pipeline: a run of consecutive events
+// of one room and the Publishes waiting for them.
+type redisCall struct {
+	room string
+	evs  []Event
+	reqs []*publishReq
+	cmd  *redis.Cmd
+}
+
+// appendPipelined sets the outcome of every request of batch. Each room's
+// events go in ascending seq order, one script call per run of consecutive
+// seqs: the call of a run above a hole is refused like a lone Publish above
+// a hole, and its callers fill the hole from the history.
+func (l *RedisLog) appendPipelined(ctx context.Context, batch []*publishReq) {
+	if len(batch) == 1 {
+		r := batch[0]
+		r.ok, r.top, r.err = l.appendBatch(ctx, r.ev.Room, []Event{r.ev}, false)
+		return
+	}
+	reqs := slices.Clone(batch)
+	slices.SortStableFunc(reqs, func(a, b *publishReq) int {
+		return cmp.Or(strings.Compare(a.ev.Room, b.ev.Room), cmp.Compare(a.ev.Seq, b.ev.Seq))
+	})
+	var calls []*redisCall
+	for i := 0; i < len(reqs); {
+		j := i + 1
+		for j < len(reqs) && reqs[j].ev.Room == reqs[i].ev.Room && reqs[j].ev.Seq <= reqs[j-1].ev.Seq+1 {
+			j++
+		}
+		run := reqs[i:j]
+		evs := make([]Event, len(run))
+		for k, r := range run {
+			evs[k] = r.ev
+		}
+		for len(evs) > 0 {
+			n := redisChunk(evs)
+			calls = append(calls, &redisCall{room: evs[0].Room, evs: evs[:n], reqs: run[:n]})
+			evs, run = evs[n:], run[n:]
+		}
+		i = j
+	}
+
+	pipe := l.client.Pipeline()
+	for _, c := range calls {
+		c.cmd = redisAppend.EvalSha(ctx, pipe, []string{l.streamKey(c.room)}, l.appendArgs(c.evs, false)...)
+	}
+	_, _ = pipe.Exec(ctx) // each command carries its own error
+
+	tops := make(map[string]int64)
+	for _, c := range calls {
+		ok, top, err := redisAppendResult(c.cmd)
+		if redis.HasErrorPrefix(err, "NOSCRIPT") {
+			// Redis lost its script cache: appendBatch sends the script.
+			// The calls of a room run in seq order, as in the pipeline.
+			ok, top, err = l.appendBatch(ctx, c.room, c.evs, false)
+		} else if ok {
+			tops[c.room] = max(tops[c.room], top)
+		}
+		for _, r := range c.reqs {
+			r.ok, r.top, r.err = ok, top, err
+		}
+	}
+	if l.cluster && len(tops) > 0 {
+		pipe := l.client.Pipeline()
+		for room, top := range tops {
+			pipe.Publish(ctx, l.notifyChannel(), notification(room, top))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			l.log.LogAttrs(ctx, slog.LevelDebug, "redis notify failed, readers catch up at their next poll",
+				slog.Int("rooms", len(tops)), slog.String("error", err.Error()))
+		}
+	}
+}

@@ -1,0 +1,137 @@
+package feed
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+)
+
+// TestRedisPublishPipelined sends crafted batches through appendPipelined,
+// as concurrent Publishes would: each request gets its own outcome, and the
+// streams hold every event once, in order, never above a hole.
+func TestRedisPublishPipelined(t *testing.T) {
+	t.Parallel()
+	type pub struct {
+		room string
+		seq  int64
+	}
+	tests := []struct {
+		name    string
+		commit  map[string]int // events committed per room
+		before  []pub          // published alone first
+		batch   []pub
+		wantOK  []bool  // per request of batch
+		wantTop []int64 // per request of batch
+		streams map[string]int64
+	}{
+		{
+			name:    "rooms in order",
+			commit:  map[string]int{"a": 3, "b": 2},
+			batch:   []pub{{"a", 1}, {"b", 1}, {"a", 2}, {"b", 2}, {"a", 3}},
+			wantOK:  []bool{true, true, true, true, true},
+			wantTop: []int64{3, 2, 3, 2, 3},
+			streams: map[string]int64{"a": 3, "b": 2},
+		},
+		{
+			name:    "out of order within a room",
+			commit:  map[string]int{"a": 3},
+			batch:   []pub{{"a", 3}, {"a", 1}, {"a", 2}},
+			wantOK:  []bool{true, true, true},
+			wantTop: []int64{3, 3, 3},
+			streams: map[string]int64{"a": 3},
+		},
+		{
+			name:    "a hole: the run above it is refused",
+			commit:  map[string]int{"a": 4, "b": 1},
+			batch:   []pub{{"a", 1}, {"a", 3}, {"b", 1}, {"a", 4}},
+			wantOK:  []bool{true, false, true, false},
+			wantTop: []int64{1, 1, 1, 1},
+			streams: map[string]int64{"a": 1, "b": 1},
+		},
+		{
+			name:    "above the stream's top",
+			commit:  map[string]int{"a": 5},
+			before:  []pub{{"a", 1}, {"a", 2}},
+			batch:   []pub{{"a", 4}, {"a", 3}, {"a", 5}},
+			wantOK:  []bool{true, true, true},
+			wantTop: []int64{5, 5, 5},
+			streams: map[string]int64{"a": 5},
+		},
+		{
+			name:    "already published and duplicates",
+			commit:  map[string]int{"a": 3},
+			before:  []pub{{"a", 1}, {"a", 2}, {"a", 3}},
+			batch:   []pub{{"a", 2}, {"a", 2}, {"a", 3}},
+			wantOK:  []bool{true, true, true},
+			wantTop: []int64{3, 3, 3},
+			streams: map[string]int64{"a": 3},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			client, opts, hist := redisSetup(t)
+			l := newRedisNode(t, client, hist, opts, 16).log
+			evs := map[string][]Event{}
+			for room, n := range tt.commit {
+				evs[room] = hist.commitN(room, n)
+			}
+			for _, p := range tt.before {
+				if err := l.Publish(t.Context(), evs[p.room][p.seq-1]); err != nil {
+					t.Fatalf("Publish %s/%d: %v", p.room, p.seq, err)
+				}
+			}
+			batch := make([]*publishReq, len(tt.batch))
+			for i, p := range tt.batch {
+				batch[i] = &publishReq{ev: evs[p.room][p.seq-1]}
+			}
+			l.appendPipelined(t.Context(), batch)
+			for i, r := range batch {
+				if r.err != nil || r.ok != tt.wantOK[i] || r.top != tt.wantTop[i] {
+					t.Errorf("request %d (%s/%d): got ok=%v top=%d err=%v, want ok=%v top=%d",
+						i, r.ev.Room, r.ev.Seq, r.ok, r.top, r.err, tt.wantOK[i], tt.wantTop[i])
+				}
+			}
+			for room, top := range tt.streams {
+				redisCheckRun(t, "stream "+room, redisStreamSeqs(t, l, room), 1, top)
+			}
+		})
+	}
+}
+
+// TestRedisPublishCoalesced: many Publishes at once over several rooms, each
+// room's in a random order, share pipelines; every stream ends complete.
+func TestRedisPublishCoalesced(t *testing.T) {
+	t.Parallel()
+	client, opts, hist := redisSetup(t)
+	l := newRedisNode(t, client, hist, opts, 16).log
+	const rooms, perRoom, workers = 20, 60, 32
+	var evs []Event
+	for i := range rooms {
+		evs = append(evs, hist.commitN(fmt.Sprint("room", i), perRoom)...)
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(evs); i += workers {
+				// Workers start at different rooms and seqs, so events
+				// arrive out of order and fill holes.
+				ev := evs[(i*7919)%len(evs)]
+				if err := l.Publish(t.Context(), ev); err != nil {
+					t.Errorf("Publish %s/%d: %v", ev.Room, ev.Seq, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i := range rooms {
+		room := fmt.Sprint("room", i)
+		redisCheckRun(t, "stream "+room, redisStreamSeqs(t, l, room), 1, perRoom)
+	}
+	l.pub.mu.Lock()
+	defer l.pub.mu.Unlock()
+	if l.pub.flushing || len(l.pub.queue) != 0 {
+		t.Errorf("after the Publishes: got flushing=%v and %d queued, want an idle queue", l.pub.flushing, len(l.pub.queue))
+	}
+}
