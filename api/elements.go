@@ -1,17 +1,14 @@
 package api
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
 	"strconv"
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/roomfeed/roomfeed/feed"
 	"github.com/roomfeed/roomfeed/repo"
 )
 
@@ -275,25 +272,6 @@ func (s *Server) answerElement(c *gin.Context, status int, el repo.Element, ev r
 	c.Header("ETag", etag(el.Version))
 	c.Header("Event-ID", strconv.FormatInt(ev.Seq, 10))
 	c.JSON(status, el)
-}
-
-// publish hands a committed event to the log. A failure is logged, not
-// answered: the change is committed, and the relay republishes what the log
-// lacks.
-func (s *Server) publish(ctx context.Context, ev repo.Event) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.PublishWait)
-	defer cancel()
-	s.cfg.Metrics.wrote(ev.Type != repo.TypeCreated && ev.Type != repo.TypeUpdated && ev.Type != repo.TypeDeleted)
-	err := s.log.Publish(ctx, feedEvent(ev))
-	s.cfg.Metrics.publishResult(err)
-	if err != nil {
-		s.logger.LogAttrs(ctx, slog.LevelWarn, "publish failed; the relay will republish",
-			slog.String("room", ev.Room), slog.Int64("seq", ev.Seq), slog.Any("error", err))
-	}
-}
-
-func feedEvent(ev repo.Event) feed.Event {
-	return feed.Event{Room: ev.Room, Seq: ev.Seq, Type: ev.Type, Data: ev.Payload}
 }
 
 func trimSpace(b []byte) []byte {

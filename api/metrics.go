@@ -43,7 +43,7 @@ func NewMetrics(reg *prometheus.Registry, stats FeedStats, extra map[string]func
 			Name: "roomfeed_http_requests_total", Help: "HTTP requests by route, method and status.",
 		}, []string{"route", "method", "status"}),
 		writeLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "roomfeed_write_duration_seconds", Help: "Time to commit and publish a write, by route.",
+			Name: "roomfeed_write_duration_seconds", Help: "Time to answer a write (its commit; the publish runs after the answer), by route.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}, []string{"route"}),
 		written: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -51,7 +51,7 @@ type Config struct {
 	Retry        time.Duration // SSE retry hint
 	WriteTimeout time.Duration // deadline for each write to an SSE client
 	ReplayPage   int           // events read per replay page
-	PublishWait  time.Duration // how long a write waits for its publish before answering anyway
+	PublishWait  time.Duration // how long one publish of a committed event may take
 	WebDir       string        // built web app; empty or missing = a short placeholder page
 	Ready        map[string]Pinger
 	Metrics      *Metrics // nil = no /metrics and nothing recorded
@@ -101,6 +101,8 @@ type Server struct {
 	engine *gin.Engine
 	limits *limiter
 	pump   *pump
+	// publisher runs the publishes of answered writes (publish.go).
+	publisher *publisher
 
 	quit     chan struct{} // closed by CloseStreams
 	quitOnce sync.Once
@@ -108,7 +110,8 @@ type Server struct {
 }
 
 // New builds the routes. The caller calls CloseStreams before shutting down
-// the http.Server, since Shutdown waits for open streams.
+// the http.Server, since Shutdown waits for open streams, and
+// WaitPublishes after it.
 func New(cfg Config, store Store, log EventLog, logger *slog.Logger) *Server {
 	cfg.defaults()
 	if logger == nil {
@@ -116,6 +119,7 @@ func New(cfg Config, store Store, log EventLog, logger *slog.Logger) *Server {
 	}
 	s := &Server{cfg: cfg, store: store, log: log, logger: logger, quit: make(chan struct{}), limits: newLimiter(cfg.Limits)}
 	s.pump = newPump(s)
+	s.publisher = newPublisher()
 	s.engine = s.routes()
 	return s
 }

@@ -120,6 +120,7 @@ func newServer(t *testing.T, be backend, o serverOpts) *testServer {
 		hub.Close()
 		srv.CloseStreams(ctx)
 		ts.Close()
+		srv.WaitPublishes(ctx)
 	})
 	return &testServer{URL: ts.URL, Store: store, Hub: hub, Srv: srv, Log: log}
 }

@@ -198,6 +198,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		_ = httpSrv.Close()
 	}
 	<-serveErr
+	srv.WaitPublishes(shutdownCtx)
 	stopBackground()
 	wg.Wait()
 	logger.LogAttrs(ctx, slog.LevelInfo, "stopped")
