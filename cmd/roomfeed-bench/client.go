@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -405,24 +406,77 @@ func dupSnapshot(subs []*subscriber) map[*subscriber][2]int64 {
 	return m
 }
 
-// writer issues element writes over keep-alive connections.
+// writer issues element writes over keep-alive HTTP/1.1 connections, one
+// request at a time on each. It writes the request and reads the answer
+// (http.ReadResponse) on the connection itself: net/http's client hands
+// every request to two goroutines per connection and cost about 55 µs of
+// CPU per write, a sixth of this 2-core machine at 5,000 writes/s, taken
+// from the server being measured.
 type writer struct {
-	base   string
-	client *http.Client
-	n      atomic.Int64
+	scheme, host, prefix string
+	n                    atomic.Int64
+	idle                 chan *writerConn
+}
+
+type writerConn struct {
+	c   net.Conn
+	br  *bufio.Reader
+	req []byte
 }
 
 func newWriter(base string, conns int) *writer {
-	tr := &http.Transport{
-		MaxIdleConns:        conns,
-		MaxIdleConnsPerHost: conns,
-		DisableCompression:  true,
-		IdleConnTimeout:     time.Minute,
+	w := &writer{idle: make(chan *writerConn, conns)}
+	if u, err := url.Parse(strings.TrimRight(base, "/")); err == nil {
+		w.scheme, w.host, w.prefix = u.Scheme, u.Host, u.Path
 	}
-	return &writer{base: strings.TrimRight(base, "/"), client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+	return w
 }
 
-func (w *writer) close() { w.client.CloseIdleConnections() }
+func (w *writer) close() {
+	for {
+		select {
+		case c := <-w.idle:
+			c.c.Close()
+		default:
+			return
+		}
+	}
+}
+
+func (w *writer) conn(ctx context.Context) (*writerConn, error) {
+	select {
+	case c := <-w.idle:
+		return c, nil
+	default:
+	}
+	var (
+		c   net.Conn
+		err error
+	)
+	switch w.scheme {
+	case "http":
+		c, err = (&net.Dialer{}).DialContext(ctx, "tcp", w.host)
+	case "https":
+		c, err = (&tls.Dialer{}).DialContext(ctx, "tcp", w.host)
+	default:
+		err = fmt.Errorf("target scheme %q: want http or https", w.scheme)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &writerConn{c: c, br: bufio.NewReaderSize(c, 4096)}, nil
+}
+
+func (w *writer) release(c *writerConn, reuse bool) {
+	if reuse {
+		select {
+		case w.idle <- c:
+			return
+		default:
+		}
+	}
+	c.c.Close()
+}
 
 // elementData is the data of every benchmark write: about 100 bytes, so an
 // SSE frame is about 300 bytes.
@@ -433,25 +487,44 @@ const elementData = `{"name":"bench element","hp":10,"note":"the quick brown fox
 func (w *writer) put(ctx context.Context, room, id string) (seq, sent, acked int64, err error) {
 	n := w.n.Add(1)
 	body := `{"kind":"item","data":` + elementData[:len(elementData)-1] + `,"n":` + strconv.FormatInt(n, 10) + `}}`
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, w.base+"/rooms/"+room+"/elements/"+id, strings.NewReader(body))
+	path := w.prefix + "/rooms/" + room + "/elements/" + id
+	c, err := w.conn(ctx)
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	reuse := false
+	defer func() { w.release(c, reuse) }()
+	_ = c.c.SetDeadline(time.Now().Add(30 * time.Second))
+	defer context.AfterFunc(ctx, func() { _ = c.c.SetDeadline(time.Unix(1, 0)) })()
+	c.req = append(c.req[:0], "PUT "...)
+	c.req = append(c.req, path...)
+	c.req = append(c.req, " HTTP/1.1\r\nHost: "...)
+	c.req = append(c.req, w.host...)
+	c.req = append(c.req, "\r\nContent-Type: application/json\r\nContent-Length: "...)
+	c.req = strconv.AppendInt(c.req, int64(len(body)), 10)
+	c.req = append(c.req, "\r\n\r\n"...)
+	c.req = append(c.req, body...)
 	sent = now()
-	resp, err := w.client.Do(req)
+	if _, err := c.c.Write(c.req); err != nil {
+		return 0, 0, 0, fmt.Errorf("PUT %s: %w", path, err)
+	}
+	resp, err := http.ReadResponse(c.br, nil)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, fmt.Errorf("PUT %s: %w", path, err)
 	}
 	acked = now()
-	_, _ = io.Copy(io.Discard, resp.Body)
+	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("PUT %s: %w", path, err)
+	}
+	reuse = !resp.Close
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
-		return 0, 0, 0, fmt.Errorf("PUT %s: %s", req.URL.Path, resp.Status)
+		return 0, 0, 0, fmt.Errorf("PUT %s: %s", path, resp.Status)
 	}
 	seq, err = strconv.ParseInt(resp.Header.Get("Event-ID"), 10, 64)
 	if err != nil {
-		return 0, 0, 0, fmt.Errorf("PUT %s: bad Event-ID %q", req.URL.Path, resp.Header.Get("Event-ID"))
+		return 0, 0, 0, fmt.Errorf("PUT %s: bad Event-ID %q", path, resp.Header.Get("Event-ID"))
 	}
 	return seq, sent, acked, nil
 }
