@@ -164,41 +164,66 @@ func (l *RedisLog) Ping(ctx context.Context) error {
 	return nil
 }
 
-// redisAppend appends a batch of events to a stream, atomically.
-//
-// KEYS[1] is the stream; ARGV is maxlen, gapOK ("1" or "0"), then one triple
-// seq, type, data per event in ascending seq order. The top of the stream is
-// the seq of its last entry (or its last generated id when every entry was
-// deleted; 0 without a stream). If the first event leaves a hole above the
-// top and gapOK is not set, nothing is written and {0, top} is returned.
-// Otherwise every event above the top is added and {1, newTop} is returned:
-// events already there count as success.
-var redisAppend = redis.NewScript(`
-local key = KEYS[1]
-local top = 0
-local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
-if #last > 0 then
-  top = tonumber(string.match(last[1][1], '^%d+'))
-elseif redis.call('EXISTS', key) == 1 then
-  local info = redis.call('XINFO', 'STREAM', key)
-  for i = 1, #info, 2 do
-    if info[i] == 'last-generated-id' then
-      top = tonumber(string.match(info[i + 1], '^%d+'))
+// redisAppendLua defines append(key, maxlen, gapOK, from, to), which
+// appends the events ARGV[from..to] (one triple seq, type, data per event,
+// in ascending seq order) to the stream key, atomically. The top of the
+// stream is the seq of its last entry (or its last generated id when every
+// entry was deleted; 0 without a stream). If the first event leaves a hole
+// above the top and gapOK is not "1", nothing is written and it returns 0,
+// top. Otherwise every event above the top is added and it returns 1, the
+// new top: events already there count as success.
+const redisAppendLua = `
+local function append(key, maxlen, gapOK, from, to)
+  local top = 0
+  local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+  if #last > 0 then
+    top = tonumber(string.match(last[1][1], '^%d+'))
+  elseif redis.call('EXISTS', key) == 1 then
+    local info = redis.call('XINFO', 'STREAM', key)
+    for i = 1, #info, 2 do
+      if info[i] == 'last-generated-id' then
+        top = tonumber(string.match(info[i + 1], '^%d+'))
+      end
     end
   end
-end
-local first = tonumber(ARGV[3])
-if top + 1 < first and ARGV[2] ~= '1' then
-  return {0, top}
-end
-for i = 3, #ARGV, 3 do
-  local seq = tonumber(ARGV[i])
-  if seq > top then
-    redis.call('XADD', key, 'MAXLEN', '~', ARGV[1], ARGV[i] .. '-0', 't', ARGV[i + 1], 'd', ARGV[i + 2])
-    top = seq
+  if top + 1 < tonumber(ARGV[from]) and gapOK ~= '1' then
+    return 0, top
   end
+  for i = from, to, 3 do
+    local seq = tonumber(ARGV[i])
+    if seq > top then
+      redis.call('XADD', key, 'MAXLEN', '~', maxlen, ARGV[i] .. '-0', 't', ARGV[i + 1], 'd', ARGV[i + 2])
+      top = seq
+    end
+  end
+  return 1, top
 end
-return {1, top}
+`
+
+// redisAppend appends a batch of events to one stream: KEYS[1] is the
+// stream; ARGV is maxlen, gapOK ("1" or "0"), then the events. It returns
+// {ok, top} (see redisAppendLua).
+var redisAppend = redis.NewScript(redisAppendLua + `
+local ok, top = append(KEYS[1], ARGV[1], ARGV[2], 3, #ARGV)
+return {ok, top}
+`)
+
+// redisAppendRooms appends to several streams in one call, each as
+// redisAppend does without gapOK; a stream may appear more than once and is
+// then appended to in order. ARGV is maxlen, then per key its number of
+// events and the events. It returns {ok, top} per key, flattened. Not for a
+// Redis Cluster, where the keys of one script must share a hash slot.
+var redisAppendRooms = redis.NewScript(redisAppendLua + `
+local res = {}
+local i = 2
+for k = 1, #KEYS do
+  local n = tonumber(ARGV[i])
+  local ok, top = append(KEYS[k], ARGV[1], '0', i + 1, i + 3 * n)
+  res[#res + 1] = ok
+  res[#res + 1] = top
+  i = i + 1 + 3 * n
+end
+return res
 `)
 
 // appendBatch runs redisAppend over evs (ascending seqs of one room), split

@@ -3,6 +3,7 @@ package feed
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -80,19 +81,35 @@ func (l *RedisLog) appendCoalesced(ctx context.Context, ev Event) (bool, int64, 
 	return r.ok, r.top, r.err
 }
 
-// redisCall is one script call of a pipeline: a run of consecutive events
-// of one room and the Publishes waiting for them.
+// redisCall is a run of consecutive events of one room in a pipeline, and
+// the Publishes waiting for them.
 type redisCall struct {
 	room string
 	evs  []Event
 	reqs []*publishReq
-	cmd  *redis.Cmd
+}
+
+func (c *redisCall) answer(ok bool, top int64, err error) {
+	for _, r := range c.reqs {
+		r.ok, r.top, r.err = ok, top, err
+	}
+}
+
+// redisScriptCall is one script call of a pipeline and the runs it appends.
+type redisScriptCall struct {
+	calls  []*redisCall
+	script *redis.Script
+	keys   []string
+	args   []any
+	cmd    *redis.Cmd
 }
 
 // appendPipelined sets the outcome of every request of batch. Each room's
-// events go in ascending seq order, one script call per run of consecutive
-// seqs: the call of a run above a hole is refused like a lone Publish above
-// a hole, and its callers fill the hole from the history.
+// events go in ascending seq order, one run of consecutive seqs at a time:
+// a run above a hole is refused like a lone Publish above a hole, and its
+// callers fill the hole from the history. On a single Redis one script call
+// appends to every room (up to redisBatchBytes of events per call); on a
+// Cluster each run is its own call.
 func (l *RedisLog) appendPipelined(ctx context.Context, batch []*publishReq) {
 	if len(batch) == 1 {
 		r := batch[0]
@@ -123,23 +140,58 @@ func (l *RedisLog) appendPipelined(ctx context.Context, batch []*publishReq) {
 	}
 
 	pipe := l.client.Pipeline()
-	for _, c := range calls {
-		c.cmd = redisAppend.EvalSha(ctx, pipe, []string{l.streamKey(c.room)}, l.appendArgs(c.evs, false)...)
+	var scripts []*redisScriptCall
+	for i := 0; i < len(calls); {
+		sc := &redisScriptCall{}
+		if l.cluster {
+			c := calls[i]
+			sc.calls, sc.script = calls[i:i+1], redisAppend
+			sc.keys, sc.args = []string{l.streamKey(c.room)}, l.appendArgs(c.evs, false)
+			i++
+		} else {
+			keys := make([]string, 0, len(calls)-i)
+			args := []any{l.opts.MaxLen}
+			size := 0
+			j := i
+			for ; j < len(calls) && (j == i || size+redisEventsSize(calls[j].evs) <= redisBatchBytes); j++ {
+				c := calls[j]
+				size += redisEventsSize(c.evs)
+				keys = append(keys, l.streamKey(c.room))
+				args = append(args, len(c.evs))
+				for _, ev := range c.evs {
+					args = append(args, ev.Seq, ev.Type, ev.Data)
+				}
+			}
+			sc.calls, sc.script, sc.keys, sc.args = calls[i:j], redisAppendRooms, keys, args
+			i = j
+		}
+		sc.cmd = sc.script.EvalSha(ctx, pipe, sc.keys, sc.args...)
+		scripts = append(scripts, sc)
 	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
 
 	tops := make(map[string]int64)
-	for _, c := range calls {
-		ok, top, err := redisAppendResult(c.cmd)
+	for _, sc := range scripts {
+		res, err := sc.cmd.Int64Slice()
 		if redis.HasErrorPrefix(err, "NOSCRIPT") {
-			// Redis lost its script cache: appendBatch sends the script.
-			// The calls of a room run in seq order, as in the pipeline.
-			ok, top, err = l.appendBatch(ctx, c.room, c.evs, false)
-		} else if ok {
-			tops[c.room] = max(tops[c.room], top)
+			// Redis does not hold the script (restarted, flushed, or
+			// never sent): Run sends it. The calls go in pipeline order,
+			// so each room's runs still go in seq order.
+			res, err = sc.script.Run(ctx, l.client, sc.keys, sc.args...).Int64Slice()
 		}
-		for _, r := range c.reqs {
-			r.ok, r.top, r.err = ok, top, err
+		if err == nil && len(res) != 2*len(sc.calls) {
+			err = fmt.Errorf("append script returned %v", res)
+		}
+		for k, c := range sc.calls {
+			if err != nil {
+				c.answer(false, 0, err)
+				continue
+			}
+			ok, top := res[2*k] == 1, res[2*k+1]
+			if ok {
+				tops[c.room] = max(tops[c.room], top)
+			}
+			c.answer(ok, top, nil)
 		}
 	}
 	if l.cluster && len(tops) > 0 {
@@ -152,4 +204,13 @@ func (l *RedisLog) appendPipelined(ctx context.Context, batch []*publishReq) {
 				slog.Int("rooms", len(tops)), slog.String("error", err.Error()))
 		}
 	}
+}
+
+// redisEventsSize is the size redisChunk counts for evs.
+func redisEventsSize(evs []Event) int {
+	n := 0
+	for _, ev := range evs {
+		n += len(ev.Data) + len(ev.Type)
+	}
+	return n
 }

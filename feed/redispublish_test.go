@@ -2,8 +2,15 @@ package feed
 
 import (
 	"fmt"
+	"net"
+	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/roomfeed/roomfeed/internal/testenv"
 )
 
 // TestRedisPublishPipelined sends crafted batches through appendPipelined,
@@ -133,5 +140,89 @@ func TestRedisPublishCoalesced(t *testing.T) {
 	defer l.pub.mu.Unlock()
 	if l.pub.flushing || len(l.pub.queue) != 0 {
 		t.Errorf("after the Publishes: got flushing=%v and %d queued, want an idle queue", l.pub.flushing, len(l.pub.queue))
+	}
+}
+
+// TestRedisPublishPipelinedAfterScriptFlush: when Redis lost its script
+// cache (a throwaway server, flushed), a pipeline over several rooms falls
+// back to sending the script, run by run, in order.
+func TestRedisPublishPipelinedAfterScriptFlush(t *testing.T) {
+	t.Parallel()
+	client := testenv.RedisServer(t)
+	hist := newRedisHist()
+	l := newRedisNode(t, client, hist, RedisOptions{Prefix: "rf:"}, 16).log
+	var batch []*publishReq
+	for _, room := range []string{"a", "b", "c"} {
+		for _, ev := range hist.commitN(room, 3) {
+			batch = append(batch, &publishReq{ev: ev})
+		}
+	}
+	if err := client.ScriptFlush(t.Context()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	l.appendPipelined(t.Context(), batch)
+	for _, r := range batch {
+		if r.err != nil || !r.ok || r.top != 3 {
+			t.Errorf("%s/%d: got ok=%v top=%d err=%v, want ok=true top=3", r.ev.Room, r.ev.Seq, r.ok, r.top, r.err)
+		}
+	}
+	for _, room := range []string{"a", "b", "c"} {
+		redisCheckRun(t, "stream "+room, redisStreamSeqs(t, l, room), 1, 3)
+	}
+
+	// The fallback sent the script: the next pipeline finds it.
+	noscript := func() string {
+		info, err := client.Info(t.Context(), "errorstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(info, "\n") {
+			if strings.HasPrefix(line, "errorstat_NOSCRIPT:") {
+				return strings.TrimSpace(line)
+			}
+		}
+		return "none"
+	}
+	before := noscript()
+	batch = batch[:0]
+	for _, room := range []string{"a", "b", "c"} {
+		batch = append(batch, &publishReq{ev: hist.commit(room)})
+	}
+	l.appendPipelined(t.Context(), batch)
+	for _, r := range batch {
+		if r.err != nil || !r.ok || r.top != 4 {
+			t.Errorf("%s/%d: got ok=%v top=%d err=%v, want ok=true top=4", r.ev.Room, r.ev.Seq, r.ok, r.top, r.err)
+		}
+	}
+	if after := noscript(); after != before {
+		t.Errorf("NOSCRIPT errors: got %q after the second pipeline, want %q as before it", after, before)
+	}
+}
+
+// TestRedisPublishPipelinedUnreachable: every Publish of a pipeline that
+// cannot reach Redis gets the error.
+func TestRedisPublishPipelinedUnreachable(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
+	t.Cleanup(func() { client.Close() })
+	hist := newRedisHist()
+	l := newRedisNode(t, client, hist, RedisOptions{Prefix: "rf:"}, 16).log
+	var batch []*publishReq
+	for _, room := range []string{"a", "b"} {
+		for _, ev := range hist.commitN(room, 2) {
+			batch = append(batch, &publishReq{ev: ev})
+		}
+	}
+	l.appendPipelined(t.Context(), batch)
+	for _, r := range batch {
+		if r.err == nil || r.ok {
+			t.Errorf("%s/%d: got ok=%v err=%v, want an error", r.ev.Room, r.ev.Seq, r.ok, r.err)
+		}
 	}
 }

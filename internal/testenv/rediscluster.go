@@ -34,29 +34,9 @@ func RedisCluster(tb testing.TB, masters int) []string {
 	addrs := make([]string, masters)
 	for i := range masters {
 		dir := tb.TempDir()
-		port := strconv.Itoa(ports[i])
-		addrs[i] = "127.0.0.1:" + port
-		cmd := exec.Command(server,
-			"--port", port, "--bind", "127.0.0.1", "--dir", dir,
+		addrs[i] = startRedisServer(tb, server, ports[i], dir,
 			"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"),
-			"--cluster-port", strconv.Itoa(ports[masters+i]), "--cluster-node-timeout", "5000",
-			"--save", "", "--appendonly", "no", "--protected-mode", "no")
-		logPath := filepath.Join(dir, "redis.log")
-		out, err := os.Create(logPath)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		cmd.Stdout, cmd.Stderr = out, out
-		err = cmd.Start()
-		out.Close()
-		if err != nil {
-			tb.Fatalf("start redis-server on %s: %v", addrs[i], err)
-		}
-		tb.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		})
-		waitPing(tb, addrs[i], logPath)
+			"--cluster-port", strconv.Itoa(ports[masters+i]), "--cluster-node-timeout", "5000")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -81,6 +61,49 @@ func RedisCluster(tb testing.TB, masters int) []string {
 		c.Close()
 	}
 	return addrs
+}
+
+// RedisServer starts a throwaway standalone redis-server on a free loopback
+// port, for tests that change server-wide state (SCRIPT FLUSH), and kills it
+// when the test ends. It returns a client of it. Without redis-server the
+// test is skipped (or fails under CI).
+func RedisServer(tb testing.TB) *redis.Client {
+	tb.Helper()
+	server, err := exec.LookPath("redis-server")
+	if err != nil {
+		unavailable(tb, "redis-server (for a throwaway Redis)", err)
+	}
+	addr := startRedisServer(tb, server, freePorts(tb, 1)[0], tb.TempDir())
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// startRedisServer starts redis-server on port with its files in dir and
+// the extra arguments, waits until it answers, and kills it at cleanup.
+func startRedisServer(tb testing.TB, server string, port int, dir string, args ...string) string {
+	tb.Helper()
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	args = append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+		"--save", "", "--appendonly", "no", "--protected-mode", "no"}, args...)
+	cmd := exec.Command(server, args...)
+	logPath := filepath.Join(dir, "redis.log")
+	out, err := os.Create(logPath)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	err = cmd.Start()
+	out.Close()
+	if err != nil {
+		tb.Fatalf("start redis-server on %s: %v", addr, err)
+	}
+	tb.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	waitPing(tb, addr, logPath)
+	return addr
 }
 
 // freePorts returns n distinct loopback ports that were free a moment ago.
