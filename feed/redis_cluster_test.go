@@ -45,15 +45,7 @@ func TestRedisCluster(t *testing.T) {
 
 		const rooms, perRoom = 200, 5
 		room := func(i int) string { return fmt.Sprintf("room%03d", i) }
-		subs := make([]*Subscription, rooms)
-		for i := range subs {
-			sub, err := b.log.Subscribe(t.Context(), room(i))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sub.Close()
-			subs[i] = sub
-		}
+		subs := subscribeRooms(t, b.log, rooms, room)
 		start := time.Now()
 		for range perRoom {
 			for i := range rooms {
@@ -117,15 +109,9 @@ func TestRedisCluster(t *testing.T) {
 		redisStart(t, "B.Run", b.log.Run)
 		const rooms, perRoom = 30, 3
 		room := func(i int) string { return fmt.Sprintf("pipe%02d", i) }
-		subs := make([]*Subscription, rooms)
+		subs := subscribeRooms(t, b.log, rooms, room)
 		var batch []*publishReq
 		for i := range subs {
-			sub, err := b.log.Subscribe(t.Context(), room(i))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sub.Close()
-			subs[i] = sub
 			for _, ev := range hist.commitN(room(i), perRoom) {
 				batch = append(batch, &publishReq{ev: ev})
 			}
@@ -237,6 +223,22 @@ func TestRedisCluster(t *testing.T) {
 			t.Errorf("Run returned %v after cancel, want promptly", d)
 		}
 	})
+}
+
+// subscribeRooms subscribes to the rooms room(0), ..., room(n-1); the
+// subscriptions close when the test ends.
+func subscribeRooms(t *testing.T, l *RedisLog, n int, room func(int) string) []*Subscription {
+	t.Helper()
+	subs := make([]*Subscription, n)
+	for i := range subs {
+		sub, err := l.Subscribe(t.Context(), room(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(sub.Close)
+		subs[i] = sub
+	}
+	return subs
 }
 
 func TestParseNotification(t *testing.T) {
