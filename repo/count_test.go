@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	neturl "net/url"
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/roomfeed/roomfeed/internal/testenv"
 )
@@ -220,6 +223,30 @@ func TestMigrateElementCount(t *testing.T) {
 			wantErr(t, "Put into r3 with a limit of 3", err, ErrRoomFull)
 			mustPut(t, s, "r1", "new", "thing", `{}`)
 			wantCount(t, s, "r1", 2)
+
+			if tc.name == "postgres" {
+				// A session with another search_path (an operator in
+				// psql) deleting by the table's full name: the trigger
+				// still counts in this schema's rooms.
+				u, err := neturl.Parse(url)
+				if err != nil {
+					t.Fatal(err)
+				}
+				q := u.Query()
+				schema := q.Get("search_path")
+				q.Del("search_path")
+				u.RawQuery = q.Encode()
+				other, err := sql.Open("pgx", u.String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer other.Close()
+				del := `DELETE FROM ` + pgx.Identifier{schema, "elements"}.Sanitize() + ` WHERE room = 'r3' AND id = 'e0'`
+				if _, err := other.ExecContext(ctx, del); err != nil {
+					t.Fatalf("%s: %v", del, err)
+				}
+				wantCount(t, s, "r3", 2)
+			}
 		})
 	}
 }

@@ -9,7 +9,10 @@ UPDATE rooms SET elements = c.n
 FROM (SELECT room, count(*) AS n FROM elements GROUP BY room) AS c
 WHERE rooms.room = c.room;
 
-CREATE FUNCTION rooms_count_elements() RETURNS trigger LANGUAGE plpgsql AS $$
+-- SET search_path FROM CURRENT: the function finds this schema's rooms table
+-- whatever the search_path of the session that changes elements.
+CREATE FUNCTION rooms_count_elements() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
         UPDATE rooms SET elements = elements + 1 WHERE room = NEW.room;
