@@ -250,3 +250,27 @@ func TestMigrateElementCount(t *testing.T) {
 		})
 	}
 }
+
+// TestMigrateDownAndUp: migration 3 can be undone and applied again.
+func TestMigrateDownAndUp(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name    string
+		url     func(t *testing.T) string
+		migrate func(ctx context.Context, url string, to uint) error
+	}{
+		{"sqlite", func(t *testing.T) string { return filepath.Join(t.TempDir(), "down.db") }, migrateSQLite},
+		{"postgres", func(t *testing.T) string { return testenv.PostgresURL(t) }, migratePostgres},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			url := tc.url(t)
+			for _, to := range []uint{0, 2, 0} {
+				if err := tc.migrate(t.Context(), url, to); err != nil {
+					t.Fatalf("migrate to %d (0 = latest): %v", to, err)
+				}
+			}
+		})
+	}
+}
