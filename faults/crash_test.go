@@ -43,7 +43,7 @@ func TestKillNodeMidWriteStream(t *testing.T) {
 	}
 
 	time.Sleep(1500 * time.Millisecond)
-	redisProxy.setCut(true) // A commits but cannot publish
+	redisProxy.SetCut(true) // A commits but cannot publish
 	time.Sleep(1000 * time.Millisecond)
 	a.kill()
 	acksAtKill, _, _ := l.snapshot()
@@ -54,7 +54,7 @@ func TestKillNodeMidWriteStream(t *testing.T) {
 	head := int64(len(sqlHistory(t, b.pgURL, room)))
 	waitCaughtUp(t, subs, head, 20*time.Second)
 
-	redisProxy.setCut(false)
+	redisProxy.SetCut(false)
 	a.start()
 	wg.Go(func() { writer(ctx, hc, l, "wb", room, func(int) *node { return nb }, 0) })
 	time.Sleep(1500 * time.Millisecond)

@@ -49,7 +49,7 @@ func TestPostgresDownAndBack(t *testing.T) {
 	}
 	waitAcks(t, l, 50, 10*time.Second)
 
-	pgProxy.setCut(true)
+	pgProxy.SetCut(true)
 	cutAt := time.Now()
 	for _, n := range nodes {
 		eventually(t, 10*time.Second, n.name+" write answers 503 database_unavailable", func() error {
@@ -102,7 +102,7 @@ func TestPostgresDownAndBack(t *testing.T) {
 		}
 	}
 
-	pgProxy.setCut(false)
+	pgProxy.SetCut(false)
 	upAt := time.Now()
 	waitAcks(t, l, len(acksDown)+50, 20*time.Second)
 	for _, n := range nodes {
@@ -123,6 +123,90 @@ func TestPostgresDownAndBack(t *testing.T) {
 	t.Logf("acknowledged %d, refused %d %v, committed %d, events checked %d (%d subscribers)",
 		rep.Acked, rep.Failed, statuses, rep.Committed, rep.Checked, len(subs))
 	checkSnapshotMatchesFeed(t, t.Context(), hc, a.URL(), room, subs[0])
+}
+
+// TestPostgresHangs stalls a node's PostgreSQL connections (a proxy that
+// accepts connections and forwards nothing, as a database that hangs):
+// with --db-timeout 1s, writes, snapshots and /readyz must answer 503
+// database_unavailable instead of hanging until the client gives up, open
+// streams must keep heartbeating; when the database answers again the node
+// must recover by itself, and the feed must hold every acknowledged write
+// once, in order, matching the snapshot.
+func TestPostgresHangs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test")
+	}
+	b := newBackend(t)
+	pgURL, pgProxy := proxiedPostgres(t, b.pgURL)
+	room := testenv.UniqueName("hang")
+	n := startNode(t, "A", "--database-url", pgURL, "--redis-url", b.redisURL, "--redis-prefix", b.prefix,
+		"--relay-interval", "200ms", "--db-timeout", "1s")
+	subs := []*subscriber{startSubscriber(t, "sub1@A", room, func(int) *node { return n })}
+	hc := newClient(t, 10*time.Second) // a hang shows as the client's timeout
+	l := newLedger()
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	var wg sync.WaitGroup
+	wg.Go(func() { writer(ctx, hc, l, "w1", room, func(int) *node { return n }, 5*time.Millisecond) })
+	waitAcks(t, l, 50, 10*time.Second)
+
+	pgProxy.SetStall(true)
+	stalledAt := time.Now()
+	eventually(t, 10*time.Second, "write answers 503 database_unavailable", func() error {
+		r := putElement(ctx, hc, n.URL(), room, "probe", "", `{}`)
+		if r.Err != nil {
+			return r.Err
+		}
+		return wantError(r.Status, r.Body, http.StatusServiceUnavailable, "database_unavailable")
+	})
+	var snapErr struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	if status, err := getJSON(ctx, hc, n.URL()+"/rooms/"+room+"/elements", &snapErr); err != nil ||
+		status != http.StatusServiceUnavailable || snapErr.Error.Code != "database_unavailable" {
+		t.Errorf("snapshot while PostgreSQL hangs: got %d %+v (%v), want 503 database_unavailable", status, snapErr, err)
+	}
+	eventually(t, 10*time.Second, "/readyz red", func() error {
+		status, err := getJSON(ctx, hc, n.URL()+"/readyz", nil)
+		if err != nil {
+			return err
+		}
+		if status != http.StatusServiceUnavailable {
+			return fmt.Errorf("got %d, want 503", status)
+		}
+		return nil
+	})
+	t.Logf("writes, snapshots and /readyz failing %v after the stall", time.Since(stalledAt).Round(time.Millisecond))
+	time.Sleep(1500 * time.Millisecond)
+	for _, s := range subs {
+		if _, _, lastPing := s.stats(); time.Since(lastPing) > 1500*time.Millisecond {
+			t.Errorf("%s got no ping for %v while PostgreSQL hung", s.name, time.Since(lastPing))
+		}
+	}
+	acksStalled, _, statuses := l.snapshot()
+	for k := range statuses {
+		if k != "503" {
+			t.Errorf("writes failed with %s (%v), want only 503", k, statuses)
+		}
+	}
+
+	pgProxy.SetStall(false)
+	waitAcks(t, l, len(acksStalled)+50, 20*time.Second)
+	eventually(t, 10*time.Second, "/readyz green again", func() error {
+		status, err := getJSON(ctx, hc, n.URL()+"/readyz", nil)
+		if err != nil || status != http.StatusOK {
+			return fmt.Errorf("got %d, %v", status, err)
+		}
+		return nil
+	})
+	stop()
+	wg.Wait()
+
+	rep := checkFeed(t, b.pgURL, room, l, subs, 30*time.Second)
+	_, _, statuses = l.snapshot()
+	t.Logf("acknowledged %d, refused %d %v, committed %d, events checked %d",
+		rep.Acked, rep.Failed, statuses, rep.Committed, rep.Checked)
+	checkSnapshotMatchesFeed(t, t.Context(), hc, n.URL(), room, subs[0])
 }
 
 // wantError checks an error answer's status and code.

@@ -123,7 +123,7 @@ func TestRedisDownAndBack(t *testing.T) {
 		after, _, _ := l.snapshot()
 		t.Logf("%s: %d writes acknowledged during %v", what, len(after)-len(beforeAcks), time.Since(start).Round(time.Millisecond))
 	}
-	outage("Redis unreachable", func() { rp.setCut(true) }, func() { rp.setCut(false) })
+	outage("Redis unreachable", func() { rp.SetCut(true) }, func() { rp.SetCut(false) })
 	outage("Redis restarted empty", rs.stop, rs.start)
 	waitAcks(t, l, 0, 0)
 	time.Sleep(500 * time.Millisecond)

@@ -59,13 +59,13 @@ func TestRetentionNeverTrimsUnpublished(t *testing.T) {
 		return nil
 	})
 
-	rp.setCut(true) // A commits 101..150 but cannot publish them
+	rp.SetCut(true) // A commits 101..150 but cannot publish them
 	writeN(50, "u")
 	time.Sleep(1500 * time.Millisecond) // several retention passes on B
 	if first, n := oldest(); first > 101 || first+int64(n)-1 != 150 {
 		t.Fatalf("with 101..150 unpublished the history holds %d events from %d, want every event from 101 at least", n, first)
 	}
-	rp.setCut(false) // A's relay publishes 101..150, then B trims
+	rp.SetCut(false) // A's relay publishes 101..150, then B trims
 	eventually(t, 15*time.Second, "history trimmed to the newest 20 once published", func() error {
 		if first, n := oldest(); first != 131 || n != 20 {
 			return fmt.Errorf("history holds %d events from %d, want 20 from 131", n, first)

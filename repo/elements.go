@@ -209,13 +209,15 @@ func (s *Store) Message(ctx context.Context, room, name string, data json.RawMes
 
 // Get returns one element.
 func (s *Store) Get(ctx context.Context, room, id string) (Element, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	el, err := scanElement(s.read.QueryRowContext(ctx,
 		s.q(`SELECT id, kind, version, data, updated_at FROM elements WHERE room = ? AND id = ?`), room, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Element{}, fmt.Errorf("get element: %w", ErrNotFound)
 	}
 	if err != nil {
-		return Element{}, fmt.Errorf("get element: %w", classify(err))
+		return Element{}, fmt.Errorf("get element: %w", s.classify(ctx, err))
 	}
 	return el, nil
 }
@@ -224,9 +226,11 @@ func (s *Store) Get(ctx context.Context, room, id string) (Element, error) {
 // transaction, so the events after Cursor are exactly the changes the
 // snapshot lacks. An unknown room is an empty snapshot with Cursor 0.
 func (s *Store) Snapshot(ctx context.Context, room string) (Snapshot, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	snap, err := s.snapshot(ctx, room)
 	if err != nil {
-		return Snapshot{}, fmt.Errorf("snapshot: %w", classify(err))
+		return Snapshot{}, fmt.Errorf("snapshot: %w", s.classify(ctx, err))
 	}
 	return snap, nil
 }
@@ -323,10 +327,12 @@ type writeTx struct {
 // Writes go through a committer (group commit): SQLite's one, or the
 // PostgreSQL committer of the room.
 func (s *Store) inWriteTx(ctx context.Context, room, id string, fn writeFunc) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if s.commits != nil {
-		return classify(s.commits.do(ctx, room, id, fn))
+		return s.classify(ctx, s.commits.do(ctx, room, id, fn))
 	}
-	return classify(s.pgCommitter(room).do(ctx, room, id, fn))
+	return s.classify(ctx, s.pgCommitter(room).do(ctx, room, id, fn))
 }
 
 // writeAlone runs one PostgreSQL write in its own transaction;

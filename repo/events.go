@@ -16,9 +16,11 @@ type RoomHead struct {
 
 // Head returns the room's current sequence number, 0 for an unknown room.
 func (s *Store) Head(ctx context.Context, room string) (int64, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	seq, err := s.head(ctx, room)
 	if err != nil {
-		return 0, fmt.Errorf("room head: %w", classify(err))
+		return 0, fmt.Errorf("room head: %w", s.classify(ctx, err))
 	}
 	return seq, nil
 }
@@ -36,9 +38,11 @@ func (s *Store) head(ctx context.Context, room string) (int64, error) {
 // most limit of them (limit <= 0 means DefaultPageSize). When retention
 // removed event after+1 it returns ErrTrimmed.
 func (s *Store) EventsAfter(ctx context.Context, room string, after int64, limit int) ([]Event, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	evs, err := s.eventsAfter(ctx, room, max(after, 0), limit)
 	if err != nil {
-		return nil, fmt.Errorf("events after %d: %w", after, classify(err))
+		return nil, fmt.Errorf("events after %d: %w", after, s.classify(ctx, err))
 	}
 	return evs, nil
 }

@@ -12,11 +12,16 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// pgBatchTimeout bounds one PostgreSQL batch, so a connection that hangs
-// cannot stop its committer for good. The writes of a batch that ran out of
-// time fail; like a write whose context ends during COMMIT, they may or may
-// not have committed.
-const pgBatchTimeout = 30 * time.Second
+// batchTimeout bounds one PostgreSQL batch (Options.QueryTimeout, or 30s
+// without one), so a connection that hangs cannot stop its committer for
+// good. The writes of a batch that ran out of time fail; like a write whose
+// context ends during COMMIT, they may or may not have committed.
+func (s *Store) batchTimeout() time.Duration {
+	if s.timeout > 0 {
+		return s.timeout
+	}
+	return 30 * time.Second
+}
 
 // The statements of a PostgreSQL batch. Rooms and ids are "C" collated, so
 // Go's string order is the database's.
@@ -124,12 +129,15 @@ func (s *Store) runPostgresBatch(batch []*writeReq, errs []error) error {
 		return nil
 	}
 	if live > 1 {
-		ctx, cancel := context.WithTimeout(context.Background(), pgBatchTimeout)
+		ctx, cancel := context.WithTimeoutCause(context.Background(), s.batchTimeout(), errNoAnswer)
 		defer cancel()
 		err := s.pgBatch(ctx, batch, errs)
 		var pgErr *pgconn.PgError
-		if err == nil || !errors.As(err, &pgErr) {
-			return err
+		if err == nil || !errors.As(err, &pgErr) || context.Cause(ctx) == errNoAnswer {
+			// Also a batch that ran out of time (PostgreSQL may have
+			// answered the cancel with an error of its own): running its
+			// writes alone would wait as long again for each.
+			return s.classify(ctx, err)
 		}
 		s.log.LogAttrs(ctx, slog.LevelDebug, "batch failed, running its writes alone",
 			slog.Int("writes", live), slog.String("error", err.Error()))
@@ -144,10 +152,10 @@ func (s *Store) runPostgresBatch(batch []*writeReq, errs []error) error {
 		if errors.As(errs[i], &p) {
 			continue // it panics alone too
 		}
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), pgBatchTimeout)
-		errs[i] = s.writeAlone(ctx, r.room, r.id, func(ctx context.Context, w *writeTx) error {
+		ctx, cancel := context.WithTimeoutCause(context.WithoutCancel(r.ctx), s.batchTimeout(), errNoAnswer)
+		errs[i] = s.classify(ctx, s.writeAlone(ctx, r.room, r.id, func(ctx context.Context, w *writeTx) error {
 			return callWrite(ctx, w, r.fn)
-		})
+		}))
 		cancel()
 	}
 	return nil

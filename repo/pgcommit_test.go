@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	neturl "net/url"
 	"strconv"
 	"sync"
 	"testing"
@@ -416,5 +417,81 @@ func TestPostgresTwoNodes(t *testing.T) {
 				t.Errorf("events in all rooms: got %d, want %d", total, 2*writers*writes)
 			}
 		})
+	}
+}
+
+// TestPostgresHangs: a database that accepts connections and never
+// answers (a stalled proxy) fails every call with ErrUnavailable once
+// Options.QueryTimeout has passed, instead of holding it; when it answers
+// again the store works on.
+func TestPostgresHangs(t *testing.T) {
+	t.Parallel()
+	u, err := neturl.Parse(testenv.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := testenv.StartProxy(t, u.Host)
+	u.Host = proxy.Addr()
+	const timeout = 300 * time.Millisecond
+	s, err := Open(t.Context(), u.String(), Options{QueryTimeout: timeout})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	mustPut(t, s, "h", "before", "thing", `{}`)
+
+	proxy.SetStall(true)
+	ctx := t.Context()
+	calls := []struct {
+		name string
+		call func() error
+	}{
+		{"Put", func() error {
+			_, _, _, err := s.Put(ctx, "h", "x", "thing", json.RawMessage(`{}`), Precondition{}, Meta{})
+			return err
+		}},
+		{"Get", func() error { _, err := s.Get(ctx, "h", "before"); return err }},
+		{"Snapshot", func() error { _, err := s.Snapshot(ctx, "h"); return err }},
+		{"Head", func() error { _, err := s.Head(ctx, "h"); return err }},
+		{"EventsAfter", func() error { _, err := s.EventsAfter(ctx, "h", 0, 10); return err }},
+		{"Ping", func() error { return s.Ping(ctx) }},
+	}
+	for _, c := range calls {
+		if err := c.call(); !errors.Is(err, ErrUnavailable) {
+			t.Errorf("%s while the database hangs: got %v, want %v", c.name, err, ErrUnavailable)
+		}
+	}
+	// Writes at once (a batch) fail the same way.
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			_, _, _, err := s.Put(ctx, fmt.Sprint("h", i%3), "y", "thing", json.RawMessage(`{}`), Precondition{}, Meta{})
+			if !errors.Is(err, ErrUnavailable) {
+				t.Errorf("Put %d while the database hangs: got %v, want %v", i, err, ErrUnavailable)
+			}
+		})
+	}
+	wg.Wait()
+
+	proxy.SetStall(false)
+	var last error
+	for range 100 { // the pool replaces the connections it gave up
+		if _, _, _, last = s.Put(ctx, "h", "after", "thing", json.RawMessage(`{}`), Precondition{}, Meta{}); last == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if last != nil {
+		t.Fatalf("Put after the database answers again: %v", last)
+	}
+	// Whatever the stalled writes did, the history has no gap.
+	evs := allEvents(t, s, "h", 0)
+	for i, ev := range evs {
+		if ev.Seq != int64(i+1) {
+			t.Fatalf("event %d has seq %d, want %d", i, ev.Seq, i+1)
+		}
+	}
+	if head := mustHead(t, s, "h"); head != int64(len(evs)) {
+		t.Errorf("head: got %d, want %d (the events)", head, len(evs))
 	}
 }

@@ -77,6 +77,13 @@ const (
 type Options struct {
 	Logger       *slog.Logger // may be nil
 	MaxOpenConns int          // 0 = a sensible default per dialect
+	// QueryTimeout bounds each call that serves a request (a write with its
+	// wait in the queue, Get, Snapshot, Head, EventsAfter, Ping) and each
+	// PostgreSQL batch. A database that does not answer in time (it accepts
+	// connections and hangs) fails the call with ErrUnavailable instead of
+	// holding it until the client gives up. 0 = 5s; negative = no bound
+	// (PostgreSQL batches then get 30s).
+	QueryTimeout time.Duration
 	// Committers is the number of PostgreSQL group committers, each of
 	// which runs one batch at a time on its own connection; every room is
 	// served by the same one. 0 = one per two CPUs: on 2 cores one committer
@@ -88,6 +95,7 @@ type Options struct {
 type Store struct {
 	dialect string
 	log     *slog.Logger
+	timeout time.Duration // Options.QueryTimeout, resolved; 0 = none
 	// write runs write transactions. For SQLite it holds a single connection,
 	// used by the committer, so writers queue in Go instead of failing with
 	// SQLITE_BUSY; for PostgreSQL it is the same pool as read.
@@ -130,6 +138,12 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store: %w", classify(err))
 	}
 	s.log = log
+	switch s.timeout = opts.QueryTimeout; {
+	case s.timeout == 0:
+		s.timeout = defaultQueryTimeout
+	case s.timeout < 0:
+		s.timeout = 0
+	}
 	s.prepareWrites(ctx)
 	if s.dialect == dialectSQLite {
 		s.commits = newCommitter(s.runBatch)
@@ -312,15 +326,43 @@ func (s *Store) Close() error {
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if err := s.read.PingContext(ctx); err != nil {
-		return fmt.Errorf("ping: %w", classify(err))
+		return fmt.Errorf("ping: %w", s.classify(ctx, err))
 	}
 	if s.write != s.read {
 		if err := s.write.PingContext(ctx); err != nil {
-			return fmt.Errorf("ping: %w", classify(err))
+			return fmt.Errorf("ping: %w", s.classify(ctx, err))
 		}
 	}
 	return nil
+}
+
+// defaultQueryTimeout is Options.QueryTimeout's default.
+const defaultQueryTimeout = 5 * time.Second
+
+// errNoAnswer is the cause of a context the store bounded itself
+// (Options.QueryTimeout) when it ran out.
+var errNoAnswer = fmt.Errorf("%w: the database did not answer in time", ErrUnavailable)
+
+// bound limits ctx to the store's query timeout.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.timeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeoutCause(ctx, s.timeout, errNoAnswer)
+}
+
+// classify classifies err (see the function classify) from a call made
+// with a context from bound: an error once the store's own timeout ran out
+// is ErrUnavailable (errNoAnswer).
+func (s *Store) classify(ctx context.Context, err error) error {
+	err = classify(err)
+	if err != nil && !errors.Is(err, ErrUnavailable) && context.Cause(ctx) == errNoAnswer {
+		return fmt.Errorf("%w: %w", errNoAnswer, err)
+	}
+	return err
 }
 
 // Dialect returns "sqlite" or "postgres".

@@ -38,6 +38,7 @@ type config struct {
 	WebDir             string
 	LogFormat          string
 	ShutdownTimeout    time.Duration
+	DBTimeout          time.Duration // repo.Options.QueryTimeout
 	TLSCert, TLSKey    string        // PEM files; both set = HTTPS with HTTP/2 (tls.go)
 	HistoryKeep        int64         // events kept per room in SQL; 0 = all
 	HistoryMaxAge      time.Duration // age beyond which SQL events are trimmed; 0 = never
@@ -101,6 +102,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	str(&cfg.DatabaseURL, setting{"database-url", "DATABASE_URL", "sqlite://<path> or postgres://..."}, "sqlite://data/roomfeed.db")
 	str(&cfg.RedisURL, setting{"redis-url", "REDIS_URL", "redis://host:port/db; several hosts (redis://h1:7000,h2:7001) or redis-cluster:// = Redis Cluster; empty = in-process fan-out (one node)"}, "")
 	str(&cfg.RedisPrefix, setting{"redis-prefix", "ROOMFEED_REDIS_PREFIX", "prefix of every Redis key"}, "roomfeed:")
+	dur(&cfg.DBTimeout, setting{"db-timeout", "ROOMFEED_DB_TIMEOUT", "how long a request waits for the database before it answers 503"}, 5*time.Second)
 	num(&cfg.RedisMaxLen, setting{"redis-maxlen", "ROOMFEED_REDIS_MAXLEN", "events kept per room stream in Redis (approximate)"}, 10000)
 	dur(&cfg.RelayInterval, setting{"relay-interval", "ROOMFEED_RELAY_INTERVAL", "how often committed events missing from Redis are republished"}, 5*time.Second)
 	str(&cors, setting{"cors-origins", "ROOMFEED_CORS_ORIGINS", "comma-separated browser origins allowed to call the API"}, "")
@@ -195,6 +197,7 @@ func (c config) validate() error {
 	check(c.MaxDataBytes >= 64 && int64(c.MaxDataBytes) <= c.MaxBodyBytes, "ROOMFEED_MAX_DATA_BYTES must be between 64 and the body limit")
 	check(c.SubscriberBuffer >= 1 && c.SubscriberBuffer <= 1<<20, "ROOMFEED_SUBSCRIBER_BUFFER must be between 1 and 1048576")
 	check(c.ShutdownTimeout > 0, "ROOMFEED_SHUTDOWN_TIMEOUT must be positive")
+	check(c.DBTimeout >= 100*time.Millisecond, "ROOMFEED_DB_TIMEOUT must be at least 100ms")
 	check((c.TLSCert == "") == (c.TLSKey == ""), "ROOMFEED_TLS_CERT and ROOMFEED_TLS_KEY must be set together")
 	check(c.HistoryKeep >= 0, "ROOMFEED_HISTORY_KEEP must not be negative")
 	check(c.HistoryMaxAge == 0 || c.HistoryMaxAge >= time.Second, "ROOMFEED_HISTORY_MAX_AGE must be 0 or at least 1s")

@@ -70,7 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger.LogAttrs(ctx, slog.LevelWarn, "INSECURE: --insecure and no token key: anyone who reaches "+cfg.Addr+" can read and change every room")
 	}
 
-	store, err := repo.Open(ctx, cfg.DatabaseURL, repo.Options{Logger: logger})
+	store, err := repo.Open(ctx, cfg.DatabaseURL, repo.Options{Logger: logger, QueryTimeout: cfg.DBTimeout})
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
