@@ -326,51 +326,15 @@ func TestConcurrentWriteRooms(t *testing.T) {
 					writers = 16
 					writes  = 30
 				)
-				var wg sync.WaitGroup
-				errs := make(chan error, writers)
-				for w := range writers {
-					wg.Go(func() {
-						for i := range writes {
-							room := "r" + strconv.Itoa((w*writes+i)%rooms)
-							id := "e" + strconv.Itoa(i%3) // shared by all writers
-							if _, _, _, err := s.Put(t.Context(), room, id, "thing", json.RawMessage(fmt.Sprintf(`{"w":%d,"i":%d}`, w, i)), Precondition{}, Meta{}); err != nil {
-								errs <- fmt.Errorf("writer %d write %d: %w", w, i, err)
-								return
-							}
-						}
-					})
-				}
-				wg.Wait()
-				close(errs)
-				for err := range errs {
-					t.Fatal(err)
-				}
-
+				runWriters(t, writers, writes, func(w, i int) error {
+					room := "r" + strconv.Itoa((w*writes+i)%rooms)
+					id := "e" + strconv.Itoa(i%3) // shared by all writers
+					_, _, _, err := s.Put(t.Context(), room, id, "thing", json.RawMessage(fmt.Sprintf(`{"w":%d,"i":%d}`, w, i)), Precondition{}, Meta{})
+					return err
+				})
 				var total int64
 				for r := range rooms {
-					room := "r" + strconv.Itoa(r)
-					head := mustHead(t, s, room)
-					total += head
-					evs := checkGapFree(t, s, room, head)
-					versions := map[string]int64{}
-					for i, ev := range evs {
-						if i > 0 && ev.At.Before(evs[i-1].At) {
-							t.Errorf("%s event %d: at %v before the previous %v", room, ev.Seq, ev.At, evs[i-1].At)
-						}
-						var p payloadElement
-						if err := json.Unmarshal(ev.Payload, &p); err != nil {
-							t.Fatalf("%s event %d: %v", room, ev.Seq, err)
-						}
-						versions[p.Element.ID]++
-						if p.Element.Version != versions[p.Element.ID] {
-							t.Errorf("%s event %d: element %s got version %d, want %d", room, ev.Seq, p.Element.ID, p.Element.Version, versions[p.Element.ID])
-						}
-					}
-					for id, v := range versions {
-						if got := mustGet(t, s, room, id); got.Version != v {
-							t.Errorf("%s/%s: got version %d, want %d", room, id, got.Version, v)
-						}
-					}
+					total += checkRoomHistory(t, s, s, "r"+strconv.Itoa(r))
 				}
 				if total != writers*writes {
 					t.Errorf("events in all rooms: got %d, want %d", total, writers*writes)

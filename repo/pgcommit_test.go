@@ -100,6 +100,63 @@ func checkGapFree(t *testing.T, s *Store, room string, wantHead int64) []Event {
 	return evs
 }
 
+// runWriters runs n writers at once, writer w making writes calls of
+// write(w, i), and fails the test with their errors.
+func runWriters(t *testing.T, n, writes int, write func(w, i int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for w := range n {
+		wg.Go(func() {
+			for i := range writes {
+				if err := write(w, i); err != nil {
+					errs <- fmt.Errorf("writer %d write %d: %w", w, i, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// checkRoomHistory checks the history of room in s after concurrent
+// writes: gap-free up to its head, times in seq order, each element
+// event's version the count of the writes to that element so far, and each
+// element's version in cur (another node, or s) that count. It returns the
+// head.
+func checkRoomHistory(t *testing.T, s, cur *Store, room string) int64 {
+	t.Helper()
+	head := mustHead(t, s, room)
+	evs := checkGapFree(t, s, room, head)
+	versions := map[string]int64{}
+	for i, ev := range evs {
+		if i > 0 && ev.At.Before(evs[i-1].At) {
+			t.Errorf("%s event %d: at %v before the previous %v", room, ev.Seq, ev.At, evs[i-1].At)
+		}
+		if ev.Type != TypeCreated && ev.Type != TypeUpdated {
+			continue
+		}
+		var p payloadElement
+		if err := json.Unmarshal(ev.Payload, &p); err != nil {
+			t.Fatalf("%s event %d: %v", room, ev.Seq, err)
+		}
+		versions[p.Element.ID]++
+		if p.Element.Version != versions[p.Element.ID] {
+			t.Errorf("%s event %d: element %s got version %d, want %d", room, ev.Seq, p.Element.ID, p.Element.Version, versions[p.Element.ID])
+		}
+	}
+	for id, v := range versions {
+		if got := mustGet(t, cur, room, id); got.Version != v {
+			t.Errorf("%s/%s: got version %d, want %d", room, id, got.Version, v)
+		}
+	}
+	return head
+}
+
 func patchWrite(room, id, patch string, pre Precondition) func(context.Context, *Store) (int64, error) {
 	return func(ctx context.Context, s *Store) (int64, error) {
 		_, ev, err := s.Patch(ctx, room, id, json.RawMessage(patch), pre, Meta{})
@@ -361,57 +418,19 @@ func TestPostgresTwoNodes(t *testing.T) {
 				writes  = 40
 				rooms   = 5
 			)
-			var wg sync.WaitGroup
-			errs := make(chan error, 2*writers)
-			for n, s := range nodes {
-				for w := range writers {
-					wg.Go(func() {
-						for i := range writes {
-							room := "r" + strconv.Itoa((n+w+i)%rooms)
-							id := "e" + strconv.Itoa(i%3)
-							var err error
-							if i%2 == 0 {
-								_, err = s.Message(t.Context(), room, "m", nil, Meta{})
-							} else {
-								_, _, _, err = s.Put(t.Context(), room, id, "thing", json.RawMessage(fmt.Sprintf(`{"n":%d,"w":%d}`, n, w)), Precondition{}, Meta{})
-							}
-							if err != nil {
-								errs <- fmt.Errorf("node %d writer %d write %d: %w", n, w, i, err)
-								return
-							}
-						}
-					})
+			runWriters(t, 2*writers, writes, func(w, i int) error {
+				n := w / writers // writers 0..7 write through node 0, 8..15 through node 1
+				room := "r" + strconv.Itoa((n+w+i)%rooms)
+				if i%2 == 0 {
+					_, err := nodes[n].Message(t.Context(), room, "m", nil, Meta{})
+					return err
 				}
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Fatal(err)
-			}
+				_, _, _, err := nodes[n].Put(t.Context(), room, "e"+strconv.Itoa(i%3), "thing", json.RawMessage(fmt.Sprintf(`{"n":%d,"w":%d}`, n, w)), Precondition{}, Meta{})
+				return err
+			})
 			var total int64
 			for r := range rooms {
-				room := "r" + strconv.Itoa(r)
-				head := mustHead(t, nodes[0], room)
-				total += head
-				versions := map[string]int64{}
-				for _, ev := range checkGapFree(t, nodes[1], room, head) {
-					if ev.Type == "m" {
-						continue
-					}
-					var p payloadElement
-					if err := json.Unmarshal(ev.Payload, &p); err != nil {
-						t.Fatalf("%s event %d: %v", room, ev.Seq, err)
-					}
-					versions[p.Element.ID]++
-					if p.Element.Version != versions[p.Element.ID] {
-						t.Errorf("%s event %d: element %s got version %d, want %d", room, ev.Seq, p.Element.ID, p.Element.Version, versions[p.Element.ID])
-					}
-				}
-				for id, v := range versions {
-					if got := mustGet(t, nodes[0], room, id); got.Version != v {
-						t.Errorf("%s/%s: got version %d, want %d", room, id, got.Version, v)
-					}
-				}
+				total += checkRoomHistory(t, nodes[1], nodes[0], "r"+strconv.Itoa(r))
 			}
 			if total != 2*writers*writes {
 				t.Errorf("events in all rooms: got %d, want %d", total, 2*writers*writes)
@@ -485,13 +504,5 @@ func TestPostgresHangs(t *testing.T) {
 		t.Fatalf("Put after the database answers again: %v", last)
 	}
 	// Whatever the stalled writes did, the history has no gap.
-	evs := allEvents(t, s, "h", 0)
-	for i, ev := range evs {
-		if ev.Seq != int64(i+1) {
-			t.Fatalf("event %d has seq %d, want %d", i, ev.Seq, i+1)
-		}
-	}
-	if head := mustHead(t, s, "h"); head != int64(len(evs)) {
-		t.Errorf("head: got %d, want %d (the events)", head, len(evs))
-	}
+	checkGapFree(t, s, "h", mustHead(t, s, "h"))
 }
