@@ -250,17 +250,23 @@ func (l *RedisLog) appendBatch(ctx context.Context, room string, evs []Event, ga
 // redisChunk returns how many of evs (at least one) go in one script call.
 func redisChunk(evs []Event) int {
 	n, size := 0, 0
-	for n < len(evs) && (n == 0 || size+len(evs[n].Data) <= redisBatchBytes) {
-		size += len(evs[n].Data) + len(evs[n].Type)
+	for n < len(evs) && (n == 0 || size+redisEventSize(evs[n]) <= redisBatchBytes) {
+		size += redisEventSize(evs[n])
 		n++
 	}
 	return n
 }
 
+// redisEventSize is what an event counts against redisBatchBytes.
+func redisEventSize(ev Event) int { return len(ev.Data) + len(ev.Type) }
+
 // appendArgs returns the ARGV of redisAppend for evs.
 func (l *RedisLog) appendArgs(evs []Event, gapOK bool) []any {
-	args := make([]any, 0, 2+3*len(evs))
-	args = append(args, l.opts.MaxLen, redisFlag(gapOK))
+	return appendEventArgs(append(make([]any, 0, 2+3*len(evs)), l.opts.MaxLen, redisFlag(gapOK)), evs)
+}
+
+// appendEventArgs appends the seq, type, data triple of every event to args.
+func appendEventArgs(args []any, evs []Event) []any {
 	for _, ev := range evs {
 		args = append(args, ev.Seq, ev.Type, ev.Data)
 	}

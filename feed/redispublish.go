@@ -86,6 +86,7 @@ func (l *RedisLog) appendCoalesced(ctx context.Context, ev Event) (bool, int64, 
 type redisCall struct {
 	room string
 	evs  []Event
+	size int // of evs, against redisBatchBytes
 	reqs []*publishReq
 }
 
@@ -133,7 +134,11 @@ func (l *RedisLog) appendPipelined(ctx context.Context, batch []*publishReq) {
 		}
 		for len(evs) > 0 {
 			n := redisChunk(evs)
-			calls = append(calls, &redisCall{room: evs[0].Room, evs: evs[:n], reqs: run[:n]})
+			c := &redisCall{room: evs[0].Room, evs: evs[:n], reqs: run[:n]}
+			for _, ev := range c.evs {
+				c.size += redisEventSize(ev)
+			}
+			calls = append(calls, c)
 			evs, run = evs[n:], run[n:]
 		}
 		i = j
@@ -153,14 +158,11 @@ func (l *RedisLog) appendPipelined(ctx context.Context, batch []*publishReq) {
 			args := []any{l.opts.MaxLen}
 			size := 0
 			j := i
-			for ; j < len(calls) && (j == i || size+redisEventsSize(calls[j].evs) <= redisBatchBytes); j++ {
+			for ; j < len(calls) && (j == i || size+calls[j].size <= redisBatchBytes); j++ {
 				c := calls[j]
-				size += redisEventsSize(c.evs)
+				size += c.size
 				keys = append(keys, l.streamKey(c.room))
-				args = append(args, len(c.evs))
-				for _, ev := range c.evs {
-					args = append(args, ev.Seq, ev.Type, ev.Data)
-				}
+				args = appendEventArgs(append(args, len(c.evs)), c.evs)
 			}
 			sc.calls, sc.script, sc.keys, sc.args = calls[i:j], redisAppendRooms, keys, args
 			i = j
@@ -204,13 +206,4 @@ func (l *RedisLog) appendPipelined(ctx context.Context, batch []*publishReq) {
 				slog.Int("rooms", len(tops)), slog.String("error", err.Error()))
 		}
 	}
-}
-
-// redisEventsSize is the size redisChunk counts for evs.
-func redisEventsSize(evs []Event) int {
-	n := 0
-	for _, ev := range evs {
-		n += len(ev.Data) + len(ev.Type)
-	}
-	return n
 }
