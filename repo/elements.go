@@ -217,7 +217,7 @@ func (s *Store) Get(ctx context.Context, room, id string) (Element, error) {
 		return Element{}, fmt.Errorf("get element: %w", ErrNotFound)
 	}
 	if err != nil {
-		return Element{}, fmt.Errorf("get element: %w", s.classify(ctx, err))
+		return Element{}, fmt.Errorf("get element: %w", classifyBounded(ctx, err))
 	}
 	return el, nil
 }
@@ -230,7 +230,7 @@ func (s *Store) Snapshot(ctx context.Context, room string) (Snapshot, error) {
 	defer cancel()
 	snap, err := s.snapshot(ctx, room)
 	if err != nil {
-		return Snapshot{}, fmt.Errorf("snapshot: %w", s.classify(ctx, err))
+		return Snapshot{}, fmt.Errorf("snapshot: %w", classifyBounded(ctx, err))
 	}
 	return snap, nil
 }
@@ -330,9 +330,9 @@ func (s *Store) inWriteTx(ctx context.Context, room, id string, fn writeFunc) er
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	if s.commits != nil {
-		return s.classify(ctx, s.commits.do(ctx, room, id, fn))
+		return classifyBounded(ctx, s.commits.do(ctx, room, id, fn))
 	}
-	return s.classify(ctx, s.pgCommitter(room).do(ctx, room, id, fn))
+	return classifyBounded(ctx, s.pgCommitter(room).do(ctx, room, id, fn))
 }
 
 // writeAlone runs one PostgreSQL write in its own transaction;

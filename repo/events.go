@@ -20,7 +20,7 @@ func (s *Store) Head(ctx context.Context, room string) (int64, error) {
 	defer cancel()
 	seq, err := s.head(ctx, room)
 	if err != nil {
-		return 0, fmt.Errorf("room head: %w", s.classify(ctx, err))
+		return 0, fmt.Errorf("room head: %w", classifyBounded(ctx, err))
 	}
 	return seq, nil
 }
@@ -42,7 +42,7 @@ func (s *Store) EventsAfter(ctx context.Context, room string, after int64, limit
 	defer cancel()
 	evs, err := s.eventsAfter(ctx, room, max(after, 0), limit)
 	if err != nil {
-		return nil, fmt.Errorf("events after %d: %w", after, s.classify(ctx, err))
+		return nil, fmt.Errorf("events after %d: %w", after, classifyBounded(ctx, err))
 	}
 	return evs, nil
 }

@@ -137,7 +137,7 @@ func (s *Store) runPostgresBatch(batch []*writeReq, errs []error) error {
 			// Also a batch that ran out of time (PostgreSQL may have
 			// answered the cancel with an error of its own): running its
 			// writes alone would wait as long again for each.
-			return s.classify(ctx, err)
+			return classifyBounded(ctx, err)
 		}
 		s.log.LogAttrs(ctx, slog.LevelDebug, "batch failed, running its writes alone",
 			slog.Int("writes", live), slog.String("error", err.Error()))
@@ -153,7 +153,7 @@ func (s *Store) runPostgresBatch(batch []*writeReq, errs []error) error {
 			continue // it panics alone too
 		}
 		ctx, cancel := context.WithTimeoutCause(context.WithoutCancel(r.ctx), s.batchTimeout(), errNoAnswer)
-		errs[i] = s.classify(ctx, s.writeAlone(ctx, r.room, r.id, func(ctx context.Context, w *writeTx) error {
+		errs[i] = classifyBounded(ctx, s.writeAlone(ctx, r.room, r.id, func(ctx context.Context, w *writeTx) error {
 			return callWrite(ctx, w, r.fn)
 		}))
 		cancel()

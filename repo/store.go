@@ -329,11 +329,11 @@ func (s *Store) Ping(ctx context.Context) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	if err := s.read.PingContext(ctx); err != nil {
-		return fmt.Errorf("ping: %w", s.classify(ctx, err))
+		return fmt.Errorf("ping: %w", classifyBounded(ctx, err))
 	}
 	if s.write != s.read {
 		if err := s.write.PingContext(ctx); err != nil {
-			return fmt.Errorf("ping: %w", s.classify(ctx, err))
+			return fmt.Errorf("ping: %w", classifyBounded(ctx, err))
 		}
 	}
 	return nil
@@ -354,10 +354,10 @@ func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc)
 	return context.WithTimeoutCause(ctx, s.timeout, errNoAnswer)
 }
 
-// classify classifies err (see the function classify) from a call made
-// with a context from bound: an error once the store's own timeout ran out
-// is ErrUnavailable (errNoAnswer).
-func (s *Store) classify(ctx context.Context, err error) error {
+// classifyBounded is classify for an error of a call made with a context
+// from Store.bound (or another context whose cause is errNoAnswer): an
+// error once that timeout ran out is ErrUnavailable (errNoAnswer).
+func classifyBounded(ctx context.Context, err error) error {
 	err = classify(err)
 	if err != nil && !errors.Is(err, ErrUnavailable) && context.Cause(ctx) == errNoAnswer {
 		return fmt.Errorf("%w: %w", errNoAnswer, err)
