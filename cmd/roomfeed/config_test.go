@@ -19,8 +19,8 @@ func TestParseConfig(t *testing.T) {
 			if c.Addr != "127.0.0.1:8080" || c.DatabaseURL != "sqlite://data/roomfeed.db" || c.RedisURL != "" {
 				t.Errorf("got %+v, want the embedded default on 127.0.0.1:8080", c)
 			}
-			if c.Heartbeat != 15*time.Second || c.MaxDataBytes != 64<<10 {
-				t.Errorf("got heartbeat %v, data %d; want 15s, 65536", c.Heartbeat, c.MaxDataBytes)
+			if c.Heartbeat != 15*time.Second || c.MaxDataBytes != 64<<10 || c.DBTimeout != 5*time.Second {
+				t.Errorf("got heartbeat %v, data %d, db timeout %v; want 15s, 65536, 5s", c.Heartbeat, c.MaxDataBytes, c.DBTimeout)
 			}
 		}},
 		{name: "environment", env: map[string]string{"ROOMFEED_ADDR": ":9", "ROOMFEED_JWT_SECRET": strings.Repeat("s", 32), "REDIS_URL": "redis://r:1/0", "ROOMFEED_HEARTBEAT": "2s",
@@ -44,6 +44,12 @@ func TestParseConfig(t *testing.T) {
 		{name: "wildcard CORS", env: map[string]string{"ROOMFEED_CORS_ORIGINS": "*"}, wantErr: "not allowed"},
 		{name: "CORS with a path", env: map[string]string{"ROOMFEED_CORS_ORIGINS": "https://a.example/app"}, wantErr: "ROOMFEED_CORS_ORIGINS"},
 		{name: "bad duration", env: map[string]string{"ROOMFEED_HEARTBEAT": "soon"}, wantErr: "ROOMFEED_HEARTBEAT"},
+		{name: "database timeout too short", env: map[string]string{"ROOMFEED_DB_TIMEOUT": "10ms"}, wantErr: "ROOMFEED_DB_TIMEOUT"},
+		{name: "database timeout", args: []string{"--db-timeout", "2s"}, check: func(t *testing.T, c config) {
+			if c.DBTimeout != 2*time.Second {
+				t.Errorf("got db timeout %v, want 2s", c.DBTimeout)
+			}
+		}},
 		{name: "bad number", env: map[string]string{"ROOMFEED_MAX_BODY_BYTES": "lots"}, wantErr: "ROOMFEED_MAX_BODY_BYTES"},
 		{name: "data above body", args: []string{"--max-body-bytes", "2048", "--max-data-bytes", "4096"}, wantErr: "MAX_DATA_BYTES"},
 		{name: "unknown flag", args: []string{"--nope"}, wantErr: "usage"},
