@@ -62,15 +62,7 @@ func (p *publisher) wait(ctx context.Context) {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		p.running.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
+	waitOrDone(ctx, p.running.Wait)
 }
 
 // WaitPublishes waits until the events of the writes already answered are

@@ -174,10 +174,18 @@ func (s *Server) Routes() gin.RoutesInfo { return s.engine.Routes() }
 // have stopped or ctx is done.
 func (s *Server) CloseStreams(ctx context.Context) {
 	s.quitOnce.Do(func() { close(s.quit) })
-	done := make(chan struct{})
-	go func() {
+	waitOrDone(ctx, func() {
 		s.streams.Wait()
 		s.pump.wait()
+	})
+}
+
+// waitOrDone runs wait and returns when it does or when ctx is done,
+// whichever comes first (wait then goes on in the background).
+func waitOrDone(ctx context.Context, wait func()) {
+	done := make(chan struct{})
+	go func() {
+		wait()
 		close(done)
 	}()
 	select {
