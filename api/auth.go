@@ -18,7 +18,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/roomfeed/roomfeed/feed"
+	"github.com/roomfeed/roomfeed/sse"
 )
 
 // CookieName is the HttpOnly cookie a browser may carry its token in.
@@ -263,5 +263,5 @@ func tokenExpiresAt(c *gin.Context) time.Time {
 	return claims.ExpiresAt.Time
 }
 
-var authExpiredFrame = feed.AppendEvent(nil, "", "auth_expired",
+var authExpiredFrame = sse.AppendEvent(nil, "", "auth_expired",
 	[]byte(`{"reason":"token_expired","message":"the token expired; fetch a new one and resume from the last event id"}`))

@@ -325,8 +325,8 @@ func TestAuthActor(t *testing.T) {
 	}
 	for _, ev := range evs {
 		var p struct{ Actor string }
-		if err := json.Unmarshal(ev.Payload, &p); err != nil || p.Actor != "alice" {
-			t.Errorf("event %d: got actor %q (%v), want alice: %s", ev.Seq, p.Actor, err, ev.Payload)
+		if err := json.Unmarshal(ev.Data, &p); err != nil || p.Actor != "alice" {
+			t.Errorf("event %d: got actor %q (%v), want alice: %s", ev.Seq, p.Actor, err, ev.Data)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/repo"
 )
 
@@ -26,9 +27,9 @@ type elementBody struct {
 // snapshotBody is the snapshot answer; the cursor is a string like every
 // event id.
 type snapshotBody struct {
-	Room     string         `json:"room"`
-	Cursor   string         `json:"cursor"`
-	Elements []repo.Element `json:"elements"`
+	Room     string             `json:"room"`
+	Cursor   string             `json:"cursor"`
+	Elements []roomfeed.Element `json:"elements"`
 }
 
 type messageBody struct {
@@ -44,7 +45,7 @@ func (s *Server) snapshot(c *gin.Context) {
 	}
 	elements := snap.Elements
 	if elements == nil {
-		elements = []repo.Element{}
+		elements = []roomfeed.Element{}
 	}
 	c.Header("Event-ID", strconv.FormatInt(snap.Cursor, 10))
 	c.JSON(http.StatusOK, snapshotBody{Room: snap.Room, Cursor: strconv.FormatInt(snap.Cursor, 10), Elements: elements})
@@ -75,8 +76,8 @@ func (s *Server) readElement(c *gin.Context) (elementBody, error) {
 	if err := decodeStrict(body, &b); err != nil {
 		return b, err
 	}
-	if !kindPattern.MatchString(b.Kind) {
-		return b, badRequest("bad_kind", "kind must match "+kindPattern.String())
+	if !roomfeed.KindPattern.MatchString(b.Kind) {
+		return b, badRequest("bad_kind", "kind must match "+roomfeed.KindPattern.String())
 	}
 	if err := s.checkObject("data", b.Data); err != nil {
 		return b, err
@@ -129,8 +130,8 @@ func (s *Server) createElement(c *gin.Context) {
 	id := b.ID
 	if id == "" {
 		id = newID()
-	} else if !namePattern.MatchString(id) {
-		writeError(c, badRequest("bad_id", "element id must match "+namePattern.String()))
+	} else if !roomfeed.ValidName(id) {
+		writeError(c, badRequest("bad_id", "element id must match "+roomfeed.NamePattern.String()))
 		return
 	}
 	pre := repo.Precondition{IfNoneMatchAny: true, MaxElements: s.maxElements()}
@@ -190,7 +191,7 @@ func (s *Server) deleteElement(c *gin.Context) {
 	var payload struct {
 		Element json.RawMessage `json:"element"`
 	}
-	if err := json.Unmarshal(ev.Payload, &payload); err != nil || len(payload.Element) == 0 {
+	if err := json.Unmarshal(ev.Data, &payload); err != nil || len(payload.Element) == 0 {
 		writeError(c, errors.New("deleted event has no element"))
 		return
 	}
@@ -215,8 +216,8 @@ func (s *Server) postMessage(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
-	if !messagePattern.MatchString(b.Event) || reservedMessage(b.Event) {
-		writeError(c, badRequest("bad_event", "event must match "+messagePattern.String()+
+	if !roomfeed.MessageName(b.Event) {
+		writeError(c, badRequest("bad_event", "event must match "+roomfeed.MessagePattern.String()+
 			" and not be reset, error, auth_expired or start with element. or presence."))
 		return
 	}
@@ -238,7 +239,7 @@ func (s *Server) postMessage(c *gin.Context) {
 	}
 	s.publish(ctx, ev)
 	c.Header("Event-ID", strconv.FormatInt(ev.Seq, 10))
-	c.Data(http.StatusCreated, "application/json; charset=utf-8", ev.Payload)
+	c.Data(http.StatusCreated, "application/json; charset=utf-8", ev.Data)
 }
 
 // elementWrite is what every write to one element starts from: the room
@@ -268,7 +269,7 @@ func (s *Server) elementWrite(c *gin.Context, noCreateOnly string) (elementWrite
 	return w, err
 }
 
-func (s *Server) answerElement(c *gin.Context, status int, el repo.Element, ev repo.Event) {
+func (s *Server) answerElement(c *gin.Context, status int, el roomfeed.Element, ev roomfeed.Event) {
 	c.Header("ETag", etag(el.Version))
 	c.Header("Event-ID", strconv.FormatInt(ev.Seq, 10))
 	c.JSON(status, el)

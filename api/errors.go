@@ -8,6 +8,7 @@ import (
 
 	"github.com/roomfeed/roomfeed/feed"
 	"github.com/roomfeed/roomfeed/repo"
+	"github.com/roomfeed/roomfeed/sse"
 )
 
 // Error is an error answered to the client as
@@ -63,7 +64,7 @@ var sentinels = []struct {
 	{repo.ErrUnavailable, Error{http.StatusServiceUnavailable, "database_unavailable", "the database is unavailable; retry later"}},
 	{feed.ErrClosed, Error{http.StatusServiceUnavailable, "shutting_down", "this node is shutting down; reconnect"}},
 	{feed.ErrUnavailable, Error{http.StatusServiceUnavailable, "feed_unavailable", "the feed is unavailable; retry later"}},
-	{feed.ErrBadCursor, Error{http.StatusBadRequest, "bad_cursor", "Last-Event-ID must be a sequence number such as 42 or 42-0"}},
+	{sse.ErrBadCursor, Error{http.StatusBadRequest, "bad_cursor", "Last-Event-ID must be a sequence number such as 42 or 42-0"}},
 }
 
 // writeError answers err as JSON. Errors that are neither an *Error nor a

@@ -16,14 +16,16 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/feed"
+	"github.com/roomfeed/roomfeed/sse"
 )
 
 // events serves one room's feed: GET /rooms/{room}/events.
 func (s *Server) events(c *gin.Context) {
 	room := c.Param("room")
 	if len(c.Request.Header.Values("Last-Event-ID")) > 1 || len(c.QueryArray("last_event_id")) > 1 {
-		writeError(c, feed.ErrBadCursor) // repeated cursors: which one would the client mean?
+		writeError(c, sse.ErrBadCursor) // repeated cursors: which one would the client mean?
 		return
 	}
 	raw := c.GetHeader("Last-Event-ID")
@@ -32,7 +34,7 @@ func (s *Server) events(c *gin.Context) {
 	}
 	cursors := map[string]int64{}
 	if raw != "" {
-		cursor, err := feed.ParseCursor(raw)
+		cursor, err := sse.ParseCursor(raw)
 		if err != nil {
 			writeError(c, err)
 			return
@@ -129,14 +131,14 @@ func (s *Server) serveFeed(c *gin.Context, rooms []string, cursors map[string]in
 		st.c = c
 		st.rc = http.NewResponseController(c.Writer)
 	}
-	buf = feed.AppendRetry(buf, s.cfg.Retry)
+	buf = sse.AppendRetry(buf, s.cfg.Retry)
 	// The first comment says where the stream starts; `roomfeed tail`
 	// adopts it as its cursor.
 	start := rooms[0] + " from " + st.id()
 	if composite {
 		start = "from " + st.id()
 	}
-	buf = feed.AppendComment(buf, "roomfeed "+start)
+	buf = sse.AppendComment(buf, "roomfeed "+start)
 	if st.write(buf) != nil {
 		return
 	}
@@ -283,7 +285,7 @@ func (st *stream) write(b []byte) error {
 // id is the SSE id after the last event sent.
 func (st *stream) id() string {
 	if st.composite {
-		return formatComposite(st.rooms, st.last)
+		return sse.FormatComposite(st.rooms, st.last)
 	}
 	return strconv.FormatInt(st.last[st.rooms[0]], 10)
 }
@@ -291,15 +293,15 @@ func (st *stream) id() string {
 // appendEvent frames ev after buf and records it as sent. frame is the
 // event's shared encoding when there is one: a single-room stream sends it
 // as is, encoded once for all its subscribers.
-func (st *stream) appendEvent(buf []byte, ev feed.Event, frame []byte) []byte {
+func (st *stream) appendEvent(buf []byte, ev roomfeed.Event, frame []byte) []byte {
 	st.last[ev.Room] = ev.Seq
 	if !st.composite {
 		if frame != nil {
 			return append(buf, frame...)
 		}
-		return feed.AppendEvent(buf, ev.ID(), ev.Type, ev.Data)
+		return sse.AppendEvent(buf, ev.ID(), ev.Type, ev.Data)
 	}
-	return feed.AppendEvent(buf, st.id(), ev.Type, ev.Data)
+	return sse.AppendEvent(buf, st.id(), ev.Type, ev.Data)
 }
 
 // catchUp sends room's events after its cursor from the log, page by page,
@@ -313,7 +315,7 @@ func (st *stream) catchUp(ctx context.Context, room string, until int64) error {
 			limit = int(min(int64(page), until-st.last[room]))
 		}
 		events, err := st.s.log.Range(ctx, room, st.last[room], limit)
-		if errors.Is(err, feed.ErrTrimmed) {
+		if errors.Is(err, roomfeed.ErrTrimmed) {
 			return st.reset(ctx, room)
 		}
 		if err != nil {
@@ -352,7 +354,7 @@ func (st *stream) reset(ctx context.Context, room string) error {
 	}
 	st.last[room] = head
 	data := `{"room":"` + room + `","cursor":"` + strconv.FormatInt(head, 10) + `","reason":"history_trimmed"}`
-	return st.write(feed.AppendEvent(nil, st.id(), "reset", []byte(data)))
+	return st.write(sse.AppendEvent(nil, st.id(), "reset", []byte(data)))
 }
 
 // fail ends a stream whose headers are already sent: an error event the
@@ -367,7 +369,7 @@ func (st *stream) fail(ctx context.Context, err error) {
 		st.s.logger.LogAttrs(ctx, slog.LevelError, "stream failed",
 			slog.String("rooms", strings.Join(st.rooms, ",")), slog.String("error", err.Error()))
 	}
-	_ = st.write(feed.AppendEvent(nil, "", "error", []byte(`{"code":"unavailable","message":"the feed could not be read; reconnect"}`)))
+	_ = st.write(sse.AppendEvent(nil, "", "error", []byte(`{"code":"unavailable","message":"the feed could not be read; reconnect"}`)))
 }
 
 // subsEnded reports whether the hub ended a subscription (slow consumer or
@@ -451,7 +453,7 @@ func (st *stream) live(ctx context.Context) {
 	}
 }
 
-var pingFrame = feed.AppendComment(nil, "ping")
+var pingFrame = sse.AppendComment(nil, "ping")
 
 // What a stream keeps between flushes (see flush).
 const (

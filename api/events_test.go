@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/api"
 	"github.com/roomfeed/roomfeed/internal/ssetest"
-	"github.com/roomfeed/roomfeed/repo"
 )
 
 // readUntil reads events from s until one with id `last`, checking that ids
@@ -63,9 +63,9 @@ func TestFeedCurlSession(t *testing.T) {
 			t.Fatalf("got %+v, want id 1 element.created", ev)
 		}
 		var data struct {
-			Room    string       `json:"room"`
-			OpID    string       `json:"op_id"`
-			Element repo.Element `json:"element"`
+			Room    string           `json:"room"`
+			OpID    string           `json:"op_id"`
+			Element roomfeed.Element `json:"element"`
 		}
 		if err := json.Unmarshal([]byte(ev.Data), &data); err != nil {
 			t.Fatal(err)

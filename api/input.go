@@ -8,36 +8,20 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/repo"
 )
 
-var (
-	namePattern    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
-	kindPattern    = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,63}$`)
-	messagePattern = regexp.MustCompile(`^[a-z][a-z0-9_.:-]{0,63}$`)
-)
-
-// reservedMessage reports whether a custom message name would be mistaken
-// for one of the feed's own event types.
-func reservedMessage(name string) bool {
-	switch name {
-	case "reset", "auth_expired", "error":
-		return true
-	}
-	return strings.HasPrefix(name, "element.") || strings.HasPrefix(name, "presence.")
-}
-
 // roomName validates the :room path parameter for every room route.
 func (s *Server) roomName(c *gin.Context) {
-	if !namePattern.MatchString(c.Param("room")) {
-		writeError(c, badRequest("bad_room", "room must match "+namePattern.String()))
+	if !roomfeed.ValidName(c.Param("room")) {
+		writeError(c, badRequest("bad_room", "room must match "+roomfeed.NamePattern.String()))
 		return
 	}
 	c.Next()
@@ -45,8 +29,8 @@ func (s *Server) roomName(c *gin.Context) {
 
 func elementID(c *gin.Context) (string, error) {
 	id := c.Param("id")
-	if !namePattern.MatchString(id) {
-		return "", badRequest("bad_id", "element id must match "+namePattern.String())
+	if !roomfeed.ValidName(id) {
+		return "", badRequest("bad_id", "element id must match "+roomfeed.NamePattern.String())
 	}
 	return id, nil
 }

@@ -3,54 +3,12 @@ package api
 import (
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/roomfeed/roomfeed/feed"
+	"github.com/roomfeed/roomfeed"
+	"github.com/roomfeed/roomfeed/sse"
 )
-
-// A composite cursor names the position of every room of a multiplexed
-// subscription: "a:42,b:7". Room names cannot contain ':' or ',', so the
-// form needs no escaping.
-
-// parseComposite parses a composite cursor. An empty string is no cursor.
-func parseComposite(raw string) (map[string]int64, error) {
-	out := map[string]int64{}
-	if strings.TrimSpace(raw) == "" {
-		return out, nil
-	}
-	for part := range strings.SplitSeq(raw, ",") {
-		room, seq, ok := strings.Cut(strings.TrimSpace(part), ":")
-		if !ok || !namePattern.MatchString(room) {
-			return nil, feed.ErrBadCursor
-		}
-		n, err := feed.ParseCursor(seq)
-		if err != nil {
-			return nil, err
-		}
-		if _, dup := out[room]; dup {
-			return nil, feed.ErrBadCursor
-		}
-		out[room] = n
-	}
-	return out, nil
-}
-
-// formatComposite writes the cursor of every room, in subscription order.
-func formatComposite(rooms []string, last map[string]int64) string {
-	var b strings.Builder
-	for i, r := range rooms {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(r)
-		b.WriteByte(':')
-		b.WriteString(strconv.FormatInt(last[r], 10))
-	}
-	return b.String()
-}
 
 // multiEventsRoute is the multiplexed feed; like the per-room feed it takes
 // ?access_token= since EventSource cannot set headers.
@@ -66,8 +24,8 @@ var errBadMultiCursor = badRequest("bad_cursor",
 func (s *Server) multiEvents(c *gin.Context) {
 	var rooms []string
 	for _, r := range c.QueryArray("room") {
-		if !namePattern.MatchString(r) {
-			writeError(c, badRequest("bad_room", "room must match "+namePattern.String()))
+		if !roomfeed.ValidName(r) {
+			writeError(c, badRequest("bad_room", "room must match "+roomfeed.NamePattern.String()))
 			return
 		}
 		if !slices.Contains(rooms, r) {
@@ -94,7 +52,7 @@ func (s *Server) multiEvents(c *gin.Context) {
 	if raw == "" {
 		raw = c.Query("last_event_id")
 	}
-	cursors, err := parseComposite(raw)
+	cursors, err := sse.ParseComposite(raw)
 	if err != nil {
 		writeError(c, errBadMultiCursor)
 		return

@@ -48,7 +48,7 @@ func oaServer(t *testing.T) (*api.Server, string) {
 		t.Fatal(err)
 	}
 	hub := feed.NewHub(64)
-	srv := api.New(api.Config{}, store, feed.NewMemLog(hub, api.History{Store: store}), slog.New(slog.DiscardHandler))
+	srv := api.New(api.Config{}, store, feed.NewMemLog(hub, store), slog.New(slog.DiscardHandler))
 	ts := httptest.NewServer(srv)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

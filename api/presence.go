@@ -5,6 +5,8 @@ import (
 	"net/http"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/roomfeed/roomfeed"
 )
 
 // Presence tracks who is connected to each room: a subscriber's feed
@@ -25,8 +27,8 @@ func person(c *gin.Context) (string, error) {
 	if name == "" {
 		return "", nil
 	}
-	if !namePattern.MatchString(name) {
-		return "", badRequest("bad_client", "client must match "+namePattern.String())
+	if !roomfeed.ValidName(name) {
+		return "", badRequest("bad_client", "client must match "+roomfeed.NamePattern.String())
 	}
 	return name, nil
 }

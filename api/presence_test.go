@@ -123,7 +123,7 @@ func TestPresenceAcrossNodes(t *testing.T) {
 		done := make(chan struct{})
 		ts := newServer(t, backend{name: "pg", open: func(t *testing.T, hub *feed.Hub, maxLen int64) (*repo.Store, api.EventLog) {
 			store := openStore(t, pgURL)
-			rl := feed.NewRedisLog(client, hub, api.History{Store: store}, feed.RedisOptions{Prefix: prefix, Block: 200 * time.Millisecond})
+			rl := feed.NewRedisLog(client, hub, store, feed.RedisOptions{Prefix: prefix, Block: 200 * time.Millisecond})
 			runLoop(t, rl.Run)
 			return store, rl
 		}}, serverOpts{presence: func(hub *feed.Hub) api.Presence {

@@ -5,8 +5,7 @@ import (
 	"log/slog"
 	"sync"
 
-	"github.com/roomfeed/roomfeed/feed"
-	"github.com/roomfeed/roomfeed/repo"
+	"github.com/roomfeed/roomfeed"
 )
 
 // maxBackgroundPublishes bounds the publishes that run after their write
@@ -73,25 +72,21 @@ func (s *Server) WaitPublishes(ctx context.Context) { s.publisher.wait(ctx) }
 // publish hands a committed event to the log, in the background when it
 // can (see publisher). A failure is logged, not answered: the change is
 // committed, and the relay republishes what the log lacks.
-func (s *Server) publish(ctx context.Context, ev repo.Event) {
-	s.cfg.Metrics.wrote(ev.Type != repo.TypeCreated && ev.Type != repo.TypeUpdated && ev.Type != repo.TypeDeleted)
+func (s *Server) publish(ctx context.Context, ev roomfeed.Event) {
+	s.cfg.Metrics.wrote(!ev.IsElement())
 	ctx = context.WithoutCancel(ctx)
 	if !s.publisher.start(func() { s.publishNow(ctx, ev) }) {
 		s.publishNow(ctx, ev)
 	}
 }
 
-func (s *Server) publishNow(ctx context.Context, ev repo.Event) {
+func (s *Server) publishNow(ctx context.Context, ev roomfeed.Event) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishWait)
 	defer cancel()
-	err := s.log.Publish(ctx, feedEvent(ev))
+	err := s.log.Publish(ctx, ev)
 	s.cfg.Metrics.publishResult(err)
 	if err != nil {
 		s.logger.LogAttrs(ctx, slog.LevelWarn, "publish failed; the relay will republish",
 			slog.String("room", ev.Room), slog.Int64("seq", ev.Seq), slog.Any("error", err))
 	}
-}
-
-func feedEvent(ev repo.Event) feed.Event {
-	return feed.Event{Room: ev.Room, Seq: ev.Seq, Type: ev.Type, Data: ev.Payload}
 }

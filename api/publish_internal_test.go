@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/feed"
 	"github.com/roomfeed/roomfeed/repo"
 )
@@ -22,7 +23,7 @@ type gatedLog struct {
 	published atomic.Int64
 }
 
-func (l *gatedLog) Publish(ctx context.Context, ev feed.Event) error {
+func (l *gatedLog) Publish(ctx context.Context, ev roomfeed.Event) error {
 	l.started <- ev.Seq
 	<-l.gate
 	defer l.published.Add(1)
@@ -39,7 +40,7 @@ func TestWriteAnsweredBeforePublish(t *testing.T) {
 	t.Cleanup(func() { store.Close() })
 	hub := feed.NewHub(64)
 	t.Cleanup(hub.Close)
-	log := &gatedLog{MemLog: feed.NewMemLog(hub, History{Store: store}), gate: make(chan struct{}), started: make(chan int64, 8)}
+	log := &gatedLog{MemLog: feed.NewMemLog(hub, store), gate: make(chan struct{}), started: make(chan int64, 8)}
 	srv := New(Config{}, store, log, nil)
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)

@@ -27,7 +27,7 @@ func TestPumpLendsWorkersToSlowClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	hub := feed.NewHub(4096)
-	log := feed.NewMemLog(hub, History{Store: store})
+	log := feed.NewMemLog(hub, store)
 	srv := New(Config{WriteTimeout: 2 * time.Minute}, store, log, nil)
 	srv.pump.workers = 2
 	ts := httptest.NewServer(srv)
@@ -99,7 +99,7 @@ func TestPumpLendsWorkersToSlowClients(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := log.Publish(t.Context(), feed.Event{Room: ev.Room, Seq: ev.Seq, Type: ev.Type, Data: ev.Payload}); err != nil {
+		if err := log.Publish(t.Context(), ev); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -14,17 +14,18 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/feed"
 	"github.com/roomfeed/roomfeed/repo"
 )
 
 // Store is the SQL store the handlers need.
 type Store interface {
-	Put(ctx context.Context, room, id, kind string, data json.RawMessage, pre repo.Precondition, meta repo.Meta) (repo.Element, repo.Event, bool, error)
-	Patch(ctx context.Context, room, id string, patch json.RawMessage, pre repo.Precondition, meta repo.Meta) (repo.Element, repo.Event, error)
-	Delete(ctx context.Context, room, id string, pre repo.Precondition, meta repo.Meta) (repo.Event, error)
-	Message(ctx context.Context, room, name string, data json.RawMessage, meta repo.Meta) (repo.Event, error)
-	Get(ctx context.Context, room, id string) (repo.Element, error)
+	Put(ctx context.Context, room, id, kind string, data json.RawMessage, pre repo.Precondition, meta repo.Meta) (roomfeed.Element, roomfeed.Event, bool, error)
+	Patch(ctx context.Context, room, id string, patch json.RawMessage, pre repo.Precondition, meta repo.Meta) (roomfeed.Element, roomfeed.Event, error)
+	Delete(ctx context.Context, room, id string, pre repo.Precondition, meta repo.Meta) (roomfeed.Event, error)
+	Message(ctx context.Context, room, name string, data json.RawMessage, meta repo.Meta) (roomfeed.Event, error)
+	Get(ctx context.Context, room, id string) (roomfeed.Element, error)
 	Snapshot(ctx context.Context, room string) (repo.Snapshot, error)
 	Head(ctx context.Context, room string) (int64, error)
 	Ping(ctx context.Context) error
@@ -32,9 +33,9 @@ type Store interface {
 
 // EventLog carries committed events to subscribers and replays them.
 type EventLog interface {
-	Publish(ctx context.Context, ev feed.Event) error
+	Publish(ctx context.Context, ev roomfeed.Event) error
 	Subscribe(ctx context.Context, room string) (*feed.Subscription, error)
-	Range(ctx context.Context, room string, after int64, limit int) ([]feed.Event, error)
+	Range(ctx context.Context, room string, after int64, limit int) ([]roomfeed.Event, error)
 }
 
 // Pinger is a dependency /readyz checks.

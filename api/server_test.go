@@ -45,7 +45,7 @@ func openSQLite(t *testing.T, hub *feed.Hub, _ int64) (*repo.Store, api.EventLog
 	// synchronous=NORMAL only trades durability on power loss for speed
 	// when building long histories; the behaviour under test is the same.
 	store := openStore(t, "sqlite://"+filepath.Join(t.TempDir(), "rf.db")+"?_pragma=synchronous(NORMAL)")
-	return store, feed.NewMemLog(hub, api.History{Store: store})
+	return store, feed.NewMemLog(hub, store)
 }
 
 // backends are what every forEachBackend test runs on: both stores and
@@ -57,7 +57,7 @@ var backends = []backend{
 	{"postgres+redis", false, func(t *testing.T, hub *feed.Hub, maxLen int64) (*repo.Store, api.EventLog) {
 		store := openStore(t, testenv.PostgresURL(t))
 		client, prefix := testenv.Redis(t)
-		rl := feed.NewRedisLog(client, hub, api.History{Store: store}, feed.RedisOptions{Prefix: prefix, MaxLen: maxLen, Block: 200 * time.Millisecond})
+		rl := feed.NewRedisLog(client, hub, store, feed.RedisOptions{Prefix: prefix, MaxLen: maxLen, Block: 200 * time.Millisecond})
 		runLoop(t, rl.Run)
 		return store, rl
 	}},
@@ -232,7 +232,7 @@ func messages(t *testing.T, ts *testServer, log api.EventLog, room string, n int
 			t.Fatalf("message: %v", err)
 		}
 		if log != nil {
-			if err := log.Publish(t.Context(), feed.Event{Room: ev.Room, Seq: ev.Seq, Type: ev.Type, Data: ev.Payload}); err != nil {
+			if err := log.Publish(t.Context(), ev); err != nil {
 				t.Fatalf("publish: %v", err)
 			}
 		}

@@ -5,18 +5,23 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/roomfeed/roomfeed"
+	"github.com/roomfeed/roomfeed/sse"
 )
 
 // Message is an event with its SSE encoding, made once and shared by every
 // subscriber it is delivered to.
 type Message struct {
-	Event
+	roomfeed.Event
 	Frame  []byte
 	Queued time.Time // when the hub received it, for delivery-lag metrics
 }
 
 // NewMessage encodes ev once.
-func NewMessage(ev Event) *Message { return &Message{Event: ev, Frame: ev.Frame(), Queued: time.Now()} }
+func NewMessage(ev roomfeed.Event) *Message {
+	return &Message{Event: ev, Frame: sse.Frame(ev), Queued: time.Now()}
+}
 
 // Hub fans events out to the subscribers of each room on this node. Deliver
 // never blocks: each subscriber has a queue of at most buffer messages, and
@@ -78,7 +83,7 @@ func (h *Hub) HasRoom(room string) bool {
 }
 
 // Deliver sends ev to every subscriber of its room on this node.
-func (h *Hub) Deliver(ev Event) {
+func (h *Hub) Deliver(ev roomfeed.Event) {
 	h.DeliverMessage(NewMessage(ev))
 }
 

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/roomfeed/roomfeed"
 )
 
 func recv(t *testing.T, s *Subscription) *Message {
@@ -79,7 +81,7 @@ func TestHubDeliversToRoomSubscribersOnly(t *testing.T) {
 	defer a2.Close()
 	defer b.Close()
 
-	h.Deliver(Event{Room: "a", Seq: 1, Type: "x", Data: []byte(`{}`)})
+	h.Deliver(roomfeed.Event{Room: "a", Seq: 1, Type: "x", Data: []byte(`{}`)})
 	for i, s := range []*Subscription{a1, a2} {
 		m := recv(t, s)
 		if m.Seq != 1 || m.Room != "a" {
@@ -121,7 +123,7 @@ func TestHubDropsSlowSubscriberWithoutBlocking(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		for i := int64(1); i <= 100; i++ {
-			h.Deliver(Event{Room: "r", Seq: i})
+			h.Deliver(roomfeed.Event{Room: "r", Seq: i})
 			// Give the fast reader a chance, as a real network would.
 			for queued(fast) > 2 {
 				time.Sleep(time.Millisecond)
@@ -222,7 +224,7 @@ func TestSubscriptionQueue(t *testing.T) {
 		t.Fatalf("idle queue capacity: got %d, want 0", got)
 	}
 	for i := int64(1); i <= 200; i++ {
-		h.Deliver(Event{Room: "r", Seq: i})
+		h.Deliver(roomfeed.Event{Room: "r", Seq: i})
 	}
 	if got := queued(s); got != 200 {
 		t.Fatalf("queued: got %d, want 200", got)
@@ -239,8 +241,8 @@ func TestSubscriptionQueue(t *testing.T) {
 	if got := cap(s.queue); got != 0 {
 		t.Errorf("queue capacity after draining a burst: got %d, want 0 (given back)", got)
 	}
-	h.Deliver(Event{Room: "r", Seq: 201})
-	h.Deliver(Event{Room: "r", Seq: 202})
+	h.Deliver(roomfeed.Event{Room: "r", Seq: 201})
+	h.Deliver(roomfeed.Event{Room: "r", Seq: 202})
 	s.Drain(nil)
 	if got := cap(s.queue); got == 0 || got > queueKeep {
 		t.Errorf("queue capacity after a small batch: got %d, want kept (1..%d)", got, queueKeep)
@@ -254,24 +256,24 @@ func TestSubscriptionNotify(t *testing.T) {
 	h := NewHub(3)
 	s, _ := h.Subscribe("r")
 	defer s.Close()
-	h.Deliver(Event{Room: "r", Seq: 1})
+	h.Deliver(roomfeed.Event{Room: "r", Seq: 1})
 	calls := 0
 	s.Notify(func() { calls++ })
 	if calls != 1 {
 		t.Fatalf("Notify on a non-empty queue: got %d calls, want 1", calls)
 	}
-	h.Deliver(Event{Room: "r", Seq: 2})
+	h.Deliver(roomfeed.Event{Room: "r", Seq: 2})
 	if calls != 1 {
 		t.Errorf("second message on a non-empty queue: got %d calls, want 1", calls)
 	}
 	s.Drain(nil)
-	h.Deliver(Event{Room: "r", Seq: 3})
+	h.Deliver(roomfeed.Event{Room: "r", Seq: 3})
 	if calls != 2 {
 		t.Errorf("message on a drained queue: got %d calls, want 2", calls)
 	}
-	h.Deliver(Event{Room: "r", Seq: 4})
-	h.Deliver(Event{Room: "r", Seq: 5})
-	h.Deliver(Event{Room: "r", Seq: 6}) // the 4th queued: dropped
+	h.Deliver(roomfeed.Event{Room: "r", Seq: 4})
+	h.Deliver(roomfeed.Event{Room: "r", Seq: 5})
+	h.Deliver(roomfeed.Event{Room: "r", Seq: 6}) // the 4th queued: dropped
 	if calls != 3 || !errors.Is(s.Err(), ErrSlowConsumer) {
 		t.Errorf("dropped: got %d calls and err %v, want 3 and %v", calls, s.Err(), ErrSlowConsumer)
 	}
@@ -286,7 +288,7 @@ func BenchmarkHubDeliver1000(b *testing.B) {
 	for i := range subs {
 		subs[i], _ = h.Subscribe("r")
 	}
-	ev := Event{Room: "r", Type: "element.updated", Data: []byte(`{"id":"1","room":"r","type":"element.updated","element":{"id":"c1","kind":"character","version":1,"data":{"name":"Aria"}}}`)}
+	ev := roomfeed.Event{Room: "r", Type: "element.updated", Data: []byte(`{"id":"1","room":"r","type":"element.updated","element":{"id":"c1","kind":"character","version":1,"data":{"name":"Aria"}}}`)}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		ev.Seq = int64(i)

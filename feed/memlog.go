@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sync"
+
+	"github.com/roomfeed/roomfeed"
 )
 
 // MemLog is the log of the embedded default: one process, no Redis. Events
@@ -11,7 +13,7 @@ import (
 // durable history.
 type MemLog struct {
 	hub  *Hub
-	hist History
+	hist roomfeed.History
 
 	mu   sync.Mutex
 	tops map[string]int64 // highest seq delivered per room since start
@@ -19,7 +21,7 @@ type MemLog struct {
 
 // NewMemLog returns an in-process log delivering through hub and replaying
 // from hist.
-func NewMemLog(hub *Hub, hist History) *MemLog {
+func NewMemLog(hub *Hub, hist roomfeed.History) *MemLog {
 	return &MemLog{hub: hub, hist: hist, tops: make(map[string]int64)}
 }
 
@@ -27,7 +29,7 @@ func NewMemLog(hub *Hub, hist History) *MemLog {
 // reach subscribers in seq order: an event below the room's top is already
 // delivered, and a hole before ev (a concurrent commit whose Publish has not
 // run yet) is filled from the history first.
-func (l *MemLog) Publish(ctx context.Context, ev Event) error {
+func (l *MemLog) Publish(ctx context.Context, ev roomfeed.Event) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	top, known := l.tops[ev.Room]
@@ -66,6 +68,6 @@ func (l *MemLog) Subscribe(_ context.Context, room string) (*Subscription, error
 }
 
 // Range returns up to limit events of room after the cursor, from the history.
-func (l *MemLog) Range(ctx context.Context, room string, after int64, limit int) ([]Event, error) {
+func (l *MemLog) Range(ctx context.Context, room string, after int64, limit int) ([]roomfeed.Event, error) {
 	return l.hist.EventsAfter(ctx, room, after, limit)
 }

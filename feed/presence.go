@@ -6,6 +6,9 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/roomfeed/roomfeed"
+	"github.com/roomfeed/roomfeed/sse"
 )
 
 // Presence event types. They are ephemeral: never recorded, sent without an
@@ -31,8 +34,8 @@ type presenceData struct {
 // and never replayed.
 func NewEphemeral(room, typ string, data []byte) *Message {
 	return &Message{
-		Event:  Event{Room: room, Type: typ, Data: data},
-		Frame:  AppendEvent(nil, "", typ, data),
+		Event:  roomfeed.Event{Room: room, Type: typ, Data: data},
+		Frame:  sse.AppendEvent(nil, "", typ, data),
 		Queued: time.Now(),
 	}
 }

@@ -97,7 +97,7 @@ return 0
 
 func (p *RedisPresence) run(ctx context.Context, op, room, member, person, typ string) error {
 	now := time.Now()
-	payload := presenceMessage(room, person, typ).Data
+	payload := []byte(presenceMessage(room, person, typ).Data)
 	return presenceScript.Run(ctx, p.client, []string{p.key(room)}, op, member, person,
 		now.UnixMilli(), now.Add(p.opts.TTL).UnixMilli(), p.channel(), payload).Err()
 }

@@ -17,6 +17,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/roomfeed/roomfeed"
+	"github.com/roomfeed/roomfeed/sse"
 )
 
 // RedisOptions configures a RedisLog. The zero value gives the defaults.
@@ -89,7 +92,7 @@ const (
 type RedisLog struct {
 	client redis.UniversalClient
 	hub    *Hub
-	hist   History
+	hist   roomfeed.History
 	opts   RedisOptions
 	log    *slog.Logger
 
@@ -117,7 +120,7 @@ type redisCursor struct {
 
 // NewRedisLog returns a log over client that delivers to hub and falls back
 // to hist for what Redis does not hold.
-func NewRedisLog(client redis.UniversalClient, hub *Hub, hist History, opts RedisOptions) *RedisLog {
+func NewRedisLog(client redis.UniversalClient, hub *Hub, hist roomfeed.History, opts RedisOptions) *RedisLog {
 	if opts.Prefix == "" {
 		opts.Prefix = redisDefaultPrefix
 	}
@@ -229,7 +232,7 @@ return res
 // appendBatch runs redisAppend over evs (ascending seqs of one room), split
 // into calls of bounded size. It returns whether the events were appended
 // and the stream's top afterwards (or the top that refused them).
-func (l *RedisLog) appendBatch(ctx context.Context, room string, evs []Event, gapOK bool) (bool, int64, error) {
+func (l *RedisLog) appendBatch(ctx context.Context, room string, evs []roomfeed.Event, gapOK bool) (bool, int64, error) {
 	var top int64
 	for len(evs) > 0 {
 		n := redisChunk(evs)
@@ -248,7 +251,7 @@ func (l *RedisLog) appendBatch(ctx context.Context, room string, evs []Event, ga
 }
 
 // redisChunk returns how many of evs (at least one) go in one script call.
-func redisChunk(evs []Event) int {
+func redisChunk(evs []roomfeed.Event) int {
 	n, size := 0, 0
 	for n < len(evs) && (n == 0 || size+redisEventSize(evs[n]) <= redisBatchBytes) {
 		size += redisEventSize(evs[n])
@@ -258,17 +261,17 @@ func redisChunk(evs []Event) int {
 }
 
 // redisEventSize is what an event counts against redisBatchBytes.
-func redisEventSize(ev Event) int { return len(ev.Data) + len(ev.Type) }
+func redisEventSize(ev roomfeed.Event) int { return len(ev.Data) + len(ev.Type) }
 
 // appendArgs returns the ARGV of redisAppend for evs.
-func (l *RedisLog) appendArgs(evs []Event, gapOK bool) []any {
+func (l *RedisLog) appendArgs(evs []roomfeed.Event, gapOK bool) []any {
 	return appendEventArgs(append(make([]any, 0, 2+3*len(evs)), l.opts.MaxLen, redisFlag(gapOK)), evs)
 }
 
 // appendEventArgs appends the seq, type, data triple of every event to args.
-func appendEventArgs(args []any, evs []Event) []any {
+func appendEventArgs(args []any, evs []roomfeed.Event) []any {
 	for _, ev := range evs {
-		args = append(args, ev.Seq, ev.Type, ev.Data)
+		args = append(args, ev.Seq, ev.Type, []byte(ev.Data))
 	}
 	return args
 }
@@ -299,7 +302,7 @@ func redisFlag(b bool) string {
 // Publish still on its way, a crash, an outage) are read from the history and
 // added first, so the stream never holds ev above a hole. An event already
 // in the stream is a success.
-func (l *RedisLog) Publish(ctx context.Context, ev Event) error {
+func (l *RedisLog) Publish(ctx context.Context, ev roomfeed.Event) error {
 	if ev.Room == "" || ev.Seq < 1 {
 		return fmt.Errorf("publish %q/%d: invalid event", ev.Room, ev.Seq)
 	}
@@ -353,7 +356,7 @@ func redisUnreachable(err error) bool {
 // (a deliberate gap above top) when the stream is further behind, as after
 // Redis lost its data. ev, when not nil, is the event of seq head, used if
 // the history does not show it yet.
-func (l *RedisLog) fill(ctx context.Context, room string, top, head int64, ev *Event) error {
+func (l *RedisLog) fill(ctx context.Context, room string, top, head int64, ev *roomfeed.Event) error {
 	for attempt := 0; top < head; attempt++ {
 		if attempt == redisFillRetries {
 			return fmt.Errorf("stream top keeps moving below %d (at %d)", head, top)
@@ -363,7 +366,7 @@ func (l *RedisLog) fill(ctx context.Context, room string, top, head int64, ev *E
 		moved := false
 		for cur < head {
 			page, err := l.hist.EventsAfter(ctx, room, cur, int(min(head-cur, redisPageSize)))
-			if errors.Is(err, ErrTrimmed) {
+			if errors.Is(err, roomfeed.ErrTrimmed) {
 				// The history does not reach back to cur: start at the
 				// oldest event it still has.
 				cur, err = l.oldestRetained(ctx, room, cur, head)
@@ -381,7 +384,7 @@ func (l *RedisLog) fill(ctx context.Context, room string, top, head int64, ev *E
 				if ev == nil || ev.Seq != cur+1 {
 					return fmt.Errorf("history of %s ends at %d, before %d", room, cur, head)
 				}
-				page = []Event{*ev}
+				page = []roomfeed.Event{*ev}
 			}
 			if page[0].Seq > cur+1 {
 				gapOK = true // a hole in the history itself: nothing can fill it
@@ -405,7 +408,7 @@ func (l *RedisLog) fill(ctx context.Context, room string, top, head int64, ev *E
 }
 
 // redisClip keeps the events of page in (after, head], in order.
-func redisClip(page []Event, after, head int64) []Event {
+func redisClip(page []roomfeed.Event, after, head int64) []roomfeed.Event {
 	i := 0
 	for i < len(page) && page[i].Seq <= after {
 		i++
@@ -420,7 +423,7 @@ func redisClip(page []Event, after, head int64) []Event {
 }
 
 // oldestRetained returns the smallest cursor in (trimmed, head) from which
-// the history still answers, by bisection. It fails with ErrTrimmed when even
+// the history still answers, by bisection. It fails with roomfeed.ErrTrimmed when even
 // the event of seq head is gone.
 func (l *RedisLog) oldestRetained(ctx context.Context, room string, trimmed, head int64) (int64, error) {
 	lo, hi := trimmed, head-1 // EventsAfter(lo) is trimmed; find the first good one in (lo, hi]
@@ -431,7 +434,7 @@ func (l *RedisLog) oldestRetained(ctx context.Context, room string, trimmed, hea
 		mid := lo + (hi-lo)/2
 		_, err := l.hist.EventsAfter(ctx, room, mid, 1)
 		switch {
-		case errors.Is(err, ErrTrimmed):
+		case errors.Is(err, roomfeed.ErrTrimmed):
 			lo = mid
 		case err != nil:
 			return 0, err
@@ -444,9 +447,9 @@ func (l *RedisLog) oldestRetained(ctx context.Context, room string, trimmed, hea
 
 // Range returns up to limit events of room with Seq > after, in order and
 // without holes, from the Redis window when it covers the cursor and from
-// the history otherwise (which may answer ErrTrimmed). limit <= 0 means a
+// the history otherwise (which may answer roomfeed.ErrTrimmed). limit <= 0 means a
 // default page of 1000.
-func (l *RedisLog) Range(ctx context.Context, room string, after int64, limit int) ([]Event, error) {
+func (l *RedisLog) Range(ctx context.Context, room string, after int64, limit int) ([]roomfeed.Event, error) {
 	if limit <= 0 {
 		limit = redisRangeLimit
 	}
@@ -455,7 +458,7 @@ func (l *RedisLog) Range(ctx context.Context, room string, after int64, limit in
 		l.log.LogAttrs(ctx, slog.LevelDebug, "redis range failed, reading history",
 			slog.String("room", room), slog.String("error", err.Error()))
 	}
-	evs := make([]Event, 0, len(msgs))
+	evs := make([]roomfeed.Event, 0, len(msgs))
 	for _, m := range msgs {
 		ev, ok := redisParseEntry(room, m)
 		if !ok || ev.Seq != after+int64(len(evs))+1 {
@@ -470,15 +473,15 @@ func (l *RedisLog) Range(ctx context.Context, room string, after int64, limit in
 }
 
 // redisParseEntry turns a stream entry of room into an event.
-func redisParseEntry(room string, m redis.XMessage) (Event, bool) {
+func redisParseEntry(room string, m redis.XMessage) (roomfeed.Event, bool) {
 	s, _, _ := strings.Cut(m.ID, "-")
 	seq, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
-		return Event{}, false
+		return roomfeed.Event{}, false
 	}
 	t, _ := m.Values["t"].(string)
 	d, _ := m.Values["d"].(string)
-	return Event{Room: room, Seq: seq, Type: t, Data: []byte(d)}, true
+	return roomfeed.Event{Room: room, Seq: seq, Type: t, Data: []byte(d)}, true
 }
 
 // streamTop returns the id of the last entry of room's stream, "0-0" when
@@ -553,7 +556,7 @@ func (l *RedisLog) Subscribe(ctx context.Context, room string) (*Subscription, e
 		}
 		return nil, fmt.Errorf("subscribe %s: %w", room, err)
 	}
-	seq, _ := ParseCursor(top)
+	seq, _ := sse.ParseCursor(top)
 	l.mu.Lock()
 	_, tracked = l.rooms[room]
 	if !tracked {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/internal/testenv"
 )
 
@@ -63,7 +64,7 @@ func TestRedisPublishInvalid(t *testing.T) {
 	t.Parallel()
 	client, opts, hist := redisSetup(t)
 	node := newRedisNode(t, client, hist, opts, 16)
-	for _, ev := range []Event{{Room: "", Seq: 1}, {Room: "r1", Seq: 0}} {
+	for _, ev := range []roomfeed.Event{{Room: "", Seq: 1}, {Room: "r1", Seq: 0}} {
 		if err := node.log.Publish(t.Context(), ev); err == nil {
 			t.Errorf("Publish(%q/%d): got nil error, want one", ev.Room, ev.Seq)
 		}
@@ -75,7 +76,7 @@ func TestRedisPublishHistoryFails(t *testing.T) {
 	client, opts, _ := redisSetup(t)
 	hist := redisFailingHist{err: errors.New("db down")}
 	l := NewRedisLog(client, NewHub(1), hist, opts)
-	err := l.Publish(t.Context(), Event{Room: "r1", Seq: 3, Type: "x", Data: []byte("{}")})
+	err := l.Publish(t.Context(), roomfeed.Event{Room: "r1", Seq: 3, Type: "x", Data: []byte("{}")})
 	if !errors.Is(err, hist.err) {
 		t.Fatalf("Publish above a hole with a failing history: got %v, want %v", err, hist.err)
 	}
@@ -86,7 +87,11 @@ func TestRedisPublishHistoryFails(t *testing.T) {
 
 type redisFailingHist struct{ err error }
 
-func (h redisFailingHist) EventsAfter(context.Context, string, int64, int) ([]Event, error) {
+func (h redisFailingHist) EventsAfter(context.Context, string, int64, int) ([]roomfeed.Event, error) {
+	return nil, h.err
+}
+
+func (h redisFailingHist) RoomHeads(context.Context, time.Time) ([]roomfeed.RoomHead, error) {
 	return nil, h.err
 }
 
@@ -161,8 +166,8 @@ func TestRedisRange(t *testing.T) {
 		{room: "r1", after: 195, limit: 10, from: 196, to: 205},
 		{room: "r1", after: 100, limit: 10, from: 101, to: 110},
 		{room: "r1", after: 50, limit: 10, from: 51, to: 60},
-		{room: "r1", after: 10, limit: 10, err: ErrTrimmed},
-		{room: "r1", after: 0, limit: 10, err: ErrTrimmed},
+		{room: "r1", after: 10, limit: 10, err: roomfeed.ErrTrimmed},
+		{room: "r1", after: 0, limit: 10, err: roomfeed.ErrTrimmed},
 		{room: "r2", after: 0, limit: 100, from: 1, to: 20, fromRedis: true},
 		{room: "r2", after: 15, limit: 100, from: 16, to: 20, fromRedis: true},
 		{room: "r2", after: 20, limit: 5, from: 21, to: 25},

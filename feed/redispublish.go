@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/roomfeed/roomfeed"
 )
 
 // Publishes made at the same time share one pipelined round trip to Redis:
@@ -30,7 +32,7 @@ type publishQueue struct {
 // publishReq is one Publish in the queue. done is closed when ok, top and
 // err are set, or when lead is set: then its caller sends the next pipeline.
 type publishReq struct {
-	ev   Event
+	ev   roomfeed.Event
 	ok   bool
 	top  int64
 	err  error
@@ -39,10 +41,10 @@ type publishReq struct {
 }
 
 // appendCoalesced appends ev to its room's stream as appendBatch(ctx,
-// ev.Room, []Event{ev}, false) does, in a pipeline shared with the
+// ev.Room, []roomfeed.Event{ev}, false) does, in a pipeline shared with the
 // Publishes made at the same time. The pipeline runs under the context of
 // the caller that sends it.
-func (l *RedisLog) appendCoalesced(ctx context.Context, ev Event) (bool, int64, error) {
+func (l *RedisLog) appendCoalesced(ctx context.Context, ev roomfeed.Event) (bool, int64, error) {
 	r := &publishReq{ev: ev, done: make(chan struct{})}
 	q := &l.pub
 	q.mu.Lock()
@@ -85,7 +87,7 @@ func (l *RedisLog) appendCoalesced(ctx context.Context, ev Event) (bool, int64, 
 // the Publishes waiting for them.
 type redisCall struct {
 	room string
-	evs  []Event
+	evs  []roomfeed.Event
 	size int // of evs, against redisBatchBytes
 	reqs []*publishReq
 }
@@ -114,7 +116,7 @@ type redisScriptCall struct {
 func (l *RedisLog) appendPipelined(ctx context.Context, batch []*publishReq) {
 	if len(batch) == 1 {
 		r := batch[0]
-		r.ok, r.top, r.err = l.appendBatch(ctx, r.ev.Room, []Event{r.ev}, false)
+		r.ok, r.top, r.err = l.appendBatch(ctx, r.ev.Room, []roomfeed.Event{r.ev}, false)
 		return
 	}
 	reqs := slices.Clone(batch)
@@ -128,7 +130,7 @@ func (l *RedisLog) appendPipelined(ctx context.Context, batch []*publishReq) {
 			j++
 		}
 		run := reqs[i:j]
-		evs := make([]Event, len(run))
+		evs := make([]roomfeed.Event, len(run))
 		for k, r := range run {
 			evs[k] = r.ev
 		}

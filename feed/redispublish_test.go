@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/internal/testenv"
 )
 
@@ -79,7 +80,7 @@ func TestRedisPublishPipelined(t *testing.T) {
 			t.Parallel()
 			client, opts, hist := redisSetup(t)
 			l := newRedisNode(t, client, hist, opts, 16).log
-			evs := map[string][]Event{}
+			evs := map[string][]roomfeed.Event{}
 			for room, n := range tt.commit {
 				evs[room] = hist.commitN(room, n)
 			}
@@ -113,7 +114,7 @@ func TestRedisPublishCoalesced(t *testing.T) {
 	client, opts, hist := redisSetup(t)
 	l := newRedisNode(t, client, hist, opts, 16).log
 	const rooms, perRoom, workers = 20, 60, 32
-	var evs []Event
+	var evs []roomfeed.Event
 	for i := range rooms {
 		evs = append(evs, hist.commitN(fmt.Sprint("room", i), perRoom)...)
 	}

@@ -11,33 +11,34 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/internal/testenv"
 )
 
-// redisHist is an in-memory History and Heads standing in for the SQL
+// redisHist is an in-memory roomfeed.History standing in for the SQL
 // events table: commit assigns the room's next seq, trim applies retention.
 type redisHist struct {
 	mu      sync.Mutex
-	events  map[string][]Event // events[room][i].Seq == i+1
-	trimmed map[string]int64   // events up to this seq are gone
+	events  map[string][]roomfeed.Event // events[room][i].Seq == i+1
+	trimmed map[string]int64            // events up to this seq are gone
 	changed map[string]time.Time
 	calls   atomic.Int64 // EventsAfter calls
 }
 
 func newRedisHist() *redisHist {
 	return &redisHist{
-		events:  make(map[string][]Event),
+		events:  make(map[string][]roomfeed.Event),
 		trimmed: make(map[string]int64),
 		changed: make(map[string]time.Time),
 	}
 }
 
 // commit records the next event of room and returns it.
-func (h *redisHist) commit(room string) Event {
+func (h *redisHist) commit(room string) roomfeed.Event {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	seq := int64(len(h.events[room])) + 1
-	ev := Event{
+	ev := roomfeed.Event{
 		Room: room,
 		Seq:  seq,
 		Type: "element.updated",
@@ -49,8 +50,8 @@ func (h *redisHist) commit(room string) Event {
 }
 
 // commitN commits n events of room and returns them.
-func (h *redisHist) commitN(room string, n int) []Event {
-	evs := make([]Event, n)
+func (h *redisHist) commitN(room string, n int) []roomfeed.Event {
+	evs := make([]roomfeed.Event, n)
 	for i := range evs {
 		evs[i] = h.commit(room)
 	}
@@ -79,12 +80,12 @@ func (h *redisHist) head(room string) int64 {
 	return int64(len(h.events[room]))
 }
 
-func (h *redisHist) EventsAfter(_ context.Context, room string, after int64, limit int) ([]Event, error) {
+func (h *redisHist) EventsAfter(_ context.Context, room string, after int64, limit int) ([]roomfeed.Event, error) {
 	h.calls.Add(1)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if after < h.trimmed[room] {
-		return nil, fmt.Errorf("events of %s after %d: %w", room, after, ErrTrimmed)
+		return nil, fmt.Errorf("events of %s after %d: %w", room, after, roomfeed.ErrTrimmed)
 	}
 	evs := h.events[room]
 	if after >= int64(len(evs)) {
@@ -94,18 +95,18 @@ func (h *redisHist) EventsAfter(_ context.Context, room string, after int64, lim
 	if len(evs) > limit {
 		evs = evs[:limit]
 	}
-	return append([]Event(nil), evs...), nil
+	return append([]roomfeed.Event(nil), evs...), nil
 }
 
-func (h *redisHist) RoomHeads(_ context.Context, since time.Time) ([]RoomHead, error) {
+func (h *redisHist) RoomHeads(_ context.Context, since time.Time) ([]roomfeed.RoomHead, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var hs []RoomHead
+	var hs []roomfeed.RoomHead
 	for room, evs := range h.events {
 		if !since.IsZero() && h.changed[room].Before(since) {
 			continue
 		}
-		hs = append(hs, RoomHead{Room: room, Seq: int64(len(evs))})
+		hs = append(hs, roomfeed.RoomHead{Room: room, Seq: int64(len(evs))})
 	}
 	return hs, nil
 }

@@ -9,20 +9,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/roomfeed/roomfeed"
 )
-
-// RoomHead is the highest committed sequence number of a room.
-type RoomHead struct {
-	Room string
-	Seq  int64
-}
-
-// Heads reports the committed heads of the rooms (the SQL store).
-type Heads interface {
-	// RoomHeads returns the head of every room whose head changed at or
-	// after since; the zero time means every room.
-	RoomHeads(ctx context.Context, since time.Time) ([]RoomHead, error)
-}
 
 const (
 	redisRelayBatch    = 500 // rooms per pipelined top check
@@ -39,7 +28,7 @@ const (
 // value the relays set when missing): when it disappears or changes, the
 // next pass covers every room again. Errors are logged once per failure
 // streak and retried at the next tick; Relay returns nil once ctx is done.
-func (l *RedisLog) Relay(ctx context.Context, heads Heads, interval time.Duration) error {
+func (l *RedisLog) Relay(ctx context.Context, heads roomfeed.History, interval time.Duration) error {
 	if interval <= 0 {
 		interval = redisRelayInterval
 	}
@@ -63,7 +52,7 @@ func (l *RedisLog) Relay(ctx context.Context, heads Heads, interval time.Duratio
 // redisRelay is the state of one Relay loop.
 type redisRelay struct {
 	l        *RedisLog
-	heads    Heads
+	heads    roomfeed.History
 	interval time.Duration
 
 	epoch   string    // value of the epoch key at the last pass
@@ -138,7 +127,7 @@ func (l *RedisLog) epoch(ctx context.Context) (string, error) {
 // or a Redis outage).
 func (l *RedisLog) Relayed() uint64 { return l.relayed.Load() }
 
-func (l *RedisLog) relayHeads(ctx context.Context, hs []RoomHead) error {
+func (l *RedisLog) relayHeads(ctx context.Context, hs []roomfeed.RoomHead) error {
 	var errs []error
 	for batch := range slices.Chunk(hs, redisRelayBatch) {
 		cmds, _ := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {

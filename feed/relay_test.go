@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/roomfeed/roomfeed"
 )
 
 const redisTick = 50 * time.Millisecond
@@ -115,7 +117,7 @@ func TestRedisRelayRetries(t *testing.T) {
 	client, opts, hist := redisSetup(t)
 	node := newRedisNode(t, client, hist, opts, 16)
 	hist.commitN("r1", 40)
-	heads := &redisFlakyHeads{Heads: hist}
+	heads := &redisFlakyHeads{History: hist}
 	heads.failures.Store(3)
 	redisStart(t, "Relay", func(ctx context.Context) error { return node.log.Relay(ctx, heads, redisTick) })
 	redisStreamHas(t, node.log, "r1", 1, 40)
@@ -125,17 +127,17 @@ func TestRedisRelayRetries(t *testing.T) {
 }
 
 type redisFlakyHeads struct {
-	Heads
+	roomfeed.History
 	failures atomic.Int64
 	calls    atomic.Int64
 }
 
-func (h *redisFlakyHeads) RoomHeads(ctx context.Context, since time.Time) ([]RoomHead, error) {
+func (h *redisFlakyHeads) RoomHeads(ctx context.Context, since time.Time) ([]roomfeed.RoomHead, error) {
 	h.calls.Add(1)
 	if h.failures.Add(-1) >= 0 {
 		return nil, errors.New("db down")
 	}
-	return h.Heads.RoomHeads(ctx, since)
+	return h.History.RoomHeads(ctx, since)
 }
 
 // TestRedisRelayManyRooms covers the batched top checks (more than one
@@ -144,9 +146,9 @@ func TestRedisRelayManyRooms(t *testing.T) {
 	t.Parallel()
 	client, opts, hist := redisSetup(t)
 	node := newRedisNode(t, client, hist, opts, 16)
-	rooms := make([]RoomHead, 1100)
+	rooms := make([]roomfeed.RoomHead, 1100)
 	for i := range rooms {
-		rooms[i] = RoomHead{Room: fmt.Sprintf("room%04d", i), Seq: int64(1 + i%3)}
+		rooms[i] = roomfeed.RoomHead{Room: fmt.Sprintf("room%04d", i), Seq: int64(1 + i%3)}
 		hist.commitN(rooms[i].Room, int(rooms[i].Seq))
 		if i%2 == 0 { // half of them are already published
 			for _, ev := range hist.events[rooms[i].Room] {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/internal/testenv"
 )
 
@@ -144,13 +145,13 @@ func TestRoomLimitConcurrent(t *testing.T) {
 			var p struct {
 				Element struct{ ID string } `json:"element"`
 			}
-			if err := json.Unmarshal(ev.Payload, &p); err != nil {
+			if err := json.Unmarshal(ev.Data, &p); err != nil {
 				t.Fatalf("event %d: %v", ev.Seq, err)
 			}
 			switch ev.Type {
-			case TypeCreated:
+			case roomfeed.TypeCreated:
 				live[p.Element.ID] = true
-			case TypeDeleted:
+			case roomfeed.TypeDeleted:
 				delete(live, p.Element.ID)
 			}
 			if len(live) > limit {

@@ -12,32 +12,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/roomfeed/roomfeed"
 )
-
-// Event types recorded for element changes.
-const (
-	TypeCreated = "element.created"
-	TypeUpdated = "element.updated"
-	TypeDeleted = "element.deleted"
-)
-
-// Element is one element of a room. Data is a JSON object.
-type Element struct {
-	ID        string          `json:"id"`
-	Kind      string          `json:"kind"`
-	Version   int64           `json:"version"`
-	Data      json.RawMessage `json:"data,omitempty"`
-	UpdatedAt time.Time       `json:"updated_at"`
-}
-
-// Event is one committed change or message of a room.
-type Event struct {
-	Room    string
-	Seq     int64
-	Type    string          // element.created, element.updated, element.deleted or a message name
-	Payload json.RawMessage // the full event JSON object, byte for byte as stored
-	At      time.Time
-}
 
 // Precondition is a write's HTTP precondition.
 type Precondition struct {
@@ -59,7 +36,7 @@ type Meta struct {
 type Snapshot struct {
 	Room     string
 	Cursor   int64
-	Elements []Element
+	Elements []roomfeed.Element
 }
 
 func (p Precondition) check(exists bool, version int64) error {
@@ -77,13 +54,13 @@ func (p Precondition) check(exists bool, version int64) error {
 
 // Put creates the element (version 1, element.created) or replaces it
 // (version+1, element.updated; the kind may change). created reports which.
-func (s *Store) Put(ctx context.Context, room, id, kind string, data json.RawMessage, pre Precondition, meta Meta) (el Element, ev Event, created bool, err error) {
+func (s *Store) Put(ctx context.Context, room, id, kind string, data json.RawMessage, pre Precondition, meta Meta) (el roomfeed.Element, ev roomfeed.Event, created bool, err error) {
 	data, err = compactJSON(data, "{}")
 	if err != nil {
-		return Element{}, Event{}, false, fmt.Errorf("put element: data: %w", err)
+		return roomfeed.Element{}, roomfeed.Event{}, false, fmt.Errorf("put element: data: %w", err)
 	}
 	if !isObject(data) {
-		return Element{}, Event{}, false, fmt.Errorf("put element: data is not a JSON object: %w", ErrInvalid)
+		return roomfeed.Element{}, roomfeed.Event{}, false, fmt.Errorf("put element: data is not a JSON object: %w", ErrInvalid)
 	}
 	err = s.inWriteTx(ctx, room, id, func(ctx context.Context, w *writeTx) error {
 		cur, exists, err := w.element(ctx, id)
@@ -104,19 +81,19 @@ func (s *Store) Put(ctx context.Context, room, id, kind string, data json.RawMes
 				return err
 			}
 		}
-		el = Element{ID: id, Kind: kind, Version: cur.Version + 1, Data: data, UpdatedAt: w.now}
+		el = roomfeed.Element{ID: id, Kind: kind, Version: cur.Version + 1, Data: data, UpdatedAt: w.now}
 		if err := w.saveElement(ctx, el); err != nil {
 			return err
 		}
-		typ := TypeUpdated
+		typ := roomfeed.TypeUpdated
 		if created {
-			typ = TypeCreated
+			typ = roomfeed.TypeCreated
 		}
 		ev, err = w.elementEvent(ctx, typ, el, meta)
 		return err
 	})
 	if err != nil {
-		return Element{}, Event{}, false, fmt.Errorf("put element: %w", err)
+		return roomfeed.Element{}, roomfeed.Event{}, false, fmt.Errorf("put element: %w", err)
 	}
 	return el, ev, created, nil
 }
@@ -124,13 +101,13 @@ func (s *Store) Put(ctx context.Context, room, id, kind string, data json.RawMes
 // Patch applies an RFC 7386 JSON merge patch to the element's data and
 // records element.updated. A missing element is ErrNotFound (or
 // ErrVersionMismatch when If-Match was given).
-func (s *Store) Patch(ctx context.Context, room, id string, patch json.RawMessage, pre Precondition, meta Meta) (Element, Event, error) {
+func (s *Store) Patch(ctx context.Context, room, id string, patch json.RawMessage, pre Precondition, meta Meta) (roomfeed.Element, roomfeed.Event, error) {
 	var (
-		el Element
-		ev Event
+		el roomfeed.Element
+		ev roomfeed.Event
 	)
 	if !isObject(patch) {
-		return Element{}, Event{}, fmt.Errorf("patch element: patch is not a JSON object: %w", ErrInvalid)
+		return roomfeed.Element{}, roomfeed.Event{}, fmt.Errorf("patch element: patch is not a JSON object: %w", ErrInvalid)
 	}
 	err := s.inWriteTx(ctx, room, id, func(ctx context.Context, w *writeTx) error {
 		cur, err := w.existing(ctx, id, pre)
@@ -141,15 +118,15 @@ func (s *Store) Patch(ctx context.Context, room, id string, patch json.RawMessag
 		if err != nil {
 			return err
 		}
-		el = Element{ID: id, Kind: cur.Kind, Version: cur.Version + 1, Data: data, UpdatedAt: w.now}
+		el = roomfeed.Element{ID: id, Kind: cur.Kind, Version: cur.Version + 1, Data: data, UpdatedAt: w.now}
 		if err := w.saveElement(ctx, el); err != nil {
 			return err
 		}
-		ev, err = w.elementEvent(ctx, TypeUpdated, el, meta)
+		ev, err = w.elementEvent(ctx, roomfeed.TypeUpdated, el, meta)
 		return err
 	})
 	if err != nil {
-		return Element{}, Event{}, fmt.Errorf("patch element: %w", err)
+		return roomfeed.Element{}, roomfeed.Event{}, fmt.Errorf("patch element: %w", err)
 	}
 	return el, ev, nil
 }
@@ -158,8 +135,8 @@ func (s *Store) Patch(ctx context.Context, room, id string, patch json.RawMessag
 // has the id, kind and tombstone version (the deleted version + 1) and no
 // data. A missing element is ErrNotFound (or ErrVersionMismatch when
 // If-Match was given).
-func (s *Store) Delete(ctx context.Context, room, id string, pre Precondition, meta Meta) (Event, error) {
-	var ev Event
+func (s *Store) Delete(ctx context.Context, room, id string, pre Precondition, meta Meta) (roomfeed.Event, error) {
+	var ev roomfeed.Event
 	err := s.inWriteTx(ctx, room, id, func(ctx context.Context, w *writeTx) error {
 		cur, err := w.existing(ctx, id, pre)
 		if err != nil {
@@ -169,27 +146,27 @@ func (s *Store) Delete(ctx context.Context, room, id string, pre Precondition, m
 			return err
 		}
 		w.count--
-		tomb := Element{ID: id, Kind: cur.Kind, Version: cur.Version + 1, UpdatedAt: w.now}
+		tomb := roomfeed.Element{ID: id, Kind: cur.Kind, Version: cur.Version + 1, UpdatedAt: w.now}
 		if err := w.saveTombstone(ctx, id, tomb.Version); err != nil {
 			return err
 		}
-		ev, err = w.elementEvent(ctx, TypeDeleted, tomb, meta)
+		ev, err = w.elementEvent(ctx, roomfeed.TypeDeleted, tomb, meta)
 		return err
 	})
 	if err != nil {
-		return Event{}, fmt.Errorf("delete element: %w", err)
+		return roomfeed.Event{}, fmt.Errorf("delete element: %w", err)
 	}
 	return ev, nil
 }
 
 // Message records a custom room message as an event of type name. It does
 // not touch elements. Empty data is recorded as null.
-func (s *Store) Message(ctx context.Context, room, name string, data json.RawMessage, meta Meta) (Event, error) {
+func (s *Store) Message(ctx context.Context, room, name string, data json.RawMessage, meta Meta) (roomfeed.Event, error) {
 	data, err := compactJSON(data, "null")
 	if err != nil {
-		return Event{}, fmt.Errorf("record message: data: %w", err)
+		return roomfeed.Event{}, fmt.Errorf("record message: data: %w", err)
 	}
-	var ev Event
+	var ev roomfeed.Event
 	err = s.inWriteTx(ctx, room, "", func(ctx context.Context, w *writeTx) error {
 		payload, err := encodeJSON(messagePayload{
 			ID: strconv.FormatInt(w.seq, 10), Room: w.room, Type: name, Data: data,
@@ -202,22 +179,22 @@ func (s *Store) Message(ctx context.Context, room, name string, data json.RawMes
 		return err
 	})
 	if err != nil {
-		return Event{}, fmt.Errorf("record message: %w", err)
+		return roomfeed.Event{}, fmt.Errorf("record message: %w", err)
 	}
 	return ev, nil
 }
 
 // Get returns one element.
-func (s *Store) Get(ctx context.Context, room, id string) (Element, error) {
+func (s *Store) Get(ctx context.Context, room, id string) (roomfeed.Element, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	el, err := scanElement(s.read.QueryRowContext(ctx,
 		s.q(`SELECT id, kind, version, data, updated_at FROM elements WHERE room = ? AND id = ?`), room, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Element{}, fmt.Errorf("get element: %w", ErrNotFound)
+		return roomfeed.Element{}, fmt.Errorf("get element: %w", ErrNotFound)
 	}
 	if err != nil {
-		return Element{}, fmt.Errorf("get element: %w", classifyBounded(ctx, err))
+		return roomfeed.Element{}, fmt.Errorf("get element: %w", classifyBounded(ctx, err))
 	}
 	return el, nil
 }
@@ -246,7 +223,7 @@ func (s *Store) snapshot(ctx context.Context, room string) (Snapshot, error) {
 	}
 	defer tx.Rollback()
 
-	snap := Snapshot{Room: room, Elements: []Element{}}
+	snap := Snapshot{Room: room, Elements: []roomfeed.Element{}}
 	err = tx.QueryRowContext(ctx, s.q(`SELECT seq FROM rooms WHERE room = ?`), room).Scan(&snap.Cursor)
 	if errors.Is(err, sql.ErrNoRows) {
 		return snap, nil
@@ -275,14 +252,14 @@ func (s *Store) snapshot(ctx context.Context, room string) (Snapshot, error) {
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanElement(row scanner) (Element, error) {
+func scanElement(row scanner) (roomfeed.Element, error) {
 	var (
-		el   Element
+		el   roomfeed.Element
 		data []byte
 		at   dbTime
 	)
 	if err := row.Scan(&el.ID, &el.Kind, &el.Version, &data, &at); err != nil {
-		return Element{}, err
+		return roomfeed.Element{}, err
 	}
 	el.Data = data
 	el.UpdatedAt = at.t
@@ -378,32 +355,32 @@ func (w *writeTx) nextSeq(ctx context.Context) error {
 }
 
 // element reads the current element; a missing one is exists == false.
-func (w *writeTx) element(ctx context.Context, id string) (el Element, exists bool, err error) {
+func (w *writeTx) element(ctx context.Context, id string) (el roomfeed.Element, exists bool, err error) {
 	if w.pg != nil {
 		return w.pg.element(id)
 	}
 	el, err = scanElement(w.queryRow(ctx, qElement, w.room, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Element{}, false, nil
+		return roomfeed.Element{}, false, nil
 	}
 	if err != nil {
-		return Element{}, false, err
+		return roomfeed.Element{}, false, err
 	}
 	return el, true, nil
 }
 
 // existing reads an element that must exist and pass pre: a failed
 // precondition is its error, then a missing element is ErrNotFound.
-func (w *writeTx) existing(ctx context.Context, id string, pre Precondition) (Element, error) {
+func (w *writeTx) existing(ctx context.Context, id string, pre Precondition) (roomfeed.Element, error) {
 	cur, exists, err := w.element(ctx, id)
 	if err != nil {
-		return Element{}, err
+		return roomfeed.Element{}, err
 	}
 	if err := pre.check(exists, cur.Version); err != nil {
-		return Element{}, err
+		return roomfeed.Element{}, err
 	}
 	if !exists {
-		return Element{}, ErrNotFound
+		return roomfeed.Element{}, ErrNotFound
 	}
 	return cur, nil
 }
@@ -422,7 +399,7 @@ func (w *writeTx) tombstone(ctx context.Context, id string) (int64, error) {
 	return v, err
 }
 
-func (w *writeTx) saveElement(ctx context.Context, el Element) error {
+func (w *writeTx) saveElement(ctx context.Context, el roomfeed.Element) error {
 	if w.pg != nil {
 		if err := w.pg.save(el); err != nil || w.batched {
 			return err
@@ -450,39 +427,39 @@ func (w *writeTx) saveTombstone(ctx context.Context, id string, version int64) e
 	return w.exec(ctx, qSaveTombstone, w.room, id, version)
 }
 
-func (w *writeTx) elementEvent(ctx context.Context, typ string, el Element, meta Meta) (Event, error) {
+func (w *writeTx) elementEvent(ctx context.Context, typ string, el roomfeed.Element, meta Meta) (roomfeed.Event, error) {
 	payload, err := encodeJSON(elementPayload{
 		ID: strconv.FormatInt(w.seq, 10), Room: w.room, Type: typ, Element: el,
 		OpID: meta.OpID, Actor: meta.Actor, At: formatTime(w.now),
 	})
 	if err != nil {
-		return Event{}, err
+		return roomfeed.Event{}, err
 	}
 	return w.insertEvent(ctx, typ, payload)
 }
 
-func (w *writeTx) insertEvent(ctx context.Context, typ string, payload []byte) (Event, error) {
+func (w *writeTx) insertEvent(ctx context.Context, typ string, payload []byte) (roomfeed.Event, error) {
 	if w.batched {
 		w.events = append(w.events, pgEvent{seq: w.seq, typ: typ, payload: string(payload), at: w.now})
-		return Event{Room: w.room, Seq: w.seq, Type: typ, Payload: payload, At: w.now}, nil
+		return roomfeed.Event{Room: w.room, Seq: w.seq, Type: typ, Data: payload, At: w.now}, nil
 	}
 	err := w.exec(ctx, qInsertEvent,
 		w.room, w.seq, typ, string(payload), w.s.timeArg(w.now))
 	if err != nil {
-		return Event{}, err
+		return roomfeed.Event{}, err
 	}
-	return Event{Room: w.room, Seq: w.seq, Type: typ, Payload: payload, At: w.now}, nil
+	return roomfeed.Event{Room: w.room, Seq: w.seq, Type: typ, Data: payload, At: w.now}, nil
 }
 
 // elementPayload and messagePayload fix the key order of event payloads.
 type elementPayload struct {
-	ID      string  `json:"id"`
-	Room    string  `json:"room"`
-	Type    string  `json:"type"`
-	Element Element `json:"element"`
-	OpID    string  `json:"op_id,omitempty"`
-	Actor   string  `json:"actor,omitempty"`
-	At      string  `json:"at"`
+	ID      string           `json:"id"`
+	Room    string           `json:"room"`
+	Type    string           `json:"type"`
+	Element roomfeed.Element `json:"element"`
+	OpID    string           `json:"op_id,omitempty"`
+	Actor   string           `json:"actor,omitempty"`
+	At      string           `json:"at"`
 }
 
 type messagePayload struct {

@@ -6,13 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"time"
-)
 
-// RoomHead is a room's current sequence number.
-type RoomHead struct {
-	Room string
-	Seq  int64
-}
+	"github.com/roomfeed/roomfeed"
+)
 
 // Head returns the room's current sequence number, 0 for an unknown room.
 func (s *Store) Head(ctx context.Context, room string) (int64, error) {
@@ -36,8 +32,8 @@ func (s *Store) head(ctx context.Context, room string) (int64, error) {
 
 // EventsAfter returns the room's events with seq > after in seq order, at
 // most limit of them (limit <= 0 means DefaultPageSize). When retention
-// removed event after+1 it returns ErrTrimmed.
-func (s *Store) EventsAfter(ctx context.Context, room string, after int64, limit int) ([]Event, error) {
+// removed event after+1 it returns roomfeed.ErrTrimmed.
+func (s *Store) EventsAfter(ctx context.Context, room string, after int64, limit int) ([]roomfeed.Event, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	evs, err := s.eventsAfter(ctx, room, max(after, 0), limit)
@@ -47,7 +43,7 @@ func (s *Store) EventsAfter(ctx context.Context, room string, after int64, limit
 	return evs, nil
 }
 
-func (s *Store) eventsAfter(ctx context.Context, room string, after int64, limit int) ([]Event, error) {
+func (s *Store) eventsAfter(ctx context.Context, room string, after int64, limit int) ([]roomfeed.Event, error) {
 	if limit <= 0 {
 		limit = DefaultPageSize
 	}
@@ -59,7 +55,7 @@ func (s *Store) eventsAfter(ctx context.Context, room string, after int64, limit
 		return nil, err
 	}
 	if head <= after {
-		return []Event{}, nil
+		return []roomfeed.Event{}, nil
 	}
 	rows, err := s.read.QueryContext(ctx,
 		s.q(`SELECT seq, type, payload, at FROM events WHERE room = ? AND seq > ? ORDER BY seq LIMIT ?`),
@@ -68,17 +64,17 @@ func (s *Store) eventsAfter(ctx context.Context, room string, after int64, limit
 		return nil, err
 	}
 	defer rows.Close()
-	evs := make([]Event, 0, min(limit, 64))
+	evs := make([]roomfeed.Event, 0, min(limit, 64))
 	for rows.Next() {
 		var (
-			ev      = Event{Room: room}
+			ev      = roomfeed.Event{Room: room}
 			payload []byte
 			at      dbTime
 		)
 		if err := rows.Scan(&ev.Seq, &ev.Type, &payload, &at); err != nil {
 			return nil, err
 		}
-		ev.Payload = payload
+		ev.Data = payload
 		ev.At = at.t
 		evs = append(evs, ev)
 	}
@@ -88,7 +84,7 @@ func (s *Store) eventsAfter(ctx context.Context, room string, after int64, limit
 	// Sequence numbers are gap-free, so a first event above after+1 means
 	// the ones before it were removed.
 	if len(evs) == 0 || evs[0].Seq != after+1 {
-		return nil, ErrTrimmed
+		return nil, roomfeed.ErrTrimmed
 	}
 	return evs, nil
 }
@@ -99,7 +95,7 @@ func (s *Store) eventsAfter(ctx context.Context, room string, after int64, limit
 // room's previous write) and before it commits, so a poller should look
 // back by a margin longer than a write transaction and its wait for the
 // lock.
-func (s *Store) RoomHeads(ctx context.Context, since time.Time) ([]RoomHead, error) {
+func (s *Store) RoomHeads(ctx context.Context, since time.Time) ([]roomfeed.RoomHead, error) {
 	heads, err := s.roomHeads(ctx, since)
 	if err != nil {
 		return nil, fmt.Errorf("room heads: %w", classify(err))
@@ -107,7 +103,7 @@ func (s *Store) RoomHeads(ctx context.Context, since time.Time) ([]RoomHead, err
 	return heads, nil
 }
 
-func (s *Store) roomHeads(ctx context.Context, since time.Time) ([]RoomHead, error) {
+func (s *Store) roomHeads(ctx context.Context, since time.Time) ([]roomfeed.RoomHead, error) {
 	query, args := `SELECT room, seq FROM rooms ORDER BY room`, []any(nil)
 	if !since.IsZero() {
 		query, args = `SELECT room, seq FROM rooms WHERE updated_at >= ? ORDER BY room`, []any{s.timeArg(since)}
@@ -117,9 +113,9 @@ func (s *Store) roomHeads(ctx context.Context, since time.Time) ([]RoomHead, err
 		return nil, err
 	}
 	defer rows.Close()
-	heads := []RoomHead{}
+	heads := []roomfeed.RoomHead{}
 	for rows.Next() {
-		var h RoomHead
+		var h roomfeed.RoomHead
 		if err := rows.Scan(&h.Room, &h.Seq); err != nil {
 			return nil, err
 		}

@@ -3,6 +3,8 @@ package repo
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/roomfeed/roomfeed"
 )
 
 // mergePatchTests are the examples of RFC 7386 appendix A, plus member order
@@ -72,11 +74,11 @@ func TestPatch(t *testing.T) {
 				t.Errorf("Get after Patch: got %+v, want %+v", got, el)
 			}
 			var p payloadElement
-			if err := json.Unmarshal(ev.Payload, &p); err != nil {
+			if err := json.Unmarshal(ev.Data, &p); err != nil {
 				t.Fatalf("payload: %v", err)
 			}
-			if p.Type != TypeUpdated || !equalElement(p.Element, el) {
-				t.Errorf("payload: got %s, want element.updated with %+v", ev.Payload, el)
+			if p.Type != roomfeed.TypeUpdated || !equalElement(p.Element, el) {
+				t.Errorf("payload: got %s, want element.updated with %+v", ev.Data, el)
 			}
 		}
 	})

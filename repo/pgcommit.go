@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/roomfeed/roomfeed"
 )
 
 // batchTimeout bounds one PostgreSQL batch (Options.QueryTimeout, or 30s
@@ -386,7 +388,7 @@ func pgReadBatch(br pgx.BatchResults, t time.Time, rooms map[string]*pgRoom, rea
 			return fmt.Errorf("read elements: unexpected element %q of room %q", id, room)
 		}
 		if version != nil && kind != nil && at != nil {
-			r.el = Element{ID: id, Kind: *kind, Version: *version, Data: data, UpdatedAt: at.UTC()}
+			r.el = roomfeed.Element{ID: id, Kind: *kind, Version: *version, Data: data, UpdatedAt: at.UTC()}
 			r.exists = true
 		}
 		if tomb != nil {

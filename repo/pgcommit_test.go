@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/internal/testenv"
 )
 
@@ -83,7 +84,7 @@ func checkResults(t *testing.T, writes []queuedWrite, results []queuedResult) {
 }
 
 // checkGapFree checks that room's events are 1..head with no gap.
-func checkGapFree(t *testing.T, s *Store, room string, wantHead int64) []Event {
+func checkGapFree(t *testing.T, s *Store, room string, wantHead int64) []roomfeed.Event {
 	t.Helper()
 	if got := mustHead(t, s, room); got != wantHead {
 		t.Errorf("%s: Head: got %d, want %d", room, got, wantHead)
@@ -137,11 +138,11 @@ func checkRoomHistory(t *testing.T, s, cur *Store, room string) int64 {
 		if i > 0 && ev.At.Before(evs[i-1].At) {
 			t.Errorf("%s event %d: at %v before the previous %v", room, ev.Seq, ev.At, evs[i-1].At)
 		}
-		if ev.Type != TypeCreated && ev.Type != TypeUpdated {
+		if ev.Type != roomfeed.TypeCreated && ev.Type != roomfeed.TypeUpdated {
 			continue
 		}
 		var p payloadElement
-		if err := json.Unmarshal(ev.Payload, &p); err != nil {
+		if err := json.Unmarshal(ev.Data, &p); err != nil {
 			t.Fatalf("%s event %d: %v", room, ev.Seq, err)
 		}
 		versions[p.Element.ID]++
@@ -304,8 +305,8 @@ func TestPostgresGroupCommit(t *testing.T) {
 				evs := checkGapFree(t, s, room, want)
 				// The stored payloads are what replaying them gives.
 				for _, ev := range evs {
-					if !json.Valid(ev.Payload) {
-						t.Errorf("%s event %d: invalid payload %s", room, ev.Seq, ev.Payload)
+					if !json.Valid(ev.Data) {
+						t.Errorf("%s event %d: invalid payload %s", room, ev.Seq, ev.Data)
 					}
 				}
 				if _, listed := heads[room]; listed != (want > 0) {
@@ -347,9 +348,9 @@ func TestPostgresBatchPayloads(t *testing.T) {
 	s := openPostgresStore(t, testenv.PostgresURL(t), 1)
 	var (
 		mu  sync.Mutex
-		got = map[int64]Event{}
+		got = map[int64]roomfeed.Event{}
 	)
-	record := func(ev Event) {
+	record := func(ev roomfeed.Event) {
 		mu.Lock()
 		defer mu.Unlock()
 		got[ev.Seq] = ev
@@ -389,13 +390,13 @@ func TestPostgresBatchPayloads(t *testing.T) {
 	evs := checkGapFree(t, s, "p", 5)
 	for _, ev := range evs {
 		want := got[ev.Seq]
-		if string(ev.Payload) != string(want.Payload) || ev.Type != want.Type || !ev.At.Equal(want.At) {
-			t.Errorf("event %d: got %s %s %v, want %s %s %v", ev.Seq, ev.Type, ev.Payload, ev.At, want.Type, want.Payload, want.At)
+		if string(ev.Data) != string(want.Data) || ev.Type != want.Type || !ev.At.Equal(want.At) {
+			t.Errorf("event %d: got %s %s %v, want %s %s %v", ev.Seq, ev.Type, ev.Data, ev.At, want.Type, want.Data, want.At)
 		}
 	}
 	el := mustGet(t, s, "p", "a")
 	var last payloadElement
-	if err := json.Unmarshal(evs[4].Payload, &last); err != nil {
+	if err := json.Unmarshal(evs[4].Data, &last); err != nil {
 		t.Fatalf("last event: %v", err)
 	}
 	if el.Version != 4 || last.Element.Version != 4 || el.Kind != "other" || string(el.Data) != "{}" {

@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/roomfeed/roomfeed"
 )
 
 // pgReads holds what a PostgreSQL write read in its first round trip,
@@ -15,7 +17,7 @@ import (
 // tombstone.
 type pgReads struct {
 	id     string
-	el     Element
+	el     roomfeed.Element
 	exists bool
 	tomb   int64
 	// In a batch: el (with exists) or tomb was changed by a write.
@@ -146,9 +148,9 @@ func pgRollback(ctx context.Context, c *pgx.Conn) {
 }
 
 // element returns the prefetched element id.
-func (r *pgReads) element(id string) (Element, bool, error) {
+func (r *pgReads) element(id string) (roomfeed.Element, bool, error) {
 	if id != r.id {
-		return Element{}, false, fmt.Errorf("element %q was not read with the sequence number", id)
+		return roomfeed.Element{}, false, fmt.Errorf("element %q was not read with the sequence number", id)
 	}
 	return r.el, r.exists, nil
 }
@@ -162,7 +164,7 @@ func (r *pgReads) tombstone(id string) (int64, error) {
 }
 
 // save records that el (of the prefetched id) was written.
-func (r *pgReads) save(el Element) error {
+func (r *pgReads) save(el roomfeed.Element) error {
 	if el.ID != r.id {
 		return fmt.Errorf("element %q was not read with the sequence number", el.ID)
 	}
@@ -175,7 +177,7 @@ func (r *pgReads) remove(id string) error {
 	if id != r.id {
 		return fmt.Errorf("element %q was not read with the sequence number", id)
 	}
-	r.el, r.exists, r.elDirty = Element{}, false, true
+	r.el, r.exists, r.elDirty = roomfeed.Element{}, false, true
 	return nil
 }
 

@@ -45,8 +45,6 @@ var (
 	ErrVersionMismatch = errors.New("version mismatch")
 	// ErrExists: If-None-Match: * was given and the element exists.
 	ErrExists = errors.New("element exists")
-	// ErrTrimmed: the requested events were removed by retention.
-	ErrTrimmed = errors.New("history trimmed")
 	// ErrUnavailable: the database could not be reached (best effort).
 	ErrUnavailable = errors.New("database unavailable")
 	// ErrInvalid: data, patch or message data is not acceptable JSON.

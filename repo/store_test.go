@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/internal/testenv"
 )
 
@@ -70,7 +71,7 @@ func wantErr(t *testing.T, what string, err, want error) {
 	}
 }
 
-func mustPut(t *testing.T, s *Store, room, id, kind, data string) (Element, Event) {
+func mustPut(t *testing.T, s *Store, room, id, kind, data string) (roomfeed.Element, roomfeed.Event) {
 	t.Helper()
 	el, ev, _, err := s.Put(t.Context(), room, id, kind, json.RawMessage(data), Precondition{}, Meta{})
 	if err != nil {
@@ -88,7 +89,7 @@ func mustHead(t *testing.T, s *Store, room string) int64 {
 	return seq
 }
 
-func mustGet(t *testing.T, s *Store, room, id string) Element {
+func mustGet(t *testing.T, s *Store, room, id string) roomfeed.Element {
 	t.Helper()
 	el, err := s.Get(t.Context(), room, id)
 	if err != nil {
@@ -98,9 +99,9 @@ func mustGet(t *testing.T, s *Store, room, id string) Element {
 }
 
 // allEvents pages through the room's events after `after`.
-func allEvents(t *testing.T, s *Store, room string, after int64) []Event {
+func allEvents(t *testing.T, s *Store, room string, after int64) []roomfeed.Event {
 	t.Helper()
-	var all []Event
+	var all []roomfeed.Event
 	for {
 		evs, err := s.EventsAfter(t.Context(), room, after, 50)
 		if err != nil {
@@ -114,7 +115,7 @@ func allEvents(t *testing.T, s *Store, room string, after int64) []Event {
 	}
 }
 
-func equalElement(a, b Element) bool {
+func equalElement(a, b roomfeed.Element) bool {
 	return a.ID == b.ID && a.Kind == b.Kind && a.Version == b.Version &&
 		bytes.Equal(a.Data, b.Data) && a.UpdatedAt.Equal(b.UpdatedAt)
 }
@@ -178,17 +179,17 @@ func TestPutPayload(t *testing.T) {
 		ts := el.UpdatedAt.Format(time.RFC3339Nano)
 		want := `{"id":"1","room":"w1","type":"element.created","element":{"id":"c1","kind":"character","version":1,` +
 			`"data":` + wantData + `,"updated_at":"` + ts + `"},"op_id":"op-1","actor":"alice","at":"` + ts + `"}`
-		if string(ev.Payload) != want {
-			t.Errorf("payload:\n got %s\nwant %s", ev.Payload, want)
+		if string(ev.Data) != want {
+			t.Errorf("payload:\n got %s\nwant %s", ev.Data, want)
 		}
-		if ev.Seq != 1 || ev.Type != TypeCreated || ev.Room != "w1" || !ev.At.Equal(el.UpdatedAt) {
-			t.Errorf("event: got seq %d type %q room %q at %v, want 1 %q w1 %v", ev.Seq, ev.Type, ev.Room, ev.At, TypeCreated, el.UpdatedAt)
+		if ev.Seq != 1 || ev.Type != roomfeed.TypeCreated || ev.Room != "w1" || !ev.At.Equal(el.UpdatedAt) {
+			t.Errorf("event: got seq %d type %q room %q at %v, want 1 %q w1 %v", ev.Seq, ev.Type, ev.Room, ev.At, roomfeed.TypeCreated, el.UpdatedAt)
 		}
 		if got := mustGet(t, s, "w1", "c1"); !equalElement(got, el) {
 			t.Errorf("Get: got %+v, want %+v", got, el)
 		}
 		stored := allEvents(t, s, "w1", 0)
-		if len(stored) != 1 || !bytes.Equal(stored[0].Payload, ev.Payload) || !stored[0].At.Equal(ev.At) || stored[0].Type != ev.Type {
+		if len(stored) != 1 || !bytes.Equal(stored[0].Data, ev.Data) || !stored[0].At.Equal(ev.At) || stored[0].Type != ev.Type {
 			t.Errorf("EventsAfter: got %+v, want [%+v]", stored, ev)
 		}
 
@@ -203,8 +204,8 @@ func TestPutPayload(t *testing.T) {
 		ts = el2.UpdatedAt.Format(time.RFC3339Nano)
 		want = `{"id":"2","room":"w1","type":"element.updated","element":{"id":"c1","kind":"npc","version":2,` +
 			`"data":{"name":"Bo"},"updated_at":"` + ts + `"},"at":"` + ts + `"}`
-		if string(ev2.Payload) != want {
-			t.Errorf("payload:\n got %s\nwant %s", ev2.Payload, want)
+		if string(ev2.Data) != want {
+			t.Errorf("payload:\n got %s\nwant %s", ev2.Data, want)
 		}
 
 		_, _, _, err = s.Put(ctx, "w1", "c2", "npc", json.RawMessage(`{"name":`), Precondition{}, Meta{})
@@ -228,10 +229,10 @@ func TestConcurrentWriters(t *testing.T) {
 		var (
 			mu   sync.Mutex
 			seqs []int64
-			got  = map[int64]Event{}
+			got  = map[int64]roomfeed.Event{}
 			wg   sync.WaitGroup
 		)
-		record := func(ev Event) {
+		record := func(ev roomfeed.Event) {
 			mu.Lock()
 			defer mu.Unlock()
 			seqs = append(seqs, ev.Seq)
@@ -299,14 +300,14 @@ func TestConcurrentWriters(t *testing.T) {
 				t.Fatalf("event %d: got seq %d, want %d", i, ev.Seq, i+1)
 			}
 			var p struct{ ID, Type string }
-			if err := json.Unmarshal(ev.Payload, &p); err != nil {
-				t.Fatalf("event %d: payload %s: %v", ev.Seq, ev.Payload, err)
+			if err := json.Unmarshal(ev.Data, &p); err != nil {
+				t.Fatalf("event %d: payload %s: %v", ev.Seq, ev.Data, err)
 			}
 			if p.ID != strconv.FormatInt(ev.Seq, 10) || p.Type != ev.Type {
 				t.Errorf("event %d: got payload id %q type %q, want %q %q", ev.Seq, p.ID, p.Type, strconv.FormatInt(ev.Seq, 10), ev.Type)
 			}
-			if !bytes.Equal(ev.Payload, got[ev.Seq].Payload) {
-				t.Errorf("event %d: got stored payload %s, want %s", ev.Seq, ev.Payload, got[ev.Seq].Payload)
+			if !bytes.Equal(ev.Data, got[ev.Seq].Data) {
+				t.Errorf("event %d: got stored payload %s, want %s", ev.Seq, ev.Data, got[ev.Seq].Data)
 			}
 			if i > 0 && ev.At.Before(evs[i-1].At) {
 				t.Errorf("event %d: at %v before previous %v", ev.Seq, ev.At, evs[i-1].At)
@@ -423,8 +424,8 @@ func TestDelete(t *testing.T) {
 		ts := ev.At.Format(time.RFC3339Nano)
 		want := `{"id":"3","room":"w1","type":"element.deleted","element":{"id":"c1","kind":"character","version":2,"updated_at":"` +
 			ts + `"},"op_id":"op-9","at":"` + ts + `"}`
-		if ev.Seq != 3 || ev.Type != TypeDeleted || string(ev.Payload) != want {
-			t.Errorf("Delete event: got seq %d type %q payload\n %s\nwant seq 3 type %q payload\n %s", ev.Seq, ev.Type, ev.Payload, TypeDeleted, want)
+		if ev.Seq != 3 || ev.Type != roomfeed.TypeDeleted || string(ev.Data) != want {
+			t.Errorf("Delete event: got seq %d type %q payload\n %s\nwant seq 3 type %q payload\n %s", ev.Seq, ev.Type, ev.Data, roomfeed.TypeDeleted, want)
 		}
 		_, err = s.Get(ctx, "w1", "c1")
 		wantErr(t, "Get deleted", err, ErrNotFound)
@@ -462,16 +463,16 @@ func TestMessage(t *testing.T) {
 		}
 		want := `{"id":"2","room":"w1","type":"cursor.moved","data":{"x":1,"y":[2,3],"s":"a<b"},"op_id":"o1","actor":"bob","at":"` +
 			ev.At.Format(time.RFC3339Nano) + `"}`
-		if ev.Seq != 2 || ev.Type != "cursor.moved" || string(ev.Payload) != want {
-			t.Errorf("Message: got seq %d type %q payload\n %s\nwant seq 2 type cursor.moved payload\n %s", ev.Seq, ev.Type, ev.Payload, want)
+		if ev.Seq != 2 || ev.Type != "cursor.moved" || string(ev.Data) != want {
+			t.Errorf("Message: got seq %d type %q payload\n %s\nwant seq 2 type cursor.moved payload\n %s", ev.Seq, ev.Type, ev.Data, want)
 		}
 		ev, err = s.Message(ctx, "w1", "hello", nil, Meta{})
 		if err != nil {
 			t.Fatalf("Message without data: %v", err)
 		}
 		want = `{"id":"3","room":"w1","type":"hello","data":null,"at":"` + ev.At.Format(time.RFC3339Nano) + `"}`
-		if string(ev.Payload) != want {
-			t.Errorf("Message without data: got %s, want %s", ev.Payload, want)
+		if string(ev.Data) != want {
+			t.Errorf("Message without data: got %s, want %s", ev.Data, want)
 		}
 		// A message in a new room creates the room.
 		if ev, err := s.Message(ctx, "w2", "hello", json.RawMessage(`"hi"`), Meta{}); err != nil || ev.Seq != 1 {
@@ -601,7 +602,7 @@ func TestTrim(t *testing.T) {
 		trim(0, time.Hour, 20, 0) // nothing that old
 		for _, after := range []int64{0, 10, 14} {
 			_, err := s.EventsAfter(ctx, "w1", after, 10)
-			wantErr(t, fmt.Sprintf("EventsAfter(%d) after trim", after), err, ErrTrimmed)
+			wantErr(t, fmt.Sprintf("EventsAfter(%d) after trim", after), err, roomfeed.ErrTrimmed)
 		}
 		if evs := allEvents(t, s, "w1", 15); len(evs) != 5 || evs[0].Seq != 16 {
 			t.Errorf("EventsAfter(15): got %d events, want 16..20", len(evs))
@@ -610,7 +611,7 @@ func TestTrim(t *testing.T) {
 		trim(0, time.Millisecond, 18, 3) // by age: 16..18
 		trim(0, time.Millisecond, 20, 2) // the rest
 		_, err := s.EventsAfter(ctx, "w1", 19, 10)
-		wantErr(t, "EventsAfter(19) with nothing retained", err, ErrTrimmed)
+		wantErr(t, "EventsAfter(19) with nothing retained", err, roomfeed.ErrTrimmed)
 		if evs, err := s.EventsAfter(ctx, "w1", 20, 10); err != nil || len(evs) != 0 {
 			t.Errorf("EventsAfter(head): got %d events, %v, want none", len(evs), err)
 		}
@@ -643,14 +644,14 @@ func TestRoomHeads(t *testing.T) {
 		if err != nil {
 			t.Fatalf("RoomHeads: %v", err)
 		}
-		if want := []RoomHead{{"a", 2}, {"b", 1}}; !slices.Equal(heads, want) {
+		if want := []roomfeed.RoomHead{{Room: "a", Seq: 2}, {Room: "b", Seq: 1}}; !slices.Equal(heads, want) {
 			t.Errorf("RoomHeads(zero): got %v, want %v", heads, want)
 		}
 		heads, err = s.RoomHeads(ctx, mid)
 		if err != nil {
 			t.Fatalf("RoomHeads: %v", err)
 		}
-		if want := []RoomHead{{"b", 1}}; !slices.Equal(heads, want) {
+		if want := []roomfeed.RoomHead{{Room: "b", Seq: 1}}; !slices.Equal(heads, want) {
 			t.Errorf("RoomHeads(mid): got %v, want %v", heads, want)
 		}
 		heads, err = s.RoomHeads(ctx, time.Now().Add(time.Minute))
@@ -688,7 +689,7 @@ func TestRestart(t *testing.T) {
 			t.Fatalf("events after restart: got %d, want %d", len(after), len(before))
 		}
 		for i := range before {
-			if !bytes.Equal(after[i].Payload, before[i].Payload) || after[i].Seq != before[i].Seq || !after[i].At.Equal(before[i].At) {
+			if !bytes.Equal(after[i].Data, before[i].Data) || after[i].Seq != before[i].Seq || !after[i].At.Equal(before[i].At) {
 				t.Errorf("event %d after restart: got %+v, want %+v", i, after[i], before[i])
 			}
 		}
@@ -704,8 +705,8 @@ func TestRestart(t *testing.T) {
 
 // payloadElement is the part of an element event payload a client applies.
 type payloadElement struct {
-	Type    string  `json:"type"`
-	Element Element `json:"element"`
+	Type    string           `json:"type"`
+	Element roomfeed.Element `json:"element"`
 }
 
 func TestSnapshotConsistency(t *testing.T) {
@@ -785,16 +786,16 @@ func TestSnapshotConsistency(t *testing.T) {
 			t.Fatalf("snapshots: got %d, want at least 2", len(snaps))
 		}
 		for _, snap := range snaps {
-			state := map[string]Element{}
+			state := map[string]roomfeed.Element{}
 			for _, el := range snap.Elements {
 				state[el.ID] = el
 			}
 			for _, ev := range allEvents(t, s, room, snap.Cursor) {
 				var p payloadElement
-				if err := json.Unmarshal(ev.Payload, &p); err != nil {
+				if err := json.Unmarshal(ev.Data, &p); err != nil {
 					t.Fatalf("event %d: %v", ev.Seq, err)
 				}
-				if p.Type == TypeDeleted {
+				if p.Type == roomfeed.TypeDeleted {
 					delete(state, p.Element.ID)
 				} else {
 					state[p.Element.ID] = p.Element

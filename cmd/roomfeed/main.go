@@ -77,7 +77,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer store.Close()
 
 	hub := feed.NewHub(cfg.SubscriberBuffer)
-	hist := api.History{Store: store}
+	hist := store
 	ready := map[string]api.Pinger{"database": store}
 	var (
 		log        api.EventLog

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/roomfeed/roomfeed/repo"
+	"github.com/roomfeed/roomfeed"
 )
 
 // retentionBatch is the number of rooms whose published tops are read at once.
@@ -16,7 +16,7 @@ const retentionBatch = 500
 
 // retentionStore is the part of the SQL store retention uses.
 type retentionStore interface {
-	RoomHeads(ctx context.Context, since time.Time) ([]repo.RoomHead, error)
+	RoomHeads(ctx context.Context, since time.Time) ([]roomfeed.RoomHead, error)
 	Trim(ctx context.Context, room string, keep int64, maxAge time.Duration, below int64) (int64, error)
 }
 
@@ -74,7 +74,7 @@ func (r *retention) pass(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	heads = slices.DeleteFunc(heads, func(h repo.RoomHead) bool {
+	heads = slices.DeleteFunc(heads, func(h roomfeed.RoomHead) bool {
 		return r.maxAge <= 0 && h.Seq <= r.keep // nothing beyond the count to trim
 	})
 	var (

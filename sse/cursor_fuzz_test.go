@@ -1,9 +1,11 @@
-package api
+package sse
 
 import (
 	"maps"
 	"slices"
 	"testing"
+
+	"github.com/roomfeed/roomfeed"
 )
 
 // FuzzParseComposite checks that an accepted composite cursor names valid
@@ -13,17 +15,17 @@ func FuzzParseComposite(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		cur, err := parseComposite(s)
+		cur, err := ParseComposite(s)
 		if err != nil {
 			return
 		}
 		rooms := slices.Sorted(maps.Keys(cur))
 		for _, r := range rooms {
-			if !namePattern.MatchString(r) || cur[r] < 0 {
-				t.Fatalf("parseComposite(%q) accepted room %q at %d", s, r, cur[r])
+			if !roomfeed.ValidName(r) || cur[r] < 0 {
+				t.Fatalf("ParseComposite(%q) accepted room %q at %d", s, r, cur[r])
 			}
 		}
-		again, err := parseComposite(formatComposite(rooms, cur))
+		again, err := ParseComposite(FormatComposite(rooms, cur))
 		if err != nil || !maps.Equal(again, cur) {
 			t.Fatalf("round trip of %q: got %v, %v; want %v", s, again, err, cur)
 		}

@@ -1,10 +1,11 @@
-package feed
+package sse
 
 import (
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/internal/ssetest"
 )
 
@@ -111,7 +112,7 @@ func FuzzParseCursor(f *testing.F) {
 		if n < 0 {
 			t.Fatalf("ParseCursor(%q) = %d, want >= 0", s, n)
 		}
-		e := Event{Seq: n}
+		e := roomfeed.Event{Seq: n}
 		for _, form := range []string{e.ID(), e.ID() + "-0"} {
 			if m, err := ParseCursor(form); err != nil || m != n {
 				t.Fatalf("ParseCursor(%q) = %d, %v; want %d", form, m, err, n)

@@ -1,9 +1,14 @@
-package feed
+// Package sse is roomfeed's delivery engine: the Server-Sent Events wire
+// format (framing, the one decoder, single and composite cursors) and the
+// node-local delivery of events to subscribers.
+package sse
 
 import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/roomfeed/roomfeed"
 )
 
 // AppendEvent appends one SSE event to b. id and event are omitted when
@@ -57,9 +62,14 @@ func AppendRetry(b []byte, d time.Duration) []byte {
 	return append(b, '\n', '\n')
 }
 
-// Frame returns the event encoded as one SSE event.
-func (e Event) Frame() []byte {
-	return AppendEvent(make([]byte, 0, len(e.Data)+len(e.Type)+48), e.ID(), e.Type, e.Data)
+// Frame returns ev encoded as one SSE event: with its seq as the id, or
+// without an id when it is ephemeral (Seq 0), so it never moves a cursor.
+func Frame(ev roomfeed.Event) []byte {
+	id := ""
+	if ev.Seq > 0 {
+		id = ev.ID()
+	}
+	return AppendEvent(make([]byte, 0, len(ev.Data)+len(ev.Type)+48), id, ev.Type, ev.Data)
 }
 
 func indexLineEnd(b []byte) int {
