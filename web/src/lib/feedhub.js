@@ -35,17 +35,10 @@
 //   accepts). offline/online pause and resume at once; auth_expired fetches a
 //   fresh token and reopens at once.
 
-import { ELEMENT_EVENTS, PRESENCE_EVENTS, RoomFeed, RoomFeedError } from './roomfeed.js'
+import { ELEMENT_EVENTS, PRESENCE_EVENTS, RoomFeedError, defaultBaseUrl } from './roomcore.js'
+import { RoomFeed } from './roomfeed.js'
 import { Emitter } from './emitter.js'
 import { toTokenSource } from './token.js'
-
-function defaultBaseUrl() {
-  try {
-    return import.meta.env?.VITE_ROOMFEED_URL || ''
-  } catch {
-    return ''
-  }
-}
 
 /** "a:42,b:7" from [[room, seq], ...]. */
 export function formatCompositeCursor(entries) {
