@@ -1,5 +1,9 @@
 // RoomCore: what a client of one roomfeed room holds, whichever stream
-// carries the room's events. RoomFeed (roomfeed.js) adds the stream.
+// carries the room's events. Each mode is its own subclass:
+//   - RoomFeed (roomfeed.js): the room's own EventSource, backoff,
+//     online/offline, token refresh;
+//   - HubRoom (hubroom.js): one room on a FeedHub's shared stream, driven by
+//     the hub (snapshot after the open, buffering while it loads, reset).
 //
 // RoomCore keeps the confirmed server state of the room in `elements` and the
 // highest applied seq in `applied`, loads snapshots, applies feed events

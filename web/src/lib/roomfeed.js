@@ -19,11 +19,10 @@
 // recovers on its own).
 //
 // The state, the exactly-once apply, snapshots, presence and writes are
-// RoomCore's (roomcore.js); RoomFeed adds the stream.
-//
-// With `hub` (a FeedHub, see feedhub.js; use hub.createFeed(room)) the feed
-// has no EventSource of its own: the hub's one multiplexed stream carries
-// every room of the page, and drives this feed through the _hub* methods.
+// RoomCore's (roomcore.js); RoomFeed adds its own stream: the EventSource,
+// holes, backoff, online/offline, `reset` and `auth_expired`. For many rooms
+// on one page, FeedHub (feedhub.js) carries them all on one multiplexed
+// stream: hub.createFeed(room) makes a HubRoom with the same API.
 
 import { ELEMENT_EVENTS, PRESENCE_EVENTS, RoomCore, RoomFeedError, parseSeq } from './roomcore.js'
 
@@ -38,8 +37,7 @@ export class RoomFeed extends RoomCore {
    * @param {() => boolean} [opts.isOnline]
    * @param {() => number} [opts.random] jitter source (tests)
    * @param {string} [opts.client] display name sent as ?client= (presence); also turns presence on
-   * @param {boolean} [opts.presence] keep `people`; default: on when client or hub is set
-   * @param {import('./feedhub.js').FeedHub} [opts.hub] share the hub's multiplexed stream
+   * @param {boolean} [opts.presence] keep `people`; default: on when client is set
    */
   constructor({
     EventSource = globalThis.EventSource,
@@ -49,10 +47,9 @@ export class RoomFeed extends RoomCore {
     random = Math.random,
     client = '',
     presence,
-    hub = null,
     ...core
   } = {}) {
-    super({ ...core, presence: presence ?? (!!client || !!hub) })
+    super({ ...core, presence: presence ?? !!client })
     this._EventSource = EventSource
     this.backoff = { min: backoff.min ?? 500, max: backoff.max ?? 15000 }
     this._win = win
@@ -61,9 +58,6 @@ export class RoomFeed extends RoomCore {
     this._token = null // the token of the current stream
     this._refreshToken = false
     this.client = client || ''
-    this._hub = hub
-    this._hubState = 'new' // hub mode: new (needs a snapshot) | loading (buffers events) | ready
-    this._hubBuffer = []
 
     this._es = null
     this._timer = null
@@ -80,14 +74,6 @@ export class RoomFeed extends RoomCore {
   /** start(): load the snapshot and go live. Resolves once the first snapshot is loaded (or failed once). */
   _begin() {
     this._attempt = 0
-    if (this._hub) {
-      // The hub loads the snapshot once its stream (with this room) is open.
-      this._hubState = 'new'
-      this._hubBuffer = []
-      this._hub.attach(this)
-      this._hubRefreshStatus()
-      return Promise.resolve()
-    }
     this._needSnapshot = this.applied === null
     this._win?.addEventListener?.('online', this._onOnline)
     this._win?.addEventListener?.('offline', this._onOffline)
@@ -100,13 +86,7 @@ export class RoomFeed extends RoomCore {
   }
 
   /** stop(): close the stream, cancel timers and listeners. */
-  _end(wasRunning) {
-    if (this._hub) {
-      this._hubState = 'new'
-      this._hubBuffer = []
-      if (wasRunning) this._hub.detach(this)
-      return
-    }
+  _end() {
     this._closeStream()
     this._clearTimer()
     this._win?.removeEventListener?.('online', this._onOnline)
@@ -276,12 +256,9 @@ export class RoomFeed extends RoomCore {
    * An event above applied + 1 is a hole: events in between were lost, or
    * carry a name we do not listen to. Reopen from our cursor once (false: not
    * applied); if the fresh stream starts with the same hole, the server has
-   * nothing in between for us, and the event is applied. The hub's stream
-   * is known to be gap-free for this room, so a seq jump there means events
-   * under names nobody listens to went by: it is accepted.
+   * nothing in between for us, and the event is applied.
    */
   _admit(seq) {
-    if (this._hub) return true
     if (this._gapAt !== this.applied) {
       this._gapAt = this.applied
       this._emit('error', new RoomFeedError(`gap in feed: have ${this.applied}, got ${seq}`, { code: 'gap' }))
@@ -291,56 +268,6 @@ export class RoomFeed extends RoomCore {
     }
     this._gapAt = null
     return true
-  }
-
-  // ---- hub mode (driven by FeedHub) -------------------------------------------
-
-  /** The room's status under the hub: the hub's, but 'live' only once this room is exact. */
-  _hubRefreshStatus() {
-    if (!this._running) return
-    const hs = this._hub.status
-    if (hs === 'live' && this._hubState !== 'ready') this._setStatus(this._waitingStatus())
-    else this._setStatus(hs)
-  }
-
-  /**
-   * The hub's stream (with this room) is open: load the snapshot, buffering
-   * this room's events meanwhile. Rejects when the snapshot cannot be loaded
-   * (the room stays 'loading' and keeps buffering; the hub retries).
-   */
-  async _hubLoad() {
-    if (!this._running || this._hubState === 'ready') return
-    if (this._hubState === 'new') {
-      this._hubState = 'loading'
-      this._hubBuffer = []
-    }
-    const gen = this._generation
-    this._hubRefreshStatus()
-    await this._loadSnapshot(gen)
-    if (!this._isCurrent(gen) || this._hubState !== 'loading') return
-    const buffered = this._hubBuffer
-    this._hubBuffer = []
-    this._hubState = 'ready'
-    // The snapshot was read after the stream opened, so the buffered events
-    // continue it without a hole: skip those it already holds, apply the rest.
-    for (const payload of buffered) this._applyPayload(payload, payload.type, parseSeq(payload.id))
-    this._hubRefreshStatus()
-  }
-
-  /** A feed event for this room from the hub's stream. */
-  _hubEvent(payload) {
-    if (!this._running) return
-    if (this._hubState === 'loading') this._hubBuffer.push(payload)
-    else if (this._hubState === 'ready') this._applyPayload(payload, payload.type, parseSeq(payload.id))
-    // 'new': not on this stream yet, or its place was lost; the next snapshot holds it
-  }
-
-  /** The hub lost this room's place (reset, repeated failures, a new stream): snapshot again. */
-  _hubInvalidate() {
-    this._generation += 1
-    this._hubState = 'new'
-    this._hubBuffer = []
-    this._hubRefreshStatus()
   }
 
   // ---- online / offline ---------------------------------------------------
