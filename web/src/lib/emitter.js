@@ -1,6 +1,6 @@
-// A small named-event emitter shared by RoomFeed and FeedHub: listeners are
-// called in order; one that throws is reported on 'error' instead of
-// breaking the others.
+// A small named-event emitter shared by RoomCore (RoomFeed, HubRoom) and
+// FeedHub: listeners are called in order; one that throws is reported on
+// 'error' instead of breaking the others.
 export class Emitter {
   constructor() {
     this._listeners = new Map()

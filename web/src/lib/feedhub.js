@@ -2,9 +2,12 @@
 //
 // Browsers allow 6 HTTP/1.1 connections per origin, so one EventSource per
 // room breaks down quickly. The hub owns ONE stream on
-// `GET /events?room=a&room=b&...` and drives a RoomFeed per room (made by
-// hub.createFeed(room)); each RoomFeed keeps its own snapshot, applied seq,
-// elements, writes and presence, exactly as it does alone.
+// `GET /events?room=a&room=b&...` and drives a HubRoom per room (made by
+// hub.createFeed(room), see hubroom.js; same API as a RoomFeed); each room
+// keeps its own snapshot, applied seq, elements, writes and presence, exactly
+// as a RoomFeed does alone. The hub owns the stream (room set, composite
+// cursor, backoff, online/offline, tokens, shared status) and routes events
+// to the rooms; each HubRoom keeps its place on it (new, loading, ready).
 //
 //   const hub = new FeedHub({ client: 'alice' })
 //   const a = hub.createFeed('w1'), b = hub.createFeed('chat')
@@ -35,17 +38,10 @@
 //   accepts). offline/online pause and resume at once; auth_expired fetches a
 //   fresh token and reopens at once.
 
-import { ELEMENT_EVENTS, PRESENCE_EVENTS, RoomFeed, RoomFeedError } from './roomfeed.js'
+import { ELEMENT_EVENTS, PRESENCE_EVENTS, RoomFeedError, defaultBaseUrl } from './roomcore.js'
+import { HubRoom } from './hubroom.js'
 import { Emitter } from './emitter.js'
 import { toTokenSource } from './token.js'
-
-function defaultBaseUrl() {
-  try {
-    return import.meta.env?.VITE_ROOMFEED_URL || ''
-  } catch {
-    return ''
-  }
-}
 
 /** "a:42,b:7" from [[room, seq], ...]. */
 export function formatCompositeCursor(entries) {
@@ -116,7 +112,7 @@ export class FeedHub extends Emitter {
     /** Streams opened so far (diagnostics, tests). */
     this.opened = 0
 
-    this._feeds = new Map() // room -> RoomFeed (attached)
+    this._feeds = new Map() // room -> HubRoom (attached)
     this._es = null
     this._isOpen = false // the current EventSource has opened
     this._esNames = null // event names the current EventSource listens to
@@ -134,9 +130,9 @@ export class FeedHub extends Emitter {
     this._onOffline = () => this._handleOffline()
   }
 
-  /** A RoomFeed for room that shares this hub's stream (start() to follow it). */
+  /** A HubRoom for room that shares this hub's stream (start() to follow it); opts as for RoomCore. */
   createFeed(room, opts = {}) {
-    return new RoomFeed({ baseUrl: this.baseUrl, fetch: this.fetch, token: this.tokens, ...opts, room, hub: this })
+    return new HubRoom({ baseUrl: this.baseUrl, fetch: this.fetch, token: this.tokens, ...opts, room, hub: this })
   }
 
   /** The rooms followed now. */
@@ -155,12 +151,12 @@ export class FeedHub extends Emitter {
       if (status === 'live') this._everLive = true
       this._emit('status', status)
     }
-    for (const feed of this._feeds.values()) feed._hubRefreshStatus()
+    for (const feed of this._feeds.values()) feed._refreshStatus()
   }
 
   // ---- rooms ------------------------------------------------------------------
 
-  /** Called by RoomFeed.start(). */
+  /** Called by HubRoom.start(). */
   attach(feed) {
     const held = this._feeds.get(feed.room)
     if (held && held !== feed) throw new Error(`FeedHub: room ${feed.room} is already followed by another feed`)
@@ -173,7 +169,7 @@ export class FeedHub extends Emitter {
     this._scheduleSync()
   }
 
-  /** Called by RoomFeed.stop(). */
+  /** Called by HubRoom.stop(). */
   detach(feed) {
     if (this._feeds.get(feed.room) !== feed) return
     this._feeds.delete(feed.room)
@@ -203,7 +199,7 @@ export class FeedHub extends Emitter {
     const out = []
     for (const room of rooms) {
       const feed = this._feeds.get(room)
-      if (feed && feed._hubState === 'ready' && feed.applied !== null) out.push([room, feed.applied])
+      if (feed && feed._state === 'ready' && feed.applied !== null) out.push([room, feed.applied])
     }
     return out
   }
@@ -237,7 +233,7 @@ export class FeedHub extends Emitter {
       if (this._isOpen) {
         for (const room of this.streamRooms) {
           const feed = this._feeds.get(room)
-          if (feed?._hubState !== 'new') continue
+          if (feed?._state !== 'new') continue
           this._loadRoom(room)
           if (feed._presenceOn) feed._reloadPresence()
         }
@@ -315,7 +311,7 @@ export class FeedHub extends Emitter {
     // After several failed opens in a row, every room reloads its snapshot:
     // a cursor the server no longer accepts (a rebuilt database answers 400
     // to a cursor ahead of it) must not keep the stream down.
-    if (this._attempt >= 4) for (const feed of this._feeds.values()) feed._hubInvalidate()
+    if (this._attempt >= 4) for (const feed of this._feeds.values()) feed._invalidate()
     const delay = this.nextDelay()
     const gen = ++this._generation
     this._timer = setTimeout(() => {
@@ -350,7 +346,7 @@ export class FeedHub extends Emitter {
     // live and loads its snapshot once the stream is open.
     for (const room of rooms) {
       const feed = this._feeds.get(room)
-      if (feed._hubState !== 'ready') feed._hubInvalidate()
+      if (feed._state !== 'ready') feed._invalidate()
     }
     const params = new URLSearchParams()
     for (const room of rooms) params.append('room', room)
@@ -415,15 +411,15 @@ export class FeedHub extends Emitter {
   /** Load the snapshot of a room on the open stream that is not exact; retry with backoff. */
   _loadRoom(room, attempt = 0) {
     const feed = this._feeds.get(room)
-    if (!feed || feed._hubState === 'ready' || this._retries.has(room)) return
+    if (!feed || feed._state === 'ready' || this._retries.has(room)) return
     const gen = this._generation
-    if (feed._hubState === 'loading' && attempt === 0) return // already in flight
-    feed._hubLoad().catch((err) => {
-      if (gen !== this._generation || this._feeds.get(room) !== feed || feed._hubState !== 'loading') return
+    if (feed._state === 'loading' && attempt === 0) return // already in flight
+    feed._load().catch((err) => {
+      if (gen !== this._generation || this._feeds.get(room) !== feed || feed._state !== 'loading') return
       feed._emit('error', err)
-      if (feed._hubBuffer.length > this.maxBuffer) {
+      if (feed._buffer.length > this.maxBuffer) {
         // Too far behind to catch up from the buffer: start this room over.
-        feed._hubInvalidate()
+        feed._invalidate()
         this._closeStream()
         this._connect()
         return
@@ -451,7 +447,7 @@ export class FeedHub extends Emitter {
     const feed = this._feeds.get(payload.room)
     if (!feed) return
     if (payload.type === undefined) payload.type = ev.type
-    feed._hubEvent(payload)
+    feed._receive(payload)
   }
 
   _handlePresence(ev) {
@@ -467,7 +463,7 @@ export class FeedHub extends Emitter {
     const feed = this._feeds.get(info.room)
     if (!feed) {
       // A reset without a room we know: reload them all.
-      for (const f of this._feeds.values()) f._hubInvalidate()
+      for (const f of this._feeds.values()) f._invalidate()
       this._closeStream()
       this._connect()
       return
@@ -475,7 +471,7 @@ export class FeedHub extends Emitter {
     feed._emit('error', new RoomFeedError(`feed reset (${info.reason ?? 'unknown'})`, { code: 'reset' }))
     // Only this room reloads; events after the reset are buffered meanwhile.
     this._clearRetry(feed.room)
-    feed._hubInvalidate()
+    feed._invalidate()
     if (this._isOpen) this._loadRoom(feed.room)
   }
 

@@ -1,7 +1,8 @@
-// The room store: one Pinia setup store per room, built on RoomFeed.
+// The room store: one Pinia setup store per room, built on a room client:
+// a RoomFeed, or with { hub } the hub's HubRoom (same API).
 //
 // `elements` is what the user sees: the confirmed server state (kept by the
-// RoomFeed) with this window's pending writes laid over it. A write applies
+// room client) with this window's pending writes laid over it. A write applies
 // at once (optimistic); when the server answers, the overlay is dropped and
 // the confirmed state already holds the server's element. When the server
 // refuses (409/412, 404) or cannot be reached, the overlay is dropped too,
@@ -286,7 +287,8 @@ function setupRoomStore(roomId, feedOptions) {
  * go to the RoomFeed, e.g. { baseUrl, EventSource, fetch } in tests, or
  * { token } (a JWT, a function or a source from lib/token.js; the default
  * reads VITE_ROOMFEED_TOKEN or VITE_ROOMFEED_TOKEN_ENDPOINT), or { hub }
- * (a FeedHub: the room shares the hub's one multiplexed stream).
+ * (a FeedHub: the room is a HubRoom on the hub's one multiplexed stream;
+ * the other options go to hub.createFeed).
  */
 export function useRoomStore(roomId, feedOptions = {}) {
   return defineStore(`room/${roomId}`, () => setupRoomStore(roomId, feedOptions))()

@@ -1,5 +1,6 @@
-// Test doubles for RoomFeed: a scriptable EventSource and an in-memory roomfeed
-// server behind a fetch function (same HTTP contract as the Go server).
+// Test doubles for the room clients and FeedHub: a scriptable EventSource
+// and an in-memory roomfeed server behind a fetch function (same HTTP
+// contract as the Go server).
 
 export class FakeEventSource {
   static instances = []
