@@ -61,15 +61,70 @@ type RoomHead struct {
 // ErrTrimmed reports that the events after a cursor are no longer retained.
 var ErrTrimmed = errors.New("history trimmed")
 
-// History is the durable event history: the SQL events table, the outbox
-// every log republishes from and every replay falls back to.
-type History interface {
+// Pager reads a room's events after a cursor: the SQL history, or a log
+// that answers from its own window before falling back to the history.
+type Pager interface {
 	// EventsAfter returns at most limit events of room with Seq > after, in
 	// order. It returns ErrTrimmed when events after `after` were removed.
 	EventsAfter(ctx context.Context, room string, after int64, limit int) ([]Event, error)
+}
+
+// History is the durable event history: the SQL events table, the outbox
+// every log republishes from and every replay falls back to.
+type History interface {
+	Pager
+	// Head returns the room's highest committed seq, 0 for a room never
+	// written.
+	Head(ctx context.Context, room string) (int64, error)
 	// RoomHeads returns the head of every room whose head changed at or
 	// after since; the zero time means every room.
 	RoomHeads(ctx context.Context, since time.Time) ([]RoomHead, error)
+}
+
+// Pages reads the events of room in (after, until] from p, at most size at
+// a time, and calls fn with each page, in order, until fn fails, the events
+// end or until is reached; until < 0 reads to the end. An error of p (such
+// as ErrTrimmed) or of fn is returned as is.
+func Pages(ctx context.Context, p Pager, room string, after, until int64, size int, fn func([]Event) error) error {
+	for until < 0 || after < until {
+		limit := size
+		if until >= 0 {
+			limit = int(min(int64(size), until-after))
+		}
+		page, err := p.EventsAfter(ctx, room, after, limit)
+		if err != nil {
+			return err
+		}
+		full := len(page) >= limit
+		page = clip(page, after, until)
+		if len(page) == 0 {
+			return nil
+		}
+		if err := fn(page); err != nil {
+			return err
+		}
+		after = page[len(page)-1].Seq
+		if !full {
+			return nil
+		}
+	}
+	return nil
+}
+
+// clip keeps the events of page in (after, until], in order; until < 0 is
+// no upper bound.
+func clip(page []Event, after, until int64) []Event {
+	i := 0
+	for i < len(page) && page[i].Seq <= after {
+		i++
+	}
+	page = page[i:]
+	for j, e := range page {
+		if until >= 0 && e.Seq > until {
+			return page[:j]
+		}
+	}
+	return page
 }
 
 // Patterns of the names clients choose.

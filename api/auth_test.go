@@ -21,10 +21,10 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/roomfeed/roomfeed/api"
-	"github.com/roomfeed/roomfeed/feed"
 	"github.com/roomfeed/roomfeed/internal/ssetest"
 	"github.com/roomfeed/roomfeed/internal/testenv"
 	"github.com/roomfeed/roomfeed/repo"
+	"github.com/roomfeed/roomfeed/sse"
 )
 
 const (
@@ -46,10 +46,10 @@ func newAuthServer(t *testing.T, be backend, cfg api.Config) (*testServer, *test
 	if cfg.CORSOrigins == nil {
 		cfg.CORSOrigins = []string{allowedOrigin}
 	}
-	hub := feed.NewHub(1024)
+	hub := sse.NewHub(1024)
 	store, log := be.open(t, hub, 100000)
 	logs := &testenv.SyncBuffer{}
-	srv := api.New(cfg, store, log, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	srv := api.New(cfg, store, log, hub, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	ts := httptest.NewServer(srv)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

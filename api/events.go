@@ -17,7 +17,6 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/roomfeed/roomfeed"
-	"github.com/roomfeed/roomfeed/feed"
 	"github.com/roomfeed/roomfeed/sse"
 )
 
@@ -59,7 +58,7 @@ func (s *Server) serveFeed(c *gin.Context, rooms []string, cursors map[string]in
 	ctx := c.Request.Context()
 	select {
 	case <-s.quit:
-		writeError(c, feed.ErrClosed)
+		writeError(c, sse.ErrClosed)
 		return
 	default:
 	}
@@ -80,13 +79,17 @@ func (s *Server) serveFeed(c *gin.Context, rooms []string, cursors map[string]in
 	st.expires = tokenExpiresAt(c)
 
 	for _, r := range rooms {
-		sub, err := s.log.Subscribe(ctx, r)
+		sub, err := s.hub.Subscribe(r)
 		if err != nil {
 			writeError(c, err)
 			return
 		}
 		st.subs = append(st.subs, sub)
 		st.onEnd(sub.Close)
+		if err := s.log.Follow(ctx, r); err != nil {
+			writeError(c, err)
+			return
+		}
 	}
 	leave, err := s.joinPresence(c, rooms...)
 	if err != nil {
@@ -176,7 +179,7 @@ func appendResponseHead(buf []byte, h http.Header) []byte {
 type stream struct {
 	s         *Server
 	rooms     []string
-	subs      []*feed.Subscription
+	subs      []*sse.Subscription
 	last      map[string]int64 // per room, the seq of the last event sent
 	composite bool
 	expires   time.Time // when the token expires; zero = never
@@ -196,10 +199,10 @@ type stream struct {
 	finished bool                     // the pump ended the stream
 	lent     bool                     // this step's worker stayed with a slow write
 
-	buf      []byte          // batch buffer, reused from one flush to the next
-	msgs     []*feed.Message // drained messages, reused likewise
-	deadline time.Time       // the write deadline last set
-	wrote    atomic.Bool     // something was written since the last heartbeat tick
+	buf      []byte         // batch buffer, reused from one flush to the next
+	msgs     []*sse.Message // drained messages, reused likewise
+	deadline time.Time      // the write deadline last set
+	wrote    atomic.Bool    // something was written since the last heartbeat tick
 }
 
 var errClientGone = errors.New("client gone")
@@ -314,7 +317,7 @@ func (st *stream) catchUp(ctx context.Context, room string, until int64) error {
 		if until >= 0 {
 			limit = int(min(int64(page), until-st.last[room]))
 		}
-		events, err := st.s.log.Range(ctx, room, st.last[room], limit)
+		events, err := st.s.log.EventsAfter(ctx, room, st.last[room], limit)
 		if errors.Is(err, roomfeed.ErrTrimmed) {
 			return st.reset(ctx, room)
 		}
@@ -380,7 +383,7 @@ func (st *stream) subsEnded() (string, bool) {
 		select {
 		case <-sub.Done():
 			ended = true
-			if errors.Is(sub.Err(), feed.ErrSlowConsumer) {
+			if errors.Is(sub.Err(), sse.ErrSlowConsumer) {
 				reason = "slow_consumer"
 			}
 		default:

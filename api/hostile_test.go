@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/roomfeed/roomfeed/api"
-	"github.com/roomfeed/roomfeed/feed"
 	"github.com/roomfeed/roomfeed/repo"
+	"github.com/roomfeed/roomfeed/sse"
 )
 
 // hostileCase is one bad request, sent byte for byte over TCP so that
@@ -245,14 +245,14 @@ func TestHostileInput(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hub := feed.NewHub(1024)
+		hub := sse.NewHub(1024)
 		store, log := be.open(t, hub, 100000)
 		srv := api.New(api.Config{
 			Auth:         v,
 			MaxBodyBytes: 64 << 10,
 			MaxDataBytes: 16 << 10,
 			Limits:       api.Limits{BodyTimeout: hostileBodyTimeout, MaxMessageBytes: 16 << 10, WriteRate: -1},
-		}, store, log, slog.New(slog.DiscardHandler))
+		}, store, log, hub, slog.New(slog.DiscardHandler))
 		ts := httptest.NewUnstartedServer(srv)
 		ts.Config.ReadHeaderTimeout = 2 * time.Second
 		ts.Start()

@@ -22,6 +22,7 @@ import (
 	"github.com/roomfeed/roomfeed/feed"
 	"github.com/roomfeed/roomfeed/internal/ssetest"
 	"github.com/roomfeed/roomfeed/repo"
+	"github.com/roomfeed/roomfeed/sse"
 )
 
 // oaDoc is the OpenAPI document as generic JSON, with the lookups the
@@ -47,8 +48,8 @@ func oaServer(t *testing.T) (*api.Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := feed.NewHub(64)
-	srv := api.New(api.Config{}, store, feed.NewMemLog(hub, store), slog.New(slog.DiscardHandler))
+	hub := sse.NewHub(64)
+	srv := api.New(api.Config{}, store, feed.NewMemLog(hub, store), hub, slog.New(slog.DiscardHandler))
 	ts := httptest.NewServer(srv)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

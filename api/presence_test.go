@@ -15,6 +15,7 @@ import (
 	"github.com/roomfeed/roomfeed/internal/ssetest"
 	"github.com/roomfeed/roomfeed/internal/testenv"
 	"github.com/roomfeed/roomfeed/repo"
+	"github.com/roomfeed/roomfeed/sse"
 )
 
 // nextPresence returns the next presence event on s, failing on anything
@@ -58,7 +59,7 @@ func people(t *testing.T, base, room string) []string {
 
 func TestPresenceInProcess(t *testing.T) {
 	const grace = 300 * time.Millisecond
-	ts := newServer(t, backends[0], serverOpts{presence: func(hub *feed.Hub) api.Presence {
+	ts := newServer(t, backends[0], serverOpts{presence: func(hub *sse.Hub) api.Presence {
 		p := feed.NewMemPresence(hub, grace)
 		t.Cleanup(p.Close)
 		return p
@@ -121,12 +122,12 @@ func TestPresenceAcrossNodes(t *testing.T) {
 	start := func() node {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
-		ts := newServer(t, backend{name: "pg", open: func(t *testing.T, hub *feed.Hub, maxLen int64) (*repo.Store, api.EventLog) {
+		ts := newServer(t, backend{name: "pg", open: func(t *testing.T, hub *sse.Hub, maxLen int64) (*repo.Store, api.EventLog) {
 			store := openStore(t, pgURL)
 			rl := feed.NewRedisLog(client, hub, store, feed.RedisOptions{Prefix: prefix, Block: 200 * time.Millisecond})
 			runLoop(t, rl.Run)
 			return store, rl
-		}}, serverOpts{presence: func(hub *feed.Hub) api.Presence {
+		}}, serverOpts{presence: func(hub *sse.Hub) api.Presence {
 			p := feed.NewRedisPresence(client, hub, feed.RedisPresenceOptions{Prefix: prefix, Grace: 200 * time.Millisecond, TTL: ttl})
 			go func() { _ = p.Run(ctx); close(done) }()
 			t.Cleanup(func() { cancel(); <-done })

@@ -13,6 +13,7 @@ import (
 	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/feed"
 	"github.com/roomfeed/roomfeed/repo"
+	"github.com/roomfeed/roomfeed/sse"
 )
 
 // gatedLog is a MemLog whose Publish waits for gate to close.
@@ -38,10 +39,10 @@ func TestWriteAnsweredBeforePublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	hub := feed.NewHub(64)
+	hub := sse.NewHub(64)
 	t.Cleanup(hub.Close)
 	log := &gatedLog{MemLog: feed.NewMemLog(hub, store), gate: make(chan struct{}), started: make(chan int64, 8)}
-	srv := New(Config{}, store, log, nil)
+	srv := New(Config{}, store, log, hub, nil)
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
 

@@ -13,7 +13,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/roomfeed/roomfeed/feed"
+	"github.com/roomfeed/roomfeed/sse"
 )
 
 // The pump serves the live part of hijacked HTTP/1.1 streams with a few
@@ -224,7 +224,7 @@ func (p *pump) work() {
 	// The batch buffers belong to the worker, lent to the stream it runs,
 	// so an idle pumped stream holds none.
 	var buf []byte
-	var msgs []*feed.Message
+	var msgs []*sse.Message
 	for {
 		st, ok := p.pop()
 		if !ok {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/roomfeed/roomfeed/feed"
 	"github.com/roomfeed/roomfeed/repo"
+	"github.com/roomfeed/roomfeed/sse"
 )
 
 // TestPumpLendsWorkersToSlowClients: with more clients that stop reading
@@ -26,9 +27,9 @@ func TestPumpLendsWorkersToSlowClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := feed.NewHub(4096)
+	hub := sse.NewHub(4096)
 	log := feed.NewMemLog(hub, store)
-	srv := New(Config{WriteTimeout: 2 * time.Minute}, store, log, nil)
+	srv := New(Config{WriteTimeout: 2 * time.Minute}, store, log, hub, nil)
 	srv.pump.workers = 2
 	ts := httptest.NewServer(srv)
 	t.Cleanup(func() {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/roomfeed/roomfeed/api"
 	"github.com/roomfeed/roomfeed/feed"
+	"github.com/roomfeed/roomfeed/sse"
 )
 
 // rawStream is an SSE request on a bare TCP connection: no goroutine of the
@@ -78,7 +79,7 @@ func (rs *rawStream) until(t *testing.T, prefix string) string {
 func TestPumpedStreamsHoldNoGoroutine(t *testing.T) {
 	for _, be := range backends[:2] {
 		t.Run(be.name, func(t *testing.T) {
-			ts := newServer(t, be, serverOpts{presence: func(hub *feed.Hub) api.Presence { return feed.NewMemPresence(hub, time.Millisecond) }})
+			ts := newServer(t, be, serverOpts{presence: func(hub *sse.Hub) api.Presence { return feed.NewMemPresence(hub, time.Millisecond) }})
 			first := openRaw(t, ts.URL, "/rooms/g/events") // starts the pump
 			before := runtime.NumGoroutine()
 			const n = 40

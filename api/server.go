@@ -15,8 +15,8 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/roomfeed/roomfeed"
-	"github.com/roomfeed/roomfeed/feed"
 	"github.com/roomfeed/roomfeed/repo"
+	"github.com/roomfeed/roomfeed/sse"
 )
 
 // Store is the SQL store the handlers need.
@@ -31,11 +31,13 @@ type Store interface {
 	Ping(ctx context.Context) error
 }
 
-// EventLog carries committed events to subscribers and replays them.
+// EventLog carries committed events to every node's hub and replays them.
 type EventLog interface {
 	Publish(ctx context.Context, ev roomfeed.Event) error
-	Subscribe(ctx context.Context, room string) (*feed.Subscription, error)
-	Range(ctx context.Context, room string, after int64, limit int) ([]roomfeed.Event, error)
+	// Follow makes the log deliver room's events to the hub from now on;
+	// call it once the room has a subscriber on the hub.
+	Follow(ctx context.Context, room string) error
+	EventsAfter(ctx context.Context, room string, after int64, limit int) ([]roomfeed.Event, error)
 }
 
 // Pinger is a dependency /readyz checks.
@@ -98,6 +100,7 @@ type Server struct {
 	cfg    Config
 	store  Store
 	log    EventLog
+	hub    *sse.Hub
 	logger *slog.Logger
 	engine *gin.Engine
 	limits *limiter
@@ -113,12 +116,12 @@ type Server struct {
 // New builds the routes. The caller calls CloseStreams before shutting down
 // the http.Server, since Shutdown waits for open streams, and
 // WaitPublishes after it.
-func New(cfg Config, store Store, log EventLog, logger *slog.Logger) *Server {
+func New(cfg Config, store Store, log EventLog, hub *sse.Hub, logger *slog.Logger) *Server {
 	cfg.defaults()
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, store: store, log: log, logger: logger, quit: make(chan struct{}), limits: newLimiter(cfg.Limits)}
+	s := &Server{cfg: cfg, store: store, log: log, hub: hub, logger: logger, quit: make(chan struct{}), limits: newLimiter(cfg.Limits)}
 	s.pump = newPump(s)
 	s.publisher = newPublisher()
 	s.engine = s.routes()

@@ -19,6 +19,7 @@ import (
 	"github.com/roomfeed/roomfeed/feed"
 	"github.com/roomfeed/roomfeed/internal/testenv"
 	"github.com/roomfeed/roomfeed/repo"
+	"github.com/roomfeed/roomfeed/sse"
 )
 
 // testServer is the real handler over a real store and log, on a real
@@ -26,7 +27,7 @@ import (
 type testServer struct {
 	URL   string
 	Store *repo.Store
-	Hub   *feed.Hub
+	Hub   *sse.Hub
 	Srv   *api.Server
 	Log   api.EventLog
 }
@@ -37,11 +38,11 @@ type backend struct {
 	// (api.Config.NoPump) instead of the pump.
 	handlerStreams bool
 	// open returns the store and the log for a fresh, isolated backend.
-	open func(t *testing.T, hub *feed.Hub, redisMaxLen int64) (*repo.Store, api.EventLog)
+	open func(t *testing.T, hub *sse.Hub, redisMaxLen int64) (*repo.Store, api.EventLog)
 }
 
 // openSQLite is the embedded backend.
-func openSQLite(t *testing.T, hub *feed.Hub, _ int64) (*repo.Store, api.EventLog) {
+func openSQLite(t *testing.T, hub *sse.Hub, _ int64) (*repo.Store, api.EventLog) {
 	// synchronous=NORMAL only trades durability on power loss for speed
 	// when building long histories; the behaviour under test is the same.
 	store := openStore(t, "sqlite://"+filepath.Join(t.TempDir(), "rf.db")+"?_pragma=synchronous(NORMAL)")
@@ -54,7 +55,7 @@ func openSQLite(t *testing.T, hub *feed.Hub, _ int64) (*repo.Store, api.EventLog
 var backends = []backend{
 	{"sqlite", false, openSQLite},
 	{"sqlite-handler-streams", true, openSQLite},
-	{"postgres+redis", false, func(t *testing.T, hub *feed.Hub, maxLen int64) (*repo.Store, api.EventLog) {
+	{"postgres+redis", false, func(t *testing.T, hub *sse.Hub, maxLen int64) (*repo.Store, api.EventLog) {
 		store := openStore(t, testenv.PostgresURL(t))
 		client, prefix := testenv.Redis(t)
 		rl := feed.NewRedisLog(client, hub, store, feed.RedisOptions{Prefix: prefix, MaxLen: maxLen, Block: 200 * time.Millisecond})
@@ -91,7 +92,7 @@ type serverOpts struct {
 	cfg         api.Config
 	buffer      int
 	redisMaxLen int64
-	presence    func(hub *feed.Hub) api.Presence
+	presence    func(hub *sse.Hub) api.Presence
 }
 
 func newServer(t *testing.T, be backend, o serverOpts) *testServer {
@@ -102,7 +103,7 @@ func newServer(t *testing.T, be backend, o serverOpts) *testServer {
 	if o.redisMaxLen == 0 {
 		o.redisMaxLen = 100000
 	}
-	hub := feed.NewHub(o.buffer)
+	hub := sse.NewHub(o.buffer)
 	store, log := be.open(t, hub, o.redisMaxLen)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -112,7 +113,7 @@ func newServer(t *testing.T, be backend, o serverOpts) *testServer {
 		o.cfg.Presence = o.presence(hub)
 	}
 	o.cfg.NoPump = o.cfg.NoPump || be.handlerStreams
-	srv := api.New(o.cfg, store, log, logger)
+	srv := api.New(o.cfg, store, log, hub, logger)
 	ts := httptest.NewServer(srv)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

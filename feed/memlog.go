@@ -8,21 +8,24 @@ import (
 	"github.com/roomfeed/roomfeed"
 )
 
+// fillPage is the page size of the history reads that fill a hole.
+const fillPage = 500
+
 // MemLog is the log of the embedded default: one process, no Redis. Events
-// are fanned out through the hub in seq order per room, and replay reads the
+// are delivered to the sink in seq order per room, and replay reads the
 // durable history.
 type MemLog struct {
-	hub  *Hub
+	sink Sink
 	hist roomfeed.History
 
 	mu   sync.Mutex
 	tops map[string]int64 // highest seq delivered per room since start
 }
 
-// NewMemLog returns an in-process log delivering through hub and replaying
+// NewMemLog returns an in-process log delivering to sink and replaying
 // from hist.
-func NewMemLog(hub *Hub, hist roomfeed.History) *MemLog {
-	return &MemLog{hub: hub, hist: hist, tops: make(map[string]int64)}
+func NewMemLog(sink Sink, hist roomfeed.History) *MemLog {
+	return &MemLog{sink: sink, hist: hist, tops: make(map[string]int64)}
 }
 
 // Publish delivers a committed event to the room's local subscribers. Events
@@ -40,34 +43,32 @@ func (l *MemLog) Publish(ctx context.Context, ev roomfeed.Event) error {
 	case ev.Seq <= top:
 		return nil
 	default:
-		for top < ev.Seq-1 {
-			page, err := l.hist.EventsAfter(ctx, ev.Room, top, int(min(ev.Seq-1-top, 500)))
-			if err != nil {
-				return fmt.Errorf("fill %s after %d: %w", ev.Room, top, err)
-			}
-			if len(page) == 0 {
-				break
-			}
+		err := roomfeed.Pages(ctx, l.hist, ev.Room, top, ev.Seq-1, fillPage, func(page []roomfeed.Event) error {
 			for _, e := range page {
-				if e.Seq >= ev.Seq {
-					break
-				}
-				l.hub.Deliver(e)
-				top = e.Seq
+				l.sink.Deliver(e)
 			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("fill %s after %d: %w", ev.Room, top, err)
 		}
 	}
-	l.hub.Deliver(ev)
+	l.sink.Deliver(ev)
 	l.tops[ev.Room] = ev.Seq
 	return nil
 }
 
-// Subscribe registers a live subscription with the hub.
-func (l *MemLog) Subscribe(_ context.Context, room string) (*Subscription, error) {
-	return l.hub.Subscribe(room)
+// Follow has nothing to do: every event published on this node reaches
+// the sink.
+func (l *MemLog) Follow(context.Context, string) error { return nil }
+
+// EventsAfter returns up to limit events of room after the cursor, from the
+// history.
+func (l *MemLog) EventsAfter(ctx context.Context, room string, after int64, limit int) ([]roomfeed.Event, error) {
+	return l.hist.EventsAfter(ctx, room, after, limit)
 }
 
-// Range returns up to limit events of room after the cursor, from the history.
-func (l *MemLog) Range(ctx context.Context, room string, after int64, limit int) ([]roomfeed.Event, error) {
-	return l.hist.EventsAfter(ctx, room, after, limit)
+// Head returns the room's highest committed seq.
+func (l *MemLog) Head(ctx context.Context, room string) (int64, error) {
+	return l.hist.Head(ctx, room)
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/roomfeed/roomfeed"
-	"github.com/roomfeed/roomfeed/sse"
 )
 
 // Presence event types. They are ephemeral: never recorded, sent without an
@@ -30,19 +29,11 @@ type presenceData struct {
 	At     string `json:"at"`
 }
 
-// NewEphemeral encodes an event that carries no id: it is delivered live
-// and never replayed.
-func NewEphemeral(room, typ string, data []byte) *Message {
-	return &Message{
-		Event:  roomfeed.Event{Room: room, Type: typ, Data: data},
-		Frame:  sse.AppendEvent(nil, "", typ, data),
-		Queued: time.Now(),
-	}
-}
-
-func presenceMessage(room, person, typ string) *Message {
+// presenceEvent is an ephemeral event (Seq 0): delivered live, never
+// recorded or replayed.
+func presenceEvent(room, person, typ string) roomfeed.Event {
 	data, _ := json.Marshal(presenceData{Room: room, Person: person, Type: typ, At: time.Now().UTC().Format(time.RFC3339Nano)})
-	return NewEphemeral(room, typ, data)
+	return roomfeed.Event{Room: room, Type: typ, Data: data}
 }
 
 // presenceKey names one person in one room.
@@ -169,16 +160,15 @@ func (p *localPresence) close() {
 
 // MemPresence is presence for one process (the embedded default).
 type MemPresence struct {
-	hub   *Hub
 	local *localPresence
 }
 
-// NewMemPresence announces joins and leaves through hub.
-func NewMemPresence(hub *Hub, grace time.Duration) *MemPresence {
-	m := &MemPresence{hub: hub}
+// NewMemPresence announces joins and leaves through sink.
+func NewMemPresence(sink Sink, grace time.Duration) *MemPresence {
+	m := &MemPresence{}
 	m.local = newLocalPresence(grace,
-		func(room, person string) { hub.DeliverMessage(presenceMessage(room, person, PresenceJoined)) },
-		func(room, person string) { hub.DeliverMessage(presenceMessage(room, person, PresenceLeft)) })
+		func(room, person string) { sink.Deliver(presenceEvent(room, person, PresenceJoined)) },
+		func(room, person string) { sink.Deliver(presenceEvent(room, person, PresenceLeft)) })
 	return m
 }
 

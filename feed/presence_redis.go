@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/roomfeed/roomfeed"
 )
 
 // RedisPresenceOptions configures presence across nodes.
@@ -32,7 +34,7 @@ type RedisPresenceOptions struct {
 // or leave is announced once whichever nodes race.
 type RedisPresence struct {
 	client redis.UniversalClient
-	hub    *Hub
+	sink   Sink
 	opts   RedisPresenceOptions
 	local  *localPresence
 	log    *slog.Logger
@@ -40,7 +42,7 @@ type RedisPresence struct {
 
 // NewRedisPresence returns presence over client; Run must be running for
 // refreshes, expiry and delivery of other nodes' announcements.
-func NewRedisPresence(client redis.UniversalClient, hub *Hub, opts RedisPresenceOptions) *RedisPresence {
+func NewRedisPresence(client redis.UniversalClient, sink Sink, opts RedisPresenceOptions) *RedisPresence {
 	if opts.Prefix == "" {
 		opts.Prefix = "roomfeed:"
 	}
@@ -53,7 +55,7 @@ func NewRedisPresence(client redis.UniversalClient, hub *Hub, opts RedisPresence
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	p := &RedisPresence{client: client, hub: hub, opts: opts, log: opts.Logger}
+	p := &RedisPresence{client: client, sink: sink, opts: opts, log: opts.Logger}
 	p.local = newLocalPresence(opts.Grace, p.announceJoin, p.announceLeave)
 	return p
 }
@@ -97,7 +99,7 @@ return 0
 
 func (p *RedisPresence) run(ctx context.Context, op, room, member, person, typ string) error {
 	now := time.Now()
-	payload := []byte(presenceMessage(room, person, typ).Data)
+	payload := []byte(presenceEvent(room, person, typ).Data)
 	return presenceScript.Run(ctx, p.client, []string{p.key(room)}, op, member, person,
 		now.UnixMilli(), now.Add(p.opts.TTL).UnixMilli(), p.channel(), payload).Err()
 }
@@ -163,8 +165,8 @@ func (p *RedisPresence) Run(ctx context.Context) error {
 			if err := json.Unmarshal([]byte(m.Payload), &d); err != nil || d.Room == "" {
 				continue
 			}
-			if p.hub.HasRoom(d.Room) {
-				p.hub.DeliverMessage(NewEphemeral(d.Room, d.Type, []byte(m.Payload)))
+			if p.sink.HasRoom(d.Room) {
+				p.sink.Deliver(roomfeed.Event{Room: d.Room, Type: d.Type, Data: []byte(m.Payload)})
 			}
 		case <-tick.C:
 			if err := p.heartbeat(ctx); err != nil && !errors.Is(err, context.Canceled) {
@@ -191,7 +193,7 @@ func (p *RedisPresence) heartbeat(ctx context.Context) error {
 		}
 	}
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
-	for _, room := range p.hub.Rooms() {
+	for _, room := range p.sink.Rooms() {
 		stale, err := p.client.ZRangeByScore(ctx, p.key(room), &redis.ZRangeBy{Min: "-inf", Max: "(" + now}).Result()
 		if err != nil {
 			return err

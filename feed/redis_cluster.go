@@ -127,7 +127,7 @@ func (l *RedisLog) runCluster(ctx context.Context) error {
 					break drain
 				}
 			}
-		case <-l.hub.RoomsChanged():
+		case <-l.sink.RoomsChanged():
 			r.sync()
 		case <-l.wake:
 			r.sync()
@@ -164,7 +164,7 @@ func (r *clusterReader) sync() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for room, c := range l.rooms {
-		if !l.hub.HasRoom(room) {
+		if !l.sink.HasRoom(room) {
 			delete(l.rooms, room)
 			continue
 		}
@@ -272,6 +272,6 @@ func (l *RedisLog) deliverLocked(room string, c *redisCursor, msgs []redis.XMess
 				slog.String("room", room), slog.Int64("after", c.seq), slog.Int64("seq", ev.Seq))
 		}
 		c.seq = ev.Seq
-		l.hub.Deliver(ev)
+		l.sink.Deliver(ev)
 	}
 }

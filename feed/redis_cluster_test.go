@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/roomfeed/roomfeed/internal/testenv"
+	"github.com/roomfeed/roomfeed/sse"
 )
 
 // TestRedisCluster runs the log on a throwaway three-master Redis Cluster
@@ -54,14 +55,14 @@ func TestRedisCluster(t *testing.T) {
 				}
 			}
 		}
-		for _, sub := range subs {
-			redisCheckRun(t, sub.Room(), redisReceive(t, sub, perRoom, 10*time.Second), 1, perRoom)
+		for i, sub := range subs {
+			redisCheckRun(t, room(i), redisReceive(t, sub, perRoom, 10*time.Second), 1, perRoom)
 		}
 		t.Logf("%d events over %d rooms delivered across nodes in %v", rooms*perRoom, rooms, time.Since(start))
 		time.Sleep(3 * opts.Block) // a few polls: nothing more may arrive
-		for _, sub := range subs {
-			if m, ok := pop(sub); ok {
-				t.Fatalf("%s: got extra event %d, want none", sub.Room(), m.Seq)
+		for i, sub := range subs {
+			if msgs := sub.Drain(nil); len(msgs) > 0 {
+				t.Fatalf("%s: got extra event %d, want none", room(i), msgs[0].Seq)
 			}
 		}
 
@@ -128,8 +129,8 @@ func TestRedisCluster(t *testing.T) {
 				t.Fatalf("%s/%d: got ok=%v top=%d err=%v, want ok=true top=%d", r.ev.Room, r.ev.Seq, r.ok, r.top, r.err, perRoom)
 			}
 		}
-		for _, sub := range subs {
-			redisCheckRun(t, sub.Room(), redisReceive(t, sub, perRoom, 10*time.Second), 1, perRoom)
+		for i, sub := range subs {
+			redisCheckRun(t, room(i), redisReceive(t, sub, perRoom, 10*time.Second), 1, perRoom)
 		}
 		// With the script loaded again: one pipeline, then one pipeline of
 		// notifications.
@@ -143,8 +144,8 @@ func TestRedisCluster(t *testing.T) {
 				t.Fatalf("%s/%d: got ok=%v top=%d err=%v, want ok=true top=%d", r.ev.Room, r.ev.Seq, r.ok, r.top, r.err, perRoom+1)
 			}
 		}
-		for _, sub := range subs {
-			redisCheckRun(t, sub.Room(), redisReceive(t, sub, 1, 10*time.Second), perRoom+1, perRoom+1)
+		for i, sub := range subs {
+			redisCheckRun(t, room(i), redisReceive(t, sub, 1, 10*time.Second), perRoom+1, perRoom+1)
 		}
 	})
 
@@ -162,7 +163,7 @@ func TestRedisCluster(t *testing.T) {
 		client, opts, hist := setup(t)
 		b := newRedisNode(t, client, hist, opts, 16)
 		redisStart(t, "B.Run", b.log.Run)
-		sub, err := b.log.Subscribe(t.Context(), "quiet")
+		sub, err := follow(t.Context(), b.log, "quiet")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -184,7 +185,7 @@ func TestRedisCluster(t *testing.T) {
 		a := newRedisNode(t, client, hist, opts, 16)
 		b := newRedisNode(t, newClient(t, "rfb"), hist, opts, 100)
 		redisStart(t, "B.Run", b.log.Run)
-		sub, err := b.log.Subscribe(t.Context(), "lost")
+		sub, err := follow(t.Context(), b.log, "lost")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -211,7 +212,7 @@ func TestRedisCluster(t *testing.T) {
 		client, opts, hist := setup(t)
 		b := newRedisNode(t, client, hist, opts, 16)
 		stop := redisStart(t, "Run", b.log.Run)
-		sub, err := b.log.Subscribe(t.Context(), "r1")
+		sub, err := follow(t.Context(), b.log, "r1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -227,11 +228,11 @@ func TestRedisCluster(t *testing.T) {
 
 // subscribeRooms subscribes to the rooms room(0), ..., room(n-1); the
 // subscriptions close when the test ends.
-func subscribeRooms(t *testing.T, l *RedisLog, n int, room func(int) string) []*Subscription {
+func subscribeRooms(t *testing.T, l *RedisLog, n int, room func(int) string) []*sse.Subscription {
 	t.Helper()
-	subs := make([]*Subscription, n)
+	subs := make([]*sse.Subscription, n)
 	for i := range subs {
-		sub, err := l.Subscribe(t.Context(), room(i))
+		sub, err := follow(t.Context(), l, room(i))
 		if err != nil {
 			t.Fatal(err)
 		}

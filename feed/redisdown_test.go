@@ -47,7 +47,7 @@ func TestRedisPublishPausesWhileUnreachable(t *testing.T) {
 	if d := time.Since(start); d > redisPublishPause {
 		t.Errorf("the probing publish took %v, want at most about %v", d, redisPublishPause/2)
 	}
-	if _, err := n.log.Subscribe(t.Context(), "r"); !errors.Is(err, ErrUnavailable) {
+	if _, err := follow(t.Context(), n.log, "r"); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("subscribe: got %v, want ErrUnavailable", err)
 	}
 }

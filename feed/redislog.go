@@ -19,7 +19,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/roomfeed/roomfeed"
-	"github.com/roomfeed/roomfeed/sse"
 )
 
 // RedisOptions configures a RedisLog. The zero value gives the defaults.
@@ -48,7 +47,7 @@ const (
 	redisReadCount   = 500     // entries per stream per XREAD
 	redisPageSize    = 500     // events per history page when filling a hole
 	redisBatchBytes  = 1 << 20 // payload bytes per script call
-	redisRangeLimit  = 1000    // Range page when the caller passes limit <= 0
+	redisRangeLimit  = 1000    // EventsAfter page when the caller passes limit <= 0
 	redisFillRetries = 5       // restarts of a fill whose base moved under it
 	redisMaxBackoff  = time.Second
 
@@ -61,7 +60,7 @@ const (
 
 // RedisLog carries committed events between nodes through Redis Streams,
 // holds the hot replay window, and delivers every event of the rooms that have
-// local subscribers to this node's Hub.
+// local subscribers to this node's sink (the delivery engine's hub).
 //
 // Redis layout, stable for other programs consuming the feed:
 //
@@ -79,7 +78,7 @@ const (
 //     Redis lost its data. Prefix + "node:<id>:wake" is a per-node wake-up
 //     stream of the reader, deleted when the reader stops.
 //
-// Publish, Subscribe, Range and Ping are safe for concurrent use. Run (one
+// Publish, Follow, EventsAfter, Head and Ping are safe for concurrent use. Run (one
 // per RedisLog) must be running for subscribers to receive events; Relay
 // closes the gaps left by failed publishes.
 //
@@ -91,7 +90,7 @@ const (
 // used there.
 type RedisLog struct {
 	client redis.UniversalClient
-	hub    *Hub
+	sink   Sink
 	hist   roomfeed.History
 	opts   RedisOptions
 	log    *slog.Logger
@@ -118,9 +117,9 @@ type redisCursor struct {
 	seq  int64  // its seq
 }
 
-// NewRedisLog returns a log over client that delivers to hub and falls back
+// NewRedisLog returns a log over client that delivers to sink and falls back
 // to hist for what Redis does not hold.
-func NewRedisLog(client redis.UniversalClient, hub *Hub, hist roomfeed.History, opts RedisOptions) *RedisLog {
+func NewRedisLog(client redis.UniversalClient, sink Sink, hist roomfeed.History, opts RedisOptions) *RedisLog {
 	if opts.Prefix == "" {
 		opts.Prefix = redisDefaultPrefix
 	}
@@ -139,7 +138,7 @@ func NewRedisLog(client redis.UniversalClient, hub *Hub, hist roomfeed.History, 
 	return &RedisLog{
 		cluster: cluster,
 		client:  client,
-		hub:     hub,
+		sink:    sink,
 		hist:    hist,
 		opts:    opts,
 		log:     logger,
@@ -445,11 +444,11 @@ func (l *RedisLog) oldestRetained(ctx context.Context, room string, trimmed, hea
 	return hi, nil
 }
 
-// Range returns up to limit events of room with Seq > after, in order and
+// EventsAfter returns up to limit events of room with Seq > after, in order and
 // without holes, from the Redis window when it covers the cursor and from
 // the history otherwise (which may answer roomfeed.ErrTrimmed). limit <= 0 means a
 // default page of 1000.
-func (l *RedisLog) Range(ctx context.Context, room string, after int64, limit int) ([]roomfeed.Event, error) {
+func (l *RedisLog) EventsAfter(ctx context.Context, room string, after int64, limit int) ([]roomfeed.Event, error) {
 	if limit <= 0 {
 		limit = redisRangeLimit
 	}
@@ -474,14 +473,25 @@ func (l *RedisLog) Range(ctx context.Context, room string, after int64, limit in
 
 // redisParseEntry turns a stream entry of room into an event.
 func redisParseEntry(room string, m redis.XMessage) (roomfeed.Event, bool) {
-	s, _, _ := strings.Cut(m.ID, "-")
-	seq, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
+	seq, ok := redisSeq(m.ID)
+	if !ok {
 		return roomfeed.Event{}, false
 	}
 	t, _ := m.Values["t"].(string)
 	d, _ := m.Values["d"].(string)
 	return roomfeed.Event{Room: room, Seq: seq, Type: t, Data: []byte(d)}, true
+}
+
+// Head returns the room's highest committed seq, from the history.
+func (l *RedisLog) Head(ctx context.Context, room string) (int64, error) {
+	return l.hist.Head(ctx, room)
+}
+
+// redisSeq returns the seq of a stream entry id "<seq>-0".
+func redisSeq(id string) (int64, bool) {
+	s, _, _ := strings.Cut(id, "-")
+	seq, err := strconv.ParseInt(s, 10, 64)
+	return seq, err == nil
 }
 
 // streamTop returns the id of the last entry of room's stream, "0-0" when
@@ -528,35 +538,29 @@ func (l *RedisLog) StreamTops(ctx context.Context, rooms []string) ([]int64, err
 	return tops, nil
 }
 
-// Subscribe registers a live subscription to room on the hub and makes sure
-// the reader delivers every event of room above the stream's top at the
-// moment it returns: a caller that then pages with Range until caught up and
-// goes on with the subscription misses nothing (it skips what it already
-// has). The subscription may show a jump in seq, never a reordering: after
-// Redis lost its data (only the window is republished) or when the reader
-// fell further behind than the stream keeps. The caller fills it with Range
-// before sending the event after the jump. The caller must Close the
-// subscription.
-func (l *RedisLog) Subscribe(ctx context.Context, room string) (*Subscription, error) {
-	sub, err := l.hub.Subscribe(room)
-	if err != nil {
-		return nil, err
-	}
+// Follow makes sure the reader delivers to the sink every event of room
+// above the stream's top at the moment it returns: a caller that then pages
+// with EventsAfter until caught up and goes on with what the sink delivers
+// misses nothing (it skips what it already has). Call it once the room has
+// a subscriber on the sink: the reader stops following rooms without one.
+// Deliveries may show a jump in seq, never a reordering: after Redis lost
+// its data (only the window is republished) or when the reader fell further
+// behind than the stream keeps; the subscriber fills it with EventsAfter.
+func (l *RedisLog) Follow(ctx context.Context, room string) error {
 	l.mu.Lock()
 	_, tracked := l.rooms[room]
 	l.mu.Unlock()
 	if tracked {
-		return sub, nil
+		return nil
 	}
 	top, err := l.streamTop(ctx, room)
 	if err != nil {
-		sub.Close()
 		if redisUnreachable(err) {
 			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
-		return nil, fmt.Errorf("subscribe %s: %w", room, err)
+		return fmt.Errorf("follow %s: %w", room, err)
 	}
-	seq, _ := sse.ParseCursor(top)
+	seq, _ := redisSeq(top)
 	l.mu.Lock()
 	_, tracked = l.rooms[room]
 	if !tracked {
@@ -564,14 +568,14 @@ func (l *RedisLog) Subscribe(ctx context.Context, room string) (*Subscription, e
 	}
 	l.mu.Unlock()
 	if tracked {
-		return sub, nil
+		return nil
 	}
 	select {
 	case l.wake <- struct{}{}:
 	default:
 	}
 	if l.cluster {
-		return sub, nil // the cluster reader has no blocked XREAD to interrupt
+		return nil // the cluster reader has no blocked XREAD to interrupt
 	}
 	// Interrupt the reader's blocked XREAD so it reads the new room now. If
 	// this fails the reader still picks the room up within Block.
@@ -584,13 +588,13 @@ func (l *RedisLog) Subscribe(ctx context.Context, room string) (*Subscription, e
 		l.log.LogAttrs(ctx, slog.LevelWarn, "redis reader wake-up failed",
 			slog.String("room", room), slog.String("error", err.Error()))
 	}
-	return sub, nil
+	return nil
 }
 
 // Run is the reader: one goroutine and one Redis connection whatever the
 // number of rooms. It reads the streams of every room with local subscribers
 // in one blocking XREAD (bounded by Block) and delivers their entries to the
-// hub, in order. Redis errors are logged once per failure streak and retried
+// sink, in order. Redis errors are logged once per failure streak and retried
 // with capped backoff. Run returns nil once ctx is done, within about Block.
 // On a Redis Cluster it reads otherwise, with one pub/sub connection and at
 // most one connection per shard (redis_cluster.go).
@@ -609,7 +613,7 @@ func (l *RedisLog) Run(ctx context.Context) error {
 		if len(curs) == 0 {
 			select {
 			case <-ctx.Done():
-			case <-l.hub.RoomsChanged():
+			case <-l.sink.RoomsChanged():
 			case <-l.wake:
 			}
 			continue
@@ -637,7 +641,7 @@ func (l *RedisLog) snapshot(wakeLast string) ([]string, []string, []*redisCursor
 	// HasRoom is checked under l.mu: a Subscribe that raced with the drop
 	// finds the room untracked afterwards and registers it again.
 	for room := range l.rooms {
-		if !l.hub.HasRoom(room) {
+		if !l.sink.HasRoom(room) {
 			delete(l.rooms, room)
 		}
 	}
@@ -709,7 +713,7 @@ func (l *RedisLog) apply(r *redisReader, keys, rooms []string, curs []*redisCurs
 					slog.String("room", room), slog.Int64("after", c.seq), slog.Int64("seq", ev.Seq))
 			}
 			c.seq = ev.Seq
-			l.hub.Deliver(ev)
+			l.sink.Deliver(ev)
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/internal/testenv"
+	"github.com/roomfeed/roomfeed/sse"
 )
 
 func TestRedisPublish(t *testing.T) {
@@ -75,7 +76,7 @@ func TestRedisPublishHistoryFails(t *testing.T) {
 	t.Parallel()
 	client, opts, _ := redisSetup(t)
 	hist := redisFailingHist{err: errors.New("db down")}
-	l := NewRedisLog(client, NewHub(1), hist, opts)
+	l := NewRedisLog(client, sse.NewHub(1), hist, opts)
 	err := l.Publish(t.Context(), roomfeed.Event{Room: "r1", Seq: 3, Type: "x", Data: []byte("{}")})
 	if !errors.Is(err, hist.err) {
 		t.Fatalf("Publish above a hole with a failing history: got %v, want %v", err, hist.err)
@@ -90,6 +91,8 @@ type redisFailingHist struct{ err error }
 func (h redisFailingHist) EventsAfter(context.Context, string, int64, int) ([]roomfeed.Event, error) {
 	return nil, h.err
 }
+
+func (h redisFailingHist) Head(context.Context, string) (int64, error) { return 0, h.err }
 
 func (h redisFailingHist) RoomHeads(context.Context, time.Time) ([]roomfeed.RoomHead, error) {
 	return nil, h.err
@@ -177,7 +180,7 @@ func TestRedisRange(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s after %d limit %d", tt.room, tt.after, tt.limit), func(t *testing.T) {
 			before := hist.calls.Load()
-			got, err := l.Range(t.Context(), tt.room, tt.after, tt.limit)
+			got, err := l.EventsAfter(t.Context(), tt.room, tt.after, tt.limit)
 			if !errors.Is(err, tt.err) {
 				t.Fatalf("got error %v, want %v", err, tt.err)
 			}
@@ -222,7 +225,7 @@ func TestRedisRangePaging(t *testing.T) {
 			var seqs []int64
 			var after int64
 			for {
-				got, err := node.log.Range(t.Context(), "r1", after, page)
+				got, err := node.log.EventsAfter(t.Context(), "r1", after, page)
 				if err != nil {
 					t.Fatalf("Range(%d): %v", after, err)
 				}
@@ -251,12 +254,12 @@ func TestRedisReaderAcrossNodes(t *testing.T) {
 	b := newRedisNode(t, client, hist, opts, 1000)
 	redisStart(t, "A.Run", a.log.Run)
 	redisStart(t, "B.Run", b.log.Run)
-	subB, err := b.log.Subscribe(t.Context(), "r1")
+	subB, err := follow(t.Context(), b.log, "r1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer subB.Close()
-	subA, err := a.log.Subscribe(t.Context(), "r1")
+	subA, err := follow(t.Context(), a.log, "r1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,8 +272,8 @@ func TestRedisReaderAcrossNodes(t *testing.T) {
 	}
 	redisCheckRun(t, "node B", redisReceive(t, subB, n, 10*time.Second), 1, n)
 	redisCheckRun(t, "node A", redisReceive(t, subA, n, 10*time.Second), 1, n)
-	if m, ok := recvWithin(subB, 2*opts.Block); ok {
-		t.Fatalf("node B: got extra event %d, want none", m.Seq)
+	if msgs := drainWithin(subB, 2*opts.Block); len(msgs) > 0 {
+		t.Fatalf("node B: got extra event %d, want none", msgs[0].Seq)
 	}
 }
 
@@ -290,9 +293,9 @@ func TestRedisReaderManyRooms(t *testing.T) {
 	stop := redisStart(t, "B.Run", b.log.Run)
 
 	const rooms, perRoom = 200, 5
-	subs := make([]*Subscription, rooms)
+	subs := make([]*sse.Subscription, rooms)
 	for i := range subs {
-		sub, err := b.log.Subscribe(t.Context(), fmt.Sprintf("room%03d", i))
+		sub, err := follow(t.Context(), b.log, fmt.Sprintf("room%03d", i))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -306,8 +309,8 @@ func TestRedisReaderManyRooms(t *testing.T) {
 			}
 		}
 	}
-	for _, sub := range subs {
-		redisCheckRun(t, sub.Room(), redisReceive(t, sub, perRoom, 10*time.Second), 1, perRoom)
+	for i, sub := range subs {
+		redisCheckRun(t, fmt.Sprintf("room%03d", i), redisReceive(t, sub, perRoom, 10*time.Second), 1, perRoom)
 	}
 
 	if id, _ := redisReaderConn(t, client, b.log); id == "" {
@@ -344,7 +347,7 @@ func TestRedisSubscribeThenRange(t *testing.T) {
 // seqs cursor+1..total arrive contiguously and returns how many jumps it
 // filled.
 func redisFollow(ctx context.Context, l *RedisLog, room string, cursor, total int64) (jumps int, err error) {
-	sub, err := l.Subscribe(ctx, room)
+	sub, err := follow(ctx, l, room)
 	if err != nil {
 		return 0, err
 	}
@@ -353,7 +356,7 @@ func redisFollow(ctx context.Context, l *RedisLog, room string, cursor, total in
 	// catchUp pages with Range until last >= upTo (or the end when upTo < 0).
 	catchUp := func(upTo int64) error {
 		for upTo < 0 || last < upTo {
-			evs, err := l.Range(ctx, room, last, 100)
+			evs, err := l.EventsAfter(ctx, room, last, 100)
 			if err != nil {
 				return err
 			}
@@ -378,9 +381,12 @@ func redisFollow(ctx context.Context, l *RedisLog, room string, cursor, total in
 	timeout := time.NewTimer(20 * time.Second)
 	defer timeout.Stop()
 	ready := readyChan(sub)
+	var queued []*sse.Message
 	for last < total {
-		m, ok := pop(sub)
-		if !ok {
+		if len(queued) == 0 {
+			queued = sub.Drain(queued)
+		}
+		if len(queued) == 0 {
 			select {
 			case <-ready:
 				continue
@@ -390,6 +396,8 @@ func redisFollow(ctx context.Context, l *RedisLog, room string, cursor, total in
 				return jumps, fmt.Errorf("live: stuck at %d of %d", last, total)
 			}
 		}
+		m := queued[0]
+		queued = queued[1:]
 		if m.Seq <= last {
 			continue
 		}
@@ -415,7 +423,7 @@ func TestRedisReaderJump(t *testing.T) {
 	client, opts, hist := redisSetup(t)
 	opts.MaxLen = 100
 	node := newRedisNode(t, client, hist, opts, 1000)
-	sub, err := node.log.Subscribe(t.Context(), "r1") // registered at 0, reader not running yet
+	sub, err := follow(t.Context(), node.log, "r1") // registered at 0, reader not running yet
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,7 +439,7 @@ func TestRedisReaderJump(t *testing.T) {
 	}
 	redisStart(t, "Run", node.log.Run)
 	redisCheckRun(t, "delivered", redisReceive(t, sub, int(300-first+1), 5*time.Second), first, 300)
-	got, err := node.log.Range(t.Context(), "r1", 0, int(first-1))
+	got, err := node.log.EventsAfter(t.Context(), "r1", 0, int(first-1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -461,7 +469,7 @@ func TestRedisRunStopsPromptly(t *testing.T) {
 			done := make(chan error, 1)
 			go func() { done <- node.log.Run(ctx) }()
 			if tt.subscribe {
-				sub, err := node.log.Subscribe(t.Context(), "r1")
+				sub, err := follow(t.Context(), node.log, "r1")
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -507,12 +515,12 @@ func TestRedisSlowSubscriber(t *testing.T) {
 	client, opts, hist := redisSetup(t)
 	node := newRedisNode(t, client, hist, opts, 32)
 	redisStart(t, "Run", node.log.Run)
-	slow, err := node.log.Subscribe(t.Context(), "r1")
+	slow, err := follow(t.Context(), node.log, "r1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer slow.Close()
-	fast, err := node.log.Subscribe(t.Context(), "r1")
+	fast, err := follow(t.Context(), node.log, "r1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -530,8 +538,8 @@ func TestRedisSlowSubscriber(t *testing.T) {
 	redisCheckRun(t, "fast subscriber", got, 1, rounds*perRound)
 	select {
 	case <-slow.Done():
-		if !errors.Is(slow.Err(), ErrSlowConsumer) {
-			t.Errorf("slow subscriber: got %v, want %v", slow.Err(), ErrSlowConsumer)
+		if !errors.Is(slow.Err(), sse.ErrSlowConsumer) {
+			t.Errorf("slow subscriber: got %v, want %v", slow.Err(), sse.ErrSlowConsumer)
 		}
 	default:
 		t.Fatal("slow subscriber still subscribed, want dropped")
@@ -549,7 +557,7 @@ func TestRedisReaderResubscribe(t *testing.T) {
 	node := newRedisNode(t, client, hist, opts, 100)
 	redisStart(t, "Run", node.log.Run)
 	for round := range 3 {
-		sub, err := node.log.Subscribe(t.Context(), "r1")
+		sub, err := follow(t.Context(), node.log, "r1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -583,7 +591,7 @@ func TestRedisReaderRecovers(t *testing.T) {
 	client, opts, hist := redisSetup(t)
 	node := newRedisNode(t, client, hist, opts, 100)
 	redisStart(t, "Run", node.log.Run)
-	sub, err := node.log.Subscribe(t.Context(), "r1")
+	sub, err := follow(t.Context(), node.log, "r1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -613,7 +621,7 @@ func TestRedisPing(t *testing.T) {
 	}
 	closed := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 100 * time.Millisecond})
 	closed.Close()
-	if err := NewRedisLog(closed, NewHub(1), hist, opts).Ping(t.Context()); err == nil {
+	if err := NewRedisLog(closed, sse.NewHub(1), hist, opts).Ping(t.Context()); err == nil {
 		t.Fatal("Ping on a closed client: got nil, want an error")
 	}
 }

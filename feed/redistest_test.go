@@ -13,6 +13,7 @@ import (
 
 	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/internal/testenv"
+	"github.com/roomfeed/roomfeed/sse"
 )
 
 // redisHist is an in-memory roomfeed.History standing in for the SQL
@@ -80,6 +81,8 @@ func (h *redisHist) head(room string) int64 {
 	return int64(len(h.events[room]))
 }
 
+func (h *redisHist) Head(_ context.Context, room string) (int64, error) { return h.head(room), nil }
+
 func (h *redisHist) EventsAfter(_ context.Context, room string, after int64, limit int) ([]roomfeed.Event, error) {
 	h.calls.Add(1)
 	h.mu.Lock()
@@ -114,15 +117,29 @@ func (h *redisHist) RoomHeads(_ context.Context, since time.Time) ([]roomfeed.Ro
 // redisNode is one node under test: a hub and a RedisLog over a shared
 // prefix and history.
 type redisNode struct {
-	hub *Hub
+	hub *sse.Hub
 	log *RedisLog
 }
 
 func newRedisNode(tb testing.TB, client redis.UniversalClient, hist *redisHist, opts RedisOptions, buffer int) *redisNode {
 	tb.Helper()
-	hub := NewHub(buffer)
+	hub := sse.NewHub(buffer)
 	tb.Cleanup(hub.Close)
 	return &redisNode{hub: hub, log: NewRedisLog(client, hub, hist, opts)}
+}
+
+// follow subscribes to room on the log's hub and has the log follow it,
+// as the delivery engine does.
+func follow(ctx context.Context, l *RedisLog, room string) (*sse.Subscription, error) {
+	sub, err := l.sink.(*sse.Hub).Subscribe(room)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.Follow(ctx, room); err != nil {
+		sub.Close()
+		return nil, err
+	}
+	return sub, nil
 }
 
 // redisStart runs fn in a goroutine owned by the test: its context is
@@ -204,28 +221,63 @@ func redisEventually(tb testing.TB, timeout time.Duration, what string, cond fun
 	}
 }
 
-// redisReceive reads n messages from sub, failing on a timeout or an ended
-// subscription.
-func redisReceive(tb testing.TB, sub *Subscription, n int, timeout time.Duration) []int64 {
+// redisReceive reads at least n messages from sub, failing on a timeout or
+// an ended subscription; it returns every message queued by then, so an
+// extra event shows.
+func redisReceive(tb testing.TB, sub *sse.Subscription, n int, timeout time.Duration) []int64 {
 	tb.Helper()
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	seqs := make([]int64, 0, n)
 	ready := readyChan(sub)
-	for len(seqs) < n {
-		if m, ok := pop(sub); ok {
+	for {
+		for _, m := range sub.Drain(nil) {
 			seqs = append(seqs, m.Seq)
-			continue
+		}
+		if len(seqs) >= n {
+			return seqs
 		}
 		select {
 		case <-ready:
 		case <-sub.Done():
-			tb.Fatalf("subscription to %s ended (%v) after %d of %d events", sub.Room(), sub.Err(), len(seqs), n)
+			tb.Fatalf("subscription ended (%v) after %d of %d events", sub.Err(), len(seqs), n)
 		case <-t.C:
-			tb.Fatalf("subscription to %s: got %d events %s in %v, want %d", sub.Room(), len(seqs), redisSummary(seqs), timeout, n)
+			tb.Fatalf("subscription: got %d events %s in %v, want %d", len(seqs), redisSummary(seqs), timeout, n)
 		}
 	}
-	return seqs
+}
+
+// readyChan is a test consumer's wake-up: it receives (coalesced) when s
+// has something to drain or has ended.
+func readyChan(s *sse.Subscription) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	s.Notify(func() {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	})
+	return ch
+}
+
+// drainWithin waits up to d for s to queue something and returns all it
+// queued; nil when nothing came.
+func drainWithin(s *sse.Subscription, d time.Duration) []*sse.Message {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	ready := readyChan(s)
+	for {
+		if msgs := s.Drain(nil); len(msgs) > 0 {
+			return msgs
+		}
+		select {
+		case <-ready:
+		case <-s.Done():
+			return s.Drain(nil)
+		case <-t.C:
+			return nil
+		}
+	}
 }
 
 // redisSetup returns a test client, an options value with its prefix, and a

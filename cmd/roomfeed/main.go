@@ -23,6 +23,7 @@ import (
 	"github.com/roomfeed/roomfeed/api"
 	"github.com/roomfeed/roomfeed/feed"
 	"github.com/roomfeed/roomfeed/repo"
+	"github.com/roomfeed/roomfeed/sse"
 )
 
 func main() {
@@ -76,7 +77,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer store.Close()
 
-	hub := feed.NewHub(cfg.SubscriberBuffer)
+	hub := sse.NewHub(cfg.SubscriberBuffer)
 	hist := store
 	ready := map[string]api.Pinger{"database": store}
 	var (
@@ -147,7 +148,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Auth:           verifier,
 		TrustedProxies: cfg.TrustedProxies,
 		Limits:         cfg.Limits,
-	}, store, log, logger)
+	}, store, log, hub, logger)
 
 	tlsConfig, err := cfg.tlsConfig()
 	if err != nil {

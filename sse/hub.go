@@ -1,13 +1,21 @@
-package feed
+package sse
 
 import (
+	"errors"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/roomfeed/roomfeed"
-	"github.com/roomfeed/roomfeed/sse"
+)
+
+var (
+	// ErrClosed reports use of a hub that has been closed (the node is
+	// shutting down).
+	ErrClosed = errors.New("feed closed")
+	// ErrSlowConsumer reports a subscriber dropped because its buffer was full.
+	ErrSlowConsumer = errors.New("slow consumer")
 )
 
 // Message is an event with its SSE encoding, made once and shared by every
@@ -20,7 +28,7 @@ type Message struct {
 
 // NewMessage encodes ev once.
 func NewMessage(ev roomfeed.Event) *Message {
-	return &Message{Event: ev, Frame: sse.Frame(ev), Queued: time.Now()}
+	return &Message{Event: ev, Frame: Frame(ev), Queued: time.Now()}
 }
 
 // Hub fans events out to the subscribers of each room on this node. Deliver
@@ -82,14 +90,11 @@ func (h *Hub) HasRoom(room string) bool {
 	return ok
 }
 
-// Deliver sends ev to every subscriber of its room on this node.
+// Deliver queues ev, encoded once, for every subscriber of its room on
+// this node, dropping those whose queue is full. An event of Seq 0 is
+// ephemeral (presence, signals): it is framed without an id.
 func (h *Hub) Deliver(ev roomfeed.Event) {
-	h.DeliverMessage(NewMessage(ev))
-}
-
-// DeliverMessage queues an already encoded message for every subscriber of
-// its room on this node, dropping those whose queue is full.
-func (h *Hub) DeliverMessage(m *Message) {
+	m := NewMessage(ev)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for s := range h.rooms[m.Room] {
@@ -206,9 +211,6 @@ func (s *Subscription) push(m *Message, limit int) bool {
 	}
 	return true
 }
-
-// Room returns the subscribed room.
-func (s *Subscription) Room() string { return s.room }
 
 // Notify sets the callback that tells the consumer to drain: it is called
 // when messages are queued on an empty queue and when the subscription
