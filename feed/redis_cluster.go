@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/roomfeed/roomfeed/internal/streak"
 )
 
 // Redis Cluster support.
@@ -87,7 +89,7 @@ func (l *RedisLog) runCluster(ctx context.Context) error {
 	defer ps.Close()
 	msgs := ps.ChannelWithSubscriptions()
 	r := &clusterReader{
-		redisReader: &redisReader{l: l, backoff: 50 * time.Millisecond},
+		redisReader: &redisReader{l: l, backoff: 50 * time.Millisecond, failures: streak.New(l.log, "redis reader")},
 		dirty:       make(map[string]struct{}),
 		known:       make(map[string]*redisCursor),
 		all:         true,

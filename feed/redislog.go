@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/roomfeed/roomfeed"
+	"github.com/roomfeed/roomfeed/internal/streak"
 )
 
 // RedisOptions configures a RedisLog. The zero value gives the defaults.
@@ -606,7 +607,7 @@ func (l *RedisLog) Run(ctx context.Context) error {
 	if l.cluster {
 		return l.runCluster(ctx)
 	}
-	r := &redisReader{l: l, wakeLast: "0-0", backoff: 50 * time.Millisecond}
+	r := &redisReader{l: l, wakeLast: "0-0", backoff: 50 * time.Millisecond, failures: streak.New(l.log, "redis reader")}
 	defer r.close(ctx)
 	for ctx.Err() == nil {
 		keys, rooms, curs := l.snapshot(r.wakeLast)
@@ -724,7 +725,7 @@ type redisReader struct {
 	l        *RedisLog
 	conn     *redis.Conn // dedicated connection when the client is a *redis.Client
 	wakeLast string
-	failing  bool
+	failures *streak.Logger
 	backoff  time.Duration
 }
 
@@ -756,11 +757,7 @@ func (r *redisReader) read(ctx context.Context, keys []string) ([]redis.XStream,
 }
 
 func (r *redisReader) fail(ctx context.Context, err error) {
-	if !r.failing {
-		r.failing = true
-		r.l.log.LogAttrs(ctx, slog.LevelError, "redis reader failing, retrying",
-			slog.String("error", err.Error()))
-	}
+	r.failures.Fail(ctx, err)
 	t := time.NewTimer(r.backoff)
 	defer t.Stop()
 	select {
@@ -771,10 +768,7 @@ func (r *redisReader) fail(ctx context.Context, err error) {
 }
 
 func (r *redisReader) ok(ctx context.Context) {
-	if r.failing {
-		r.failing = false
-		r.l.log.LogAttrs(ctx, slog.LevelInfo, "redis reader recovered")
-	}
+	r.failures.OK(ctx)
 	r.backoff = 50 * time.Millisecond
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/roomfeed/roomfeed"
+	"github.com/roomfeed/roomfeed/internal/streak"
 )
 
 const (
@@ -33,13 +34,14 @@ func (l *RedisLog) Relay(ctx context.Context, heads roomfeed.History, interval t
 		interval = redisRelayInterval
 	}
 	r := redisRelay{l: l, heads: heads, interval: interval, full: true}
+	failures := streak.New(l.log, "redis relay")
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		if err := r.pass(ctx); err != nil && ctx.Err() == nil {
-			r.fail(ctx, err)
+			failures.Fail(ctx, err)
 		} else if err == nil {
-			r.ok(ctx)
+			failures.OK(ctx)
 		}
 		select {
 		case <-ctx.Done():
@@ -55,10 +57,9 @@ type redisRelay struct {
 	heads    roomfeed.History
 	interval time.Duration
 
-	epoch   string    // value of the epoch key at the last pass
-	full    bool      // the next pass must cover every room
-	last    time.Time // start of the last successful pass
-	failing bool
+	epoch string    // value of the epoch key at the last pass
+	full  bool      // the next pass must cover every room
+	last  time.Time // start of the last successful pass
 }
 
 func (r *redisRelay) pass(ctx context.Context) error {
@@ -86,21 +87,6 @@ func (r *redisRelay) pass(ctx context.Context) error {
 	}
 	r.full, r.last = false, start
 	return nil
-}
-
-func (r *redisRelay) fail(ctx context.Context, err error) {
-	level := slog.LevelDebug
-	if !r.failing {
-		r.failing, level = true, slog.LevelError
-	}
-	r.l.log.LogAttrs(ctx, level, "redis relay pass failed, retrying", slog.String("error", err.Error()))
-}
-
-func (r *redisRelay) ok(ctx context.Context) {
-	if r.failing {
-		r.failing = false
-		r.l.log.LogAttrs(ctx, slog.LevelInfo, "redis relay recovered")
-	}
 }
 
 // epoch returns the value of the epoch key, setting a new random one when it
