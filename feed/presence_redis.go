@@ -2,7 +2,6 @@ package feed
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,8 +11,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/roomfeed/roomfeed"
 )
 
 // RedisPresenceOptions configures presence across nodes.
@@ -36,7 +33,7 @@ type RedisPresence struct {
 	client redis.UniversalClient
 	sink   Sink
 	opts   RedisPresenceOptions
-	local  *localPresence
+	local  *LocalPresence
 	log    *slog.Logger
 }
 
@@ -56,7 +53,7 @@ func NewRedisPresence(client redis.UniversalClient, sink Sink, opts RedisPresenc
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	p := &RedisPresence{client: client, sink: sink, opts: opts, log: opts.Logger}
-	p.local = newLocalPresence(opts.Grace, p.announceJoin, p.announceLeave)
+	p.local = NewLocalPresence(opts.Grace, p.announceJoin, p.announceLeave)
 	return p
 }
 
@@ -99,7 +96,7 @@ return 0
 
 func (p *RedisPresence) run(ctx context.Context, op, room, member, person, typ string) error {
 	now := time.Now()
-	payload := []byte(presenceEvent(room, person, typ).Data)
+	payload := []byte(PresenceEvent(room, person, typ).Data)
 	return presenceScript.Run(ctx, p.client, []string{p.key(room)}, op, member, person,
 		now.UnixMilli(), now.Add(p.opts.TTL).UnixMilli(), p.channel(), payload).Err()
 }
@@ -122,7 +119,7 @@ func (p *RedisPresence) announceLeave(room, person string) {
 
 // Join records a connection of person to room until leave is called.
 func (p *RedisPresence) Join(_ context.Context, room, person string) (leave func(), err error) {
-	return p.local.join(room, person), nil
+	return p.local.Join(room, person), nil
 }
 
 // List returns who is in room now, on every node.
@@ -147,7 +144,7 @@ func (p *RedisPresence) List(ctx context.Context, room string) ([]string, error)
 // done. Its members are left to expire: people of a node that stops come
 // back on another node within the TTL without flapping.
 func (p *RedisPresence) Run(ctx context.Context) error {
-	defer p.local.close()
+	defer p.local.Close()
 	sub := p.client.Subscribe(ctx, p.channel())
 	defer sub.Close()
 	msgs := sub.Channel()
@@ -161,12 +158,8 @@ func (p *RedisPresence) Run(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			var d presenceData
-			if err := json.Unmarshal([]byte(m.Payload), &d); err != nil || d.Room == "" {
-				continue
-			}
-			if p.sink.HasRoom(d.Room) {
-				p.sink.Deliver(roomfeed.Event{Room: d.Room, Type: d.Type, Data: []byte(m.Payload)})
+			if ev, ok := ParsePresenceEvent([]byte(m.Payload)); ok && p.sink.HasRoom(ev.Room) {
+				p.sink.Deliver(ev)
 			}
 		case <-tick.C:
 			if err := p.heartbeat(ctx); err != nil && !errors.Is(err, context.Canceled) {
@@ -180,11 +173,11 @@ func (p *RedisPresence) Run(ctx context.Context) error {
 // rooms this node serves.
 func (p *RedisPresence) heartbeat(ctx context.Context) error {
 	expiry := float64(time.Now().Add(p.opts.TTL).UnixMilli())
-	held := p.local.all()
+	held := p.local.Held()
 	if len(held) > 0 {
 		_, err := p.client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 			for _, k := range held {
-				pipe.ZAddXX(ctx, p.key(k.room), redis.Z{Score: expiry, Member: p.member(k.person)})
+				pipe.ZAddXX(ctx, p.key(k.Room), redis.Z{Score: expiry, Member: p.member(k.Person)})
 			}
 			return nil
 		})
