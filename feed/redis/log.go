@@ -1,4 +1,4 @@
-package feed
+package redis
 
 import (
 	"context"
@@ -16,14 +16,15 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/roomfeed/roomfeed"
+	"github.com/roomfeed/roomfeed/feed"
 	"github.com/roomfeed/roomfeed/internal/streak"
 )
 
-// RedisOptions configures a RedisLog. The zero value gives the defaults.
-type RedisOptions struct {
+// Options configures a Log. The zero value gives the defaults.
+type Options struct {
 	// Prefix starts every key, default "roomfeed:".
 	Prefix string
 	// MaxLen is the approximate number of events kept per room stream
@@ -34,32 +35,32 @@ type RedisOptions struct {
 	// 0 (forever in go-redis), because cancelling the context does not
 	// interrupt a blocked read (go-redis #2556): Run returns within about
 	// Block after its context is done. On a Redis Cluster it is the interval
-	// at which the reader reads every tracked room (redis_cluster.go).
+	// at which the reader reads every tracked room (cluster.go).
 	Block time.Duration
 	// Logger receives the log's operational messages; nil discards them.
 	Logger *slog.Logger
 }
 
 const (
-	redisDefaultPrefix = "roomfeed:"
-	redisDefaultMaxLen = 10000
-	redisDefaultBlock  = time.Second
+	DefaultPrefix = "roomfeed:"
+	DefaultMaxLen = 10000
+	defaultBlock  = time.Second
 
-	redisReadCount   = 500     // entries per stream per XREAD
-	redisPageSize    = 500     // events per history page when filling a hole
-	redisBatchBytes  = 1 << 20 // payload bytes per script call
-	redisRangeLimit  = 1000    // EventsAfter page when the caller passes limit <= 0
-	redisFillRetries = 5       // restarts of a fill whose base moved under it
-	redisMaxBackoff  = time.Second
+	readCount   = 500     // entries per stream per XREAD
+	fillPage    = 500     // events per history page when filling a hole
+	batchBytes  = 1 << 20 // payload bytes per script call
+	rangeLimit  = 1000    // EventsAfter page when the caller passes limit <= 0
+	fillRetries = 5       // restarts of a fill whose base moved under it
+	maxBackoff  = time.Second
 
-	// redisPublishPause is how long Publish leaves Redis alone after it
+	// publishPause is how long Publish leaves Redis alone after it
 	// failed to reach it: writes during an outage stay as fast as the SQL
 	// commit, and the relay (or the first Publish after the pause) brings the
 	// streams up to date once Redis answers again.
-	redisPublishPause = time.Second
+	publishPause = time.Second
 )
 
-// RedisLog carries committed events between nodes through Redis Streams,
+// Log carries committed events between nodes through Redis Streams,
 // holds the hot replay window, and delivers every event of the rooms that have
 // local subscribers to this node's sink (the delivery engine's hub).
 //
@@ -80,63 +81,63 @@ const (
 //     stream of the reader, deleted when the reader stops.
 //
 // Publish, Follow, EventsAfter, Head and Ping are safe for concurrent use. Run (one
-// per RedisLog) must be running for subscribers to receive events; Relay
+// per Log) must be running for subscribers to receive events; Relay
 // closes the gaps left by failed publishes.
 //
 // On a single Redis the reader reads every room in one blocking XREAD. Redis
 // Cluster refuses that for keys of different hash slots (CROSSSLOT), so when
-// the client is a *redis.ClusterClient every publish also announces the
+// the client is a *goredis.ClusterClient every publish also announces the
 // room's new top on the channel Prefix + "notify" and the reader works from
-// those announcements instead (redis_cluster.go); the wake stream is not
+// those announcements instead (cluster.go); the wake stream is not
 // used there.
-type RedisLog struct {
-	client redis.UniversalClient
-	sink   Sink
+type Log struct {
+	client goredis.UniversalClient
+	sink   feed.Sink
 	hist   roomfeed.History
-	opts   RedisOptions
+	opts   Options
 	log    *slog.Logger
 
 	node    string // random id of this node
 	wakeKey string
 	wake    chan struct{} // wakes an idle reader when a room is registered
 	running atomic.Bool
-	cluster bool // client is a *redis.ClusterClient: see redis_cluster.go
+	cluster bool // client is a *goredis.ClusterClient: see cluster.go
 
 	pub                publishQueue  // Publishes waiting for a pipeline
-	publishPausedUntil atomic.Int64  // unix nanoseconds; see redisPublishPause
+	publishPausedUntil atomic.Int64  // unix nanoseconds; see publishPause
 	relayed            atomic.Uint64 // events the relay found missing and republished
 
 	mu    sync.Mutex
-	rooms map[string]*redisCursor // rooms the reader tracks
+	rooms map[string]*cursor // rooms the reader tracks
 }
 
-// redisCursor is the reader's position in one room's stream. A room that is
+// cursor is the reader's position in one room's stream. A room that is
 // dropped and registered again gets a new cursor, so a read that was in
 // flight with the old one is ignored.
-type redisCursor struct {
+type cursor struct {
 	last string // id of the last entry delivered (or of the top at registration)
 	seq  int64  // its seq
 }
 
-// NewRedisLog returns a log over client that delivers to sink and falls back
+// New returns a log over client that delivers to sink and falls back
 // to hist for what Redis does not hold.
-func NewRedisLog(client redis.UniversalClient, sink Sink, hist roomfeed.History, opts RedisOptions) *RedisLog {
+func New(client goredis.UniversalClient, sink feed.Sink, hist roomfeed.History, opts Options) *Log {
 	if opts.Prefix == "" {
-		opts.Prefix = redisDefaultPrefix
+		opts.Prefix = DefaultPrefix
 	}
 	if opts.MaxLen <= 0 {
-		opts.MaxLen = redisDefaultMaxLen
+		opts.MaxLen = DefaultMaxLen
 	}
 	if opts.Block <= 0 {
-		opts.Block = redisDefaultBlock
+		opts.Block = defaultBlock
 	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	node := redisRandomID()
-	_, cluster := client.(*redis.ClusterClient)
-	return &RedisLog{
+	node := randomID()
+	_, cluster := client.(*goredis.ClusterClient)
+	return &Log{
 		cluster: cluster,
 		client:  client,
 		sink:    sink,
@@ -146,28 +147,28 @@ func NewRedisLog(client redis.UniversalClient, sink Sink, hist roomfeed.History,
 		node:    node,
 		wakeKey: opts.Prefix + "node:" + node + ":wake",
 		wake:    make(chan struct{}, 1),
-		rooms:   make(map[string]*redisCursor),
+		rooms:   make(map[string]*cursor),
 	}
 }
 
-func redisRandomID() string {
+func randomID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:]) // crypto/rand never fails on supported platforms
 	return hex.EncodeToString(b[:])
 }
 
 // streamKey returns the stream key of room.
-func (l *RedisLog) streamKey(room string) string { return l.opts.Prefix + "{" + room + "}" }
+func (l *Log) streamKey(room string) string { return l.opts.Prefix + "{" + room + "}" }
 
 // Ping reports whether Redis answers.
-func (l *RedisLog) Ping(ctx context.Context) error {
+func (l *Log) Ping(ctx context.Context) error {
 	if err := l.client.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis ping: %w", err)
 	}
 	return nil
 }
 
-// redisAppendLua defines append(key, maxlen, gapOK, from, to), which
+// appendLua defines append(key, maxlen, gapOK, from, to), which
 // appends the events ARGV[from..to] (one triple seq, type, data per event,
 // in ascending seq order) to the stream key, atomically. The top of the
 // stream is the seq of its last entry (or its last generated id when every
@@ -175,7 +176,7 @@ func (l *RedisLog) Ping(ctx context.Context) error {
 // above the top and gapOK is not "1", nothing is written and it returns 0,
 // top. Otherwise every event above the top is added and it returns 1, the
 // new top: events already there count as success.
-const redisAppendLua = `
+const appendLua = `
 local function append(key, maxlen, gapOK, from, to)
   local top = 0
   local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
@@ -203,20 +204,20 @@ local function append(key, maxlen, gapOK, from, to)
 end
 `
 
-// redisAppend appends a batch of events to one stream: KEYS[1] is the
+// appendScript appends a batch of events to one stream: KEYS[1] is the
 // stream; ARGV is maxlen, gapOK ("1" or "0"), then the events. It returns
-// {ok, top} (see redisAppendLua).
-var redisAppend = redis.NewScript(redisAppendLua + `
+// {ok, top} (see appendLua).
+var appendScript = goredis.NewScript(appendLua + `
 local ok, top = append(KEYS[1], ARGV[1], ARGV[2], 3, #ARGV)
 return {ok, top}
 `)
 
-// redisAppendRooms appends to several streams in one call, each as
-// redisAppend does without gapOK; a stream may appear more than once and is
+// appendRoomsScript appends to several streams in one call, each as
+// appendScript does without gapOK; a stream may appear more than once and is
 // then appended to in order. ARGV is maxlen, then per key its number of
 // events and the events. It returns {ok, top} per key, flattened. Not for a
 // Redis Cluster, where the keys of one script must share a hash slot.
-var redisAppendRooms = redis.NewScript(redisAppendLua + `
+var appendRoomsScript = goredis.NewScript(appendLua + `
 local res = {}
 local i = 2
 for k = 1, #KEYS do
@@ -229,14 +230,14 @@ end
 return res
 `)
 
-// appendBatch runs redisAppend over evs (ascending seqs of one room), split
+// appendBatch runs appendScript over evs (ascending seqs of one room), split
 // into calls of bounded size. It returns whether the events were appended
 // and the stream's top afterwards (or the top that refused them).
-func (l *RedisLog) appendBatch(ctx context.Context, room string, evs []roomfeed.Event, gapOK bool) (bool, int64, error) {
+func (l *Log) appendBatch(ctx context.Context, room string, evs []roomfeed.Event, gapOK bool) (bool, int64, error) {
 	var top int64
 	for len(evs) > 0 {
-		n := redisChunk(evs)
-		ok, t, err := redisAppendResult(redisAppend.Run(ctx, l.client, []string{l.streamKey(room)}, l.appendArgs(evs[:n], gapOK)...))
+		n := chunk(evs)
+		ok, t, err := appendResult(appendScript.Run(ctx, l.client, []string{l.streamKey(room)}, l.appendArgs(evs[:n], gapOK)...))
 		if err != nil || !ok {
 			return false, t, err
 		}
@@ -250,22 +251,22 @@ func (l *RedisLog) appendBatch(ctx context.Context, room string, evs []roomfeed.
 	return true, top, nil
 }
 
-// redisChunk returns how many of evs (at least one) go in one script call.
-func redisChunk(evs []roomfeed.Event) int {
+// chunk returns how many of evs (at least one) go in one script call.
+func chunk(evs []roomfeed.Event) int {
 	n, size := 0, 0
-	for n < len(evs) && (n == 0 || size+redisEventSize(evs[n]) <= redisBatchBytes) {
-		size += redisEventSize(evs[n])
+	for n < len(evs) && (n == 0 || size+eventSize(evs[n]) <= batchBytes) {
+		size += eventSize(evs[n])
 		n++
 	}
 	return n
 }
 
-// redisEventSize is what an event counts against redisBatchBytes.
-func redisEventSize(ev roomfeed.Event) int { return len(ev.Data) + len(ev.Type) }
+// eventSize is what an event counts against batchBytes.
+func eventSize(ev roomfeed.Event) int { return len(ev.Data) + len(ev.Type) }
 
-// appendArgs returns the ARGV of redisAppend for evs.
-func (l *RedisLog) appendArgs(evs []roomfeed.Event, gapOK bool) []any {
-	return appendEventArgs(append(make([]any, 0, 2+3*len(evs)), l.opts.MaxLen, redisFlag(gapOK)), evs)
+// appendArgs returns the ARGV of appendScript for evs.
+func (l *Log) appendArgs(evs []roomfeed.Event, gapOK bool) []any {
+	return appendEventArgs(append(make([]any, 0, 2+3*len(evs)), l.opts.MaxLen, boolArg(gapOK)), evs)
 }
 
 // appendEventArgs appends the seq, type, data triple of every event to args.
@@ -276,9 +277,9 @@ func appendEventArgs(args []any, evs []roomfeed.Event) []any {
 	return args
 }
 
-// redisAppendResult reads the answer of a redisAppend call: whether the
+// appendResult reads the answer of a appendScript call: whether the
 // events were appended, and the stream's top.
-func redisAppendResult(cmd *redis.Cmd) (bool, int64, error) {
+func appendResult(cmd *goredis.Cmd) (bool, int64, error) {
 	res, err := cmd.Int64Slice()
 	if err != nil {
 		return false, 0, err
@@ -289,7 +290,7 @@ func redisAppendResult(cmd *redis.Cmd) (bool, int64, error) {
 	return res[0] == 1, res[1], nil
 }
 
-func redisFlag(b bool) string {
+func boolArg(b bool) string {
 	if b {
 		return "1"
 	}
@@ -302,7 +303,7 @@ func redisFlag(b bool) string {
 // Publish still on its way, a crash, an outage) are read from the history and
 // added first, so the stream never holds ev above a hole. An event already
 // in the stream is a success.
-func (l *RedisLog) Publish(ctx context.Context, ev roomfeed.Event) error {
+func (l *Log) Publish(ctx context.Context, ev roomfeed.Event) error {
 	if ev.Room == "" || ev.Seq < 1 {
 		return fmt.Errorf("publish %q/%d: invalid event", ev.Room, ev.Seq)
 	}
@@ -311,11 +312,11 @@ func (l *RedisLog) Publish(ctx context.Context, ev roomfeed.Event) error {
 		// short deadline (go-redis would otherwise retry dials for seconds);
 		// the others leave their event to the relay.
 		now := time.Now()
-		if now.UnixNano() < until || !l.publishPausedUntil.CompareAndSwap(until, now.Add(redisPublishPause).UnixNano()) {
-			return fmt.Errorf("publish %s/%d: %w (left to the relay)", ev.Room, ev.Seq, ErrUnavailable)
+		if now.UnixNano() < until || !l.publishPausedUntil.CompareAndSwap(until, now.Add(publishPause).UnixNano()) {
+			return fmt.Errorf("publish %s/%d: %w (left to the relay)", ev.Room, ev.Seq, feed.ErrUnavailable)
 		}
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, redisPublishPause/2)
+		ctx, cancel = context.WithTimeout(ctx, publishPause/2)
 		defer cancel()
 	}
 	ok, top, err := l.appendCoalesced(ctx, ev)
@@ -323,9 +324,9 @@ func (l *RedisLog) Publish(ctx context.Context, ev roomfeed.Event) error {
 		err = l.fill(ctx, ev.Room, top, ev.Seq, &ev)
 	}
 	if err != nil {
-		if redisUnreachable(err) || errors.Is(err, context.DeadlineExceeded) {
-			l.publishPausedUntil.Store(time.Now().Add(redisPublishPause).UnixNano())
-			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		if unreachable(err) || errors.Is(err, context.DeadlineExceeded) {
+			l.publishPausedUntil.Store(time.Now().Add(publishPause).UnixNano())
+			err = fmt.Errorf("%w: %w", feed.ErrUnavailable, err)
 		}
 		return fmt.Errorf("publish %s/%d: %w", ev.Room, ev.Seq, err)
 	}
@@ -333,13 +334,13 @@ func (l *RedisLog) Publish(ctx context.Context, ev roomfeed.Event) error {
 	return nil
 }
 
-// redisUnreachable reports whether err means Redis could not be reached or
+// unreachable reports whether err means Redis could not be reached or
 // did not answer (as opposed to an error reply or a failure of the history).
-func redisUnreachable(err error) bool {
-	if errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) {
+func unreachable(err error) bool {
+	if errors.Is(err, goredis.ErrClosed) || errors.Is(err, goredis.ErrPoolTimeout) {
 		return true
 	}
-	var reply redis.Error
+	var reply goredis.Error
 	if errors.As(err, &reply) {
 		// An error reply: Redis answered. Only a server still loading its
 		// data or a replica without its master counts as down.
@@ -356,16 +357,16 @@ func redisUnreachable(err error) bool {
 // (a deliberate gap above top) when the stream is further behind, as after
 // Redis lost its data. ev, when not nil, is the event of seq head, used if
 // the history does not show it yet.
-func (l *RedisLog) fill(ctx context.Context, room string, top, head int64, ev *roomfeed.Event) error {
+func (l *Log) fill(ctx context.Context, room string, top, head int64, ev *roomfeed.Event) error {
 	for attempt := 0; top < head; attempt++ {
-		if attempt == redisFillRetries {
+		if attempt == fillRetries {
 			return fmt.Errorf("stream top keeps moving below %d (at %d)", head, top)
 		}
 		cur := max(top, head-l.opts.MaxLen)
 		gapOK := cur > top
 		moved := false
 		for cur < head {
-			page, err := l.hist.EventsAfter(ctx, room, cur, int(min(head-cur, redisPageSize)))
+			page, err := l.hist.EventsAfter(ctx, room, cur, int(min(head-cur, fillPage)))
 			if errors.Is(err, roomfeed.ErrTrimmed) {
 				// The history does not reach back to cur: start at the
 				// oldest event it still has.
@@ -379,7 +380,7 @@ func (l *RedisLog) fill(ctx context.Context, room string, top, head int64, ev *r
 			if err != nil {
 				return err
 			}
-			page = redisClip(page, cur, head)
+			page = clip(page, cur, head)
 			if len(page) == 0 {
 				if ev == nil || ev.Seq != cur+1 {
 					return fmt.Errorf("history of %s ends at %d, before %d", room, cur, head)
@@ -407,8 +408,8 @@ func (l *RedisLog) fill(ctx context.Context, room string, top, head int64, ev *r
 	return nil
 }
 
-// redisClip keeps the events of page in (after, head], in order.
-func redisClip(page []roomfeed.Event, after, head int64) []roomfeed.Event {
+// clip keeps the events of page in (after, head], in order.
+func clip(page []roomfeed.Event, after, head int64) []roomfeed.Event {
 	i := 0
 	for i < len(page) && page[i].Seq <= after {
 		i++
@@ -425,7 +426,7 @@ func redisClip(page []roomfeed.Event, after, head int64) []roomfeed.Event {
 // oldestRetained returns the smallest cursor in (trimmed, head) from which
 // the history still answers, by bisection. It fails with roomfeed.ErrTrimmed when even
 // the event of seq head is gone.
-func (l *RedisLog) oldestRetained(ctx context.Context, room string, trimmed, head int64) (int64, error) {
+func (l *Log) oldestRetained(ctx context.Context, room string, trimmed, head int64) (int64, error) {
 	lo, hi := trimmed, head-1 // EventsAfter(lo) is trimmed; find the first good one in (lo, hi]
 	if _, err := l.hist.EventsAfter(ctx, room, hi, 1); err != nil {
 		return 0, err
@@ -449,9 +450,9 @@ func (l *RedisLog) oldestRetained(ctx context.Context, room string, trimmed, hea
 // without holes, from the Redis window when it covers the cursor and from
 // the history otherwise (which may answer roomfeed.ErrTrimmed). limit <= 0 means a
 // default page of 1000.
-func (l *RedisLog) EventsAfter(ctx context.Context, room string, after int64, limit int) ([]roomfeed.Event, error) {
+func (l *Log) EventsAfter(ctx context.Context, room string, after int64, limit int) ([]roomfeed.Event, error) {
 	if limit <= 0 {
-		limit = redisRangeLimit
+		limit = rangeLimit
 	}
 	msgs, err := l.client.XRangeN(ctx, l.streamKey(room), "("+strconv.FormatInt(after, 10)+"-0", "+", int64(limit)).Result()
 	if err != nil {
@@ -460,7 +461,7 @@ func (l *RedisLog) EventsAfter(ctx context.Context, room string, after int64, li
 	}
 	evs := make([]roomfeed.Event, 0, len(msgs))
 	for _, m := range msgs {
-		ev, ok := redisParseEntry(room, m)
+		ev, ok := parseEntry(room, m)
 		if !ok || ev.Seq != after+int64(len(evs))+1 {
 			break // a hole: what follows comes with the next call
 		}
@@ -472,9 +473,9 @@ func (l *RedisLog) EventsAfter(ctx context.Context, room string, after int64, li
 	return l.hist.EventsAfter(ctx, room, after, limit)
 }
 
-// redisParseEntry turns a stream entry of room into an event.
-func redisParseEntry(room string, m redis.XMessage) (roomfeed.Event, bool) {
-	seq, ok := redisSeq(m.ID)
+// parseEntry turns a stream entry of room into an event.
+func parseEntry(room string, m goredis.XMessage) (roomfeed.Event, bool) {
+	seq, ok := entrySeq(m.ID)
 	if !ok {
 		return roomfeed.Event{}, false
 	}
@@ -484,12 +485,12 @@ func redisParseEntry(room string, m redis.XMessage) (roomfeed.Event, bool) {
 }
 
 // Head returns the room's highest committed seq, from the history.
-func (l *RedisLog) Head(ctx context.Context, room string) (int64, error) {
+func (l *Log) Head(ctx context.Context, room string) (int64, error) {
 	return l.hist.Head(ctx, room)
 }
 
-// redisSeq returns the seq of a stream entry id "<seq>-0".
-func redisSeq(id string) (int64, bool) {
+// entrySeq returns the seq of a stream entry id "<seq>-0".
+func entrySeq(id string) (int64, bool) {
 	s, _, _ := strings.Cut(id, "-")
 	seq, err := strconv.ParseInt(s, 10, 64)
 	return seq, err == nil
@@ -497,7 +498,7 @@ func redisSeq(id string) (int64, bool) {
 
 // streamTop returns the id of the last entry of room's stream, "0-0" when
 // there is none.
-func (l *RedisLog) streamTop(ctx context.Context, room string) (string, error) {
+func (l *Log) streamTop(ctx context.Context, room string) (string, error) {
 	msgs, err := l.client.XRevRangeN(ctx, l.streamKey(room), "+", "-", 1).Result()
 	if err != nil {
 		return "", err
@@ -511,8 +512,8 @@ func (l *RedisLog) streamTop(ctx context.Context, room string) (string, error) {
 // StreamTops returns, for each room, the seq of the last entry of its stream
 // (0 when there is none): every committed event of the room up to it has
 // been published. Retention never trims the SQL history above it.
-func (l *RedisLog) StreamTops(ctx context.Context, rooms []string) ([]int64, error) {
-	cmds, err := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+func (l *Log) StreamTops(ctx context.Context, rooms []string) ([]int64, error) {
+	cmds, err := l.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for _, room := range rooms {
 			p.XRevRangeN(ctx, l.streamKey(room), "+", "-", 1)
 		}
@@ -526,12 +527,12 @@ func (l *RedisLog) StreamTops(ctx context.Context, rooms []string) ([]int64, err
 	}
 	tops := make([]int64, len(rooms))
 	for i, cmd := range cmds {
-		msgs, err := cmd.(*redis.XMessageSliceCmd).Result()
+		msgs, err := cmd.(*goredis.XMessageSliceCmd).Result()
 		if err != nil {
 			return nil, fmt.Errorf("stream top of %s: %w", rooms[i], err)
 		}
 		if len(msgs) > 0 {
-			if ev, ok := redisParseEntry(rooms[i], msgs[0]); ok {
+			if ev, ok := parseEntry(rooms[i], msgs[0]); ok {
 				tops[i] = ev.Seq
 			}
 		}
@@ -547,7 +548,7 @@ func (l *RedisLog) StreamTops(ctx context.Context, rooms []string) ([]int64, err
 // Deliveries may show a jump in seq, never a reordering: after Redis lost
 // its data (only the window is republished) or when the reader fell further
 // behind than the stream keeps; the subscriber fills it with EventsAfter.
-func (l *RedisLog) Follow(ctx context.Context, room string) error {
+func (l *Log) Follow(ctx context.Context, room string) error {
 	l.mu.Lock()
 	_, tracked := l.rooms[room]
 	l.mu.Unlock()
@@ -556,16 +557,16 @@ func (l *RedisLog) Follow(ctx context.Context, room string) error {
 	}
 	top, err := l.streamTop(ctx, room)
 	if err != nil {
-		if redisUnreachable(err) {
-			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		if unreachable(err) {
+			err = fmt.Errorf("%w: %w", feed.ErrUnavailable, err)
 		}
 		return fmt.Errorf("follow %s: %w", room, err)
 	}
-	seq, _ := redisSeq(top)
+	seq, _ := entrySeq(top)
 	l.mu.Lock()
 	_, tracked = l.rooms[room]
 	if !tracked {
-		l.rooms[room] = &redisCursor{last: top, seq: seq}
+		l.rooms[room] = &cursor{last: top, seq: seq}
 	}
 	l.mu.Unlock()
 	if tracked {
@@ -580,8 +581,8 @@ func (l *RedisLog) Follow(ctx context.Context, room string) error {
 	}
 	// Interrupt the reader's blocked XREAD so it reads the new room now. If
 	// this fails the reader still picks the room up within Block.
-	_, err = l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.XAdd(ctx, &redis.XAddArgs{Stream: l.wakeKey, MaxLen: 1, Values: []string{"r", room}})
+	_, err = l.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		p.XAdd(ctx, &goredis.XAddArgs{Stream: l.wakeKey, MaxLen: 1, Values: []string{"r", room}})
 		p.Expire(ctx, l.wakeKey, 24*time.Hour)
 		return nil
 	})
@@ -598,8 +599,8 @@ func (l *RedisLog) Follow(ctx context.Context, room string) error {
 // sink, in order. Redis errors are logged once per failure streak and retried
 // with capped backoff. Run returns nil once ctx is done, within about Block.
 // On a Redis Cluster it reads otherwise, with one pub/sub connection and at
-// most one connection per shard (redis_cluster.go).
-func (l *RedisLog) Run(ctx context.Context) error {
+// most one connection per shard (cluster.go).
+func (l *Log) Run(ctx context.Context) error {
 	if !l.running.CompareAndSwap(false, true) {
 		return errors.New("redis reader already running")
 	}
@@ -607,7 +608,7 @@ func (l *RedisLog) Run(ctx context.Context) error {
 	if l.cluster {
 		return l.runCluster(ctx)
 	}
-	r := &redisReader{l: l, wakeLast: "0-0", backoff: 50 * time.Millisecond, failures: streak.New(l.log, "redis reader")}
+	r := &xreader{l: l, wakeLast: "0-0", backoff: 50 * time.Millisecond, failures: streak.New(l.log, "redis reader")}
 	defer r.close(ctx)
 	for ctx.Err() == nil {
 		keys, rooms, curs := l.snapshot(r.wakeLast)
@@ -620,7 +621,7 @@ func (l *RedisLog) Run(ctx context.Context) error {
 			continue
 		}
 		res, err := r.read(ctx, keys)
-		if err != nil && !errors.Is(err, redis.Nil) {
+		if err != nil && !errors.Is(err, goredis.Nil) {
 			if ctx.Err() != nil {
 				break
 			}
@@ -636,7 +637,7 @@ func (l *RedisLog) Run(ctx context.Context) error {
 // snapshot drops the rooms without local subscribers and returns the keys
 // and ids of one XREAD (the rooms' streams, then the wake stream) with the
 // rooms and cursors used.
-func (l *RedisLog) snapshot(wakeLast string) ([]string, []string, []*redisCursor) {
+func (l *Log) snapshot(wakeLast string) ([]string, []string, []*cursor) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	// HasRoom is checked under l.mu: a Subscribe that raced with the drop
@@ -652,7 +653,7 @@ func (l *RedisLog) snapshot(wakeLast string) ([]string, []string, []*redisCursor
 	}
 	keys := make([]string, 2*(n+1))
 	rooms := make([]string, 0, n)
-	curs := make([]*redisCursor, 0, n)
+	curs := make([]*cursor, 0, n)
 	for room, c := range l.rooms {
 		keys[len(rooms)] = l.streamKey(room)
 		keys[n+1+len(rooms)] = c.last
@@ -666,7 +667,7 @@ func (l *RedisLog) snapshot(wakeLast string) ([]string, []string, []*redisCursor
 
 // apply delivers the entries of one XREAD, in order, and advances the
 // cursors still current.
-func (l *RedisLog) apply(r *redisReader, keys, rooms []string, curs []*redisCursor, res []redis.XStream) {
+func (l *Log) apply(r *xreader, keys, rooms []string, curs []*cursor, res []goredis.XStream) {
 	if len(res) == 0 {
 		return
 	}
@@ -700,7 +701,7 @@ func (l *RedisLog) apply(r *redisReader, keys, rooms []string, curs []*redisCurs
 		}
 		for _, m := range st.Messages {
 			c.last = m.ID
-			ev, ok := redisParseEntry(room, m)
+			ev, ok := parseEntry(room, m)
 			if !ok {
 				l.log.LogAttrs(context.Background(), slog.LevelWarn, "redis stream entry with a foreign id skipped",
 					slog.String("room", room), slog.String("id", m.ID))
@@ -719,22 +720,22 @@ func (l *RedisLog) apply(r *redisReader, keys, rooms []string, curs []*redisCurs
 	}
 }
 
-// redisReader is the state of one Run: its connection, the wake stream's
+// xreader is the state of one Run: its connection, the wake stream's
 // position and the failure streak.
-type redisReader struct {
-	l        *RedisLog
-	conn     *redis.Conn // dedicated connection when the client is a *redis.Client
+type xreader struct {
+	l        *Log
+	conn     *goredis.Conn // dedicated connection when the client is a *goredis.Client
 	wakeLast string
 	failures *streak.Logger
 	backoff  time.Duration
 }
 
 // readerName is the CLIENT SETNAME of the reader's connection.
-func (l *RedisLog) readerName() string { return "roomfeed-reader-" + l.node }
+func (l *Log) readerName() string { return "roomfeed-reader-" + l.node }
 
-func (r *redisReader) read(ctx context.Context, keys []string) ([]redis.XStream, error) {
-	args := &redis.XReadArgs{Streams: keys, Count: redisReadCount, Block: r.l.opts.Block}
-	c, ok := r.l.client.(*redis.Client)
+func (r *xreader) read(ctx context.Context, keys []string) ([]goredis.XStream, error) {
+	args := &goredis.XReadArgs{Streams: keys, Count: readCount, Block: r.l.opts.Block}
+	c, ok := r.l.client.(*goredis.Client)
 	if !ok {
 		// Other clients use their pool: one goroutine still holds at most
 		// one connection at a time.
@@ -749,14 +750,14 @@ func (r *redisReader) read(ctx context.Context, keys []string) ([]redis.XStream,
 		}
 	}
 	res, err := r.conn.XRead(ctx, args).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if err != nil && !errors.Is(err, goredis.Nil) {
 		r.conn.Close() // a connection that failed mid-read is not reused
 		r.conn = nil
 	}
 	return res, err
 }
 
-func (r *redisReader) fail(ctx context.Context, err error) {
+func (r *xreader) fail(ctx context.Context, err error) {
 	r.failures.Fail(ctx, err)
 	t := time.NewTimer(r.backoff)
 	defer t.Stop()
@@ -764,15 +765,15 @@ func (r *redisReader) fail(ctx context.Context, err error) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
-	r.backoff = min(2*r.backoff, redisMaxBackoff)
+	r.backoff = min(2*r.backoff, maxBackoff)
 }
 
-func (r *redisReader) ok(ctx context.Context) {
+func (r *xreader) ok(ctx context.Context) {
 	r.failures.OK(ctx)
 	r.backoff = 50 * time.Millisecond
 }
 
-func (r *redisReader) close(ctx context.Context) {
+func (r *xreader) close(ctx context.Context) {
 	if r.conn != nil {
 		r.conn.Close()
 	}

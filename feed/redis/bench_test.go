@@ -1,4 +1,4 @@
-package feed
+package redis
 
 import (
 	"fmt"
@@ -11,8 +11,8 @@ import (
 // BenchmarkPublish publishes the events of one room one at a time: each is
 // a lone Publish, one script call.
 func BenchmarkPublish(b *testing.B) {
-	client, opts, hist := redisSetup(b)
-	l := newRedisNode(b, client, hist, opts, 16).log
+	client, opts, hist := setup(b)
+	l := newTestNode(b, client, hist, opts, 16).log
 	for b.Loop() {
 		if err := l.Publish(b.Context(), hist.commit("r1")); err != nil {
 			b.Fatal(err)
@@ -23,8 +23,8 @@ func BenchmarkPublish(b *testing.B) {
 // BenchmarkPublishParallel has 16 writers publish into their own rooms at
 // once: their Publishes share pipelines.
 func BenchmarkPublishParallel(b *testing.B) {
-	client, opts, hist := redisSetup(b)
-	l := newRedisNode(b, client, hist, opts, 16).log
+	client, opts, hist := setup(b)
+	l := newTestNode(b, client, hist, opts, 16).log
 	var next atomic.Int64
 	b.SetParallelism(8)
 	b.RunParallel(func(pb *testing.PB) {
@@ -42,8 +42,8 @@ func BenchmarkPublishParallel(b *testing.B) {
 // 16 rooms, as coalesced Publishes do.
 func BenchmarkAppendPipelined(b *testing.B) {
 	const rooms, perRoom = 16, 16
-	client, opts, hist := redisSetup(b)
-	l := newRedisNode(b, client, hist, opts, 16).log
+	client, opts, hist := setup(b)
+	l := newTestNode(b, client, hist, opts, 16).log
 	data := []byte(`{"id":"1","room":"r","type":"element.updated","element":{"id":"e1","kind":"item","version":1,"data":{}}}`)
 	batch := make([]*publishReq, rooms*perRoom)
 	var seq int64

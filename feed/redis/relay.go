@@ -1,4 +1,4 @@
-package feed
+package redis
 
 import (
 	"context"
@@ -8,15 +8,15 @@ import (
 	"slices"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/internal/streak"
 )
 
 const (
-	redisRelayBatch    = 500 // rooms per pipelined top check
-	redisRelayInterval = 5 * time.Second
+	relayBatch           = 500 // rooms per pipelined top check
+	DefaultRelayInterval = 5 * time.Second
 )
 
 // Relay republishes the committed events the streams lack: the event of a
@@ -29,11 +29,11 @@ const (
 // value the relays set when missing): when it disappears or changes, the
 // next pass covers every room again. Errors are logged once per failure
 // streak and retried at the next tick; Relay returns nil once ctx is done.
-func (l *RedisLog) Relay(ctx context.Context, heads roomfeed.History, interval time.Duration) error {
+func (l *Log) Relay(ctx context.Context, heads roomfeed.History, interval time.Duration) error {
 	if interval <= 0 {
-		interval = redisRelayInterval
+		interval = DefaultRelayInterval
 	}
-	r := redisRelay{l: l, heads: heads, interval: interval, full: true}
+	r := relay{l: l, heads: heads, interval: interval, full: true}
 	failures := streak.New(l.log, "redis relay")
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -51,9 +51,9 @@ func (l *RedisLog) Relay(ctx context.Context, heads roomfeed.History, interval t
 	}
 }
 
-// redisRelay is the state of one Relay loop.
-type redisRelay struct {
-	l        *RedisLog
+// relay is the state of one Relay loop.
+type relay struct {
+	l        *Log
 	heads    roomfeed.History
 	interval time.Duration
 
@@ -62,7 +62,7 @@ type redisRelay struct {
 	last  time.Time // start of the last successful pass
 }
 
-func (r *redisRelay) pass(ctx context.Context) error {
+func (r *relay) pass(ctx context.Context) error {
 	start := time.Now()
 	epoch, err := r.l.epoch(ctx)
 	if err != nil {
@@ -91,13 +91,13 @@ func (r *redisRelay) pass(ctx context.Context) error {
 
 // epoch returns the value of the epoch key, setting a new random one when it
 // is missing.
-func (l *RedisLog) epoch(ctx context.Context) (string, error) {
+func (l *Log) epoch(ctx context.Context) (string, error) {
 	key := l.opts.Prefix + "epoch"
-	if err := l.client.SetNX(ctx, key, redisRandomID(), 0).Err(); err != nil {
+	if err := l.client.SetNX(ctx, key, randomID(), 0).Err(); err != nil {
 		return "", fmt.Errorf("relay: set epoch: %w", err)
 	}
 	v, err := l.client.Get(ctx, key).Result()
-	if errors.Is(err, redis.Nil) {
+	if errors.Is(err, goredis.Nil) {
 		return "", nil // deleted between the two calls: the next pass sees a new one
 	}
 	if err != nil {
@@ -111,12 +111,12 @@ func (l *RedisLog) epoch(ctx context.Context) (string, error) {
 // Relayed returns how many events the relay found missing from the streams
 // and republished (published late: after a crash between commit and publish,
 // or a Redis outage).
-func (l *RedisLog) Relayed() uint64 { return l.relayed.Load() }
+func (l *Log) Relayed() uint64 { return l.relayed.Load() }
 
-func (l *RedisLog) relayHeads(ctx context.Context, hs []roomfeed.RoomHead) error {
+func (l *Log) relayHeads(ctx context.Context, hs []roomfeed.RoomHead) error {
 	var errs []error
-	for batch := range slices.Chunk(hs, redisRelayBatch) {
-		cmds, _ := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+	for batch := range slices.Chunk(hs, relayBatch) {
+		cmds, _ := l.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 			for _, h := range batch {
 				p.XRevRangeN(ctx, l.streamKey(h.Room), "+", "-", 1)
 			}
@@ -126,14 +126,14 @@ func (l *RedisLog) relayHeads(ctx context.Context, hs []roomfeed.RoomHead) error
 			return fmt.Errorf("relay: pipeline answered %d of %d", len(cmds), len(batch))
 		}
 		for i, h := range batch {
-			msgs, err := cmds[i].(*redis.XMessageSliceCmd).Result()
+			msgs, err := cmds[i].(*goredis.XMessageSliceCmd).Result()
 			if err != nil {
 				errs = append(errs, fmt.Errorf("relay %s: stream top: %w", h.Room, err))
 				continue
 			}
 			var top int64
 			if len(msgs) > 0 {
-				ev, ok := redisParseEntry(h.Room, msgs[0])
+				ev, ok := parseEntry(h.Room, msgs[0])
 				if !ok {
 					errs = append(errs, fmt.Errorf("relay %s: foreign stream id %s", h.Room, msgs[0].ID))
 					continue

@@ -1,4 +1,4 @@
-package feed
+package redis
 
 import (
 	"cmp"
@@ -9,7 +9,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/roomfeed/roomfeed"
 )
@@ -19,8 +19,8 @@ import (
 // for their answers, then hands the queue to the first Publish that arrived
 // meanwhile. A lone Publish goes straight out, so it waits for nobody.
 
-// redisPipelineEvents bounds the events of one pipeline.
-const redisPipelineEvents = 256
+// pipelineEvents bounds the events of one pipeline.
+const pipelineEvents = 256
 
 // publishQueue holds the Publishes waiting for a pipeline.
 type publishQueue struct {
@@ -44,7 +44,7 @@ type publishReq struct {
 // ev.Room, []roomfeed.Event{ev}, false) does, in a pipeline shared with the
 // Publishes made at the same time. The pipeline runs under the context of
 // the caller that sends it.
-func (l *RedisLog) appendCoalesced(ctx context.Context, ev roomfeed.Event) (bool, int64, error) {
+func (l *Log) appendCoalesced(ctx context.Context, ev roomfeed.Event) (bool, int64, error) {
 	r := &publishReq{ev: ev, done: make(chan struct{})}
 	q := &l.pub
 	q.mu.Lock()
@@ -61,7 +61,7 @@ func (l *RedisLog) appendCoalesced(ctx context.Context, ev roomfeed.Event) (bool
 
 	// This caller sends the pipeline; r is the first of the queue.
 	q.mu.Lock()
-	n := min(len(q.queue), redisPipelineEvents)
+	n := min(len(q.queue), pipelineEvents)
 	batch := q.queue[:n]
 	q.queue = slices.Clone(q.queue[n:])
 	q.mu.Unlock()
@@ -83,37 +83,37 @@ func (l *RedisLog) appendCoalesced(ctx context.Context, ev roomfeed.Event) (bool
 	return r.ok, r.top, r.err
 }
 
-// redisCall is a run of consecutive events of one room in a pipeline, and
+// appendRun is a run of consecutive events of one room in a pipeline, and
 // the Publishes waiting for them.
-type redisCall struct {
+type appendRun struct {
 	room string
 	evs  []roomfeed.Event
-	size int // of evs, against redisBatchBytes
+	size int // of evs, against batchBytes
 	reqs []*publishReq
 }
 
-func (c *redisCall) answer(ok bool, top int64, err error) {
+func (c *appendRun) answer(ok bool, top int64, err error) {
 	for _, r := range c.reqs {
 		r.ok, r.top, r.err = ok, top, err
 	}
 }
 
-// redisScriptCall is one script call of a pipeline and the runs it appends.
-type redisScriptCall struct {
-	calls  []*redisCall
-	script *redis.Script
+// scriptCall is one script call of a pipeline and the runs it appends.
+type scriptCall struct {
+	calls  []*appendRun
+	script *goredis.Script
 	keys   []string
 	args   []any
-	cmd    *redis.Cmd
+	cmd    *goredis.Cmd
 }
 
 // appendPipelined sets the outcome of every request of batch. Each room's
 // events go in ascending seq order, one run of consecutive seqs at a time:
 // a run above a hole is refused like a lone Publish above a hole, and its
 // callers fill the hole from the history. On a single Redis one script call
-// appends to every room (up to redisBatchBytes of events per call); on a
+// appends to every room (up to batchBytes of events per call); on a
 // Cluster each run is its own call.
-func (l *RedisLog) appendPipelined(ctx context.Context, batch []*publishReq) {
+func (l *Log) appendPipelined(ctx context.Context, batch []*publishReq) {
 	if len(batch) == 1 {
 		r := batch[0]
 		r.ok, r.top, r.err = l.appendBatch(ctx, r.ev.Room, []roomfeed.Event{r.ev}, false)
@@ -123,7 +123,7 @@ func (l *RedisLog) appendPipelined(ctx context.Context, batch []*publishReq) {
 	slices.SortStableFunc(reqs, func(a, b *publishReq) int {
 		return cmp.Or(strings.Compare(a.ev.Room, b.ev.Room), cmp.Compare(a.ev.Seq, b.ev.Seq))
 	})
-	var calls []*redisCall
+	var calls []*appendRun
 	for i := 0; i < len(reqs); {
 		j := i + 1
 		for j < len(reqs) && reqs[j].ev.Room == reqs[i].ev.Room && reqs[j].ev.Seq <= reqs[j-1].ev.Seq+1 {
@@ -135,10 +135,10 @@ func (l *RedisLog) appendPipelined(ctx context.Context, batch []*publishReq) {
 			evs[k] = r.ev
 		}
 		for len(evs) > 0 {
-			n := redisChunk(evs)
-			c := &redisCall{room: evs[0].Room, evs: evs[:n], reqs: run[:n]}
+			n := chunk(evs)
+			c := &appendRun{room: evs[0].Room, evs: evs[:n], reqs: run[:n]}
 			for _, ev := range c.evs {
-				c.size += redisEventSize(ev)
+				c.size += eventSize(ev)
 			}
 			calls = append(calls, c)
 			evs, run = evs[n:], run[n:]
@@ -147,12 +147,12 @@ func (l *RedisLog) appendPipelined(ctx context.Context, batch []*publishReq) {
 	}
 
 	pipe := l.client.Pipeline()
-	var scripts []*redisScriptCall
+	var scripts []*scriptCall
 	for i := 0; i < len(calls); {
-		sc := &redisScriptCall{}
+		sc := &scriptCall{}
 		if l.cluster {
 			c := calls[i]
-			sc.calls, sc.script = calls[i:i+1], redisAppend
+			sc.calls, sc.script = calls[i:i+1], appendScript
 			sc.keys, sc.args = []string{l.streamKey(c.room)}, l.appendArgs(c.evs, false)
 			i++
 		} else {
@@ -160,13 +160,13 @@ func (l *RedisLog) appendPipelined(ctx context.Context, batch []*publishReq) {
 			args := []any{l.opts.MaxLen}
 			size := 0
 			j := i
-			for ; j < len(calls) && (j == i || size+calls[j].size <= redisBatchBytes); j++ {
+			for ; j < len(calls) && (j == i || size+calls[j].size <= batchBytes); j++ {
 				c := calls[j]
 				size += c.size
 				keys = append(keys, l.streamKey(c.room))
 				args = appendEventArgs(append(args, len(c.evs)), c.evs)
 			}
-			sc.calls, sc.script, sc.keys, sc.args = calls[i:j], redisAppendRooms, keys, args
+			sc.calls, sc.script, sc.keys, sc.args = calls[i:j], appendRoomsScript, keys, args
 			i = j
 		}
 		sc.cmd = sc.script.EvalSha(ctx, pipe, sc.keys, sc.args...)
@@ -177,7 +177,7 @@ func (l *RedisLog) appendPipelined(ctx context.Context, batch []*publishReq) {
 	tops := make(map[string]int64)
 	for _, sc := range scripts {
 		res, err := sc.cmd.Int64Slice()
-		if redis.HasErrorPrefix(err, "NOSCRIPT") {
+		if goredis.HasErrorPrefix(err, "NOSCRIPT") {
 			// Redis does not hold the script (restarted, flushed, or
 			// never sent): Run sends it. The calls go in pipeline order,
 			// so each room's runs still go in seq order.

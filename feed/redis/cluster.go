@@ -1,4 +1,4 @@
-package feed
+package redis
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/roomfeed/roomfeed/internal/streak"
 )
@@ -19,7 +19,7 @@ import (
 //
 // A Cluster refuses one XREAD over keys of different hash slots (CROSSSLOT),
 // and one blocking XREAD per slot or per room would take a connection each.
-// So on a Cluster (the client is a *redis.ClusterClient):
+// So on a Cluster (the client is a *goredis.ClusterClient):
 //
 //   - every successful append to a room's stream (Publish, the relay) is
 //     followed by PUBLISH Prefix+"notify" "<top> <room>"; a Cluster delivers
@@ -37,18 +37,18 @@ import (
 // Delivery is the same as on a single Redis: in order, each entry once, from
 // the cursor set at registration.
 
-// redisClusterBatch is the number of rooms per pipelined read.
-const redisClusterBatch = 500
+// clusterBatch is the number of rooms per pipelined read.
+const clusterBatch = 500
 
-// redisClusterDrain bounds the notifications taken before a read.
-const redisClusterDrain = 4096
+// clusterDrain bounds the notifications taken before a read.
+const clusterDrain = 4096
 
 // notifyChannel is the channel that announces appends on a Cluster.
-func (l *RedisLog) notifyChannel() string { return l.opts.Prefix + "notify" }
+func (l *Log) notifyChannel() string { return l.opts.Prefix + "notify" }
 
 // notify announces that room's stream reaches top. A failure only delays
 // the readers until their next poll.
-func (l *RedisLog) notify(ctx context.Context, room string, top int64) {
+func (l *Log) notify(ctx context.Context, room string, top int64) {
 	err := l.client.Publish(ctx, l.notifyChannel(), notification(room, top)).Err()
 	if err != nil {
 		l.log.LogAttrs(ctx, slog.LevelDebug, "redis notify failed, readers catch up at their next poll",
@@ -76,23 +76,23 @@ func parseNotification(payload string) (int64, string, bool) {
 
 // clusterReader is the state of one cluster Run.
 type clusterReader struct {
-	*redisReader
-	dirty map[string]struct{}     // rooms to read
-	known map[string]*redisCursor // cursors seen by the reader
-	all   bool                    // the next read covers every tracked room
+	*xreader
+	dirty map[string]struct{} // rooms to read
+	known map[string]*cursor  // cursors seen by the reader
+	all   bool                // the next read covers every tracked room
 }
 
 // runCluster is Run on a Redis Cluster: see the comment at the top of this
 // file. It returns nil once ctx is done.
-func (l *RedisLog) runCluster(ctx context.Context) error {
+func (l *Log) runCluster(ctx context.Context) error {
 	ps := l.client.Subscribe(ctx, l.notifyChannel())
 	defer ps.Close()
 	msgs := ps.ChannelWithSubscriptions()
 	r := &clusterReader{
-		redisReader: &redisReader{l: l, backoff: 50 * time.Millisecond, failures: streak.New(l.log, "redis reader")},
-		dirty:       make(map[string]struct{}),
-		known:       make(map[string]*redisCursor),
-		all:         true,
+		xreader: &xreader{l: l, backoff: 50 * time.Millisecond, failures: streak.New(l.log, "redis reader")},
+		dirty:   make(map[string]struct{}),
+		known:   make(map[string]*cursor),
+		all:     true,
 	}
 	poll := time.NewTicker(l.opts.Block)
 	defer poll.Stop()
@@ -117,7 +117,7 @@ func (l *RedisLog) runCluster(ctx context.Context) error {
 			}
 			r.take(m)
 		drain:
-			for range redisClusterDrain {
+			for range clusterDrain {
 				select {
 				case m, ok := <-msgs:
 					if !ok {
@@ -143,9 +143,9 @@ func (l *RedisLog) runCluster(ctx context.Context) error {
 // take handles one message of the pub/sub connection.
 func (r *clusterReader) take(m any) {
 	switch m := m.(type) {
-	case *redis.Subscription:
+	case *goredis.Subscription:
 		r.all = true // (re)subscribed: what was announced meanwhile is lost
-	case *redis.Message:
+	case *goredis.Message:
 		top, room, ok := parseNotification(m.Payload)
 		if !ok {
 			return
@@ -186,7 +186,7 @@ func (r *clusterReader) sync() {
 // clusterItem is one room of a read, with the cursor it read from.
 type clusterItem struct {
 	room string
-	c    *redisCursor
+	c    *cursor
 	last string
 }
 
@@ -215,13 +215,13 @@ func (r *clusterReader) read(ctx context.Context) error {
 	// Sorted so that each batch's keys are spread as the slots are.
 	slices.SortFunc(items, func(a, b clusterItem) int { return strings.Compare(a.room, b.room) })
 	var errs []error
-	for batch := range slices.Chunk(items, redisClusterBatch) {
+	for batch := range slices.Chunk(items, clusterBatch) {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		cmds, err := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		cmds, err := l.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 			for _, it := range batch {
-				p.XRangeN(ctx, l.streamKey(it.room), "("+it.last, "+", redisReadCount)
+				p.XRangeN(ctx, l.streamKey(it.room), "("+it.last, "+", readCount)
 			}
 			return nil
 		})
@@ -234,12 +234,12 @@ func (r *clusterReader) read(ctx context.Context) error {
 		}
 		l.mu.Lock()
 		for i, it := range batch {
-			msgs, err := cmds[i].(*redis.XMessageSliceCmd).Result()
+			msgs, err := cmds[i].(*goredis.XMessageSliceCmd).Result()
 			if err != nil {
 				errs = append(errs, fmt.Errorf("read %s: %w", it.room, err))
 				continue
 			}
-			if len(msgs) < redisReadCount {
+			if len(msgs) < readCount {
 				delete(r.dirty, it.room) // caught up; a full page means more to read
 			}
 			if l.rooms[it.room] != it.c || it.c.last != it.last {
@@ -257,10 +257,10 @@ func (r *clusterReader) read(ctx context.Context) error {
 
 // deliverLocked delivers the entries msgs of room's stream, read after c,
 // and advances c. l.mu is held.
-func (l *RedisLog) deliverLocked(room string, c *redisCursor, msgs []redis.XMessage) {
+func (l *Log) deliverLocked(room string, c *cursor, msgs []goredis.XMessage) {
 	for _, m := range msgs {
 		c.last = m.ID
-		ev, ok := redisParseEntry(room, m)
+		ev, ok := parseEntry(room, m)
 		if !ok {
 			l.log.LogAttrs(context.Background(), slog.LevelWarn, "redis stream entry with a foreign id skipped",
 				slog.String("room", room), slog.String("id", m.ID))
