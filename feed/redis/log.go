@@ -419,31 +419,33 @@ func (l *Log) streamTop(ctx context.Context, room string) (string, error) {
 // (0 when there is none): every committed event of the room up to it has
 // been published. Retention never trims the SQL history above it.
 func (l *Log) StreamTops(ctx context.Context, rooms []string) ([]int64, error) {
-	cmds, err := l.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		for _, room := range rooms {
-			p.XRevRangeN(ctx, l.streamKey(room), "+", "-", 1)
-		}
-		return nil
-	})
+	cmds, err := l.topCmds(ctx, rooms)
 	if err != nil {
 		return nil, fmt.Errorf("stream tops: %w", err)
 	}
-	if len(cmds) != len(rooms) {
-		return nil, fmt.Errorf("stream tops: pipeline answered %d of %d", len(cmds), len(rooms))
-	}
 	tops := make([]int64, len(rooms))
 	for i, cmd := range cmds {
-		msgs, err := cmd.(*goredis.XMessageSliceCmd).Result()
-		if err != nil {
-			return nil, fmt.Errorf("stream top of %s: %w", rooms[i], err)
-		}
-		if len(msgs) > 0 {
+		if msgs := cmd.Val(); len(msgs) > 0 {
 			if ev, ok := parseEntry(rooms[i], msgs[0]); ok {
 				tops[i] = ev.Seq
 			}
 		}
 	}
 	return tops, nil
+}
+
+// topCmds reads the last entry of each room's stream in one pipeline. It
+// returns the commands, one per room, each with its own result or error,
+// and the first error.
+func (l *Log) topCmds(ctx context.Context, rooms []string) ([]*goredis.XMessageSliceCmd, error) {
+	cmds := make([]*goredis.XMessageSliceCmd, len(rooms))
+	_, err := l.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, room := range rooms {
+			cmds[i] = p.XRevRangeN(ctx, l.streamKey(room), "+", "-", 1)
+		}
+		return nil
+	})
+	return cmds, err
 }
 
 // Follow makes sure the reader delivers to the sink every event of room

@@ -106,27 +106,23 @@ func (l *Log) epoch(ctx context.Context) (string, error) {
 	return v, nil
 }
 
-// relayHeads brings the stream of every room in hs up to its head. It goes
-// on past a failing room and returns every failure.
 // Relayed returns how many events the relay found missing from the streams
 // and republished (published late: after a crash between commit and publish,
 // or a Redis outage).
 func (l *Log) Relayed() uint64 { return l.relayed.Load() }
 
+// relayHeads brings the stream of every room in hs up to its head. It goes
+// on past a failing room and returns every failure.
 func (l *Log) relayHeads(ctx context.Context, hs []roomfeed.RoomHead) error {
 	var errs []error
 	for batch := range slices.Chunk(hs, relayBatch) {
-		cmds, _ := l.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-			for _, h := range batch {
-				p.XRevRangeN(ctx, l.streamKey(h.Room), "+", "-", 1)
-			}
-			return nil
-		})
-		if len(cmds) != len(batch) {
-			return fmt.Errorf("relay: pipeline answered %d of %d", len(cmds), len(batch))
-		}
+		rooms := make([]string, len(batch))
 		for i, h := range batch {
-			msgs, err := cmds[i].(*goredis.XMessageSliceCmd).Result()
+			rooms[i] = h.Room
+		}
+		cmds, _ := l.topCmds(ctx, rooms) // each command carries its own error
+		for i, h := range batch {
+			msgs, err := cmds[i].Result()
 			if err != nil {
 				errs = append(errs, fmt.Errorf("relay %s: stream top: %w", h.Room, err))
 				continue
