@@ -23,13 +23,20 @@ import (
 	"github.com/roomfeed/roomfeed/internal/streak"
 )
 
+// Defaults of Options.
+const (
+	DefaultPrefix = "roomfeed:"
+	DefaultMaxLen = 10000
+)
+
 // Options configures a Log. The zero value gives the defaults.
 type Options struct {
-	// Prefix starts every key, default "roomfeed:".
+	// Prefix starts every key, default DefaultPrefix.
 	Prefix string
 	// MaxLen is the approximate number of events kept per room stream
-	// (XADD MAXLEN ~), the replay window held in Redis; default 10000. After
-	// Redis lost its data, only this many events per room are republished.
+	// (XADD MAXLEN ~), the replay window held in Redis; default
+	// DefaultMaxLen. After Redis lost its data, only this many events per
+	// room are republished.
 	MaxLen int64
 	// Block bounds each blocking XREAD of the reader, default 1s. It is never
 	// 0 (forever in go-redis), because cancelling the context does not
@@ -42,9 +49,7 @@ type Options struct {
 }
 
 const (
-	DefaultPrefix = "roomfeed:"
-	DefaultMaxLen = 10000
-	defaultBlock  = time.Second
+	defaultBlock = time.Second
 
 	readCount   = 500     // entries per stream per XREAD
 	fillPage    = 500     // events per history page when filling a hole

@@ -15,13 +15,17 @@ import (
 	"github.com/roomfeed/roomfeed/feed"
 )
 
-// PresenceOptions configures presence across nodes.
+// DefaultPresenceTTL is the default of PresenceOptions.TTL.
+const DefaultPresenceTTL = 30 * time.Second
+
+// PresenceOptions configures presence across nodes. The zero value gives
+// the defaults.
 type PresenceOptions struct {
-	Prefix string        // key prefix, as for Log
-	Grace  time.Duration // quick-reconnect grace, default 5s
-	TTL    time.Duration // a crashed node's people leave within about this, default 30s
+	Prefix string        // key prefix, as for Log; default DefaultPrefix
+	Grace  time.Duration // quick-reconnect grace, default feed.DefaultPresenceGrace
+	TTL    time.Duration // a crashed node's people leave within about this, default DefaultPresenceTTL
 	Node   string        // this node's id, default random
-	Logger *slog.Logger
+	Logger *slog.Logger  // nil discards the messages
 }
 
 // Presence is presence across nodes. Each room has a sorted set
@@ -43,10 +47,10 @@ type Presence struct {
 // refreshes, expiry and delivery of other nodes' announcements.
 func NewPresence(client goredis.UniversalClient, sink feed.Sink, opts PresenceOptions) *Presence {
 	if opts.Prefix == "" {
-		opts.Prefix = "roomfeed:"
+		opts.Prefix = DefaultPrefix
 	}
 	if opts.TTL <= 0 {
-		opts.TTL = 30 * time.Second
+		opts.TTL = DefaultPresenceTTL
 	}
 	if opts.Node == "" {
 		opts.Node = randomID()

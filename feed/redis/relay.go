@@ -14,16 +14,18 @@ import (
 	"github.com/roomfeed/roomfeed/internal/streak"
 )
 
-const (
-	relayBatch           = 500 // rooms per pipelined top check
-	DefaultRelayInterval = 5 * time.Second
-)
+// DefaultRelayInterval is the interval of Relay's passes when it is given
+// none.
+const DefaultRelayInterval = 5 * time.Second
+
+// relayBatch is the number of rooms whose tops one pipeline reads.
+const relayBatch = 500
 
 // Relay republishes the committed events the streams lack: the event of a
 // Publish that failed or never ran (crash between commit and publish, Redis
 // outage), or every room's retained window after Redis lost its data. It
 // compares every room's head with its stream's top at start, then every
-// interval (default 5s) the rooms whose head changed since shortly before
+// interval (default DefaultRelayInterval) the rooms whose head changed since shortly before
 // the previous pass, and fills the rooms behind the way Publish does. Redis
 // data loss is noticed through the epoch key (Prefix + "epoch", a random
 // value the relays set when missing): when it disappears or changes, the
