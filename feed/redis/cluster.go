@@ -12,132 +12,104 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/roomfeed/roomfeed/internal/streak"
+	"github.com/roomfeed/roomfeed"
 )
 
-// Redis Cluster support.
+const (
+	clusterBatch = 500  // rooms per pipelined read
+	clusterDrain = 4096 // announcements taken at most before a read
+)
+
+// clusterReader reads a Redis Cluster, which refuses one XREAD over keys of
+// different hash slots (CROSSSLOT), and where one blocking XREAD per slot or
+// per room would take a connection each:
 //
-// A Cluster refuses one XREAD over keys of different hash slots (CROSSSLOT),
-// and one blocking XREAD per slot or per room would take a connection each.
-// So on a Cluster (the client is a *goredis.ClusterClient):
-//
-//   - every successful append to a room's stream (Publish, the relay) is
-//     followed by PUBLISH Prefix+"notify" "<top> <room>"; a Cluster delivers
-//     a PUBLISH to the subscribers of every node;
-//   - the reader holds one pub/sub connection on that channel and, for the
-//     tracked rooms named in notifications, reads their streams from each
-//     room's cursor with non-blocking XRANGEs, pipelined: go-redis groups a
-//     ClusterClient pipeline per node, so a read takes at most one connection
-//     per shard whatever the number of rooms;
-//   - pub/sub is at-most-once (a notification sent while the reader
-//     reconnects is lost), so every Block (default 1s), after every
-//     (re)subscription and after a failed read, the reader also reads every
-//     tracked room. A room registered by Subscribe is read at once.
-//
-// Delivery is the same as on a single Redis: in order, each entry once, from
-// the cursor set at registration.
-
-// clusterBatch is the number of rooms per pipelined read.
-const clusterBatch = 500
-
-// clusterDrain bounds the notifications taken before a read.
-const clusterDrain = 4096
-
-// notifyChannel is the channel that announces appends on a Cluster.
-func (l *Log) notifyChannel() string { return l.opts.Prefix + "notify" }
-
-// notify announces that room's stream reaches top. A failure only delays
-// the readers until their next poll.
-func (l *Log) notify(ctx context.Context, room string, top int64) {
-	err := l.client.Publish(ctx, l.notifyChannel(), notification(room, top)).Err()
-	if err != nil {
-		l.log.LogAttrs(ctx, slog.LevelDebug, "redis notify failed, readers catch up at their next poll",
-			slog.String("room", room), slog.String("error", err.Error()))
-	}
-}
-
-// notification is the payload announcing that room's stream reaches top.
-func notification(room string, top int64) string {
-	return strconv.FormatInt(top, 10) + " " + room
-}
-
-// parseNotification splits a notification payload into top and room.
-func parseNotification(payload string) (int64, string, bool) {
-	s, room, ok := strings.Cut(payload, " ")
-	if !ok || room == "" {
-		return 0, "", false
-	}
-	top, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return 0, "", false
-	}
-	return top, room, true
-}
-
-// clusterReader is the state of one cluster Run.
+//   - every append to a room's stream (Publish, the relay) is announced as
+//     "<top> <room>" on the channel Prefix + "notify"; a Cluster delivers a
+//     PUBLISH to the subscribers of every node;
+//   - the reader holds one pub/sub connection on that channel and reads the
+//     followed rooms named in announcements from their cursors with
+//     non-blocking XRANGEs, pipelined: go-redis groups a ClusterClient
+//     pipeline per node, so a read takes at most one connection per shard
+//     whatever the number of rooms;
+//   - pub/sub is at-most-once (an announcement sent while the reader
+//     reconnects is lost), so every Block, after every (re)subscription and
+//     after a failed read, the reader also reads every followed room. A room
+//     Follow registers is read at once.
 type clusterReader struct {
-	*xreader
+	l *Log
+
+	// State of a Run; ps is nil between Runs.
+	ps    *goredis.PubSub
+	msgs  <-chan any
+	poll  *time.Ticker
 	dirty map[string]struct{} // rooms to read
 	known map[string]*cursor  // cursors seen by the reader
-	all   bool                // the next read covers every tracked room
+	all   bool                // the next read covers every followed room
 }
 
-// runCluster is Run on a Redis Cluster: see the comment at the top of this
-// file. It returns nil once ctx is done.
-func (l *Log) runCluster(ctx context.Context) error {
-	ps := l.client.Subscribe(ctx, l.notifyChannel())
-	defer ps.Close()
-	msgs := ps.ChannelWithSubscriptions()
-	r := &clusterReader{
-		xreader: &xreader{l: l, backoff: 50 * time.Millisecond, failures: streak.New(l.log, "redis reader")},
-		dirty:   make(map[string]struct{}),
-		known:   make(map[string]*cursor),
-		all:     true,
+func newClusterReader(l *Log) *clusterReader {
+	return &clusterReader{l: l, dirty: make(map[string]struct{}), known: make(map[string]*cursor)}
+}
+
+// notifyChannel is the channel that announces appends.
+func (r *clusterReader) notifyChannel() string { return r.l.opts.Prefix + "notify" }
+
+// step waits for an announcement, a change of the followed rooms or the
+// poll (unless every room is to be read already), then reads the rooms
+// that may have grown. The first step of a Run subscribes.
+func (r *clusterReader) step(ctx context.Context) error {
+	if r.ps == nil {
+		r.ps = r.l.client.Subscribe(ctx, r.notifyChannel())
+		r.msgs = r.ps.ChannelWithSubscriptions()
+		r.poll = time.NewTicker(r.l.opts.Block)
+		r.all = true
 	}
-	poll := time.NewTicker(l.opts.Block)
-	defer poll.Stop()
-	for ctx.Err() == nil {
-		if r.all || len(r.dirty) > 0 {
-			if err := r.read(ctx); err != nil {
-				if ctx.Err() != nil {
-					break
-				}
-				r.all = true // notifications may have been lost meanwhile
-				r.fail(ctx, err)
-				continue
-			}
-			r.ok(ctx)
-		}
-		select {
-		case <-ctx.Done():
-		case m, ok := <-msgs:
-			if !ok {
-				msgs = nil // closed: only after ps.Close; the poll goes on
-				continue
-			}
-			r.take(m)
-		drain:
-			for range clusterDrain {
-				select {
-				case m, ok := <-msgs:
-					if !ok {
-						msgs = nil
-						break drain
-					}
-					r.take(m)
-				default:
-					break drain
-				}
-			}
-		case <-l.sink.RoomsChanged():
-			r.sync()
-		case <-l.wake:
-			r.sync()
-		case <-poll.C:
-			r.all = true
-		}
+	if !r.all {
+		r.wait(ctx)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if !r.all && len(r.dirty) == 0 {
+		return nil
+	}
+	if err := r.read(ctx); err != nil {
+		r.all = true // announcements may have been lost meanwhile
+		return err
 	}
 	return nil
+}
+
+// wait waits for one event and takes note of what it tells.
+func (r *clusterReader) wait(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case m, ok := <-r.msgs:
+		if !ok {
+			r.msgs = nil // closed: only after ps.Close; the poll goes on
+			return
+		}
+		r.take(m)
+		for range clusterDrain {
+			select {
+			case m, ok := <-r.msgs:
+				if !ok {
+					r.msgs = nil
+					return
+				}
+				r.take(m)
+			default:
+				return
+			}
+		}
+	case <-r.l.sink.RoomsChanged():
+		r.sync()
+	case <-r.l.wake:
+		r.sync()
+	case <-r.poll.C:
+		r.all = true
+	}
 }
 
 // take handles one message of the pub/sub connection.
@@ -160,16 +132,13 @@ func (r *clusterReader) take(m any) {
 }
 
 // sync drops the rooms without local subscribers and marks the rooms
-// registered since the last sync to be read.
+// followed since the last sync to be read.
 func (r *clusterReader) sync() {
 	l := r.l
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.dropUnsubscribedLocked()
 	for room, c := range l.rooms {
-		if !l.sink.HasRoom(room) {
-			delete(l.rooms, room)
-			continue
-		}
 		if r.known[room] != c {
 			r.known[room] = c
 			r.dirty[room] = struct{}{}
@@ -190,12 +159,49 @@ type clusterItem struct {
 	last string
 }
 
-// read reads the streams of the dirty rooms (every tracked room when r.all)
-// from their cursors, pipelined, and delivers what it finds. Rooms that
-// failed or returned a full page stay dirty.
+// read reads the streams of the dirty rooms (every followed room when
+// r.all) from their cursors, pipelined, and delivers what it finds. Rooms
+// that failed or returned a full page stay dirty.
 func (r *clusterReader) read(ctx context.Context) error {
+	items := r.items()
+	var errs []error
+	for batch := range slices.Chunk(items, clusterBatch) {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		cmds := make([]*goredis.XMessageSliceCmd, len(batch))
+		_, _ = r.l.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for i, it := range batch {
+				cmds[i] = p.XRangeN(ctx, r.l.streamKey(it.room), "("+it.last, "+", readCount)
+			}
+			return nil
+		}) // each command carries its own error
+		r.l.mu.Lock()
+		for i, it := range batch {
+			msgs, err := cmds[i].Result()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("read %s: %w", it.room, err))
+				continue
+			}
+			if len(msgs) < readCount {
+				delete(r.dirty, it.room) // caught up; a full page means more to read
+			}
+			r.l.deliver(it.room, it.c, it.last, msgs)
+		}
+		r.l.mu.Unlock()
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("redis cluster read: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// items returns the rooms to read with their cursors, sorted so that each
+// batch's keys are spread as the slots are.
+func (r *clusterReader) items() []clusterItem {
 	l := r.l
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if r.all {
 		for room := range l.rooms {
 			r.dirty[room] = struct{}{}
@@ -211,69 +217,54 @@ func (r *clusterReader) read(ctx context.Context) error {
 		}
 		items = append(items, clusterItem{room: room, c: c, last: c.last})
 	}
-	l.mu.Unlock()
-	// Sorted so that each batch's keys are spread as the slots are.
 	slices.SortFunc(items, func(a, b clusterItem) int { return strings.Compare(a.room, b.room) })
-	var errs []error
-	for batch := range slices.Chunk(items, clusterBatch) {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		cmds, err := l.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-			for _, it := range batch {
-				p.XRangeN(ctx, l.streamKey(it.room), "("+it.last, "+", readCount)
-			}
-			return nil
-		})
-		if len(cmds) != len(batch) {
-			if err == nil {
-				err = fmt.Errorf("pipeline answered %d of %d", len(cmds), len(batch))
-			}
-			errs = append(errs, err)
-			continue
-		}
-		l.mu.Lock()
-		for i, it := range batch {
-			msgs, err := cmds[i].(*goredis.XMessageSliceCmd).Result()
-			if err != nil {
-				errs = append(errs, fmt.Errorf("read %s: %w", it.room, err))
-				continue
-			}
-			if len(msgs) < readCount {
-				delete(r.dirty, it.room) // caught up; a full page means more to read
-			}
-			if l.rooms[it.room] != it.c || it.c.last != it.last {
-				continue // dropped or registered again while the read was in flight
-			}
-			l.deliverLocked(it.room, it.c, msgs)
-		}
-		l.mu.Unlock()
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("redis cluster read: %w", errors.Join(errs...))
-	}
-	return nil
+	return items
 }
 
-// deliverLocked delivers the entries msgs of room's stream, read after c,
-// and advances c. l.mu is held.
-func (l *Log) deliverLocked(room string, c *cursor, msgs []goredis.XMessage) {
-	for _, m := range msgs {
-		c.last = m.ID
-		ev, ok := parseEntry(room, m)
-		if !ok {
-			l.log.LogAttrs(context.Background(), slog.LevelWarn, "redis stream entry with a foreign id skipped",
-				slog.String("room", room), slog.String("id", m.ID))
-			continue
-		}
-		if ev.Seq <= c.seq {
-			continue // not above what was delivered (cannot happen with "(" ranges)
-		}
-		if ev.Seq > c.seq+1 {
-			l.log.LogAttrs(context.Background(), slog.LevelWarn, "redis reader: seq jump",
-				slog.String("room", room), slog.Int64("after", c.seq), slog.Int64("seq", ev.Seq))
-		}
-		c.seq = ev.Seq
-		l.sink.Deliver(ev)
+// stop closes the pub/sub connection and forgets the Run's state.
+func (r *clusterReader) stop(context.Context) {
+	if r.ps != nil {
+		r.ps.Close()
+		r.poll.Stop()
+		r.ps, r.msgs, r.poll = nil, nil, nil
 	}
+	clear(r.dirty)
+	clear(r.known)
+}
+
+// followed has nothing to do: Follow's signal on l.wake makes the reader
+// sync and read the new room.
+func (r *clusterReader) followed(context.Context, string) {}
+
+// appended announces the new tops on the notify channel, in one pipeline.
+// A failure only delays the readers until their next poll.
+func (r *clusterReader) appended(ctx context.Context, tops []roomfeed.RoomHead) {
+	_, err := r.l.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for _, t := range tops {
+			p.Publish(ctx, r.notifyChannel(), notification(t.Room, t.Seq))
+		}
+		return nil
+	})
+	if err != nil {
+		r.l.log.LogAttrs(ctx, slog.LevelDebug, "redis notify failed, readers catch up at their next poll",
+			slog.Int("rooms", len(tops)), slog.String("error", err.Error()))
+	}
+}
+
+// notification is the payload announcing that room's stream reaches top.
+func notification(room string, top int64) string {
+	return strconv.FormatInt(top, 10) + " " + room
+}
+
+// parseNotification splits a notification payload into top and room.
+func parseNotification(payload string) (int64, string, bool) {
+	s, room, ok := strings.Cut(payload, " ")
+	if !ok || room == "" {
+		return 0, "", false
+	}
+	top, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, "", false
+	}
+	return top, room, true
 }

@@ -333,3 +333,6 @@ func writeWhileFollowing(t *testing.T, a, b *testNode, hist *testHistory, total 
 	writers.Wait()
 	readers.Wait()
 }
+
+// xreaderOf returns the reader of l, a log over a single Redis.
+func xreaderOf(l *Log) *xreader { return l.reader.(*xreader) }

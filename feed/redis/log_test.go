@@ -314,14 +314,14 @@ func TestReaderManyRooms(t *testing.T) {
 	}
 
 	if id, _ := readerConn(t, client, b.log); id == "" {
-		t.Errorf("no connection named %s, want exactly one", b.log.readerName())
+		t.Errorf("no connection named %s, want exactly one", xreaderOf(b.log).name)
 	}
 	if got := bClient.PoolStats().TotalConns; got > 3 {
 		t.Errorf("node B's pool: got %d connections for %d rooms, want at most 3", got, rooms)
 	}
 	stop()
-	if n, _ := client.Exists(t.Context(), b.log.wakeKey).Result(); n != 0 {
-		t.Errorf("wake stream %s exists after Run returned, want it deleted", b.log.wakeKey)
+	if n, _ := client.Exists(t.Context(), xreaderOf(b.log).wakeKey).Result(); n != 0 {
+		t.Errorf("wake stream %s exists after Run returned, want it deleted", xreaderOf(b.log).wakeKey)
 	}
 }
 
@@ -636,7 +636,7 @@ func readerConn(tb testing.TB, client goredis.UniversalClient, l *Log) (id, cmd 
 	}
 	n := 0
 	for line := range strings.Lines(list) {
-		if !strings.Contains(line, " name="+l.readerName()+" ") {
+		if !strings.Contains(line, " name="+xreaderOf(l).name+" ") {
 			continue
 		}
 		n++
@@ -650,7 +650,7 @@ func readerConn(tb testing.TB, client goredis.UniversalClient, l *Log) (id, cmd 
 		}
 	}
 	if n > 1 {
-		tb.Fatalf("connections named %s: got %d, want at most 1", l.readerName(), n)
+		tb.Fatalf("connections named %s: got %d, want at most 1", xreaderOf(l).name, n)
 	}
 	return id, cmd
 }

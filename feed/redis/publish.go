@@ -3,16 +3,76 @@ package redis
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
-	"log/slog"
+	"io"
+	"net"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/roomfeed/roomfeed"
+	"github.com/roomfeed/roomfeed/feed"
 )
+
+// Publish makes the room's stream hold every committed event up to ev.Seq,
+// in order and each once. It is called after ev is committed; events of the
+// room committed before ev that are not in the stream yet (another node's
+// Publish still on its way, a crash, an outage) are read from the history and
+// added first, so the stream never holds ev above a hole. An event already
+// in the stream is a success.
+func (l *Log) Publish(ctx context.Context, ev roomfeed.Event) error {
+	if ev.Room == "" || ev.Seq < 1 {
+		return fmt.Errorf("publish %q/%d: invalid event", ev.Room, ev.Seq)
+	}
+	if until := l.publishPausedUntil.Load(); until != 0 {
+		// Redis failed recently: one Publish per pause probes it, with a
+		// short deadline (go-redis would otherwise retry dials for seconds);
+		// the others leave their event to the relay.
+		now := time.Now()
+		if now.UnixNano() < until || !l.publishPausedUntil.CompareAndSwap(until, now.Add(publishPause).UnixNano()) {
+			return fmt.Errorf("publish %s/%d: %w (left to the relay)", ev.Room, ev.Seq, feed.ErrUnavailable)
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, publishPause/2)
+		defer cancel()
+	}
+	ok, top, err := l.appendCoalesced(ctx, ev)
+	if err == nil && !ok {
+		err = l.fill(ctx, ev.Room, top, ev.Seq, &ev)
+	}
+	if err != nil {
+		if unreachable(err) || errors.Is(err, context.DeadlineExceeded) {
+			l.publishPausedUntil.Store(time.Now().Add(publishPause).UnixNano())
+			err = fmt.Errorf("%w: %w", feed.ErrUnavailable, err)
+		}
+		return fmt.Errorf("publish %s/%d: %w", ev.Room, ev.Seq, err)
+	}
+	l.publishPausedUntil.Store(0)
+	return nil
+}
+
+// unreachable reports whether err means Redis could not be reached or
+// did not answer (as opposed to an error reply or a failure of the history).
+func unreachable(err error) bool {
+	if errors.Is(err, goredis.ErrClosed) || errors.Is(err, goredis.ErrPoolTimeout) {
+		return true
+	}
+	var reply goredis.Error
+	if errors.As(err, &reply) {
+		// An error reply: Redis answered. Only a server still loading its
+		// data or a replica without its master counts as down.
+		msg := reply.Error()
+		return strings.HasPrefix(msg, "LOADING") || strings.HasPrefix(msg, "MASTERDOWN")
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
 
 // Publishes made at the same time share one pipelined round trip to Redis:
 // the first of them sends every event queued by then while the others wait
@@ -98,32 +158,42 @@ func (c *appendRun) answer(ok bool, top int64, err error) {
 	}
 }
 
-// scriptCall is one script call of a pipeline and the runs it appends.
+// scriptCall is one appendRoomsScript call of a pipeline and the runs it
+// appends.
 type scriptCall struct {
-	calls  []*appendRun
-	script *goredis.Script
-	keys   []string
-	args   []any
-	cmd    *goredis.Cmd
+	runs []*appendRun
+	keys []string
+	args []any
+	cmd  *goredis.Cmd
 }
 
 // appendPipelined sets the outcome of every request of batch. Each room's
 // events go in ascending seq order, one run of consecutive seqs at a time:
 // a run above a hole is refused like a lone Publish above a hole, and its
-// callers fill the hole from the history. On a single Redis one script call
-// appends to every room (up to batchBytes of events per call); on a
-// Cluster each run is its own call.
+// callers fill the hole from the history. The runs share script calls of up
+// to batchBytes of events, all in one pipeline.
 func (l *Log) appendPipelined(ctx context.Context, batch []*publishReq) {
 	if len(batch) == 1 {
 		r := batch[0]
 		r.ok, r.top, r.err = l.appendBatch(ctx, r.ev.Room, []roomfeed.Event{r.ev}, false)
 		return
 	}
+	pipe := l.client.Pipeline()
+	calls := l.queueCalls(ctx, pipe, appendRuns(batch))
+	_, _ = pipe.Exec(ctx) // each command carries its own error
+	if tops := l.answer(ctx, calls); len(tops) > 0 {
+		l.reader.appended(ctx, tops)
+	}
+}
+
+// appendRuns sorts the requests of batch by room and seq and cuts them into
+// runs of consecutive seqs of one room, each small enough for one call.
+func appendRuns(batch []*publishReq) []*appendRun {
 	reqs := slices.Clone(batch)
 	slices.SortStableFunc(reqs, func(a, b *publishReq) int {
 		return cmp.Or(strings.Compare(a.ev.Room, b.ev.Room), cmp.Compare(a.ev.Seq, b.ev.Seq))
 	})
-	var calls []*appendRun
+	var runs []*appendRun
 	for i := 0; i < len(reqs); {
 		j := i + 1
 		for j < len(reqs) && reqs[j].ev.Room == reqs[i].ev.Room && reqs[j].ev.Seq <= reqs[j-1].ev.Seq+1 {
@@ -140,72 +210,67 @@ func (l *Log) appendPipelined(ctx context.Context, batch []*publishReq) {
 			for _, ev := range c.evs {
 				c.size += eventSize(ev)
 			}
-			calls = append(calls, c)
+			runs = append(runs, c)
 			evs, run = evs[n:], run[n:]
 		}
 		i = j
 	}
+	return runs
+}
 
-	pipe := l.client.Pipeline()
-	var scripts []*scriptCall
-	for i := 0; i < len(calls); {
-		sc := &scriptCall{}
-		if l.cluster {
-			c := calls[i]
-			sc.calls, sc.script = calls[i:i+1], appendScript
-			sc.keys, sc.args = []string{l.streamKey(c.room)}, l.appendArgs(c.evs, false)
-			i++
-		} else {
-			keys := make([]string, 0, len(calls)-i)
-			args := []any{l.opts.MaxLen}
-			size := 0
-			j := i
-			for ; j < len(calls) && (j == i || size+calls[j].size <= batchBytes); j++ {
-				c := calls[j]
-				size += c.size
-				keys = append(keys, l.streamKey(c.room))
-				args = appendEventArgs(append(args, len(c.evs)), c.evs)
-			}
-			sc.calls, sc.script, sc.keys, sc.args = calls[i:j], appendRoomsScript, keys, args
-			i = j
+// queueCalls queues on pipe the script calls that append runs, in order:
+// consecutive runs share a call up to batchBytes of events, if the mode
+// lets one call span rooms (else only the runs of one room do).
+func (l *Log) queueCalls(ctx context.Context, pipe goredis.Pipeliner, runs []*appendRun) []*scriptCall {
+	var calls []*scriptCall
+	for i := 0; i < len(runs); {
+		sc := &scriptCall{args: []any{l.opts.MaxLen}}
+		size := 0
+		j := i
+		for ; j < len(runs) && (j == i || size+runs[j].size <= batchBytes && (l.spanRooms || runs[j].room == runs[i].room)); j++ {
+			size += runs[j].size
+			sc.keys = append(sc.keys, l.streamKey(runs[j].room))
+			sc.args = appendEventArgs(append(sc.args, len(runs[j].evs)), runs[j].evs)
 		}
-		sc.cmd = sc.script.EvalSha(ctx, pipe, sc.keys, sc.args...)
-		scripts = append(scripts, sc)
+		sc.runs = runs[i:j]
+		sc.cmd = appendRoomsScript.EvalSha(ctx, pipe, sc.keys, sc.args...)
+		calls = append(calls, sc)
+		i = j
 	}
-	_, _ = pipe.Exec(ctx) // each command carries its own error
+	return calls
+}
 
-	tops := make(map[string]int64)
-	for _, sc := range scripts {
+// answer sets the outcome of the runs of every call once the pipeline ran,
+// and returns the new tops of the rooms appended to, in room order.
+func (l *Log) answer(ctx context.Context, calls []*scriptCall) []roomfeed.RoomHead {
+	var tops []roomfeed.RoomHead
+	for _, sc := range calls {
 		res, err := sc.cmd.Int64Slice()
 		if goredis.HasErrorPrefix(err, "NOSCRIPT") {
 			// Redis does not hold the script (restarted, flushed, or
 			// never sent): Run sends it. The calls go in pipeline order,
 			// so each room's runs still go in seq order.
-			res, err = sc.script.Run(ctx, l.client, sc.keys, sc.args...).Int64Slice()
+			res, err = appendRoomsScript.Run(ctx, l.client, sc.keys, sc.args...).Int64Slice()
 		}
-		if err == nil && len(res) != 2*len(sc.calls) {
+		if err == nil && len(res) != 2*len(sc.runs) {
 			err = fmt.Errorf("append script returned %v", res)
 		}
-		for k, c := range sc.calls {
+		for k, c := range sc.runs {
 			if err != nil {
 				c.answer(false, 0, err)
 				continue
 			}
 			ok, top := res[2*k] == 1, res[2*k+1]
-			if ok {
-				tops[c.room] = max(tops[c.room], top)
-			}
 			c.answer(ok, top, nil)
+			if !ok {
+				continue
+			}
+			if n := len(tops); n > 0 && tops[n-1].Room == c.room {
+				tops[n-1].Seq = max(tops[n-1].Seq, top)
+			} else {
+				tops = append(tops, roomfeed.RoomHead{Room: c.room, Seq: top})
+			}
 		}
 	}
-	if l.cluster && len(tops) > 0 {
-		pipe := l.client.Pipeline()
-		for room, top := range tops {
-			pipe.Publish(ctx, l.notifyChannel(), notification(room, top))
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			l.log.LogAttrs(ctx, slog.LevelDebug, "redis notify failed, readers catch up at their next poll",
-				slog.Int("rooms", len(tops)), slog.String("error", err.Error()))
-		}
-	}
+	return tops
 }

@@ -45,7 +45,7 @@ func TestKilledConnections(t *testing.T) {
 				continue
 			}
 			for line := range strings.Lines(list) {
-				if (!strings.Contains(line, " name="+name+" ") && !strings.Contains(line, " name="+b.log.readerName()+" ")) || rand.IntN(3) != 0 {
+				if (!strings.Contains(line, " name="+name+" ") && !strings.Contains(line, " name="+xreaderOf(b.log).name+" ")) || rand.IntN(3) != 0 {
 					continue
 				}
 				for f := range strings.FieldsSeq(line) {
