@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -36,9 +37,20 @@ func newTestHistory() *testHistory {
 
 // commit records the next event of room and returns it.
 func (h *testHistory) commit(room string) roomfeed.Event {
+	ev, _ := h.commitUpTo(room, math.MaxInt64)
+	return ev
+}
+
+// commitUpTo records the next event of room and returns it, unless room
+// holds total events already. Concurrent writers that commit with it, then
+// publish, order their commits as the room row lock does.
+func (h *testHistory) commitUpTo(room string, total int64) (roomfeed.Event, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	seq := int64(len(h.events[room])) + 1
+	if seq > total {
+		return roomfeed.Event{}, false
+	}
 	ev := roomfeed.Event{
 		Room: room,
 		Seq:  seq,
@@ -47,7 +59,7 @@ func (h *testHistory) commit(room string) roomfeed.Event {
 	}
 	h.events[room] = append(h.events[room], ev)
 	h.changed[room] = time.Now()
-	return ev
+	return ev, true
 }
 
 // commitN commits n events of room and returns them.
@@ -296,17 +308,13 @@ func setup(tb testing.TB) (*goredis.Client, Options, *testHistory) {
 func writeWhileFollowing(t *testing.T, a, b *testNode, hist *testHistory, total int64, subscribers, maxLag, fromZero int, joinWindow time.Duration) {
 	t.Helper()
 	var writers sync.WaitGroup
-	var mu sync.Mutex // commit then publish, as a room row lock would order commits
 	for w := range 2 {
 		writers.Go(func() {
 			for {
-				mu.Lock()
-				if hist.head("r1") == total {
-					mu.Unlock()
+				ev, ok := hist.commitUpTo("r1", total)
+				if !ok {
 					return
 				}
-				ev := hist.commit("r1")
-				mu.Unlock()
 				if err := []*Log{a.log, b.log}[w].Publish(context.Background(), ev); err != nil {
 					t.Errorf("Publish(%d): %v", ev.Seq, err)
 					return

@@ -25,12 +25,13 @@ const relayBatch = 500
 // Publish that failed or never ran (crash between commit and publish, Redis
 // outage), or every room's retained window after Redis lost its data. It
 // compares every room's head with its stream's top at start, then every
-// interval (default DefaultRelayInterval) the rooms whose head changed since shortly before
-// the previous pass, and fills the rooms behind the way Publish does. Redis
-// data loss is noticed through the epoch key (Prefix + "epoch", a random
-// value the relays set when missing): when it disappears or changes, the
-// next pass covers every room again. Errors are logged once per failure
-// streak and retried at the next tick; Relay returns nil once ctx is done.
+// interval (default DefaultRelayInterval) the rooms whose head changed since
+// shortly before the previous pass, and fills the rooms behind the way
+// Publish does. Redis data loss is noticed through the epoch key (Prefix +
+// "epoch", a random value the relays set when missing): when it disappears
+// or changes, the next pass covers every room again. Errors are logged once
+// per failure streak and retried at the next tick; Relay returns nil once
+// ctx is done.
 func (l *Log) Relay(ctx context.Context, heads roomfeed.History, interval time.Duration) error {
 	if interval <= 0 {
 		interval = DefaultRelayInterval

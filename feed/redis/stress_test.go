@@ -58,18 +58,14 @@ func TestKilledConnections(t *testing.T) {
 	})
 
 	var writers sync.WaitGroup
-	var mu sync.Mutex // commit order = seq order, as the room row lock makes it
 	for w := range 2 {
 		writers.Go(func() {
 			l := []*Log{a.log, b.log}[w]
 			for {
-				mu.Lock()
-				if hist.head("r1") == total {
-					mu.Unlock()
+				ev, ok := hist.commitUpTo("r1", total)
+				if !ok {
 					return
 				}
-				ev := hist.commit("r1")
-				mu.Unlock()
 				for l.Publish(t.Context(), ev) != nil && t.Context().Err() == nil {
 					time.Sleep(time.Millisecond)
 				}
