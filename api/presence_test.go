@@ -12,6 +12,7 @@ import (
 
 	"github.com/roomfeed/roomfeed/api"
 	"github.com/roomfeed/roomfeed/feed"
+	"github.com/roomfeed/roomfeed/feed/redis"
 	"github.com/roomfeed/roomfeed/internal/ssetest"
 	"github.com/roomfeed/roomfeed/internal/testenv"
 	"github.com/roomfeed/roomfeed/repo"
@@ -124,11 +125,11 @@ func TestPresenceAcrossNodes(t *testing.T) {
 		done := make(chan struct{})
 		ts := newServer(t, backend{name: "pg", open: func(t *testing.T, hub *sse.Hub, maxLen int64) (*repo.Store, api.EventLog) {
 			store := openStore(t, pgURL)
-			rl := feed.NewRedisLog(client, hub, store, feed.RedisOptions{Prefix: prefix, Block: 200 * time.Millisecond})
+			rl := redis.New(client, hub, store, redis.Options{Prefix: prefix, Block: 200 * time.Millisecond})
 			runLoop(t, rl.Run)
 			return store, rl
 		}}, serverOpts{presence: func(hub *sse.Hub) api.Presence {
-			p := feed.NewRedisPresence(client, hub, feed.RedisPresenceOptions{Prefix: prefix, Grace: 200 * time.Millisecond, TTL: ttl})
+			p := redis.NewPresence(client, hub, redis.PresenceOptions{Prefix: prefix, Grace: 200 * time.Millisecond, TTL: ttl})
 			go func() { _ = p.Run(ctx); close(done) }()
 			t.Cleanup(func() { cancel(); <-done })
 			return p

@@ -18,7 +18,7 @@ const maxBackgroundPublishes = 1024
 // outbox, and the relay republishes whatever a failed or lost publish left
 // out of the log, so waiting for Redis would add a round trip to every
 // write and promise nothing more. The publishes made at once share one
-// round trip to Redis (feed.RedisLog). When maxBackgroundPublishes are
+// round trip to Redis (feed/redis). When maxBackgroundPublishes are
 // running, or after wait began, a write publishes before it is answered,
 // so a slow log slows the writers instead of piling up goroutines.
 type publisher struct {

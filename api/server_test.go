@@ -17,6 +17,7 @@ import (
 
 	"github.com/roomfeed/roomfeed/api"
 	"github.com/roomfeed/roomfeed/feed"
+	"github.com/roomfeed/roomfeed/feed/redis"
 	"github.com/roomfeed/roomfeed/internal/testenv"
 	"github.com/roomfeed/roomfeed/repo"
 	"github.com/roomfeed/roomfeed/sse"
@@ -58,7 +59,7 @@ var backends = []backend{
 	{"postgres+redis", false, func(t *testing.T, hub *sse.Hub, maxLen int64) (*repo.Store, api.EventLog) {
 		store := openStore(t, testenv.PostgresURL(t))
 		client, prefix := testenv.Redis(t)
-		rl := feed.NewRedisLog(client, hub, store, feed.RedisOptions{Prefix: prefix, MaxLen: maxLen, Block: 200 * time.Millisecond})
+		rl := redis.New(client, hub, store, redis.Options{Prefix: prefix, MaxLen: maxLen, Block: 200 * time.Millisecond})
 		runLoop(t, rl.Run)
 		return store, rl
 	}},

@@ -1,9 +1,9 @@
-// Package feed owns the change feed once a change is committed: the Event
-// type, Server-Sent Events framing, the per-node fan-out Hub with bounded
-// per-subscriber buffers, and the logs that carry events between nodes and
-// replay them: RedisLog (Redis Streams, for several nodes) and MemLog (one
-// process, replaying from the SQL history).
+// Package feed owns the contract of the logs that carry committed events
+// between nodes and replay them (Sink, ErrUnavailable), MemLog, the log of
+// the embedded default (one process, replaying from the SQL history), and
+// presence counted on one node (LocalPresence, MemPresence). The Redis log
+// and presence are in feed/redis.
 //
 // feed never imports the SQL store: the durable history is reached through
-// the small History interface, which the caller adapts.
+// roomfeed.History, which the caller adapts.
 package feed

@@ -29,44 +29,57 @@ type presenceData struct {
 	At     string `json:"at"`
 }
 
-// presenceEvent is an ephemeral event (Seq 0): delivered live, never
-// recorded or replayed.
-func presenceEvent(room, person, typ string) roomfeed.Event {
+// PresenceEvent returns the event announcing that person joined or left
+// (typ) room: ephemeral (Seq 0), delivered live, never recorded or replayed.
+func PresenceEvent(room, person, typ string) roomfeed.Event {
 	data, _ := json.Marshal(presenceData{Room: room, Person: person, Type: typ, At: time.Now().UTC().Format(time.RFC3339Nano)})
 	return roomfeed.Event{Room: room, Type: typ, Data: data}
 }
 
-// presenceKey names one person in one room.
-type presenceKey struct{ room, person string }
+// ParsePresenceEvent returns the event whose data is data, as made by
+// PresenceEvent; false when data is not a presence event's.
+func ParsePresenceEvent(data []byte) (roomfeed.Event, bool) {
+	var d presenceData
+	if err := json.Unmarshal(data, &d); err != nil || d.Room == "" {
+		return roomfeed.Event{}, false
+	}
+	return roomfeed.Event{Room: d.Room, Type: d.Type, Data: data}, true
+}
 
-// localPresence counts a node's connections per person and room, and runs
-// the grace timers of people whose last connection closed. onFirst runs when
-// a person's first connection opens and was not within grace; onLast runs
-// when the grace of their last connection passes.
-type localPresence struct {
+// PresenceKey names one person in one room.
+type PresenceKey struct{ Room, Person string }
+
+// LocalPresence counts a node's connections per person and room, and runs
+// the grace timers of people whose last connection closed: the part of
+// presence every backend shares. onFirst runs when a person's first
+// connection opens and was not within grace; onLast runs when the grace of
+// their last connection passes.
+type LocalPresence struct {
 	grace   time.Duration
 	onFirst func(room, person string)
 	onLast  func(room, person string)
 
 	mu      sync.Mutex
-	conns   map[presenceKey]int
-	leaving map[presenceKey]*time.Timer
+	conns   map[PresenceKey]int
+	leaving map[PresenceKey]*time.Timer
 	closed  bool
 }
 
-func newLocalPresence(grace time.Duration, onFirst, onLast func(room, person string)) *localPresence {
+// NewLocalPresence returns local presence with the given grace period
+// (DefaultPresenceGrace when not positive).
+func NewLocalPresence(grace time.Duration, onFirst, onLast func(room, person string)) *LocalPresence {
 	if grace <= 0 {
 		grace = DefaultPresenceGrace
 	}
-	return &localPresence{
+	return &LocalPresence{
 		grace: grace, onFirst: onFirst, onLast: onLast,
-		conns: map[presenceKey]int{}, leaving: map[presenceKey]*time.Timer{},
+		conns: map[PresenceKey]int{}, leaving: map[PresenceKey]*time.Timer{},
 	}
 }
 
-// join counts a connection and returns the function that ends it.
-func (p *localPresence) join(room, person string) (leave func()) {
-	k := presenceKey{room, person}
+// Join counts a connection and returns the function that ends it.
+func (p *LocalPresence) Join(room, person string) (leave func()) {
+	k := PresenceKey{room, person}
 	p.mu.Lock()
 	first := false
 	if p.conns[k] == 0 {
@@ -86,7 +99,7 @@ func (p *localPresence) join(room, person string) (leave func()) {
 	return func() { once.Do(func() { p.leave(k) }) }
 }
 
-func (p *localPresence) leave(k presenceKey) {
+func (p *LocalPresence) leave(k PresenceKey) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.conns[k]--
@@ -106,36 +119,37 @@ func (p *localPresence) leave(k presenceKey) {
 		}
 		delete(p.leaving, k)
 		p.mu.Unlock()
-		p.onLast(k.room, k.person)
+		p.onLast(k.Room, k.Person)
 	})
 	p.leaving[k] = t
 }
 
-// here lists the people of a room on this node, including those within
+// Here lists the people of a room on this node, including those within
 // their grace period.
-func (p *localPresence) here(room string) []string {
+func (p *LocalPresence) Here(room string) []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []string
 	for k := range p.conns {
-		if k.room == room {
-			out = append(out, k.person)
+		if k.Room == room {
+			out = append(out, k.Person)
 		}
 	}
 	for k := range p.leaving {
-		if k.room == room && !slices.Contains(out, k.person) {
-			out = append(out, k.person)
+		if k.Room == room && !slices.Contains(out, k.Person) {
+			out = append(out, k.Person)
 		}
 	}
 	slices.Sort(out)
 	return out
 }
 
-// all lists every (room, person) this node holds, for heartbeats.
-func (p *localPresence) all() []presenceKey {
+// Held lists every (room, person) this node holds, those within their
+// grace period included.
+func (p *LocalPresence) Held() []PresenceKey {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]presenceKey, 0, len(p.conns)+len(p.leaving))
+	out := make([]PresenceKey, 0, len(p.conns)+len(p.leaving))
 	for k := range p.conns {
 		out = append(out, k)
 	}
@@ -147,8 +161,8 @@ func (p *localPresence) all() []presenceKey {
 	return out
 }
 
-// close stops every grace timer; nothing more is announced.
-func (p *localPresence) close() {
+// Close stops every grace timer; nothing more is announced.
+func (p *LocalPresence) Close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed = true
@@ -160,27 +174,27 @@ func (p *localPresence) close() {
 
 // MemPresence is presence for one process (the embedded default).
 type MemPresence struct {
-	local *localPresence
+	local *LocalPresence
 }
 
 // NewMemPresence announces joins and leaves through sink.
 func NewMemPresence(sink Sink, grace time.Duration) *MemPresence {
 	m := &MemPresence{}
-	m.local = newLocalPresence(grace,
-		func(room, person string) { sink.Deliver(presenceEvent(room, person, PresenceJoined)) },
-		func(room, person string) { sink.Deliver(presenceEvent(room, person, PresenceLeft)) })
+	m.local = NewLocalPresence(grace,
+		func(room, person string) { sink.Deliver(PresenceEvent(room, person, PresenceJoined)) },
+		func(room, person string) { sink.Deliver(PresenceEvent(room, person, PresenceLeft)) })
 	return m
 }
 
 // Join records a connection of person to room until leave is called.
 func (m *MemPresence) Join(_ context.Context, room, person string) (leave func(), err error) {
-	return m.local.join(room, person), nil
+	return m.local.Join(room, person), nil
 }
 
 // List returns who is in room now.
 func (m *MemPresence) List(_ context.Context, room string) ([]string, error) {
-	return m.local.here(room), nil
+	return m.local.Here(room), nil
 }
 
 // Close stops the grace timers.
-func (m *MemPresence) Close() { m.local.close() }
+func (m *MemPresence) Close() { m.local.Close() }

@@ -35,8 +35,8 @@ func (l *presenceLog) take() []string {
 func TestLocalPresenceGrace(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var log presenceLog
-		p := newLocalPresence(5*time.Second, log.add("join"), log.add("leave"))
-		defer p.close()
+		p := NewLocalPresence(5*time.Second, log.add("join"), log.add("leave"))
+		defer p.Close()
 		check := func(step string, want ...string) {
 			t.Helper()
 			synctest.Wait()
@@ -45,9 +45,9 @@ func TestLocalPresenceGrace(t *testing.T) {
 			}
 		}
 
-		tab1 := p.join("w1", "ann")
+		tab1 := p.Join("w1", "ann")
 		check("first connection", "join w1/ann")
-		tab2 := p.join("w1", "ann")
+		tab2 := p.Join("w1", "ann")
 		check("second tab")
 		tab1()
 		time.Sleep(10 * time.Second)
@@ -55,27 +55,27 @@ func TestLocalPresenceGrace(t *testing.T) {
 		tab2()
 		time.Sleep(4 * time.Second)
 		check("within grace")
-		back := p.join("w1", "ann")
+		back := p.Join("w1", "ann")
 		time.Sleep(10 * time.Second)
 		check("reconnected within grace")
-		if got := p.here("w1"); !slices.Equal(got, []string{"ann"}) {
+		if got := p.Here("w1"); !slices.Equal(got, []string{"ann"}) {
 			t.Fatalf("here: got %v, want [ann]", got)
 		}
 		back()
 		back() // a second call is a no-op
 		time.Sleep(4 * time.Second)
-		if got := p.here("w1"); !slices.Equal(got, []string{"ann"}) {
+		if got := p.Here("w1"); !slices.Equal(got, []string{"ann"}) {
 			t.Fatalf("here within grace: got %v, want [ann]", got)
 		}
 		time.Sleep(2 * time.Second)
 		check("grace passed", "leave w1/ann")
-		if got := p.here("w1"); len(got) != 0 {
+		if got := p.Here("w1"); len(got) != 0 {
 			t.Fatalf("here after leaving: got %v, want nobody", got)
 		}
 
-		p.join("w2", "bo")()
+		p.Join("w2", "bo")()
 		check("join then leave at once", "join w2/bo")
-		p.close()
+		p.Close()
 		time.Sleep(10 * time.Second)
 		check("closed: no more announcements")
 	})

@@ -16,6 +16,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/roomfeed/roomfeed/api"
+	"github.com/roomfeed/roomfeed/feed"
+	feedredis "github.com/roomfeed/roomfeed/feed/redis"
 )
 
 var errUsage = errors.New("usage")
@@ -101,10 +103,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	str(&cfg.Addr, setting{"addr", "ROOMFEED_ADDR", "listen address"}, "127.0.0.1:8080")
 	str(&cfg.DatabaseURL, setting{"database-url", "DATABASE_URL", "sqlite://<path> or postgres://..."}, "sqlite://data/roomfeed.db")
 	str(&cfg.RedisURL, setting{"redis-url", "REDIS_URL", "redis://host:port/db; several hosts (redis://h1:7000,h2:7001) or redis-cluster:// = Redis Cluster; empty = in-process fan-out (one node)"}, "")
-	str(&cfg.RedisPrefix, setting{"redis-prefix", "ROOMFEED_REDIS_PREFIX", "prefix of every Redis key"}, "roomfeed:")
+	str(&cfg.RedisPrefix, setting{"redis-prefix", "ROOMFEED_REDIS_PREFIX", "prefix of every Redis key"}, feedredis.DefaultPrefix)
 	dur(&cfg.DBTimeout, setting{"db-timeout", "ROOMFEED_DB_TIMEOUT", "how long a request waits for the database before it answers 503"}, 5*time.Second)
-	num(&cfg.RedisMaxLen, setting{"redis-maxlen", "ROOMFEED_REDIS_MAXLEN", "events kept per room stream in Redis (approximate)"}, 10000)
-	dur(&cfg.RelayInterval, setting{"relay-interval", "ROOMFEED_RELAY_INTERVAL", "how often committed events missing from Redis are republished"}, 5*time.Second)
+	num(&cfg.RedisMaxLen, setting{"redis-maxlen", "ROOMFEED_REDIS_MAXLEN", "events kept per room stream in Redis (approximate)"}, feedredis.DefaultMaxLen)
+	dur(&cfg.RelayInterval, setting{"relay-interval", "ROOMFEED_RELAY_INTERVAL", "how often committed events missing from Redis are republished"}, feedredis.DefaultRelayInterval)
 	str(&cors, setting{"cors-origins", "ROOMFEED_CORS_ORIGINS", "comma-separated browser origins allowed to call the API"}, "")
 	dur(&cfg.Heartbeat, setting{"heartbeat", "ROOMFEED_HEARTBEAT", "interval of the SSE ping comment"}, 15*time.Second)
 	dur(&cfg.StreamWriteTimeout, setting{"stream-write-timeout", "ROOMFEED_STREAM_WRITE_TIMEOUT", "deadline of each write to an SSE client"}, 10*time.Second)
@@ -119,8 +121,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	num(&cfg.HistoryKeep, setting{"history-keep", "ROOMFEED_HISTORY_KEEP", "events kept per room in the SQL history (0 = all); never trims unpublished events"}, 0)
 	dur(&cfg.HistoryMaxAge, setting{"history-max-age", "ROOMFEED_HISTORY_MAX_AGE", "SQL history events older than this are trimmed (0 = never)"}, 0)
 	dur(&cfg.RetentionInterval, setting{"retention-interval", "ROOMFEED_RETENTION_INTERVAL", "how often the SQL history retention runs"}, time.Minute)
-	dur(&cfg.PresenceGrace, setting{"presence-grace", "ROOMFEED_PRESENCE_GRACE", "a reconnect within this emits no presence.left/joined"}, 5*time.Second)
-	dur(&cfg.PresenceTTL, setting{"presence-ttl", "ROOMFEED_PRESENCE_TTL", "a crashed node's people leave within about this (Redis only)"}, 30*time.Second)
+	dur(&cfg.PresenceGrace, setting{"presence-grace", "ROOMFEED_PRESENCE_GRACE", "a reconnect within this emits no presence.left/joined"}, feed.DefaultPresenceGrace)
+	dur(&cfg.PresenceTTL, setting{"presence-ttl", "ROOMFEED_PRESENCE_TTL", "a crashed node's people leave within about this (Redis only)"}, feedredis.DefaultPresenceTTL)
 	var feedRooms int64
 	num(&feedRooms, setting{"max-feed-rooms", "ROOMFEED_MAX_FEED_ROOMS", "rooms per multiplexed stream (GET /events?room=...)"}, 32)
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/roomfeed/roomfeed/api"
 	"github.com/roomfeed/roomfeed/feed"
+	"github.com/roomfeed/roomfeed/feed/redis"
 	"github.com/roomfeed/roomfeed/repo"
 	"github.com/roomfeed/roomfeed/sse"
 )
@@ -96,13 +97,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		presence = mp
 	} else {
 		// A *redis.ClusterClient when REDIS_URL names a Redis Cluster: the
-		// log and presence work on both (feed/redis_cluster.go).
+		// log and presence work on both (feed/redis).
 		client, err := newRedisClient(cfg.RedisURL, true)
 		if err != nil {
 			return err
 		}
 		defer client.Close()
-		rl := feed.NewRedisLog(client, hub, hist, feed.RedisOptions{
+		rl := redis.New(client, hub, hist, redis.Options{
 			Prefix: cfg.RedisPrefix,
 			MaxLen: cfg.RedisMaxLen,
 			Logger: logger,
@@ -111,7 +112,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log = rl
 		ready["redis"] = rl
 		published = rl.StreamTops
-		rp := feed.NewRedisPresence(client, hub, feed.RedisPresenceOptions{
+		rp := redis.NewPresence(client, hub, redis.PresenceOptions{
 			Prefix: cfg.RedisPrefix,
 			Grace:  cfg.PresenceGrace,
 			TTL:    cfg.PresenceTTL,

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/roomfeed/roomfeed"
+	"github.com/roomfeed/roomfeed/internal/streak"
 )
 
 // retentionBatch is the number of rooms whose published tops are read at once.
@@ -41,20 +42,14 @@ type retention struct {
 func (r *retention) Run(ctx context.Context) error {
 	t := time.NewTicker(r.interval)
 	defer t.Stop()
-	failing := false
+	failures := streak.New(r.logger, "retention")
 	for {
 		n, err := r.pass(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
-			if !failing {
-				r.logger.LogAttrs(ctx, slog.LevelError, "retention pass failed, retrying", slog.String("error", err.Error()))
-			}
-			failing = true
+			failures.Fail(ctx, err)
 		case err == nil:
-			if failing {
-				r.logger.LogAttrs(ctx, slog.LevelInfo, "retention recovered")
-			}
-			failing = false
+			failures.OK(ctx)
 			if n > 0 {
 				r.logger.LogAttrs(ctx, slog.LevelInfo, "history trimmed", slog.Int64("events", n))
 			}

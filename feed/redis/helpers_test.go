@@ -1,24 +1,25 @@
-package feed
+package redis
 
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/internal/testenv"
 	"github.com/roomfeed/roomfeed/sse"
 )
 
-// redisHist is an in-memory roomfeed.History standing in for the SQL
+// testHistory is an in-memory roomfeed.History standing in for the SQL
 // events table: commit assigns the room's next seq, trim applies retention.
-type redisHist struct {
+type testHistory struct {
 	mu      sync.Mutex
 	events  map[string][]roomfeed.Event // events[room][i].Seq == i+1
 	trimmed map[string]int64            // events up to this seq are gone
@@ -26,8 +27,8 @@ type redisHist struct {
 	calls   atomic.Int64 // EventsAfter calls
 }
 
-func newRedisHist() *redisHist {
-	return &redisHist{
+func newTestHistory() *testHistory {
+	return &testHistory{
 		events:  make(map[string][]roomfeed.Event),
 		trimmed: make(map[string]int64),
 		changed: make(map[string]time.Time),
@@ -35,10 +36,21 @@ func newRedisHist() *redisHist {
 }
 
 // commit records the next event of room and returns it.
-func (h *redisHist) commit(room string) roomfeed.Event {
+func (h *testHistory) commit(room string) roomfeed.Event {
+	ev, _ := h.commitUpTo(room, math.MaxInt64)
+	return ev
+}
+
+// commitUpTo records the next event of room and returns it, unless room
+// holds total events already. Concurrent writers that commit with it, then
+// publish, order their commits as the room row lock does.
+func (h *testHistory) commitUpTo(room string, total int64) (roomfeed.Event, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	seq := int64(len(h.events[room])) + 1
+	if seq > total {
+		return roomfeed.Event{}, false
+	}
 	ev := roomfeed.Event{
 		Room: room,
 		Seq:  seq,
@@ -47,11 +59,11 @@ func (h *redisHist) commit(room string) roomfeed.Event {
 	}
 	h.events[room] = append(h.events[room], ev)
 	h.changed[room] = time.Now()
-	return ev
+	return ev, true
 }
 
 // commitN commits n events of room and returns them.
-func (h *redisHist) commitN(room string, n int) []roomfeed.Event {
+func (h *testHistory) commitN(room string, n int) []roomfeed.Event {
 	evs := make([]roomfeed.Event, n)
 	for i := range evs {
 		evs[i] = h.commit(room)
@@ -60,14 +72,14 @@ func (h *redisHist) commitN(room string, n int) []roomfeed.Event {
 }
 
 // trim makes the events of room up to seq unavailable.
-func (h *redisHist) trim(room string, seq int64) {
+func (h *testHistory) trim(room string, seq int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.trimmed[room] = seq
 }
 
 // age pretends every room's head last changed at t.
-func (h *redisHist) age(t time.Time) {
+func (h *testHistory) age(t time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for room := range h.changed {
@@ -75,15 +87,15 @@ func (h *redisHist) age(t time.Time) {
 	}
 }
 
-func (h *redisHist) head(room string) int64 {
+func (h *testHistory) head(room string) int64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return int64(len(h.events[room]))
 }
 
-func (h *redisHist) Head(_ context.Context, room string) (int64, error) { return h.head(room), nil }
+func (h *testHistory) Head(_ context.Context, room string) (int64, error) { return h.head(room), nil }
 
-func (h *redisHist) EventsAfter(_ context.Context, room string, after int64, limit int) ([]roomfeed.Event, error) {
+func (h *testHistory) EventsAfter(_ context.Context, room string, after int64, limit int) ([]roomfeed.Event, error) {
 	h.calls.Add(1)
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -101,7 +113,7 @@ func (h *redisHist) EventsAfter(_ context.Context, room string, after int64, lim
 	return append([]roomfeed.Event(nil), evs...), nil
 }
 
-func (h *redisHist) RoomHeads(_ context.Context, since time.Time) ([]roomfeed.RoomHead, error) {
+func (h *testHistory) RoomHeads(_ context.Context, since time.Time) ([]roomfeed.RoomHead, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var hs []roomfeed.RoomHead
@@ -114,23 +126,23 @@ func (h *redisHist) RoomHeads(_ context.Context, since time.Time) ([]roomfeed.Ro
 	return hs, nil
 }
 
-// redisNode is one node under test: a hub and a RedisLog over a shared
+// testNode is one node under test: a hub and a Log over a shared
 // prefix and history.
-type redisNode struct {
+type testNode struct {
 	hub *sse.Hub
-	log *RedisLog
+	log *Log
 }
 
-func newRedisNode(tb testing.TB, client redis.UniversalClient, hist *redisHist, opts RedisOptions, buffer int) *redisNode {
+func newTestNode(tb testing.TB, client goredis.UniversalClient, hist *testHistory, opts Options, buffer int) *testNode {
 	tb.Helper()
 	hub := sse.NewHub(buffer)
 	tb.Cleanup(hub.Close)
-	return &redisNode{hub: hub, log: NewRedisLog(client, hub, hist, opts)}
+	return &testNode{hub: hub, log: New(client, hub, hist, opts)}
 }
 
 // follow subscribes to room on the log's hub and has the log follow it,
 // as the delivery engine does.
-func follow(ctx context.Context, l *RedisLog, room string) (*sse.Subscription, error) {
+func follow(ctx context.Context, l *Log, room string) (*sse.Subscription, error) {
 	sub, err := l.sink.(*sse.Hub).Subscribe(room)
 	if err != nil {
 		return nil, err
@@ -142,9 +154,9 @@ func follow(ctx context.Context, l *RedisLog, room string) (*sse.Subscription, e
 	return sub, nil
 }
 
-// redisStart runs fn in a goroutine owned by the test: its context is
+// startLoop runs fn in a goroutine owned by the test: its context is
 // cancelled and its return awaited at cleanup, and it must return nil.
-func redisStart(tb testing.TB, name string, fn func(ctx context.Context) error) (stop func()) {
+func startLoop(tb testing.TB, name string, fn func(ctx context.Context) error) (stop func()) {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -167,9 +179,9 @@ func redisStart(tb testing.TB, name string, fn func(ctx context.Context) error) 
 	return stop
 }
 
-// redisStreamSeqs returns the seqs in the stream of room, checking each
+// streamSeqs returns the seqs in the stream of room, checking each
 // entry's fields.
-func redisStreamSeqs(tb testing.TB, l *RedisLog, room string) []int64 {
+func streamSeqs(tb testing.TB, l *Log, room string) []int64 {
 	tb.Helper()
 	msgs, err := l.client.XRange(tb.Context(), l.streamKey(room), "-", "+").Result()
 	if err != nil {
@@ -177,7 +189,7 @@ func redisStreamSeqs(tb testing.TB, l *RedisLog, room string) []int64 {
 	}
 	seqs := make([]int64, 0, len(msgs))
 	for _, m := range msgs {
-		ev, ok := redisParseEntry(room, m)
+		ev, ok := parseEntry(room, m)
 		if !ok {
 			tb.Fatalf("stream %s: entry id %q is not <seq>-0", room, m.ID)
 		}
@@ -189,28 +201,28 @@ func redisStreamSeqs(tb testing.TB, l *RedisLog, room string) []int64 {
 	return seqs
 }
 
-// redisCheckRun reports whether seqs is exactly from, from+1, ..., to.
-func redisCheckRun(tb testing.TB, what string, seqs []int64, from, to int64) {
+// checkRun reports whether seqs is exactly from, from+1, ..., to.
+func checkRun(tb testing.TB, what string, seqs []int64, from, to int64) {
 	tb.Helper()
 	if int64(len(seqs)) != to-from+1 {
-		tb.Fatalf("%s: got %d events %s, want %d..%d", what, len(seqs), redisSummary(seqs), from, to)
+		tb.Fatalf("%s: got %d events %s, want %d..%d", what, len(seqs), summary(seqs), from, to)
 	}
 	for i, s := range seqs {
 		if s != from+int64(i) {
-			tb.Fatalf("%s: event %d has seq %d, want %d (got %s)", what, i, s, from+int64(i), redisSummary(seqs))
+			tb.Fatalf("%s: event %d has seq %d, want %d (got %s)", what, i, s, from+int64(i), summary(seqs))
 		}
 	}
 }
 
-func redisSummary(seqs []int64) string {
+func summary(seqs []int64) string {
 	if len(seqs) <= 12 {
 		return fmt.Sprint(seqs)
 	}
 	return fmt.Sprintf("%v ... %v", seqs[:6], seqs[len(seqs)-6:])
 }
 
-// redisEventually polls cond until it holds or timeout passes.
-func redisEventually(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
+// eventually polls cond until it holds or timeout passes.
+func eventually(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
 	tb.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -221,10 +233,10 @@ func redisEventually(tb testing.TB, timeout time.Duration, what string, cond fun
 	}
 }
 
-// redisReceive reads at least n messages from sub, failing on a timeout or
+// receive reads at least n messages from sub, failing on a timeout or
 // an ended subscription; it returns every message queued by then, so an
 // extra event shows.
-func redisReceive(tb testing.TB, sub *sse.Subscription, n int, timeout time.Duration) []int64 {
+func receive(tb testing.TB, sub *sse.Subscription, n int, timeout time.Duration) []int64 {
 	tb.Helper()
 	t := time.NewTimer(timeout)
 	defer t.Stop()
@@ -242,7 +254,7 @@ func redisReceive(tb testing.TB, sub *sse.Subscription, n int, timeout time.Dura
 		case <-sub.Done():
 			tb.Fatalf("subscription ended (%v) after %d of %d events", sub.Err(), len(seqs), n)
 		case <-t.C:
-			tb.Fatalf("subscription: got %d events %s in %v, want %d", len(seqs), redisSummary(seqs), timeout, n)
+			tb.Fatalf("subscription: got %d events %s in %v, want %d", len(seqs), summary(seqs), timeout, n)
 		}
 	}
 }
@@ -280,34 +292,30 @@ func drainWithin(s *sse.Subscription, d time.Duration) []*sse.Message {
 	}
 }
 
-// redisSetup returns a test client, an options value with its prefix, and a
+// setup returns a test client, an options value with its prefix, and a
 // fresh history.
-func redisSetup(tb testing.TB) (*redis.Client, RedisOptions, *redisHist) {
+func setup(tb testing.TB) (*goredis.Client, Options, *testHistory) {
 	tb.Helper()
 	client, prefix := testenv.Redis(tb)
-	return client, RedisOptions{Prefix: prefix, Block: 200 * time.Millisecond}, newRedisHist()
+	return client, Options{Prefix: prefix, Block: 200 * time.Millisecond}, newTestHistory()
 }
 
-// redisWriteWhileFollowing has two writers, one per node, commit and
+// writeWhileFollowing has two writers, one per node, commit and
 // publish room r1 up to total while subscribers join b at random times
 // (within joinWindow), each from a cursor up to maxLag behind the head (every
 // fromZero-th from 0), catch up with Range and go live: each must see a
 // contiguous sequence, without gap or duplicate.
-func redisWriteWhileFollowing(t *testing.T, a, b *redisNode, hist *redisHist, total int64, subscribers, maxLag, fromZero int, joinWindow time.Duration) {
+func writeWhileFollowing(t *testing.T, a, b *testNode, hist *testHistory, total int64, subscribers, maxLag, fromZero int, joinWindow time.Duration) {
 	t.Helper()
 	var writers sync.WaitGroup
-	var mu sync.Mutex // commit then publish, as a room row lock would order commits
 	for w := range 2 {
 		writers.Go(func() {
 			for {
-				mu.Lock()
-				if hist.head("r1") == total {
-					mu.Unlock()
+				ev, ok := hist.commitUpTo("r1", total)
+				if !ok {
 					return
 				}
-				ev := hist.commit("r1")
-				mu.Unlock()
-				if err := []*RedisLog{a.log, b.log}[w].Publish(context.Background(), ev); err != nil {
+				if err := []*Log{a.log, b.log}[w].Publish(context.Background(), ev); err != nil {
 					t.Errorf("Publish(%d): %v", ev.Seq, err)
 					return
 				}
@@ -325,7 +333,7 @@ func redisWriteWhileFollowing(t *testing.T, a, b *redisNode, hist *redisHist, to
 			if i%fromZero == 0 {
 				cursor = 0
 			}
-			if _, err := redisFollow(t.Context(), b.log, "r1", cursor, total); err != nil {
+			if _, err := followFrom(t.Context(), b.log, "r1", cursor, total); err != nil {
 				t.Errorf("subscriber %d from %d: %v", i, cursor, err)
 			}
 		})
@@ -333,3 +341,6 @@ func redisWriteWhileFollowing(t *testing.T, a, b *redisNode, hist *redisHist, to
 	writers.Wait()
 	readers.Wait()
 }
+
+// xreaderOf returns the reader of l, a log over a single Redis.
+func xreaderOf(l *Log) *xreader { return l.reader.(*xreader) }

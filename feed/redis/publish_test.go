@@ -1,4 +1,4 @@
-package feed
+package redis
 
 import (
 	"fmt"
@@ -8,16 +8,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/internal/testenv"
 )
 
-// TestRedisPublishPipelined sends crafted batches through appendPipelined,
+// TestPublishPipelined sends crafted batches through appendPipelined,
 // as concurrent Publishes would: each request gets its own outcome, and the
 // streams hold every event once, in order, never above a hole.
-func TestRedisPublishPipelined(t *testing.T) {
+func TestPublishPipelined(t *testing.T) {
 	t.Parallel()
 	type pub struct {
 		room string
@@ -78,8 +78,8 @@ func TestRedisPublishPipelined(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			client, opts, hist := redisSetup(t)
-			l := newRedisNode(t, client, hist, opts, 16).log
+			client, opts, hist := setup(t)
+			l := newTestNode(t, client, hist, opts, 16).log
 			evs := map[string][]roomfeed.Event{}
 			for room, n := range tt.commit {
 				evs[room] = hist.commitN(room, n)
@@ -101,18 +101,18 @@ func TestRedisPublishPipelined(t *testing.T) {
 				}
 			}
 			for room, top := range tt.streams {
-				redisCheckRun(t, "stream "+room, redisStreamSeqs(t, l, room), 1, top)
+				checkRun(t, "stream "+room, streamSeqs(t, l, room), 1, top)
 			}
 		})
 	}
 }
 
-// TestRedisPublishCoalesced: many Publishes at once over several rooms, each
+// TestPublishCoalesced: many Publishes at once over several rooms, each
 // room's in a random order, share pipelines; every stream ends complete.
-func TestRedisPublishCoalesced(t *testing.T) {
+func TestPublishCoalesced(t *testing.T) {
 	t.Parallel()
-	client, opts, hist := redisSetup(t)
-	l := newRedisNode(t, client, hist, opts, 16).log
+	client, opts, hist := setup(t)
+	l := newTestNode(t, client, hist, opts, 16).log
 	const rooms, perRoom, workers = 20, 60, 32
 	var evs []roomfeed.Event
 	for i := range rooms {
@@ -135,7 +135,7 @@ func TestRedisPublishCoalesced(t *testing.T) {
 	wg.Wait()
 	for i := range rooms {
 		room := fmt.Sprint("room", i)
-		redisCheckRun(t, "stream "+room, redisStreamSeqs(t, l, room), 1, perRoom)
+		checkRun(t, "stream "+room, streamSeqs(t, l, room), 1, perRoom)
 	}
 	l.pub.mu.Lock()
 	defer l.pub.mu.Unlock()
@@ -144,14 +144,14 @@ func TestRedisPublishCoalesced(t *testing.T) {
 	}
 }
 
-// TestRedisPublishPipelinedAfterScriptFlush: when Redis lost its script
+// TestPublishPipelinedAfterScriptFlush: when Redis lost its script
 // cache (a throwaway server, flushed), a pipeline over several rooms falls
 // back to sending the script, run by run, in order.
-func TestRedisPublishPipelinedAfterScriptFlush(t *testing.T) {
+func TestPublishPipelinedAfterScriptFlush(t *testing.T) {
 	t.Parallel()
 	client := testenv.RedisServer(t)
-	hist := newRedisHist()
-	l := newRedisNode(t, client, hist, RedisOptions{Prefix: "rf:"}, 16).log
+	hist := newTestHistory()
+	l := newTestNode(t, client, hist, Options{Prefix: "rf:"}, 16).log
 	var batch []*publishReq
 	for _, room := range []string{"a", "b", "c"} {
 		for _, ev := range hist.commitN(room, 3) {
@@ -168,7 +168,7 @@ func TestRedisPublishPipelinedAfterScriptFlush(t *testing.T) {
 		}
 	}
 	for _, room := range []string{"a", "b", "c"} {
-		redisCheckRun(t, "stream "+room, redisStreamSeqs(t, l, room), 1, 3)
+		checkRun(t, "stream "+room, streamSeqs(t, l, room), 1, 3)
 	}
 
 	// The fallback sent the script: the next pipeline finds it.
@@ -200,9 +200,9 @@ func TestRedisPublishPipelinedAfterScriptFlush(t *testing.T) {
 	}
 }
 
-// TestRedisPublishPipelinedUnreachable: every Publish of a pipeline that
+// TestPublishPipelinedUnreachable: every Publish of a pipeline that
 // cannot reach Redis gets the error.
-func TestRedisPublishPipelinedUnreachable(t *testing.T) {
+func TestPublishPipelinedUnreachable(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -210,10 +210,10 @@ func TestRedisPublishPipelinedUnreachable(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
+	client := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
 	t.Cleanup(func() { client.Close() })
-	hist := newRedisHist()
-	l := newRedisNode(t, client, hist, RedisOptions{Prefix: "rf:"}, 16).log
+	hist := newTestHistory()
+	l := newTestNode(t, client, hist, Options{Prefix: "rf:"}, 16).log
 	var batch []*publishReq
 	for _, room := range []string{"a", "b"} {
 		for _, ev := range hist.commitN(room, 2) {

@@ -1,4 +1,4 @@
-package feed
+package redis
 
 import (
 	"context"
@@ -12,24 +12,24 @@ import (
 	"github.com/roomfeed/roomfeed"
 )
 
-const redisTick = 50 * time.Millisecond
+const relayTick = 50 * time.Millisecond
 
-// redisStreamHas waits until the stream of room is exactly from..to.
-func redisStreamHas(tb testing.TB, l *RedisLog, room string, from, to int64) {
+// streamHas waits until the stream of room is exactly from..to.
+func streamHas(tb testing.TB, l *Log, room string, from, to int64) {
 	tb.Helper()
-	redisEventually(tb, 10*time.Second, "stream "+room+" caught up", func() bool {
-		seqs := redisStreamSeqs(tb, l, room)
+	eventually(tb, 10*time.Second, "stream "+room+" caught up", func() bool {
+		seqs := streamSeqs(tb, l, room)
 		return len(seqs) > 0 && seqs[len(seqs)-1] >= to
 	})
-	redisCheckRun(tb, "stream "+room, redisStreamSeqs(tb, l, room), from, to)
+	checkRun(tb, "stream "+room, streamSeqs(tb, l, room), from, to)
 }
 
-// TestRedisRelayFillsGaps: committed events that never reached Redis (a
+// TestRelayFillsGaps: committed events that never reached Redis (a
 // crash between commit and publish) are republished, at start and later.
-func TestRedisRelayFillsGaps(t *testing.T) {
+func TestRelayFillsGaps(t *testing.T) {
 	t.Parallel()
-	client, opts, hist := redisSetup(t)
-	node := newRedisNode(t, client, hist, opts, 16)
+	client, opts, hist := setup(t)
+	node := newTestNode(t, client, hist, opts, 16)
 	l := node.log
 	for _, ev := range hist.commitN("r1", 50)[:20] { // stream 1..20, history 1..50
 		if err := l.Publish(t.Context(), ev); err != nil {
@@ -42,22 +42,22 @@ func TestRedisRelayFillsGaps(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	redisStart(t, "Relay", func(ctx context.Context) error { return l.Relay(ctx, hist, redisTick) })
-	redisStreamHas(t, l, "r1", 1, 50)
-	redisStreamHas(t, l, "r2", 1, 30)
-	redisStreamHas(t, l, "r3", 1, 10)
+	startLoop(t, "Relay", func(ctx context.Context) error { return l.Relay(ctx, hist, relayTick) })
+	streamHas(t, l, "r1", 1, 50)
+	streamHas(t, l, "r2", 1, 30)
+	streamHas(t, l, "r3", 1, 10)
 
 	// r1 lacked 30, r2 all 30: the relay counts what it published late.
 	waitRelayed(t, l, 60)
 
 	hist.commitN("r1", 10) // committed later, publish lost
-	redisStreamHas(t, l, "r1", 1, 60)
+	streamHas(t, l, "r1", 1, 60)
 	waitRelayed(t, l, 70)
 }
 
 // waitRelayed waits for the relay's count to reach want (it is counted just
 // after the stream is filled) and checks it does not go past it.
-func waitRelayed(t *testing.T, l *RedisLog, want uint64) {
+func waitRelayed(t *testing.T, l *Log, want uint64) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for l.Relayed() < want && time.Now().Before(deadline) {
@@ -68,29 +68,29 @@ func waitRelayed(t *testing.T, l *RedisLog, want uint64) {
 	}
 }
 
-// TestRedisRelayEpoch: a stream lost while the epoch key stays is not seen by
+// TestRelayEpoch: a stream lost while the epoch key stays is not seen by
 // the incremental passes (its head did not change); losing the epoch key
 // (Redis lost its data) makes the relay check every room again, and it
 // republishes only the window.
-func TestRedisRelayEpoch(t *testing.T) {
+func TestRelayEpoch(t *testing.T) {
 	t.Parallel()
-	client, opts, hist := redisSetup(t)
+	client, opts, hist := setup(t)
 	opts.MaxLen = 100
-	node := newRedisNode(t, client, hist, opts, 16)
+	node := newTestNode(t, client, hist, opts, 16)
 	l := node.log
 	hist.commitN("r1", 300)
 	hist.commitN("r2", 50)
-	redisStart(t, "Relay", func(ctx context.Context) error { return l.Relay(ctx, hist, redisTick) })
-	redisStreamHas(t, l, "r1", 201, 300)
-	redisStreamHas(t, l, "r2", 1, 50)
+	startLoop(t, "Relay", func(ctx context.Context) error { return l.Relay(ctx, hist, relayTick) })
+	streamHas(t, l, "r1", 201, 300)
+	streamHas(t, l, "r2", 1, 50)
 
 	hist.age(time.Now().Add(-time.Hour))
 	if err := client.Del(t.Context(), l.streamKey("r1")).Err(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(5 * redisTick)
-	if got := redisStreamSeqs(t, l, "r1"); len(got) != 0 {
-		t.Fatalf("stream r1 after incremental passes: got %s, want empty (heads unchanged)", redisSummary(got))
+	time.Sleep(5 * relayTick)
+	if got := streamSeqs(t, l, "r1"); len(got) != 0 {
+		t.Fatalf("stream r1 after incremental passes: got %s, want empty (heads unchanged)", summary(got))
 	}
 
 	// Redis "restarts empty": every key of the prefix is gone.
@@ -98,8 +98,8 @@ func TestRedisRelayEpoch(t *testing.T) {
 	if err := client.Del(t.Context(), keys...).Err(); err != nil {
 		t.Fatal(err)
 	}
-	redisStreamHas(t, l, "r1", 201, 300)
-	redisStreamHas(t, l, "r2", 1, 50)
+	streamHas(t, l, "r1", 201, 300)
+	streamHas(t, l, "r2", 1, 50)
 
 	// Another value (another Redis, or a failover that lost writes) too.
 	if err := client.Del(t.Context(), l.streamKey("r2")).Err(); err != nil {
@@ -108,31 +108,31 @@ func TestRedisRelayEpoch(t *testing.T) {
 	if err := client.Set(t.Context(), l.opts.Prefix+"epoch", "other", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	redisStreamHas(t, l, "r2", 1, 50)
+	streamHas(t, l, "r2", 1, 50)
 }
 
-// TestRedisRelayRetries: a failing pass is retried at the next tick.
-func TestRedisRelayRetries(t *testing.T) {
+// TestRelayRetries: a failing pass is retried at the next tick.
+func TestRelayRetries(t *testing.T) {
 	t.Parallel()
-	client, opts, hist := redisSetup(t)
-	node := newRedisNode(t, client, hist, opts, 16)
+	client, opts, hist := setup(t)
+	node := newTestNode(t, client, hist, opts, 16)
 	hist.commitN("r1", 40)
-	heads := &redisFlakyHeads{History: hist}
+	heads := &flakyHeads{History: hist}
 	heads.failures.Store(3)
-	redisStart(t, "Relay", func(ctx context.Context) error { return node.log.Relay(ctx, heads, redisTick) })
-	redisStreamHas(t, node.log, "r1", 1, 40)
+	startLoop(t, "Relay", func(ctx context.Context) error { return node.log.Relay(ctx, heads, relayTick) })
+	streamHas(t, node.log, "r1", 1, 40)
 	if got := heads.calls.Load(); got < 4 {
 		t.Errorf("RoomHeads calls: got %d, want at least 4 (3 failures, then success)", got)
 	}
 }
 
-type redisFlakyHeads struct {
+type flakyHeads struct {
 	roomfeed.History
 	failures atomic.Int64
 	calls    atomic.Int64
 }
 
-func (h *redisFlakyHeads) RoomHeads(ctx context.Context, since time.Time) ([]roomfeed.RoomHead, error) {
+func (h *flakyHeads) RoomHeads(ctx context.Context, since time.Time) ([]roomfeed.RoomHead, error) {
 	h.calls.Add(1)
 	if h.failures.Add(-1) >= 0 {
 		return nil, errors.New("db down")
@@ -140,12 +140,12 @@ func (h *redisFlakyHeads) RoomHeads(ctx context.Context, since time.Time) ([]roo
 	return h.History.RoomHeads(ctx, since)
 }
 
-// TestRedisRelayManyRooms covers the batched top checks (more than one
+// TestRelayManyRooms covers the batched top checks (more than one
 // pipeline of 500 rooms).
-func TestRedisRelayManyRooms(t *testing.T) {
+func TestRelayManyRooms(t *testing.T) {
 	t.Parallel()
-	client, opts, hist := redisSetup(t)
-	node := newRedisNode(t, client, hist, opts, 16)
+	client, opts, hist := setup(t)
+	node := newTestNode(t, client, hist, opts, 16)
 	rooms := make([]roomfeed.RoomHead, 1100)
 	for i := range rooms {
 		rooms[i] = roomfeed.RoomHead{Room: fmt.Sprintf("room%04d", i), Seq: int64(1 + i%3)}
@@ -162,6 +162,6 @@ func TestRedisRelayManyRooms(t *testing.T) {
 		t.Fatalf("relayHeads: %v", err)
 	}
 	for _, h := range rooms {
-		redisCheckRun(t, h.Room, redisStreamSeqs(t, node.log, h.Room), 1, h.Seq)
+		checkRun(t, h.Room, streamSeqs(t, node.log, h.Room), 1, h.Seq)
 	}
 }

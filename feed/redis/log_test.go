@@ -1,4 +1,4 @@
-package feed
+package redis
 
 import (
 	"context"
@@ -10,14 +10,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/internal/testenv"
 	"github.com/roomfeed/roomfeed/sse"
 )
 
-func TestRedisPublish(t *testing.T) {
+func TestPublish(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name    string
@@ -41,9 +41,9 @@ func TestRedisPublish(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			client, opts, hist := redisSetup(t)
+			client, opts, hist := setup(t)
 			opts.MaxLen = tt.maxLen
-			node := newRedisNode(t, client, hist, opts, 16)
+			node := newTestNode(t, client, hist, opts, 16)
 			evs := hist.commitN("r1", tt.commit)
 			hist.trim("r1", tt.trim)
 			for i, seq := range tt.publish {
@@ -56,15 +56,15 @@ func TestRedisPublish(t *testing.T) {
 					t.Fatalf("Publish(%d): %v", seq, err)
 				}
 			}
-			redisCheckRun(t, "stream", redisStreamSeqs(t, node.log, "r1"), tt.from, tt.to)
+			checkRun(t, "stream", streamSeqs(t, node.log, "r1"), tt.from, tt.to)
 		})
 	}
 }
 
-func TestRedisPublishInvalid(t *testing.T) {
+func TestPublishInvalid(t *testing.T) {
 	t.Parallel()
-	client, opts, hist := redisSetup(t)
-	node := newRedisNode(t, client, hist, opts, 16)
+	client, opts, hist := setup(t)
+	node := newTestNode(t, client, hist, opts, 16)
 	for _, ev := range []roomfeed.Event{{Room: "", Seq: 1}, {Room: "r1", Seq: 0}} {
 		if err := node.log.Publish(t.Context(), ev); err == nil {
 			t.Errorf("Publish(%q/%d): got nil error, want one", ev.Room, ev.Seq)
@@ -72,11 +72,11 @@ func TestRedisPublishInvalid(t *testing.T) {
 	}
 }
 
-func TestRedisPublishHistoryFails(t *testing.T) {
+func TestPublishHistoryFails(t *testing.T) {
 	t.Parallel()
-	client, opts, _ := redisSetup(t)
-	hist := redisFailingHist{err: errors.New("db down")}
-	l := NewRedisLog(client, sse.NewHub(1), hist, opts)
+	client, opts, _ := setup(t)
+	hist := failingHistory{err: errors.New("db down")}
+	l := New(client, sse.NewHub(1), hist, opts)
 	err := l.Publish(t.Context(), roomfeed.Event{Room: "r1", Seq: 3, Type: "x", Data: []byte("{}")})
 	if !errors.Is(err, hist.err) {
 		t.Fatalf("Publish above a hole with a failing history: got %v, want %v", err, hist.err)
@@ -86,27 +86,27 @@ func TestRedisPublishHistoryFails(t *testing.T) {
 	}
 }
 
-type redisFailingHist struct{ err error }
+type failingHistory struct{ err error }
 
-func (h redisFailingHist) EventsAfter(context.Context, string, int64, int) ([]roomfeed.Event, error) {
+func (h failingHistory) EventsAfter(context.Context, string, int64, int) ([]roomfeed.Event, error) {
 	return nil, h.err
 }
 
-func (h redisFailingHist) Head(context.Context, string) (int64, error) { return 0, h.err }
+func (h failingHistory) Head(context.Context, string) (int64, error) { return 0, h.err }
 
-func (h redisFailingHist) RoomHeads(context.Context, time.Time) ([]roomfeed.RoomHead, error) {
+func (h failingHistory) RoomHeads(context.Context, time.Time) ([]roomfeed.RoomHead, error) {
 	return nil, h.err
 }
 
-func TestRedisPublishConcurrent(t *testing.T) {
+func TestPublishConcurrent(t *testing.T) {
 	t.Parallel()
-	client, opts, hist := redisSetup(t)
+	client, opts, hist := setup(t)
 	const n, workers = 2000, 20
 	evs := hist.commitN("r1", n)
 	perm := rand.Perm(n)
-	nodes := make([]*redisNode, 4) // several "nodes" over the same prefix
+	nodes := make([]*testNode, 4) // several "nodes" over the same prefix
 	for i := range nodes {
-		nodes[i] = newRedisNode(t, client, hist, opts, 16)
+		nodes[i] = newTestNode(t, client, hist, opts, 16)
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
@@ -126,14 +126,14 @@ func TestRedisPublishConcurrent(t *testing.T) {
 	for err := range errs {
 		t.Errorf("Publish: %v", err)
 	}
-	redisCheckRun(t, "stream", redisStreamSeqs(t, nodes[0].log, "r1"), 1, n)
+	checkRun(t, "stream", streamSeqs(t, nodes[0].log, "r1"), 1, n)
 }
 
-func TestRedisRange(t *testing.T) {
+func TestRange(t *testing.T) {
 	t.Parallel()
-	client, opts, hist := redisSetup(t)
+	client, opts, hist := setup(t)
 	opts.MaxLen = 100
-	node := newRedisNode(t, client, hist, opts, 16)
+	node := newTestNode(t, client, hist, opts, 16)
 	l := node.log
 	// r1: history 1..300, stream exactly 201..300 (Redis lost its data and
 	// got the window back), history trimmed up to 50.
@@ -141,7 +141,7 @@ func TestRedisRange(t *testing.T) {
 	if err := l.Publish(t.Context(), evs[299]); err != nil {
 		t.Fatal(err)
 	}
-	redisCheckRun(t, "r1 stream", redisStreamSeqs(t, l, "r1"), 201, 300)
+	checkRun(t, "r1 stream", streamSeqs(t, l, "r1"), 201, 300)
 	hist.trim("r1", 50)
 	// r2: stream 1..20 then 41..50 (a window republished above an old top).
 	r2 := hist.commitN("r2", 50)
@@ -194,7 +194,7 @@ func TestRedisRange(t *testing.T) {
 					t.Fatalf("event %d: got %+v, want room %s seq %d", i, ev, tt.room, ev.Seq)
 				}
 			}
-			redisCheckRun(t, "range", seqs, tt.from, tt.to)
+			checkRun(t, "range", seqs, tt.from, tt.to)
 			if fromHist := hist.calls.Load() > before; fromHist == tt.fromRedis {
 				t.Errorf("read the history: got %v, want %v", fromHist, !tt.fromRedis)
 			}
@@ -202,7 +202,7 @@ func TestRedisRange(t *testing.T) {
 	}
 }
 
-func TestRedisRangePaging(t *testing.T) {
+func TestRangePaging(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name   string
@@ -215,9 +215,9 @@ func TestRedisRangePaging(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			const n, page = 20000, 1000
-			client, opts, hist := redisSetup(t)
+			client, opts, hist := setup(t)
 			opts.MaxLen = tt.maxLen
-			node := newRedisNode(t, client, hist, opts, 16)
+			node := newTestNode(t, client, hist, opts, 16)
 			evs := hist.commitN("r1", n)
 			if err := node.log.Publish(t.Context(), evs[n-1]); err != nil {
 				t.Fatal(err)
@@ -240,20 +240,20 @@ func TestRedisRangePaging(t *testing.T) {
 				}
 				after = got[len(got)-1].Seq
 			}
-			redisCheckRun(t, "paged range", seqs, 1, n)
+			checkRun(t, "paged range", seqs, 1, n)
 		})
 	}
 }
 
-// TestRedisReaderAcrossNodes publishes on node A and receives on node B (and
+// TestReaderAcrossNodes publishes on node A and receives on node B (and
 // on A itself), in order and exactly once.
-func TestRedisReaderAcrossNodes(t *testing.T) {
+func TestReaderAcrossNodes(t *testing.T) {
 	t.Parallel()
-	client, opts, hist := redisSetup(t)
-	a := newRedisNode(t, client, hist, opts, 1000)
-	b := newRedisNode(t, client, hist, opts, 1000)
-	redisStart(t, "A.Run", a.log.Run)
-	redisStart(t, "B.Run", b.log.Run)
+	client, opts, hist := setup(t)
+	a := newTestNode(t, client, hist, opts, 1000)
+	b := newTestNode(t, client, hist, opts, 1000)
+	startLoop(t, "A.Run", a.log.Run)
+	startLoop(t, "B.Run", b.log.Run)
 	subB, err := follow(t.Context(), b.log, "r1")
 	if err != nil {
 		t.Fatal(err)
@@ -270,27 +270,27 @@ func TestRedisReaderAcrossNodes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	redisCheckRun(t, "node B", redisReceive(t, subB, n, 10*time.Second), 1, n)
-	redisCheckRun(t, "node A", redisReceive(t, subA, n, 10*time.Second), 1, n)
+	checkRun(t, "node B", receive(t, subB, n, 10*time.Second), 1, n)
+	checkRun(t, "node A", receive(t, subA, n, 10*time.Second), 1, n)
 	if msgs := drainWithin(subB, 2*opts.Block); len(msgs) > 0 {
 		t.Fatalf("node B: got extra event %d, want none", msgs[0].Seq)
 	}
 }
 
-// TestRedisReaderManyRooms subscribes to 200 rooms on one node, whose reader
+// TestReaderManyRooms subscribes to 200 rooms on one node, whose reader
 // must serve them all over one connection.
-func TestRedisReaderManyRooms(t *testing.T) {
+func TestReaderManyRooms(t *testing.T) {
 	t.Parallel()
-	client, opts, hist := redisSetup(t)
-	bOpts, err := redis.ParseURL(testenv.RedisURL(t))
+	client, opts, hist := setup(t)
+	bOpts, err := goredis.ParseURL(testenv.RedisURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	bClient := redis.NewClient(bOpts) // node B has its own client and pool
+	bClient := goredis.NewClient(bOpts) // node B has its own client and pool
 	t.Cleanup(func() { bClient.Close() })
-	a := newRedisNode(t, client, hist, opts, 16)
-	b := newRedisNode(t, bClient, hist, opts, 16)
-	stop := redisStart(t, "B.Run", b.log.Run)
+	a := newTestNode(t, client, hist, opts, 16)
+	b := newTestNode(t, bClient, hist, opts, 16)
+	stop := startLoop(t, "B.Run", b.log.Run)
 
 	const rooms, perRoom = 200, 5
 	subs := make([]*sse.Subscription, rooms)
@@ -310,43 +310,43 @@ func TestRedisReaderManyRooms(t *testing.T) {
 		}
 	}
 	for i, sub := range subs {
-		redisCheckRun(t, fmt.Sprintf("room%03d", i), redisReceive(t, sub, perRoom, 10*time.Second), 1, perRoom)
+		checkRun(t, fmt.Sprintf("room%03d", i), receive(t, sub, perRoom, 10*time.Second), 1, perRoom)
 	}
 
-	if id, _ := redisReaderConn(t, client, b.log); id == "" {
-		t.Errorf("no connection named %s, want exactly one", b.log.readerName())
+	if id, _ := readerConn(t, client, b.log); id == "" {
+		t.Errorf("no connection named %s, want exactly one", xreaderOf(b.log).name)
 	}
 	if got := bClient.PoolStats().TotalConns; got > 3 {
 		t.Errorf("node B's pool: got %d connections for %d rooms, want at most 3", got, rooms)
 	}
 	stop()
-	if n, _ := client.Exists(t.Context(), b.log.wakeKey).Result(); n != 0 {
-		t.Errorf("wake stream %s exists after Run returned, want it deleted", b.log.wakeKey)
+	if n, _ := client.Exists(t.Context(), xreaderOf(b.log).wakeKey).Result(); n != 0 {
+		t.Errorf("wake stream %s exists after Run returned, want it deleted", xreaderOf(b.log).wakeKey)
 	}
 }
 
-// TestRedisSubscribeThenRange has writers publish continuously while
+// TestSubscribeThenRange has writers publish continuously while
 // subscribers join at random times, catch up with Range and go live: each
 // must see a contiguous sequence, without gap or duplicate.
-func TestRedisSubscribeThenRange(t *testing.T) {
+func TestSubscribeThenRange(t *testing.T) {
 	t.Parallel()
-	client, opts, hist := redisSetup(t)
+	client, opts, hist := setup(t)
 	opts.MaxLen = 500 // so catching up also crosses from the history to Redis
 	const total, subscribers = 3000, 30
-	a := newRedisNode(t, client, hist, opts, 16)
-	b := newRedisNode(t, client, hist, opts, total)
-	redisStart(t, "B.Run", b.log.Run)
+	a := newTestNode(t, client, hist, opts, 16)
+	b := newTestNode(t, client, hist, opts, total)
+	startLoop(t, "B.Run", b.log.Run)
 
-	redisWriteWhileFollowing(t, a, b, hist, total, subscribers, 800, 5, 150*time.Millisecond)
+	writeWhileFollowing(t, a, b, hist, total, subscribers, 800, 5, 150*time.Millisecond)
 }
 
-// redisFollow does what the SSE handler does: subscribe, page the backlog
+// followFrom does what the SSE handler does: subscribe, page the backlog
 // after cursor with Range, then go live skipping what was already sent and
 // filling a jump in seq (the reader fell behind the stream's window, or a
 // window republished after Redis lost its data) with Range. It checks that
 // seqs cursor+1..total arrive contiguously and returns how many jumps it
 // filled.
-func redisFollow(ctx context.Context, l *RedisLog, room string, cursor, total int64) (jumps int, err error) {
+func followFrom(ctx context.Context, l *Log, room string, cursor, total int64) (jumps int, err error) {
 	sub, err := follow(ctx, l, room)
 	if err != nil {
 		return 0, err
@@ -415,14 +415,14 @@ func redisFollow(ctx context.Context, l *RedisLog, room string, cursor, total in
 	return jumps, nil
 }
 
-// TestRedisReaderJump: a reader further behind than the stream keeps
+// TestReaderJump: a reader further behind than the stream keeps
 // delivers what the stream has, in order, from its first entry on; the
 // subscriber fills the jump from Range (the history).
-func TestRedisReaderJump(t *testing.T) {
+func TestReaderJump(t *testing.T) {
 	t.Parallel()
-	client, opts, hist := redisSetup(t)
+	client, opts, hist := setup(t)
 	opts.MaxLen = 100
-	node := newRedisNode(t, client, hist, opts, 1000)
+	node := newTestNode(t, client, hist, opts, 1000)
 	sub, err := follow(t.Context(), node.log, "r1") // registered at 0, reader not running yet
 	if err != nil {
 		t.Fatal(err)
@@ -433,12 +433,12 @@ func TestRedisReaderJump(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	first := redisStreamSeqs(t, node.log, "r1")[0]
+	first := streamSeqs(t, node.log, "r1")[0]
 	if first == 1 {
 		t.Fatalf("stream starts at 1, want it trimmed to about the last %d", opts.MaxLen)
 	}
-	redisStart(t, "Run", node.log.Run)
-	redisCheckRun(t, "delivered", redisReceive(t, sub, int(300-first+1), 5*time.Second), first, 300)
+	startLoop(t, "Run", node.log.Run)
+	checkRun(t, "delivered", receive(t, sub, int(300-first+1), 5*time.Second), first, 300)
 	got, err := node.log.EventsAfter(t.Context(), "r1", 0, int(first-1))
 	if err != nil {
 		t.Fatal(err)
@@ -447,10 +447,10 @@ func TestRedisReaderJump(t *testing.T) {
 	for i, ev := range got {
 		seqs[i] = ev.Seq
 	}
-	redisCheckRun(t, "Range filling the jump", seqs, 1, first-1)
+	checkRun(t, "Range filling the jump", seqs, 1, first-1)
 }
 
-func TestRedisRunStopsPromptly(t *testing.T) {
+func TestRunStopsPromptly(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name      string
@@ -462,9 +462,9 @@ func TestRedisRunStopsPromptly(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			client, opts, hist := redisSetup(t)
+			client, opts, hist := setup(t)
 			opts.Block = time.Second
-			node := newRedisNode(t, client, hist, opts, 16)
+			node := newTestNode(t, client, hist, opts, 16)
 			ctx, cancel := context.WithCancel(t.Context())
 			done := make(chan error, 1)
 			go func() { done <- node.log.Run(ctx) }()
@@ -474,8 +474,8 @@ func TestRedisRunStopsPromptly(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer sub.Close()
-				redisEventually(t, 5*time.Second, "reader blocked on XREAD", func() bool {
-					_, cmd := redisReaderConn(t, client, node.log)
+				eventually(t, 5*time.Second, "reader blocked on XREAD", func() bool {
+					_, cmd := readerConn(t, client, node.log)
 					return cmd == "xread"
 				})
 			}
@@ -497,24 +497,24 @@ func TestRedisRunStopsPromptly(t *testing.T) {
 	}
 }
 
-func TestRedisRunTwice(t *testing.T) {
+func TestRunTwice(t *testing.T) {
 	t.Parallel()
-	client, opts, hist := redisSetup(t)
-	node := newRedisNode(t, client, hist, opts, 16)
-	redisStart(t, "Run", node.log.Run)
-	redisEventually(t, 5*time.Second, "Run started", node.log.running.Load)
+	client, opts, hist := setup(t)
+	node := newTestNode(t, client, hist, opts, 16)
+	startLoop(t, "Run", node.log.Run)
+	eventually(t, 5*time.Second, "Run started", node.log.running.Load)
 	if err := node.log.Run(t.Context()); err == nil {
 		t.Fatal("second concurrent Run: got nil, want an error")
 	}
 }
 
-// TestRedisSlowSubscriber: a subscriber that does not read is dropped while
+// TestSlowSubscriber: a subscriber that does not read is dropped while
 // another one on the same room gets every event.
-func TestRedisSlowSubscriber(t *testing.T) {
+func TestSlowSubscriber(t *testing.T) {
 	t.Parallel()
-	client, opts, hist := redisSetup(t)
-	node := newRedisNode(t, client, hist, opts, 32)
-	redisStart(t, "Run", node.log.Run)
+	client, opts, hist := setup(t)
+	node := newTestNode(t, client, hist, opts, 32)
+	startLoop(t, "Run", node.log.Run)
 	slow, err := follow(t.Context(), node.log, "r1")
 	if err != nil {
 		t.Fatal(err)
@@ -533,9 +533,9 @@ func TestRedisSlowSubscriber(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		got = append(got, redisReceive(t, fast, perRound, 5*time.Second)...)
+		got = append(got, receive(t, fast, perRound, 5*time.Second)...)
 	}
-	redisCheckRun(t, "fast subscriber", got, 1, rounds*perRound)
+	checkRun(t, "fast subscriber", got, 1, rounds*perRound)
 	select {
 	case <-slow.Done():
 		if !errors.Is(slow.Err(), sse.ErrSlowConsumer) {
@@ -549,13 +549,13 @@ func TestRedisSlowSubscriber(t *testing.T) {
 	}
 }
 
-// TestRedisReaderResubscribe: a room dropped by the reader (no subscriber
+// TestReaderResubscribe: a room dropped by the reader (no subscriber
 // left) is tracked again from the current top when subscribed again.
-func TestRedisReaderResubscribe(t *testing.T) {
+func TestReaderResubscribe(t *testing.T) {
 	t.Parallel()
-	client, opts, hist := redisSetup(t)
-	node := newRedisNode(t, client, hist, opts, 100)
-	redisStart(t, "Run", node.log.Run)
+	client, opts, hist := setup(t)
+	node := newTestNode(t, client, hist, opts, 100)
+	startLoop(t, "Run", node.log.Run)
 	for round := range 3 {
 		sub, err := follow(t.Context(), node.log, "r1")
 		if err != nil {
@@ -567,9 +567,9 @@ func TestRedisReaderResubscribe(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		redisCheckRun(t, fmt.Sprintf("round %d", round), redisReceive(t, sub, 10, 5*time.Second), base+1, base+10)
+		checkRun(t, fmt.Sprintf("round %d", round), receive(t, sub, 10, 5*time.Second), base+1, base+10)
 		sub.Close()
-		redisEventually(t, 5*time.Second, "room dropped by the reader", func() bool {
+		eventually(t, 5*time.Second, "room dropped by the reader", func() bool {
 			node.log.mu.Lock()
 			defer node.log.mu.Unlock()
 			_, ok := node.log.rooms["r1"]
@@ -584,21 +584,21 @@ func TestRedisReaderResubscribe(t *testing.T) {
 	}
 }
 
-// TestRedisReaderRecovers: the reader keeps going after its connection is
+// TestReaderRecovers: the reader keeps going after its connection is
 // killed.
-func TestRedisReaderRecovers(t *testing.T) {
+func TestReaderRecovers(t *testing.T) {
 	t.Parallel()
-	client, opts, hist := redisSetup(t)
-	node := newRedisNode(t, client, hist, opts, 100)
-	redisStart(t, "Run", node.log.Run)
+	client, opts, hist := setup(t)
+	node := newTestNode(t, client, hist, opts, 100)
+	startLoop(t, "Run", node.log.Run)
 	sub, err := follow(t.Context(), node.log, "r1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sub.Close()
 	var id string
-	redisEventually(t, 5*time.Second, "reader connected", func() bool {
-		id, _ = redisReaderConn(t, client, node.log)
+	eventually(t, 5*time.Second, "reader connected", func() bool {
+		id, _ = readerConn(t, client, node.log)
 		return id != ""
 	})
 	if err := client.Do(t.Context(), "CLIENT", "KILL", "ID", id).Err(); err != nil {
@@ -609,26 +609,26 @@ func TestRedisReaderRecovers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	redisCheckRun(t, "after the reader's connection was killed", redisReceive(t, sub, 20, 10*time.Second), 1, 20)
+	checkRun(t, "after the reader's connection was killed", receive(t, sub, 20, 10*time.Second), 1, 20)
 }
 
-func TestRedisPing(t *testing.T) {
+func TestPing(t *testing.T) {
 	t.Parallel()
-	client, opts, hist := redisSetup(t)
-	node := newRedisNode(t, client, hist, opts, 1)
+	client, opts, hist := setup(t)
+	node := newTestNode(t, client, hist, opts, 1)
 	if err := node.log.Ping(t.Context()); err != nil {
 		t.Fatalf("Ping: got %v, want nil", err)
 	}
-	closed := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 100 * time.Millisecond})
+	closed := goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:1", DialTimeout: 100 * time.Millisecond})
 	closed.Close()
-	if err := NewRedisLog(closed, sse.NewHub(1), hist, opts).Ping(t.Context()); err == nil {
+	if err := New(closed, sse.NewHub(1), hist, opts).Ping(t.Context()); err == nil {
 		t.Fatal("Ping on a closed client: got nil, want an error")
 	}
 }
 
-// redisReaderConn returns the CLIENT LIST id and current command of l's
+// readerConn returns the CLIENT LIST id and current command of l's
 // reader connection, "" when there is none. It fails if there are several.
-func redisReaderConn(tb testing.TB, client redis.UniversalClient, l *RedisLog) (id, cmd string) {
+func readerConn(tb testing.TB, client goredis.UniversalClient, l *Log) (id, cmd string) {
 	tb.Helper()
 	list, err := client.ClientList(tb.Context()).Result()
 	if err != nil {
@@ -636,7 +636,7 @@ func redisReaderConn(tb testing.TB, client redis.UniversalClient, l *RedisLog) (
 	}
 	n := 0
 	for line := range strings.Lines(list) {
-		if !strings.Contains(line, " name="+l.readerName()+" ") {
+		if !strings.Contains(line, " name="+xreaderOf(l).name+" ") {
 			continue
 		}
 		n++
@@ -650,7 +650,7 @@ func redisReaderConn(tb testing.TB, client redis.UniversalClient, l *RedisLog) (
 		}
 	}
 	if n > 1 {
-		tb.Fatalf("connections named %s: got %d, want at most 1", l.readerName(), n)
+		tb.Fatalf("connections named %s: got %d, want at most 1", xreaderOf(l).name, n)
 	}
 	return id, cmd
 }

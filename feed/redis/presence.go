@@ -1,8 +1,7 @@
-package feed
+package redis
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,58 +10,62 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/roomfeed/roomfeed"
+	"github.com/roomfeed/roomfeed/feed"
 )
 
-// RedisPresenceOptions configures presence across nodes.
-type RedisPresenceOptions struct {
-	Prefix string        // key prefix, as for RedisLog
-	Grace  time.Duration // quick-reconnect grace, default 5s
-	TTL    time.Duration // a crashed node's people leave within about this, default 30s
+// DefaultPresenceTTL is the default of PresenceOptions.TTL.
+const DefaultPresenceTTL = 30 * time.Second
+
+// PresenceOptions configures presence across nodes. The zero value gives
+// the defaults.
+type PresenceOptions struct {
+	Prefix string        // key prefix, as for Log; default DefaultPrefix
+	Grace  time.Duration // quick-reconnect grace, default feed.DefaultPresenceGrace
+	TTL    time.Duration // a crashed node's people leave within about this, default DefaultPresenceTTL
 	Node   string        // this node's id, default random
-	Logger *slog.Logger
+	Logger *slog.Logger  // nil discards the messages
 }
 
-// RedisPresence is presence across nodes. Each room has a sorted set
+// Presence is presence across nodes. Each room has a sorted set
 // <prefix>{<room>}:presence whose members are "<node>|<person>" scored by
 // their expiry (Unix ms); every node refreshes its members at a third of the
 // TTL, so a crashed node's members expire. Joins and leaves are announced on
 // the channel <prefix>presence, which every node relays to its subscribers.
 // The checks "is anyone else holding this person?" run in Lua, so one join
 // or leave is announced once whichever nodes race.
-type RedisPresence struct {
-	client redis.UniversalClient
-	sink   Sink
-	opts   RedisPresenceOptions
-	local  *localPresence
+type Presence struct {
+	client goredis.UniversalClient
+	sink   feed.Sink
+	opts   PresenceOptions
+	local  *feed.LocalPresence
 	log    *slog.Logger
 }
 
-// NewRedisPresence returns presence over client; Run must be running for
+// NewPresence returns presence over client; Run must be running for
 // refreshes, expiry and delivery of other nodes' announcements.
-func NewRedisPresence(client redis.UniversalClient, sink Sink, opts RedisPresenceOptions) *RedisPresence {
+func NewPresence(client goredis.UniversalClient, sink feed.Sink, opts PresenceOptions) *Presence {
 	if opts.Prefix == "" {
-		opts.Prefix = "roomfeed:"
+		opts.Prefix = DefaultPrefix
 	}
 	if opts.TTL <= 0 {
-		opts.TTL = 30 * time.Second
+		opts.TTL = DefaultPresenceTTL
 	}
 	if opts.Node == "" {
-		opts.Node = redisRandomID()
+		opts.Node = randomID()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	p := &RedisPresence{client: client, sink: sink, opts: opts, log: opts.Logger}
-	p.local = newLocalPresence(opts.Grace, p.announceJoin, p.announceLeave)
+	p := &Presence{client: client, sink: sink, opts: opts, log: opts.Logger}
+	p.local = feed.NewLocalPresence(opts.Grace, p.announceJoin, p.announceLeave)
 	return p
 }
 
-func (p *RedisPresence) key(room string) string { return p.opts.Prefix + "{" + room + "}:presence" }
-func (p *RedisPresence) channel() string        { return p.opts.Prefix + "presence" }
-func (p *RedisPresence) member(person string) string {
+func (p *Presence) key(room string) string { return p.opts.Prefix + "{" + room + "}:presence" }
+func (p *Presence) channel() string        { return p.opts.Prefix + "presence" }
+func (p *Presence) member(person string) string {
 	return p.opts.Node + "|" + person
 }
 
@@ -70,7 +73,7 @@ func (p *RedisPresence) member(person string) string {
 // or leave when no other live member holds them.
 // KEYS[1] the set; ARGV: op ("join", "leave" or "expire"), member, person,
 // now (ms), expiry (ms), channel, payload.
-var presenceScript = redis.NewScript(`
+var presenceScript = goredis.NewScript(`
 local op, member, person, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local suffix = '|' .. person
 local function others()
@@ -97,38 +100,38 @@ end
 return 0
 `)
 
-func (p *RedisPresence) run(ctx context.Context, op, room, member, person, typ string) error {
+func (p *Presence) run(ctx context.Context, op, room, member, person, typ string) error {
 	now := time.Now()
-	payload := []byte(presenceEvent(room, person, typ).Data)
+	payload := []byte(feed.PresenceEvent(room, person, typ).Data)
 	return presenceScript.Run(ctx, p.client, []string{p.key(room)}, op, member, person,
 		now.UnixMilli(), now.Add(p.opts.TTL).UnixMilli(), p.channel(), payload).Err()
 }
 
-func (p *RedisPresence) announceJoin(room, person string) {
+func (p *Presence) announceJoin(room, person string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := p.run(ctx, "join", room, p.member(person), person, PresenceJoined); err != nil {
+	if err := p.run(ctx, "join", room, p.member(person), person, feed.PresenceJoined); err != nil {
 		p.log.LogAttrs(ctx, slog.LevelWarn, "presence join", slog.String("room", room), slog.Any("error", err))
 	}
 }
 
-func (p *RedisPresence) announceLeave(room, person string) {
+func (p *Presence) announceLeave(room, person string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := p.run(ctx, "leave", room, p.member(person), person, PresenceLeft); err != nil {
+	if err := p.run(ctx, "leave", room, p.member(person), person, feed.PresenceLeft); err != nil {
 		p.log.LogAttrs(ctx, slog.LevelWarn, "presence leave", slog.String("room", room), slog.Any("error", err))
 	}
 }
 
 // Join records a connection of person to room until leave is called.
-func (p *RedisPresence) Join(_ context.Context, room, person string) (leave func(), err error) {
-	return p.local.join(room, person), nil
+func (p *Presence) Join(_ context.Context, room, person string) (leave func(), err error) {
+	return p.local.Join(room, person), nil
 }
 
 // List returns who is in room now, on every node.
-func (p *RedisPresence) List(ctx context.Context, room string) ([]string, error) {
+func (p *Presence) List(ctx context.Context, room string) ([]string, error) {
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
-	members, err := p.client.ZRangeByScore(ctx, p.key(room), &redis.ZRangeBy{Min: now, Max: "+inf"}).Result()
+	members, err := p.client.ZRangeByScore(ctx, p.key(room), &goredis.ZRangeBy{Min: now, Max: "+inf"}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("presence of %s: %w", room, err)
 	}
@@ -146,8 +149,8 @@ func (p *RedisPresence) List(ctx context.Context, room string) ([]string, error)
 // this node's members and expires those of crashed nodes, until ctx is
 // done. Its members are left to expire: people of a node that stops come
 // back on another node within the TTL without flapping.
-func (p *RedisPresence) Run(ctx context.Context) error {
-	defer p.local.close()
+func (p *Presence) Run(ctx context.Context) error {
+	defer p.local.Close()
 	sub := p.client.Subscribe(ctx, p.channel())
 	defer sub.Close()
 	msgs := sub.Channel()
@@ -161,12 +164,8 @@ func (p *RedisPresence) Run(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			var d presenceData
-			if err := json.Unmarshal([]byte(m.Payload), &d); err != nil || d.Room == "" {
-				continue
-			}
-			if p.sink.HasRoom(d.Room) {
-				p.sink.Deliver(roomfeed.Event{Room: d.Room, Type: d.Type, Data: []byte(m.Payload)})
+			if ev, ok := feed.ParsePresenceEvent([]byte(m.Payload)); ok && p.sink.HasRoom(ev.Room) {
+				p.sink.Deliver(ev)
 			}
 		case <-tick.C:
 			if err := p.heartbeat(ctx); err != nil && !errors.Is(err, context.Canceled) {
@@ -178,13 +177,13 @@ func (p *RedisPresence) Run(ctx context.Context) error {
 
 // heartbeat refreshes this node's members and expires stale ones in the
 // rooms this node serves.
-func (p *RedisPresence) heartbeat(ctx context.Context) error {
+func (p *Presence) heartbeat(ctx context.Context) error {
 	expiry := float64(time.Now().Add(p.opts.TTL).UnixMilli())
-	held := p.local.all()
+	held := p.local.Held()
 	if len(held) > 0 {
-		_, err := p.client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		_, err := p.client.Pipelined(ctx, func(pipe goredis.Pipeliner) error {
 			for _, k := range held {
-				pipe.ZAddXX(ctx, p.key(k.room), redis.Z{Score: expiry, Member: p.member(k.person)})
+				pipe.ZAddXX(ctx, p.key(k.Room), goredis.Z{Score: expiry, Member: p.member(k.Person)})
 			}
 			return nil
 		})
@@ -194,13 +193,13 @@ func (p *RedisPresence) heartbeat(ctx context.Context) error {
 	}
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	for _, room := range p.sink.Rooms() {
-		stale, err := p.client.ZRangeByScore(ctx, p.key(room), &redis.ZRangeBy{Min: "-inf", Max: "(" + now}).Result()
+		stale, err := p.client.ZRangeByScore(ctx, p.key(room), &goredis.ZRangeBy{Min: "-inf", Max: "(" + now}).Result()
 		if err != nil {
 			return err
 		}
 		for _, m := range stale {
 			_, person, _ := strings.Cut(m, "|")
-			if err := p.run(ctx, "expire", room, m, person, PresenceLeft); err != nil {
+			if err := p.run(ctx, "expire", room, m, person, feed.PresenceLeft); err != nil {
 				return err
 			}
 		}

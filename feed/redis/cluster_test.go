@@ -1,4 +1,4 @@
-package feed
+package redis
 
 import (
 	"context"
@@ -8,41 +8,41 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/roomfeed/roomfeed/internal/testenv"
 	"github.com/roomfeed/roomfeed/sse"
 )
 
-// TestRedisCluster runs the log on a throwaway three-master Redis Cluster
+// TestCluster runs the log on a throwaway three-master Redis Cluster
 // (started once, shared by the subtests, which use their own key prefixes).
-func TestRedisCluster(t *testing.T) {
+func TestCluster(t *testing.T) {
 	addrs := testenv.RedisCluster(t, 3)
-	newClient := func(t *testing.T, name string) *redis.ClusterClient {
-		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, ClientName: name})
+	newClient := func(t *testing.T, name string) *goredis.ClusterClient {
+		c := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: addrs, ClientName: name})
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
-	setup := func(t *testing.T) (*redis.ClusterClient, RedisOptions, *redisHist) {
+	setup := func(t *testing.T) (*goredis.ClusterClient, Options, *testHistory) {
 		c := newClient(t, testenv.UniqueName("rfa-"))
-		opts := RedisOptions{Prefix: testenv.UniqueName("rftest:") + ":", Block: 200 * time.Millisecond}
+		opts := Options{Prefix: testenv.UniqueName("rftest:") + ":", Block: 200 * time.Millisecond}
 		t.Cleanup(func() {
-			_ = c.ForEachMaster(context.Background(), func(ctx context.Context, m *redis.Client) error {
+			_ = c.ForEachMaster(context.Background(), func(ctx context.Context, m *goredis.Client) error {
 				testenv.CleanRedis(t, m, opts.Prefix)
 				return nil
 			})
 		})
-		return c, opts, newRedisHist()
+		return c, opts, newTestHistory()
 	}
 
 	t.Run("ManyRoomsAcrossNodes", func(t *testing.T) {
 		client, opts, hist := setup(t)
 		bName := testenv.UniqueName("rfb-")
 		bClient := newClient(t, bName) // node B has its own client, named on every connection
-		a := newRedisNode(t, client, hist, opts, 16)
-		b := newRedisNode(t, bClient, hist, opts, 16)
-		redisStart(t, "A.Run", a.log.Run)
-		redisStart(t, "B.Run", b.log.Run)
+		a := newTestNode(t, client, hist, opts, 16)
+		b := newTestNode(t, bClient, hist, opts, 16)
+		startLoop(t, "A.Run", a.log.Run)
+		startLoop(t, "B.Run", b.log.Run)
 
 		const rooms, perRoom = 200, 5
 		room := func(i int) string { return fmt.Sprintf("room%03d", i) }
@@ -56,7 +56,7 @@ func TestRedisCluster(t *testing.T) {
 			}
 		}
 		for i, sub := range subs {
-			redisCheckRun(t, room(i), redisReceive(t, sub, perRoom, 10*time.Second), 1, perRoom)
+			checkRun(t, room(i), receive(t, sub, perRoom, 10*time.Second), 1, perRoom)
 		}
 		t.Logf("%d events over %d rooms delivered across nodes in %v", rooms*perRoom, rooms, time.Since(start))
 		time.Sleep(3 * opts.Block) // a few polls: nothing more may arrive
@@ -70,7 +70,7 @@ func TestRedisCluster(t *testing.T) {
 		// bounded number of connections on each, whatever the rooms.
 		var mu sync.Mutex // ForEachMaster calls fn concurrently
 		masters := 0
-		err := client.ForEachMaster(t.Context(), func(ctx context.Context, m *redis.Client) error {
+		err := client.ForEachMaster(t.Context(), func(ctx context.Context, m *goredis.Client) error {
 			keys, _, err := m.Scan(ctx, 0, opts.Prefix+"{room*", 1000).Result()
 			if err != nil {
 				return err
@@ -105,9 +105,9 @@ func TestRedisCluster(t *testing.T) {
 		// with the script cache flushed (a throwaway cluster), every call
 		// falls back to sending the script, and node B is notified.
 		client, opts, hist := setup(t)
-		a := newRedisNode(t, client, hist, opts, 16)
-		b := newRedisNode(t, newClient(t, "rfb"), hist, opts, 16)
-		redisStart(t, "B.Run", b.log.Run)
+		a := newTestNode(t, client, hist, opts, 16)
+		b := newTestNode(t, newClient(t, "rfb"), hist, opts, 16)
+		startLoop(t, "B.Run", b.log.Run)
 		const rooms, perRoom = 30, 3
 		room := func(i int) string { return fmt.Sprintf("pipe%02d", i) }
 		subs := subscribeRooms(t, b.log, rooms, room)
@@ -117,7 +117,7 @@ func TestRedisCluster(t *testing.T) {
 				batch = append(batch, &publishReq{ev: ev})
 			}
 		}
-		err := client.ForEachMaster(t.Context(), func(ctx context.Context, m *redis.Client) error {
+		err := client.ForEachMaster(t.Context(), func(ctx context.Context, m *goredis.Client) error {
 			return m.ScriptFlush(ctx).Err()
 		})
 		if err != nil {
@@ -130,7 +130,7 @@ func TestRedisCluster(t *testing.T) {
 			}
 		}
 		for i, sub := range subs {
-			redisCheckRun(t, room(i), redisReceive(t, sub, perRoom, 10*time.Second), 1, perRoom)
+			checkRun(t, room(i), receive(t, sub, perRoom, 10*time.Second), 1, perRoom)
 		}
 		// With the script loaded again: one pipeline, then one pipeline of
 		// notifications.
@@ -145,7 +145,7 @@ func TestRedisCluster(t *testing.T) {
 			}
 		}
 		for i, sub := range subs {
-			redisCheckRun(t, room(i), redisReceive(t, sub, 1, 10*time.Second), perRoom+1, perRoom+1)
+			checkRun(t, room(i), receive(t, sub, 1, 10*time.Second), perRoom+1, perRoom+1)
 		}
 	})
 
@@ -153,16 +153,16 @@ func TestRedisCluster(t *testing.T) {
 		client, opts, hist := setup(t)
 		opts.MaxLen = 200 // so catching up also crosses from the history to Redis
 		const total, subscribers = 1500, 12
-		a := newRedisNode(t, client, hist, opts, 16)
-		b := newRedisNode(t, newClient(t, "rfb"), hist, opts, total)
-		redisStart(t, "B.Run", b.log.Run)
-		redisWriteWhileFollowing(t, a, b, hist, total, subscribers, 400, 4, 300*time.Millisecond)
+		a := newTestNode(t, client, hist, opts, 16)
+		b := newTestNode(t, newClient(t, "rfb"), hist, opts, total)
+		startLoop(t, "B.Run", b.log.Run)
+		writeWhileFollowing(t, a, b, hist, total, subscribers, 400, 4, 300*time.Millisecond)
 	})
 
 	t.Run("LostNotificationsArePolled", func(t *testing.T) {
 		client, opts, hist := setup(t)
-		b := newRedisNode(t, client, hist, opts, 16)
-		redisStart(t, "B.Run", b.log.Run)
+		b := newTestNode(t, client, hist, opts, 16)
+		startLoop(t, "B.Run", b.log.Run)
 		sub, err := follow(t.Context(), b.log, "quiet")
 		if err != nil {
 			t.Fatal(err)
@@ -171,20 +171,20 @@ func TestRedisCluster(t *testing.T) {
 		time.Sleep(3 * opts.Block) // the reader has read the room and waits
 		// Entries added behind the log's back: no notification.
 		for _, ev := range hist.commitN("quiet", 3) {
-			err := client.XAdd(t.Context(), &redis.XAddArgs{Stream: b.log.streamKey("quiet"), ID: fmt.Sprintf("%d-0", ev.Seq),
+			err := client.XAdd(t.Context(), &goredis.XAddArgs{Stream: b.log.streamKey("quiet"), ID: fmt.Sprintf("%d-0", ev.Seq),
 				Values: []string{"t", ev.Type, "d", string(ev.Data)}}).Err()
 			if err != nil {
 				t.Fatal(err)
 			}
 		}
-		redisCheckRun(t, "polled", redisReceive(t, sub, 3, 10*opts.Block), 1, 3)
+		checkRun(t, "polled", receive(t, sub, 3, 10*opts.Block), 1, 3)
 	})
 
 	t.Run("RelayAfterStreamLost", func(t *testing.T) {
 		client, opts, hist := setup(t)
-		a := newRedisNode(t, client, hist, opts, 16)
-		b := newRedisNode(t, newClient(t, "rfb"), hist, opts, 100)
-		redisStart(t, "B.Run", b.log.Run)
+		a := newTestNode(t, client, hist, opts, 16)
+		b := newTestNode(t, newClient(t, "rfb"), hist, opts, 100)
+		startLoop(t, "B.Run", b.log.Run)
 		sub, err := follow(t.Context(), b.log, "lost")
 		if err != nil {
 			t.Fatal(err)
@@ -195,14 +195,14 @@ func TestRedisCluster(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		redisCheckRun(t, "before", redisReceive(t, sub, 20, 5*time.Second), 1, 20)
+		checkRun(t, "before", receive(t, sub, 20, 5*time.Second), 1, 20)
 		if err := client.Del(t.Context(), a.log.streamKey("lost")).Err(); err != nil {
 			t.Fatal(err)
 		}
 		hist.commitN("lost", 10) // committed, publish lost
-		redisStart(t, "A.Relay", func(ctx context.Context) error { return a.log.Relay(ctx, hist, redisTick) })
-		redisStreamHas(t, a.log, "lost", 1, 30)
-		redisCheckRun(t, "after", redisReceive(t, sub, 10, 5*time.Second), 21, 30)
+		startLoop(t, "A.Relay", func(ctx context.Context) error { return a.log.Relay(ctx, hist, relayTick) })
+		streamHas(t, a.log, "lost", 1, 30)
+		checkRun(t, "after", receive(t, sub, 10, 5*time.Second), 21, 30)
 		if v, err := client.Get(t.Context(), opts.Prefix+"epoch").Result(); err != nil || v == "" {
 			t.Errorf("epoch key: got %q, %v; want a value", v, err)
 		}
@@ -210,8 +210,8 @@ func TestRedisCluster(t *testing.T) {
 
 	t.Run("RunStopsPromptly", func(t *testing.T) {
 		client, opts, hist := setup(t)
-		b := newRedisNode(t, client, hist, opts, 16)
-		stop := redisStart(t, "Run", b.log.Run)
+		b := newTestNode(t, client, hist, opts, 16)
+		stop := startLoop(t, "Run", b.log.Run)
 		sub, err := follow(t.Context(), b.log, "r1")
 		if err != nil {
 			t.Fatal(err)
@@ -228,7 +228,7 @@ func TestRedisCluster(t *testing.T) {
 
 // subscribeRooms subscribes to the rooms room(0), ..., room(n-1); the
 // subscriptions close when the test ends.
-func subscribeRooms(t *testing.T, l *RedisLog, n int, room func(int) string) []*sse.Subscription {
+func subscribeRooms(t *testing.T, l *Log, n int, room func(int) string) []*sse.Subscription {
 	t.Helper()
 	subs := make([]*sse.Subscription, n)
 	for i := range subs {

@@ -1,4 +1,4 @@
-package feed
+package redis
 
 import (
 	"context"
@@ -8,38 +8,43 @@ import (
 	"slices"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/roomfeed/roomfeed"
+	"github.com/roomfeed/roomfeed/internal/streak"
 )
 
-const (
-	redisRelayBatch    = 500 // rooms per pipelined top check
-	redisRelayInterval = 5 * time.Second
-)
+// DefaultRelayInterval is the interval of Relay's passes when it is given
+// none.
+const DefaultRelayInterval = 5 * time.Second
+
+// relayBatch is the number of rooms whose tops one pipeline reads.
+const relayBatch = 500
 
 // Relay republishes the committed events the streams lack: the event of a
 // Publish that failed or never ran (crash between commit and publish, Redis
 // outage), or every room's retained window after Redis lost its data. It
 // compares every room's head with its stream's top at start, then every
-// interval (default 5s) the rooms whose head changed since shortly before
-// the previous pass, and fills the rooms behind the way Publish does. Redis
-// data loss is noticed through the epoch key (Prefix + "epoch", a random
-// value the relays set when missing): when it disappears or changes, the
-// next pass covers every room again. Errors are logged once per failure
-// streak and retried at the next tick; Relay returns nil once ctx is done.
-func (l *RedisLog) Relay(ctx context.Context, heads roomfeed.History, interval time.Duration) error {
+// interval (default DefaultRelayInterval) the rooms whose head changed since
+// shortly before the previous pass, and fills the rooms behind the way
+// Publish does. Redis data loss is noticed through the epoch key (Prefix +
+// "epoch", a random value the relays set when missing): when it disappears
+// or changes, the next pass covers every room again. Errors are logged once
+// per failure streak and retried at the next tick; Relay returns nil once
+// ctx is done.
+func (l *Log) Relay(ctx context.Context, heads roomfeed.History, interval time.Duration) error {
 	if interval <= 0 {
-		interval = redisRelayInterval
+		interval = DefaultRelayInterval
 	}
-	r := redisRelay{l: l, heads: heads, interval: interval, full: true}
+	r := relay{l: l, heads: heads, interval: interval, full: true}
+	failures := streak.New(l.log, "redis relay")
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		if err := r.pass(ctx); err != nil && ctx.Err() == nil {
-			r.fail(ctx, err)
+			failures.Fail(ctx, err)
 		} else if err == nil {
-			r.ok(ctx)
+			failures.OK(ctx)
 		}
 		select {
 		case <-ctx.Done():
@@ -49,19 +54,18 @@ func (l *RedisLog) Relay(ctx context.Context, heads roomfeed.History, interval t
 	}
 }
 
-// redisRelay is the state of one Relay loop.
-type redisRelay struct {
-	l        *RedisLog
+// relay is the state of one Relay loop.
+type relay struct {
+	l        *Log
 	heads    roomfeed.History
 	interval time.Duration
 
-	epoch   string    // value of the epoch key at the last pass
-	full    bool      // the next pass must cover every room
-	last    time.Time // start of the last successful pass
-	failing bool
+	epoch string    // value of the epoch key at the last pass
+	full  bool      // the next pass must cover every room
+	last  time.Time // start of the last successful pass
 }
 
-func (r *redisRelay) pass(ctx context.Context) error {
+func (r *relay) pass(ctx context.Context) error {
 	start := time.Now()
 	epoch, err := r.l.epoch(ctx)
 	if err != nil {
@@ -88,30 +92,15 @@ func (r *redisRelay) pass(ctx context.Context) error {
 	return nil
 }
 
-func (r *redisRelay) fail(ctx context.Context, err error) {
-	level := slog.LevelDebug
-	if !r.failing {
-		r.failing, level = true, slog.LevelError
-	}
-	r.l.log.LogAttrs(ctx, level, "redis relay pass failed, retrying", slog.String("error", err.Error()))
-}
-
-func (r *redisRelay) ok(ctx context.Context) {
-	if r.failing {
-		r.failing = false
-		r.l.log.LogAttrs(ctx, slog.LevelInfo, "redis relay recovered")
-	}
-}
-
 // epoch returns the value of the epoch key, setting a new random one when it
 // is missing.
-func (l *RedisLog) epoch(ctx context.Context) (string, error) {
+func (l *Log) epoch(ctx context.Context) (string, error) {
 	key := l.opts.Prefix + "epoch"
-	if err := l.client.SetNX(ctx, key, redisRandomID(), 0).Err(); err != nil {
+	if err := l.client.SetNX(ctx, key, randomID(), 0).Err(); err != nil {
 		return "", fmt.Errorf("relay: set epoch: %w", err)
 	}
 	v, err := l.client.Get(ctx, key).Result()
-	if errors.Is(err, redis.Nil) {
+	if errors.Is(err, goredis.Nil) {
 		return "", nil // deleted between the two calls: the next pass sees a new one
 	}
 	if err != nil {
@@ -120,34 +109,30 @@ func (l *RedisLog) epoch(ctx context.Context) (string, error) {
 	return v, nil
 }
 
-// relayHeads brings the stream of every room in hs up to its head. It goes
-// on past a failing room and returns every failure.
 // Relayed returns how many events the relay found missing from the streams
 // and republished (published late: after a crash between commit and publish,
 // or a Redis outage).
-func (l *RedisLog) Relayed() uint64 { return l.relayed.Load() }
+func (l *Log) Relayed() uint64 { return l.relayed.Load() }
 
-func (l *RedisLog) relayHeads(ctx context.Context, hs []roomfeed.RoomHead) error {
+// relayHeads brings the stream of every room in hs up to its head. It goes
+// on past a failing room and returns every failure.
+func (l *Log) relayHeads(ctx context.Context, hs []roomfeed.RoomHead) error {
 	var errs []error
-	for batch := range slices.Chunk(hs, redisRelayBatch) {
-		cmds, _ := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, h := range batch {
-				p.XRevRangeN(ctx, l.streamKey(h.Room), "+", "-", 1)
-			}
-			return nil
-		})
-		if len(cmds) != len(batch) {
-			return fmt.Errorf("relay: pipeline answered %d of %d", len(cmds), len(batch))
-		}
+	for batch := range slices.Chunk(hs, relayBatch) {
+		rooms := make([]string, len(batch))
 		for i, h := range batch {
-			msgs, err := cmds[i].(*redis.XMessageSliceCmd).Result()
+			rooms[i] = h.Room
+		}
+		cmds, _ := l.topCmds(ctx, rooms) // each command carries its own error
+		for i, h := range batch {
+			msgs, err := cmds[i].Result()
 			if err != nil {
 				errs = append(errs, fmt.Errorf("relay %s: stream top: %w", h.Room, err))
 				continue
 			}
 			var top int64
 			if len(msgs) > 0 {
-				ev, ok := redisParseEntry(h.Room, msgs[0])
+				ev, ok := parseEntry(h.Room, msgs[0])
 				if !ok {
 					errs = append(errs, fmt.Errorf("relay %s: foreign stream id %s", h.Room, msgs[0].ID))
 					continue

@@ -1,4 +1,4 @@
-package feed
+package redis
 
 import (
 	"context"
@@ -8,32 +8,32 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/roomfeed/roomfeed/internal/testenv"
 )
 
-// TestRedisKilledConnections publishes and follows a room while this test's
+// TestKilledConnections publishes and follows a room while this test's
 // Redis connections (and only those: they are found by name) are killed at
 // random. Publishes are retried by the writers, as the relay would; every
 // follower must still see a contiguous sequence.
-func TestRedisKilledConnections(t *testing.T) {
+func TestKilledConnections(t *testing.T) {
 	t.Parallel()
-	admin, opts, hist := redisSetup(t)
-	ro, err := redis.ParseURL(testenv.RedisURL(t))
+	admin, opts, hist := setup(t)
+	ro, err := goredis.ParseURL(testenv.RedisURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	name := testenv.UniqueName("rftest-kill-")
 	ro.ClientName = name
-	client := redis.NewClient(ro)
+	client := goredis.NewClient(ro)
 	t.Cleanup(func() { client.Close() })
 	opts.MaxLen = 500 // small, so a reader set back by the kills may fall behind the window
 	const total, subscribers = 3000, 20
-	a := newRedisNode(t, client, hist, opts, 16)
-	b := newRedisNode(t, client, hist, opts, total)
-	redisStart(t, "B.Run", b.log.Run)
-	redisStart(t, "killer", func(ctx context.Context) error {
+	a := newTestNode(t, client, hist, opts, 16)
+	b := newTestNode(t, client, hist, opts, total)
+	startLoop(t, "B.Run", b.log.Run)
+	startLoop(t, "killer", func(ctx context.Context) error {
 		for {
 			select {
 			case <-ctx.Done():
@@ -45,7 +45,7 @@ func TestRedisKilledConnections(t *testing.T) {
 				continue
 			}
 			for line := range strings.Lines(list) {
-				if (!strings.Contains(line, " name="+name+" ") && !strings.Contains(line, " name="+b.log.readerName()+" ")) || rand.IntN(3) != 0 {
+				if (!strings.Contains(line, " name="+name+" ") && !strings.Contains(line, " name="+xreaderOf(b.log).name+" ")) || rand.IntN(3) != 0 {
 					continue
 				}
 				for f := range strings.FieldsSeq(line) {
@@ -58,18 +58,14 @@ func TestRedisKilledConnections(t *testing.T) {
 	})
 
 	var writers sync.WaitGroup
-	var mu sync.Mutex // commit order = seq order, as the room row lock makes it
 	for w := range 2 {
 		writers.Go(func() {
-			l := []*RedisLog{a.log, b.log}[w]
+			l := []*Log{a.log, b.log}[w]
 			for {
-				mu.Lock()
-				if hist.head("r1") == total {
-					mu.Unlock()
+				ev, ok := hist.commitUpTo("r1", total)
+				if !ok {
 					return
 				}
-				ev := hist.commit("r1")
-				mu.Unlock()
 				for l.Publish(t.Context(), ev) != nil && t.Context().Err() == nil {
 					time.Sleep(time.Millisecond)
 				}
@@ -84,11 +80,11 @@ func TestRedisKilledConnections(t *testing.T) {
 			time.Sleep(time.Duration(rand.IntN(150)) * time.Millisecond)
 			cursor := max(0, hist.head("r1")-int64(rand.IntN(800)))
 			for try := 0; ; try++ {
-				n, err := redisFollow(t.Context(), b.log, "r1", cursor, total)
+				n, err := followFrom(t.Context(), b.log, "r1", cursor, total)
 				jmu.Lock()
 				jumps += n
 				jmu.Unlock()
-				if err == nil || try == 50 || !redisConnError(err) {
+				if err == nil || try == 50 || !connError(err) {
 					if err != nil {
 						t.Errorf("subscriber %d from %d: %v", i, cursor, err)
 					}
@@ -105,9 +101,9 @@ func TestRedisKilledConnections(t *testing.T) {
 	t.Logf("followers filled %d jumps, retried %d times after a killed connection", jumps, retries)
 }
 
-// redisConnError reports an error of a killed connection, after which the
+// connError reports an error of a killed connection, after which the
 // follower starts again from its cursor, as an SSE client reconnects.
-func redisConnError(err error) bool {
+func connError(err error) bool {
 	s := err.Error()
 	return strings.Contains(s, "EOF") || strings.Contains(s, "reset") || strings.Contains(s, "broken pipe") || strings.Contains(s, "closed")
 }

@@ -1,0 +1,270 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/roomfeed/roomfeed"
+)
+
+const (
+	clusterBatch = 500  // rooms per pipelined read
+	clusterDrain = 4096 // announcements taken at most before a read
+)
+
+// clusterReader reads a Redis Cluster, which refuses one XREAD over keys of
+// different hash slots (CROSSSLOT), and where one blocking XREAD per slot or
+// per room would take a connection each:
+//
+//   - every append to a room's stream (Publish, the relay) is announced as
+//     "<top> <room>" on the channel Prefix + "notify"; a Cluster delivers a
+//     PUBLISH to the subscribers of every node;
+//   - the reader holds one pub/sub connection on that channel and reads the
+//     followed rooms named in announcements from their cursors with
+//     non-blocking XRANGEs, pipelined: go-redis groups a ClusterClient
+//     pipeline per node, so a read takes at most one connection per shard
+//     whatever the number of rooms;
+//   - pub/sub is at-most-once (an announcement sent while the reader
+//     reconnects is lost), so every Block, after every (re)subscription and
+//     after a failed read, the reader also reads every followed room. A room
+//     Follow registers is read at once.
+type clusterReader struct {
+	l *Log
+
+	// State of a Run; ps is nil between Runs.
+	ps    *goredis.PubSub
+	msgs  <-chan any
+	poll  *time.Ticker
+	dirty map[string]struct{} // rooms to read
+	known map[string]*cursor  // cursors seen by the reader
+	all   bool                // the next read covers every followed room
+}
+
+func newClusterReader(l *Log) *clusterReader {
+	return &clusterReader{l: l, dirty: make(map[string]struct{}), known: make(map[string]*cursor)}
+}
+
+// notifyChannel is the channel that announces appends.
+func (r *clusterReader) notifyChannel() string { return r.l.opts.Prefix + "notify" }
+
+// step waits for an announcement, a change of the followed rooms or the
+// poll (unless every room is to be read already), then reads the rooms
+// that may have grown. The first step of a Run subscribes.
+func (r *clusterReader) step(ctx context.Context) error {
+	if r.ps == nil {
+		r.ps = r.l.client.Subscribe(ctx, r.notifyChannel())
+		r.msgs = r.ps.ChannelWithSubscriptions()
+		r.poll = time.NewTicker(r.l.opts.Block)
+		r.all = true
+	}
+	if !r.all {
+		r.wait(ctx)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if !r.all && len(r.dirty) == 0 {
+		return nil
+	}
+	if err := r.read(ctx); err != nil {
+		r.all = true // announcements may have been lost meanwhile
+		return err
+	}
+	return nil
+}
+
+// wait waits for one event and takes note of what it tells.
+func (r *clusterReader) wait(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case m, ok := <-r.msgs:
+		if !ok {
+			r.msgs = nil // closed: only after ps.Close; the poll goes on
+			return
+		}
+		r.take(m)
+		for range clusterDrain {
+			select {
+			case m, ok := <-r.msgs:
+				if !ok {
+					r.msgs = nil
+					return
+				}
+				r.take(m)
+			default:
+				return
+			}
+		}
+	case <-r.l.sink.RoomsChanged():
+		r.sync()
+	case <-r.l.wake:
+		r.sync()
+	case <-r.poll.C:
+		r.all = true
+	}
+}
+
+// take handles one message of the pub/sub connection.
+func (r *clusterReader) take(m any) {
+	switch m := m.(type) {
+	case *goredis.Subscription:
+		r.all = true // (re)subscribed: what was announced meanwhile is lost
+	case *goredis.Message:
+		top, room, ok := parseNotification(m.Payload)
+		if !ok {
+			return
+		}
+		r.l.mu.Lock()
+		c := r.l.rooms[room]
+		if c != nil && top > c.seq {
+			r.dirty[room] = struct{}{}
+		}
+		r.l.mu.Unlock()
+	}
+}
+
+// sync drops the rooms without local subscribers and marks the rooms
+// followed since the last sync to be read.
+func (r *clusterReader) sync() {
+	l := r.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.dropUnsubscribedLocked()
+	for room, c := range l.rooms {
+		if r.known[room] != c {
+			r.known[room] = c
+			r.dirty[room] = struct{}{}
+		}
+	}
+	for room := range r.known {
+		if _, ok := l.rooms[room]; !ok {
+			delete(r.known, room)
+			delete(r.dirty, room)
+		}
+	}
+}
+
+// clusterItem is one room of a read, with the cursor it read from.
+type clusterItem struct {
+	room string
+	c    *cursor
+	last string
+}
+
+// read reads the streams of the dirty rooms (every followed room when
+// r.all) from their cursors, pipelined, and delivers what it finds. Rooms
+// that failed or returned a full page stay dirty.
+func (r *clusterReader) read(ctx context.Context) error {
+	items := r.items()
+	var errs []error
+	for batch := range slices.Chunk(items, clusterBatch) {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		cmds := make([]*goredis.XMessageSliceCmd, len(batch))
+		_, _ = r.l.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for i, it := range batch {
+				cmds[i] = p.XRangeN(ctx, r.l.streamKey(it.room), "("+it.last, "+", readCount)
+			}
+			return nil
+		}) // each command carries its own error
+		r.l.mu.Lock()
+		for i, it := range batch {
+			msgs, err := cmds[i].Result()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("read %s: %w", it.room, err))
+				continue
+			}
+			if len(msgs) < readCount {
+				delete(r.dirty, it.room) // caught up; a full page means more to read
+			}
+			r.l.deliver(it.room, it.c, it.last, msgs)
+		}
+		r.l.mu.Unlock()
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("redis cluster read: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// items returns the rooms to read with their cursors, sorted so that each
+// batch's keys are spread as the slots are.
+func (r *clusterReader) items() []clusterItem {
+	l := r.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if r.all {
+		for room := range l.rooms {
+			r.dirty[room] = struct{}{}
+		}
+		r.all = false
+	}
+	items := make([]clusterItem, 0, len(r.dirty))
+	for room := range r.dirty {
+		c := l.rooms[room]
+		if c == nil {
+			delete(r.dirty, room)
+			continue
+		}
+		items = append(items, clusterItem{room: room, c: c, last: c.last})
+	}
+	slices.SortFunc(items, func(a, b clusterItem) int { return strings.Compare(a.room, b.room) })
+	return items
+}
+
+// stop closes the pub/sub connection and forgets the Run's state.
+func (r *clusterReader) stop(context.Context) {
+	if r.ps != nil {
+		r.ps.Close()
+		r.poll.Stop()
+		r.ps, r.msgs, r.poll = nil, nil, nil
+	}
+	clear(r.dirty)
+	clear(r.known)
+}
+
+// followed has nothing to do: Follow's signal on l.wake makes the reader
+// sync and read the new room.
+func (r *clusterReader) followed(context.Context, string) {}
+
+// appended announces the new tops on the notify channel, in one pipeline.
+// A failure only delays the readers until their next poll.
+func (r *clusterReader) appended(ctx context.Context, tops []roomfeed.RoomHead) {
+	_, err := r.l.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for _, t := range tops {
+			p.Publish(ctx, r.notifyChannel(), notification(t.Room, t.Seq))
+		}
+		return nil
+	})
+	if err != nil {
+		r.l.log.LogAttrs(ctx, slog.LevelDebug, "redis notify failed, readers catch up at their next poll",
+			slog.Int("rooms", len(tops)), slog.String("error", err.Error()))
+	}
+}
+
+// notification is the payload announcing that room's stream reaches top.
+func notification(room string, top int64) string {
+	return strconv.FormatInt(top, 10) + " " + room
+}
+
+// parseNotification splits a notification payload into top and room.
+func parseNotification(payload string) (int64, string, bool) {
+	s, room, ok := strings.Cut(payload, " ")
+	if !ok || room == "" {
+		return 0, "", false
+	}
+	top, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, "", false
+	}
+	return top, room, true
+}

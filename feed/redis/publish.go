@@ -1,0 +1,276 @@
+package redis
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/roomfeed/roomfeed"
+	"github.com/roomfeed/roomfeed/feed"
+)
+
+// Publish makes the room's stream hold every committed event up to ev.Seq,
+// in order and each once. It is called after ev is committed; events of the
+// room committed before ev that are not in the stream yet (another node's
+// Publish still on its way, a crash, an outage) are read from the history and
+// added first, so the stream never holds ev above a hole. An event already
+// in the stream is a success.
+func (l *Log) Publish(ctx context.Context, ev roomfeed.Event) error {
+	if ev.Room == "" || ev.Seq < 1 {
+		return fmt.Errorf("publish %q/%d: invalid event", ev.Room, ev.Seq)
+	}
+	if until := l.publishPausedUntil.Load(); until != 0 {
+		// Redis failed recently: one Publish per pause probes it, with a
+		// short deadline (go-redis would otherwise retry dials for seconds);
+		// the others leave their event to the relay.
+		now := time.Now()
+		if now.UnixNano() < until || !l.publishPausedUntil.CompareAndSwap(until, now.Add(publishPause).UnixNano()) {
+			return fmt.Errorf("publish %s/%d: %w (left to the relay)", ev.Room, ev.Seq, feed.ErrUnavailable)
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, publishPause/2)
+		defer cancel()
+	}
+	ok, top, err := l.appendCoalesced(ctx, ev)
+	if err == nil && !ok {
+		err = l.fill(ctx, ev.Room, top, ev.Seq, &ev)
+	}
+	if err != nil {
+		if unreachable(err) || errors.Is(err, context.DeadlineExceeded) {
+			l.publishPausedUntil.Store(time.Now().Add(publishPause).UnixNano())
+			err = fmt.Errorf("%w: %w", feed.ErrUnavailable, err)
+		}
+		return fmt.Errorf("publish %s/%d: %w", ev.Room, ev.Seq, err)
+	}
+	l.publishPausedUntil.Store(0)
+	return nil
+}
+
+// unreachable reports whether err means Redis could not be reached or
+// did not answer (as opposed to an error reply or a failure of the history).
+func unreachable(err error) bool {
+	if errors.Is(err, goredis.ErrClosed) || errors.Is(err, goredis.ErrPoolTimeout) {
+		return true
+	}
+	var reply goredis.Error
+	if errors.As(err, &reply) {
+		// An error reply: Redis answered. Only a server still loading its
+		// data or a replica without its master counts as down.
+		msg := reply.Error()
+		return strings.HasPrefix(msg, "LOADING") || strings.HasPrefix(msg, "MASTERDOWN")
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// Publishes made at the same time share one pipelined round trip to Redis:
+// the first of them sends every event queued by then while the others wait
+// for their answers, then hands the queue to the first Publish that arrived
+// meanwhile. A lone Publish goes straight out, so it waits for nobody.
+
+// pipelineEvents bounds the events of one pipeline.
+const pipelineEvents = 256
+
+// publishQueue holds the Publishes waiting for a pipeline.
+type publishQueue struct {
+	mu       sync.Mutex
+	flushing bool // a caller is sending a pipeline; queue waits for the next
+	queue    []*publishReq
+}
+
+// publishReq is one Publish in the queue. done is closed when ok, top and
+// err are set, or when lead is set: then its caller sends the next pipeline.
+type publishReq struct {
+	ev   roomfeed.Event
+	ok   bool
+	top  int64
+	err  error
+	lead bool
+	done chan struct{}
+}
+
+// appendCoalesced appends ev to its room's stream as appendBatch(ctx,
+// ev.Room, []roomfeed.Event{ev}, false) does, in a pipeline shared with the
+// Publishes made at the same time. The pipeline runs under the context of
+// the caller that sends it.
+func (l *Log) appendCoalesced(ctx context.Context, ev roomfeed.Event) (bool, int64, error) {
+	r := &publishReq{ev: ev, done: make(chan struct{})}
+	q := &l.pub
+	q.mu.Lock()
+	q.queue = append(q.queue, r)
+	wait := q.flushing
+	q.flushing = true
+	q.mu.Unlock()
+	if wait {
+		<-r.done
+		if !r.lead {
+			return r.ok, r.top, r.err
+		}
+	}
+
+	// This caller sends the pipeline; r is the first of the queue.
+	q.mu.Lock()
+	n := min(len(q.queue), pipelineEvents)
+	batch := q.queue[:n]
+	q.queue = slices.Clone(q.queue[n:])
+	q.mu.Unlock()
+
+	l.appendPipelined(ctx, batch)
+
+	for _, o := range batch[1:] {
+		close(o.done)
+	}
+	q.mu.Lock()
+	if len(q.queue) > 0 {
+		next := q.queue[0]
+		next.lead = true
+		close(next.done)
+	} else {
+		q.flushing = false
+	}
+	q.mu.Unlock()
+	return r.ok, r.top, r.err
+}
+
+// appendRun is a run of consecutive events of one room in a pipeline, and
+// the Publishes waiting for them.
+type appendRun struct {
+	room string
+	evs  []roomfeed.Event
+	size int // of evs, against batchBytes
+	reqs []*publishReq
+}
+
+func (c *appendRun) answer(ok bool, top int64, err error) {
+	for _, r := range c.reqs {
+		r.ok, r.top, r.err = ok, top, err
+	}
+}
+
+// scriptCall is one appendRoomsScript call of a pipeline and the runs it
+// appends.
+type scriptCall struct {
+	runs []*appendRun
+	keys []string
+	args []any
+	cmd  *goredis.Cmd
+}
+
+// appendPipelined sets the outcome of every request of batch. Each room's
+// events go in ascending seq order, one run of consecutive seqs at a time:
+// a run above a hole is refused like a lone Publish above a hole, and its
+// callers fill the hole from the history. The runs share script calls of up
+// to batchBytes of events, all in one pipeline.
+func (l *Log) appendPipelined(ctx context.Context, batch []*publishReq) {
+	if len(batch) == 1 {
+		r := batch[0]
+		r.ok, r.top, r.err = l.appendBatch(ctx, r.ev.Room, []roomfeed.Event{r.ev}, false)
+		return
+	}
+	pipe := l.client.Pipeline()
+	calls := l.queueCalls(ctx, pipe, appendRuns(batch))
+	_, _ = pipe.Exec(ctx) // each command carries its own error
+	if tops := l.answer(ctx, calls); len(tops) > 0 {
+		l.reader.appended(ctx, tops)
+	}
+}
+
+// appendRuns sorts the requests of batch by room and seq and cuts them into
+// runs of consecutive seqs of one room, each small enough for one call.
+func appendRuns(batch []*publishReq) []*appendRun {
+	reqs := slices.Clone(batch)
+	slices.SortStableFunc(reqs, func(a, b *publishReq) int {
+		return cmp.Or(strings.Compare(a.ev.Room, b.ev.Room), cmp.Compare(a.ev.Seq, b.ev.Seq))
+	})
+	var runs []*appendRun
+	for i := 0; i < len(reqs); {
+		j := i + 1
+		for j < len(reqs) && reqs[j].ev.Room == reqs[i].ev.Room && reqs[j].ev.Seq <= reqs[j-1].ev.Seq+1 {
+			j++
+		}
+		run := reqs[i:j]
+		evs := make([]roomfeed.Event, len(run))
+		for k, r := range run {
+			evs[k] = r.ev
+		}
+		for len(evs) > 0 {
+			n := chunk(evs)
+			c := &appendRun{room: evs[0].Room, evs: evs[:n], reqs: run[:n]}
+			for _, ev := range c.evs {
+				c.size += eventSize(ev)
+			}
+			runs = append(runs, c)
+			evs, run = evs[n:], run[n:]
+		}
+		i = j
+	}
+	return runs
+}
+
+// queueCalls queues on pipe the script calls that append runs, in order:
+// consecutive runs share a call up to batchBytes of events, if the mode
+// lets one call span rooms (else only the runs of one room do).
+func (l *Log) queueCalls(ctx context.Context, pipe goredis.Pipeliner, runs []*appendRun) []*scriptCall {
+	var calls []*scriptCall
+	for i := 0; i < len(runs); {
+		sc := &scriptCall{args: []any{l.opts.MaxLen}}
+		size := 0
+		j := i
+		for ; j < len(runs) && (j == i || size+runs[j].size <= batchBytes && (l.spanRooms || runs[j].room == runs[i].room)); j++ {
+			size += runs[j].size
+			sc.keys = append(sc.keys, l.streamKey(runs[j].room))
+			sc.args = appendEventArgs(append(sc.args, len(runs[j].evs)), runs[j].evs)
+		}
+		sc.runs = runs[i:j]
+		sc.cmd = appendRoomsScript.EvalSha(ctx, pipe, sc.keys, sc.args...)
+		calls = append(calls, sc)
+		i = j
+	}
+	return calls
+}
+
+// answer sets the outcome of the runs of every call once the pipeline ran,
+// and returns the new tops of the rooms appended to, in room order.
+func (l *Log) answer(ctx context.Context, calls []*scriptCall) []roomfeed.RoomHead {
+	var tops []roomfeed.RoomHead
+	for _, sc := range calls {
+		res, err := sc.cmd.Int64Slice()
+		if goredis.HasErrorPrefix(err, "NOSCRIPT") {
+			// Redis does not hold the script (restarted, flushed, or
+			// never sent): Run sends it. The calls go in pipeline order,
+			// so each room's runs still go in seq order.
+			res, err = appendRoomsScript.Run(ctx, l.client, sc.keys, sc.args...).Int64Slice()
+		}
+		if err == nil && len(res) != 2*len(sc.runs) {
+			err = fmt.Errorf("append script returned %v", res)
+		}
+		for k, c := range sc.runs {
+			if err != nil {
+				c.answer(false, 0, err)
+				continue
+			}
+			ok, top := res[2*k] == 1, res[2*k+1]
+			c.answer(ok, top, nil)
+			if !ok {
+				continue
+			}
+			if n := len(tops); n > 0 && tops[n-1].Room == c.room {
+				tops[n-1].Seq = max(tops[n-1].Seq, top)
+			} else {
+				tops = append(tops, roomfeed.RoomHead{Room: c.room, Seq: top})
+			}
+		}
+	}
+	return tops
+}
