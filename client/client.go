@@ -72,8 +72,9 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("server answered %d %s: %s", e.Status, http.StatusText(e.Status), msg)
 }
 
-// retryable reports whether the same request may succeed later.
-func (e *Error) retryable() bool {
+// Temporary reports whether the same request may succeed later: 408, 429
+// and 5xx answers. Subscriptions retry those and give up on the others.
+func (e *Error) Temporary() bool {
 	return e.Status >= 500 || e.Status == http.StatusRequestTimeout || e.Status == http.StatusTooManyRequests
 }
 
@@ -87,7 +88,7 @@ func (p permanent) Unwrap() error { return p.error }
 func final(err error) bool {
 	var e *Error
 	if errors.As(err, &e) {
-		return !e.retryable()
+		return !e.Temporary()
 	}
 	return errors.As(err, new(permanent))
 }
