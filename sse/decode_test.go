@@ -103,8 +103,37 @@ func TestDecodeRetryAndComments(t *testing.T) {
 		}
 	}
 
-	d := NewDecoder(strings.NewReader(": roomfeed w1 from 4\n:ping\n\nid: 5\ndata: x\n\n"))
+	// The stream roomfeed tail's own reader was checked with.
+	in := "\ufeffretry: 1500\n: comment\n\n" +
+		"id: 7\nevent: a\ndata: one\ndata:two\n\n" +
+		"data: no type\r\n\r\n" +
+		"id: 8\rdata: cr\r\r" +
+		"id\nevent: b\n\n" + // an id with no value and no data: nothing dispatched
+		"data: x\n\n" +
+		"data: cut off at the end"
+	d := NewDecoder(strings.NewReader(in))
 	var comments []string
+	d.OnComment = func(c string) error { comments = append(comments, c); return nil }
+	want := []Event{
+		{ID: "7", HasID: true, Type: "a", Data: "one\ntwo"},
+		{ID: "7", Type: "message", Data: "no type"}, // the last id stays in effect
+		{ID: "8", HasID: true, Type: "message", Data: "cr"},
+		{ID: "", Type: "message", Data: "x"}, // the lone "id" line emptied the last id
+	}
+	for i, w := range want {
+		if got, err := d.Next(); err != nil || got != w {
+			t.Fatalf("event %d: got %+v, %v; want %+v", i, got, err, w)
+		}
+	}
+	if _, err := d.Next(); !errors.Is(err, io.EOF) {
+		t.Errorf("at the end: got %v, want io.EOF (the cut-off event discarded)", err)
+	}
+	if r, _ := d.Retry(); r != 1500*time.Millisecond || !slices.Equal(comments, []string{"comment"}) {
+		t.Errorf("got retry %v, comments %q; want 1.5s and [comment]", r, comments)
+	}
+
+	d = NewDecoder(strings.NewReader(": roomfeed w1 from 4\n:ping\n\nid: 5\ndata: x\n\n"))
+	comments = nil
 	stop := errors.New("stop")
 	d.OnComment = func(c string) error {
 		comments = append(comments, c)
