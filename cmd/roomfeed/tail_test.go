@@ -404,34 +404,3 @@ func TestTailArgs(t *testing.T) {
 		})
 	}
 }
-
-func TestSSEReader(t *testing.T) {
-	in := "\ufeffretry: 1500\n: comment\n\n" +
-		"id: 7\nevent: a\ndata: one\ndata:two\n\n" +
-		"data: no type\r\n\r\n" +
-		"id: 8\rdata: cr\r\r" +
-		"id\nevent: b\n\n" + // an id with no value and no data: nothing dispatched
-		"data: x\n\n" +
-		"data: cut off at the end"
-	r := newSSEReader(strings.NewReader(in))
-	var comments []string
-	r.onComment = func(c string) { comments = append(comments, c) }
-	want := []sseEvent{
-		{ID: "7", HasID: true, Type: "a", Data: "one\ntwo"},
-		{ID: "7", Type: "message", Data: "no type"}, // the last id stays in effect
-		{ID: "8", HasID: true, Type: "message", Data: "cr"},
-		{ID: "", Type: "message", Data: "x"}, // the lone "id" line emptied the last id
-	}
-	for i, w := range want {
-		got, err := r.next()
-		if err != nil || got != w {
-			t.Fatalf("event %d: got %+v, %v; want %+v", i, got, err, w)
-		}
-	}
-	if _, err := r.next(); !errors.Is(err, io.EOF) {
-		t.Errorf("at the end: got %v, want io.EOF (the cut-off event discarded)", err)
-	}
-	if r.retry != 1500*time.Millisecond || len(comments) != 1 || comments[0] != "comment" {
-		t.Errorf("got retry %v, comments %q; want 1.5s and [comment]", r.retry, comments)
-	}
-}
