@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/roomfeed/roomfeed/sse"
 )
@@ -55,6 +56,9 @@ func (c *Client) dial(ctx context.Context, url, lastEventID string, onRead func(
 
 // Next returns the stream's next event; io.EOF when the server ended it.
 func (s *Stream) Next() (sse.Event, error) { return s.dec.Next() }
+
+// Retry returns the stream's latest retry: hint, and whether it sent one.
+func (s *Stream) Retry() (time.Duration, bool) { return s.dec.Retry() }
 
 // Close ends the stream.
 func (s *Stream) Close() error {
