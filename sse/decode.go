@@ -152,7 +152,7 @@ func (d *Decoder) readLine() ([]byte, error) {
 				continue
 			}
 		}
-		i := bytes.IndexAny(buf, "\r\n")
+		i := indexLineEnd(buf)
 		n := i
 		if i < 0 {
 			n = len(buf)
