@@ -218,7 +218,8 @@ func (s *Subscription) connect(ctx context.Context) (Message, error) {
 // read returns the message of the stream's next event, nothing when the
 // event is skipped, a Reconnect when the stream ends.
 func (s *Subscription) read(ctx context.Context) (Message, error) {
-	stop := context.AfterFunc(ctx, func() { s.drop(context.Cause(ctx)) })
+	drop := s.drop
+	stop := context.AfterFunc(ctx, func() { drop(context.Cause(ctx)) })
 	s.kick()
 	ev, err := s.st.Next()
 	if s.idle != nil {

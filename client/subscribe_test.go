@@ -314,3 +314,38 @@ func TestSubscribeTimers(t *testing.T) {
 		})
 	})
 }
+
+// TestSubscribeInterrupted: a Next whose context ends leaves the
+// subscription usable; the next one reconnects from the cursor, which
+// Advance moves forward only.
+func TestSubscribeInterrupted(t *testing.T) {
+	sc := &script{conns: []http.HandlerFunc{feed("retry: 1\n\n"+ev1, "hold"), feed(ev2+ev3, "hold")}}
+	srv := httptest.NewServer(sc)
+	t.Cleanup(srv.Close)
+	sub := (&Client{Server: srv.URL}).Subscribe(Cursor{"w1": 0}, "w1")
+	defer sub.Close()
+	if m, err := sub.Next(t.Context()); err != nil || summary(m) != `w1 1 element.created {"id":"1"}` {
+		t.Fatalf("got %v, %v; want event 1", m, err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := sub.Next(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want the context's error", err)
+	}
+	sub.Advance("w1", 2) // as after loading a snapshot at 2
+	sub.Advance("w1", 1)
+	sub.Advance("other", 9)
+	if m, err := sub.Next(t.Context()); err != nil || summary(m) != `w1 3 element.updated {"id":"3"}` {
+		t.Fatalf("got %v, %v; want event 3 (2 is in the snapshot)", m, err)
+	}
+	if got := sub.Cursor(); len(got) != 1 || got["w1"] != 3 {
+		t.Errorf("cursor: got %v, want w1 at 3", got)
+	}
+	var ids []string
+	for _, r := range sc.requests() {
+		ids = append(ids, r.LastEventID)
+	}
+	if want := []string{"0", "2"}; !slices.Equal(ids, want) {
+		t.Errorf("Last-Event-IDs: got %q, want %q", ids, want)
+	}
+}
