@@ -299,7 +299,7 @@ func (t *tailer) reset(ctx context.Context, sub *client.Subscription, r client.R
 // may pass (a 503 while the database is down), waiting twice as long each
 // time up to --max-backoff.
 func (t *tailer) snapshot(ctx context.Context) (client.Snapshot, error) {
-	for wait := time.Second; ; wait = min(2*wait, t.cfg.MaxBackoff) {
+	for wait := min(time.Second, t.cfg.MaxBackoff); ; wait = min(2*wait, t.cfg.MaxBackoff) {
 		reqCtx, cancel := context.WithTimeout(ctx, time.Minute)
 		snap, err := t.client.Snapshot(reqCtx, t.cfg.Room)
 		cancel()

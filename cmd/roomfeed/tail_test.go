@@ -335,6 +335,37 @@ func TestTailProtocol(t *testing.T) {
 		}
 	})
 
+	t.Run("snapshot retried after a 503", func(t *testing.T) {
+		var snapshots atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, "/elements") {
+				if snapshots.Add(1) == 1 {
+					http.Error(w, `{"error":{"code":"database_unavailable","message":"down"}}`, http.StatusServiceUnavailable)
+					return
+				}
+				fmt.Fprint(w, `{"room":"room1","cursor":"8","elements":[{"id":"c1","kind":"k","version":3,"data":{"a":1},"updated_at":"2026-11-25T11:40:59.123456Z"}]}`)
+				return
+			}
+			sseHeaders(w)
+			fmt.Fprint(w, "retry: 10\n\nid: 7\nevent: reset\ndata: {\"room\":\"room1\",\"cursor\":\"7\",\"reason\":\"history_trimmed\"}\n\n"+
+				"id: 8\nevent: chat\ndata: {\"id\":\"8\"}\n\nid: 9\nevent: chat\ndata: {\"id\":\"9\"}\n\n")
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		}))
+		t.Cleanup(srv.Close)
+		tail := startTail(t, "--server", srv.URL, "--from", "2", "--resnapshot", "--max-backoff", "10ms", "room1")
+		want := `{"room":"room1","type":"snapshot","cursor":"8","element":{"id":"c1","kind":"k","version":3,"data":{"a":1},"updated_at":"2026-11-25T11:40:59.123456Z"}}`
+		if l := tail.line(t); l != want {
+			t.Errorf("got %q, want the snapshot line %q", l, want)
+		}
+		if l := tail.line(t); l != `{"id":"9"}` {
+			t.Errorf("got %q, want event 9 (8 is in the snapshot)", l)
+		}
+		if !strings.Contains(tail.stderr.String(), "database_unavailable") {
+			t.Errorf("stderr does not say why the snapshot was retried:\n%s", tail.stderr)
+		}
+	})
+
 	t.Run("silent stream", func(t *testing.T) {
 		f := &fakeFeed{lastIDs: make(chan string, 16), streams: []func(http.ResponseWriter, *http.Request){
 			func(w http.ResponseWriter, r *http.Request) {
