@@ -64,6 +64,7 @@ type Error struct {
 	RetryAfter time.Duration // the answer's Retry-After, 0 without one
 }
 
+// Error says the status, and the code and message when the server gave them.
 func (e *Error) Error() string {
 	msg := e.Message
 	if e.Code != "" {

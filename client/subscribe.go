@@ -72,6 +72,7 @@ type StreamError struct {
 	Data string // its JSON data
 }
 
+// Error says which event ended the stream, with its data.
 func (e *StreamError) Error() string { return "server sent " + e.Type + ": " + e.Data }
 
 // ErrClosed is returned by Next after Close.

@@ -82,6 +82,7 @@ type StatusError struct {
 	Body   string
 }
 
+// Error says the status and the body.
 func (e *StatusError) Error() string { return fmt.Sprintf("status %d: %s", e.Status, e.Body) }
 
 func (s *Stream) read() {
