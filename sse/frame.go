@@ -4,6 +4,7 @@
 package sse
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
 	"time"
@@ -72,13 +73,16 @@ func Frame(ev roomfeed.Event) []byte {
 	return AppendEvent(make([]byte, 0, len(ev.Data)+len(ev.Type)+48), id, ev.Type, ev.Data)
 }
 
+// indexLineEnd returns the index of the first '\n' or '\r' in b, or -1.
 func indexLineEnd(b []byte) int {
-	for i, c := range b {
-		if c == '\n' || c == '\r' {
-			return i
-		}
+	i := bytes.IndexByte(b, '\n')
+	if i >= 0 {
+		b = b[:i]
 	}
-	return -1
+	if j := bytes.IndexByte(b, '\r'); j >= 0 {
+		return j
+	}
+	return i
 }
 
 func appendField(b []byte, s string) []byte {

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/roomfeed/roomfeed"
-	"github.com/roomfeed/roomfeed/internal/ssetest"
 )
 
 func TestAppendEvent(t *testing.T) {
@@ -83,7 +82,7 @@ func FuzzAppendEvent(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data string) {
 		frame := string(AppendEvent(nil, "1", "m", []byte(data)))
-		events := ssetest.Parse(frame)
+		events := decodeAll(t, frame)
 		if len(events) != 1 {
 			t.Fatalf("got %d events in %q, want 1", len(events), frame)
 		}

@@ -335,6 +335,37 @@ func TestTailProtocol(t *testing.T) {
 		}
 	})
 
+	t.Run("snapshot retried after a 503", func(t *testing.T) {
+		var snapshots atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, "/elements") {
+				if snapshots.Add(1) == 1 {
+					http.Error(w, `{"error":{"code":"database_unavailable","message":"down"}}`, http.StatusServiceUnavailable)
+					return
+				}
+				fmt.Fprint(w, `{"room":"room1","cursor":"8","elements":[{"id":"c1","kind":"k","version":3,"data":{"a":1},"updated_at":"2026-11-25T11:40:59.123456Z"}]}`)
+				return
+			}
+			sseHeaders(w)
+			fmt.Fprint(w, "retry: 10\n\nid: 7\nevent: reset\ndata: {\"room\":\"room1\",\"cursor\":\"7\",\"reason\":\"history_trimmed\"}\n\n"+
+				"id: 8\nevent: chat\ndata: {\"id\":\"8\"}\n\nid: 9\nevent: chat\ndata: {\"id\":\"9\"}\n\n")
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		}))
+		t.Cleanup(srv.Close)
+		tail := startTail(t, "--server", srv.URL, "--from", "2", "--resnapshot", "--max-backoff", "10ms", "room1")
+		want := `{"room":"room1","type":"snapshot","cursor":"8","element":{"id":"c1","kind":"k","version":3,"data":{"a":1},"updated_at":"2026-11-25T11:40:59.123456Z"}}`
+		if l := tail.line(t); l != want {
+			t.Errorf("got %q, want the snapshot line %q", l, want)
+		}
+		if l := tail.line(t); l != `{"id":"9"}` {
+			t.Errorf("got %q, want event 9 (8 is in the snapshot)", l)
+		}
+		if !strings.Contains(tail.stderr.String(), "database_unavailable") {
+			t.Errorf("stderr does not say why the snapshot was retried:\n%s", tail.stderr)
+		}
+	})
+
 	t.Run("silent stream", func(t *testing.T) {
 		f := &fakeFeed{lastIDs: make(chan string, 16), streams: []func(http.ResponseWriter, *http.Request){
 			func(w http.ResponseWriter, r *http.Request) {
@@ -402,36 +433,5 @@ func TestTailArgs(t *testing.T) {
 			}
 			tt.check(t, c)
 		})
-	}
-}
-
-func TestSSEReader(t *testing.T) {
-	in := "\ufeffretry: 1500\n: comment\n\n" +
-		"id: 7\nevent: a\ndata: one\ndata:two\n\n" +
-		"data: no type\r\n\r\n" +
-		"id: 8\rdata: cr\r\r" +
-		"id\nevent: b\n\n" + // an id with no value and no data: nothing dispatched
-		"data: x\n\n" +
-		"data: cut off at the end"
-	r := newSSEReader(strings.NewReader(in))
-	var comments []string
-	r.onComment = func(c string) { comments = append(comments, c) }
-	want := []sseEvent{
-		{ID: "7", HasID: true, Type: "a", Data: "one\ntwo"},
-		{ID: "7", Type: "message", Data: "no type"}, // the last id stays in effect
-		{ID: "8", HasID: true, Type: "message", Data: "cr"},
-		{ID: "", Type: "message", Data: "x"}, // the lone "id" line emptied the last id
-	}
-	for i, w := range want {
-		got, err := r.next()
-		if err != nil || got != w {
-			t.Fatalf("event %d: got %+v, %v; want %+v", i, got, err, w)
-		}
-	}
-	if _, err := r.next(); !errors.Is(err, io.EOF) {
-		t.Errorf("at the end: got %v, want io.EOF (the cut-off event discarded)", err)
-	}
-	if r.retry != 1500*time.Millisecond || len(comments) != 1 || comments[0] != "comment" {
-		t.Errorf("got retry %v, comments %q; want 1.5s and [comment]", r.retry, comments)
 	}
 }

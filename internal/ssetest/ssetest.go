@@ -1,34 +1,49 @@
-// Package ssetest is a small Server-Sent Events reader for tests: it opens a
-// feed over real HTTP and parses it per the WHATWG rules, so tests see what a
-// browser's EventSource would.
+// Package ssetest opens feeds over real HTTP for tests and reads them as a
+// browser's EventSource would: client.Dial opens the stream and the sse
+// decoder reads it, so tests see what every roomfeed client sees.
 package ssetest
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/roomfeed/roomfeed/client"
+	"github.com/roomfeed/roomfeed/sse"
 )
 
-// Event is one dispatched SSE event. Comments are collected separately.
+// Event is one dispatched SSE event. Comments are not kept.
 type Event struct {
-	ID    string
-	Type  string
+	ID    string // the id this event set; "" for an event without one (presence)
+	Type  string // "message" when the stream gave no event: line
 	Data  string
-	Retry string
+	Retry string // the stream's latest retry: hint in milliseconds, "" before one
 }
 
-// Stream is an open feed.
+// event is ev as tests see it.
+func event(ev sse.Event, retry time.Duration, hasRetry bool) Event {
+	out := Event{Type: ev.Type, Data: ev.Data}
+	if ev.HasID {
+		out.ID = ev.ID
+	}
+	if hasRetry {
+		out.Retry = strconv.FormatInt(retry.Milliseconds(), 10)
+	}
+	return out
+}
+
+// Stream is an open feed, read ahead into a buffer so that a test that
+// does not read at once is never a slow consumer.
 type Stream struct {
 	Resp   *http.Response
+	st     *client.Stream
 	events chan Event
 	errc   chan error
-	cancel context.CancelFunc
 	done   chan struct{}
 }
 
@@ -45,36 +60,18 @@ func Open(tb testing.TB, url, lastEventID string) *Stream {
 	return s
 }
 
-// Dial opens a feed without a test; an answer other than 200 is an error
-// carrying the status and body.
+// Dial opens a feed without a test; an answer other than 200 is a
+// *StatusError carrying the status and body.
 func Dial(ctx context.Context, url, lastEventID string) (*Stream, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	st, err := (&client.Client{}).Dial(ctx, url, lastEventID)
+	var refused *client.Error
+	if errors.As(err, &refused) {
+		return nil, &StatusError{Status: refused.Status, Body: refused.Body}
+	}
 	if err != nil {
-		cancel()
 		return nil, err
 	}
-	req.Header.Set("Accept", "text/event-stream")
-	if lastEventID != "" {
-		req.Header.Set("Last-Event-ID", lastEventID)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		cancel()
-		return nil, &StatusError{Status: resp.StatusCode, Body: string(body)}
-	}
-	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
-		resp.Body.Close()
-		cancel()
-		return nil, fmt.Errorf("content type %q, want text/event-stream", ct)
-	}
-	s := &Stream{Resp: resp, events: make(chan Event, 1<<16), errc: make(chan error, 1), cancel: cancel, done: make(chan struct{})}
+	s := &Stream{Resp: st.Response, st: st, events: make(chan Event, 1<<16), errc: make(chan error, 1), done: make(chan struct{})}
 	go s.read()
 	return s, nil
 }
@@ -85,77 +82,36 @@ type StatusError struct {
 	Body   string
 }
 
+// Error says the status and the body.
 func (e *StatusError) Error() string { return fmt.Sprintf("status %d: %s", e.Status, e.Body) }
 
 func (s *Stream) read() {
 	defer close(s.done)
 	defer close(s.events)
-	br := bufio.NewReaderSize(s.Resp.Body, 1<<16)
-	var d decoder
 	for {
-		line, err := br.ReadString('\n')
+		ev, err := s.st.Next()
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.EOF
-			}
 			s.errc <- err
 			return
 		}
-		if ev, ok := d.line(strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")); ok {
-			s.events <- ev
-		}
+		retry, ok := s.st.Retry()
+		s.events <- event(ev, retry, ok)
 	}
 }
 
 // Parse returns the events of a whole event stream (an example, a
-// recorded response).
+// recorded response); an event cut off by the end is not one.
 func Parse(stream string) []Event {
-	var d decoder
+	d := sse.NewDecoder(strings.NewReader(stream))
 	var out []Event
-	for _, line := range strings.Split(strings.ReplaceAll(stream, "\r\n", "\n"), "\n") {
-		if ev, ok := d.line(line); ok {
-			out = append(out, ev)
+	for {
+		ev, err := d.Next()
+		if err != nil {
+			return out
 		}
+		retry, ok := d.Retry()
+		out = append(out, event(ev, retry, ok))
 	}
-	if ev, ok := d.line(""); ok { // a last event without its blank line
-		out = append(out, ev)
-	}
-	return out
-}
-
-// decoder applies the WHATWG event-stream rules one line at a time.
-type decoder struct {
-	ev      Event
-	data    []string
-	hasData bool
-}
-
-// line takes one line without its ending and returns the event a blank
-// line dispatches.
-func (d *decoder) line(line string) (Event, bool) {
-	if line == "" {
-		ev, ok := d.ev, d.hasData || d.ev.Type != ""
-		ev.Data = strings.Join(d.data, "\n")
-		*d = decoder{}
-		return ev, ok
-	}
-	if strings.HasPrefix(line, ":") {
-		return Event{}, false
-	}
-	field, value, _ := strings.Cut(line, ":")
-	value = strings.TrimPrefix(value, " ")
-	switch field {
-	case "id":
-		d.ev.ID = value
-	case "event":
-		d.ev.Type = value
-	case "data":
-		d.data = append(d.data, value)
-		d.hasData = true
-	case "retry":
-		d.ev.Retry = value
-	}
-	return Event{}, false
 }
 
 // ErrTimeout is returned by Next when no event arrives in time.
@@ -189,8 +145,7 @@ func (s *Stream) MustNext(tb testing.TB, timeout time.Duration) Event {
 
 // Close ends the stream and waits for its reader.
 func (s *Stream) Close() {
-	s.cancel()
-	s.Resp.Body.Close()
+	s.st.Close()
 	<-s.done
 }
 

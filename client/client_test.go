@@ -1,0 +1,70 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/roomfeed/roomfeed/client"
+)
+
+func TestSnapshot(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/rooms/w1/elements":
+			if r.Header.Get("Authorization") != "Bearer s3cret" {
+				t.Errorf("Authorization: got %q, want the token", r.Header.Get("Authorization"))
+			}
+			fmt.Fprint(w, `{"room":"w1","cursor":"7","elements":[{"id":"c1","kind":"character","version":2,"data":{"name":"Aria"},"updated_at":"2026-11-25T11:40:59.123456Z"}]}`)
+		default:
+			w.Header().Set("Retry-After", "3")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, `{"error":{"code":"database_unavailable","message":"down"}}`)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	c := &client.Client{Server: srv.URL, Token: func(context.Context) (string, error) { return "s3cret", nil }}
+	snap, err := c.Snapshot(t.Context(), "w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Room != "w1" || snap.Cursor != 7 || len(snap.Elements) != 1 || snap.Elements[0].ID != "c1" ||
+		snap.Elements[0].Version != 2 || string(snap.Elements[0].Data) != `{"name":"Aria"}` {
+		t.Errorf("got %+v, want w1 at 7 with element c1 v2", snap)
+	}
+	_, err = c.Snapshot(t.Context(), "w2")
+	var e *client.Error
+	if !errors.As(err, &e) || e.Status != 503 || e.Code != "database_unavailable" || e.RetryAfter.Seconds() != 3 {
+		t.Errorf("got %v, want a 503 *Error with Retry-After 3s", err)
+	}
+}
+
+func TestDial(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("X-Accel-Buffering", "no")
+		fmt.Fprintf(w, "retry: 2000\n\n: roomfeed w1 from %s\n\nid: 5\nevent: chat\ndata: {}\n\nevent: presence.joined\ndata: {}\n\n", r.Header.Get("Last-Event-ID"))
+	}))
+	t.Cleanup(srv.Close)
+	st, err := (&client.Client{}).Dial(t.Context(), srv.URL+"/rooms/w1/events", "4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if got := st.Response.Header.Get("X-Accel-Buffering"); got != "no" {
+		t.Errorf("X-Accel-Buffering: got %q, want the answer's headers", got)
+	}
+	for _, want := range []string{"5 true chat", "5 false presence.joined"} {
+		ev, err := st.Next()
+		if got := fmt.Sprint(ev.ID, " ", ev.HasID, " ", ev.Type); err != nil || got != want {
+			t.Fatalf("got %q, %v; want %q", got, err, want)
+		}
+	}
+	if _, err := st.Next(); !errors.Is(err, io.EOF) {
+		t.Errorf("at the end: got %v, want io.EOF", err)
+	}
+}

@@ -1,0 +1,216 @@
+package sse
+
+import (
+	"errors"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+	"testing/iotest"
+	"time"
+)
+
+// decodeAll returns every event of a whole stream, failing the test on any
+// error other than the end.
+func decodeAll(tb testing.TB, stream string) []Event {
+	tb.Helper()
+	d := NewDecoder(strings.NewReader(stream))
+	var out []Event
+	for {
+		ev, err := d.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			tb.Fatalf("decode %q: %v", stream, err)
+		}
+		out = append(out, ev)
+	}
+}
+
+func TestDecode(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     []Event
+	}{
+		{"fields and joined data", "id: 7\nevent: a\ndata: one\ndata:two\n\n",
+			[]Event{{ID: "7", HasID: true, Type: "a", Data: "one\ntwo"}}},
+		{"default type, last id stays in effect", "id: 7\ndata: a\n\ndata: b\n\n",
+			[]Event{{ID: "7", HasID: true, Type: "message", Data: "a"}, {ID: "7", Type: "message", Data: "b"}}},
+		{"crlf", "id: 1\r\ndata: x\r\n\r\n", []Event{{ID: "1", HasID: true, Type: "message", Data: "x"}}},
+		{"cr", "id: 8\rdata: cr\r\r", []Event{{ID: "8", HasID: true, Type: "message", Data: "cr"}}},
+		{"cr then lf is one ending", "data: a\r\ndata: b\r\r\n", []Event{{Type: "message", Data: "a\nb"}}},
+		{"byte-order mark", "\ufeffdata: x\n\n", []Event{{Type: "message", Data: "x"}}},
+		{"a second byte-order mark is part of the line", "\ufeff\ufeffdata: x\n\ndata: y\n\n", []Event{{Type: "message", Data: "y"}}},
+		{"one optional space only", "data:  two spaces\n\n", []Event{{Type: "message", Data: " two spaces"}}},
+		{"field without colon", "data\n\n", []Event{{Type: "message", Data: ""}}},
+		{"empty data line dispatches", "data:\n\n", []Event{{Type: "message", Data: ""}}},
+		{"value with colons", "data: a:b: c\n\n", []Event{{Type: "message", Data: "a:b: c"}}},
+		{"event without data is not dispatched", "event: a\nid: 3\n\ndata: x\n\n",
+			[]Event{{ID: "3", Type: "message", Data: "x"}}},
+		{"lone id empties the last id", "id: 5\ndata: a\n\nid\nevent: b\n\ndata: x\n\n",
+			[]Event{{ID: "5", HasID: true, Type: "message", Data: "a"}, {ID: "", Type: "message", Data: "x"}}},
+		{"id with NUL ignored", "id: 5\ndata: a\n\nid: 6\x00\ndata: b\n\n",
+			[]Event{{ID: "5", HasID: true, Type: "message", Data: "a"}, {ID: "5", Type: "message", Data: "b"}}},
+		{"unknown fields and comments ignored", ": hi\nfoo: bar\ndata: x\n: mid\n\n", []Event{{Type: "message", Data: "x"}}},
+		{"event cut by the end", "data: x\n\ndata: cut off", []Event{{Type: "message", Data: "x"}}},
+		{"event cut after its last line", "data: x\n", nil},
+		{"composite id", "id: a:42,b:7\nevent: reset\ndata: {}\n\n", []Event{{ID: "a:42,b:7", HasID: true, Type: "reset", Data: "{}"}}},
+		{"empty stream", "", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := decodeAll(t, tt.in); !slices.Equal(got, tt.want) {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+			// The same stream a byte at a time: no event depends on how
+			// the input is cut.
+			d := NewDecoder(iotest.OneByteReader(strings.NewReader(tt.in)))
+			for i, w := range tt.want {
+				if got, err := d.Next(); err != nil || got != w {
+					t.Fatalf("byte by byte, event %d: got %+v, %v; want %+v", i, got, err, w)
+				}
+			}
+			if _, err := d.Next(); !errors.Is(err, io.EOF) {
+				t.Errorf("byte by byte, at the end: got %v, want io.EOF", err)
+			}
+		})
+	}
+}
+
+func TestDecodeRetryAndComments(t *testing.T) {
+	tests := []struct {
+		in        string
+		want      time.Duration
+		wantRetry bool
+	}{
+		{"retry: 1500\n\n", 1500 * time.Millisecond, true},
+		{"retry: 0\n\n", 0, true},
+		{"retry: 10\nretry: 20\n\n", 20 * time.Millisecond, true},
+		{"retry: 10\nretry: x\n\n", 10 * time.Millisecond, true},
+		{"retry: -1\n\n", 0, false},
+		{"retry: 1.5\n\n", 0, false},
+		{"retry:\n\n", 0, false},
+		{"retry: 99999999999999999999999\n\n", time.Duration(1<<63-1) / time.Millisecond * time.Millisecond, true},
+	}
+	for _, tt := range tests {
+		d := NewDecoder(strings.NewReader(tt.in))
+		if _, err := d.Next(); !errors.Is(err, io.EOF) {
+			t.Fatalf("%q: got %v, want io.EOF", tt.in, err)
+		}
+		if got, ok := d.Retry(); got != tt.want || ok != tt.wantRetry {
+			t.Errorf("%q: got retry %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.wantRetry)
+		}
+	}
+
+	// The stream roomfeed tail's own reader was checked with.
+	in := "\ufeffretry: 1500\n: comment\n\n" +
+		"id: 7\nevent: a\ndata: one\ndata:two\n\n" +
+		"data: no type\r\n\r\n" +
+		"id: 8\rdata: cr\r\r" +
+		"id\nevent: b\n\n" + // an id with no value and no data: nothing dispatched
+		"data: x\n\n" +
+		"data: cut off at the end"
+	d := NewDecoder(strings.NewReader(in))
+	var comments []string
+	d.OnComment = func(c string) error { comments = append(comments, c); return nil }
+	want := []Event{
+		{ID: "7", HasID: true, Type: "a", Data: "one\ntwo"},
+		{ID: "7", Type: "message", Data: "no type"}, // the last id stays in effect
+		{ID: "8", HasID: true, Type: "message", Data: "cr"},
+		{ID: "", Type: "message", Data: "x"}, // the lone "id" line emptied the last id
+	}
+	for i, w := range want {
+		if got, err := d.Next(); err != nil || got != w {
+			t.Fatalf("event %d: got %+v, %v; want %+v", i, got, err, w)
+		}
+	}
+	if _, err := d.Next(); !errors.Is(err, io.EOF) {
+		t.Errorf("at the end: got %v, want io.EOF (the cut-off event discarded)", err)
+	}
+	if r, _ := d.Retry(); r != 1500*time.Millisecond || !slices.Equal(comments, []string{"comment"}) {
+		t.Errorf("got retry %v, comments %q; want 1.5s and [comment]", r, comments)
+	}
+
+	d = NewDecoder(strings.NewReader(": roomfeed w1 from 4\n:ping\n\nid: 5\ndata: x\n\n"))
+	comments = nil
+	stop := errors.New("stop")
+	d.OnComment = func(c string) error {
+		comments = append(comments, c)
+		if len(comments) == 1 {
+			return stop
+		}
+		return nil
+	}
+	if _, err := d.Next(); !errors.Is(err, stop) {
+		t.Fatalf("got %v, want the comment hook's error", err)
+	}
+	if ev, err := d.Next(); err != nil || ev.ID != "5" || d.LastEventID() != "5" {
+		t.Fatalf("after the hook's error: got %+v, %v; want the event with id 5", ev, err)
+	}
+	if want := []string{"roomfeed w1 from 4", "ping"}; !slices.Equal(comments, want) {
+		t.Errorf("comments: got %q, want %q", comments, want)
+	}
+}
+
+func TestDecodeLineBound(t *testing.T) {
+	d := NewDecoder(strings.NewReader("data: " + strings.Repeat("x", 100) + "\n\n"))
+	d.maxLine = 106
+	if ev, err := d.Next(); err != nil || len(ev.Data) != 100 {
+		t.Fatalf("a line at the bound: got %d bytes, %v; want 100", len(ev.Data), err)
+	}
+	d = NewDecoder(strings.NewReader("data: " + strings.Repeat("x", 101) + "\n\n"))
+	d.maxLine = 106
+	if _, err := d.Next(); !errors.Is(err, ErrLineTooLong) {
+		t.Fatalf("a line over the bound: got %v, want ErrLineTooLong", err)
+	}
+	if NewDecoder(nil).maxLine != 16<<20 {
+		t.Errorf("default bound: want 16 MiB")
+	}
+}
+
+// FuzzDecode checks that any event AppendEvent writes decodes back to its
+// id, type and data, with the id in effect carried to a following event
+// without one; and that no input makes the decoder fail but by its end.
+func FuzzDecode(f *testing.F) {
+	f.Add("1", "m", "a\nb")
+	f.Add("", "", "")
+	f.Add("a:1,b:2", "reset", "{}")
+	f.Add(" x", "\n", "a\r\n\rb\n")
+	f.Add("4\x002", "e\r", "data: x\n\nid: 9")
+	f.Fuzz(func(t *testing.T, id, typ, data string) {
+		frame := string(AppendEvent(nil, id, typ, []byte(data)))
+		frame += string(AppendEvent(nil, "", "", []byte(data)))
+		events := decodeAll(t, frame)
+		if len(events) != 2 {
+			t.Fatalf("got %d events in %q, want 2", len(events), frame)
+		}
+		wantID, wantType := cleanField(id), cleanField(typ)
+		if wantType == "" {
+			wantType = "message"
+		}
+		want := Event{ID: wantID, HasID: id != "", Type: wantType, Data: normalise(data)}
+		if events[0] != want {
+			t.Fatalf("got %+v, want %+v", events[0], want)
+		}
+		if want := (Event{ID: wantID, Type: "message", Data: normalise(data)}); events[1] != want {
+			t.Fatalf("second event: got %+v, want %+v", events[1], want)
+		}
+
+		d := NewDecoder(strings.NewReader(id + "\n" + typ + "\r" + data))
+		for {
+			ev, err := d.Next()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					t.Fatalf("decode: got %v, want only io.EOF", err)
+				}
+				break
+			}
+			if strings.ContainsRune(ev.ID, 0) || ev.Type == "" {
+				t.Fatalf("decoded %+v: an id with NUL or no type", ev)
+			}
+		}
+	})
+}
+
+func cleanField(s string) string { return string(appendField(nil, s)) }
