@@ -32,9 +32,11 @@ test-go:
 # (golang/go#75804, fixed in Go 1.27).
 FUZZTIME ?= 60000x
 test-fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzAppendEvent$$' -fuzztime $(FUZZTIME) ./feed
-	$(GO) test -run '^$$' -fuzz '^FuzzParseCursor$$' -fuzztime $(FUZZTIME) ./feed
-	$(GO) test -run '^$$' -fuzz '^FuzzParseComposite$$' -fuzztime $(FUZZTIME) ./api
+	$(GO) test -run '^$$' -fuzz '^FuzzAppendEvent$$' -fuzztime $(FUZZTIME) ./sse
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./sse
+	$(GO) test -run '^$$' -fuzz '^FuzzParseCursor$$' -fuzztime $(FUZZTIME) ./sse
+	$(GO) test -run '^$$' -fuzz '^FuzzParseComposite$$' -fuzztime $(FUZZTIME) ./sse
+	$(GO) test -run '^$$' -fuzz '^FuzzMerge3$$' -fuzztime $(FUZZTIME) ./internal/jsonmerge
 	$(GO) test -run '^$$' -fuzz '^FuzzMergePatch$$' -fuzztime $(FUZZTIME) ./repo
 
 test-web: web-deps
@@ -59,7 +61,7 @@ bench:
 	scripts/bench.sh $(BENCH_FLAGS)
 
 bench-go:
-	$(GO) test -run '^$$' -bench . -benchmem ./feed/ ./repo/
+	$(GO) test -run '^$$' -bench . -benchmem ./sse/ ./feed/... ./repo/...
 
 clean:
 	rm -rf bin web/dist
