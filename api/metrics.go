@@ -173,9 +173,3 @@ func (m *Metrics) StreamEnded(reason string) {
 		m.streamsEnded.WithLabelValues(reason).Inc()
 	}
 }
-
-func (m *Metrics) dependencyError(dep string) {
-	if m != nil {
-		m.dependencyErrs.WithLabelValues(dep).Inc()
-	}
-}

@@ -103,7 +103,6 @@ func New(cfg Config, store Store, log EventLog, feeds *sse.Engine, logger *slog.
 }
 
 func (s *Server) routes() *gin.Engine {
-	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.RedirectTrailingSlash = false
@@ -143,9 +142,6 @@ func (s *Server) routes() *gin.Engine {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
-
-// Routes lists the registered method and path pairs.
-func (s *Server) Routes() gin.RoutesInfo { return s.router.Routes() }
 
 // waitOrDone runs wait and returns when it does or when ctx is done,
 // whichever comes first (wait then goes on in the background).

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
+
 	"github.com/roomfeed/roomfeed/api"
 	"github.com/roomfeed/roomfeed/feed"
 	"github.com/roomfeed/roomfeed/internal/testenv"
@@ -171,8 +173,9 @@ func start(t *testing.T, be backend, h http.Handler, feeds *sse.Engine, configur
 var testRoots = x509.NewCertPool()
 
 // TestMain makes http.DefaultClient, which the tests and ssetest use,
-// trust the TLS backend.
+// trust the TLS backend, and runs gin in release mode as the service does.
 func TestMain(m *testing.M) {
+	gin.SetMode(gin.ReleaseMode)
 	ts := httptest.NewTLSServer(http.NotFoundHandler())
 	testRoots.AddCert(ts.Certificate())
 	// Before the transport's first use (ts.Close is one), which offers
