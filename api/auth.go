@@ -17,8 +17,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/roomfeed/roomfeed/sse"
 )
 
 // CookieName is the HttpOnly cookie a browser may carry its token in.
@@ -262,6 +260,3 @@ func tokenExpiresAt(c *gin.Context) time.Time {
 	}
 	return claims.ExpiresAt.Time
 }
-
-var authExpiredFrame = sse.AppendEvent(nil, "", "auth_expired",
-	[]byte(`{"reason":"token_expired","message":"the token expired; fetch a new one and resume from the last event id"}`))

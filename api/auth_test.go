@@ -13,7 +13,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -49,16 +48,11 @@ func newAuthServer(t *testing.T, be backend, cfg api.Config) (*testServer, *test
 	hub := sse.NewHub(1024)
 	store, log := be.open(t, hub, 100000)
 	logs := &testenv.SyncBuffer{}
-	srv := api.New(cfg, store, log, hub, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	ts := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		hub.Close()
-		srv.CloseStreams(ctx)
-		ts.Close()
-	})
-	return &testServer{URL: ts.URL, Store: store, Hub: hub, Srv: srv, Log: log}, logs
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	feeds := sse.New(hub, log, sse.Config{}, nil, logger)
+	srv := api.New(cfg, store, log, feeds, logger)
+	ts := start(t, be, srv, feeds, nil)
+	return &testServer{URL: ts.URL, Store: store, Hub: hub, Feeds: feeds, Srv: srv, Log: log}, logs
 }
 
 // grant builds claims for sub valid for an hour.
@@ -333,17 +327,17 @@ func TestAuthActor(t *testing.T) {
 
 // TestAuthExpiredEndsStream: a feed ends at its token's expiry with a final
 // auth_expired event, after delivering what came before; pumped and
-// handler-served.
+// served by its request's goroutine (TLS).
 func TestAuthExpiredEndsStream(t *testing.T) {
 	for _, be := range backends[:2] {
 		t.Run(be.name, func(t *testing.T) {
-			testAuthExpiredEndsStream(t, api.Config{NoPump: be.handlerStreams})
+			testAuthExpiredEndsStream(t, be)
 		})
 	}
 }
 
-func testAuthExpiredEndsStream(t *testing.T, cfg api.Config) {
-	ts, _ := newAuthServer(t, backends[0], cfg)
+func testAuthExpiredEndsStream(t *testing.T, be backend) {
+	ts, _ := newAuthServer(t, be, api.Config{})
 	writer := hs256(t, grant("w", nil, []string{"w1"}))
 	short := grant("reader", []string{"w1"}, nil)
 	short.ExpiresAt = jwt.NewNumericDate(time.Now().Add(1500 * time.Millisecond))

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/roomfeed/roomfeed/api"
+	"github.com/roomfeed/roomfeed/sse"
 )
 
 func TestCORS(t *testing.T) {
@@ -58,7 +59,7 @@ func TestCORS(t *testing.T) {
 
 // TestFeedHeartbeat reads the raw stream: the retry hint and first comment
 // arrive at once, then ": ping" comments while the room is idle, from the
-// pump and from a handler-served stream.
+// pump and from a stream served by its request's goroutine (TLS).
 func TestFeedHeartbeat(t *testing.T) {
 	for _, be := range backends[:2] {
 		t.Run(be.name, func(t *testing.T) { testFeedHeartbeat(t, be) })
@@ -66,7 +67,7 @@ func TestFeedHeartbeat(t *testing.T) {
 }
 
 func testFeedHeartbeat(t *testing.T, be backend) {
-	ts := newServer(t, be, serverOpts{cfg: api.Config{Heartbeat: 100 * time.Millisecond, Retry: 1500 * time.Millisecond}})
+	ts := newServer(t, be, serverOpts{feed: sse.Config{Heartbeat: 100 * time.Millisecond, Retry: 1500 * time.Millisecond}})
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, ts.URL+"/rooms/idle/events", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -71,6 +71,10 @@ var sentinels = []struct {
 // known sentinel are logged once and answered as a 500.
 func writeError(c *gin.Context, err error) {
 	c.Abort()
+	var ahead *sse.CursorAheadError
+	if errors.As(err, &ahead) {
+		err = &Error{http.StatusBadRequest, "cursor_ahead", ahead.Error()}
+	}
 	var e *Error
 	if !errors.As(err, &e) {
 		for _, s := range sentinels {

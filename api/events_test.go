@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -14,8 +13,8 @@ import (
 	"time"
 
 	"github.com/roomfeed/roomfeed"
-	"github.com/roomfeed/roomfeed/api"
 	"github.com/roomfeed/roomfeed/internal/ssetest"
+	"github.com/roomfeed/roomfeed/sse"
 )
 
 // readUntil reads events from s until one with id `last`, checking that ids
@@ -56,6 +55,9 @@ func TestFeedCurlSession(t *testing.T) {
 		}
 		if got := tail.Resp.Header.Get("X-Accel-Buffering"); got != "no" {
 			t.Errorf("X-Accel-Buffering: got %q, want no", got)
+		}
+		if be.tls && tail.Resp.ProtoMajor != 2 {
+			t.Errorf("over TLS: got HTTP/%d, want HTTP/2", tail.Resp.ProtoMajor)
 		}
 		mustStatus(t, do(t, http.MethodPut, ts.URL+"/rooms/w1/elements/c1", `{"kind":"character","data":{"name":"Aria"}}`, "Op-ID", "op-7"), http.StatusCreated)
 		ev := tail.MustNext(t, 5*time.Second)
@@ -199,16 +201,8 @@ func TestFeedTrimmedCursorGetsReset(t *testing.T) {
 // and the slow one resumes from its last id with nothing missing.
 func TestFeedSlowSubscriberDropped(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, be backend) {
-		ts := newServer(t, be, serverOpts{buffer: 16, cfg: api.Config{WriteTimeout: 300 * time.Millisecond}})
-		addr := strings.TrimPrefix(ts.URL, "http://")
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		if tc, ok := conn.(*net.TCPConn); ok {
-			_ = tc.SetReadBuffer(4096)
-		}
+		ts := newServer(t, be, serverOpts{buffer: 16, feed: sse.Config{WriteTimeout: 300 * time.Millisecond}})
+		conn := dialRaw(t, ts.URL, 4096)
 		if _, err := io.WriteString(conn, "GET /rooms/slow/events?last_event_id=0 HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 			t.Fatal(err)
 		}

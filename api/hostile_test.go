@@ -2,14 +2,12 @@ package api_test
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -247,22 +245,14 @@ func TestHostileInput(t *testing.T) {
 		}
 		hub := sse.NewHub(1024)
 		store, log := be.open(t, hub, 100000)
+		feeds := sse.New(hub, log, sse.Config{}, nil, nil)
 		srv := api.New(api.Config{
 			Auth:         v,
 			MaxBodyBytes: 64 << 10,
 			MaxDataBytes: 16 << 10,
 			Limits:       api.Limits{BodyTimeout: hostileBodyTimeout, MaxMessageBytes: 16 << 10, WriteRate: -1},
-		}, store, log, hub, slog.New(slog.DiscardHandler))
-		ts := httptest.NewUnstartedServer(srv)
-		ts.Config.ReadHeaderTimeout = 2 * time.Second
-		ts.Start()
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			hub.Close()
-			srv.CloseStreams(ctx)
-			ts.Close()
-		})
+		}, store, log, feeds, slog.New(slog.DiscardHandler))
+		ts := start(t, be, srv, feeds, func(s *http.Server) { s.ReadHeaderTimeout = 2 * time.Second })
 		tok := hs256(t, grant("mallory", []string{"*"}, []string{"*"}))
 		ctx := t.Context()
 		if _, _, _, err := store.Put(ctx, "w1", "c1", "character", json.RawMessage(`{"name":"Aria","hp":3}`), repo.Precondition{}, repo.Meta{}); err != nil {
@@ -272,13 +262,11 @@ func TestHostileInput(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := snapshotJSON(t, store, "w1")
-		start := time.Now()
-		addr := strings.TrimPrefix(ts.URL, "http://")
-
+		since := time.Now()
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				began := time.Now()
-				status, header, body := hostileRoundTrip(t, addr, tok, tc)
+				status, header, body := hostileRoundTrip(t, ts.URL, tok, tc)
 				if d := time.Since(began); d > 5*time.Second {
 					t.Errorf("answered after %v", d)
 				}
@@ -308,7 +296,7 @@ func TestHostileInput(t *testing.T) {
 		if after := snapshotJSON(t, store, "w1"); after != before {
 			t.Errorf("the room changed:\nbefore %s\nafter  %s", before, after)
 		}
-		heads, err := store.RoomHeads(ctx, start)
+		heads, err := store.RoomHeads(ctx, since)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -343,13 +331,10 @@ func snapshotJSON(t *testing.T, store *repo.Store, room string) string {
 
 // hostileRoundTrip writes tc over a fresh connection and reads the answer,
 // failing the test if none comes within 5 s.
-func hostileRoundTrip(t *testing.T, addr, tok string, tc hostileCase) (int, http.Header, []byte) {
+func hostileRoundTrip(t *testing.T, base, tok string, tc hostileCase) (int, http.Header, []byte) {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialRaw(t, base, 0)
+	addr := strings.TrimPrefix(strings.TrimPrefix(base, "http://"), "https://")
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 	var head strings.Builder
 	fmt.Fprintf(&head, "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n", tc.method, tc.target, addr)

@@ -8,6 +8,8 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/roomfeed/roomfeed/sse"
 )
 
 // Metrics are the Prometheus metrics of the HTTP surface and the feed on
@@ -143,13 +145,19 @@ func (m *Metrics) publishResult(err error) {
 	m.published.Inc()
 }
 
-func (m *Metrics) replayedEvents(n int) {
+// Metrics is the feed engine's sse.Observer.
+var _ sse.Observer = (*Metrics)(nil)
+
+// EventsReplayed counts events sent to subscribers from history.
+func (m *Metrics) EventsReplayed(n int) {
 	if m != nil && n > 0 {
 		m.replayed.Add(float64(n))
 	}
 }
 
-func (m *Metrics) deliveredLive(queued time.Time) {
+// EventDelivered counts a live event written to a subscriber, and the time
+// since the hub received it (queued).
+func (m *Metrics) EventDelivered(queued time.Time) {
 	if m == nil {
 		return
 	}
@@ -159,14 +167,9 @@ func (m *Metrics) deliveredLive(queued time.Time) {
 	}
 }
 
-func (m *Metrics) streamEnded(reason string) {
+// StreamEnded counts a stream that ended, by reason.
+func (m *Metrics) StreamEnded(reason string) {
 	if m != nil {
 		m.streamsEnded.WithLabelValues(reason).Inc()
-	}
-}
-
-func (m *Metrics) dependencyError(dep string) {
-	if m != nil {
-		m.dependencyErrs.WithLabelValues(dep).Inc()
 	}
 }

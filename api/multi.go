@@ -44,13 +44,10 @@ func (s *Server) multiEvents(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
-	if len(c.Request.Header.Values("Last-Event-ID")) > 1 || len(c.QueryArray("last_event_id")) > 1 {
+	raw, err := lastEventID(c)
+	if err != nil {
 		writeError(c, errBadMultiCursor)
 		return
-	}
-	raw := c.GetHeader("Last-Event-ID")
-	if raw == "" {
-		raw = c.Query("last_event_id")
 	}
 	cursors, err := sse.ParseComposite(raw)
 	if err != nil {
@@ -63,7 +60,7 @@ func (s *Server) multiEvents(c *gin.Context) {
 			return
 		}
 	}
-	s.serveFeed(c, rooms, cursors, true)
+	s.serveFeed(c, sse.Request{Rooms: rooms, Cursors: cursors, Composite: true})
 }
 
 // authorizeRooms checks a read grant for every room of a multiplexed

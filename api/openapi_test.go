@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"maps"
 	"math/big"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -48,17 +46,12 @@ func oaServer(t *testing.T) (*api.Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { store.Close() })
 	hub := sse.NewHub(64)
-	srv := api.New(api.Config{}, store, feed.NewMemLog(hub, store), hub, slog.New(slog.DiscardHandler))
-	ts := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		hub.Close()
-		srv.CloseStreams(ctx)
-		ts.Close()
-		store.Close()
-	})
+	log := feed.NewMemLog(hub, store)
+	feeds := sse.New(hub, log, sse.Config{}, nil, nil)
+	srv := api.New(api.Config{}, store, log, feeds, slog.New(slog.DiscardHandler))
+	ts := start(t, backends[0], srv, feeds, nil)
 	return srv, ts.URL
 }
 

@@ -123,7 +123,7 @@ func TestPresenceAcrossNodes(t *testing.T) {
 	start := func() node {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
-		ts := newServer(t, backend{name: "pg", open: func(t *testing.T, hub *sse.Hub, maxLen int64) (*repo.Store, api.EventLog) {
+		ts := newServer(t, backend{name: "pg", open: func(t *testing.T, hub *sse.Hub, maxLen int64) (*repo.Store, eventLog) {
 			store := openStore(t, pgURL)
 			rl := redis.New(client, hub, store, redis.Options{Prefix: prefix, Block: 200 * time.Millisecond})
 			runLoop(t, rl.Run)

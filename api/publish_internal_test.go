@@ -42,7 +42,7 @@ func TestWriteAnsweredBeforePublish(t *testing.T) {
 	hub := sse.NewHub(64)
 	t.Cleanup(hub.Close)
 	log := &gatedLog{MemLog: feed.NewMemLog(hub, store), gate: make(chan struct{}), started: make(chan int64, 8)}
-	srv := New(Config{}, store, log, hub, nil)
+	srv := New(Config{}, store, log, sse.New(hub, log, sse.Config{}, nil, nil), nil)
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
 

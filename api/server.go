@@ -1,7 +1,8 @@
-// Package api owns roomfeed's HTTP surface: the Gin routes, the JSON write
-// handlers, the Server-Sent Events handler with replay-then-live, errors,
-// CORS and request logging. It consumes the SQL store and the event log
-// through the small interfaces declared here.
+// Package api owns roomfeed's HTTP surface: the Gin routes, the JSON
+// handlers, errors, CORS, request logging, authorization and limits. The
+// feed routes parse, authorize and limit a request, then hand it to the sse
+// engine, which serves the stream. It consumes the SQL store and the event
+// log through the small interfaces declared here.
 package api
 
 import (
@@ -9,7 +10,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -31,13 +31,10 @@ type Store interface {
 	Ping(ctx context.Context) error
 }
 
-// EventLog carries committed events to every node's hub and replays them.
+// EventLog carries committed events to every node (the feed engine reads
+// the same log as its sse.Source).
 type EventLog interface {
 	Publish(ctx context.Context, ev roomfeed.Event) error
-	// Follow makes the log deliver room's events to the hub from now on;
-	// call it once the room has a subscriber on the hub.
-	Follow(ctx context.Context, room string) error
-	EventsAfter(ctx context.Context, room string, after int64, limit int) ([]roomfeed.Event, error)
 }
 
 // Pinger is a dependency /readyz checks.
@@ -50,17 +47,12 @@ type Config struct {
 	CORSOrigins  []string      // allowed browser origins; empty = same origin only
 	MaxBodyBytes int64         // request body limit
 	MaxDataBytes int           // element data / message data limit
-	Heartbeat    time.Duration // SSE comment interval
-	Retry        time.Duration // SSE retry hint
-	WriteTimeout time.Duration // deadline for each write to an SSE client
-	ReplayPage   int           // events read per replay page
 	PublishWait  time.Duration // how long one publish of a committed event may take
 	WebDir       string        // built web app; empty or missing = a short placeholder page
 	Ready        map[string]Pinger
 	Metrics      *Metrics // nil = no /metrics and nothing recorded
 	MaxFeedRooms int      // rooms per multiplexed stream
 	Presence     Presence // nil = no presence
-	NoPump       bool     // serve every stream from its handler goroutine (see pump.go); for tests and comparisons
 
 	Auth           *Verifier // checks tokens on every room route; nil = open development mode
 	TrustedProxies []string  // proxies (IPs or CIDRs) whose X-Forwarded-For is believed; empty = none
@@ -74,20 +66,8 @@ func (c *Config) defaults() {
 	if c.MaxDataBytes <= 0 {
 		c.MaxDataBytes = 64 << 10
 	}
-	if c.Heartbeat <= 0 {
-		c.Heartbeat = 15 * time.Second
-	}
-	if c.Retry <= 0 {
-		c.Retry = 2 * time.Second
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 10 * time.Second
-	}
 	if c.MaxFeedRooms <= 0 {
 		c.MaxFeedRooms = 32
-	}
-	if c.ReplayPage <= 0 {
-		c.ReplayPage = 1000
 	}
 	if c.PublishWait <= 0 {
 		c.PublishWait = 5 * time.Second
@@ -100,36 +80,29 @@ type Server struct {
 	cfg    Config
 	store  Store
 	log    EventLog
-	hub    *sse.Hub
+	feeds  *sse.Engine
 	logger *slog.Logger
-	engine *gin.Engine
+	router *gin.Engine
 	limits *limiter
-	pump   *pump
 	// publisher runs the publishes of answered writes (publish.go).
 	publisher *publisher
-
-	quit     chan struct{} // closed by CloseStreams
-	quitOnce sync.Once
-	streams  sync.WaitGroup
 }
 
-// New builds the routes. The caller calls CloseStreams before shutting down
-// the http.Server, since Shutdown waits for open streams, and
-// WaitPublishes after it.
-func New(cfg Config, store Store, log EventLog, hub *sse.Hub, logger *slog.Logger) *Server {
+// New builds the routes; the feed routes serve their streams with feeds.
+// The caller closes feeds before shutting down the http.Server, since
+// Shutdown waits for open streams, and calls WaitPublishes after it.
+func New(cfg Config, store Store, log EventLog, feeds *sse.Engine, logger *slog.Logger) *Server {
 	cfg.defaults()
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, store: store, log: log, hub: hub, logger: logger, quit: make(chan struct{}), limits: newLimiter(cfg.Limits)}
-	s.pump = newPump(s)
+	s := &Server{cfg: cfg, store: store, log: log, feeds: feeds, logger: logger, limits: newLimiter(cfg.Limits)}
 	s.publisher = newPublisher()
-	s.engine = s.routes()
+	s.router = s.routes()
 	return s
 }
 
 func (s *Server) routes() *gin.Engine {
-	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.RedirectTrailingSlash = false
@@ -168,21 +141,7 @@ func (s *Server) routes() *gin.Engine {
 }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.ServeHTTP(w, r) }
-
-// Routes lists the registered method and path pairs.
-func (s *Server) Routes() gin.RoutesInfo { return s.engine.Routes() }
-
-// CloseStreams ends every open SSE stream promptly (clients reconnect
-// elsewhere) and refuses new ones; it waits until the streams and the pump
-// have stopped or ctx is done.
-func (s *Server) CloseStreams(ctx context.Context) {
-	s.quitOnce.Do(func() { close(s.quit) })
-	waitOrDone(ctx, func() {
-		s.streams.Wait()
-		s.pump.wait()
-	})
-}
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
 
 // waitOrDone runs wait and returns when it does or when ctx is done,
 // whichever comes first (wait then goes on in the background).

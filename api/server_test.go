@@ -3,17 +3,23 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gin-gonic/gin"
 
 	"github.com/roomfeed/roomfeed/api"
 	"github.com/roomfeed/roomfeed/feed"
@@ -29,21 +35,30 @@ type testServer struct {
 	URL   string
 	Store *repo.Store
 	Hub   *sse.Hub
+	Feeds *sse.Engine
 	Srv   *api.Server
-	Log   api.EventLog
+	Log   eventLog
+}
+
+// eventLog is a backend's log: api publishes to it, the feed engine reads
+// it.
+type eventLog interface {
+	api.EventLog
+	sse.Source
 }
 
 type backend struct {
 	name string
-	// handlerStreams serves every stream from its handler goroutine
-	// (api.Config.NoPump) instead of the pump.
-	handlerStreams bool
+	// tls serves HTTPS with HTTP/2, where no connection is taken over: every
+	// stream is served by its request's goroutine, as with TLS in
+	// production, instead of the pump.
+	tls bool
 	// open returns the store and the log for a fresh, isolated backend.
-	open func(t *testing.T, hub *sse.Hub, redisMaxLen int64) (*repo.Store, api.EventLog)
+	open func(t *testing.T, hub *sse.Hub, redisMaxLen int64) (*repo.Store, eventLog)
 }
 
 // openSQLite is the embedded backend.
-func openSQLite(t *testing.T, hub *sse.Hub, _ int64) (*repo.Store, api.EventLog) {
+func openSQLite(t *testing.T, hub *sse.Hub, _ int64) (*repo.Store, eventLog) {
 	// synchronous=NORMAL only trades durability on power loss for speed
 	// when building long histories; the behaviour under test is the same.
 	store := openStore(t, "sqlite://"+filepath.Join(t.TempDir(), "rf.db")+"?_pragma=synchronous(NORMAL)")
@@ -51,12 +66,12 @@ func openSQLite(t *testing.T, hub *sse.Hub, _ int64) (*repo.Store, api.EventLog)
 }
 
 // backends are what every forEachBackend test runs on: both stores and
-// logs with pumped streams, and SQLite once more with every stream served
-// by its handler goroutine (HTTP/2 and TLS streams take that path).
+// logs over plain HTTP/1.1 (pumped streams), and SQLite once more over
+// HTTPS with HTTP/2 (streams served by their request's goroutine).
 var backends = []backend{
 	{"sqlite", false, openSQLite},
-	{"sqlite-handler-streams", true, openSQLite},
-	{"postgres+redis", false, func(t *testing.T, hub *sse.Hub, maxLen int64) (*repo.Store, api.EventLog) {
+	{"sqlite-tls", true, openSQLite},
+	{"postgres+redis", false, func(t *testing.T, hub *sse.Hub, maxLen int64) (*repo.Store, eventLog) {
 		store := openStore(t, testenv.PostgresURL(t))
 		client, prefix := testenv.Redis(t)
 		rl := redis.New(client, hub, store, redis.Options{Prefix: prefix, MaxLen: maxLen, Block: 200 * time.Millisecond})
@@ -91,6 +106,7 @@ func runLoop(t *testing.T, loop func(context.Context) error) {
 
 type serverOpts struct {
 	cfg         api.Config
+	feed        sse.Config
 	buffer      int
 	redisMaxLen int64
 	presence    func(hub *sse.Hub) api.Presence
@@ -113,18 +129,91 @@ func newServer(t *testing.T, be backend, o serverOpts) *testServer {
 	if o.presence != nil {
 		o.cfg.Presence = o.presence(hub)
 	}
-	o.cfg.NoPump = o.cfg.NoPump || be.handlerStreams
-	srv := api.New(o.cfg, store, log, hub, logger)
-	ts := httptest.NewServer(srv)
+	var obs sse.Observer
+	if o.cfg.Metrics != nil {
+		obs = o.cfg.Metrics
+	}
+	feeds := sse.New(hub, log, o.feed, obs, logger)
+	srv := api.New(o.cfg, store, log, feeds, logger)
+	ts := start(t, be, srv, feeds, nil)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		hub.Close()
-		srv.CloseStreams(ctx)
-		ts.Close()
 		srv.WaitPublishes(ctx)
 	})
-	return &testServer{URL: ts.URL, Store: store, Hub: hub, Srv: srv, Log: log}
+	return &testServer{URL: ts.URL, Store: store, Hub: hub, Feeds: feeds, Srv: srv, Log: log}
+}
+
+// start serves h on a loopback listener, over HTTPS with HTTP/2 for a tls
+// backend, after configure (if any) has seen its http.Server. When the test
+// ends, feeds closes (Shutdown would wait for the open streams), then the
+// listener.
+func start(t *testing.T, be backend, h http.Handler, feeds *sse.Engine, configure func(*http.Server)) *httptest.Server {
+	t.Helper()
+	ts := httptest.NewUnstartedServer(h)
+	if configure != nil {
+		configure(ts.Config)
+	}
+	if be.tls {
+		ts.EnableHTTP2 = true
+		ts.StartTLS()
+	} else {
+		ts.Start()
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		feeds.Close(ctx)
+		ts.Close()
+	})
+	return ts
+}
+
+// testRoots trusts the certificate of httptest's TLS servers (the same for
+// all of them).
+var testRoots = x509.NewCertPool()
+
+// TestMain makes http.DefaultClient, which the tests and ssetest use,
+// trust the TLS backend, and runs gin in release mode as the service does.
+func TestMain(m *testing.M) {
+	gin.SetMode(gin.ReleaseMode)
+	ts := httptest.NewTLSServer(http.NotFoundHandler())
+	testRoots.AddCert(ts.Certificate())
+	// Before the transport's first use (ts.Close is one), which offers
+	// HTTP/2 with the TLS configuration it has then.
+	http.DefaultTransport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: testRoots}
+	ts.Close()
+	m.Run()
+}
+
+// dialRaw opens a bare connection to the server at base, with TLS for an
+// https URL (then HTTP/1.1: no ALPN) and a receive buffer of rcvbuf bytes
+// when rcvbuf > 0. Nothing reads it until the test does; it is closed when
+// the test ends.
+func dialRaw(t *testing.T, base string, rcvbuf int) net.Conn {
+	t.Helper()
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rcvbuf > 0 {
+		if err := conn.(*net.TCPConn).SetReadBuffer(rcvbuf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if u.Scheme == "https" {
+		tc := tls.Client(conn, &tls.Config{RootCAs: testRoots, ServerName: u.Hostname()})
+		if err := tc.HandshakeContext(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		conn = tc
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 func forEachBackend(t *testing.T, f func(t *testing.T, be backend)) {

@@ -1,6 +1,3 @@
-// Package sse is roomfeed's delivery engine: the Server-Sent Events wire
-// format (framing, the one decoder, single and composite cursors) and the
-// node-local delivery of events to subscribers.
 package sse
 
 import (

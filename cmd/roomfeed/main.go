@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -28,6 +29,7 @@ import (
 )
 
 func main() {
+	gin.SetMode(gin.ReleaseMode) // no route list on stdout
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
@@ -42,6 +44,13 @@ func main() {
 		}
 		os.Exit(code)
 	}
+}
+
+// eventLog is the log between nodes: api publishes to it, the feed engine
+// reads it.
+type eventLog interface {
+	api.EventLog
+	sse.Source
 }
 
 // run starts the service and blocks until ctx is cancelled, then shuts down
@@ -82,7 +91,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	hist := store
 	ready := map[string]api.Pinger{"database": store}
 	var (
-		log        api.EventLog
+		log        eventLog
 		extra      = map[string]func() float64{}
 		presence   api.Presence
 		background []func(context.Context) error
@@ -134,12 +143,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := api.NewMetrics(registry, hub, extra)
 
+	feeds := sse.New(hub, log, sse.Config{Heartbeat: cfg.Heartbeat, WriteTimeout: cfg.StreamWriteTimeout}, metrics, logger)
 	srv := api.New(api.Config{
 		CORSOrigins:  cfg.CORSOrigins,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		MaxDataBytes: cfg.MaxDataBytes,
-		Heartbeat:    cfg.Heartbeat,
-		WriteTimeout: cfg.StreamWriteTimeout,
 		WebDir:       cfg.webDir(),
 		Ready:        ready,
 		Metrics:      metrics,
@@ -149,7 +157,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Auth:           verifier,
 		TrustedProxies: cfg.TrustedProxies,
 		Limits:         cfg.Limits,
-	}, store, log, hub, logger)
+	}, store, log, feeds, logger)
 
 	tlsConfig, err := cfg.tlsConfig()
 	if err != nil {
@@ -193,8 +201,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	logger.LogAttrs(ctx, slog.LevelInfo, "shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	hub.Close()
-	srv.CloseStreams(shutdownCtx)
+	feeds.Close(shutdownCtx)
 	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
 		logger.LogAttrs(ctx, slog.LevelWarn, "shutdown", slog.Any("error", err))
 		_ = httpSrv.Close()

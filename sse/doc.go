@@ -1,0 +1,9 @@
+// Package sse is roomfeed's delivery engine. An Engine serves each
+// subscriber's Server-Sent Events stream: it subscribes on the node's Hub,
+// replays the events after the client's cursors from a Source (the event
+// log), then writes live events, heartbeats and the stream's end. Plain
+// HTTP/1.1 streams are taken over and written by a few pump workers; the
+// others by their request's goroutine, with the same steps. The package
+// also owns the wire format: framing, the one decoder, single and
+// composite cursors.
+package sse

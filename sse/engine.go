@@ -1,0 +1,229 @@
+package sse
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/roomfeed/roomfeed"
+)
+
+// Defaults of Config.
+const (
+	DefaultHeartbeat    = 15 * time.Second
+	DefaultWriteTimeout = 10 * time.Second
+	DefaultRetry        = 2 * time.Second
+	DefaultReplayPage   = 1000
+)
+
+// Config holds the engine's settings; a zero field takes its default.
+type Config struct {
+	Heartbeat    time.Duration // a stream that wrote nothing for this long gets ": ping"
+	WriteTimeout time.Duration // deadline of one write to a client; a slower one is dropped
+	Retry        time.Duration // the reconnection delay the "retry:" line asks for
+	ReplayPage   int           // events read from the source at a time
+}
+
+func (c *Config) defaults() {
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = DefaultHeartbeat
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.Retry <= 0 {
+		c.Retry = DefaultRetry
+	}
+	if c.ReplayPage <= 0 {
+		c.ReplayPage = DefaultReplayPage
+	}
+}
+
+// Source is the event log: it delivers the events of the rooms it follows
+// to the engine's hub, and replays them.
+type Source interface {
+	// Follow makes the log deliver room's events to the hub from now on;
+	// the engine calls it once it has subscribed to room there.
+	Follow(ctx context.Context, room string) error
+	// EventsAfter (replay) may answer roomfeed.ErrTrimmed: the events after
+	// the cursor are no longer retained.
+	roomfeed.Pager
+	// Head returns the room's highest committed seq, 0 for a room never
+	// written.
+	Head(ctx context.Context, room string) (int64, error)
+}
+
+// Observer is told what the streams do, for metrics. Its methods are
+// called from the streams' goroutines and must not block.
+type Observer interface {
+	// EventsReplayed: n events were sent from the source (catch-up, or
+	// filling a hole before a live event).
+	EventsReplayed(n int)
+	// EventDelivered: one live event was written; queued is when the hub
+	// received it.
+	EventDelivered(queued time.Time)
+	// StreamEnded: a stream ended, for reason: client_gone, slow_consumer,
+	// shutdown, error or auth_expired.
+	StreamEnded(reason string)
+}
+
+// Why a stream ended (Observer.StreamEnded, the "stream ended" log line).
+const (
+	reasonClientGone   = "client_gone"
+	reasonSlowConsumer = "slow_consumer"
+	reasonShutdown     = "shutdown"
+	reasonError        = "error"
+	reasonAuthExpired  = "auth_expired"
+)
+
+type noObserver struct{}
+
+func (noObserver) EventsReplayed(int)       {}
+func (noObserver) EventDelivered(time.Time) {}
+func (noObserver) StreamEnded(string)       {}
+
+// Request is what a client asks of a stream, parsed and authorized.
+type Request struct {
+	Rooms     []string         // distinct; at least one
+	Cursors   map[string]int64 // per room, the seq of the last event the client has; a room without one starts live
+	Composite bool             // every id is the cursor of all the rooms ("a:42,b:7"), not the one room's seq
+	Expires   time.Time        // the token's expiry: the stream then ends with auth_expired; zero = never
+	Path      string           // for the "stream ended" log line
+	Remote    string           // the client's address, likewise
+}
+
+// CursorAheadError refuses a cursor beyond its room's latest event: a
+// client bug.
+type CursorAheadError struct {
+	Room         string
+	Cursor, Head int64
+}
+
+func (e *CursorAheadError) Error() string {
+	return fmt.Sprintf("the cursor of room %s (%d) is ahead of its latest event (%d)", e.Room, e.Cursor, e.Head)
+}
+
+// env is what an engine hands each of its streams; it never changes.
+type env struct {
+	src  Source
+	obs  Observer
+	log  *slog.Logger
+	cfg  Config
+	quit <-chan struct{} // closed by Engine.Close
+	pump *pump           // takes plain HTTP/1.1 streams over once their replay is sent
+}
+
+// Engine serves the Server-Sent Events streams of one node: Open a stream
+// for a request, then Serve it. Close ends them all.
+type Engine struct {
+	env *env
+	hub *Hub
+
+	mu      sync.Mutex // orders streams.Add before the Wait in Close
+	closed  bool
+	quit    chan struct{}
+	streams sync.WaitGroup // streams opened and not yet ended
+}
+
+// New returns an engine whose streams subscribe on hub and read src, the
+// log that delivers to hub. obs may be nil; logger too (nothing logged).
+func New(hub *Hub, src Source, cfg Config, obs Observer, logger *slog.Logger) *Engine {
+	cfg.defaults()
+	if obs == nil {
+		obs = noObserver{}
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	quit := make(chan struct{})
+	e := &Engine{hub: hub, quit: quit}
+	e.env = &env{src: src, obs: obs, log: logger, cfg: cfg, quit: quit,
+		pump: newPump(quit, cfg.Heartbeat, logger)}
+	return e
+}
+
+// Open prepares a stream for req before any response is written: it
+// subscribes to every room on the hub, has the source follow it, and places
+// each room's cursor (a room without one starts at its head). Its errors are
+// the caller's to answer: ErrClosed (the node is shutting down), a
+// *CursorAheadError, or the hub's or the source's error. The caller then
+// Serves the stream, or Closes it.
+func (e *Engine) Open(ctx context.Context, req Request) (*Stream, error) {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil, ErrClosed
+	}
+	e.streams.Add(1)
+	e.mu.Unlock()
+	st := &Stream{
+		env:       e.env,
+		rooms:     req.Rooms,
+		last:      make(map[string]int64, len(req.Rooms)),
+		composite: req.Composite,
+		expires:   req.Expires,
+		path:      req.Path,
+		remote:    req.Remote,
+		start:     time.Now(),
+	}
+	st.OnEnd(e.streams.Done)
+	if err := st.open(ctx, e.hub, req.Cursors); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+// open subscribes st to its rooms and places their cursors.
+func (st *Stream) open(ctx context.Context, hub *Hub, cursors map[string]int64) error {
+	for _, r := range st.rooms {
+		sub, err := hub.Subscribe(r)
+		if err != nil {
+			return err
+		}
+		st.subs = append(st.subs, sub)
+		st.OnEnd(sub.Close)
+		if err := st.env.src.Follow(ctx, r); err != nil {
+			return fmt.Errorf("follow %s: %w", r, err)
+		}
+	}
+	for _, r := range st.rooms {
+		head, err := st.env.src.Head(ctx, r)
+		if err != nil {
+			return fmt.Errorf("head of %s: %w", r, err)
+		}
+		cur, ok := cursors[r]
+		if !ok {
+			cur = head
+		} else if cur > head {
+			return &CursorAheadError{Room: r, Cursor: cur, Head: head}
+		}
+		st.last[r] = cur
+	}
+	return nil
+}
+
+// Close refuses new streams, ends every open one at once (clients reconnect,
+// here or elsewhere), closes the hub, and waits until the streams and the
+// pump have stopped or ctx is done. It is safe to call more than once.
+func (e *Engine) Close(ctx context.Context) {
+	e.mu.Lock()
+	if !e.closed {
+		e.closed = true
+		close(e.quit)
+	}
+	e.mu.Unlock()
+	e.hub.Close()
+	done := make(chan struct{})
+	go func() {
+		e.streams.Wait()
+		e.env.pump.wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
