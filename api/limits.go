@@ -19,7 +19,7 @@ import (
 // default; a negative one switches that limit off.
 type Limits struct {
 	MaxElementsPerRoom int           // elements one room may hold (default 10,000)
-	MaxMessageBytes    int           // data of one custom message (default: Config.MaxDataBytes)
+	MaxMessageBytes    int           // data of one custom message (default 16 KiB, at most Config.MaxDataBytes)
 	MaxHeaderBytes     int           // all request header names and values (default 32 KiB)
 	BodyTimeout        time.Duration // time to receive a write's body once reading starts (default 10 s)
 	StreamsPerToken    int           // open feeds per token (default 16)
@@ -29,24 +29,40 @@ type Limits struct {
 	WriteBurst         int           // writes per token allowed at once (default 40)
 }
 
+// DefaultLimits returns the limits used where a Limits field is zero;
+// maxData is the data limit, which bounds MaxMessageBytes.
+func DefaultLimits(maxData int) Limits {
+	return Limits{
+		MaxElementsPerRoom: 10000,
+		MaxMessageBytes:    min(16<<10, maxData),
+		MaxHeaderBytes:     32 << 10,
+		StreamsPerToken:    16,
+		StreamsPerIP:       128,
+		MaxStreams:         10000,
+		WriteRate:          20,
+		WriteBurst:         40,
+		BodyTimeout:        10 * time.Second,
+	}
+}
+
 func (l *Limits) defaults(maxData int) {
-	def := func(p *int, v int) {
-		if *p == 0 {
-			*p = v
-		}
-	}
-	def(&l.MaxElementsPerRoom, 10000)
-	def(&l.MaxMessageBytes, maxData)
-	def(&l.MaxHeaderBytes, 32<<10)
-	def(&l.StreamsPerToken, 16)
-	def(&l.StreamsPerIP, 128)
-	def(&l.MaxStreams, 10000)
-	def(&l.WriteBurst, 40)
-	if l.BodyTimeout == 0 {
-		l.BodyTimeout = 10 * time.Second
-	}
-	if l.WriteRate == 0 {
-		l.WriteRate = 20
+	d := DefaultLimits(maxData)
+	orDefault(&l.MaxElementsPerRoom, d.MaxElementsPerRoom)
+	orDefault(&l.MaxMessageBytes, d.MaxMessageBytes)
+	orDefault(&l.MaxHeaderBytes, d.MaxHeaderBytes)
+	orDefault(&l.StreamsPerToken, d.StreamsPerToken)
+	orDefault(&l.StreamsPerIP, d.StreamsPerIP)
+	orDefault(&l.MaxStreams, d.MaxStreams)
+	orDefault(&l.WriteBurst, d.WriteBurst)
+	orDefault(&l.BodyTimeout, d.BodyTimeout)
+	orDefault(&l.WriteRate, d.WriteRate)
+}
+
+// orDefault sets *p to def when it is zero.
+func orDefault[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
 	}
 }
 

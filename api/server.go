@@ -59,18 +59,27 @@ type Config struct {
 	Limits         Limits    // per-client and per-node limits (limits.go)
 }
 
+// DefaultConfig returns the settings used where a Config field is zero or
+// negative.
+func DefaultConfig() Config {
+	c := Config{MaxBodyBytes: 256 << 10, MaxDataBytes: 64 << 10, MaxFeedRooms: 32, PublishWait: 5 * time.Second}
+	c.Limits = DefaultLimits(c.MaxDataBytes)
+	return c
+}
+
 func (c *Config) defaults() {
+	d := DefaultConfig()
 	if c.MaxBodyBytes <= 0 {
-		c.MaxBodyBytes = 256 << 10
+		c.MaxBodyBytes = d.MaxBodyBytes
 	}
 	if c.MaxDataBytes <= 0 {
-		c.MaxDataBytes = 64 << 10
+		c.MaxDataBytes = d.MaxDataBytes
 	}
 	if c.MaxFeedRooms <= 0 {
-		c.MaxFeedRooms = 32
+		c.MaxFeedRooms = d.MaxFeedRooms
 	}
 	if c.PublishWait <= 0 {
-		c.PublishWait = 5 * time.Second
+		c.PublishWait = d.PublishWait
 	}
 	c.Limits.defaults(c.MaxDataBytes)
 }

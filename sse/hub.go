@@ -48,6 +48,10 @@ type Hub struct {
 	dropped atomic.Uint64
 }
 
+// DefaultBuffer is the number of messages a subscriber may have queued
+// before it is dropped as slow.
+const DefaultBuffer = 1024
+
 // NewHub returns a hub that queues at most buffer messages per subscriber.
 func NewHub(buffer int) *Hub {
 	if buffer < 1 {

@@ -18,6 +18,7 @@ import (
 	"github.com/roomfeed/roomfeed/api"
 	"github.com/roomfeed/roomfeed/feed"
 	feedredis "github.com/roomfeed/roomfeed/feed/redis"
+	"github.com/roomfeed/roomfeed/sse"
 )
 
 var errUsage = errors.New("usage")
@@ -62,114 +63,143 @@ type setting struct {
 	flag, env, help string
 }
 
+// flagSet registers settings whose defaults the environment replaces.
+type flagSet struct {
+	fs     *flag.FlagSet
+	getenv func(string) string
+	errs   []error // malformed environment values
+}
+
+func (f *flagSet) str(p *string, s setting, def string) {
+	if v := f.getenv(s.env); v != "" {
+		def = v
+	}
+	f.fs.StringVar(p, s.flag, def, s.help+" ($"+s.env+")")
+}
+
+func (f *flagSet) dur(p *time.Duration, s setting, def time.Duration) {
+	if raw := f.getenv(s.env); raw != "" {
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Errorf("%s: %w", s.env, err))
+		}
+		def = d
+	}
+	f.fs.DurationVar(p, s.flag, def, s.help+" ($"+s.env+")")
+}
+
+func (f *flagSet) num(p *int64, s setting, def int64) {
+	if raw := f.getenv(s.env); raw != "" {
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Errorf("%s: %w", s.env, err))
+		}
+		def = n
+	}
+	f.fs.Int64Var(p, s.flag, def, s.help+" ($"+s.env+")")
+}
+
+// integer registers an int setting, parsed as an int64.
+func (f *flagSet) integer(p *int, s setting, def int) func() {
+	var v int64
+	f.num(&v, s, int64(def))
+	return func() { *p = int(v) }
+}
+
+// list registers a comma-separated setting; clean trims each item (empty
+// items are dropped).
+func (f *flagSet) list(p *[]string, s setting, clean func(string) string) func() {
+	var raw string
+	f.str(&raw, s, "")
+	return func() {
+		for _, item := range strings.Split(raw, ",") {
+			if item = clean(item); item != "" {
+				*p = append(*p, item)
+			}
+		}
+	}
+}
+
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
-	fs := flag.NewFlagSet("roomfeed", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	f := &flagSet{fs: flag.NewFlagSet("roomfeed", flag.ContinueOnError), getenv: getenv}
+	f.fs.SetOutput(stderr)
 	var cfg config
-	var cors string
-	var errs []error
-	env := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
-	str := func(p *string, s setting, def string) {
-		fs.StringVar(p, s.flag, env(s.env, def), s.help+" ($"+s.env+")")
-	}
-	dur := func(p *time.Duration, s setting, def time.Duration) {
-		v := def
-		if raw := getenv(s.env); raw != "" {
-			d, err := time.ParseDuration(raw)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", s.env, err))
-			}
-			v = d
-		}
-		fs.DurationVar(p, s.flag, v, s.help+" ($"+s.env+")")
-	}
-	num := func(p *int64, s setting, def int64) {
-		v := def
-		if raw := getenv(s.env); raw != "" {
-			n, err := strconv.ParseInt(raw, 10, 64)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", s.env, err))
-			}
-			v = n
-		}
-		fs.Int64Var(p, s.flag, v, s.help+" ($"+s.env+")")
-	}
-	var maxData, buffer int64
-	str(&cfg.Addr, setting{"addr", "ROOMFEED_ADDR", "listen address"}, "127.0.0.1:8080")
-	str(&cfg.DatabaseURL, setting{"database-url", "DATABASE_URL", "sqlite://<path> or postgres://..."}, "sqlite://data/roomfeed.db")
-	str(&cfg.RedisURL, setting{"redis-url", "REDIS_URL", "redis://host:port/db; several hosts (redis://h1:7000,h2:7001) or redis-cluster:// = Redis Cluster; empty = in-process fan-out (one node)"}, "")
-	str(&cfg.RedisPrefix, setting{"redis-prefix", "ROOMFEED_REDIS_PREFIX", "prefix of every Redis key"}, feedredis.DefaultPrefix)
-	dur(&cfg.DBTimeout, setting{"db-timeout", "ROOMFEED_DB_TIMEOUT", "how long a request waits for the database before it answers 503"}, 5*time.Second)
-	num(&cfg.RedisMaxLen, setting{"redis-maxlen", "ROOMFEED_REDIS_MAXLEN", "events kept per room stream in Redis (approximate)"}, feedredis.DefaultMaxLen)
-	dur(&cfg.RelayInterval, setting{"relay-interval", "ROOMFEED_RELAY_INTERVAL", "how often committed events missing from Redis are republished"}, feedredis.DefaultRelayInterval)
-	str(&cors, setting{"cors-origins", "ROOMFEED_CORS_ORIGINS", "comma-separated browser origins allowed to call the API"}, "")
-	dur(&cfg.Heartbeat, setting{"heartbeat", "ROOMFEED_HEARTBEAT", "interval of the SSE ping comment"}, 15*time.Second)
-	dur(&cfg.StreamWriteTimeout, setting{"stream-write-timeout", "ROOMFEED_STREAM_WRITE_TIMEOUT", "deadline of each write to an SSE client"}, 10*time.Second)
-	num(&cfg.MaxBodyBytes, setting{"max-body-bytes", "ROOMFEED_MAX_BODY_BYTES", "request body limit"}, 256<<10)
-	num(&maxData, setting{"max-data-bytes", "ROOMFEED_MAX_DATA_BYTES", "element data and message data limit"}, 64<<10)
-	num(&buffer, setting{"subscriber-buffer", "ROOMFEED_SUBSCRIBER_BUFFER", "events buffered per subscriber before it is dropped as slow"}, 1024)
-	str(&cfg.WebDir, setting{"web-dir", "ROOMFEED_WEB_DIR", "directory of the built web app"}, "web/dist")
-	str(&cfg.LogFormat, setting{"log-format", "ROOMFEED_LOG_FORMAT", "text or json"}, "text")
-	dur(&cfg.ShutdownTimeout, setting{"shutdown-timeout", "ROOMFEED_SHUTDOWN_TIMEOUT", "how long shutdown waits for in-flight requests"}, 10*time.Second)
-	str(&cfg.TLSCert, setting{"tls-cert", "ROOMFEED_TLS_CERT", "PEM certificate chain; with --tls-key, serve HTTPS with HTTP/2"}, "")
-	str(&cfg.TLSKey, setting{"tls-key", "ROOMFEED_TLS_KEY", "PEM private key of --tls-cert"}, "")
-	num(&cfg.HistoryKeep, setting{"history-keep", "ROOMFEED_HISTORY_KEEP", "events kept per room in the SQL history (0 = all); never trims unpublished events"}, 0)
-	dur(&cfg.HistoryMaxAge, setting{"history-max-age", "ROOMFEED_HISTORY_MAX_AGE", "SQL history events older than this are trimmed (0 = never)"}, 0)
-	dur(&cfg.RetentionInterval, setting{"retention-interval", "ROOMFEED_RETENTION_INTERVAL", "how often the SQL history retention runs"}, time.Minute)
-	dur(&cfg.PresenceGrace, setting{"presence-grace", "ROOMFEED_PRESENCE_GRACE", "a reconnect within this emits no presence.left/joined"}, feed.DefaultPresenceGrace)
-	dur(&cfg.PresenceTTL, setting{"presence-ttl", "ROOMFEED_PRESENCE_TTL", "a crashed node's people leave within about this (Redis only)"}, feedredis.DefaultPresenceTTL)
-	var feedRooms int64
-	num(&feedRooms, setting{"max-feed-rooms", "ROOMFEED_MAX_FEED_ROOMS", "rooms per multiplexed stream (GET /events?room=...)"}, 32)
-
-	// Security (token.go, README "Security"). The secret is read from the
-	// environment only, so it never shows in a process list.
-	cfg.JWTSecret = getenv("ROOMFEED_JWT_SECRET")
-	str(&cfg.JWTPublicKeyFile, setting{"jwt-public-key-file", "ROOMFEED_JWT_PUBLIC_KEY_FILE", "PEM public key (Ed25519 or RSA) that verifies tokens"}, "")
-	fs.BoolVar(&cfg.Insecure, "insecure", false, "serve without tokens on a non-loopback address: anyone who reaches it may read and change every room")
-	var proxies string
-	var maxElements, maxMessage, perToken, perIP, maxStreams, writeRate, writeBurst int64
-	str(&proxies, setting{"trusted-proxies", "ROOMFEED_TRUSTED_PROXIES", "comma-separated proxy IPs or CIDRs whose X-Forwarded-For gives the client address"}, "")
-	num(&maxElements, setting{"max-elements-per-room", "ROOMFEED_MAX_ELEMENTS_PER_ROOM", "elements one room may hold"}, 10000)
-	num(&maxMessage, setting{"max-message-bytes", "ROOMFEED_MAX_MESSAGE_BYTES", "custom message data limit"}, 16<<10)
-	num(&perToken, setting{"max-streams-per-token", "ROOMFEED_MAX_STREAMS_PER_TOKEN", "open feeds per token"}, 16)
-	num(&perIP, setting{"max-streams-per-ip", "ROOMFEED_MAX_STREAMS_PER_IP", "open feeds per client address"}, 128)
-	num(&maxStreams, setting{"max-streams", "ROOMFEED_MAX_STREAMS", "open feeds on this node (503 beyond)"}, 10000)
-	num(&writeRate, setting{"write-rate", "ROOMFEED_WRITE_RATE", "writes per second per token (429 beyond)"}, 20)
-	num(&writeBurst, setting{"write-burst", "ROOMFEED_WRITE_BURST", "writes per token allowed at once"}, 40)
-	dur(&cfg.Limits.BodyTimeout, setting{"body-timeout", "ROOMFEED_BODY_TIMEOUT", "time to receive a write's body"}, 10*time.Second)
-
-	if err := fs.Parse(args); err != nil {
+	cfg.storageFlags(f)
+	finish := append(cfg.serverFlags(f), cfg.limitFlags(f)...)
+	if err := f.fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, errUsage
 		}
 		return cfg, fmt.Errorf("%w: %w", errUsage, err)
 	}
-	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	if f.fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments: %q", f.fs.Args())
 	}
-	cfg.MaxFeedRooms = int(feedRooms)
-	cfg.MaxDataBytes = int(maxData)
-	cfg.SubscriberBuffer = int(buffer)
-	cfg.Limits.MaxElementsPerRoom, cfg.Limits.MaxMessageBytes = int(maxElements), int(maxMessage)
-	cfg.Limits.StreamsPerToken, cfg.Limits.StreamsPerIP, cfg.Limits.MaxStreams = int(perToken), int(perIP), int(maxStreams)
-	cfg.Limits.WriteRate, cfg.Limits.WriteBurst = float64(writeRate), int(writeBurst)
-	for _, p := range strings.Split(proxies, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			cfg.TrustedProxies = append(cfg.TrustedProxies, p)
-		}
+	for _, fn := range finish {
+		fn()
 	}
-	for _, o := range strings.Split(cors, ",") {
-		if o = strings.TrimRight(strings.TrimSpace(o), "/"); o != "" {
-			cfg.CORSOrigins = append(cfg.CORSOrigins, o)
-		}
+	return cfg, errors.Join(append(f.errs, cfg.validate())...)
+}
+
+// serverFlags registers the HTTP, feed and security settings; the returned
+// functions store the converted values once the flags are parsed.
+func (c *config) serverFlags(f *flagSet) []func() {
+	d := api.DefaultConfig()
+	f.str(&c.Addr, setting{"addr", "ROOMFEED_ADDR", "listen address"}, "127.0.0.1:8080")
+	f.dur(&c.Heartbeat, setting{"heartbeat", "ROOMFEED_HEARTBEAT", "interval of the SSE ping comment"}, sse.DefaultHeartbeat)
+	f.dur(&c.StreamWriteTimeout, setting{"stream-write-timeout", "ROOMFEED_STREAM_WRITE_TIMEOUT", "deadline of each write to an SSE client"}, sse.DefaultWriteTimeout)
+	f.num(&c.MaxBodyBytes, setting{"max-body-bytes", "ROOMFEED_MAX_BODY_BYTES", "request body limit"}, d.MaxBodyBytes)
+	f.str(&c.WebDir, setting{"web-dir", "ROOMFEED_WEB_DIR", "directory of the built web app"}, "web/dist")
+	f.str(&c.LogFormat, setting{"log-format", "ROOMFEED_LOG_FORMAT", "text or json"}, "text")
+	f.dur(&c.ShutdownTimeout, setting{"shutdown-timeout", "ROOMFEED_SHUTDOWN_TIMEOUT", "how long shutdown waits for in-flight requests"}, 10*time.Second)
+	f.str(&c.TLSCert, setting{"tls-cert", "ROOMFEED_TLS_CERT", "PEM certificate chain; with --tls-key, serve HTTPS with HTTP/2"}, "")
+	f.str(&c.TLSKey, setting{"tls-key", "ROOMFEED_TLS_KEY", "PEM private key of --tls-cert"}, "")
+	f.dur(&c.PresenceGrace, setting{"presence-grace", "ROOMFEED_PRESENCE_GRACE", "a reconnect within this emits no presence.left/joined"}, feed.DefaultPresenceGrace)
+	// Security (token.go, README "Security"). The secret is read from the
+	// environment only, so it never shows in a process list.
+	c.JWTSecret = f.getenv("ROOMFEED_JWT_SECRET")
+	f.str(&c.JWTPublicKeyFile, setting{"jwt-public-key-file", "ROOMFEED_JWT_PUBLIC_KEY_FILE", "PEM public key (Ed25519 or RSA) that verifies tokens"}, "")
+	f.fs.BoolVar(&c.Insecure, "insecure", false, "serve without tokens on a non-loopback address: anyone who reaches it may read and change every room")
+	return []func(){
+		f.integer(&c.MaxDataBytes, setting{"max-data-bytes", "ROOMFEED_MAX_DATA_BYTES", "element data and message data limit"}, d.MaxDataBytes),
+		f.integer(&c.SubscriberBuffer, setting{"subscriber-buffer", "ROOMFEED_SUBSCRIBER_BUFFER", "events buffered per subscriber before it is dropped as slow"}, sse.DefaultBuffer),
+		f.integer(&c.MaxFeedRooms, setting{"max-feed-rooms", "ROOMFEED_MAX_FEED_ROOMS", "rooms per multiplexed stream (GET /events?room=...)"}, d.MaxFeedRooms),
+		f.list(&c.CORSOrigins, setting{"cors-origins", "ROOMFEED_CORS_ORIGINS", "comma-separated browser origins allowed to call the API"},
+			func(o string) string { return strings.TrimRight(strings.TrimSpace(o), "/") }),
+		f.list(&c.TrustedProxies, setting{"trusted-proxies", "ROOMFEED_TRUSTED_PROXIES", "comma-separated proxy IPs or CIDRs whose X-Forwarded-For gives the client address"}, strings.TrimSpace),
 	}
-	errs = append(errs, cfg.validate())
-	return cfg, errors.Join(errs...)
+}
+
+// storageFlags registers the database, Redis and retention settings.
+func (c *config) storageFlags(f *flagSet) {
+	f.str(&c.DatabaseURL, setting{"database-url", "DATABASE_URL", "sqlite://<path> or postgres://..."}, "sqlite://data/roomfeed.db")
+	f.dur(&c.DBTimeout, setting{"db-timeout", "ROOMFEED_DB_TIMEOUT", "how long a request waits for the database before it answers 503"}, 5*time.Second)
+	f.str(&c.RedisURL, setting{"redis-url", "REDIS_URL", "redis://host:port/db; several hosts (redis://h1:7000,h2:7001) or redis-cluster:// = Redis Cluster; empty = in-process fan-out (one node)"}, "")
+	f.str(&c.RedisPrefix, setting{"redis-prefix", "ROOMFEED_REDIS_PREFIX", "prefix of every Redis key"}, feedredis.DefaultPrefix)
+	f.num(&c.RedisMaxLen, setting{"redis-maxlen", "ROOMFEED_REDIS_MAXLEN", "events kept per room stream in Redis (approximate)"}, feedredis.DefaultMaxLen)
+	f.dur(&c.RelayInterval, setting{"relay-interval", "ROOMFEED_RELAY_INTERVAL", "how often committed events missing from Redis are republished"}, feedredis.DefaultRelayInterval)
+	f.dur(&c.PresenceTTL, setting{"presence-ttl", "ROOMFEED_PRESENCE_TTL", "a crashed node's people leave within about this (Redis only)"}, feedredis.DefaultPresenceTTL)
+	f.num(&c.HistoryKeep, setting{"history-keep", "ROOMFEED_HISTORY_KEEP", "events kept per room in the SQL history (0 = all); never trims unpublished events"}, 0)
+	f.dur(&c.HistoryMaxAge, setting{"history-max-age", "ROOMFEED_HISTORY_MAX_AGE", "SQL history events older than this are trimmed (0 = never)"}, 0)
+	f.dur(&c.RetentionInterval, setting{"retention-interval", "ROOMFEED_RETENTION_INTERVAL", "how often the SQL history retention runs"}, time.Minute)
+}
+
+// limitFlags registers the per-client and per-node limits.
+func (c *config) limitFlags(f *flagSet) []func() {
+	d := api.DefaultConfig().Limits
+	l := &c.Limits
+	f.dur(&l.BodyTimeout, setting{"body-timeout", "ROOMFEED_BODY_TIMEOUT", "time to receive a write's body"}, d.BodyTimeout)
+	var rate int64
+	f.num(&rate, setting{"write-rate", "ROOMFEED_WRITE_RATE", "writes per second per token (429 beyond)"}, int64(d.WriteRate))
+	return []func(){
+		f.integer(&l.MaxElementsPerRoom, setting{"max-elements-per-room", "ROOMFEED_MAX_ELEMENTS_PER_ROOM", "elements one room may hold"}, d.MaxElementsPerRoom),
+		f.integer(&l.MaxMessageBytes, setting{"max-message-bytes", "ROOMFEED_MAX_MESSAGE_BYTES", "custom message data limit"}, d.MaxMessageBytes),
+		f.integer(&l.StreamsPerToken, setting{"max-streams-per-token", "ROOMFEED_MAX_STREAMS_PER_TOKEN", "open feeds per token"}, d.StreamsPerToken),
+		f.integer(&l.StreamsPerIP, setting{"max-streams-per-ip", "ROOMFEED_MAX_STREAMS_PER_IP", "open feeds per client address"}, d.StreamsPerIP),
+		f.integer(&l.MaxStreams, setting{"max-streams", "ROOMFEED_MAX_STREAMS", "open feeds on this node (503 beyond)"}, d.MaxStreams),
+		f.integer(&l.WriteBurst, setting{"write-burst", "ROOMFEED_WRITE_BURST", "writes per token allowed at once"}, d.WriteBurst),
+		func() { l.WriteRate = float64(rate) },
+	}
 }
 
 func (c config) validate() error {

@@ -29,8 +29,8 @@ func TestMain(m *testing.M) {
 	)
 }
 
-// node is one roomfeed process started through run, as main would.
-type node struct {
+// process is one roomfeed process started through run, as main would.
+type process struct {
 	URL    string
 	stop   func()
 	stderr *testenv.SyncBuffer
@@ -38,7 +38,7 @@ type node struct {
 
 // startNode runs the service on 127.0.0.1:0 with the given flags and stops it
 // when the test ends (or when Stop is called).
-func startNode(t *testing.T, args ...string) *node {
+func startNode(t *testing.T, args ...string) *process {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
@@ -62,7 +62,7 @@ func startNode(t *testing.T, args ...string) *node {
 	}
 	go func() { _, _ = io.Copy(io.Discard, pr) }()
 	var once sync.Once
-	n := &node{URL: url, stderr: stderr}
+	n := &process{URL: url, stderr: stderr}
 	n.stop = func() {
 		once.Do(func() {
 			cancel()
@@ -238,7 +238,7 @@ func TestTwoNodes(t *testing.T) {
 
 	const perNode = 60
 	var wg sync.WaitGroup
-	for i, n := range []*node{a, b} {
+	for i, n := range []*process{a, b} {
 		for w := range 3 {
 			wg.Go(func() {
 				for j := range perNode / 3 {
