@@ -180,7 +180,7 @@ func openSQLite(ctx context.Context, url string, opts Options) (*Store, error) {
 		dsn += "&" + query
 	}
 
-	if err := migrateSQLite(ctx, dsn, 0); err != nil {
+	if err := migrateSQLite(ctx, dsn); err != nil {
 		return nil, err
 	}
 
@@ -213,8 +213,8 @@ func openSQLite(ctx context.Context, url string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// migrateSQLite migrates the database to version to (0 = the latest).
-func migrateSQLite(ctx context.Context, dsn string, to uint) error {
+// migrateSQLite migrates the database to the latest version.
+func migrateSQLite(ctx context.Context, dsn string) error {
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return err
@@ -229,11 +229,11 @@ func migrateSQLite(ctx context.Context, dsn string, to uint) error {
 		db.Close()
 		return fmt.Errorf("migrate: %w", err)
 	}
-	return runMigrations(dialectSQLite, "sqlite", drv, to)
+	return runMigrations(dialectSQLite, "sqlite", drv)
 }
 
 func openPostgres(ctx context.Context, url string, opts Options) (*Store, error) {
-	if err := migratePostgres(ctx, url, 0); err != nil {
+	if err := migratePostgres(ctx, url); err != nil {
 		return nil, err
 	}
 	db, err := sql.Open("pgx", url)
@@ -256,8 +256,8 @@ func openPostgres(ctx context.Context, url string, opts Options) (*Store, error)
 	return s, nil
 }
 
-// migratePostgres migrates the database to version to (0 = the latest).
-func migratePostgres(ctx context.Context, url string, to uint) error {
+// migratePostgres migrates the database to the latest version.
+func migratePostgres(ctx context.Context, url string) error {
 	db, err := sql.Open("pgx", url)
 	if err != nil {
 		return err
@@ -272,12 +272,12 @@ func migratePostgres(ctx context.Context, url string, to uint) error {
 		db.Close()
 		return fmt.Errorf("migrate: %w", err)
 	}
-	return runMigrations(dialectPostgres, "pgx5", drv, to)
+	return runMigrations(dialectPostgres, "pgx5", drv)
 }
 
-// runMigrations applies the dialect's migrations with drv, up to version to
-// (0 = all), and closes it (which closes its *sql.DB).
-func runMigrations(dir, driverName string, drv database.Driver, to uint) error {
+// runMigrations applies the dialect's migrations with drv and closes it
+// (which closes its *sql.DB).
+func runMigrations(dir, driverName string, drv database.Driver) error {
 	src, err := iofs.New(migrations.FS, dir)
 	if err != nil {
 		drv.Close()
@@ -289,11 +289,7 @@ func runMigrations(dir, driverName string, drv database.Driver, to uint) error {
 		drv.Close()
 		return fmt.Errorf("migrate: %w", err)
 	}
-	if to == 0 {
-		err = m.Up()
-	} else {
-		err = m.Migrate(to)
-	}
+	err = m.Up()
 	srcErr, dbErr := m.Close()
 	if err != nil && !errors.Is(err, migrate.ErrNoChange) {
 		return fmt.Errorf("migrate: %w", err)
@@ -362,9 +358,6 @@ func classifyBounded(ctx context.Context, err error) error {
 	}
 	return err
 }
-
-// Dialect returns "sqlite" or "postgres".
-func (s *Store) Dialect() string { return s.dialect }
 
 // q rewrites the ? placeholders of query into $1, $2, ... for PostgreSQL.
 // Queries in this package never contain a literal question mark.

@@ -1,0 +1,4 @@
+package repo
+
+// Dialect returns "sqlite" or "postgres".
+func (s *Store) Dialect() string { return s.dialect }
