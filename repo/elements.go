@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/roomfeed/roomfeed"
+	"github.com/roomfeed/roomfeed/repo/internal/sqlstore"
 )
 
 // Precondition is a write's HTTP precondition.
@@ -188,13 +189,12 @@ func (s *Store) Message(ctx context.Context, room, name string, data json.RawMes
 func (s *Store) Get(ctx context.Context, room, id string) (roomfeed.Element, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	el, err := scanElement(s.read.QueryRowContext(ctx,
-		s.q(`SELECT id, kind, version, data, updated_at FROM elements WHERE room = ? AND id = ?`), room, id))
+	el, err := s.db.Get(ctx, room, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return roomfeed.Element{}, fmt.Errorf("get element: %w", ErrNotFound)
 	}
 	if err != nil {
-		return roomfeed.Element{}, fmt.Errorf("get element: %w", classifyBounded(ctx, err))
+		return roomfeed.Element{}, fmt.Errorf("get element: %w", sqlstore.ClassifyBounded(ctx, err))
 	}
 	return el, nil
 }
@@ -205,65 +205,11 @@ func (s *Store) Get(ctx context.Context, room, id string) (roomfeed.Element, err
 func (s *Store) Snapshot(ctx context.Context, room string) (Snapshot, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	snap, err := s.snapshot(ctx, room)
+	cursor, els, err := s.db.Snapshot(ctx, room)
 	if err != nil {
-		return Snapshot{}, fmt.Errorf("snapshot: %w", classifyBounded(ctx, err))
+		return Snapshot{}, fmt.Errorf("snapshot: %w", sqlstore.ClassifyBounded(ctx, err))
 	}
-	return snap, nil
-}
-
-func (s *Store) snapshot(ctx context.Context, room string) (Snapshot, error) {
-	opts := &sql.TxOptions{ReadOnly: true}
-	if s.dialect == dialectPostgres {
-		opts.Isolation = sql.LevelRepeatableRead
-	}
-	tx, err := s.read.BeginTx(ctx, opts)
-	if err != nil {
-		return Snapshot{}, err
-	}
-	defer tx.Rollback()
-
-	snap := Snapshot{Room: room, Elements: []roomfeed.Element{}}
-	err = tx.QueryRowContext(ctx, s.q(`SELECT seq FROM rooms WHERE room = ?`), room).Scan(&snap.Cursor)
-	if errors.Is(err, sql.ErrNoRows) {
-		return snap, nil
-	}
-	if err != nil {
-		return Snapshot{}, err
-	}
-	rows, err := tx.QueryContext(ctx,
-		s.q(`SELECT id, kind, version, data, updated_at FROM elements WHERE room = ? ORDER BY id`), room)
-	if err != nil {
-		return Snapshot{}, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		el, err := scanElement(rows)
-		if err != nil {
-			return Snapshot{}, err
-		}
-		snap.Elements = append(snap.Elements, el)
-	}
-	if err := rows.Err(); err != nil {
-		return Snapshot{}, err
-	}
-	return snap, tx.Commit()
-}
-
-type scanner interface{ Scan(dest ...any) error }
-
-func scanElement(row scanner) (roomfeed.Element, error) {
-	var (
-		el   roomfeed.Element
-		data []byte
-		at   dbTime
-	)
-	if err := row.Scan(&el.ID, &el.Kind, &el.Version, &data, &at); err != nil {
-		return roomfeed.Element{}, err
-	}
-	el.Data = data
-	el.UpdatedAt = at.t
-	return el, nil
+	return Snapshot{Room: room, Cursor: cursor, Elements: els}, nil
 }
 
 // writeTx is the state of one write: the room row is locked, seq is the
@@ -307,9 +253,9 @@ func (s *Store) inWriteTx(ctx context.Context, room, id string, fn writeFunc) er
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	if s.commits != nil {
-		return classifyBounded(ctx, s.commits.do(ctx, room, id, fn))
+		return sqlstore.ClassifyBounded(ctx, s.commits.do(ctx, room, id, fn))
 	}
-	return classifyBounded(ctx, s.pgCommitter(room).do(ctx, room, id, fn))
+	return sqlstore.ClassifyBounded(ctx, s.pgCommitter(room).do(ctx, room, id, fn))
 }
 
 // writeAlone runs one PostgreSQL write in its own transaction;
@@ -318,7 +264,7 @@ func (s *Store) writeAlone(ctx context.Context, room, id string, fn writeFunc) e
 	for attempt := 1; ; attempt++ {
 		err := s.tryPostgresWrite(ctx, room, id, fn)
 		if err == nil || !retryable(err) || attempt == writeAttempts {
-			return classify(err)
+			return sqlstore.Classify(err)
 		}
 		s.log.LogAttrs(ctx, slog.LevelDebug, "retrying write transaction",
 			slog.String("room", room), slog.Int("attempt", attempt), slog.String("error", err.Error()))
@@ -337,7 +283,7 @@ func (s *Store) writeAlone(ctx context.Context, room, id string, fn writeFunc) e
 // connection) and sets updated_at, never below the room's previous write,
 // so times follow seq order even if the clock steps back.
 func (w *writeTx) nextSeq(ctx context.Context) error {
-	t := now()
+	t := sqlstore.Now()
 	arg := t.Format(sqliteTime)
 	var at string
 	if err := w.queryRow(ctx, qNextSeqSQLite, w.room, arg).Scan(&w.seq, &at, &w.count); err != nil {
@@ -345,11 +291,10 @@ func (w *writeTx) nextSeq(ctx context.Context) error {
 	}
 	w.now = t
 	if at != arg {
-		var d dbTime
-		if err := d.parse(at); err != nil {
+		var err error
+		if w.now, err = sqlstore.ParseTime(at); err != nil {
 			return err
 		}
-		w.now = d.t
 	}
 	return nil
 }
@@ -359,7 +304,7 @@ func (w *writeTx) element(ctx context.Context, id string) (el roomfeed.Element, 
 	if w.pg != nil {
 		return w.pg.element(id)
 	}
-	el, err = scanElement(w.queryRow(ctx, qElement, w.room, id))
+	el, err = sqlstore.ScanElement(w.queryRow(ctx, qElement, w.room, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return roomfeed.Element{}, false, nil
 	}
@@ -517,16 +462,12 @@ const (
 		ON CONFLICT (room) DO UPDATE SET seq = rooms.seq + 1,
 			updated_at = GREATEST(rooms.updated_at, excluded.updated_at)
 		RETURNING seq, updated_at, elements`
-	qElement     = `SELECT id, kind, version, data, updated_at FROM elements WHERE room = ? AND id = ?`
-	qTombstone   = `SELECT version FROM tombstones WHERE room = ? AND id = ?`
-	qSaveElement = `INSERT INTO elements (room, id, kind, version, data, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (room, id) DO UPDATE SET kind = excluded.kind, version = excluded.version,
-			data = excluded.data, updated_at = excluded.updated_at`
-	qDeleteElement = `DELETE FROM elements WHERE room = ? AND id = ?`
-	qSaveTombstone = `INSERT INTO tombstones (room, id, version) VALUES (?, ?, ?)
-			ON CONFLICT (room, id) DO UPDATE SET version = excluded.version`
-	qInsertEvent = `INSERT INTO events (room, seq, type, payload, at) VALUES (?, ?, ?, ?, ?)`
+	qElement       = sqlstore.SelectElement
+	qTombstone     = sqlstore.SelectTomb
+	qSaveElement   = sqlstore.SaveElement
+	qDeleteElement = sqlstore.DeleteElement
+	qSaveTombstone = sqlstore.SaveTomb
+	qInsertEvent   = sqlstore.InsertEvent
 
 	// The savepoint of each write in a SQLite batch.
 	qSavepoint  = `SAVEPOINT w`
@@ -543,7 +484,7 @@ func (s *Store) prepareWrites(ctx context.Context) {
 		qs := []string{qNextSeqPostgres, qElement, qTombstone, qSaveElement, qDeleteElement, qSaveTombstone, qInsertEvent}
 		s.pgq = make(map[string]string, len(qs))
 		for _, q := range qs {
-			s.pgq[q] = s.q(q)
+			s.pgq[q] = sqlstore.Bind(q)
 		}
 		return
 	}
@@ -563,7 +504,7 @@ func (w *writeTx) exec(ctx context.Context, q string, args ...any) error {
 	if w.queued != nil {
 		text, ok := w.s.pgq[q]
 		if !ok {
-			text = w.s.q(q)
+			text = sqlstore.Bind(q)
 		}
 		w.queued.Queue(text, args...)
 		return nil

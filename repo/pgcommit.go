@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/roomfeed/roomfeed"
+	"github.com/roomfeed/roomfeed/repo/internal/sqlstore"
 )
 
 // batchTimeout bounds one PostgreSQL batch (Options.QueryTimeout, or 30s
@@ -131,15 +132,15 @@ func (s *Store) runPostgresBatch(batch []*writeReq, errs []error) error {
 		return nil
 	}
 	if live > 1 {
-		ctx, cancel := context.WithTimeoutCause(context.Background(), s.batchTimeout(), errNoAnswer)
+		ctx, cancel := context.WithTimeoutCause(context.Background(), s.batchTimeout(), sqlstore.ErrNoAnswer)
 		defer cancel()
 		err := s.pgBatch(ctx, batch, errs)
 		var pgErr *pgconn.PgError
-		if err == nil || !errors.As(err, &pgErr) || context.Cause(ctx) == errNoAnswer {
+		if err == nil || !errors.As(err, &pgErr) || context.Cause(ctx) == sqlstore.ErrNoAnswer {
 			// Also a batch that ran out of time (PostgreSQL may have
 			// answered the cancel with an error of its own): running its
 			// writes alone would wait as long again for each.
-			return classifyBounded(ctx, err)
+			return sqlstore.ClassifyBounded(ctx, err)
 		}
 		s.log.LogAttrs(ctx, slog.LevelDebug, "batch failed, running its writes alone",
 			slog.Int("writes", live), slog.String("error", err.Error()))
@@ -154,8 +155,8 @@ func (s *Store) runPostgresBatch(batch []*writeReq, errs []error) error {
 		if errors.As(errs[i], &p) {
 			continue // it panics alone too
 		}
-		ctx, cancel := context.WithTimeoutCause(context.WithoutCancel(r.ctx), s.batchTimeout(), errNoAnswer)
-		errs[i] = classifyBounded(ctx, s.writeAlone(ctx, r.room, r.id, func(ctx context.Context, w *writeTx) error {
+		ctx, cancel := context.WithTimeoutCause(context.WithoutCancel(r.ctx), s.batchTimeout(), sqlstore.ErrNoAnswer)
+		errs[i] = sqlstore.ClassifyBounded(ctx, s.writeAlone(ctx, r.room, r.id, func(ctx context.Context, w *writeTx) error {
 			return callWrite(ctx, w, r.fn)
 		}))
 		cancel()
@@ -208,7 +209,7 @@ func (s *Store) pgBatchTx(ctx context.Context, c *pgx.Conn, batch []*writeReq, e
 	slices.Sort(names)
 
 	// Round trip 1.
-	t := now()
+	t := sqlstore.Now()
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
 	b.Queue(pgLockRooms, names, t)

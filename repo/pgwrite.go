@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/roomfeed/roomfeed"
+	"github.com/roomfeed/roomfeed/repo/internal/sqlstore"
 )
 
 // pgReads holds what a PostgreSQL write read in its first round trip,
@@ -63,7 +64,7 @@ func (s *Store) pgWrite(ctx context.Context, c *pgx.Conn, room, id string, fn wr
 		}
 	}()
 	w := &writeTx{s: s, room: room, pg: &pgReads{id: id}, queued: &pgx.Batch{}}
-	if err := w.pgBegin(ctx, c, now()); err != nil {
+	if err := w.pgBegin(ctx, c, sqlstore.Now()); err != nil {
 		return err
 	}
 	if err := fn(ctx, w); err != nil {
@@ -121,7 +122,7 @@ func (w *writeTx) pgReadBegin(br pgx.BatchResults) error {
 	if w.pg.id == "" {
 		return nil
 	}
-	el, err := scanElement(br.QueryRow())
+	el, err := sqlstore.ScanElement(br.QueryRow())
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 	case err != nil:

@@ -12,6 +12,7 @@ import (
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 
 	"github.com/roomfeed/roomfeed/migrations"
+	"github.com/roomfeed/roomfeed/repo/internal/sqlstore"
 )
 
 // rawDB is a second connection to a test store's database, for what a test
@@ -43,7 +44,7 @@ func (db rawDB) bind(query string) string {
 	if !db.postgres {
 		return query
 	}
-	return (&Store{dialect: dialectPostgres}).q(query)
+	return sqlstore.Bind(query)
 }
 
 // exec runs query (with ? placeholders) and fails the test on an error.

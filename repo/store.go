@@ -21,37 +21,15 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/golang-migrate/migrate/v4"
-	"github.com/golang-migrate/migrate/v4/database"
 	migratepgx "github.com/golang-migrate/migrate/v4/database/pgx/v5"
 	migratesqlite "github.com/golang-migrate/migrate/v4/database/sqlite"
-	"github.com/golang-migrate/migrate/v4/source/iofs"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
 
-	"github.com/roomfeed/roomfeed/migrations"
-)
-
-// Errors returned by the store, wrapped with the operation's context.
-var (
-	// ErrNotFound: the element (or, for element routes, the room) does not exist.
-	ErrNotFound = errors.New("not found")
-	// ErrVersionMismatch: If-Match did not match the current version, or
-	// If-Match was given for an element that does not exist (HTTP 412).
-	ErrVersionMismatch = errors.New("version mismatch")
-	// ErrExists: If-None-Match: * was given and the element exists.
-	ErrExists = errors.New("element exists")
-	// ErrUnavailable: the database could not be reached (best effort).
-	ErrUnavailable = errors.New("database unavailable")
-	// ErrInvalid: data, patch or message data is not acceptable JSON.
-	ErrInvalid = errors.New("invalid json")
-	// ErrRoomFull: creating the element would take the room above
-	// Precondition.MaxElements.
-	ErrRoomFull = errors.New("room full")
+	"github.com/roomfeed/roomfeed/repo/internal/sqlstore"
 )
 
 const (
@@ -99,6 +77,7 @@ type Store struct {
 	// SQLITE_BUSY; for PostgreSQL it is the same pool as read.
 	write *sql.DB
 	read  *sql.DB
+	db    *sqlstore.DB         // the reads, retention and ping of either dialect
 	stmts map[string]*sql.Stmt // SQLite: prepared write statements; read-only after Open
 	pgq   map[string]string    // PostgreSQL: write statements with $n placeholders
 	// commits runs the SQLite writes in batches (nil for PostgreSQL).
@@ -133,7 +112,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, errors.New("open store: unsupported database url scheme (want sqlite:// or postgres://)")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open store: %w", classify(err))
+		return nil, fmt.Errorf("open store: %w", sqlstore.Classify(err))
 	}
 	s.log = log
 	switch s.timeout = opts.QueryTimeout; {
@@ -205,7 +184,11 @@ func openSQLite(ctx context.Context, url string, opts Options) (*Store, error) {
 	read.SetMaxOpenConns(n)
 	read.SetMaxIdleConns(n)
 
-	s := &Store{dialect: dialectSQLite, write: write, read: read}
+	s := &Store{dialect: dialectSQLite, write: write, read: read, db: sqlstore.NewDB(read, write, sqlstore.Dialect{
+		Bind:     func(q string) string { return q },
+		Time:     func(t time.Time) any { return t.UTC().Truncate(time.Microsecond).Format(sqliteTime) },
+		Snapshot: sql.TxOptions{ReadOnly: true},
+	})}
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -229,7 +212,7 @@ func migrateSQLite(ctx context.Context, dsn string) error {
 		db.Close()
 		return fmt.Errorf("migrate: %w", err)
 	}
-	return runMigrations(dialectSQLite, "sqlite", drv)
+	return sqlstore.Migrate(dialectSQLite, "sqlite", drv)
 }
 
 func openPostgres(ctx context.Context, url string, opts Options) (*Store, error) {
@@ -248,7 +231,11 @@ func openPostgres(ctx context.Context, url string, opts Options) (*Store, error)
 	db.SetMaxIdleConns(n)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	db.SetConnMaxLifetime(30 * time.Minute)
-	s := &Store{dialect: dialectPostgres, write: db, read: db}
+	s := &Store{dialect: dialectPostgres, write: db, read: db, db: sqlstore.NewDB(db, db, sqlstore.Dialect{
+		Bind:     sqlstore.Bind,
+		Time:     func(t time.Time) any { return t.UTC().Truncate(time.Microsecond) },
+		Snapshot: sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead},
+	})}
 	if err := s.Ping(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -272,32 +259,7 @@ func migratePostgres(ctx context.Context, url string) error {
 		db.Close()
 		return fmt.Errorf("migrate: %w", err)
 	}
-	return runMigrations(dialectPostgres, "pgx5", drv)
-}
-
-// runMigrations applies the dialect's migrations with drv and closes it
-// (which closes its *sql.DB).
-func runMigrations(dir, driverName string, drv database.Driver) error {
-	src, err := iofs.New(migrations.FS, dir)
-	if err != nil {
-		drv.Close()
-		return fmt.Errorf("migrate: %w", err)
-	}
-	m, err := migrate.NewWithInstance("iofs", src, driverName, drv)
-	if err != nil {
-		src.Close()
-		drv.Close()
-		return fmt.Errorf("migrate: %w", err)
-	}
-	err = m.Up()
-	srcErr, dbErr := m.Close()
-	if err != nil && !errors.Is(err, migrate.ErrNoChange) {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	if err := errors.Join(srcErr, dbErr); err != nil {
-		return fmt.Errorf("migrate: close: %w", err)
-	}
-	return nil
+	return sqlstore.Migrate(dialectPostgres, "pgx5", drv)
 }
 
 // Close closes the database handles. Writes still queued fail with
@@ -312,23 +274,15 @@ func (s *Store) Close() error {
 	for _, st := range s.stmts {
 		st.Close()
 	}
-	if s.write == s.read {
-		return s.write.Close()
-	}
-	return errors.Join(s.write.Close(), s.read.Close())
+	return s.db.Close()
 }
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	if err := s.read.PingContext(ctx); err != nil {
-		return fmt.Errorf("ping: %w", classifyBounded(ctx, err))
-	}
-	if s.write != s.read {
-		if err := s.write.PingContext(ctx); err != nil {
-			return fmt.Errorf("ping: %w", classifyBounded(ctx, err))
-		}
+	if err := s.db.Ping(ctx); err != nil {
+		return fmt.Errorf("ping: %w", sqlstore.ClassifyBounded(ctx, err))
 	}
 	return nil
 }
@@ -336,56 +290,17 @@ func (s *Store) Ping(ctx context.Context) error {
 // defaultQueryTimeout is Options.QueryTimeout's default.
 const defaultQueryTimeout = 5 * time.Second
 
-// errNoAnswer is the cause of a context the store bounded itself
-// (Options.QueryTimeout) when it ran out.
-var errNoAnswer = fmt.Errorf("%w: the database did not answer in time", ErrUnavailable)
-
 // bound limits ctx to the store's query timeout.
 func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	if s.timeout <= 0 {
 		return ctx, func() {}
 	}
-	return context.WithTimeoutCause(ctx, s.timeout, errNoAnswer)
-}
-
-// classifyBounded is classify for an error of a call made with a context
-// from Store.bound (or another context whose cause is errNoAnswer): an
-// error once that timeout ran out is ErrUnavailable (errNoAnswer).
-func classifyBounded(ctx context.Context, err error) error {
-	err = classify(err)
-	if err != nil && !errors.Is(err, ErrUnavailable) && context.Cause(ctx) == errNoAnswer {
-		return fmt.Errorf("%w: %w", errNoAnswer, err)
-	}
-	return err
-}
-
-// q rewrites the ? placeholders of query into $1, $2, ... for PostgreSQL.
-// Queries in this package never contain a literal question mark.
-func (s *Store) q(query string) string {
-	if s.dialect != dialectPostgres {
-		return query
-	}
-	var b strings.Builder
-	b.Grow(len(query) + 8)
-	n := 0
-	for i := 0; i < len(query); i++ {
-		if query[i] == '?' {
-			n++
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(n))
-			continue
-		}
-		b.WriteByte(query[i])
-	}
-	return b.String()
+	return context.WithTimeoutCause(ctx, s.timeout, sqlstore.ErrNoAnswer)
 }
 
 // sqliteTime is the fixed-width text form of times in SQLite: it sorts as
 // it compares.
 const sqliteTime = "2006-01-02T15:04:05.000000Z"
-
-// now returns the current time as the store records it: UTC, microseconds.
-func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 
 // timeArg converts t into a query argument for the dialect.
 func (s *Store) timeArg(t time.Time) any {
@@ -394,30 +309,4 @@ func (s *Store) timeArg(t time.Time) any {
 		return t.Format(sqliteTime)
 	}
 	return t
-}
-
-// dbTime scans a time stored by either dialect.
-type dbTime struct{ t time.Time }
-
-func (d *dbTime) Scan(v any) error {
-	switch v := v.(type) {
-	case time.Time:
-		d.t = v.UTC()
-		return nil
-	case string:
-		return d.parse(v)
-	case []byte:
-		return d.parse(string(v))
-	default:
-		return fmt.Errorf("scan time: unsupported type %T", v)
-	}
-}
-
-func (d *dbTime) parse(s string) error {
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return fmt.Errorf("scan time: %w", err)
-	}
-	d.t = t.UTC()
-	return nil
 }
