@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/roomfeed/roomfeed/internal/testenv"
+	"github.com/roomfeed/roomfeed/repo/internal/sqlstore"
 )
 
 // blockCommitter occupies the SQLite committer (or a PostgreSQL store's
@@ -26,7 +27,7 @@ func blockCommitter(t *testing.T, s *Store) (release func()) {
 	started, unblock := make(chan struct{}), make(chan struct{})
 	errc := make(chan error, 1)
 	go func() {
-		errc <- s.inWriteTx(context.Background(), "blocker", "", func(context.Context, *writeTx) error {
+		errc <- s.write(context.Background(), "blocker", "", func(context.Context, sqlstore.Tx) error {
 			close(started)
 			<-unblock
 			return nil
@@ -48,12 +49,7 @@ func blockCommitter(t *testing.T, s *Store) (release func()) {
 
 // firstCommitter is SQLite's committer or the first PostgreSQL one (the
 // only one with Options.Committers 1).
-func firstCommitter(s *Store) *committer {
-	if s.commits != nil {
-		return s.commits
-	}
-	return s.pgCommits[0]
-}
+func firstCommitter(s *Store) *committer { return s.commits[0] }
 
 // waitQueued waits until n writes are queued for the (first) committer.
 func waitQueued(t *testing.T, s *Store, n int) {
@@ -169,7 +165,7 @@ func TestGroupCommit(t *testing.T) {
 							err = fmt.Errorf("%w: recovered %v", errAnyErr, v)
 						}
 					}()
-					err = s.inWriteTx(ctx, room, "", func(context.Context, *writeTx) error { panic("boom") })
+					err = s.write(ctx, room, "", func(context.Context, sqlstore.Tx) error { panic("boom") })
 					return 0, fmt.Errorf("got error %v, want a panic", err)
 				}, wantErr: errAnyErr},
 				{name: "put c", write: putWrite(room, "c", Precondition{}), wantSeq: 3},
@@ -287,10 +283,7 @@ func testCloseWithQueuedWrites(t *testing.T, url string) {
 	if err := <-closed; err != nil {
 		t.Errorf("Close: %v", err)
 	}
-	for i, c := range append([]*committer{s.commits}, s.pgCommits...) {
-		if c == nil {
-			continue
-		}
+	for i, c := range s.commits {
 		select {
 		case <-c.stopped:
 		default:

@@ -1,12 +1,6 @@
 package repo
 
-import (
-	"errors"
-
-	"github.com/jackc/pgx/v5/pgconn"
-
-	"github.com/roomfeed/roomfeed/repo/internal/sqlstore"
-)
+import "github.com/roomfeed/roomfeed/repo/internal/sqlstore"
 
 // Errors returned by the store, wrapped with the operation's context.
 var (
@@ -25,13 +19,3 @@ var (
 	// Precondition.MaxElements.
 	ErrRoomFull = sqlstore.ErrRoomFull
 )
-
-// retryable reports whether PostgreSQL rolled the transaction back because
-// of a serialization failure or a deadlock, so running it again is safe.
-func retryable(err error) bool {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr.Code == "40001" || pgErr.Code == "40P01"
-	}
-	return false
-}

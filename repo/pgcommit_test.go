@@ -13,6 +13,7 @@ import (
 
 	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/internal/testenv"
+	"github.com/roomfeed/roomfeed/repo/internal/sqlstore"
 )
 
 // openPostgresStore opens a store on url with the given number of
@@ -275,7 +276,7 @@ func TestPostgresGroupCommit(t *testing.T) {
 								err = fmt.Errorf("%w: recovered %v", errAnyErr, v)
 							}
 						}()
-						err = s.inWriteTx(ctx, "w1", "", func(context.Context, *writeTx) error { panic("boom") })
+						err = s.write(ctx, "w1", "", func(context.Context, sqlstore.Tx) error { panic("boom") })
 						return 0, fmt.Errorf("got error %v, want a panic", err)
 					}, wantErr: errAnyErr},
 					{name: "put c", write: putWrite("w1", "c", Precondition{}), wantSeq: 3},

@@ -3,50 +3,34 @@
 //
 // Every write locks the room row, takes the next sequence number, writes the
 // element and inserts the event in one transaction, so sequence numbers are
-// gap-free per room and commit order equals sequence order. On both
-// dialects the writes queued at once share one transaction and one commit
-// (group commit): on SQLite each runs in its own savepoint; on PostgreSQL a
-// batch locks its rooms and reads its elements in one round trip, runs the
-// writes in Go and sends all their changes with COMMIT in a second one. The
-// store speaks SQLite (embedded default) and PostgreSQL; both dialects return
-// the same bytes for the same writes.
+// gap-free per room and commit order equals sequence order. repo holds what
+// a write does (Put, Patch, Delete, Message) and the group-commit queues;
+// the dialects, SQLite (the embedded default, repo/sqlite) and PostgreSQL
+// (repo/postgres), commit each batch the queues hand them and return the
+// same bytes for the same writes.
 package repo
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
 
-	migratepgx "github.com/golang-migrate/migrate/v4/database/pgx/v5"
-	migratesqlite "github.com/golang-migrate/migrate/v4/database/sqlite"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
-	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
-
+	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/repo/internal/sqlstore"
+	"github.com/roomfeed/roomfeed/repo/postgres"
+	"github.com/roomfeed/roomfeed/repo/sqlite"
 )
 
 const (
-	dialectSQLite   = "sqlite"
-	dialectPostgres = "postgres"
-
 	// DefaultPageSize is the EventsAfter limit used when the caller passes 0.
 	DefaultPageSize = 1000
 
-	// writeAttempts bounds the retries of a write transaction that
-	// PostgreSQL aborted with a serialization failure or a deadlock.
-	writeAttempts = 5
-
-	// defaultPostgresConns is the default size of the PostgreSQL pool. More
-	// did not help on 2 cores: with 64 writers into one room, 16 or 32
-	// connections only put more backends in the room lock's queue.
-	defaultPostgresConns = 10
+	// defaultQueryTimeout is Options.QueryTimeout's default.
+	defaultQueryTimeout = 5 * time.Second
 )
 
 // Options tune Open.
@@ -69,22 +53,27 @@ type Options struct {
 
 // Store is the SQL store. It is safe for concurrent use.
 type Store struct {
-	dialect string
-	log     *slog.Logger
+	db      backend
 	timeout time.Duration // Options.QueryTimeout, resolved; 0 = none
-	// write runs write transactions. For SQLite it holds a single connection,
-	// used by the committer, so writers queue in Go instead of failing with
-	// SQLITE_BUSY; for PostgreSQL it is the same pool as read.
-	write *sql.DB
-	read  *sql.DB
-	db    *sqlstore.DB         // the reads, retention and ping of either dialect
-	stmts map[string]*sql.Stmt // SQLite: prepared write statements; read-only after Open
-	pgq   map[string]string    // PostgreSQL: write statements with $n placeholders
-	// commits runs the SQLite writes in batches (nil for PostgreSQL).
-	commits *committer
-	// pgCommits run the PostgreSQL writes in batches; a room always goes
-	// to the same one (nil for SQLite).
-	pgCommits []*committer
+	// commits run the writes in batches; a room always goes to the same
+	// one. SQLite has one, for its single write connection.
+	commits []*committer
+}
+
+// backend is an open database of one dialect: *sqlite.DB or *postgres.DB.
+// The reads return the driver's errors (Get: sql.ErrNoRows for a missing
+// element); Store classifies and wraps them.
+type backend interface {
+	// RunBatch commits a batch of queued writes; see sqlstore.Write.
+	RunBatch(batch []sqlstore.Write, errs []error) error
+	Get(ctx context.Context, room, id string) (roomfeed.Element, error)
+	Snapshot(ctx context.Context, room string) (cursor int64, els []roomfeed.Element, err error)
+	Head(ctx context.Context, room string) (int64, error)
+	EventsAfter(ctx context.Context, room string, after int64, limit int) ([]roomfeed.Event, error)
+	RoomHeads(ctx context.Context, since time.Time) ([]roomfeed.RoomHead, error)
+	Trim(ctx context.Context, room string, keep int64, maxAge time.Duration, below int64) (int64, error)
+	Ping(ctx context.Context) error
+	Close() error
 }
 
 // Open connects to the database named by url, applies the embedded
@@ -99,180 +88,47 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	s := &Store{timeout: opts.QueryTimeout}
+	switch {
+	case s.timeout == 0:
+		s.timeout = defaultQueryTimeout
+	case s.timeout < 0:
+		s.timeout = 0
+	}
 	var (
-		s   *Store
-		err error
+		name       string
+		committers = 1
+		err        error
 	)
 	switch {
 	case strings.HasPrefix(url, "sqlite://"), strings.HasPrefix(url, "sqlite3://"):
-		s, err = openSQLite(ctx, url, opts)
+		name = "sqlite"
+		s.db, err = sqlite.Open(ctx, url, opts.MaxOpenConns)
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
-		s, err = openPostgres(ctx, url, opts)
+		name = "postgres"
+		s.db, err = postgres.Open(ctx, url, postgres.Options{Logger: log, MaxOpenConns: opts.MaxOpenConns, QueryTimeout: s.timeout})
+		if committers = opts.Committers; committers <= 0 {
+			committers = max(1, runtime.GOMAXPROCS(0)/2)
+		}
 	default:
 		return nil, errors.New("open store: unsupported database url scheme (want sqlite:// or postgres://)")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", sqlstore.Classify(err))
 	}
-	s.log = log
-	switch s.timeout = opts.QueryTimeout; {
-	case s.timeout == 0:
-		s.timeout = defaultQueryTimeout
-	case s.timeout < 0:
-		s.timeout = 0
+	s.commits = make([]*committer, committers)
+	for i := range s.commits {
+		s.commits[i] = newCommitter(s.db.RunBatch)
 	}
-	s.prepareWrites(ctx)
-	if s.dialect == dialectSQLite {
-		s.commits = newCommitter(s.runBatch)
-	} else {
-		n := opts.Committers
-		if n <= 0 {
-			n = max(1, runtime.GOMAXPROCS(0)/2)
-		}
-		s.pgCommits = make([]*committer, n)
-		for i := range s.pgCommits {
-			s.pgCommits[i] = newCommitter(s.runPostgresBatch)
-		}
-	}
-	log.LogAttrs(ctx, slog.LevelInfo, "store opened", slog.String("dialect", s.dialect))
+	log.LogAttrs(ctx, slog.LevelInfo, "store opened", slog.String("dialect", name))
 	return s, nil
-}
-
-func openSQLite(ctx context.Context, url string, opts Options) (*Store, error) {
-	path, query, _ := strings.Cut(url[strings.Index(url, "://")+3:], "?")
-	if path == "" {
-		return nil, errors.New("sqlite url has no path")
-	}
-	if dir := filepath.Dir(path); dir != "." {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("create database directory: %w", err)
-		}
-	}
-	// A plain file name (no "file:" URI), so any character may appear in it.
-	// WAL lets readers run beside the writer; synchronous FULL makes a
-	// commit durable before it is acknowledged; BEGIN IMMEDIATE takes the
-	// write lock up front, so another process waits (busy_timeout) instead of
-	// failing half way through a transaction.
-	dsn := path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
-		"&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_txlock=immediate"
-	if query != "" {
-		dsn += "&" + query
-	}
-
-	if err := migrateSQLite(ctx, dsn); err != nil {
-		return nil, err
-	}
-
-	write, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, err
-	}
-	write.SetMaxOpenConns(1)
-	write.SetMaxIdleConns(1)
-	write.SetConnMaxIdleTime(0)
-	write.SetConnMaxLifetime(0)
-
-	read, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		write.Close()
-		return nil, err
-	}
-	n := opts.MaxOpenConns
-	if n <= 0 {
-		n = max(4, runtime.GOMAXPROCS(0))
-	}
-	read.SetMaxOpenConns(n)
-	read.SetMaxIdleConns(n)
-
-	s := &Store{dialect: dialectSQLite, write: write, read: read, db: sqlstore.NewDB(read, write, sqlstore.Dialect{
-		Bind:     func(q string) string { return q },
-		Time:     func(t time.Time) any { return t.UTC().Truncate(time.Microsecond).Format(sqliteTime) },
-		Snapshot: sql.TxOptions{ReadOnly: true},
-	})}
-	if err := s.Ping(ctx); err != nil {
-		s.Close()
-		return nil, err
-	}
-	return s, nil
-}
-
-// migrateSQLite migrates the database to the latest version.
-func migrateSQLite(ctx context.Context, dsn string) error {
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return err
-	}
-	db.SetMaxOpenConns(1)
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return err
-	}
-	drv, err := migratesqlite.WithInstance(db, &migratesqlite.Config{})
-	if err != nil {
-		db.Close()
-		return fmt.Errorf("migrate: %w", err)
-	}
-	return sqlstore.Migrate(dialectSQLite, "sqlite", drv)
-}
-
-func openPostgres(ctx context.Context, url string, opts Options) (*Store, error) {
-	if err := migratePostgres(ctx, url); err != nil {
-		return nil, err
-	}
-	db, err := sql.Open("pgx", url)
-	if err != nil {
-		return nil, err
-	}
-	n := opts.MaxOpenConns
-	if n <= 0 {
-		n = defaultPostgresConns
-	}
-	db.SetMaxOpenConns(n)
-	db.SetMaxIdleConns(n)
-	db.SetConnMaxIdleTime(5 * time.Minute)
-	db.SetConnMaxLifetime(30 * time.Minute)
-	s := &Store{dialect: dialectPostgres, write: db, read: db, db: sqlstore.NewDB(db, db, sqlstore.Dialect{
-		Bind:     sqlstore.Bind,
-		Time:     func(t time.Time) any { return t.UTC().Truncate(time.Microsecond) },
-		Snapshot: sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead},
-	})}
-	if err := s.Ping(ctx); err != nil {
-		db.Close()
-		return nil, err
-	}
-	return s, nil
-}
-
-// migratePostgres migrates the database to the latest version.
-func migratePostgres(ctx context.Context, url string) error {
-	db, err := sql.Open("pgx", url)
-	if err != nil {
-		return err
-	}
-	db.SetMaxOpenConns(2)
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return err
-	}
-	drv, err := migratepgx.WithInstance(db, &migratepgx.Config{})
-	if err != nil {
-		db.Close()
-		return fmt.Errorf("migrate: %w", err)
-	}
-	return sqlstore.Migrate(dialectPostgres, "pgx5", drv)
 }
 
 // Close closes the database handles. Writes still queued fail with
 // ErrUnavailable; a batch being committed finishes first.
 func (s *Store) Close() error {
-	if s.commits != nil {
-		s.commits.close()
-	}
-	for _, c := range s.pgCommits {
+	for _, c := range s.commits {
 		c.close()
-	}
-	for _, st := range s.stmts {
-		st.Close()
 	}
 	return s.db.Close()
 }
@@ -287,10 +143,8 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// defaultQueryTimeout is Options.QueryTimeout's default.
-const defaultQueryTimeout = 5 * time.Second
-
-// bound limits ctx to the store's query timeout.
+// bound limits ctx to the store's query timeout; a context it ran out has
+// the cause sqlstore.ErrNoAnswer.
 func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	if s.timeout <= 0 {
 		return ctx, func() {}
@@ -298,15 +152,26 @@ func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc)
 	return context.WithTimeoutCause(ctx, s.timeout, sqlstore.ErrNoAnswer)
 }
 
-// sqliteTime is the fixed-width text form of times in SQLite: it sorts as
-// it compares.
-const sqliteTime = "2006-01-02T15:04:05.000000Z"
-
-// timeArg converts t into a query argument for the dialect.
-func (s *Store) timeArg(t time.Time) any {
-	t = t.UTC().Truncate(time.Microsecond)
-	if s.dialect == dialectSQLite {
-		return t.Format(sqliteTime)
+// committer returns the committer of room: always the same one.
+func (s *Store) committer(room string) *committer {
+	n := uint32(len(s.commits))
+	if n == 1 {
+		return s.commits[0]
 	}
-	return t
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(room); i++ {
+		h ^= uint32(room[i])
+		h *= 16777619
+	}
+	return s.commits[h%n]
+}
+
+// write runs fn as one write on room, with the room row locked and the next
+// sequence number taken, and commits it. An error from fn undoes the write,
+// including the sequence number. id is the element fn reads ("" for
+// none): PostgreSQL reads it together with the sequence number.
+func (s *Store) write(ctx context.Context, room, id string, fn sqlstore.Func) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	return sqlstore.ClassifyBounded(ctx, s.committer(room).do(ctx, room, id, fn))
 }
