@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/golang-migrate/migrate/v4/database"
 	migratepgx "github.com/golang-migrate/migrate/v4/database/pgx/v5"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -22,9 +23,7 @@ import (
 )
 
 const (
-	// defaultConns is the default size of the pool. More did not help on
-	// 2 cores: with 64 writers into one room, 16 or 32 connections only put
-	// more backends in the room lock's queue.
+	// defaultConns is the default size of the pool.
 	defaultConns = 10
 
 	// defaultBatchTimeout bounds a batch when Options.QueryTimeout is 0.
@@ -41,7 +40,9 @@ type Options struct {
 	MaxOpenConns int          // the pool's size; 0 = defaultConns
 	// QueryTimeout bounds each batch (and each write of a rejected batch
 	// run again), so a connection that hangs cannot stop its committer for
-	// good; 0 = defaultBatchTimeout.
+	// good; 0 = defaultBatchTimeout. The writes of a batch that runs out of
+	// time fail; like a write whose context ends during COMMIT, they may or
+	// may not have committed.
 	QueryTimeout time.Duration
 }
 
@@ -68,7 +69,7 @@ func timeArg(t time.Time) any { return t.UTC().Truncate(time.Microsecond) }
 // application_name, ...) are sent as run-time parameters; migrations run
 // in that search_path too.
 func Open(ctx context.Context, url string, opts Options) (*DB, error) {
-	if err := migrate(ctx, url); err != nil {
+	if err := migrations.Up(ctx, url); err != nil {
 		return nil, err
 	}
 	pool, err := sql.Open("pgx", url)
@@ -104,24 +105,11 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	return db, nil
 }
 
-// migrate migrates the database to the latest version.
-func migrate(ctx context.Context, url string) error {
-	db, err := sql.Open("pgx", url)
-	if err != nil {
-		return err
-	}
-	db.SetMaxOpenConns(2)
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return err
-	}
-	drv, err := migratepgx.WithInstance(db, &migratepgx.Config{})
-	if err != nil {
-		db.Close()
-		return fmt.Errorf("migrate: %w", err)
-	}
-	return sqlstore.Migrate("postgres", "pgx5", drv)
-}
+// migrations are PostgreSQL's, run on two connections.
+var migrations = sqlstore.Migrations{SQLDriver: "pgx", Conns: 2, Dir: "postgres", DriverName: "pgx5",
+	Driver: func(db *sql.DB) (database.Driver, error) {
+		return migratepgx.WithInstance(db, &migratepgx.Config{})
+	}}
 
 // withConn runs fn on a pgx connection of the pool, for pipelined batches.
 func (db *DB) withConn(ctx context.Context, fn func(*pgx.Conn) error) error {

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/golang-migrate/migrate/v4/database"
 	migratesqlite "github.com/golang-migrate/migrate/v4/database/sqlite"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
@@ -62,7 +63,7 @@ func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
 		dsn += "&" + query
 	}
 
-	if err := migrate(ctx, dsn); err != nil {
+	if err := migrations.Up(ctx, dsn); err != nil {
 		return nil, err
 	}
 
@@ -99,24 +100,11 @@ func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
 	return db, nil
 }
 
-// migrate migrates the database to the latest version.
-func migrate(ctx context.Context, dsn string) error {
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return err
-	}
-	db.SetMaxOpenConns(1)
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return err
-	}
-	drv, err := migratesqlite.WithInstance(db, &migratesqlite.Config{})
-	if err != nil {
-		db.Close()
-		return fmt.Errorf("migrate: %w", err)
-	}
-	return sqlstore.Migrate("sqlite", "sqlite", drv)
-}
+// migrations are SQLite's, run on one connection.
+var migrations = sqlstore.Migrations{SQLDriver: "sqlite", Conns: 1, Dir: "sqlite", DriverName: "sqlite",
+	Driver: func(db *sql.DB) (database.Driver, error) {
+		return migratesqlite.WithInstance(db, &migratesqlite.Config{})
+	}}
 
 // Close closes the prepared statements and the database handles.
 func (db *DB) Close() error {
