@@ -46,8 +46,7 @@ type Options struct {
 	QueryTimeout time.Duration
 	// Committers is the number of PostgreSQL group committers, each of
 	// which runs one batch at a time on its own connection; every room is
-	// served by the same one. 0 = one per two CPUs: on 2 cores one committer
-	// (bigger batches) wrote as fast as two and faster than four.
+	// served by the same one. 0 = one per two CPUs.
 	Committers int
 }
 

@@ -65,9 +65,10 @@ func (db *DB) runAlone(ctx context.Context, c *pgx.Conn, w sqlstore.Write) (err 
 	return commit(ctx, c, t.queued)
 }
 
-// begin sends the first round trip of a write alone: BEGIN, the sequence
-// number and the write time (never earlier than the room's previous write,
-// t otherwise), and the reads of the element the write names.
+// begin sends the first round trip of a write alone and reads its answers:
+// BEGIN, the sequence number and the write's time (now, or the room's
+// previous write time if that is later), and the element the write names
+// with its tombstone.
 func (t *singleTx) begin(ctx context.Context, c *pgx.Conn, now time.Time) error {
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)

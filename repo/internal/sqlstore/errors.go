@@ -68,9 +68,8 @@ func unavailable(err error) bool {
 		return true
 	}
 	// A connection the server or the network closed under the pool ("conn
-	// closed"; the fault suite sees it when PostgreSQL is cut off mid-read),
-	// and failures pgx marks safe to retry: they happen before the
-	// connection was used.
+	// closed", PostgreSQL cut off mid-read), and failures pgx marks safe to
+	// retry: they happen before the connection was used.
 	if errors.Is(err, pgconn.ErrConnClosed) || pgconn.SafeToRetry(err) {
 		return true
 	}
