@@ -14,12 +14,8 @@ import (
 	"testing"
 
 	"github.com/roomfeed/roomfeed/internal/testenv"
+	"github.com/roomfeed/roomfeed/repo/internal/sqlstore"
 )
-
-func openSQLiteStore(t *testing.T) *Store {
-	t.Helper()
-	return openStore(t, "sqlite://"+filepath.Join(t.TempDir(), "rf.db"))
-}
 
 // blockCommitter occupies the SQLite committer (or a PostgreSQL store's
 // only one) with a write (in room
@@ -31,7 +27,7 @@ func blockCommitter(t *testing.T, s *Store) (release func()) {
 	started, unblock := make(chan struct{}), make(chan struct{})
 	errc := make(chan error, 1)
 	go func() {
-		errc <- s.inWriteTx(context.Background(), "blocker", "", func(context.Context, *writeTx) error {
+		errc <- s.write(context.Background(), "blocker", "", func(context.Context, sqlstore.Tx) error {
 			close(started)
 			<-unblock
 			return nil
@@ -53,12 +49,7 @@ func blockCommitter(t *testing.T, s *Store) (release func()) {
 
 // firstCommitter is SQLite's committer or the first PostgreSQL one (the
 // only one with Options.Committers 1).
-func firstCommitter(s *Store) *committer {
-	if s.commits != nil {
-		return s.commits
-	}
-	return s.pgCommits[0]
-}
+func firstCommitter(s *Store) *committer { return s.commits[0] }
 
 // waitQueued waits until n writes are queued for the (first) committer.
 func waitQueued(t *testing.T, s *Store, n int) {
@@ -99,32 +90,25 @@ func putWrite(room, id string, pre Precondition) func(context.Context, *Store) (
 	}
 }
 
-// execInWrite runs query as part of the write w, on either dialect.
-func execInWrite(ctx context.Context, w *writeTx, query string, args ...any) error {
-	if w.queued != nil {
-		w.queued.Queue(w.s.q(query), args...)
-		return nil
-	}
-	_, err := w.tx.ExecContext(ctx, query, args...)
-	return err
-}
-
-// deferredFK creates a table whose foreign key is checked at COMMIT, and
-// returns a write that violates it: the COMMIT of its transaction fails.
-func deferredFK(t *testing.T, s *Store) func(context.Context, *Store) (int64, error) {
+// deferredFK creates a table whose foreign key is checked at COMMIT, and a
+// trigger that breaks it for every event of type "violate"; it returns a
+// write that records such an event: the COMMIT of its transaction fails.
+func deferredFK(t *testing.T, db rawDB) func(context.Context, *Store) (int64, error) {
 	t.Helper()
-	_, err := s.write.ExecContext(t.Context(), `CREATE TABLE late_fk (room TEXT NOT NULL
+	db.exec(t, `CREATE TABLE late_fk (room TEXT NOT NULL
 		REFERENCES rooms (room) DEFERRABLE INITIALLY DEFERRED)`)
-	if err != nil {
-		t.Fatalf("create table: %v", err)
+	if db.postgres {
+		db.exec(t, `CREATE FUNCTION late_fk_violate() RETURNS trigger LANGUAGE plpgsql AS $$
+			BEGIN INSERT INTO late_fk (room) VALUES ('no such room'); RETURN NULL; END $$`)
+		db.exec(t, `CREATE TRIGGER late_fk AFTER INSERT ON events
+			FOR EACH ROW WHEN (NEW.type = 'violate') EXECUTE FUNCTION late_fk_violate()`)
+	} else {
+		db.exec(t, `CREATE TRIGGER late_fk AFTER INSERT ON events WHEN NEW.type = 'violate'
+			BEGIN INSERT INTO late_fk (room) VALUES ('no such room'); END`)
 	}
 	return func(ctx context.Context, s *Store) (int64, error) {
-		var seq int64
-		err := s.inWriteTx(ctx, "w1", "", func(ctx context.Context, w *writeTx) error {
-			seq = w.seq
-			return execInWrite(ctx, w, `INSERT INTO late_fk (room) VALUES (?)`, "no such room")
-		})
-		return seq, err
+		ev, err := s.Message(ctx, "w1", "violate", nil, Meta{})
+		return ev.Seq, err
 	}
 }
 
@@ -135,10 +119,10 @@ func TestGroupCommit(t *testing.T) {
 		name string
 		// writes are queued in this order behind a blocked committer, so
 		// they run as one batch; the room holds element x at seq 1 first.
-		writes   func(t *testing.T, s *Store) []queuedWrite
+		writes   func(t *testing.T, db rawDB) []queuedWrite
 		wantHead int64
 	}{
-		{"a failed precondition is undone alone", func(*testing.T, *Store) []queuedWrite {
+		{"a failed precondition is undone alone", func(*testing.T, rawDB) []queuedWrite {
 			return []queuedWrite{
 				{name: "put a", write: putWrite(room, "a", Precondition{IfNoneMatchAny: true}), wantSeq: 2},
 				{name: "put x stale", write: putWrite(room, "x", Precondition{IfMatch: ptr(int64(7))}), wantErr: ErrVersionMismatch},
@@ -158,21 +142,21 @@ func TestGroupCommit(t *testing.T) {
 				{name: "put other room", write: putWrite("w2", "a", Precondition{}), wantSeq: 1},
 			}
 		}, 4},
-		{"a write cancelled while queued is not run", func(*testing.T, *Store) []queuedWrite {
+		{"a write cancelled while queued is not run", func(*testing.T, rawDB) []queuedWrite {
 			return []queuedWrite{
 				{name: "put a", write: putWrite(room, "a", Precondition{}), wantSeq: 2},
 				{name: "put b cancelled", write: putWrite(room, "b", Precondition{}), cancel: true, wantErr: context.Canceled},
 				{name: "put c", write: putWrite(room, "c", Precondition{}), wantSeq: 3},
 			}
 		}, 3},
-		{"a failed commit fails every write of the batch", func(t *testing.T, s *Store) []queuedWrite {
+		{"a failed commit fails every write of the batch", func(t *testing.T, db rawDB) []queuedWrite {
 			return []queuedWrite{
 				{name: "put a", write: putWrite(room, "a", Precondition{}), wantErr: errAnyErr, errText: "FOREIGN KEY"},
-				{name: "deferred violation", write: deferredFK(t, s), wantErr: errAnyErr, errText: "FOREIGN KEY"},
+				{name: "deferred violation", write: deferredFK(t, db), wantErr: errAnyErr, errText: "FOREIGN KEY"},
 				{name: "put c", write: putWrite(room, "c", Precondition{}), wantErr: errAnyErr, errText: "FOREIGN KEY"},
 			}
 		}, 1},
-		{"a panicking write is undone alone", func(*testing.T, *Store) []queuedWrite {
+		{"a panicking write is undone alone", func(*testing.T, rawDB) []queuedWrite {
 			return []queuedWrite{
 				{name: "put a", write: putWrite(room, "a", Precondition{}), wantSeq: 2},
 				{name: "panic", write: func(ctx context.Context, s *Store) (seq int64, err error) {
@@ -181,7 +165,7 @@ func TestGroupCommit(t *testing.T) {
 							err = fmt.Errorf("%w: recovered %v", errAnyErr, v)
 						}
 					}()
-					err = s.inWriteTx(ctx, room, "", func(context.Context, *writeTx) error { panic("boom") })
+					err = s.write(ctx, room, "", func(context.Context, sqlstore.Tx) error { panic("boom") })
 					return 0, fmt.Errorf("got error %v, want a panic", err)
 				}, wantErr: errAnyErr},
 				{name: "put c", write: putWrite(room, "c", Precondition{}), wantSeq: 3},
@@ -191,9 +175,10 @@ func TestGroupCommit(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			s := openSQLiteStore(t)
+			url := "sqlite://" + filepath.Join(t.TempDir(), "rf.db")
+			s := openStore(t, url)
 			x, _ := mustPut(t, s, room, "x", "thing", `{}`)
-			writes := tt.writes(t, s)
+			writes := tt.writes(t, openRaw(t, url))
 			results := runQueued(t, s, writes)
 			for i, w := range writes {
 				r := results[i]
@@ -298,10 +283,7 @@ func testCloseWithQueuedWrites(t *testing.T, url string) {
 	if err := <-closed; err != nil {
 		t.Errorf("Close: %v", err)
 	}
-	for i, c := range append([]*committer{s.commits}, s.pgCommits...) {
-		if c == nil {
-			continue
-		}
+	for i, c := range s.commits {
 		select {
 		case <-c.stopped:
 		default:
@@ -351,29 +333,27 @@ func TestWriteErrors(t *testing.T) {
 	const room = "w1"
 	tests := []struct {
 		name   string
-		setup  func(t *testing.T, s *Store) // before the write; the room is at seq 1
+		setup  func(t *testing.T, db rawDB) // before the write; the room is at seq 1
 		ctx    func(t *testing.T) context.Context
 		want   error // errors.Is
 		notErr error // !errors.Is
-		undo   func(t *testing.T, s *Store)
+		undo   func(t *testing.T, db rawDB)
 	}{
 		{
 			name: "unique violation on the event",
-			setup: func(t *testing.T, s *Store) {
-				insertEvent(t, s, room, 2)
+			setup: func(t *testing.T, db rawDB) {
+				insertEvent(t, db, room, 2)
 			},
 			ctx:    func(t *testing.T) context.Context { return t.Context() },
 			want:   errAnyErr,
 			notErr: ErrUnavailable,
-			undo: func(t *testing.T, s *Store) {
-				if _, err := s.write.ExecContext(t.Context(), s.q(`DELETE FROM events WHERE room = ? AND seq = 2`), room); err != nil {
-					t.Fatalf("delete event: %v", err)
-				}
+			undo: func(t *testing.T, db rawDB) {
+				db.exec(t, `DELETE FROM events WHERE room = ? AND seq = 2`, room)
 			},
 		},
 		{
 			name:  "cancelled context",
-			setup: func(*testing.T, *Store) {},
+			setup: func(*testing.T, rawDB) {},
 			ctx: func(t *testing.T) context.Context {
 				ctx, cancel := context.WithCancel(t.Context())
 				cancel()
@@ -381,15 +361,16 @@ func TestWriteErrors(t *testing.T) {
 			},
 			want:   context.Canceled,
 			notErr: ErrUnavailable,
-			undo:   func(*testing.T, *Store) {},
+			undo:   func(*testing.T, rawDB) {},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			forEachBackend(t, func(t *testing.T, s *Store) {
+			forEachURL(t, func(t *testing.T, url string) {
+				s, db := openStore(t, url), openRaw(t, url)
 				mustPut(t, s, room, "x", "thing", `{}`)
-				tt.setup(t, s)
+				tt.setup(t, db)
 				_, _, _, err := s.Put(tt.ctx(t), room, "a", "thing", json.RawMessage(`{}`), Precondition{}, Meta{})
 				switch {
 				case err == nil:
@@ -405,7 +386,7 @@ func TestWriteErrors(t *testing.T) {
 				if _, err := s.Get(t.Context(), room, "a"); !errors.Is(err, ErrNotFound) {
 					t.Errorf("Get a: got %v, want %v", err, ErrNotFound)
 				}
-				tt.undo(t, s)
+				tt.undo(t, db)
 				for i := range 3 { // more than one, to reuse the connection
 					if _, ev := mustPut(t, s, room, "b", "thing", `{}`); ev.Seq != int64(2+i) {
 						t.Errorf("next write %d: got seq %d, want %d", i, ev.Seq, 2+i)
@@ -416,26 +397,24 @@ func TestWriteErrors(t *testing.T) {
 	}
 }
 
-func insertEvent(t *testing.T, s *Store, room string, seq int64) {
+func insertEvent(t *testing.T, db rawDB, room string, seq int64) {
 	t.Helper()
-	_, err := s.write.ExecContext(t.Context(), s.q(`INSERT INTO events (room, seq, type, payload, at) VALUES (?, ?, 'x', '{}', ?)`),
-		room, seq, s.timeArg(now()))
-	if err != nil {
-		t.Fatalf("insert event: %v", err)
-	}
+	db.exec(t, `INSERT INTO events (room, seq, type, payload, at) VALUES (?, ?, 'x', '{}', ?)`,
+		room, seq, "2026-01-01T00:00:00.000000Z")
 }
 
 // TestPostgresFailedCommit: a COMMIT that fails (a deferred constraint) is
 // the write's error, rolls the write back and leaves the connection usable.
 func TestPostgresFailedCommit(t *testing.T) {
 	t.Parallel()
-	s, err := Open(t.Context(), testenv.PostgresURL(t), Options{MaxOpenConns: 1})
+	url := testenv.PostgresURL(t)
+	s, err := Open(t.Context(), url, Options{MaxOpenConns: 1})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
 	t.Cleanup(func() { s.Close() })
 	mustPut(t, s, "w1", "x", "thing", `{}`)
-	violate := deferredFK(t, s)
+	violate := deferredFK(t, openRaw(t, url))
 	if _, err := violate(t.Context(), s); err == nil || errors.Is(err, ErrUnavailable) {
 		t.Fatalf("write with a failing COMMIT: got error %v, want a constraint error", err)
 	}

@@ -1,28 +1,25 @@
 package repo
 
 import (
-	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	neturl "net/url"
-	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/roomfeed/roomfeed"
-	"github.com/roomfeed/roomfeed/internal/testenv"
 )
 
 // elementCounts returns rooms.elements and the number of rows of elements
 // of room.
-func elementCounts(t *testing.T, s *Store, room string) (column, rows int64) {
+func elementCounts(t *testing.T, db rawDB, room string) (column, rows int64) {
 	t.Helper()
-	err := s.read.QueryRowContext(t.Context(),
-		s.q(`SELECT elements, (SELECT COUNT(*) FROM elements WHERE room = ?) FROM rooms WHERE room = ?`),
+	err := db.QueryRowContext(t.Context(),
+		db.bind(`SELECT elements, (SELECT COUNT(*) FROM elements WHERE room = ?) FROM rooms WHERE room = ?`),
 		room, room).Scan(&column, &rows)
 	if err != nil {
 		t.Fatalf("count elements of %s: %v", room, err)
@@ -30,9 +27,9 @@ func elementCounts(t *testing.T, s *Store, room string) (column, rows int64) {
 	return column, rows
 }
 
-func wantCount(t *testing.T, s *Store, room string, want int64) {
+func wantCount(t *testing.T, db rawDB, room string, want int64) {
 	t.Helper()
-	column, rows := elementCounts(t, s, room)
+	column, rows := elementCounts(t, db, room)
 	if column != want || rows != want {
 		t.Errorf("room %s: got rooms.elements %d and %d element rows, want %d", room, column, rows, want)
 	}
@@ -40,7 +37,8 @@ func wantCount(t *testing.T, s *Store, room string, want int64) {
 
 func TestRoomLimit(t *testing.T) {
 	t.Parallel()
-	forEachBackend(t, func(t *testing.T, s *Store) {
+	forEachURL(t, func(t *testing.T, url string) {
+		s, db := openStore(t, url), openRaw(t, url)
 		ctx := t.Context()
 		limit3 := Precondition{MaxElements: 3}
 		put := func(id string, pre Precondition) error {
@@ -82,7 +80,7 @@ func TestRoomLimit(t *testing.T) {
 				t.Fatalf("%s: got error %v, want %v", st.what, err, st.want)
 			}
 		}
-		wantCount(t, s, "lim", 4)
+		wantCount(t, db, "lim", 4)
 		// The refused creations took no sequence number: 10 writes succeeded.
 		if got := mustHead(t, s, "lim"); got != 10 {
 			t.Errorf("head: got %d, want 10", got)
@@ -103,7 +101,8 @@ func TestRoomLimitConcurrent(t *testing.T) {
 		writers = 12
 		rounds  = 15
 	)
-	forEachBackend(t, func(t *testing.T, s *Store) {
+	forEachURL(t, func(t *testing.T, url string) {
+		s, db := openStore(t, url), openRaw(t, url)
 		ctx := t.Context()
 		var (
 			wg   sync.WaitGroup
@@ -158,7 +157,7 @@ func TestRoomLimitConcurrent(t *testing.T) {
 				t.Fatalf("after event %d: got %d elements, want at most %d", ev.Seq, len(live), limit)
 			}
 		}
-		wantCount(t, s, "busy", int64(len(live)))
+		wantCount(t, db, "busy", int64(len(live)))
 	})
 }
 
@@ -166,112 +165,61 @@ func TestRoomLimitConcurrent(t *testing.T) {
 // existed before it, and the triggers keep the count from then on.
 func TestMigrateElementCount(t *testing.T) {
 	t.Parallel()
-	cases := []struct {
-		name    string
-		url     func(t *testing.T) string
-		migrate func(ctx context.Context, url string) (*sql.DB, error)
-	}{
-		{"sqlite", func(t *testing.T) string { return "sqlite://" + filepath.Join(t.TempDir(), "old.db") },
-			func(ctx context.Context, url string) (*sql.DB, error) {
-				path := url[len("sqlite://"):]
-				if err := migrateSQLite(ctx, path, 2); err != nil {
-					return nil, err
-				}
-				return sql.Open("sqlite", path)
-			}},
-		{"postgres", func(t *testing.T) string { return testenv.PostgresURL(t) },
-			func(ctx context.Context, url string) (*sql.DB, error) {
-				if err := migratePostgres(ctx, url, 2); err != nil {
-					return nil, err
-				}
-				return sql.Open("pgx", url)
-			}},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			ctx := t.Context()
-			url := tc.url(t)
-			db, err := tc.migrate(ctx, url)
+	forEachURL(t, func(t *testing.T, url string) {
+		ctx := t.Context()
+		migrateTo(t, url, 2)
+		db := openRaw(t, url)
+		// Rooms of a version 2 database: r3 with 3 elements, r1 with
+		// 1, r0 with none left.
+		for room, n := range map[string]int{"r3": 3, "r1": 1, "r0": 0} {
+			db.exec(t, `INSERT INTO rooms (room, seq, updated_at) VALUES (?, ?, ?)`, room, n+1, "2026-01-01T00:00:00.000000Z")
+			for i := range n {
+				db.exec(t, `INSERT INTO elements (room, id, kind, version, data, updated_at) VALUES (?, ?, 'thing', 1, '{}', ?)`,
+					room, fmt.Sprint("e", i), "2026-01-01T00:00:00.000000Z")
+			}
+		}
+
+		s := openStore(t, url)
+		for room, n := range map[string]int64{"r3": 3, "r1": 1, "r0": 0} {
+			wantCount(t, db, room, n)
+		}
+		_, _, _, err := s.Put(ctx, "r3", "new", "thing", json.RawMessage(`{}`), Precondition{MaxElements: 3}, Meta{})
+		wantErr(t, "Put into r3 with a limit of 3", err, ErrRoomFull)
+		mustPut(t, s, "r1", "new", "thing", `{}`)
+		wantCount(t, db, "r1", 2)
+
+		if db.postgres {
+			// A session with another search_path (an operator in
+			// psql) deleting by the table's full name: the trigger
+			// still counts in this schema's rooms.
+			u, err := neturl.Parse(url)
 			if err != nil {
-				t.Fatalf("migrate to version 2: %v", err)
+				t.Fatal(err)
 			}
-			q := func(query string, args ...any) {
-				t.Helper()
-				if tc.name == "postgres" {
-					query = (&Store{dialect: dialectPostgres}).q(query)
-				}
-				if _, err := db.ExecContext(ctx, query, args...); err != nil {
-					t.Fatalf("%s: %v", query, err)
-				}
+			q := u.Query()
+			schema := q.Get("search_path")
+			q.Del("search_path")
+			u.RawQuery = q.Encode()
+			other, err := sql.Open("pgx", u.String())
+			if err != nil {
+				t.Fatal(err)
 			}
-			// Rooms of a version 2 database: r3 with 3 elements, r1 with
-			// 1, r0 with none left.
-			for room, n := range map[string]int{"r3": 3, "r1": 1, "r0": 0} {
-				q(`INSERT INTO rooms (room, seq, updated_at) VALUES (?, ?, ?)`, room, n+1, "2026-01-01T00:00:00.000000Z")
-				for i := range n {
-					q(`INSERT INTO elements (room, id, kind, version, data, updated_at) VALUES (?, ?, 'thing', 1, '{}', ?)`,
-						room, fmt.Sprint("e", i), "2026-01-01T00:00:00.000000Z")
-				}
+			defer other.Close()
+			del := `DELETE FROM ` + pgx.Identifier{schema, "elements"}.Sanitize() + ` WHERE room = 'r3' AND id = 'e0'`
+			if _, err := other.ExecContext(ctx, del); err != nil {
+				t.Fatalf("%s: %v", del, err)
 			}
-			db.Close()
-
-			s := openStore(t, url)
-			for room, n := range map[string]int64{"r3": 3, "r1": 1, "r0": 0} {
-				wantCount(t, s, room, n)
-			}
-			_, _, _, err = s.Put(ctx, "r3", "new", "thing", json.RawMessage(`{}`), Precondition{MaxElements: 3}, Meta{})
-			wantErr(t, "Put into r3 with a limit of 3", err, ErrRoomFull)
-			mustPut(t, s, "r1", "new", "thing", `{}`)
-			wantCount(t, s, "r1", 2)
-
-			if tc.name == "postgres" {
-				// A session with another search_path (an operator in
-				// psql) deleting by the table's full name: the trigger
-				// still counts in this schema's rooms.
-				u, err := neturl.Parse(url)
-				if err != nil {
-					t.Fatal(err)
-				}
-				q := u.Query()
-				schema := q.Get("search_path")
-				q.Del("search_path")
-				u.RawQuery = q.Encode()
-				other, err := sql.Open("pgx", u.String())
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer other.Close()
-				del := `DELETE FROM ` + pgx.Identifier{schema, "elements"}.Sanitize() + ` WHERE room = 'r3' AND id = 'e0'`
-				if _, err := other.ExecContext(ctx, del); err != nil {
-					t.Fatalf("%s: %v", del, err)
-				}
-				wantCount(t, s, "r3", 2)
-			}
-		})
-	}
+			wantCount(t, db, "r3", 2)
+		}
+	})
 }
 
 // TestMigrateDownAndUp: migration 3 can be undone and applied again.
 func TestMigrateDownAndUp(t *testing.T) {
 	t.Parallel()
-	cases := []struct {
-		name    string
-		url     func(t *testing.T) string
-		migrate func(ctx context.Context, url string, to uint) error
-	}{
-		{"sqlite", func(t *testing.T) string { return filepath.Join(t.TempDir(), "down.db") }, migrateSQLite},
-		{"postgres", func(t *testing.T) string { return testenv.PostgresURL(t) }, migratePostgres},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			url := tc.url(t)
-			for _, to := range []uint{0, 2, 0} {
-				if err := tc.migrate(t.Context(), url, to); err != nil {
-					t.Fatalf("migrate to %d (0 = latest): %v", to, err)
-				}
-			}
-		})
-	}
+	forEachURL(t, func(t *testing.T, url string) {
+		for _, to := range []uint{0, 2, 0} {
+			migrateTo(t, url, to)
+		}
+	})
 }

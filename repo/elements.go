@@ -7,13 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/roomfeed/roomfeed"
+	"github.com/roomfeed/roomfeed/repo/internal/sqlstore"
 )
 
 // Precondition is a write's HTTP precondition.
@@ -62,8 +60,8 @@ func (s *Store) Put(ctx context.Context, room, id, kind string, data json.RawMes
 	if !isObject(data) {
 		return roomfeed.Element{}, roomfeed.Event{}, false, fmt.Errorf("put element: data is not a JSON object: %w", ErrInvalid)
 	}
-	err = s.inWriteTx(ctx, room, id, func(ctx context.Context, w *writeTx) error {
-		cur, exists, err := w.element(ctx, id)
+	err = s.write(ctx, room, id, func(ctx context.Context, tx sqlstore.Tx) error {
+		cur, exists, err := tx.Element(ctx, id)
 		if err != nil {
 			return err
 		}
@@ -72,24 +70,23 @@ func (s *Store) Put(ctx context.Context, room, id, kind string, data json.RawMes
 		}
 		created = !exists
 		if created {
-			if pre.MaxElements > 0 && w.count >= int64(pre.MaxElements) {
+			if pre.MaxElements > 0 && tx.Elements() >= int64(pre.MaxElements) {
 				return ErrRoomFull
 			}
-			w.count++
 			// A re-created element goes on from its tombstone's version.
-			if cur.Version, err = w.tombstone(ctx, id); err != nil {
+			if cur.Version, err = tx.Tombstone(ctx, id); err != nil {
 				return err
 			}
 		}
-		el = roomfeed.Element{ID: id, Kind: kind, Version: cur.Version + 1, Data: data, UpdatedAt: w.now}
-		if err := w.saveElement(ctx, el); err != nil {
+		el = roomfeed.Element{ID: id, Kind: kind, Version: cur.Version + 1, Data: data, UpdatedAt: tx.Time()}
+		if err := tx.SaveElement(ctx, el); err != nil {
 			return err
 		}
 		typ := roomfeed.TypeUpdated
 		if created {
 			typ = roomfeed.TypeCreated
 		}
-		ev, err = w.elementEvent(ctx, typ, el, meta)
+		ev, err = elementEvent(ctx, tx, room, typ, el, meta)
 		return err
 	})
 	if err != nil {
@@ -109,8 +106,8 @@ func (s *Store) Patch(ctx context.Context, room, id string, patch json.RawMessag
 	if !isObject(patch) {
 		return roomfeed.Element{}, roomfeed.Event{}, fmt.Errorf("patch element: patch is not a JSON object: %w", ErrInvalid)
 	}
-	err := s.inWriteTx(ctx, room, id, func(ctx context.Context, w *writeTx) error {
-		cur, err := w.existing(ctx, id, pre)
+	err := s.write(ctx, room, id, func(ctx context.Context, tx sqlstore.Tx) error {
+		cur, err := existing(ctx, tx, id, pre)
 		if err != nil {
 			return err
 		}
@@ -118,11 +115,11 @@ func (s *Store) Patch(ctx context.Context, room, id string, patch json.RawMessag
 		if err != nil {
 			return err
 		}
-		el = roomfeed.Element{ID: id, Kind: cur.Kind, Version: cur.Version + 1, Data: data, UpdatedAt: w.now}
-		if err := w.saveElement(ctx, el); err != nil {
+		el = roomfeed.Element{ID: id, Kind: cur.Kind, Version: cur.Version + 1, Data: data, UpdatedAt: tx.Time()}
+		if err := tx.SaveElement(ctx, el); err != nil {
 			return err
 		}
-		ev, err = w.elementEvent(ctx, roomfeed.TypeUpdated, el, meta)
+		ev, err = elementEvent(ctx, tx, room, roomfeed.TypeUpdated, el, meta)
 		return err
 	})
 	if err != nil {
@@ -137,20 +134,19 @@ func (s *Store) Patch(ctx context.Context, room, id string, patch json.RawMessag
 // If-Match was given).
 func (s *Store) Delete(ctx context.Context, room, id string, pre Precondition, meta Meta) (roomfeed.Event, error) {
 	var ev roomfeed.Event
-	err := s.inWriteTx(ctx, room, id, func(ctx context.Context, w *writeTx) error {
-		cur, err := w.existing(ctx, id, pre)
+	err := s.write(ctx, room, id, func(ctx context.Context, tx sqlstore.Tx) error {
+		cur, err := existing(ctx, tx, id, pre)
 		if err != nil {
 			return err
 		}
-		if err := w.deleteElement(ctx, id); err != nil {
+		if err := tx.DeleteElement(ctx, id); err != nil {
 			return err
 		}
-		w.count--
-		tomb := roomfeed.Element{ID: id, Kind: cur.Kind, Version: cur.Version + 1, UpdatedAt: w.now}
-		if err := w.saveTombstone(ctx, id, tomb.Version); err != nil {
+		tomb := roomfeed.Element{ID: id, Kind: cur.Kind, Version: cur.Version + 1, UpdatedAt: tx.Time()}
+		if err := tx.SaveTombstone(ctx, id, tomb.Version); err != nil {
 			return err
 		}
-		ev, err = w.elementEvent(ctx, roomfeed.TypeDeleted, tomb, meta)
+		ev, err = elementEvent(ctx, tx, room, roomfeed.TypeDeleted, tomb, meta)
 		return err
 	})
 	if err != nil {
@@ -167,15 +163,15 @@ func (s *Store) Message(ctx context.Context, room, name string, data json.RawMes
 		return roomfeed.Event{}, fmt.Errorf("record message: data: %w", err)
 	}
 	var ev roomfeed.Event
-	err = s.inWriteTx(ctx, room, "", func(ctx context.Context, w *writeTx) error {
+	err = s.write(ctx, room, "", func(ctx context.Context, tx sqlstore.Tx) error {
 		payload, err := encodeJSON(messagePayload{
-			ID: strconv.FormatInt(w.seq, 10), Room: w.room, Type: name, Data: data,
-			OpID: meta.OpID, Actor: meta.Actor, At: formatTime(w.now),
+			ID: strconv.FormatInt(tx.Seq(), 10), Room: room, Type: name, Data: data,
+			OpID: meta.OpID, Actor: meta.Actor, At: formatTime(tx.Time()),
 		})
 		if err != nil {
 			return err
 		}
-		ev, err = w.insertEvent(ctx, name, payload)
+		ev, err = recordEvent(ctx, tx, room, name, payload)
 		return err
 	})
 	if err != nil {
@@ -184,195 +180,10 @@ func (s *Store) Message(ctx context.Context, room, name string, data json.RawMes
 	return ev, nil
 }
 
-// Get returns one element.
-func (s *Store) Get(ctx context.Context, room, id string) (roomfeed.Element, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	el, err := scanElement(s.read.QueryRowContext(ctx,
-		s.q(`SELECT id, kind, version, data, updated_at FROM elements WHERE room = ? AND id = ?`), room, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return roomfeed.Element{}, fmt.Errorf("get element: %w", ErrNotFound)
-	}
-	if err != nil {
-		return roomfeed.Element{}, fmt.Errorf("get element: %w", classifyBounded(ctx, err))
-	}
-	return el, nil
-}
-
-// Snapshot returns the room's elements and its sequence number read in one
-// transaction, so the events after Cursor are exactly the changes the
-// snapshot lacks. An unknown room is an empty snapshot with Cursor 0.
-func (s *Store) Snapshot(ctx context.Context, room string) (Snapshot, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	snap, err := s.snapshot(ctx, room)
-	if err != nil {
-		return Snapshot{}, fmt.Errorf("snapshot: %w", classifyBounded(ctx, err))
-	}
-	return snap, nil
-}
-
-func (s *Store) snapshot(ctx context.Context, room string) (Snapshot, error) {
-	opts := &sql.TxOptions{ReadOnly: true}
-	if s.dialect == dialectPostgres {
-		opts.Isolation = sql.LevelRepeatableRead
-	}
-	tx, err := s.read.BeginTx(ctx, opts)
-	if err != nil {
-		return Snapshot{}, err
-	}
-	defer tx.Rollback()
-
-	snap := Snapshot{Room: room, Elements: []roomfeed.Element{}}
-	err = tx.QueryRowContext(ctx, s.q(`SELECT seq FROM rooms WHERE room = ?`), room).Scan(&snap.Cursor)
-	if errors.Is(err, sql.ErrNoRows) {
-		return snap, nil
-	}
-	if err != nil {
-		return Snapshot{}, err
-	}
-	rows, err := tx.QueryContext(ctx,
-		s.q(`SELECT id, kind, version, data, updated_at FROM elements WHERE room = ? ORDER BY id`), room)
-	if err != nil {
-		return Snapshot{}, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		el, err := scanElement(rows)
-		if err != nil {
-			return Snapshot{}, err
-		}
-		snap.Elements = append(snap.Elements, el)
-	}
-	if err := rows.Err(); err != nil {
-		return Snapshot{}, err
-	}
-	return snap, tx.Commit()
-}
-
-type scanner interface{ Scan(dest ...any) error }
-
-func scanElement(row scanner) (roomfeed.Element, error) {
-	var (
-		el   roomfeed.Element
-		data []byte
-		at   dbTime
-	)
-	if err := row.Scan(&el.ID, &el.Kind, &el.Version, &data, &at); err != nil {
-		return roomfeed.Element{}, err
-	}
-	el.Data = data
-	el.UpdatedAt = at.t
-	return el, nil
-}
-
-// writeTx is the state of one write: the room row is locked, seq is the
-// sequence number this write takes, now is its time and count the number
-// of elements in the room (read with the lock, then kept by Put and Delete
-// for the writes after it in a batch; triggers keep rooms.elements).
-//
-// On SQLite the write runs in a savepoint of the committer's batch
-// transaction and its statements run at once. On PostgreSQL the element
-// and tombstone of the write's id were read with the sequence number, and
-// the statements are queued to be sent with COMMIT (see tryPostgresWrite),
-// so their errors surface there; in a batch (batched, see pgcommit.go) the
-// element, tombstone and event changes are kept in pg and events and
-// written for the whole batch at once.
-type writeTx struct {
-	s     *Store
-	room  string
-	seq   int64
-	now   time.Time
-	count int64
-
-	// SQLite
-	tx    *sql.Tx
-	stmts map[string]*sql.Stmt // s.stmts bound to tx, shared by the batch
-
-	// PostgreSQL
-	pg      *pgReads
-	queued  *pgx.Batch
-	batched bool
-	events  []pgEvent // batched: the events this write records
-}
-
-// inWriteTx runs fn as one write on room, with the room row locked and the
-// next sequence number taken, and commits it. An error from fn undoes the
-// write, including the sequence number. id is the element fn reads (""
-// for none): PostgreSQL reads it together with the sequence number.
-//
-// Writes go through a committer (group commit): SQLite's one, or the
-// PostgreSQL committer of the room.
-func (s *Store) inWriteTx(ctx context.Context, room, id string, fn writeFunc) error {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	if s.commits != nil {
-		return classifyBounded(ctx, s.commits.do(ctx, room, id, fn))
-	}
-	return classifyBounded(ctx, s.pgCommitter(room).do(ctx, room, id, fn))
-}
-
-// writeAlone runs one PostgreSQL write in its own transaction;
-// serialization failures and deadlocks are retried a few times.
-func (s *Store) writeAlone(ctx context.Context, room, id string, fn writeFunc) error {
-	for attempt := 1; ; attempt++ {
-		err := s.tryPostgresWrite(ctx, room, id, fn)
-		if err == nil || !retryable(err) || attempt == writeAttempts {
-			return classify(err)
-		}
-		s.log.LogAttrs(ctx, slog.LevelDebug, "retrying write transaction",
-			slog.String("room", room), slog.Int("attempt", attempt), slog.String("error", err.Error()))
-		t := time.NewTimer(time.Duration(attempt) * 5 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-}
-
-// nextSeq takes the room's next sequence number and the write's time on
-// SQLite. The upsert locks the room (the committer holds the only write
-// connection) and sets updated_at, never below the room's previous write,
-// so times follow seq order even if the clock steps back.
-func (w *writeTx) nextSeq(ctx context.Context) error {
-	t := now()
-	arg := t.Format(sqliteTime)
-	var at string
-	if err := w.queryRow(ctx, qNextSeqSQLite, w.room, arg).Scan(&w.seq, &at, &w.count); err != nil {
-		return err
-	}
-	w.now = t
-	if at != arg {
-		var d dbTime
-		if err := d.parse(at); err != nil {
-			return err
-		}
-		w.now = d.t
-	}
-	return nil
-}
-
-// element reads the current element; a missing one is exists == false.
-func (w *writeTx) element(ctx context.Context, id string) (el roomfeed.Element, exists bool, err error) {
-	if w.pg != nil {
-		return w.pg.element(id)
-	}
-	el, err = scanElement(w.queryRow(ctx, qElement, w.room, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return roomfeed.Element{}, false, nil
-	}
-	if err != nil {
-		return roomfeed.Element{}, false, err
-	}
-	return el, true, nil
-}
-
 // existing reads an element that must exist and pass pre: a failed
 // precondition is its error, then a missing element is ErrNotFound.
-func (w *writeTx) existing(ctx context.Context, id string, pre Precondition) (roomfeed.Element, error) {
-	cur, exists, err := w.element(ctx, id)
+func existing(ctx context.Context, tx sqlstore.Tx, id string, pre Precondition) (roomfeed.Element, error) {
+	cur, exists, err := tx.Element(ctx, id)
 	if err != nil {
 		return roomfeed.Element{}, err
 	}
@@ -385,70 +196,51 @@ func (w *writeTx) existing(ctx context.Context, id string, pre Precondition) (ro
 	return cur, nil
 }
 
-// tombstone returns the version a deleted element ended at, 0 if it never
-// existed.
-func (w *writeTx) tombstone(ctx context.Context, id string) (int64, error) {
-	if w.pg != nil {
-		return w.pg.tombstone(id)
-	}
-	var v int64
-	err := w.queryRow(ctx, qTombstone, w.room, id).Scan(&v)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
-	}
-	return v, err
-}
-
-func (w *writeTx) saveElement(ctx context.Context, el roomfeed.Element) error {
-	if w.pg != nil {
-		if err := w.pg.save(el); err != nil || w.batched {
-			return err
-		}
-	}
-	return w.exec(ctx, qSaveElement,
-		w.room, el.ID, el.Kind, el.Version, string(el.Data), w.s.timeArg(el.UpdatedAt))
-}
-
-func (w *writeTx) deleteElement(ctx context.Context, id string) error {
-	if w.pg != nil {
-		if err := w.pg.remove(id); err != nil || w.batched {
-			return err
-		}
-	}
-	return w.exec(ctx, qDeleteElement, w.room, id)
-}
-
-func (w *writeTx) saveTombstone(ctx context.Context, id string, version int64) error {
-	if w.pg != nil {
-		if err := w.pg.setTombstone(id, version); err != nil || w.batched {
-			return err
-		}
-	}
-	return w.exec(ctx, qSaveTombstone, w.room, id, version)
-}
-
-func (w *writeTx) elementEvent(ctx context.Context, typ string, el roomfeed.Element, meta Meta) (roomfeed.Event, error) {
+func elementEvent(ctx context.Context, tx sqlstore.Tx, room, typ string, el roomfeed.Element, meta Meta) (roomfeed.Event, error) {
 	payload, err := encodeJSON(elementPayload{
-		ID: strconv.FormatInt(w.seq, 10), Room: w.room, Type: typ, Element: el,
-		OpID: meta.OpID, Actor: meta.Actor, At: formatTime(w.now),
+		ID: strconv.FormatInt(tx.Seq(), 10), Room: room, Type: typ, Element: el,
+		OpID: meta.OpID, Actor: meta.Actor, At: formatTime(tx.Time()),
 	})
 	if err != nil {
 		return roomfeed.Event{}, err
 	}
-	return w.insertEvent(ctx, typ, payload)
+	return recordEvent(ctx, tx, room, typ, payload)
 }
 
-func (w *writeTx) insertEvent(ctx context.Context, typ string, payload []byte) (roomfeed.Event, error) {
-	if w.batched {
-		w.events = append(w.events, pgEvent{seq: w.seq, typ: typ, payload: string(payload), at: w.now})
-		return roomfeed.Event{Room: w.room, Seq: w.seq, Type: typ, Data: payload, At: w.now}, nil
-	}
-	err := w.exec(ctx, qInsertEvent,
-		w.room, w.seq, typ, string(payload), w.s.timeArg(w.now))
-	if err != nil {
+// recordEvent records the write's event of type typ with payload.
+func recordEvent(ctx context.Context, tx sqlstore.Tx, room, typ string, payload []byte) (roomfeed.Event, error) {
+	ev := roomfeed.Event{Room: room, Seq: tx.Seq(), Type: typ, Data: payload, At: tx.Time()}
+	if err := tx.InsertEvent(ctx, ev); err != nil {
 		return roomfeed.Event{}, err
 	}
-	return roomfeed.Event{Room: w.room, Seq: w.seq, Type: typ, Data: payload, At: w.now}, nil
+	return ev, nil
+}
+
+// Get returns one element.
+func (s *Store) Get(ctx context.Context, room, id string) (roomfeed.Element, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	el, err := s.db.Get(ctx, room, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return roomfeed.Element{}, fmt.Errorf("get element: %w", ErrNotFound)
+	}
+	if err != nil {
+		return roomfeed.Element{}, fmt.Errorf("get element: %w", sqlstore.ClassifyBounded(ctx, err))
+	}
+	return el, nil
+}
+
+// Snapshot returns the room's elements and its sequence number read in one
+// transaction, so the events after Cursor are exactly the changes the
+// snapshot lacks. An unknown room is an empty snapshot with Cursor 0.
+func (s *Store) Snapshot(ctx context.Context, room string) (Snapshot, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	cursor, els, err := s.db.Snapshot(ctx, room)
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("snapshot: %w", sqlstore.ClassifyBounded(ctx, err))
+	}
+	return Snapshot{Room: room, Cursor: cursor, Elements: els}, nil
 }
 
 // elementPayload and messagePayload fix the key order of event payloads.
@@ -502,100 +294,4 @@ func compactJSON(raw json.RawMessage, def string) (json.RawMessage, error) {
 func isObject(raw json.RawMessage) bool {
 	raw = bytes.TrimSpace(raw)
 	return len(raw) > 0 && raw[0] == '{' && json.Valid(raw)
-}
-
-// The statements of a write, prepared once per store.
-const (
-	// The sequence number and the write's time, set in one upsert that
-	// locks the room row until commit, so commit order is seq order.
-	// updated_at never goes below the room's previous write.
-	qNextSeqSQLite = `INSERT INTO rooms (room, seq, updated_at) VALUES (?, 1, ?)
-		ON CONFLICT (room) DO UPDATE SET seq = rooms.seq + 1,
-			updated_at = max(rooms.updated_at, excluded.updated_at)
-		RETURNING seq, updated_at, elements`
-	qNextSeqPostgres = `INSERT INTO rooms (room, seq, updated_at) VALUES (?, 1, ?)
-		ON CONFLICT (room) DO UPDATE SET seq = rooms.seq + 1,
-			updated_at = GREATEST(rooms.updated_at, excluded.updated_at)
-		RETURNING seq, updated_at, elements`
-	qElement     = `SELECT id, kind, version, data, updated_at FROM elements WHERE room = ? AND id = ?`
-	qTombstone   = `SELECT version FROM tombstones WHERE room = ? AND id = ?`
-	qSaveElement = `INSERT INTO elements (room, id, kind, version, data, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (room, id) DO UPDATE SET kind = excluded.kind, version = excluded.version,
-			data = excluded.data, updated_at = excluded.updated_at`
-	qDeleteElement = `DELETE FROM elements WHERE room = ? AND id = ?`
-	qSaveTombstone = `INSERT INTO tombstones (room, id, version) VALUES (?, ?, ?)
-			ON CONFLICT (room, id) DO UPDATE SET version = excluded.version`
-	qInsertEvent = `INSERT INTO events (room, seq, type, payload, at) VALUES (?, ?, ?, ?, ?)`
-
-	// The savepoint of each write in a SQLite batch.
-	qSavepoint  = `SAVEPOINT w`
-	qRelease    = `RELEASE w`
-	qRollbackTo = `ROLLBACK TO w`
-)
-
-// prepareWrites prepares the SQLite write statements on the write
-// connection; a statement that fails to prepare is run unprepared. For
-// PostgreSQL it rewrites the placeholders once: pgx prepares and caches
-// the statements per connection itself.
-func (s *Store) prepareWrites(ctx context.Context) {
-	if s.dialect == dialectPostgres {
-		qs := []string{qNextSeqPostgres, qElement, qTombstone, qSaveElement, qDeleteElement, qSaveTombstone, qInsertEvent}
-		s.pgq = make(map[string]string, len(qs))
-		for _, q := range qs {
-			s.pgq[q] = s.q(q)
-		}
-		return
-	}
-	qs := []string{qNextSeqSQLite, qElement, qTombstone, qSaveElement, qDeleteElement, qSaveTombstone, qInsertEvent,
-		qSavepoint, qRelease, qRollbackTo}
-	s.stmts = make(map[string]*sql.Stmt, len(qs))
-	for _, q := range qs {
-		if st, err := s.write.PrepareContext(ctx, q); err == nil {
-			s.stmts[q] = st
-		}
-	}
-}
-
-// exec runs a write statement: on SQLite at once in the transaction,
-// prepared when it can be; on PostgreSQL it is queued for the commit.
-func (w *writeTx) exec(ctx context.Context, q string, args ...any) error {
-	if w.queued != nil {
-		text, ok := w.s.pgq[q]
-		if !ok {
-			text = w.s.q(q)
-		}
-		w.queued.Queue(text, args...)
-		return nil
-	}
-	if st := w.stmt(ctx, q); st != nil {
-		_, err := st.ExecContext(ctx, args...)
-		return err
-	}
-	_, err := w.tx.ExecContext(ctx, q, args...)
-	return err
-}
-
-// queryRow runs a SQLite write-path query in the transaction, prepared when
-// it can be.
-func (w *writeTx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	if st := w.stmt(ctx, q); st != nil {
-		return st.QueryRowContext(ctx, args...)
-	}
-	return w.tx.QueryRowContext(ctx, q, args...)
-}
-
-// stmt returns the prepared statement q bound to the transaction, nil if
-// q could not be prepared.
-func (w *writeTx) stmt(ctx context.Context, q string) *sql.Stmt {
-	if st := w.stmts[q]; st != nil {
-		return st
-	}
-	st := w.s.stmts[q]
-	if st == nil {
-		return nil
-	}
-	st = w.tx.StmtContext(ctx, st)
-	w.stmts[q] = st
-	return st
 }

@@ -1,91 +1,21 @@
 package repo
 
-import (
-	"database/sql"
-	"database/sql/driver"
-	"errors"
-	"fmt"
-	"io"
-	"net"
-	"strings"
-	"syscall"
+import "github.com/roomfeed/roomfeed/repo/internal/sqlstore"
 
-	"github.com/jackc/pgx/v5/pgconn"
-	"modernc.org/sqlite"
+// Errors returned by the store, wrapped with the operation's context.
+var (
+	// ErrNotFound: the element (or, for element routes, the room) does not exist.
+	ErrNotFound = sqlstore.ErrNotFound
+	// ErrVersionMismatch: If-Match did not match the current version, or
+	// If-Match was given for an element that does not exist (HTTP 412).
+	ErrVersionMismatch = sqlstore.ErrVersionMismatch
+	// ErrExists: If-None-Match: * was given and the element exists.
+	ErrExists = sqlstore.ErrExists
+	// ErrUnavailable: the database could not be reached (best effort).
+	ErrUnavailable = sqlstore.ErrUnavailable
+	// ErrInvalid: data, patch or message data is not acceptable JSON.
+	ErrInvalid = sqlstore.ErrInvalid
+	// ErrRoomFull: creating the element would take the room above
+	// Precondition.MaxElements.
+	ErrRoomFull = sqlstore.ErrRoomFull
 )
-
-// SQLite primary result codes (the low byte of an extended code).
-const (
-	sqliteBusy     = 5
-	sqliteLocked   = 6
-	sqliteReadOnly = 8
-	sqliteIOErr    = 10
-	sqliteFull     = 13
-	sqliteCantOpen = 14
-)
-
-// classify marks connection-level failures with ErrUnavailable, keeping the
-// original error in the chain. Other errors are returned unchanged.
-func classify(err error) error {
-	if err == nil || !unavailable(err) {
-		return err
-	}
-	return fmt.Errorf("%w: %w", ErrUnavailable, err)
-}
-
-func unavailable(err error) bool {
-	if errors.Is(err, ErrUnavailable) {
-		return false // already marked
-	}
-	var connectErr *pgconn.ConnectError
-	if errors.As(err, &connectErr) {
-		return true
-	}
-	// A connection the server or the network closed under the pool ("conn
-	// closed"; the fault suite sees it when PostgreSQL is cut off mid-read),
-	// and failures pgx marks safe to retry: they happen before the
-	// connection was used.
-	if errors.Is(err, pgconn.ErrConnClosed) || pgconn.SafeToRetry(err) {
-		return true
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch {
-		case strings.HasPrefix(pgErr.Code, "08"): // connection exception
-			return true
-		case pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03": // shutdown, cannot connect now
-			return true
-		case pgErr.Code == "53300": // too many connections
-			return true
-		}
-		return false
-	}
-	var sqliteErr *sqlite.Error
-	if errors.As(err, &sqliteErr) {
-		switch sqliteErr.Code() & 0xff {
-		case sqliteBusy, sqliteLocked, sqliteReadOnly, sqliteIOErr, sqliteFull, sqliteCantOpen:
-			return true
-		}
-		return false
-	}
-	var netErr net.Error
-	if errors.As(err, &netErr) {
-		return true
-	}
-	return errors.Is(err, driver.ErrBadConn) ||
-		errors.Is(err, sql.ErrConnDone) ||
-		errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNREFUSED) ||
-		errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.EPIPE)
-}
-
-// retryable reports whether PostgreSQL rolled the transaction back because
-// of a serialization failure or a deadlock, so running it again is safe.
-func retryable(err error) bool {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr.Code == "40001" || pgErr.Code == "40P01"
-	}
-	return false
-}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/internal/testenv"
+	"github.com/roomfeed/roomfeed/repo/internal/sqlstore"
 )
 
 // openPostgresStore opens a store on url with the given number of
@@ -187,7 +188,7 @@ func TestPostgresGroupCommit(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name      string
-		writes    func(t *testing.T, s *Store) []queuedWrite
+		writes    func(t *testing.T, db rawDB) []queuedWrite
 		wantHeads map[string]int64
 		// wantElements are the elements' versions after the batch; 0 means
 		// the element does not exist.
@@ -195,7 +196,7 @@ func TestPostgresGroupCommit(t *testing.T) {
 	}{
 		{
 			name: "rooms and repeated elements",
-			writes: func(*testing.T, *Store) []queuedWrite {
+			writes: func(*testing.T, rawDB) []queuedWrite {
 				return []queuedWrite{
 					{name: "put w1/a", write: putWrite("w1", "a", Precondition{IfNoneMatchAny: true}), wantSeq: 2},
 					{name: "patch w1/a", write: patchWrite("w1", "a", `{"p":1}`, Precondition{IfMatch: ptr(int64(1))}), wantSeq: 3},
@@ -213,7 +214,7 @@ func TestPostgresGroupCommit(t *testing.T) {
 		},
 		{
 			name: "failed preconditions leave no trace",
-			writes: func(*testing.T, *Store) []queuedWrite {
+			writes: func(*testing.T, rawDB) []queuedWrite {
 				return []queuedWrite{
 					{name: "put a", write: putWrite("w1", "a", Precondition{IfNoneMatchAny: true}), wantSeq: 2},
 					{name: "put x stale", write: putWrite("w1", "x", Precondition{IfMatch: ptr(int64(7))}), wantErr: ErrVersionMismatch},
@@ -229,7 +230,7 @@ func TestPostgresGroupCommit(t *testing.T) {
 		},
 		{
 			name: "only failed writes",
-			writes: func(*testing.T, *Store) []queuedWrite {
+			writes: func(*testing.T, rawDB) []queuedWrite {
 				return []queuedWrite{
 					{name: "patch in a new room", write: patchWrite("w3", "a", `{}`, Precondition{}), wantErr: ErrNotFound},
 					{name: "put x stale", write: putWrite("w1", "x", Precondition{IfMatch: ptr(int64(7))}), wantErr: ErrVersionMismatch},
@@ -240,7 +241,7 @@ func TestPostgresGroupCommit(t *testing.T) {
 		},
 		{
 			name: "a write cancelled while queued is not run",
-			writes: func(*testing.T, *Store) []queuedWrite {
+			writes: func(*testing.T, rawDB) []queuedWrite {
 				return []queuedWrite{
 					{name: "put a", write: putWrite("w1", "a", Precondition{}), wantSeq: 2},
 					{name: "put b cancelled", write: putWrite("w1", "b", Precondition{}), cancel: true, wantErr: context.Canceled},
@@ -252,10 +253,10 @@ func TestPostgresGroupCommit(t *testing.T) {
 		},
 		{
 			name: "a rejected batch runs its writes alone",
-			writes: func(t *testing.T, s *Store) []queuedWrite {
+			writes: func(t *testing.T, db rawDB) []queuedWrite {
 				return []queuedWrite{
 					{name: "put a", write: putWrite("w1", "a", Precondition{}), wantSeq: 2},
-					{name: "deferred violation", write: deferredFK(t, s), wantErr: errAnyErr},
+					{name: "deferred violation", write: deferredFK(t, db), wantErr: errAnyErr},
 					{name: "put a again", write: putWrite("w1", "a", Precondition{IfMatch: ptr(int64(1))}), wantSeq: 3},
 					{name: "put x stale", write: putWrite("w1", "x", Precondition{IfMatch: ptr(int64(7))}), wantErr: ErrVersionMismatch},
 					{name: "put w2/a", write: putWrite("w2", "a", Precondition{}), wantSeq: 1},
@@ -266,7 +267,7 @@ func TestPostgresGroupCommit(t *testing.T) {
 		},
 		{
 			name: "a panicking write is undone alone",
-			writes: func(*testing.T, *Store) []queuedWrite {
+			writes: func(*testing.T, rawDB) []queuedWrite {
 				return []queuedWrite{
 					{name: "put a", write: putWrite("w1", "a", Precondition{}), wantSeq: 2},
 					{name: "panic", write: func(ctx context.Context, s *Store) (seq int64, err error) {
@@ -275,7 +276,7 @@ func TestPostgresGroupCommit(t *testing.T) {
 								err = fmt.Errorf("%w: recovered %v", errAnyErr, v)
 							}
 						}()
-						err = s.inWriteTx(ctx, "w1", "", func(context.Context, *writeTx) error { panic("boom") })
+						err = s.write(ctx, "w1", "", func(context.Context, sqlstore.Tx) error { panic("boom") })
 						return 0, fmt.Errorf("got error %v, want a panic", err)
 					}, wantErr: errAnyErr},
 					{name: "put c", write: putWrite("w1", "c", Precondition{}), wantSeq: 3},
@@ -288,9 +289,10 @@ func TestPostgresGroupCommit(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			s := openPostgresStore(t, testenv.PostgresURL(t), 1)
+			url := testenv.PostgresURL(t)
+			s := openPostgresStore(t, url, 1)
 			mustPut(t, s, "w1", "x", "thing", `{}`)
-			writes := tt.writes(t, s)
+			writes := tt.writes(t, openRaw(t, url))
 			checkResults(t, writes, runQueued(t, s, writes))
 
 			list, err := s.RoomHeads(t.Context(), time.Time{})

@@ -3,72 +3,34 @@
 //
 // Every write locks the room row, takes the next sequence number, writes the
 // element and inserts the event in one transaction, so sequence numbers are
-// gap-free per room and commit order equals sequence order. On both
-// dialects the writes queued at once share one transaction and one commit
-// (group commit): on SQLite each runs in its own savepoint; on PostgreSQL a
-// batch locks its rooms and reads its elements in one round trip, runs the
-// writes in Go and sends all their changes with COMMIT in a second one. The
-// store speaks SQLite (embedded default) and PostgreSQL; both dialects return
-// the same bytes for the same writes.
+// gap-free per room and commit order equals sequence order. repo holds what
+// a write does (Put, Patch, Delete, Message) and the group-commit queues;
+// the dialects, SQLite (the embedded default, repo/sqlite) and PostgreSQL
+// (repo/postgres), commit each batch the queues hand them and return the
+// same bytes for the same writes.
 package repo
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/golang-migrate/migrate/v4"
-	"github.com/golang-migrate/migrate/v4/database"
-	migratepgx "github.com/golang-migrate/migrate/v4/database/pgx/v5"
-	migratesqlite "github.com/golang-migrate/migrate/v4/database/sqlite"
-	"github.com/golang-migrate/migrate/v4/source/iofs"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
-	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
-
-	"github.com/roomfeed/roomfeed/migrations"
-)
-
-// Errors returned by the store, wrapped with the operation's context.
-var (
-	// ErrNotFound: the element (or, for element routes, the room) does not exist.
-	ErrNotFound = errors.New("not found")
-	// ErrVersionMismatch: If-Match did not match the current version, or
-	// If-Match was given for an element that does not exist (HTTP 412).
-	ErrVersionMismatch = errors.New("version mismatch")
-	// ErrExists: If-None-Match: * was given and the element exists.
-	ErrExists = errors.New("element exists")
-	// ErrUnavailable: the database could not be reached (best effort).
-	ErrUnavailable = errors.New("database unavailable")
-	// ErrInvalid: data, patch or message data is not acceptable JSON.
-	ErrInvalid = errors.New("invalid json")
-	// ErrRoomFull: creating the element would take the room above
-	// Precondition.MaxElements.
-	ErrRoomFull = errors.New("room full")
+	"github.com/roomfeed/roomfeed"
+	"github.com/roomfeed/roomfeed/repo/internal/sqlstore"
+	"github.com/roomfeed/roomfeed/repo/postgres"
+	"github.com/roomfeed/roomfeed/repo/sqlite"
 )
 
 const (
-	dialectSQLite   = "sqlite"
-	dialectPostgres = "postgres"
-
 	// DefaultPageSize is the EventsAfter limit used when the caller passes 0.
 	DefaultPageSize = 1000
 
-	// writeAttempts bounds the retries of a write transaction that
-	// PostgreSQL aborted with a serialization failure or a deadlock.
-	writeAttempts = 5
-
-	// defaultPostgresConns is the default size of the PostgreSQL pool. More
-	// did not help on 2 cores: with 64 writers into one room, 16 or 32
-	// connections only put more backends in the room lock's queue.
-	defaultPostgresConns = 10
+	// defaultQueryTimeout is Options.QueryTimeout's default.
+	defaultQueryTimeout = 5 * time.Second
 )
 
 // Options tune Open.
@@ -84,28 +46,33 @@ type Options struct {
 	QueryTimeout time.Duration
 	// Committers is the number of PostgreSQL group committers, each of
 	// which runs one batch at a time on its own connection; every room is
-	// served by the same one. 0 = one per two CPUs: on 2 cores one committer
-	// (bigger batches) wrote as fast as two and faster than four.
+	// served by the same one. 0 = one per two CPUs.
 	Committers int
 }
 
 // Store is the SQL store. It is safe for concurrent use.
 type Store struct {
-	dialect string
-	log     *slog.Logger
+	db      backend
 	timeout time.Duration // Options.QueryTimeout, resolved; 0 = none
-	// write runs write transactions. For SQLite it holds a single connection,
-	// used by the committer, so writers queue in Go instead of failing with
-	// SQLITE_BUSY; for PostgreSQL it is the same pool as read.
-	write *sql.DB
-	read  *sql.DB
-	stmts map[string]*sql.Stmt // SQLite: prepared write statements; read-only after Open
-	pgq   map[string]string    // PostgreSQL: write statements with $n placeholders
-	// commits runs the SQLite writes in batches (nil for PostgreSQL).
-	commits *committer
-	// pgCommits run the PostgreSQL writes in batches; a room always goes
-	// to the same one (nil for SQLite).
-	pgCommits []*committer
+	// commits run the writes in batches; a room always goes to the same
+	// one. SQLite has one, for its single write connection.
+	commits []*committer
+}
+
+// backend is an open database of one dialect: *sqlite.DB or *postgres.DB.
+// The reads return the driver's errors (Get: sql.ErrNoRows for a missing
+// element); Store classifies and wraps them.
+type backend interface {
+	// RunBatch commits a batch of queued writes; see sqlstore.Write.
+	RunBatch(batch []sqlstore.Write, errs []error) error
+	Get(ctx context.Context, room, id string) (roomfeed.Element, error)
+	Snapshot(ctx context.Context, room string) (cursor int64, els []roomfeed.Element, err error)
+	Head(ctx context.Context, room string) (int64, error)
+	EventsAfter(ctx context.Context, room string, after int64, limit int) ([]roomfeed.Event, error)
+	RoomHeads(ctx context.Context, since time.Time) ([]roomfeed.RoomHead, error)
+	Trim(ctx context.Context, room string, keep int64, maxAge time.Duration, below int64) (int64, error)
+	Ping(ctx context.Context) error
+	Close() error
 }
 
 // Open connects to the database named by url, applies the embedded
@@ -120,311 +87,90 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	var (
-		s   *Store
-		err error
-	)
+	s := &Store{timeout: opts.QueryTimeout}
 	switch {
-	case strings.HasPrefix(url, "sqlite://"), strings.HasPrefix(url, "sqlite3://"):
-		s, err = openSQLite(ctx, url, opts)
-	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
-		s, err = openPostgres(ctx, url, opts)
-	default:
-		return nil, errors.New("open store: unsupported database url scheme (want sqlite:// or postgres://)")
-	}
-	if err != nil {
-		return nil, fmt.Errorf("open store: %w", classify(err))
-	}
-	s.log = log
-	switch s.timeout = opts.QueryTimeout; {
 	case s.timeout == 0:
 		s.timeout = defaultQueryTimeout
 	case s.timeout < 0:
 		s.timeout = 0
 	}
-	s.prepareWrites(ctx)
-	if s.dialect == dialectSQLite {
-		s.commits = newCommitter(s.runBatch)
-	} else {
-		n := opts.Committers
-		if n <= 0 {
-			n = max(1, runtime.GOMAXPROCS(0)/2)
+	var (
+		name       string
+		committers = 1
+		err        error
+	)
+	switch {
+	case strings.HasPrefix(url, "sqlite://"), strings.HasPrefix(url, "sqlite3://"):
+		name = "sqlite"
+		s.db, err = sqlite.Open(ctx, url, opts.MaxOpenConns)
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+		name = "postgres"
+		s.db, err = postgres.Open(ctx, url, postgres.Options{Logger: log, MaxOpenConns: opts.MaxOpenConns, QueryTimeout: s.timeout})
+		if committers = opts.Committers; committers <= 0 {
+			committers = max(1, runtime.GOMAXPROCS(0)/2)
 		}
-		s.pgCommits = make([]*committer, n)
-		for i := range s.pgCommits {
-			s.pgCommits[i] = newCommitter(s.runPostgresBatch)
-		}
+	default:
+		return nil, errors.New("open store: unsupported database url scheme (want sqlite:// or postgres://)")
 	}
-	log.LogAttrs(ctx, slog.LevelInfo, "store opened", slog.String("dialect", s.dialect))
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", sqlstore.Classify(err))
+	}
+	s.commits = make([]*committer, committers)
+	for i := range s.commits {
+		s.commits[i] = newCommitter(s.db.RunBatch)
+	}
+	log.LogAttrs(ctx, slog.LevelInfo, "store opened", slog.String("dialect", name))
 	return s, nil
-}
-
-func openSQLite(ctx context.Context, url string, opts Options) (*Store, error) {
-	path, query, _ := strings.Cut(url[strings.Index(url, "://")+3:], "?")
-	if path == "" {
-		return nil, errors.New("sqlite url has no path")
-	}
-	if dir := filepath.Dir(path); dir != "." {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("create database directory: %w", err)
-		}
-	}
-	// A plain file name (no "file:" URI), so any character may appear in it.
-	// WAL lets readers run beside the writer; synchronous FULL makes a
-	// commit durable before it is acknowledged; BEGIN IMMEDIATE takes the
-	// write lock up front, so another process waits (busy_timeout) instead of
-	// failing half way through a transaction.
-	dsn := path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
-		"&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_txlock=immediate"
-	if query != "" {
-		dsn += "&" + query
-	}
-
-	if err := migrateSQLite(ctx, dsn, 0); err != nil {
-		return nil, err
-	}
-
-	write, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, err
-	}
-	write.SetMaxOpenConns(1)
-	write.SetMaxIdleConns(1)
-	write.SetConnMaxIdleTime(0)
-	write.SetConnMaxLifetime(0)
-
-	read, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		write.Close()
-		return nil, err
-	}
-	n := opts.MaxOpenConns
-	if n <= 0 {
-		n = max(4, runtime.GOMAXPROCS(0))
-	}
-	read.SetMaxOpenConns(n)
-	read.SetMaxIdleConns(n)
-
-	s := &Store{dialect: dialectSQLite, write: write, read: read}
-	if err := s.Ping(ctx); err != nil {
-		s.Close()
-		return nil, err
-	}
-	return s, nil
-}
-
-// migrateSQLite migrates the database to version to (0 = the latest).
-func migrateSQLite(ctx context.Context, dsn string, to uint) error {
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return err
-	}
-	db.SetMaxOpenConns(1)
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return err
-	}
-	drv, err := migratesqlite.WithInstance(db, &migratesqlite.Config{})
-	if err != nil {
-		db.Close()
-		return fmt.Errorf("migrate: %w", err)
-	}
-	return runMigrations(dialectSQLite, "sqlite", drv, to)
-}
-
-func openPostgres(ctx context.Context, url string, opts Options) (*Store, error) {
-	if err := migratePostgres(ctx, url, 0); err != nil {
-		return nil, err
-	}
-	db, err := sql.Open("pgx", url)
-	if err != nil {
-		return nil, err
-	}
-	n := opts.MaxOpenConns
-	if n <= 0 {
-		n = defaultPostgresConns
-	}
-	db.SetMaxOpenConns(n)
-	db.SetMaxIdleConns(n)
-	db.SetConnMaxIdleTime(5 * time.Minute)
-	db.SetConnMaxLifetime(30 * time.Minute)
-	s := &Store{dialect: dialectPostgres, write: db, read: db}
-	if err := s.Ping(ctx); err != nil {
-		db.Close()
-		return nil, err
-	}
-	return s, nil
-}
-
-// migratePostgres migrates the database to version to (0 = the latest).
-func migratePostgres(ctx context.Context, url string, to uint) error {
-	db, err := sql.Open("pgx", url)
-	if err != nil {
-		return err
-	}
-	db.SetMaxOpenConns(2)
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return err
-	}
-	drv, err := migratepgx.WithInstance(db, &migratepgx.Config{})
-	if err != nil {
-		db.Close()
-		return fmt.Errorf("migrate: %w", err)
-	}
-	return runMigrations(dialectPostgres, "pgx5", drv, to)
-}
-
-// runMigrations applies the dialect's migrations with drv, up to version to
-// (0 = all), and closes it (which closes its *sql.DB).
-func runMigrations(dir, driverName string, drv database.Driver, to uint) error {
-	src, err := iofs.New(migrations.FS, dir)
-	if err != nil {
-		drv.Close()
-		return fmt.Errorf("migrate: %w", err)
-	}
-	m, err := migrate.NewWithInstance("iofs", src, driverName, drv)
-	if err != nil {
-		src.Close()
-		drv.Close()
-		return fmt.Errorf("migrate: %w", err)
-	}
-	if to == 0 {
-		err = m.Up()
-	} else {
-		err = m.Migrate(to)
-	}
-	srcErr, dbErr := m.Close()
-	if err != nil && !errors.Is(err, migrate.ErrNoChange) {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	if err := errors.Join(srcErr, dbErr); err != nil {
-		return fmt.Errorf("migrate: close: %w", err)
-	}
-	return nil
 }
 
 // Close closes the database handles. Writes still queued fail with
 // ErrUnavailable; a batch being committed finishes first.
 func (s *Store) Close() error {
-	if s.commits != nil {
-		s.commits.close()
-	}
-	for _, c := range s.pgCommits {
+	for _, c := range s.commits {
 		c.close()
 	}
-	for _, st := range s.stmts {
-		st.Close()
-	}
-	if s.write == s.read {
-		return s.write.Close()
-	}
-	return errors.Join(s.write.Close(), s.read.Close())
+	return s.db.Close()
 }
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	if err := s.read.PingContext(ctx); err != nil {
-		return fmt.Errorf("ping: %w", classifyBounded(ctx, err))
-	}
-	if s.write != s.read {
-		if err := s.write.PingContext(ctx); err != nil {
-			return fmt.Errorf("ping: %w", classifyBounded(ctx, err))
-		}
+	if err := s.db.Ping(ctx); err != nil {
+		return fmt.Errorf("ping: %w", sqlstore.ClassifyBounded(ctx, err))
 	}
 	return nil
 }
 
-// defaultQueryTimeout is Options.QueryTimeout's default.
-const defaultQueryTimeout = 5 * time.Second
-
-// errNoAnswer is the cause of a context the store bounded itself
-// (Options.QueryTimeout) when it ran out.
-var errNoAnswer = fmt.Errorf("%w: the database did not answer in time", ErrUnavailable)
-
-// bound limits ctx to the store's query timeout.
+// bound limits ctx to the store's query timeout; a context it ran out has
+// the cause sqlstore.ErrNoAnswer.
 func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	if s.timeout <= 0 {
 		return ctx, func() {}
 	}
-	return context.WithTimeoutCause(ctx, s.timeout, errNoAnswer)
+	return context.WithTimeoutCause(ctx, s.timeout, sqlstore.ErrNoAnswer)
 }
 
-// classifyBounded is classify for an error of a call made with a context
-// from Store.bound (or another context whose cause is errNoAnswer): an
-// error once that timeout ran out is ErrUnavailable (errNoAnswer).
-func classifyBounded(ctx context.Context, err error) error {
-	err = classify(err)
-	if err != nil && !errors.Is(err, ErrUnavailable) && context.Cause(ctx) == errNoAnswer {
-		return fmt.Errorf("%w: %w", errNoAnswer, err)
+// committer returns the committer of room: always the same one.
+func (s *Store) committer(room string) *committer {
+	n := uint32(len(s.commits))
+	if n == 1 {
+		return s.commits[0]
 	}
-	return err
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(room); i++ {
+		h ^= uint32(room[i])
+		h *= 16777619
+	}
+	return s.commits[h%n]
 }
 
-// Dialect returns "sqlite" or "postgres".
-func (s *Store) Dialect() string { return s.dialect }
-
-// q rewrites the ? placeholders of query into $1, $2, ... for PostgreSQL.
-// Queries in this package never contain a literal question mark.
-func (s *Store) q(query string) string {
-	if s.dialect != dialectPostgres {
-		return query
-	}
-	var b strings.Builder
-	b.Grow(len(query) + 8)
-	n := 0
-	for i := 0; i < len(query); i++ {
-		if query[i] == '?' {
-			n++
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(n))
-			continue
-		}
-		b.WriteByte(query[i])
-	}
-	return b.String()
-}
-
-// sqliteTime is the fixed-width text form of times in SQLite: it sorts as
-// it compares.
-const sqliteTime = "2006-01-02T15:04:05.000000Z"
-
-// now returns the current time as the store records it: UTC, microseconds.
-func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
-
-// timeArg converts t into a query argument for the dialect.
-func (s *Store) timeArg(t time.Time) any {
-	t = t.UTC().Truncate(time.Microsecond)
-	if s.dialect == dialectSQLite {
-		return t.Format(sqliteTime)
-	}
-	return t
-}
-
-// dbTime scans a time stored by either dialect.
-type dbTime struct{ t time.Time }
-
-func (d *dbTime) Scan(v any) error {
-	switch v := v.(type) {
-	case time.Time:
-		d.t = v.UTC()
-		return nil
-	case string:
-		return d.parse(v)
-	case []byte:
-		return d.parse(string(v))
-	default:
-		return fmt.Errorf("scan time: unsupported type %T", v)
-	}
-}
-
-func (d *dbTime) parse(s string) error {
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return fmt.Errorf("scan time: %w", err)
-	}
-	d.t = t.UTC()
-	return nil
+// write runs fn as one write on room, with the room row locked and the next
+// sequence number taken, and commits it. An error from fn undoes the write,
+// including the sequence number. id is the element fn reads ("" for
+// none): PostgreSQL reads it together with the sequence number.
+func (s *Store) write(ctx context.Context, room, id string, fn sqlstore.Func) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	return sqlstore.ClassifyBounded(ctx, s.committer(room).do(ctx, room, id, fn))
 }

@@ -145,12 +145,12 @@ func TestOpen(t *testing.T) {
 		_, err := Open(ctx, "postgres://postgres@127.0.0.1:1/x?sslmode=disable&connect_timeout=2", Options{})
 		wantErr(t, "Open", err, ErrUnavailable)
 	})
-	forEachBackend(t, func(t *testing.T, s *Store) {
+	forEachURL(t, func(t *testing.T, url string) {
 		want := "sqlite"
-		if s.write == s.read {
+		if isPostgres(url) {
 			want = "postgres"
 		}
-		if got := s.Dialect(); got != want {
+		if got := openStore(t, url).Dialect(); got != want {
 			t.Errorf("Dialect: got %q, want %q", got, want)
 		}
 	})

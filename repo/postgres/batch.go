@@ -1,0 +1,397 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/roomfeed/roomfeed"
+	"github.com/roomfeed/roomfeed/repo/internal/sqlstore"
+)
+
+// The statements of a batch. Rooms and ids are "C" collated, so Go's
+// string order is the database's.
+//
+// pgx prepares them, and PostgreSQL soon runs a prepared statement with a
+// generic plan, made without the arrays' sizes and perhaps while the tables
+// were still empty. So no statement joins a table to an array: that plan can
+// be a hash join over the whole table. The reads join each key to a
+// subquery that OFFSET 0 keeps apart, which can only be a primary key
+// lookup; the writes are inserts whose conflicts the primary key finds, or
+// one statement per row.
+const (
+	// Locks the batch's rooms in the order given (sorted), creating the
+	// missing ones at seq 0, and returns each room's seq, time and element
+	// count. It writes nothing else: the seqs are set in the second round
+	// trip (the counts by triggers).
+	qLockRooms = `INSERT INTO rooms (room, seq, updated_at)
+		SELECT r, 0, $2::timestamptz FROM unnest($1::text[]) AS r
+		ON CONFLICT (room) DO UPDATE SET seq = rooms.seq
+		RETURNING room, seq, updated_at, elements`
+	// The element and the tombstone of each key; NULLs where there is none.
+	qReadElements = `SELECT k.room, k.id, e.kind, e.version, e.data, e.updated_at, t.version
+		FROM unnest($1::text[], $2::text[]) AS k (room, id)
+		LEFT JOIN LATERAL (SELECT * FROM elements
+			WHERE elements.room = k.room AND elements.id = k.id OFFSET 0) AS e ON true
+		LEFT JOIN LATERAL (SELECT * FROM tombstones
+			WHERE tombstones.room = k.room AND tombstones.id = k.id OFFSET 0) AS t ON true`
+	qSaveElements = `INSERT INTO elements (room, id, kind, version, data, updated_at)
+		SELECT room, id, kind, version, data::json, updated_at
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::timestamptz[])
+			AS v (room, id, kind, version, data, updated_at)
+		ON CONFLICT (room, id) DO UPDATE SET kind = excluded.kind, version = excluded.version,
+			data = excluded.data, updated_at = excluded.updated_at`
+	qSaveTombs = `INSERT INTO tombstones (room, id, version)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
+		ON CONFLICT (room, id) DO UPDATE SET version = excluded.version`
+	qInsertEvents = `INSERT INTO events (room, seq, type, payload, at)
+		SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[])`
+	// Sets the seqs and times of rooms the batch locked (so they exist).
+	qUpdateRooms = `INSERT INTO rooms (room, seq, updated_at)
+		SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[])
+		ON CONFLICT (room) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at`
+	// Removes a room the batch created for writes that all failed.
+	qDropRoom = `DELETE FROM rooms WHERE room = $1 AND seq = 0`
+)
+
+// RunBatch runs the writes of batch in one transaction of two round trips
+// (see batch) and sets errs[i] to the outcome of batch[i] (see
+// sqlstore.Write). A write whose context ends before its turn (while
+// queued, or while the batch locks its rooms) is skipped.
+//
+// A batch of one write runs it alone (writeAlone), whose statements are
+// cheaper. If PostgreSQL rejects a batch (an error of one write's
+// statements, a failed COMMIT, a deadlock), nothing of it committed: every
+// write then runs again alone, as its own transaction, so one bad write
+// cannot fail the others. Any other error (the connection is lost, the
+// batch timed out) is returned and fails every write of the batch, since
+// the COMMIT may have been applied.
+func (db *DB) RunBatch(batch []sqlstore.Write, errs []error) error {
+	live := 0
+	for i := range batch {
+		if !sqlstore.SkipDone(batch, i) {
+			live++
+		}
+	}
+	if live == 0 {
+		return nil
+	}
+	if live > 1 {
+		ctx, cancel := context.WithTimeoutCause(context.Background(), db.batchTimeout, sqlstore.ErrNoAnswer)
+		defer cancel()
+		err := db.withConn(ctx, func(c *pgx.Conn) error { return runBatch(ctx, c, &db.q, batch, errs) })
+		var pgErr *pgconn.PgError
+		if err == nil || !errors.As(err, &pgErr) || context.Cause(ctx) == sqlstore.ErrNoAnswer {
+			// Also a batch that ran out of time (PostgreSQL may have
+			// answered the cancel with an error of its own): running its
+			// writes alone would wait as long again for each.
+			return sqlstore.ClassifyBounded(ctx, err)
+		}
+		db.log.LogAttrs(ctx, slog.LevelDebug, "batch failed, running its writes alone",
+			slog.Int("writes", live), slog.String("error", err.Error()))
+	}
+	for i, w := range batch {
+		if w == nil {
+			continue
+		}
+		var p *sqlstore.Panic
+		if errors.As(errs[i], &p) {
+			continue // it panics alone too
+		}
+		ctx, cancel := context.WithTimeoutCause(context.WithoutCancel(w.Context()), db.batchTimeout, sqlstore.ErrNoAnswer)
+		errs[i] = sqlstore.ClassifyBounded(ctx, db.writeAlone(ctx, w))
+		cancel()
+	}
+	return nil
+}
+
+// key names an element of a batch.
+type key struct{ room, id string }
+
+// room is a room locked by a batch.
+type room struct {
+	seq      int64     // the last seq taken
+	at       time.Time // the time of the batch's writes in the room
+	elements int64     // the element count after the writes so far
+	fresh    bool      // created by the batch (seq 0)
+	wrote    bool
+}
+
+// batch is one transaction of several writes:
+//
+//  1. BEGIN; lock the batch's rooms in sorted order (creating missing ones)
+//     and read their seqs and times; read the elements and tombstones the
+//     writes name (lock).
+//  2. Go runs every write's Func in queue order against those reads, each
+//     seeing the changes of the writes before it; a write that fails leaves
+//     no change and takes no seq (run). The changes of the others
+//     (elements, tombstones, events, room seqs) are sent as a few
+//     multi-row statements with COMMIT (changes).
+//
+// Rooms are locked in the same order by every batch of every node, and a
+// single write locks one room, so batches do not deadlock each other.
+type batch struct {
+	rooms   map[string]*room
+	names   []string // of rooms, sorted
+	entries map[key]*entry
+	keys    []key // of entries, in the order the writes name them
+	events  []roomfeed.Event
+}
+
+// runBatch runs the writes of batch (nil entries skipped) on c; see batch.
+func runBatch(ctx context.Context, c *pgx.Conn, q *statements, writes []sqlstore.Write, errs []error) (err error) {
+	defer func() {
+		if err != nil {
+			rollback(ctx, c)
+		}
+	}()
+	b := newBatch(writes)
+	if err := b.lock(ctx, c); err != nil {
+		return err
+	}
+	if !b.run(writes, errs) {
+		// Nothing succeeded: leave no trace, not even a new room.
+		_, err := c.Exec(ctx, `ROLLBACK`)
+		return err
+	}
+	return commit(ctx, c, b.changes(q))
+}
+
+func newBatch(writes []sqlstore.Write) *batch {
+	b := &batch{
+		rooms:   make(map[string]*room, 8),
+		names:   make([]string, 0, 8),
+		entries: make(map[key]*entry, len(writes)),
+		keys:    make([]key, 0, len(writes)),
+	}
+	for _, w := range writes {
+		if w == nil {
+			continue
+		}
+		if b.rooms[w.Room()] == nil {
+			b.rooms[w.Room()] = &room{}
+			b.names = append(b.names, w.Room())
+		}
+		if k := (key{w.Room(), w.ID()}); k.id != "" && b.entries[k] == nil {
+			b.entries[k] = &entry{id: k.id}
+			b.keys = append(b.keys, k)
+		}
+	}
+	slices.Sort(b.names)
+	return b
+}
+
+// lock sends the first round trip and reads its answers.
+func (b *batch) lock(ctx context.Context, c *pgx.Conn) error {
+	t := sqlstore.Now()
+	q := &pgx.Batch{}
+	q.Queue(`BEGIN`)
+	q.Queue(qLockRooms, b.names, t)
+	if len(b.keys) > 0 {
+		rooms, ids := make([]string, len(b.keys)), make([]string, len(b.keys))
+		for i, k := range b.keys {
+			rooms[i], ids[i] = k.room, k.id
+		}
+		q.Queue(qReadElements, rooms, ids)
+	}
+	br := c.SendBatch(ctx, q)
+	err := b.readLocks(br, t)
+	if err == nil && len(b.keys) > 0 {
+		err = b.readEntries(br)
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// readLocks reads the answers of BEGIN and of the room locks. A room's time
+// is the batch's time t, or the room's previous write time if that is
+// later, so times follow seq order.
+func (b *batch) readLocks(br pgx.BatchResults, t time.Time) error {
+	if _, err := br.Exec(); err != nil {
+		return err
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var (
+			name     string
+			seq, els int64
+			at       time.Time
+		)
+		if err := rows.Scan(&name, &seq, &at, &els); err != nil {
+			return err
+		}
+		rm := b.rooms[name]
+		if rm == nil {
+			return fmt.Errorf("lock rooms: unexpected room %q", name)
+		}
+		at = at.UTC()
+		rm.seq, rm.elements, rm.fresh, rm.at = seq, els, seq == 0, t
+		if at.After(t) {
+			rm.at = at
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if n != len(b.rooms) {
+		return fmt.Errorf("lock rooms: got %d rooms, want %d", n, len(b.rooms))
+	}
+	return nil
+}
+
+// readEntries reads the elements and tombstones the writes name.
+func (b *batch) readEntries(br pgx.BatchResults) error {
+	rows, err := br.Query()
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			room, id string
+			kind     *string
+			version  *int64
+			data     []byte
+			at       *time.Time
+			tomb     *int64
+		)
+		if err := rows.Scan(&room, &id, &kind, &version, &data, &at, &tomb); err != nil {
+			return err
+		}
+		e := b.entries[key{room, id}]
+		if e == nil {
+			return fmt.Errorf("read elements: unexpected element %q of room %q", id, room)
+		}
+		if version != nil && kind != nil && at != nil {
+			e.el = roomfeed.Element{ID: id, Kind: *kind, Version: *version, Data: data, UpdatedAt: at.UTC()}
+			e.exists = true
+		}
+		if tomb != nil {
+			e.tomb = *tomb
+		}
+	}
+	return rows.Err()
+}
+
+// run runs the writes in Go, in queue order, and reports whether one
+// succeeded. A write runs on a copy of its entry, kept only if it
+// succeeds; the element count follows its element's existence, as the
+// triggers will.
+func (b *batch) run(writes []sqlstore.Write, errs []error) (wrote bool) {
+	for i, w := range writes {
+		if w == nil || sqlstore.SkipDone(writes, i) {
+			continue
+		}
+		rm := b.rooms[w.Room()]
+		cur := b.entries[key{w.Room(), w.ID()}]
+		e := &entry{id: w.ID()}
+		if cur != nil {
+			*e = *cur
+		}
+		t := &batchTx{state: state{seq: rm.seq + 1, at: rm.at, count: rm.elements, e: e}}
+		if errs[i] = w.Run(context.WithoutCancel(w.Context()), t); errs[i] != nil {
+			continue
+		}
+		rm.seq, rm.wrote, wrote = t.seq, true, true
+		if cur != nil {
+			switch {
+			case e.exists && !cur.exists:
+				rm.elements++
+			case !e.exists && cur.exists:
+				rm.elements--
+			}
+			*cur = *e
+		}
+		b.events = append(b.events, t.events...)
+	}
+	return wrote
+}
+
+// changes queues the second round trip but for its COMMIT: the final
+// state of the elements and tombstones the writes changed, their events,
+// the rooms' seqs and times, and the removal of the rooms the batch
+// created for nothing.
+func (b *batch) changes(q *statements) *pgx.Batch {
+	qb := &pgx.Batch{}
+	b.queueEntries(qb, q.deleteElement)
+	if len(b.events) > 0 {
+		var (
+			rooms    = make([]string, len(b.events))
+			seqs     = make([]int64, len(b.events))
+			types    = make([]string, len(b.events))
+			payloads = make([]string, len(b.events))
+			ats      = make([]time.Time, len(b.events))
+		)
+		for i, ev := range b.events {
+			rooms[i], seqs[i], types[i], payloads[i], ats[i] = ev.Room, ev.Seq, ev.Type, string(ev.Data), ev.At
+		}
+		qb.Queue(qInsertEvents, rooms, seqs, types, payloads, ats)
+	}
+	var (
+		upd     []string
+		updSeqs []int64
+		updAts  []time.Time
+	)
+	for _, name := range b.names {
+		rm := b.rooms[name]
+		switch {
+		case rm.wrote:
+			upd, updSeqs, updAts = append(upd, name), append(updSeqs, rm.seq), append(updAts, rm.at)
+		case rm.fresh:
+			qb.Queue(qDropRoom, name)
+		}
+	}
+	if len(upd) > 0 {
+		qb.Queue(qUpdateRooms, upd, updSeqs, updAts)
+	}
+	return qb
+}
+
+// queueEntries queues the final state of the elements and tombstones the
+// writes changed: one upsert of elements and one of tombstones for the
+// whole batch, and a delete per deleted element. An element written twice
+// is written once, as it ended.
+func (b *batch) queueEntries(qb *pgx.Batch, deleteElement string) {
+	var (
+		saveRooms, saveIDs, kinds, datas []string
+		versions                         []int64
+		ats                              []time.Time
+		tombRooms, tombIDs               []string
+		tombs                            []int64
+	)
+	for _, k := range b.keys {
+		e := b.entries[k]
+		if e.elDirty {
+			if e.exists {
+				saveRooms, saveIDs = append(saveRooms, k.room), append(saveIDs, k.id)
+				kinds, datas = append(kinds, e.el.Kind), append(datas, string(e.el.Data))
+				versions, ats = append(versions, e.el.Version), append(ats, e.el.UpdatedAt)
+			} else {
+				qb.Queue(deleteElement, k.room, k.id)
+			}
+		}
+		if e.tombDirty {
+			tombRooms, tombIDs, tombs = append(tombRooms, k.room), append(tombIDs, k.id), append(tombs, e.tomb)
+		}
+	}
+	if len(saveRooms) > 0 {
+		qb.Queue(qSaveElements, saveRooms, saveIDs, kinds, versions, datas, ats)
+	}
+	if len(tombRooms) > 0 {
+		qb.Queue(qSaveTombs, tombRooms, tombIDs, tombs)
+	}
+}

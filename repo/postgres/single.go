@@ -1,0 +1,113 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/roomfeed/roomfeed/repo/internal/sqlstore"
+)
+
+// qNextSeq takes the next sequence number and sets the write's time, never
+// below the room's previous write, in one upsert that locks the room row
+// until commit, so commit order is seq order.
+const qNextSeq = `INSERT INTO rooms (room, seq, updated_at) VALUES (?, 1, ?)
+		ON CONFLICT (room) DO UPDATE SET seq = rooms.seq + 1,
+			updated_at = GREATEST(rooms.updated_at, excluded.updated_at)
+		RETURNING seq, updated_at, elements`
+
+// writeAlone runs w in its own transaction (see runAlone); serialization
+// failures and deadlocks are retried a few times.
+func (db *DB) writeAlone(ctx context.Context, w sqlstore.Write) error {
+	for attempt := 1; ; attempt++ {
+		err := db.withConn(ctx, func(c *pgx.Conn) error { return db.runAlone(ctx, c, w) })
+		if err == nil || !retryable(err) || attempt == writeAttempts {
+			return sqlstore.Classify(err)
+		}
+		db.log.LogAttrs(ctx, slog.LevelDebug, "retrying write transaction",
+			slog.String("room", w.Room()), slog.Int("attempt", attempt), slog.String("error", err.Error()))
+		t := time.NewTimer(time.Duration(attempt) * 5 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// runAlone runs w alone in two round trips while the room row is locked:
+//
+//  1. BEGIN; take the next seq (locking the room row) and set updated_at;
+//     read the element w names and its tombstone.
+//  2. w's statements (element upsert or delete, tombstone, event insert),
+//     queued by its Func in between, are sent with COMMIT.
+//
+// The Func computes everything in Go between the two, so the event payload
+// is built exactly as on SQLite. Any failure rolls back, sequence number
+// included.
+func (db *DB) runAlone(ctx context.Context, c *pgx.Conn, w sqlstore.Write) (err error) {
+	defer func() {
+		if err != nil {
+			rollback(ctx, c)
+		}
+	}()
+	t := &singleTx{state: state{e: &entry{id: w.ID()}}, room: w.Room(), q: &db.q, queued: &pgx.Batch{}}
+	if err := t.begin(ctx, c, sqlstore.Now()); err != nil {
+		return err
+	}
+	if err := w.Run(ctx, t); err != nil {
+		return err
+	}
+	return commit(ctx, c, t.queued)
+}
+
+// begin sends the first round trip of a write alone and reads its answers:
+// BEGIN, the sequence number and the write's time (now, or the room's
+// previous write time if that is later), and the element the write names
+// with its tombstone.
+func (t *singleTx) begin(ctx context.Context, c *pgx.Conn, now time.Time) error {
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
+	b.Queue(t.q.nextSeq, t.room, now)
+	if t.e.id != "" {
+		b.Queue(t.q.element, t.room, t.e.id)
+		b.Queue(t.q.tomb, t.room, t.e.id)
+	}
+	br := c.SendBatch(ctx, b)
+	if err := t.read(br); err != nil {
+		br.Close()
+		return err
+	}
+	return br.Close()
+}
+
+func (t *singleTx) read(br pgx.BatchResults) error {
+	if _, err := br.Exec(); err != nil {
+		return err
+	}
+	var at time.Time
+	if err := br.QueryRow().Scan(&t.seq, &at, &t.count); err != nil {
+		return err
+	}
+	t.at = at.UTC()
+	if t.e.id == "" {
+		return nil
+	}
+	el, err := sqlstore.ScanElement(br.QueryRow())
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return err
+	default:
+		t.e.el, t.e.exists = el, true
+	}
+	err = br.QueryRow().Scan(&t.e.tomb)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,217 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"modernc.org/sqlite"
+
+	"github.com/roomfeed/roomfeed"
+	"github.com/roomfeed/roomfeed/repo/internal/sqlstore"
+)
+
+// The statements of a write besides sqlstore's.
+const (
+	// The sequence number and the write's time, set in one upsert that
+	// locks the room (the batch holds the only write connection).
+	// updated_at never goes below the room's previous write, so times
+	// follow seq order even if the clock steps back.
+	qNextSeq = `INSERT INTO rooms (room, seq, updated_at) VALUES (?, 1, ?)
+		ON CONFLICT (room) DO UPDATE SET seq = rooms.seq + 1,
+			updated_at = max(rooms.updated_at, excluded.updated_at)
+		RETURNING seq, updated_at, elements`
+
+	// The savepoint of each write in a batch.
+	qSavepoint  = `SAVEPOINT w`
+	qRelease    = `RELEASE w`
+	qRollbackTo = `ROLLBACK TO w`
+)
+
+// prepare prepares the write statements on the write connection; a
+// statement that fails to prepare is run unprepared.
+func (db *DB) prepare(ctx context.Context) {
+	qs := []string{qNextSeq, sqlstore.SelectElement, sqlstore.SelectTomb, sqlstore.SaveElement,
+		sqlstore.DeleteElement, sqlstore.SaveTomb, sqlstore.InsertEvent, qSavepoint, qRelease, qRollbackTo}
+	db.stmts = make(map[string]*sql.Stmt, len(qs))
+	for _, q := range qs {
+		if st, err := db.write.PrepareContext(ctx, q); err == nil {
+			db.stmts[q] = st
+		}
+	}
+}
+
+// RunBatch runs the writes of batch in one transaction, each in its own
+// savepoint, so a write that fails is undone alone (its sequence number
+// included) while the others commit; one COMMIT, so one fsync, covers the
+// batch (see sqlstore.Write). If the COMMIT or the transaction around the
+// savepoints fails, that error fails every write that ran.
+func (db *DB) RunBatch(batch []sqlstore.Write, errs []error) error {
+	ctx := context.Background()
+	sqlTx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	stmts := make(map[string]*sql.Stmt, len(db.stmts))
+	for i, w := range batch {
+		if sqlstore.SkipDone(batch, i) {
+			continue
+		}
+		t := &tx{db: db, sqlTx: sqlTx, stmts: stmts, room: w.Room()}
+		var fatal error
+		if errs[i], fatal = t.runSavepoint(ctx, w); fatal != nil {
+			sqlTx.Rollback()
+			return fatal
+		}
+	}
+	if err := sqlTx.Commit(); err != nil {
+		// A COMMIT that failed (SQLITE_BUSY, an I/O error) can leave the
+		// transaction open on the connection; end it so the next batch can
+		// begin. Without a transaction this fails harmlessly.
+		db.write.ExecContext(ctx, `ROLLBACK`)
+		return err
+	}
+	return nil
+}
+
+// tx is one write of a batch, inside its savepoint: its statements run at
+// once. count is the room's element count read with the sequence number
+// (triggers keep rooms.elements).
+type tx struct {
+	db    *DB
+	sqlTx *sql.Tx
+	stmts map[string]*sql.Stmt // db.stmts bound to sqlTx, shared by the batch
+	room  string
+	seq   int64
+	at    time.Time
+	count int64
+}
+
+// runSavepoint runs w inside SAVEPOINT w: it takes the room's next
+// sequence number, then runs w's Func. An error from either undoes the
+// write alone (ROLLBACK TO w). fatal is set when the transaction itself is
+// lost; then the batch must not commit.
+func (t *tx) runSavepoint(txCtx context.Context, w sqlstore.Write) (err, fatal error) {
+	ctx := context.WithoutCancel(w.Context())
+	if err := t.exec(txCtx, qSavepoint); err != nil {
+		return err, err
+	}
+	err = t.nextSeq(ctx)
+	if err == nil {
+		err = w.Run(ctx, t)
+	}
+	if err == nil {
+		if err := t.exec(txCtx, qRelease); err != nil {
+			return err, err
+		}
+		return nil, nil
+	}
+	if rerr := t.exec(txCtx, qRollbackTo); rerr != nil {
+		// SQLite rolls the whole transaction back after some errors (disk
+		// full, I/O error), and the savepoint with it: report the cause.
+		var sqliteErr *sqlite.Error
+		if errors.As(err, &sqliteErr) {
+			return err, err
+		}
+		return rerr, rerr
+	}
+	if rerr := t.exec(txCtx, qRelease); rerr != nil {
+		return rerr, rerr
+	}
+	return err, nil
+}
+
+// nextSeq takes the room's next sequence number, the write's time and the
+// room's element count.
+func (t *tx) nextSeq(ctx context.Context) error {
+	now := sqlstore.Now()
+	arg := now.Format(timeFormat)
+	var at string
+	if err := t.queryRow(ctx, qNextSeq, t.room, arg).Scan(&t.seq, &at, &t.count); err != nil {
+		return err
+	}
+	t.at = now
+	if at != arg {
+		var err error
+		if t.at, err = sqlstore.ParseTime(at); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *tx) Seq() int64      { return t.seq }
+func (t *tx) Time() time.Time { return t.at }
+func (t *tx) Elements() int64 { return t.count }
+
+func (t *tx) Element(ctx context.Context, id string) (roomfeed.Element, bool, error) {
+	el, err := sqlstore.ScanElement(t.queryRow(ctx, sqlstore.SelectElement, t.room, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return roomfeed.Element{}, false, nil
+	}
+	if err != nil {
+		return roomfeed.Element{}, false, err
+	}
+	return el, true, nil
+}
+
+func (t *tx) Tombstone(ctx context.Context, id string) (int64, error) {
+	var v int64
+	err := t.queryRow(ctx, sqlstore.SelectTomb, t.room, id).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return v, err
+}
+
+func (t *tx) SaveElement(ctx context.Context, el roomfeed.Element) error {
+	return t.exec(ctx, sqlstore.SaveElement,
+		t.room, el.ID, el.Kind, el.Version, string(el.Data), timeArg(el.UpdatedAt))
+}
+
+func (t *tx) DeleteElement(ctx context.Context, id string) error {
+	return t.exec(ctx, sqlstore.DeleteElement, t.room, id)
+}
+
+func (t *tx) SaveTombstone(ctx context.Context, id string, version int64) error {
+	return t.exec(ctx, sqlstore.SaveTomb, t.room, id, version)
+}
+
+func (t *tx) InsertEvent(ctx context.Context, ev roomfeed.Event) error {
+	return t.exec(ctx, sqlstore.InsertEvent, ev.Room, ev.Seq, ev.Type, string(ev.Data), timeArg(ev.At))
+}
+
+// exec runs a write statement in the transaction, prepared when it can be.
+func (t *tx) exec(ctx context.Context, q string, args ...any) error {
+	if st := t.stmt(ctx, q); st != nil {
+		_, err := st.ExecContext(ctx, args...)
+		return err
+	}
+	_, err := t.sqlTx.ExecContext(ctx, q, args...)
+	return err
+}
+
+// queryRow runs a query of the write in the transaction, prepared when it
+// can be.
+func (t *tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	if st := t.stmt(ctx, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return t.sqlTx.QueryRowContext(ctx, q, args...)
+}
+
+// stmt returns the prepared statement q bound to the transaction, nil if
+// q could not be prepared.
+func (t *tx) stmt(ctx context.Context, q string) *sql.Stmt {
+	if st := t.stmts[q]; st != nil {
+		return st
+	}
+	st := t.db.stmts[q]
+	if st == nil {
+		return nil
+	}
+	st = t.sqlTx.StmtContext(ctx, st)
+	t.stmts[q] = st
+	return st
+}
