@@ -1,156 +1,21 @@
 package repo
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
+
+	"github.com/roomfeed/roomfeed/internal/jsonmerge"
 )
 
-// mergePatch applies the RFC 7386 JSON merge patch to target and returns the
-// compacted result. Object members keep their order: existing keys stay
-// where they were, new keys are appended in the patch's order. The result
-// must be a JSON object.
+// mergePatch applies the RFC 7386 JSON merge patch to target (see
+// jsonmerge.Patch); the result must be a JSON object.
 func mergePatch(target, patch json.RawMessage) (json.RawMessage, error) {
-	merged, err := merge(target, patch)
+	merged, err := jsonmerge.Patch(target, patch)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	if !isObject(merged) {
 		return nil, fmt.Errorf("%w: merge patch result is not an object", ErrInvalid)
 	}
-	var b bytes.Buffer
-	if err := json.Compact(&b, merged); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	return b.Bytes(), nil
-}
-
-var jsonNull = []byte("null")
-
-func merge(target, patch json.RawMessage) (json.RawMessage, error) {
-	p, ok, err := parseObject(patch)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return patch, nil // a non-object patch replaces the target
-	}
-	t, ok, err := parseObject(target)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		t = &object{}
-	}
-	for i, k := range p.keys {
-		v := p.vals[i]
-		if bytes.Equal(bytes.TrimSpace(v), jsonNull) {
-			t.remove(k)
-			continue
-		}
-		cur, _ := t.get(k)
-		nv, err := merge(cur, v)
-		if err != nil {
-			return nil, err
-		}
-		t.set(k, nv)
-	}
-	return t.encode()
-}
-
-// object is a JSON object that keeps its member order.
-type object struct {
-	keys []string
-	vals []json.RawMessage
-}
-
-func (o *object) index(k string) int {
-	for i, key := range o.keys {
-		if key == k {
-			return i
-		}
-	}
-	return -1
-}
-
-func (o *object) get(k string) (json.RawMessage, bool) {
-	if i := o.index(k); i >= 0 {
-		return o.vals[i], true
-	}
-	return nil, false
-}
-
-func (o *object) set(k string, v json.RawMessage) {
-	if i := o.index(k); i >= 0 {
-		o.vals[i] = v
-		return
-	}
-	o.keys = append(o.keys, k)
-	o.vals = append(o.vals, v)
-}
-
-func (o *object) remove(k string) {
-	if i := o.index(k); i >= 0 {
-		o.keys = append(o.keys[:i], o.keys[i+1:]...)
-		o.vals = append(o.vals[:i], o.vals[i+1:]...)
-	}
-}
-
-func (o *object) encode() (json.RawMessage, error) {
-	var b bytes.Buffer
-	b.WriteByte('{')
-	for i, k := range o.keys {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		key, err := encodeJSON(k)
-		if err != nil {
-			return nil, err
-		}
-		b.Write(key)
-		b.WriteByte(':')
-		b.Write(o.vals[i])
-	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
-}
-
-// parseObject parses raw as an object; ok is false when raw is valid JSON
-// but not an object (or empty).
-func parseObject(raw json.RawMessage) (o *object, ok bool, err error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 {
-		return nil, false, nil
-	}
-	if !json.Valid(raw) {
-		return nil, false, errors.New("malformed JSON")
-	}
-	if raw[0] != '{' {
-		return nil, false, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if _, err := dec.Token(); err != nil { // {
-		return nil, false, err
-	}
-	o = &object{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, false, err
-		}
-		k, isString := tok.(string)
-		if !isString {
-			return nil, false, fmt.Errorf("object key is %T", tok)
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, false, err
-		}
-		o.set(k, v)
-	}
-	if _, err := dec.Token(); err != nil { // }
-		return nil, false, err
-	}
-	return o, true, nil
+	return merged, nil
 }

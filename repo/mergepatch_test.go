@@ -2,73 +2,44 @@ package repo
 
 import (
 	"encoding/json"
+	"os"
 	"testing"
 
 	"github.com/roomfeed/roomfeed"
 )
 
-// mergePatchTests are the examples of RFC 7386 appendix A, plus member order
-// cases. want is exact: existing members keep their place, new ones follow
-// in patch order.
-var mergePatchTests = []struct {
-	target, patch, want string
-}{
-	{`{"a":"b"}`, `{"a":"c"}`, `{"a":"c"}`},
-	{`{"a":"b"}`, `{"b":"c"}`, `{"a":"b","b":"c"}`},
-	{`{"a":"b"}`, `{"a":null}`, `{}`},
-	{`{"a":"b","b":"c"}`, `{"a":null}`, `{"b":"c"}`},
-	{`{"a":["b"]}`, `{"a":"c"}`, `{"a":"c"}`},
-	{`{"a":"c"}`, `{"a":["b"]}`, `{"a":["b"]}`},
-	{`{"a":{"b":"c"}}`, `{"a":{"b":"d","c":null}}`, `{"a":{"b":"d"}}`},
-	{`{"a":[{"b":"c"}]}`, `{"a":[1]}`, `{"a":[1]}`},
-	{`["a","b"]`, `["c","d"]`, `["c","d"]`},
-	{`{"a":"b"}`, `["c"]`, `["c"]`},
-	{`{"a":"foo"}`, `null`, `null`},
-	{`{"a":"foo"}`, `"bar"`, `"bar"`},
-	{`{"e":null}`, `{"a":1}`, `{"e":null,"a":1}`},
-	{`[1,2]`, `{"a":"b","c":null}`, `{"a":"b"}`},
-	{`{}`, `{"a":{"bb":{"ccc":null}}}`, `{"a":{"bb":{}}}`},
-	// order and number preservation
-	{`{"b":1,"a":{"y":1,"x":2}}`, `{"c":3,"a":{"x":null,"z":1.50},"b":1e3}`, `{"b":1e3,"a":{"y":1,"z":1.50},"c":3}`},
-	{`{"s":"<&>"}`, `{"t":"\u00e9<"}`, `{"s":"<&>","t":"\u00e9<"}`},
-}
-
-func TestMerge(t *testing.T) {
-	t.Parallel()
-	for _, tt := range mergePatchTests {
-		got, err := merge(json.RawMessage(tt.target), json.RawMessage(tt.patch))
-		if err != nil {
-			t.Errorf("merge(%s, %s): %v", tt.target, tt.patch, err)
-			continue
-		}
-		if string(got) != tt.want {
-			t.Errorf("merge(%s, %s): got %s, want %s", tt.target, tt.patch, got, tt.want)
-		}
+// mergePatchCases are the merge patch cases internal/jsonmerge checks,
+// run here through the store.
+func mergePatchCases(tb testing.TB) []struct{ Target, Patch, Want string } {
+	tb.Helper()
+	data, err := os.ReadFile("../internal/jsonmerge/testdata/mergepatch.json")
+	if err != nil {
+		tb.Fatal(err)
 	}
-	for _, bad := range [][2]string{{`{"a":`, `{}`}, {`{}`, `{"a":}`}, {`{}`, `{} {}`}} {
-		if _, err := mergePatch(json.RawMessage(bad[0]), json.RawMessage(bad[1])); err == nil {
-			t.Errorf("mergePatch(%s, %s): got nil error, want one", bad[0], bad[1])
-		}
+	var cases []struct{ Target, Patch, Want string }
+	if err := json.Unmarshal(data, &cases); err != nil {
+		tb.Fatal(err)
 	}
+	return cases
 }
 
 // TestPatch runs the object cases of the table through the store.
 func TestPatch(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
-		for i, tt := range mergePatchTests {
-			if !isObject(json.RawMessage(tt.target)) || !isObject(json.RawMessage(tt.patch)) {
+		for i, tt := range mergePatchCases(t) {
+			if !isObject(json.RawMessage(tt.Target)) || !isObject(json.RawMessage(tt.Patch)) {
 				continue
 			}
 			id := "e" + string(rune('a'+i))
-			mustPut(t, s, "w1", id, "thing", tt.target)
-			el, ev, err := s.Patch(t.Context(), "w1", id, json.RawMessage(tt.patch), Precondition{IfMatch: ptr(int64(1))}, Meta{OpID: "p"})
+			mustPut(t, s, "w1", id, "thing", tt.Target)
+			el, ev, err := s.Patch(t.Context(), "w1", id, json.RawMessage(tt.Patch), Precondition{IfMatch: ptr(int64(1))}, Meta{OpID: "p"})
 			if err != nil {
-				t.Errorf("Patch(%s, %s): %v", tt.target, tt.patch, err)
+				t.Errorf("Patch(%s, %s): %v", tt.Target, tt.Patch, err)
 				continue
 			}
-			if string(el.Data) != tt.want || el.Version != 2 || el.Kind != "thing" {
-				t.Errorf("Patch(%s, %s): got %s version %d kind %s, want %s version 2 kind thing", tt.target, tt.patch, el.Data, el.Version, el.Kind, tt.want)
+			if string(el.Data) != tt.Want || el.Version != 2 || el.Kind != "thing" {
+				t.Errorf("Patch(%s, %s): got %s version %d kind %s, want %s version 2 kind thing", tt.Target, tt.Patch, el.Data, el.Version, el.Kind, tt.Want)
 			}
 			if got := mustGet(t, s, "w1", id); !equalElement(got, el) {
 				t.Errorf("Get after Patch: got %+v, want %+v", got, el)

@@ -56,16 +56,26 @@ func (o *object) encode() (json.RawMessage, error) {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		key, err := json.Marshal(k)
-		if err != nil {
+		if err := writeKey(&b, k); err != nil {
 			return nil, err
 		}
-		b.Write(key)
 		b.WriteByte(':')
 		b.Write(o.vals[i])
 	}
 	b.WriteByte('}')
 	return b.Bytes(), nil
+}
+
+// writeKey writes k as a JSON string without HTML escaping, so a key is
+// written as the client sent it.
+func writeKey(b *bytes.Buffer, k string) error {
+	enc := json.NewEncoder(b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(k); err != nil {
+		return err
+	}
+	b.Truncate(b.Len() - 1) // Encode's newline
+	return nil
 }
 
 // parseObject parses raw as an object; ok is false when raw is valid JSON
