@@ -174,7 +174,7 @@ func run() error {
 			runRes.Backend = "target"
 		}
 		sc := o.scenarios
-		if name == "postgres" && !o.full && !o.explicitScenarios() {
+		if name == "postgres" && !o.full && !o.scenGiven {
 			sc = map[int]bool{1: true, 4: true, 6: true}
 		}
 		step := func(n int, what string, limit time.Duration, fn func(context.Context) error) {
