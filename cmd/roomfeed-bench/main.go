@@ -71,61 +71,36 @@ type Target struct {
 	Pass     bool   `json:"pass"`
 }
 
+// main runs the tool, or its hidden bare-sse subcommand, and exits once.
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "bare-sse" {
-		if err := bareMain(os.Args[2:]); err != nil {
-			fmt.Fprintln(os.Stderr, "bare-sse:", err)
-			os.Exit(1)
-		}
-		return
+	name, cmd, args := "roomfeed-bench", run, os.Args[1:]
+	if len(args) > 0 && args[0] == "bare-sse" {
+		name, cmd, args = "bare-sse", bareMain, args[1:]
 	}
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "roomfeed-bench:", err)
+	if err := cmd(args); err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
-	o, err := parseFlags(os.Args[1:])
+// run measures what the flags select, prints the table and writes the JSON
+// and the SVG; with --replot it only redraws an earlier JSON file. Once
+// interrupted it starts no further scenario, writes what was measured and
+// returns the context's error.
+func run(args []string) error {
+	o, err := parseFlags(args)
 	if err != nil {
 		return err
 	}
 	if o.replot != "" {
-		data, err := os.ReadFile(o.replot)
-		if err != nil {
-			return err
-		}
-		rep := &Report{}
-		if err := json.Unmarshal(data, rep); err != nil {
-			return fmt.Errorf("%s: %w", o.replot, err)
-		}
-		printTable(os.Stdout, rep)
-		if o.svg != "" && hasFanOut(rep) {
-			return os.WriteFile(o.svg, []byte(plotSVG(rep)), 0o644)
-		}
-		return nil
+		return replot(o)
 	}
-	nofile, err := raiseNoFile()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench: raising RLIMIT_NOFILE:", err)
-	}
-	if need := uint64(o.manySubs + 200); (o.scenarios[3] || o.scenarios[5]) && nofile < need {
-		fmt.Fprintf(os.Stderr, "bench: RLIMIT_NOFILE is %d, below the %d the many-rooms scenario needs; raise the hard limit (ulimit -Hn / prlimit / LimitNOFILE=) or lower --many-subs\n", nofile, need)
-	}
+	nofile := raiseNoFileFor(o)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	rep := &Report{Tool: "roomfeed-bench", Started: time.Now().UTC(), Mode: "quick", Machine: machine(), NoFile: nofile, Target: o.target, Label: o.label}
-	if o.full {
-		rep.Mode = "full"
-	}
-	rep.Load.Before = waitForLoad(ctx, o.maxLoad, o.waitLoad)
-	if rep.Load.Before > o.maxLoad {
-		rep.Load.Warning = fmt.Sprintf("load average %.2f above %.2f at start: figures may be pessimistic; rerun when the machine is quieter", rep.Load.Before, o.maxLoad)
-		fmt.Fprintln(os.Stderr, "bench: WARNING:", rep.Load.Warning)
-	}
-	rep.Load.Max = rep.Load.Before
-
+	rep := newReport(o, nofile)
+	rep.Load = startLoad(ctx, o.maxLoad, o.waitLoad)
 	dir := o.dir
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "roomfeed-bench-"); err != nil {
@@ -133,32 +108,131 @@ func run() error {
 		}
 		defer os.RemoveAll(dir)
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "no-web"), 0o755); err != nil {
+	b, err := prepare(ctx, o, dir, rep)
+	if err != nil {
 		return err
+	}
+	b.runBackends(ctx, rep)
+	finish(rep)
+
+	printTable(os.Stdout, rep)
+	if err := writeOutputs(o, rep); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// replot prints the table of the JSON file named by --replot and writes its
+// SVG to --svg, if set and the file has fan-out points.
+func replot(o *options) error {
+	data, err := os.ReadFile(o.replot)
+	if err != nil {
+		return err
+	}
+	rep := &Report{}
+	if err := json.Unmarshal(data, rep); err != nil {
+		return fmt.Errorf("%s: %w", o.replot, err)
+	}
+	printTable(os.Stdout, rep)
+	if o.svg != "" && hasFanOut(rep) {
+		return os.WriteFile(o.svg, []byte(plotSVG(rep)), 0o644)
+	}
+	return nil
+}
+
+// raiseNoFileFor raises RLIMIT_NOFILE as far as it goes (raiseNoFile) and
+// returns it, with a warning on stderr when that fails or when the limit is
+// below what the many-rooms scenario needs.
+func raiseNoFileFor(o *options) uint64 {
+	nofile, err := raiseNoFile()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: raising RLIMIT_NOFILE:", err)
+	}
+	if need := uint64(o.manySubs + 200); (o.scenarios[3] || o.scenarios[5]) && nofile < need {
+		fmt.Fprintf(os.Stderr, "bench: RLIMIT_NOFILE is %d, below the %d the many-rooms scenario needs; raise the hard limit (ulimit -Hn / prlimit / LimitNOFILE=) or lower --many-subs\n", nofile, need)
+	}
+	return nofile
+}
+
+// newReport starts the report of a run that starts now.
+func newReport(o *options, nofile uint64) *Report {
+	rep := &Report{Tool: "roomfeed-bench", Started: time.Now().UTC(), Mode: "quick", Machine: machine(), NoFile: nofile, Target: o.target, Label: o.label}
+	if o.full {
+		rep.Mode = "full"
+	}
+	return rep
+}
+
+// startLoad waits up to wait for the load average to fall to limit
+// (waitForLoad) and returns the load at the start, with a warning, also
+// printed on stderr, when it is still above the limit.
+func startLoad(ctx context.Context, limit float64, wait time.Duration) LoadInfo {
+	l := LoadInfo{Before: waitForLoad(ctx, limit, wait)}
+	if l.Before > limit {
+		l.Warning = fmt.Sprintf("load average %.2f above %.2f at start: figures may be pessimistic; rerun when the machine is quieter", l.Before, limit)
+		fmt.Fprintln(os.Stderr, "bench: WARNING:", l.Warning)
+	}
+	l.Max = l.Before
+	return l
+}
+
+// prepare readies the working directory dir and the binaries the scenarios
+// start. Without --target the server is --server-bin, or ./cmd/roomfeed
+// built into dir; rep records which, and the git revision built when no
+// --label names it.
+func prepare(ctx context.Context, o *options, dir string, rep *Report) (*bench, error) {
+	if err := os.MkdirAll(filepath.Join(dir, "no-web"), 0o755); err != nil {
+		return nil, err
 	}
 	b := &bench{cfg: o, dir: dir}
+	var err error
 	if b.selfBin, err = os.Executable(); err != nil {
-		return err
+		return nil, err
 	}
-	if o.target == "" {
-		b.serverBin = o.serverBin
-		if b.serverBin == "" {
-			b.serverBin = filepath.Join(dir, "roomfeed")
-			logf("building ./cmd/roomfeed into %s", b.serverBin)
-			cmd := exec.CommandContext(ctx, "go", "build", "-o", b.serverBin, "./cmd/roomfeed")
-			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-			if err := cmd.Run(); err != nil {
-				return fmt.Errorf("build roomfeed (run from the repository root or pass --server-bin): %w", err)
-			}
-			if rep.Label == "" {
-				if out, err := exec.Command("git", "describe", "--always", "--dirty").Output(); err == nil {
-					rep.Label = "./cmd/roomfeed at " + strings.TrimSpace(string(out))
-				}
-			}
+	if o.target != "" {
+		return b, nil
+	}
+	b.serverBin = o.serverBin
+	if b.serverBin == "" {
+		b.serverBin = filepath.Join(dir, "roomfeed")
+		if err := buildServer(ctx, b.serverBin); err != nil {
+			return nil, err
 		}
-		rep.ServerBin = b.serverBin
+		if rep.Label == "" {
+			rep.Label = gitLabel()
+		}
 	}
+	rep.ServerBin = b.serverBin
+	return b, nil
+}
 
+// buildServer builds ./cmd/roomfeed into bin; the go tool's output goes to
+// stderr.
+func buildServer(ctx context.Context, bin string) error {
+	logf("building ./cmd/roomfeed into %s", bin)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/roomfeed")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("build roomfeed (run from the repository root or pass --server-bin): %w", err)
+	}
+	return nil
+}
+
+// gitLabel names the server built from the working tree by its git
+// revision; it is empty outside a git checkout.
+func gitLabel() string {
+	out, err := exec.Command("git", "describe", "--always", "--dirty").Output()
+	if err != nil {
+		return ""
+	}
+	return "./cmd/roomfeed at " + strings.TrimSpace(string(out))
+}
+
+// runBackends runs the scenarios on each backend in turn, or once on the
+// --target, and appends the results to rep. An unreachable postgres backend
+// is skipped with a note. Nothing more starts once ctx is done.
+func (b *bench) runBackends(ctx context.Context, rep *Report) {
+	o := b.cfg
 	for _, name := range o.backends {
 		be := &backend{name: name, pgURL: o.pgURL, redisURL: o.redisURL}
 		if name == "postgres" && o.target == "" {
@@ -169,54 +243,75 @@ func run() error {
 				continue
 			}
 		}
-		runRes := BackendRun{Backend: name}
-		if o.target != "" {
-			runRes.Backend = "target"
-		}
-		sc := o.scenarios
-		if name == "postgres" && !o.full && !o.scenGiven {
-			sc = map[int]bool{1: true, 4: true, 6: true}
-		}
-		step := func(n int, what string, limit time.Duration, fn func(context.Context) error) {
-			if !sc[n] || ctx.Err() != nil {
-				return
-			}
-			sctx, cancel := context.WithTimeout(ctx, limit)
-			defer cancel()
-			logf("== %s: scenario %d, %s (load %.2f)", name, n, what, loadAvg())
-			if err := fn(sctx); err != nil {
-				msg := fmt.Sprintf("scenario %d (%s): %v", n, what, err)
-				runRes.Errors = append(runRes.Errors, msg)
-				logf("%s", msg)
-			}
-			l := loadAvg()
-			rep.Load.Samples = append(rep.Load.Samples, l)
-			rep.Load.Max = max(rep.Load.Max, l)
-		}
-		step(1, "fan-out latency", 4*time.Minute, func(c context.Context) error { return b.fanOut(c, be, &runRes) })
-		step(2, "saturation", 4*time.Minute, func(c context.Context) error { return b.saturation(c, be, &runRes) })
-		if sc[3] || sc[5] {
-			n := 3
-			if !sc[3] {
-				n = 5
-			}
-			step(n, "idle memory and many rooms", 4*time.Minute, func(c context.Context) error {
-				return b.manyRooms(c, be, &runRes, sc[5], sc[3])
-			})
-		}
-		step(4, "catch-up", 3*time.Minute, func(c context.Context) error { return b.catchUp(c, be, &runRes) })
-		step(6, "writes", 3*time.Minute, func(c context.Context) error { return b.writes(c, be, &runRes) })
-		rep.Runs = append(rep.Runs, runRes)
+		rep.Runs = append(rep.Runs, b.runBackend(ctx, be, &rep.Load))
 		if o.target != "" {
 			break
 		}
 	}
+}
+
+// runBackend runs the selected scenarios of one backend in order, each under
+// its own time limit, and returns what they measured. A failed scenario is
+// recorded in the result and the next one runs; after each, load gets a
+// sample of the load average.
+func (b *bench) runBackend(ctx context.Context, be *backend, load *LoadInfo) BackendRun {
+	res := BackendRun{Backend: be.name}
+	if b.cfg.target != "" {
+		res.Backend = "target"
+	}
+	sc := b.cfg.scenariosFor(be.name)
+	step := func(n int, what string, limit time.Duration, fn func(context.Context) error) {
+		if !sc[n] || ctx.Err() != nil {
+			return
+		}
+		sctx, cancel := context.WithTimeout(ctx, limit)
+		defer cancel()
+		logf("== %s: scenario %d, %s (load %.2f)", be.name, n, what, loadAvg())
+		if err := fn(sctx); err != nil {
+			msg := fmt.Sprintf("scenario %d (%s): %v", n, what, err)
+			res.Errors = append(res.Errors, msg)
+			logf("%s", msg)
+		}
+		l := loadAvg()
+		load.Samples = append(load.Samples, l)
+		load.Max = max(load.Max, l)
+	}
+	step(1, "fan-out latency", 4*time.Minute, func(c context.Context) error { return b.fanOut(c, be, &res) })
+	step(2, "saturation", 4*time.Minute, func(c context.Context) error { return b.saturation(c, be, &res) })
+	if sc[3] || sc[5] {
+		n := 3
+		if !sc[3] {
+			n = 5
+		}
+		step(n, "idle memory and many rooms", 4*time.Minute, func(c context.Context) error {
+			return b.manyRooms(c, be, &res, sc[5], sc[3])
+		})
+	}
+	step(4, "catch-up", 3*time.Minute, func(c context.Context) error { return b.catchUp(c, be, &res) })
+	step(6, "writes", 3*time.Minute, func(c context.Context) error { return b.writes(c, be, &res) })
+	return res
+}
+
+// scenariosFor returns the scenarios to run on a backend: a quick run does
+// only 1, 4 and 6 on postgres unless --scenarios names them.
+func (o *options) scenariosFor(backend string) map[int]bool {
+	if backend == "postgres" && !o.full && !o.scenGiven {
+		return map[int]bool{1: true, 4: true, 6: true}
+	}
+	return o.scenarios
+}
+
+// finish records the end of the run in rep and checks the targets.
+func finish(rep *Report) {
 	rep.Load.After = loadAvg()
 	rep.BenchCPU = round1(selfCPU())
 	rep.Seconds = round1(time.Since(rep.Started).Seconds())
 	rep.Targets = evaluate(rep)
+}
 
-	printTable(os.Stdout, rep)
+// writeOutputs writes the JSON file (--out) and the SVG (--svg, when there
+// are fan-out points), making their directories, and names them on stdout.
+func writeOutputs(o *options, rep *Report) error {
 	if o.out != "" {
 		if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
 			return err
@@ -239,7 +334,7 @@ func run() error {
 		}
 		fmt.Println("SVG: ", o.svg)
 	}
-	return ctx.Err()
+	return nil
 }
 
 // raiseNoFile raises the soft RLIMIT_NOFILE to the hard limit. The servers
