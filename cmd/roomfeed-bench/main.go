@@ -17,51 +17,16 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 )
-
-type options struct {
-	target     string
-	targetPID  int
-	serverBin  string
-	serverArgs []string
-	label      string
-	replot     string
-	backends   []string
-	scenarios  map[int]bool
-	pgURL      string
-	redisURL   string
-	full       bool
-	out        string
-	svg        string
-	maxLoad    float64
-	waitLoad   time.Duration
-	dir        string
-
-	rate        float64
-	fanSubs     []int
-	fanDur      time.Duration
-	satSubs     int
-	satRates    []float64
-	satDur      time.Duration
-	manySubs    int
-	manyRate    float64
-	manyDur     time.Duration
-	catchEvents int
-	catchTrials int
-	writers     []int
-	writeDur    time.Duration
-}
 
 // Report is the JSON file.
 type Report struct {
@@ -106,61 +71,36 @@ type Target struct {
 	Pass     bool   `json:"pass"`
 }
 
+// main runs the tool, or its hidden bare-sse subcommand, and exits once.
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "bare-sse" {
-		if err := bareMain(os.Args[2:]); err != nil {
-			fmt.Fprintln(os.Stderr, "bare-sse:", err)
-			os.Exit(1)
-		}
-		return
+	name, cmd, args := "roomfeed-bench", run, os.Args[1:]
+	if len(args) > 0 && args[0] == "bare-sse" {
+		name, cmd, args = "bare-sse", bareMain, args[1:]
 	}
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "roomfeed-bench:", err)
+	if err := cmd(args); err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
-	o, err := parseFlags(os.Args[1:])
+// run measures what the flags select, prints the table and writes the JSON
+// and the SVG; with --replot it only redraws an earlier JSON file. Once
+// interrupted it starts no further scenario, writes what was measured and
+// returns the context's error.
+func run(args []string) error {
+	o, err := parseFlags(args)
 	if err != nil {
 		return err
 	}
 	if o.replot != "" {
-		data, err := os.ReadFile(o.replot)
-		if err != nil {
-			return err
-		}
-		rep := &Report{}
-		if err := json.Unmarshal(data, rep); err != nil {
-			return fmt.Errorf("%s: %w", o.replot, err)
-		}
-		printTable(os.Stdout, rep)
-		if o.svg != "" && hasFanOut(rep) {
-			return os.WriteFile(o.svg, []byte(plotSVG(rep)), 0o644)
-		}
-		return nil
+		return replot(o)
 	}
-	nofile, err := raiseNoFile()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench: raising RLIMIT_NOFILE:", err)
-	}
-	if need := uint64(o.manySubs + 200); (o.scenarios[3] || o.scenarios[5]) && nofile < need {
-		fmt.Fprintf(os.Stderr, "bench: RLIMIT_NOFILE is %d, below the %d the many-rooms scenario needs; raise the hard limit (ulimit -Hn / prlimit / LimitNOFILE=) or lower --many-subs\n", nofile, need)
-	}
+	nofile := raiseNoFileFor(o)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	rep := &Report{Tool: "roomfeed-bench", Started: time.Now().UTC(), Mode: "quick", Machine: machine(), NoFile: nofile, Target: o.target, Label: o.label}
-	if o.full {
-		rep.Mode = "full"
-	}
-	rep.Load.Before = waitForLoad(ctx, o.maxLoad, o.waitLoad)
-	if rep.Load.Before > o.maxLoad {
-		rep.Load.Warning = fmt.Sprintf("load average %.2f above %.2f at start: figures may be pessimistic; rerun when the machine is quieter", rep.Load.Before, o.maxLoad)
-		fmt.Fprintln(os.Stderr, "bench: WARNING:", rep.Load.Warning)
-	}
-	rep.Load.Max = rep.Load.Before
-
+	rep := newReport(o, nofile)
+	rep.Load = startLoad(ctx, o.maxLoad, o.waitLoad)
 	dir := o.dir
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "roomfeed-bench-"); err != nil {
@@ -168,32 +108,131 @@ func run() error {
 		}
 		defer os.RemoveAll(dir)
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "no-web"), 0o755); err != nil {
+	b, err := prepare(ctx, o, dir, rep)
+	if err != nil {
 		return err
+	}
+	b.runBackends(ctx, rep)
+	finish(rep)
+
+	printTable(os.Stdout, rep)
+	if err := writeOutputs(o, rep); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// replot prints the table of the JSON file named by --replot and writes its
+// SVG to --svg, if set and the file has fan-out points.
+func replot(o *options) error {
+	data, err := os.ReadFile(o.replot)
+	if err != nil {
+		return err
+	}
+	rep := &Report{}
+	if err := json.Unmarshal(data, rep); err != nil {
+		return fmt.Errorf("%s: %w", o.replot, err)
+	}
+	printTable(os.Stdout, rep)
+	if o.svg != "" && hasFanOut(rep) {
+		return os.WriteFile(o.svg, []byte(plotSVG(rep)), 0o644)
+	}
+	return nil
+}
+
+// raiseNoFileFor raises RLIMIT_NOFILE as far as it goes (raiseNoFile) and
+// returns it, with a warning on stderr when that fails or when the limit is
+// below what the many-rooms scenario needs.
+func raiseNoFileFor(o *options) uint64 {
+	nofile, err := raiseNoFile()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: raising RLIMIT_NOFILE:", err)
+	}
+	if need := uint64(o.manySubs + 200); (o.scenarios[3] || o.scenarios[5]) && nofile < need {
+		fmt.Fprintf(os.Stderr, "bench: RLIMIT_NOFILE is %d, below the %d the many-rooms scenario needs; raise the hard limit (ulimit -Hn / prlimit / LimitNOFILE=) or lower --many-subs\n", nofile, need)
+	}
+	return nofile
+}
+
+// newReport starts the report of a run that starts now.
+func newReport(o *options, nofile uint64) *Report {
+	rep := &Report{Tool: "roomfeed-bench", Started: time.Now().UTC(), Mode: "quick", Machine: machine(), NoFile: nofile, Target: o.target, Label: o.label}
+	if o.full {
+		rep.Mode = "full"
+	}
+	return rep
+}
+
+// startLoad waits up to wait for the load average to fall to limit
+// (waitForLoad) and returns the load at the start, with a warning, also
+// printed on stderr, when it is still above the limit.
+func startLoad(ctx context.Context, limit float64, wait time.Duration) LoadInfo {
+	l := LoadInfo{Before: waitForLoad(ctx, limit, wait)}
+	if l.Before > limit {
+		l.Warning = fmt.Sprintf("load average %.2f above %.2f at start: figures may be pessimistic; rerun when the machine is quieter", l.Before, limit)
+		fmt.Fprintln(os.Stderr, "bench: WARNING:", l.Warning)
+	}
+	l.Max = l.Before
+	return l
+}
+
+// prepare readies the working directory dir and the binaries the scenarios
+// start. Without --target the server is --server-bin, or ./cmd/roomfeed
+// built into dir; rep records which, and the git revision built when no
+// --label names it.
+func prepare(ctx context.Context, o *options, dir string, rep *Report) (*bench, error) {
+	if err := os.MkdirAll(filepath.Join(dir, "no-web"), 0o755); err != nil {
+		return nil, err
 	}
 	b := &bench{cfg: o, dir: dir}
+	var err error
 	if b.selfBin, err = os.Executable(); err != nil {
-		return err
+		return nil, err
 	}
-	if o.target == "" {
-		b.serverBin = o.serverBin
-		if b.serverBin == "" {
-			b.serverBin = filepath.Join(dir, "roomfeed")
-			logf("building ./cmd/roomfeed into %s", b.serverBin)
-			cmd := exec.CommandContext(ctx, "go", "build", "-o", b.serverBin, "./cmd/roomfeed")
-			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-			if err := cmd.Run(); err != nil {
-				return fmt.Errorf("build roomfeed (run from the repository root or pass --server-bin): %w", err)
-			}
-			if rep.Label == "" {
-				if out, err := exec.Command("git", "describe", "--always", "--dirty").Output(); err == nil {
-					rep.Label = "./cmd/roomfeed at " + strings.TrimSpace(string(out))
-				}
-			}
+	if o.target != "" {
+		return b, nil
+	}
+	b.serverBin = o.serverBin
+	if b.serverBin == "" {
+		b.serverBin = filepath.Join(dir, "roomfeed")
+		if err := buildServer(ctx, b.serverBin); err != nil {
+			return nil, err
 		}
-		rep.ServerBin = b.serverBin
+		if rep.Label == "" {
+			rep.Label = gitLabel()
+		}
 	}
+	rep.ServerBin = b.serverBin
+	return b, nil
+}
 
+// buildServer builds ./cmd/roomfeed into bin; the go tool's output goes to
+// stderr.
+func buildServer(ctx context.Context, bin string) error {
+	logf("building ./cmd/roomfeed into %s", bin)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/roomfeed")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("build roomfeed (run from the repository root or pass --server-bin): %w", err)
+	}
+	return nil
+}
+
+// gitLabel names the server built from the working tree by its git
+// revision; it is empty outside a git checkout.
+func gitLabel() string {
+	out, err := exec.Command("git", "describe", "--always", "--dirty").Output()
+	if err != nil {
+		return ""
+	}
+	return "./cmd/roomfeed at " + strings.TrimSpace(string(out))
+}
+
+// runBackends runs the scenarios on each backend in turn, or once on the
+// --target, and appends the results to rep. An unreachable postgres backend
+// is skipped with a note. Nothing more starts once ctx is done.
+func (b *bench) runBackends(ctx context.Context, rep *Report) {
+	o := b.cfg
 	for _, name := range o.backends {
 		be := &backend{name: name, pgURL: o.pgURL, redisURL: o.redisURL}
 		if name == "postgres" && o.target == "" {
@@ -204,54 +243,75 @@ func run() error {
 				continue
 			}
 		}
-		runRes := BackendRun{Backend: name}
-		if o.target != "" {
-			runRes.Backend = "target"
-		}
-		sc := o.scenarios
-		if name == "postgres" && !o.full && !o.explicitScenarios() {
-			sc = map[int]bool{1: true, 4: true, 6: true}
-		}
-		step := func(n int, what string, limit time.Duration, fn func(context.Context) error) {
-			if !sc[n] || ctx.Err() != nil {
-				return
-			}
-			sctx, cancel := context.WithTimeout(ctx, limit)
-			defer cancel()
-			logf("== %s: scenario %d, %s (load %.2f)", name, n, what, loadAvg())
-			if err := fn(sctx); err != nil {
-				msg := fmt.Sprintf("scenario %d (%s): %v", n, what, err)
-				runRes.Errors = append(runRes.Errors, msg)
-				logf("%s", msg)
-			}
-			l := loadAvg()
-			rep.Load.Samples = append(rep.Load.Samples, l)
-			rep.Load.Max = max(rep.Load.Max, l)
-		}
-		step(1, "fan-out latency", 4*time.Minute, func(c context.Context) error { return b.fanOut(c, be, &runRes) })
-		step(2, "saturation", 4*time.Minute, func(c context.Context) error { return b.saturation(c, be, &runRes) })
-		if sc[3] || sc[5] {
-			n := 3
-			if !sc[3] {
-				n = 5
-			}
-			step(n, "idle memory and many rooms", 4*time.Minute, func(c context.Context) error {
-				return b.manyRooms(c, be, &runRes, sc[5], sc[3])
-			})
-		}
-		step(4, "catch-up", 3*time.Minute, func(c context.Context) error { return b.catchUp(c, be, &runRes) })
-		step(6, "writes", 3*time.Minute, func(c context.Context) error { return b.writes(c, be, &runRes) })
-		rep.Runs = append(rep.Runs, runRes)
+		rep.Runs = append(rep.Runs, b.runBackend(ctx, be, &rep.Load))
 		if o.target != "" {
 			break
 		}
 	}
+}
+
+// runBackend runs the selected scenarios of one backend in order, each under
+// its own time limit, and returns what they measured. A failed scenario is
+// recorded in the result and the next one runs; after each, load gets a
+// sample of the load average.
+func (b *bench) runBackend(ctx context.Context, be *backend, load *LoadInfo) BackendRun {
+	res := BackendRun{Backend: be.name}
+	if b.cfg.target != "" {
+		res.Backend = "target"
+	}
+	sc := b.cfg.scenariosFor(be.name)
+	step := func(n int, what string, limit time.Duration, fn func(context.Context) error) {
+		if !sc[n] || ctx.Err() != nil {
+			return
+		}
+		sctx, cancel := context.WithTimeout(ctx, limit)
+		defer cancel()
+		logf("== %s: scenario %d, %s (load %.2f)", be.name, n, what, loadAvg())
+		if err := fn(sctx); err != nil {
+			msg := fmt.Sprintf("scenario %d (%s): %v", n, what, err)
+			res.Errors = append(res.Errors, msg)
+			logf("%s", msg)
+		}
+		l := loadAvg()
+		load.Samples = append(load.Samples, l)
+		load.Max = max(load.Max, l)
+	}
+	step(1, "fan-out latency", 4*time.Minute, func(c context.Context) error { return b.fanOut(c, be, &res) })
+	step(2, "saturation", 4*time.Minute, func(c context.Context) error { return b.saturation(c, be, &res) })
+	if sc[3] || sc[5] {
+		n := 3
+		if !sc[3] {
+			n = 5
+		}
+		step(n, "idle memory and many rooms", 4*time.Minute, func(c context.Context) error {
+			return b.manyRooms(c, be, &res, sc[5], sc[3])
+		})
+	}
+	step(4, "catch-up", 3*time.Minute, func(c context.Context) error { return b.catchUp(c, be, &res) })
+	step(6, "writes", 3*time.Minute, func(c context.Context) error { return b.writes(c, be, &res) })
+	return res
+}
+
+// scenariosFor returns the scenarios to run on a backend: a quick run does
+// only 1, 4 and 6 on postgres unless --scenarios names them.
+func (o *options) scenariosFor(backend string) map[int]bool {
+	if backend == "postgres" && !o.full && !o.scenGiven {
+		return map[int]bool{1: true, 4: true, 6: true}
+	}
+	return o.scenarios
+}
+
+// finish records the end of the run in rep and checks the targets.
+func finish(rep *Report) {
 	rep.Load.After = loadAvg()
 	rep.BenchCPU = round1(selfCPU())
 	rep.Seconds = round1(time.Since(rep.Started).Seconds())
 	rep.Targets = evaluate(rep)
+}
 
-	printTable(os.Stdout, rep)
+// writeOutputs writes the JSON file (--out) and the SVG (--svg, when there
+// are fan-out points), making their directories, and names them on stdout.
+func writeOutputs(o *options, rep *Report) error {
 	if o.out != "" {
 		if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
 			return err
@@ -274,135 +334,7 @@ func run() error {
 		}
 		fmt.Println("SVG: ", o.svg)
 	}
-	return ctx.Err()
-}
-
-func (o *options) explicitScenarios() bool { return o.scenarios[0] }
-
-func parseFlags(args []string) (*options, error) {
-	fs := flag.NewFlagSet("roomfeed-bench", flag.ContinueOnError)
-	o := &options{}
-	var backends, scenarios, serverArgs, fanSubs, satRates, writers string
-	fs.StringVar(&o.target, "target", "", "URL of a running roomfeed to measure instead of starting one (CPU and RSS need --target-pid)")
-	fs.IntVar(&o.targetPID, "target-pid", 0, "pid of the --target server, for CPU and RSS")
-	fs.StringVar(&o.serverBin, "server-bin", "", "roomfeed binary to start (default: go build ./cmd/roomfeed into a temporary directory)")
-	fs.StringVar(&o.replot, "replot", "", "measure nothing: print the table and write the SVG (--svg) of an earlier JSON file")
-	fs.StringVar(&o.label, "label", "", "what was measured, e.g. the commit of the server (recorded in the JSON)")
-	fs.StringVar(&serverArgs, "server-args", "", "extra roomfeed flags, space-separated")
-	fs.StringVar(&backends, "backends", "sqlite,postgres", "backends to run: sqlite, postgres (PostgreSQL + Redis; skipped with a note when unreachable)")
-	fs.StringVar(&scenarios, "scenarios", "", "scenarios to run, e.g. 1,4,6 (default all on sqlite; 1,4,6 on postgres unless --full)")
-	fs.StringVar(&o.pgURL, "postgres-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL database; each run makes and drops its own schema")
-	fs.StringVar(&o.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis; each run uses its own key prefix and deletes its keys")
-	fs.BoolVar(&o.full, "full", false, "longer phases and more points (about 15 minutes)")
-	fs.StringVar(&o.out, "out", "docs/perf/results.json", "JSON output file (empty: none)")
-	fs.StringVar(&o.svg, "svg", "docs/perf/fanout-latency.svg", "SVG plot of latency percentiles vs subscribers (empty: none)")
-	fs.Float64Var(&o.maxLoad, "max-load", 1.5, "load average above which the run is flagged as disturbed")
-	fs.DurationVar(&o.waitLoad, "wait-load", 0, "wait up to this long for the load average to fall below --max-load before starting")
-	fs.StringVar(&o.dir, "dir", "", "working directory for databases and server logs (default: a temporary one, removed)")
-	fs.Float64Var(&o.rate, "rate", 100, "scenario 1: writes per second into the room")
-	fs.StringVar(&fanSubs, "fan-subs", "", "scenario 1: subscriber counts (default 1,10,100,500,1000,2000; --full adds 250,5000)")
-	fs.DurationVar(&o.fanDur, "fan-duration", 0, "scenario 1: writing time per point (default 5s, --full 15s)")
-	fs.IntVar(&o.satSubs, "sat-subs", 1000, "scenario 2: subscribers of the saturated room")
-	fs.StringVar(&satRates, "sat-rates", "25,50,75,100,150,200,250,300,400,500,600,800,1000,1300,1600,2000,2500,3000,4000,5000", "scenario 2: write rates tried in order")
-	fs.DurationVar(&o.satDur, "sat-duration", 0, "scenario 2: time per rate step (default 3s, --full 6s)")
-	fs.IntVar(&o.manySubs, "many-subs", 10000, "scenarios 3 and 5: subscribers over 1,000 rooms")
-	fs.Float64Var(&o.manyRate, "many-rate", 0, "scenario 3: writes per second spread over the rooms (default 200, --full 500)")
-	fs.DurationVar(&o.manyDur, "many-duration", 0, "scenario 3: writing time (default 10s, --full 30s)")
-	fs.IntVar(&o.catchEvents, "catchup-events", 20000, "scenario 4: events behind")
-	fs.IntVar(&o.catchTrials, "catchup-trials", 0, "scenario 4: reconnections measured (default 3, --full 7)")
-	fs.StringVar(&writers, "writers", "1,16,64", "scenario 6: concurrent writers")
-	fs.DurationVar(&o.writeDur, "write-duration", 0, "scenario 6: time per point (default 4s, --full 10s)")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	pick := func(d *time.Duration, quick, full time.Duration) {
-		if *d <= 0 {
-			*d = quick
-			if o.full {
-				*d = full
-			}
-		}
-	}
-	pick(&o.fanDur, 5*time.Second, 15*time.Second)
-	pick(&o.satDur, 3*time.Second, 6*time.Second)
-	pick(&o.manyDur, 10*time.Second, 30*time.Second)
-	pick(&o.writeDur, 4*time.Second, 10*time.Second)
-	if o.manyRate <= 0 {
-		o.manyRate = 200
-		if o.full {
-			o.manyRate = 500
-		}
-	}
-	if o.catchTrials <= 0 {
-		o.catchTrials = 3
-		if o.full {
-			o.catchTrials = 7
-		}
-	}
-	if fanSubs == "" {
-		fanSubs = "1,10,100,500,1000,2000"
-		if o.full {
-			fanSubs = "1,10,100,250,500,1000,2000,5000"
-		}
-	}
-	var err error
-	if o.fanSubs, err = ints(fanSubs); err != nil {
-		return nil, fmt.Errorf("--fan-subs: %w", err)
-	}
-	if o.writers, err = ints(writers); err != nil {
-		return nil, fmt.Errorf("--writers: %w", err)
-	}
-	for _, f := range strings.Split(satRates, ",") {
-		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
-		if err != nil || v <= 0 {
-			return nil, fmt.Errorf("--sat-rates: bad rate %q", f)
-		}
-		o.satRates = append(o.satRates, v)
-	}
-	o.scenarios = map[int]bool{}
-	if scenarios == "" {
-		for i := 1; i <= 6; i++ {
-			o.scenarios[i] = true
-		}
-	} else {
-		o.scenarios[0] = true // explicit
-		ns, err := ints(scenarios)
-		if err != nil {
-			return nil, fmt.Errorf("--scenarios: %w", err)
-		}
-		for _, n := range ns {
-			if n < 1 || n > 6 {
-				return nil, fmt.Errorf("--scenarios: no scenario %d", n)
-			}
-			o.scenarios[n] = true
-		}
-	}
-	for _, b := range strings.Split(backends, ",") {
-		switch b = strings.TrimSpace(b); b {
-		case "sqlite", "postgres":
-			o.backends = append(o.backends, b)
-		case "":
-		default:
-			return nil, fmt.Errorf("--backends: unknown backend %q (sqlite, postgres)", b)
-		}
-	}
-	if o.target != "" {
-		o.backends = []string{"target"}
-	}
-	o.serverArgs = strings.Fields(serverArgs)
-	return o, nil
-}
-
-func ints(s string) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		v, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || v <= 0 {
-			return nil, fmt.Errorf("bad number %q", f)
-		}
-		out = append(out, v)
-	}
-	return out, nil
+	return nil
 }
 
 // raiseNoFile raises the soft RLIMIT_NOFILE to the hard limit. The servers

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// options is the command line of a run with every default resolved: the
+// phase lengths and counts that depend on --full are set and the list flags
+// are parsed.
+type options struct {
+	target     string
+	targetPID  int
+	serverBin  string
+	serverArgs []string
+	label      string
+	replot     string
+	backends   []string
+	scenarios  map[int]bool // scenarios to run, 1 to 6
+	scenGiven  bool         // --scenarios was set: run exactly those on every backend
+	pgURL      string
+	redisURL   string
+	full       bool
+	out        string
+	svg        string
+	maxLoad    float64
+	waitLoad   time.Duration
+	dir        string
+
+	rate        float64
+	fanSubs     []int
+	fanDur      time.Duration
+	satSubs     int
+	satRates    []float64
+	satDur      time.Duration
+	manySubs    int
+	manyRate    float64
+	manyDur     time.Duration
+	catchEvents int
+	catchTrials int
+	writers     []int
+	writeDur    time.Duration
+}
+
+// listFlags holds the flags that name lists, as typed, until parseLists
+// reads them.
+type listFlags struct {
+	backends, scenarios, serverArgs string
+	fanSubs, satRates, writers      string
+}
+
+// parseFlags reads the command line. A scenario flag left at its zero value
+// takes the default of the mode (quick or --full); --target replaces
+// --backends.
+func parseFlags(args []string) (*options, error) {
+	fs := flag.NewFlagSet("roomfeed-bench", flag.ContinueOnError)
+	o := &options{}
+	var l listFlags
+	o.registerRun(fs, &l)
+	o.registerScenarios(fs, &l)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	o.resolveDefaults(&l)
+	if err := o.parseLists(l); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// registerRun registers the flags that choose the server, the backends, the
+// scenarios and the output files.
+func (o *options) registerRun(fs *flag.FlagSet, l *listFlags) {
+	fs.StringVar(&o.target, "target", "", "URL of a running roomfeed to measure instead of starting one (CPU and RSS need --target-pid)")
+	fs.IntVar(&o.targetPID, "target-pid", 0, "pid of the --target server, for CPU and RSS")
+	fs.StringVar(&o.serverBin, "server-bin", "", "roomfeed binary to start (default: go build ./cmd/roomfeed into a temporary directory)")
+	fs.StringVar(&o.replot, "replot", "", "measure nothing: print the table and write the SVG (--svg) of an earlier JSON file")
+	fs.StringVar(&o.label, "label", "", "what was measured, e.g. the commit of the server (recorded in the JSON)")
+	fs.StringVar(&l.serverArgs, "server-args", "", "extra roomfeed flags, space-separated")
+	fs.StringVar(&l.backends, "backends", "sqlite,postgres", "backends to run: sqlite, postgres (PostgreSQL + Redis; skipped with a note when unreachable)")
+	fs.StringVar(&l.scenarios, "scenarios", "", "scenarios to run, e.g. 1,4,6 (default all on sqlite; 1,4,6 on postgres unless --full)")
+	fs.StringVar(&o.pgURL, "postgres-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL database; each run makes and drops its own schema")
+	fs.StringVar(&o.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis; each run uses its own key prefix and deletes its keys")
+	fs.BoolVar(&o.full, "full", false, "longer phases and more points (about 15 minutes)")
+	fs.StringVar(&o.out, "out", "docs/perf/results.json", "JSON output file (empty: none)")
+	fs.StringVar(&o.svg, "svg", "docs/perf/fanout-latency.svg", "SVG plot of latency percentiles vs subscribers (empty: none)")
+	fs.Float64Var(&o.maxLoad, "max-load", 1.5, "load average above which the run is flagged as disturbed")
+	fs.DurationVar(&o.waitLoad, "wait-load", 0, "wait up to this long for the load average to fall below --max-load before starting")
+	fs.StringVar(&o.dir, "dir", "", "working directory for databases and server logs (default: a temporary one, removed)")
+}
+
+// registerScenarios registers the flags that shape each scenario. Zero
+// values stand for the defaults resolveDefaults fills in.
+func (o *options) registerScenarios(fs *flag.FlagSet, l *listFlags) {
+	fs.Float64Var(&o.rate, "rate", 100, "scenario 1: writes per second into the room")
+	fs.StringVar(&l.fanSubs, "fan-subs", "", "scenario 1: subscriber counts (default 1,10,100,500,1000,2000; --full adds 250,5000)")
+	fs.DurationVar(&o.fanDur, "fan-duration", 0, "scenario 1: writing time per point (default 5s, --full 15s)")
+	fs.IntVar(&o.satSubs, "sat-subs", 1000, "scenario 2: subscribers of the saturated room")
+	fs.StringVar(&l.satRates, "sat-rates", "25,50,75,100,150,200,250,300,400,500,600,800,1000,1300,1600,2000,2500,3000,4000,5000", "scenario 2: write rates tried in order")
+	fs.DurationVar(&o.satDur, "sat-duration", 0, "scenario 2: time per rate step (default 3s, --full 6s)")
+	fs.IntVar(&o.manySubs, "many-subs", 10000, "scenarios 3 and 5: subscribers over 1,000 rooms")
+	fs.Float64Var(&o.manyRate, "many-rate", 0, "scenario 3: writes per second spread over the rooms (default 200, --full 500)")
+	fs.DurationVar(&o.manyDur, "many-duration", 0, "scenario 3: writing time (default 10s, --full 30s)")
+	fs.IntVar(&o.catchEvents, "catchup-events", 20000, "scenario 4: events behind")
+	fs.IntVar(&o.catchTrials, "catchup-trials", 0, "scenario 4: reconnections measured (default 3, --full 7)")
+	fs.StringVar(&l.writers, "writers", "1,16,64", "scenario 6: concurrent writers")
+	fs.DurationVar(&o.writeDur, "write-duration", 0, "scenario 6: time per point (default 4s, --full 10s)")
+}
+
+// resolveDefaults gives the scenario flags left at zero (or empty) the
+// default of the mode, quick or --full.
+func (o *options) resolveDefaults(l *listFlags) {
+	pick := func(d *time.Duration, quick, full time.Duration) {
+		if *d <= 0 {
+			*d = quick
+			if o.full {
+				*d = full
+			}
+		}
+	}
+	pick(&o.fanDur, 5*time.Second, 15*time.Second)
+	pick(&o.satDur, 3*time.Second, 6*time.Second)
+	pick(&o.manyDur, 10*time.Second, 30*time.Second)
+	pick(&o.writeDur, 4*time.Second, 10*time.Second)
+	if o.manyRate <= 0 {
+		o.manyRate = 200
+		if o.full {
+			o.manyRate = 500
+		}
+	}
+	if o.catchTrials <= 0 {
+		o.catchTrials = 3
+		if o.full {
+			o.catchTrials = 7
+		}
+	}
+	if l.fanSubs == "" {
+		l.fanSubs = "1,10,100,500,1000,2000"
+		if o.full {
+			l.fanSubs = "1,10,100,250,500,1000,2000,5000"
+		}
+	}
+}
+
+// parseLists parses the list flags into o; an error names the flag.
+func (o *options) parseLists(l listFlags) error {
+	var err error
+	if o.fanSubs, err = ints(l.fanSubs); err != nil {
+		return fmt.Errorf("--fan-subs: %w", err)
+	}
+	if o.writers, err = ints(l.writers); err != nil {
+		return fmt.Errorf("--writers: %w", err)
+	}
+	if o.satRates, err = rates(l.satRates); err != nil {
+		return fmt.Errorf("--sat-rates: %w", err)
+	}
+	o.scenGiven = l.scenarios != ""
+	if o.scenarios, err = scenarioSet(l.scenarios); err != nil {
+		return fmt.Errorf("--scenarios: %w", err)
+	}
+	if o.backends, err = backendList(l.backends); err != nil {
+		return fmt.Errorf("--backends: %w", err)
+	}
+	if o.target != "" {
+		o.backends = []string{"target"}
+	}
+	o.serverArgs = strings.Fields(l.serverArgs)
+	return nil
+}
+
+// ints parses a comma-separated list of positive integers.
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("bad number %q", f)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// rates parses a comma-separated list of positive rates.
+func rates(s string) ([]float64, error) {
+	var out []float64
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("bad rate %q", f)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// scenarioSet parses a comma-separated list of scenario numbers, 1 to 6;
+// empty means all of them.
+func scenarioSet(s string) (map[int]bool, error) {
+	set := map[int]bool{}
+	if s == "" {
+		for i := 1; i <= 6; i++ {
+			set[i] = true
+		}
+		return set, nil
+	}
+	ns, err := ints(s)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range ns {
+		if n < 1 || n > 6 {
+			return nil, fmt.Errorf("no scenario %d", n)
+		}
+		set[n] = true
+	}
+	return set, nil
+}
+
+// backendList parses a comma-separated list of backends, skipping empty
+// entries.
+func backendList(s string) ([]string, error) {
+	var out []string
+	for _, b := range strings.Split(s, ",") {
+		switch b = strings.TrimSpace(b); b {
+		case "sqlite", "postgres":
+			out = append(out, b)
+		case "":
+		default:
+			return nil, fmt.Errorf("unknown backend %q (sqlite, postgres)", b)
+		}
+	}
+	return out, nil
+}
