@@ -38,7 +38,8 @@
 //   accepts). offline/online pause and resume at once; auth_expired fetches a
 //   fresh token and reopens at once.
 
-import { ELEMENT_EVENTS, PRESENCE_EVENTS, RoomFeedError, defaultBaseUrl } from './roomcore.js'
+import { ELEMENT_EVENTS, PRESENCE_EVENTS, RoomFeedError, defaultBaseUrl, isFatalProblem } from './roomcore.js'
+import { probeStream } from './http.js'
 import { HubRoom } from './hubroom.js'
 import { Emitter } from './emitter.js'
 import { toTokenSource } from './token.js'
@@ -107,6 +108,9 @@ export class FeedHub extends Emitter {
     this.maxBuffer = maxBuffer
 
     this.status = 'offline'
+    /** Why the stream cannot be opened now ({ status, code, message }), or null; rooms show it as theirs. */
+    this.problem = null
+    this._authFailures = 0
     /** Rooms of the current stream, in the order of its URL. */
     this.streamRooms = []
     /** Streams opened so far (diagnostics, tests). */
@@ -152,6 +156,18 @@ export class FeedHub extends Emitter {
       this._emit('status', status)
     }
     for (const feed of this._feeds.values()) feed._refreshStatus()
+  }
+
+  _waitingStatus() {
+    if (isFatalProblem(this.problem)) return 'error'
+    return this._everLive ? 'reconnecting' : 'connecting'
+  }
+
+  _setProblem(problem) {
+    const next = problem ? { status: problem.status ?? 0, code: problem.code ?? '', message: problem.message ?? '' } : null
+    const same = JSON.stringify(next) === JSON.stringify(this.problem)
+    this.problem = next
+    if (!same) this._emit('problem', next)
   }
 
   // ---- rooms ------------------------------------------------------------------
@@ -262,6 +278,7 @@ export class FeedHub extends Emitter {
     }
     this._attempt = 0
     this._everLive = false
+    this._setProblem(null)
     this._setStatus('offline')
   }
 
@@ -307,12 +324,13 @@ export class FeedHub extends Emitter {
       this._setStatus('offline')
       return
     }
-    this._setStatus(this._everLive ? 'reconnecting' : 'connecting')
+    this._setStatus(this._waitingStatus())
     // After several failed opens in a row, every room reloads its snapshot:
     // a cursor the server no longer accepts (a rebuilt database answers 400
     // to a cursor ahead of it) must not keep the stream down.
     if (this._attempt >= 4) for (const feed of this._feeds.values()) feed._invalidate()
-    const delay = this.nextDelay()
+    // Refused for good: try again at the slowest pace only.
+    const delay = isFatalProblem(this.problem) ? this.backoff.max : this.nextDelay()
     const gen = ++this._generation
     this._timer = setTimeout(() => {
       this._timer = null
@@ -324,7 +342,7 @@ export class FeedHub extends Emitter {
     const gen = ++this._generation
     this._clearTimer()
     if (this._feeds.size === 0) return
-    if (this.status === 'offline') this._setStatus(this._everLive ? 'reconnecting' : 'connecting')
+    if (this.status === 'offline') this._setStatus(this._waitingStatus())
     try {
       const refresh = this._refreshToken
       this._refreshToken = false
@@ -374,6 +392,8 @@ export class FeedHub extends Emitter {
     es.onopen = guard(() => {
       this._isOpen = true
       this._attempt = 0
+      this._authFailures = 0
+      this._setProblem(null)
       this._setStatus('live')
       this._emit('open', { url, rooms, cursor })
       for (const room of rooms) {
@@ -383,8 +403,13 @@ export class FeedHub extends Emitter {
       }
     })
     // Any error ends this stream: we reopen it ourselves so that it carries
-    // the cursors of rooms that were reset or added meanwhile.
-    es.onerror = guard(() => this._scheduleReconnect())
+    // the cursors of rooms that were reset or added meanwhile. A stream that
+    // never opened is asked why (401, 403, 404, 503...).
+    es.onerror = guard(() => {
+      const opened = this._isOpen
+      this._scheduleReconnect()
+      if (!opened) this._probe(url.replace(/&client=[^&]*/, ''))
+    })
     this._esNames = new Set()
     this._listenTo(es, guard)
     es.addEventListener('reset', guard((ev) => this._handleReset(ev)))
@@ -395,12 +420,29 @@ export class FeedHub extends Emitter {
     if (this._keyOf(this._desiredRooms()) !== this._streamKey) this._scheduleSync()
   }
 
+  /** Why the stream at url failed (http.js probeStream): updates problem and status. */
+  async _probe(url) {
+    const gen = this._generation
+    const problem = await probeStream(this.fetch, url)
+    if (this._feeds.size === 0 || this.status === 'live' || gen !== this._generation || !problem) return
+    if (problem.status === 401 && this._authFailures++ === 0) {
+      this._refreshToken = true // the next attempt fetches a fresh token first
+      return
+    }
+    if (problem.status === 400 && /cursor/.test(problem.code)) for (const feed of this._feeds.values()) feed._invalidate()
+    this._setProblem(problem)
+    if (this.status !== 'offline') this._setStatus(this._waitingStatus())
+  }
+
   /** Listen to the element events and every custom message name of the followed rooms. */
   _listenTo(es, guard) {
     if (!es || !guard) return
     const onMessage = guard((ev) => this._handleMessage(ev))
     const names = new Set([...ELEMENT_EVENTS, 'message'])
-    for (const feed of this._feeds.values()) for (const n of feed._messageNames ?? []) names.add(n)
+    for (const feed of this._feeds.values()) {
+      for (const n of feed._messageNames ?? []) names.add(n)
+      for (const n of feed._signalNames ?? []) names.add(n)
+    }
     for (const name of names) {
       if (this._esNames.has(name)) continue
       this._esNames.add(name)
@@ -417,6 +459,7 @@ export class FeedHub extends Emitter {
     feed._load().catch((err) => {
       if (gen !== this._generation || this._feeds.get(room) !== feed || feed._state !== 'loading') return
       feed._emit('error', err)
+      feed._setLoadProblem(err)
       if (feed._buffer.length > this.maxBuffer) {
         // Too far behind to catch up from the buffer: start this room over.
         feed._invalidate()
@@ -496,7 +539,7 @@ export class FeedHub extends Emitter {
     if (this._feeds.size === 0) return
     this._clearTimer()
     this._attempt = 0
-    this._setStatus(this._everLive ? 'reconnecting' : 'connecting')
+    this._setStatus(this._waitingStatus())
     this._connect()
   }
 }

@@ -246,6 +246,27 @@ describe('FeedHub', () => {
     }
   })
 
+  it('a stream refused with 403 puts the hub and every room in "error" with the problem; an open clears it', async () => {
+    setup()
+    const feeds = follow('a', 'b')
+    await settle()
+    servers.b.feedStatus = 403
+    FakeEventSource.last.fail() // never opened: the hub asks why
+    await flush(10)
+    expect(hub.status).toBe('error')
+    expect(hub.problem).toMatchObject({ status: 403, code: 'forbidden' })
+    for (const r of ['a', 'b']) {
+      expect(feeds[r].status).toBe('error')
+      expect(feeds[r].problem).toMatchObject({ status: 403 })
+    }
+    servers.b.feedStatus = 200
+    await settle(1000)
+    await openLive()
+    expect(hub.problem).toBeNull()
+    expect(feeds.a.status).toBe('live')
+    expect(feeds.b.problem).toBeNull()
+  })
+
   it('after four failed opens in a row, every room reloads its snapshot', async () => {
     setup()
     const feeds = follow('a', 'b')

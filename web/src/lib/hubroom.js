@@ -27,9 +27,11 @@ export class HubRoom extends RoomCore {
    * @param {import('./feedhub.js').FeedHub} opts.hub the hub whose stream carries this room
    * @param {boolean} [opts.presence] keep `people` (default on; the name is the hub's `client`)
    */
-  constructor({ hub, presence = true, ...core }) {
+  constructor({ hub, presence = true, signals = [], ...core }) {
     super({ ...core, presence })
     this._hub = hub
+    this._signalNames = signals
+    this._loadProblem = null // why this room's snapshot cannot be read, or null
     this._state = 'new'
     this._buffer = [] // this room's events while 'loading'
   }
@@ -59,12 +61,23 @@ export class HubRoom extends RoomCore {
     this._applyPayload(payload, payload.type, parseSeq(payload.id))
   }
 
-  /** Follow the hub's status: 'live' only once this room is exact. */
+  get clientName() {
+    return this._hub.client
+  }
+
+  /** Follow the hub's status and problem: 'live' only once this room is exact. */
   _refreshStatus() {
     if (!this._running) return
+    this._setProblem(this._hub.problem ?? this._loadProblem)
     const hs = this._hub.status
     if (hs === 'live' && this._state !== 'ready') this._setStatus(this._waitingStatus())
     else this._setStatus(hs)
+  }
+
+  /** This room's snapshot could not be read (err: RoomFeedError), or could (null). */
+  _setLoadProblem(err) {
+    this._loadProblem = err?.status ? err : null
+    this._refreshStatus()
   }
 
   /**
@@ -85,6 +98,7 @@ export class HubRoom extends RoomCore {
     const buffered = this._buffer
     this._buffer = []
     this._state = 'ready'
+    this._loadProblem = null
     // The snapshot was read after the stream opened, so the buffered events
     // continue it without a hole: skip those it already holds, apply the rest.
     for (const payload of buffered) this._apply(payload)

@@ -19,11 +19,18 @@
 // - Presence events that arrive while GET /presence is in flight are applied
 //   at once and again on top of its answer.
 //
-// Events: 'status' (connecting|live|reconnecting|offline), 'snapshot',
+// Events: 'status' (connecting|live|reconnecting|offline|error), 'snapshot',
 // 'change' ({ id, element, seq, own, source }; element === null: deleted),
 // 'event' (every applied feed event, including custom messages), 'message'
-// (custom messages only), 'presence' (the people in the room, a sorted
-// array), 'error' (diagnostics; the client recovers on its own).
+// (custom messages only), 'signal' (ephemeral events without an id, e.g.
+// drafts: { room, type, data, person, at }), 'presence' (the people in the
+// room, a sorted array), 'problem' (why the feed cannot be followed, in
+// http.js's terms: { status, code, message } or null once it works again),
+// 'error' (diagnostics; the client recovers on its own).
+//
+// Status 'error' means the server refuses the feed for good as far as the
+// client can tell (401 after a token refresh, 403, 404): it keeps retrying
+// at its slowest pace, and 'problem' says why.
 //
 // A subclass implements its mode in three methods: _begin() (called by
 // start(); returns the promise start() returns), _end(wasRunning) (called by
@@ -33,33 +40,12 @@
 
 import { Emitter } from './emitter.js'
 import { toTokenSource } from './token.js'
+import { RoomFeedError, defaultBaseUrl, roomRequest } from './http.js'
+
+export { RoomFeedError, defaultBaseUrl }
 
 export const ELEMENT_EVENTS = ['element.created', 'element.updated', 'element.deleted']
 export const PRESENCE_EVENTS = ['presence.joined', 'presence.left']
-
-/** An HTTP or network failure of a room request. status 0 = no answer. */
-export class RoomFeedError extends Error {
-  constructor(message, { status = 0, code = 'network_error', cause } = {}) {
-    super(message, cause ? { cause } : undefined)
-    this.name = 'RoomFeedError'
-    this.status = status
-    this.code = code
-  }
-
-  /** True for 409/412: the element changed since the version the write was based on. */
-  get isConflict() {
-    return this.status === 409 || this.status === 412
-  }
-}
-
-/** The server origin configured at build time (VITE_ROOMFEED_URL); '' = same origin. */
-export function defaultBaseUrl() {
-  try {
-    return import.meta.env?.VITE_ROOMFEED_URL || ''
-  } catch {
-    return ''
-  }
-}
 
 let opCounter = 0
 /** A unique token for the Op-ID header. */
@@ -67,6 +53,11 @@ export function newOpId() {
   opCounter += 1
   const rnd = globalThis.crypto?.randomUUID?.() ?? Math.random().toString(36).slice(2)
   return `${rnd}-${opCounter}`
+}
+
+/** A feed refused for good as far as a client can tell: unauthorized (after a refresh), forbidden, not found. */
+export function isFatalProblem(problem) {
+  return !!problem && [401, 403, 404].includes(problem.status)
 }
 
 export function parseSeq(value) {
@@ -118,6 +109,8 @@ export class RoomCore extends Emitter {
     /** Highest applied feed seq (number); null before the snapshot. */
     this.applied = null
     this.status = 'offline'
+    /** Why the feed cannot be followed now, or null (see 'problem'). */
+    this.problem = null
 
     this._elementSeq = new Map() // id -> seq of the state we hold (incl. tombstones)
     this._ownOps = new Set()
@@ -143,9 +136,18 @@ export class RoomCore extends Emitter {
     this._emit('status', status)
   }
 
-  /** The status while not live: 'reconnecting' once the room has been live since start(). */
+  /** The status while not live: 'error' while refused for good, else 'reconnecting' once live since start(). */
   _waitingStatus() {
+    if (isFatalProblem(this.problem)) return 'error'
     return this._everLive ? 'reconnecting' : 'connecting'
+  }
+
+  /** Why the feed cannot be followed now ({ status, code, message }), or null. */
+  _setProblem(problem) {
+    const next = problem ? { status: problem.status ?? 0, code: problem.code ?? '', message: problem.message ?? '' } : null
+    const same = JSON.stringify(next) === JSON.stringify(this.problem)
+    this.problem = next
+    if (!same) this._emit('problem', next)
   }
 
   /** Async work of generation gen is still wanted. */
@@ -208,8 +210,11 @@ export class RoomCore extends Emitter {
   /** Apply one feed event (seq: its seq in this room, null if it has none) exactly once. */
   _applyPayload(payload, evType, seq) {
     if (seq === null) {
-      // Not a feed event (no id): deliver, but it cannot move the cursor.
-      this._emit('event', { ...payload, type: payload.type ?? evType, own: false })
+      // Not a feed event (no id): a signal (ephemeral, never recorded);
+      // delivered, but it cannot move the cursor.
+      const event = { ...payload, type: payload.type ?? evType, own: false }
+      this._emit('signal', event)
+      this._emit('event', event)
       return
     }
     if (seq <= this.applied) return // duplicate or already in the snapshot
@@ -285,55 +290,40 @@ export class RoomCore extends Emitter {
 
   // ---- requests and writes --------------------------------------------------
 
+  /** Where requests of this room go: baseUrl, fetch, token source, room (http.js roomRequest). */
+  get endpoint() {
+    return { baseUrl: this.baseUrl, fetch: this._fetch, tokens: this._tokens, room: this.room }
+  }
+
   /** One HTTP request to the room; resolves to { body, headers, status } or throws RoomFeedError. */
-  async _request(method, path, { body, headers = {}, opId } = {}, retried = false) {
-    const h = { Accept: 'application/json', ...headers }
-    if (body !== undefined && !h['Content-Type']) h['Content-Type'] = 'application/json'
-    if (opId) h['Op-ID'] = opId
-    let token
-    try {
-      token = await (retried ? this._tokens.refresh() : this._tokens.get())
-    } catch (err) {
-      throw new RoomFeedError(`token: ${err?.message ?? err}`, { code: 'token_error', cause: err })
-    }
-    if (token) h.Authorization = `Bearer ${token}`
-    let res
-    try {
-      res = await this._fetch(`${this.baseUrl}/rooms/${encodeURIComponent(this.room)}${path}`, {
-        method,
-        headers: h,
-        body: body === undefined ? undefined : JSON.stringify(body),
-        cache: 'no-store',
-      })
-    } catch (err) {
-      throw new RoomFeedError(`network error: ${err?.message ?? err}`, { cause: err })
-    }
-    let data = null
-    let text = ''
-    try {
-      text = await res.text()
-    } catch (err) {
-      throw new RoomFeedError(`network error: ${err?.message ?? err}`, { cause: err })
-    }
-    if (text) {
-      try {
-        data = JSON.parse(text)
-      } catch {
-        data = null
-      }
-    }
-    if (res.status === 401 && token && !retried) {
-      // Expired or revoked: one retry with a fresh token.
-      return this._request(method, path, { body, headers, opId }, true)
-    }
-    if (!res.ok) {
-      const e = data?.error ?? {}
-      throw new RoomFeedError(e.message || `HTTP ${res.status}`, {
-        status: res.status,
-        code: e.code || `http_${res.status}`,
-      })
-    }
-    return { body: data ?? {}, headers: res.headers, status: res.status }
+  _request(method, path, { body, headers = {}, opId, query } = {}) {
+    const h = opId ? { ...headers, 'Op-ID': opId } : headers
+    return roomRequest(this.endpoint, method, path, { body, headers: h, query })
+  }
+
+  /**
+   * A write's answer learnt elsewhere (the outbox, another tab): applied to
+   * the confirmed state once, by the element's seq like any feed event.
+   */
+  applyAnswer({ element, seq = null, deleted = false, key }) {
+    if (!element?.id) return false
+    if (key && seq !== null && (this.applied === null || seq > this.applied)) this._ownOps.add(key)
+    return this._applyElement(element, deleted, seq, true, 'write')
+  }
+
+  /** The display name sent with signals in open mode (?client=). */
+  get clientName() {
+    return ''
+  }
+
+  /**
+   * Send an ephemeral signal to everyone following the room now (POST
+   * /signals, 202): never recorded, delivered without an id. Resolves to the
+   * signal; throws RoomFeedError (429 when sent too fast).
+   */
+  async signal(event, data) {
+    const res = await this._request('POST', '/signals', { body: { event, data }, query: { client: this.clientName } })
+    return res.body
   }
 
   async _write(method, path, { body, headers, element: fallback, deleted = false } = {}) {

@@ -24,7 +24,8 @@
 // on one page, FeedHub (feedhub.js) carries them all on one multiplexed
 // stream: hub.createFeed(room) makes a HubRoom with the same API.
 
-import { ELEMENT_EVENTS, PRESENCE_EVENTS, RoomCore, RoomFeedError, parseSeq } from './roomcore.js'
+import { ELEMENT_EVENTS, PRESENCE_EVENTS, RoomCore, RoomFeedError, isFatalProblem, parseSeq } from './roomcore.js'
+import { probeStream } from './http.js'
 
 export { RoomFeedError }
 
@@ -38,6 +39,7 @@ export class RoomFeed extends RoomCore {
    * @param {() => number} [opts.random] jitter source (tests)
    * @param {string} [opts.client] display name sent as ?client= (presence); also turns presence on
    * @param {boolean} [opts.presence] keep `people`; default: on when client is set
+   * @param {string[]} [opts.signals] signal names to listen to (ephemeral events, 'signal')
    */
   constructor({
     EventSource = globalThis.EventSource,
@@ -47,9 +49,11 @@ export class RoomFeed extends RoomCore {
     random = Math.random,
     client = '',
     presence,
+    signals = [],
     ...core
   } = {}) {
     super({ ...core, presence: presence ?? !!client })
+    this._signalNames = signals
     this._EventSource = EventSource
     this.backoff = { min: backoff.min ?? 500, max: backoff.max ?? 15000 }
     this._win = win
@@ -67,6 +71,11 @@ export class RoomFeed extends RoomCore {
 
     this._onOnline = () => this._handleOnline()
     this._onOffline = () => this._handleOffline()
+    this._authFailures = 0 // 401s in a row (the first one refreshes the token)
+  }
+
+  get clientName() {
+    return this.client
   }
 
   // ---- lifecycle --------------------------------------------------------
@@ -131,7 +140,8 @@ export class RoomFeed extends RoomCore {
     // recovers from a cursor the server no longer accepts, whatever is wrong
     // there (e.g. a rebuilt database answers 400 to a cursor ahead of it).
     if (this._attempt >= 4) this._needSnapshot = true
-    const delay = this.nextDelay()
+    // Refused for good: try again at the slowest pace only.
+    const delay = isFatalProblem(this.problem) ? this.backoff.max : this.nextDelay()
     const gen = ++this._generation
     this._timer = setTimeout(() => {
       this._timer = null
@@ -150,6 +160,7 @@ export class RoomFeed extends RoomCore {
       } catch (err) {
         if (!this._isCurrent(gen)) return
         this._emit('error', err)
+        if (err?.status) this._setProblem(err)
         this._scheduleReconnect()
         return
       }
@@ -183,25 +194,53 @@ export class RoomFeed extends RoomCore {
       return
     }
     this._es = es
+    let opened = false
     const guard = (fn) => (ev) => {
       if (gen === this._generation && this._es === es) fn(ev)
     }
     es.onopen = guard(() => {
+      opened = true
       this._attempt = 0
+      this._authFailures = 0
+      this._setProblem(null)
       this._setStatus('live')
       if (this._presenceOn) this._reloadPresence()
     })
     // Any error ends this stream: we reopen it ourselves so the reopened
     // stream carries our cursor (the browser's own retry would not pass
-    // ?last_event_id= and keeps going after fatal answers).
-    es.onerror = guard(() => this._scheduleReconnect())
+    // ?last_event_id= and keeps going after fatal answers). A stream that
+    // never opened is asked why (401, 403, 404, 503...).
+    es.onerror = guard(() => {
+      this._scheduleReconnect()
+      if (!opened) this._probe(url.replace(/&client=[^&]*/, ''))
+    })
     this._listen(es, guard)
+  }
+
+  /** Why the stream at url failed (see http.js probeStream); updates problem and status. */
+  async _probe(url) {
+    const gen = this._generation
+    const problem = await probeStream(this._fetch, url)
+    if (!this._running || this.status === 'live' || gen !== this._generation) return
+    this._applyProbe(problem)
+  }
+
+  _applyProbe(problem) {
+    if (!problem) return
+    if (problem.status === 401 && this._authFailures++ === 0) {
+      // Expired or revoked: the next attempt fetches a fresh token first.
+      this._refreshToken = true
+      return
+    }
+    if (problem.status === 400 && /cursor/.test(problem.code)) this._needSnapshot = true
+    this._setProblem(problem)
+    if (this.status !== 'offline') this._setStatus(this._waitingStatus())
   }
 
   /** Route the stream's named events; guard drops those of a stream no longer current. */
   _listen(es, guard) {
     const onMessage = guard((ev) => this._handleMessage(ev))
-    for (const name of [...ELEMENT_EVENTS, 'message', ...this._messageNames]) {
+    for (const name of [...ELEMENT_EVENTS, 'message', ...this._messageNames, ...this._signalNames]) {
       es.addEventListener(name, onMessage)
     }
     es.addEventListener('reset', guard((ev) => this._handleReset(ev)))

@@ -400,3 +400,92 @@ describe('mergePatch', () => {
     expect(mergePatch({ a: 1 }, 'x')).toBe('x')
   })
 })
+
+describe('RoomFeed: a feed the server refuses', () => {
+  it.each([
+    [403, 'forbidden'],
+    [404, 'not_found'],
+  ])('%i: status "error" with the problem, retried at the slowest pace, live again once it opens', async (status, code) => {
+    const ctx = setup()
+    const problems = []
+    ctx.feed.on('problem', (p) => problems.push(p))
+    const es = await startLive(ctx)
+    es.fail() // a drop; the reopen is refused
+    await vi.advanceTimersByTimeAsync(100)
+    await flush()
+    ctx.server.feedStatus = status
+    FakeEventSource.last.fail()
+    await flush()
+    expect(ctx.feed.status).toBe('error')
+    expect(ctx.feed.problem).toMatchObject({ status, code })
+    // The attempt already scheduled goes ahead; once refused, the next comes after backoff.max.
+    await vi.advanceTimersByTimeAsync(200)
+    await flush()
+    expect(FakeEventSource.instances).toHaveLength(3)
+    FakeEventSource.last.fail()
+    await flush()
+    expect(ctx.feed.status).toBe('error')
+    await vi.advanceTimersByTimeAsync(999)
+    expect(FakeEventSource.instances).toHaveLength(3)
+    await vi.advanceTimersByTimeAsync(1)
+    await flush()
+    expect(FakeEventSource.instances).toHaveLength(4)
+    ctx.server.feedStatus = 200
+    FakeEventSource.last.open()
+    expect(ctx.feed.status).toBe('live')
+    expect(ctx.feed.problem).toBeNull()
+    expect(problems.map((p) => p?.status ?? null)).toEqual([status, null])
+  })
+
+  it('401: the first one refreshes the token, a second one in a row is "error"', async () => {
+    const ctx = setup()
+    ctx.feed.stop()
+    let refreshes = 0
+    const feed = new RoomFeed({
+      room: 'w1',
+      baseUrl: 'http://rf.test',
+      EventSource: FakeEventSource,
+      fetch: ctx.server.fetch,
+      backoff: { min: 100, max: 1000 },
+      window: null,
+      isOnline: () => true,
+      random: () => 1,
+      token: ({ refresh } = {}) => (refresh ? `t${++refreshes}` : 't0'),
+    })
+    await feed.start()
+    await flush()
+    ctx.server.feedStatus = 401
+    FakeEventSource.last.fail()
+    await flush()
+    expect(feed.status).toBe('connecting')
+    await vi.advanceTimersByTimeAsync(100)
+    await flush()
+    expect(refreshes).toBe(1)
+    expect(FakeEventSource.last.url).toContain('access_token=t1')
+    FakeEventSource.last.fail()
+    await flush()
+    expect(feed.status).toBe('error')
+    expect(feed.problem).toMatchObject({ status: 401, code: 'unauthorized' })
+    feed.stop()
+  })
+
+  it('a transient failure (the URL answers 200 when asked) changes nothing', async () => {
+    const ctx = setup()
+    const es = await startLive(ctx)
+    es.fail()
+    await flush()
+    expect(ctx.feed.status).toBe('reconnecting')
+    expect(ctx.feed.problem).toBeNull()
+  })
+
+  it('a refused snapshot is a problem too (403 before any stream)', async () => {
+    const ctx = setup()
+    const real = ctx.server.fetch
+    ctx.feed._fetch = async (url, init) =>
+      url.endsWith('/elements') ? new Response('{"error":{"code":"forbidden","message":"no"}}', { status: 403 }) : real(url, init)
+    await ctx.feed.start()
+    await flush()
+    expect(ctx.feed.status).toBe('error')
+    expect(ctx.feed.problem).toMatchObject({ status: 403, code: 'forbidden' })
+  })
+})
