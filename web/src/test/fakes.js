@@ -178,10 +178,10 @@ export class FakeServer {
   }
 
   json(status, body, headers = {}) {
-    return new Response(body === undefined ? null : JSON.stringify(body), {
-      status,
-      headers: { 'Content-Type': 'application/json', ...headers },
-    })
+    const text = body === undefined ? null : JSON.stringify(body)
+    const res = new Response(text, { status, headers: { 'Content-Type': 'application/json', ...headers } })
+    res.text$ = text ?? '' // the body, readable at once (the idempotency record is made in the same tick)
+    return res
   }
 
   error(status, code, extra = {}, headers = {}) {
@@ -235,7 +235,7 @@ export class FakeServer {
     if (f) return this.error(f.status, f.code, {}, f.retryAfter !== undefined ? { 'Retry-After': String(f.retryAfter) } : {})
     const res = this.write(method, id, headers, init.body, headers.get('Op-ID') ?? key)
     if (key && res.ok) {
-      const rec = { fingerprint, status: res.status, headers: Object.fromEntries(res.headers), body: await res.clone().text() }
+      const rec = { fingerprint, status: res.status, headers: Object.fromEntries(res.headers), body: res.text$ }
       this.idempotency.set(key, rec)
     }
     if (this.loseAnswers > 0) {
