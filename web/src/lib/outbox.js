@@ -341,10 +341,9 @@ export class Outbox extends Emitter {
    * Store a write and send it when its turn comes. Resolves to the entry once
    * it is stored. The entry is listed (and 'change' emitted) at once.
    */
-  async enqueue(room, { op, id, kind, data, patch, base = null }) {
-    if (!['create', 'put', 'patch', 'delete'].includes(op)) throw new TypeError(`outbox: unknown op ${op}`)
-    if (!id) throw new TypeError('outbox: id is required')
-    await this.start()
+  enqueue(room, { op, id, kind, data, patch, base = null }) {
+    if (!['create', 'put', 'patch', 'delete'].includes(op)) return Promise.reject(new TypeError(`outbox: unknown op ${op}`))
+    if (!id) return Promise.reject(new TypeError('outbox: id is required'))
     const entry = {
       key: newIdempotencyKey(),
       room,
@@ -363,13 +362,18 @@ export class Outbox extends Emitter {
     this._list(room).push(entry)
     this._unsaved.set(entry.key, entry)
     this._emit('change', { room })
+    return this._store(entry)
+  }
+
+  async _store(entry) {
     try {
+      await this.start()
       await this._storage.put(entry)
     } finally {
       this._unsaved.delete(entry.key)
     }
-    this._post({ type: 'changed', room })
-    this._drain(room)
+    this._post({ type: 'changed', room: entry.room })
+    this._drain(entry.room)
     return entry
   }
 

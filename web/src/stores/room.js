@@ -1,14 +1,19 @@
-// The room store: one Pinia setup store per room, built on a room client:
-// a RoomFeed, or with { hub } the hub's HubRoom (same API).
+// The room store: one Pinia setup store per room, built on a room client (a
+// RoomFeed, or with { hub } the hub's HubRoom: same API) and the page's
+// outbox (lib/outbox.js; with { outbox } the session's, shared by every
+// room and tab; else a private one in memory).
 //
 // `elements` is what the user sees: the confirmed server state (kept by the
-// room client) with this window's pending writes laid over it. A write applies
-// at once (optimistic); when the server answers, the overlay is dropped and
-// the confirmed state already holds the server's element. When the server
-// refuses (409/412, 404) or cannot be reached, the overlay is dropped too,
-// which rolls the element back, and `error` says what happened. The feed's
-// own echo of a write is recognised (Op-ID and per-element seq) and never
-// applied twice. The EventSource stays inside the RoomFeed, or, with
+// room client) with the outbox's pending writes of this room laid over it,
+// in order. The overlay is laid again on every snapshot and event, so a
+// reset or a reload loses nothing; an entry leaves the overlay only once the
+// server acknowledged it (its answer is applied to the confirmed state in
+// the same tick) or refused it for good (`error` says why, in words).
+// Offline, 5xx and 429 keep the writes: `outbox.blocked` says why they wait.
+// A conflict (someone else changed the same field first) is listed in
+// `conflicts` with theirs and mine; keepMine()/takeTheirs() resolve it.
+// `drafts` are other people's typing (lib/drafts.js); typing()/endTyping()
+// share ours. The EventSource stays inside the room client, or, with
 // { hub }, in the page's one FeedHub shared by every room store.
 //
 // start()/stop() count their callers (the open world and a pinned-worlds
@@ -17,6 +22,9 @@
 import { computed, ref } from 'vue'
 import { defineStore } from 'pinia'
 import { RoomFeed, mergePatch } from '@/lib/roomfeed.js'
+import { Outbox, memoryStorage } from '@/lib/outbox.js'
+import { DRAFT_SIGNAL, Drafts } from '@/lib/drafts.js'
+import { describeProblem } from '@/lib/http.js'
 
 /** Kinds listed first, in this order; others follow alphabetically. */
 export const KNOWN_KINDS = ['character', 'place', 'item']
@@ -45,34 +53,49 @@ export function newElementId(kind) {
   return `${prefix}-${Date.now().toString(36).padStart(9, '0')}${randomSuffix(4)}`
 }
 
-function describeFailure(err, what) {
-  if (err?.isConflict) {
-    return `${what} was changed by someone else in the meantime; your change was undone.`
-  }
-  if (err?.status === 404) return `${what} no longer exists; your change was undone.`
-  if (!err?.status) return `Network problem: ${what.toLowerCase()} was not saved, your change was undone.`
-  return `${what} was not saved (${err.message}); your change was undone.`
+/** A write refused for good, in words: what happened and what the user can do. */
+export function describeRefusal(err, what) {
+  if (err?.status === 404) return `${what} no longer exists (someone deleted it); your change could not be saved.`
+  if (err?.code === 'already_exists') return `${what} already exists; your copy was not saved.`
+  if (err?.status === 403) return `You may not change this world: ${what.toLowerCase()} was not saved. Ask its owner for write access.`
+  if (err?.status === 413) return `${what} is too large to save; make it smaller and try again.`
+  return `${what} was not saved: the server refused it (${err?.message || err?.code}).`
 }
 
 function setupRoomStore(roomId, feedOptions) {
-  const { hub, ...options } = feedOptions
-  const feed = hub ? hub.createFeed(roomId, options) : new RoomFeed({ room: roomId, ...options })
+  const { hub, outbox: sharedOutbox, ...options } = feedOptions
+  const clientOptions = { signals: [DRAFT_SIGNAL], ...options }
+  const feed = hub ? hub.createFeed(roomId, clientOptions) : new RoomFeed({ room: roomId, ...clientOptions })
+  const outbox =
+    sharedOutbox ??
+    new Outbox({
+      baseUrl: feed.baseUrl,
+      fetch: feed.endpoint.fetch,
+      token: feed.endpoint.tokens,
+      storage: memoryStorage(),
+      locks: null,
+      channel: null,
+      window: options.window,
+      isOnline: options.isOnline,
+      backoff: options.backoff,
+    })
+  const drafts = new Drafts({ room: feed })
 
   const room = ref(roomId)
   const elements = ref({}) // id -> element as displayed
-  const pending = ref({}) // id -> number of writes in flight
+  const pending = ref({}) // id -> number of writes not yet saved
+  const conflicts = ref({}) // id -> [{ key, op, conflicts, current, delete }]
   const cursor = ref('')
   const status = ref(feed.status)
+  const problem = ref(null) // why the feed cannot be followed: { status, code, title, action }
   const error = ref('')
   const errorCode = ref('')
   const loaded = ref(false)
   const people = ref([]) // who is in the room now (presence)
+  const remoteDrafts = ref({}) // id -> field -> [{ person, value }]
+  const outboxState = ref({ pending: 0, conflicts: 0, sending: false, blocked: null })
   const following = ref(false) // start() callers outstanding
   let users = 0
-
-  const overlays = new Map() // id -> [{ opId, type, ... }]
-  const queues = new Map() // id -> promise of the last write (writes to one id go in order)
-  const ownVersions = new Map() // id -> Set of versions our own writes produced
 
   const byKind = computed(() => {
     const groups = new Map()
@@ -89,12 +112,29 @@ function setupRoomStore(roomId, feedOptions) {
 
   const count = computed(() => Object.keys(elements.value).length)
 
+  /** Why the outbox waits, in words (null when it does not). */
+  const blocked = computed(() => {
+    const b = outboxState.value.blocked
+    if (!b || !outboxState.value.pending) return null
+    return { ...describeProblem(b), status: b.status, code: b.code, until: b.until ?? null }
+  })
+
+  // ---- the view: confirmed state + pending writes -----------------------------------
+
+  function pendingOf(id) {
+    return outbox.pending(roomId).filter((e) => e.id === id)
+  }
+
   function view(id) {
     let el = feed.elements.get(id) ?? null
-    for (const op of overlays.get(id) ?? []) {
-      if (op.type === 'put') el = { ...op.element, version: el?.version ?? 0, updated_at: el?.updated_at }
-      else if (op.type === 'patch') el = el ? { ...el, data: mergePatch(el.data ?? {}, op.patch) } : null
-      else if (op.type === 'delete') el = null
+    for (const e of pendingOf(id)) {
+      if (e.op === 'create' || e.op === 'put') {
+        el = { ...(el ?? {}), id, kind: e.kind, data: e.data, version: el?.version ?? 0 }
+      } else if (e.op === 'patch') {
+        el = el ? { ...el, data: mergePatch(el.data ?? {}, e.patch) } : null
+      } else if (e.op === 'delete') {
+        el = null
+      }
     }
     return el
   }
@@ -103,22 +143,32 @@ function setupRoomStore(roomId, feedOptions) {
     const el = view(id)
     if (el) elements.value[id] = el
     else if (id in elements.value) delete elements.value[id]
-    const n = overlays.get(id)?.length ?? 0
-    if (n) pending.value[id] = n
-    else if (id in pending.value) delete pending.value[id]
   }
 
   function rebuild() {
+    const ids = new Set([...feed.elements.keys(), ...outbox.pending(roomId).map((e) => e.id)])
     const next = {}
-    for (const id of new Set([...feed.elements.keys(), ...overlays.keys()])) {
+    for (const id of ids) {
       const el = view(id)
       if (el) next[id] = el
     }
     elements.value = next
+    const p = {}
+    for (const e of outbox.pending(roomId)) p[e.id] = (p[e.id] ?? 0) + 1
+    pending.value = p
+    const c = {}
+    for (const e of outbox.conflicts(roomId)) {
+      ;(c[e.id] ??= []).push({ key: e.key, op: e.op, ...e.conflict })
+    }
+    conflicts.value = c
+    outboxState.value = outbox.state(roomId)
   }
 
   feed.on('status', (s) => {
     status.value = s
+  })
+  feed.on('problem', (p) => {
+    problem.value = p ? { ...p, ...describeProblem(p) } : null
   })
   feed.on('snapshot', (snap) => {
     cursor.value = snap.cursor
@@ -133,72 +183,46 @@ function setupRoomStore(roomId, feedOptions) {
     cursor.value = feed.cursor
   })
 
-  function addOverlay(id, op) {
-    if (!overlays.has(id)) overlays.set(id, [])
-    overlays.get(id).push(op)
-    refresh(id)
-  }
-
-  function dropOverlay(id, op) {
-    const list = overlays.get(id)
-    if (list) {
-      const i = list.indexOf(op)
-      if (i !== -1) list.splice(i, 1)
-      if (!list.length) overlays.delete(id)
-    }
-    refresh(id)
-  }
-
-  function enqueue(id, fn) {
-    const prev = queues.get(id) ?? Promise.resolve()
-    const next = prev.then(fn, fn)
-    queues.set(id, next)
-    next.finally(() => {
-      if (queues.get(id) === next) queues.delete(id)
-    })
-    return next
-  }
-
-  function noteOwnVersion(id, version) {
-    if (typeof version !== 'number') return
-    if (!ownVersions.has(id)) ownVersions.set(id, new Set())
-    ownVersions.get(id).add(version)
-  }
-
-  /** The If-Match version for a write based on `base`: skips versions our own earlier writes made. */
-  function effectiveBase(id, base) {
-    if (base === undefined || base === null) return base
-    let v = base
-    const own = ownVersions.get(id)
-    while (own?.has(v + 1)) v += 1
-    return v
-  }
-
-  function fail(err, what) {
-    error.value = describeFailure(err, what)
+  outbox.on('ack', (a) => {
+    if (a.room !== roomId) return
+    // The answer joins the confirmed state while the entry is still laid
+    // over it: the card never shows the old value in between.
+    feed.applyAnswer({ element: a.element, seq: a.seq, deleted: a.deleted, key: a.entry?.key })
+  })
+  outbox.on('change', ({ room: r }) => {
+    if (r === roomId) rebuild()
+  })
+  outbox.on('refused', ({ room: r, entry, error: err }) => {
+    if (r !== roomId) return
+    error.value = describeRefusal(err, label(entry))
     errorCode.value = err?.code ?? 'error'
-  }
+  })
 
-  function label(id) {
-    const el = view(id) ?? feed.elements.get(id)
+  drafts.on('change', (list) => {
+    const next = {}
+    for (const d of list) {
+      next[d.id] ??= {}
+      ;(next[d.id][d.field] ??= []).push({ person: d.person, value: d.value })
+    }
+    remoteDrafts.value = next
+  })
+
+  function label(entry) {
+    const el = feed.elements.get(entry.id) ?? (entry.data ? { data: entry.data } : null)
     const name = displayName(el)
+    if (entry.op === 'create') return name ? `New ${entry.kind} "${name}"` : `New ${entry.kind}`
     return name ? `"${name}"` : 'The element'
   }
 
-  async function write(id, op, send, what) {
-    addOverlay(id, op)
-    return enqueue(id, async () => {
-      try {
-        const res = await send()
-        if (res.element && !op.deleted) noteOwnVersion(id, res.element.version)
-        return res
-      } catch (err) {
-        fail(err, what)
-        return null
-      } finally {
-        dropOverlay(id, op)
-      }
-    })
+  function confirmedVersion(id) {
+    return feed.elements.get(id)?.version ?? 0
+  }
+
+  /** Enqueue a write; resolves to the server's element (null when refused or in conflict). */
+  async function write(spec) {
+    const entry = await outbox.enqueue(roomId, spec)
+    const r = await outbox.settled(entry.key)
+    return r.outcome === 'ack' ? (spec.op === 'delete' ? true : r.element) : spec.op === 'delete' ? false : null
   }
 
   // ---- actions ------------------------------------------------------------
@@ -206,6 +230,7 @@ function setupRoomStore(roomId, feedOptions) {
   function start() {
     users += 1
     following.value = true
+    outbox.start().then(rebuild)
     return feed.start()
   }
 
@@ -214,44 +239,85 @@ function setupRoomStore(roomId, feedOptions) {
     if (users > 0) return
     following.value = false
     feed.stop()
+    if (!sharedOutbox) outbox.stop() // a private outbox ends with its room; the page's goes on
   }
 
-  /** Create an element (optimistic). Resolves to the server's element, or null on failure. */
+  /** Create an element (shown at once, kept until saved). Resolves to the server's element, or null. */
   function create(kind, data = {}, { id = newElementId(kind) } = {}) {
-    const element = { id, kind, version: 0, data }
-    const op = { type: 'put', element }
-    const what = data.name ? `New ${kind} "${data.name}"` : `New ${kind}`
-    return write(id, op, () => feed.put(id, { kind, data }, { ifNoneMatch: true }), what).then(
-      (r) => r?.element ?? null,
-    )
+    return write({ op: 'create', id, kind, data, base: 0 })
   }
 
   /**
    * Merge-patch fields of an element's data (null removes a field).
-   * baseVersion: the version the user edited; defaults to the version shown now.
-   * The write fails with a conflict if someone else changed the element since.
+   * baseVersion: the version the user started from (default: the confirmed
+   * one). Someone else's change since is merged by the server, or becomes a
+   * conflict the user resolves.
    */
   function edit(id, fields, { baseVersion } = {}) {
-    const shown = feed.elements.get(id)?.version
-    const base = baseVersion ?? shown
-    const what = label(id)
-    const op = { type: 'patch', patch: fields }
-    return write(id, op, () => feed.patch(id, fields, { ifMatch: effectiveBase(id, base) }), what).then(
-      (r) => r?.element ?? null,
-    )
+    return write({ op: 'patch', id, patch: fields, base: baseVersion ?? confirmedVersion(id) })
   }
 
   function rename(id, name, opts) {
     return edit(id, { name }, opts)
   }
 
-  /** Delete an element (optimistic). With baseVersion, only if nobody changed it since. */
+  /** Replace an element's kind and data (PUT), based on baseVersion. */
+  function replace(id, { kind, data }, { baseVersion } = {}) {
+    return write({ op: 'put', id, kind, data, base: baseVersion ?? confirmedVersion(id) })
+  }
+
+  /** Delete an element, only if nobody changed it since baseVersion (default: the confirmed version). */
   function remove(id, { baseVersion } = {}) {
-    const what = label(id)
-    const op = { type: 'delete', deleted: true }
-    return write(id, op, () => feed.delete(id, { ifMatch: effectiveBase(id, baseVersion) }), what).then(
-      (r) => r !== null,
-    )
+    return write({ op: 'delete', id, base: baseVersion ?? confirmedVersion(id) })
+  }
+
+  function conflictEntry(key) {
+    return outbox.conflicts(roomId).find((e) => e.key === key)
+  }
+
+  /** Resolve a conflict with the user's change, sent again on the version shown now. */
+  function keepMine(key) {
+    const rec = conflictEntry(key)
+    if (!rec) return Promise.resolve(null)
+    const version = Math.max(confirmedVersion(rec.id), rec.conflict?.current?.version ?? 0)
+    return outbox.keepMine(key, { version })
+  }
+
+  /** Resolve a conflict with their version (the user's other changes are still sent). */
+  function takeTheirs(key) {
+    const rec = conflictEntry(key)
+    if (!rec) return Promise.resolve(null)
+    const version = Math.max(confirmedVersion(rec.id), rec.conflict?.current?.version ?? 0)
+    return outbox.takeTheirs(key, { version })
+  }
+
+  /** Send the waiting writes now, whatever the backoff says. */
+  function retryNow() {
+    return outbox.retryNow(roomId)
+  }
+
+  const typingGen = new Map()
+
+  /** The user is typing value into field of element id: the others see it live. */
+  function typing(id, field, value) {
+    const k = `${id}\0${field}`
+    typingGen.set(k, (typingGen.get(k) ?? 0) + 1)
+    drafts.typing(id, field, value)
+  }
+
+  /**
+   * The user left the field. after: the write it committed, if any: the mark
+   * goes once it is saved (so the others see the new value, not the old one,
+   * when it goes), or after 1.5 s.
+   */
+  function endTyping(id, field, after = null) {
+    const k = `${id}\0${field}`
+    const gen = typingGen.get(k)
+    const done = () => {
+      if (typingGen.get(k) === gen) drafts.end(id, field)
+    }
+    if (!after) return done()
+    Promise.race([Promise.resolve(after).catch(() => {}), new Promise((r) => setTimeout(r, 1500))]).then(done)
   }
 
   function clearError() {
@@ -263,21 +329,32 @@ function setupRoomStore(roomId, feedOptions) {
     room,
     elements,
     pending,
+    conflicts,
     cursor,
     status,
+    problem,
     error,
     errorCode,
     loaded,
     people,
+    remoteDrafts,
+    outboxState,
     following,
     byKind,
     count,
+    blocked,
     start,
     stop,
     create,
     edit,
     rename,
+    replace,
     remove,
+    keepMine,
+    takeTheirs,
+    retryNow,
+    typing,
+    endTyping,
     clearError,
   }
 }
@@ -288,7 +365,8 @@ function setupRoomStore(roomId, feedOptions) {
  * { token } (a JWT, a function or a source from lib/token.js; the default
  * reads VITE_ROOMFEED_TOKEN or VITE_ROOMFEED_TOKEN_ENDPOINT), or { hub }
  * (a FeedHub: the room is a HubRoom on the hub's one multiplexed stream;
- * the other options go to hub.createFeed).
+ * the other options go to hub.createFeed), and { outbox } (the page's
+ * Outbox; default: a private one in memory).
  */
 export function useRoomStore(roomId, feedOptions = {}) {
   return defineStore(`room/${roomId}`, () => setupRoomStore(roomId, feedOptions))()

@@ -5,6 +5,7 @@ import { useRoomStore, newElementId } from './room.js'
 import { FakeEventSource, FakeServer, flush } from '../test/fakes.js'
 
 let server
+let live = []
 
 async function liveStore() {
   const store = useRoomStore('w1', {
@@ -18,6 +19,7 @@ async function liveStore() {
   await store.start()
   await flush()
   FakeEventSource.last.open()
+  live.push(store)
   return store
 }
 
@@ -42,6 +44,8 @@ beforeEach(() => {
 })
 
 afterEach(() => {
+  for (const store of live) store.stop()
+  live = []
   vi.useRealTimers()
 })
 
@@ -106,50 +110,124 @@ describe('room store', () => {
     expect(Object.keys(store.elements)).toHaveLength(3)
   })
 
-  it('rolls back an edit refused with 412 and says why', async () => {
+  it('a stale edit of another field is merged by the server without a word', async () => {
     const store = await liveStore()
-    const base = store.elements.c1.version
-    // Someone else renames c1 and it reaches us before our write.
+    server.upsert('c1', 'character', { name: 'Theirs', description: 'scout' }) // v2, not delivered yet
+    const el = await store.edit('c1', { description: 'mine' }, { baseVersion: 1 })
+    expect(el).toMatchObject({ version: 3, data: { name: 'Theirs', description: 'mine' } })
+    expect(server.requests.at(-1).headers.get('If-Match')).toBe('"1"')
+    expect(store.elements.c1.data).toEqual({ name: 'Theirs', description: 'mine' })
+    expect(store.conflicts).toEqual({})
+    expect(store.error).toBe('')
+  })
+
+  it('a conflict keeps what the user typed until they choose: keep mine', async () => {
+    const store = await liveStore()
     server.upsert('c1', 'character', { name: 'Theirs', description: 'scout' })
     deliver(3)
+    expect(await store.edit('c1', { name: 'Mine' }, { baseVersion: 1 })).toBeNull()
+    expect(store.elements.c1.data.name).toBe('Theirs') // the card shows theirs...
+    const [c] = store.conflicts.c1 // ...and the conflict shows both
+    expect(c.conflicts).toEqual([{ path: '/name', base: 'Aria', theirs: 'Theirs', mine: 'Mine' }])
+    expect(store.outboxState).toMatchObject({ pending: 0, conflicts: 1 })
+    expect(store.error).toBe('')
+    await store.keepMine(c.key)
+    await vi.waitFor(() => expect(server.elements.get('c1').data.name).toBe('Mine'))
+    await vi.waitFor(() => expect(store.elements.c1).toMatchObject({ version: 3, data: { name: 'Mine' } }))
+    expect(store.conflicts).toEqual({})
+  })
+
+  it('a conflict resolved with take theirs sends nothing for that field and forgets the draft', async () => {
+    const store = await liveStore()
+    server.upsert('c1', 'character', { name: 'Theirs', description: 'scout' })
+    deliver(3)
+    await store.edit('c1', { name: 'Mine' }, { baseVersion: 1 })
+    const [c] = store.conflicts.c1
+    const before = server.requests.length
+    await store.takeTheirs(c.key)
+    await flush()
+    expect(server.requests.length).toBe(before)
+    expect(store.conflicts).toEqual({})
     expect(store.elements.c1.data.name).toBe('Theirs')
-    const gate = deferred()
-    server.hold = gate.promise
-    const p = store.edit('c1', { name: 'Mine' }, { baseVersion: base })
-    expect(store.elements.c1.data.name).toBe('Mine') // optimistic
-    gate.resolve()
-    expect(await p).toBeNull()
-    expect(store.elements.c1).toMatchObject({ version: 2, data: { name: 'Theirs' } })
-    expect(store.errorCode).toBe('version_mismatch')
-    expect(store.error).toMatch(/changed by someone else/)
-    expect(store.pending.c1).toBeUndefined()
+  })
+
+  it('network failures keep the edits (shown as not yet saved) and send them once the server answers', async () => {
+    const store = await liveStore()
+    server.down = true
+    const created = store.create('item', { name: 'Ghost' }, { id: 'g1' })
+    const renamed = store.rename('c1', 'Still mine')
+    const removed = store.remove('p1')
+    await vi.waitFor(() => expect(store.blocked).toMatchObject({ kind: 'unavailable', code: 'network_error' }))
+    expect(store.elements.g1).toMatchObject({ data: { name: 'Ghost' } })
+    expect(store.elements.c1.data.name).toBe('Still mine')
+    expect(store.elements.p1).toBeUndefined()
+    expect(store.pending).toEqual({ g1: 1, c1: 1, p1: 1 })
+    expect(store.outboxState.pending).toBe(3)
+    expect(store.error).toBe('')
+    server.down = false
+    expect(await created).toMatchObject({ id: 'g1', version: 1 })
+    expect(await renamed).toMatchObject({ version: 2, data: { name: 'Still mine' } })
+    expect(await removed).toBe(true)
+    expect(store.pending).toEqual({})
+    expect(store.blocked).toBeNull()
+    expect([...server.elements.keys()].sort()).toEqual(['c1', 'g1', 'i1'])
+  })
+
+  it('503 and 429 are retried; the write lands once', async () => {
+    const store = await liveStore()
+    server.fail(503, 'database_unavailable')
+    server.fail(429, 'rate_limited', { retryAfter: 0 })
+    const p = store.rename('c1', 'Patient')
+    await vi.waitFor(() => expect(store.blocked).toMatchObject({ status: 503, kind: 'unavailable' }))
+    expect(await p).toMatchObject({ version: 2 })
+    const patches = server.requests.filter((r) => r.method === 'PATCH')
+    expect(patches).toHaveLength(3)
+    expect(new Set(patches.map((r) => r.headers.get('Idempotency-Key'))).size).toBe(1)
+    expect(server.events.filter((e) => e.type === 'element.updated')).toHaveLength(1)
+  })
+
+  it('a write refused for good is dropped and said in words', async () => {
+    const store = await liveStore()
+    server.fail(403, 'forbidden')
+    expect(await store.rename('c1', 'Nope')).toBeNull()
+    expect(store.elements.c1.data.name).toBe('Aria')
+    expect(store.errorCode).toBe('forbidden')
+    expect(store.error).toMatch(/may not change this world/)
     store.clearError()
     expect(store.error).toBe('')
   })
 
-  it('rolls back when the conflicting change arrives only after the failed write', async () => {
-    const store = await liveStore()
-    server.upsert('c1', 'character', { name: 'Theirs' }) // not delivered yet
-    const r = await store.edit('c1', { name: 'Mine' }) // based on v1 (shown), server has v2
-    expect(r).toBeNull()
-    expect(store.elements.c1.data.name).toBe('Aria') // rolled back to what we know
-    deliver(3)
-    expect(store.elements.c1.data.name).toBe('Theirs')
-    expect(store.error).toMatch(/changed by someone else/)
-  })
-
-  it('rolls back create, edit and delete on network failure', async () => {
+  it('pending edits are laid again over every snapshot and event: a reset loses nothing', async () => {
     const store = await liveStore()
     server.down = true
-    expect(await store.create('item', { name: 'Ghost' }, { id: 'g1' })).toBeNull()
-    expect(store.elements.g1).toBeUndefined()
-    expect(await store.rename('c1', 'Nope')).toBeNull()
-    expect(store.elements.c1.data.name).toBe('Aria')
-    expect(await store.remove('p1')).toBe(false)
-    expect(store.elements.p1).toMatchObject({ data: { name: 'Harbor' } })
-    expect(store.errorCode).toBe('network_error')
-    expect(store.error).toMatch(/Network problem/)
-    expect(Object.keys(store.pending)).toHaveLength(0)
+    store.rename('c1', 'Offline name')
+    store.create('item', { name: 'Offline item' }, { id: 'o1' })
+    await vi.waitFor(() => expect(store.outboxState.blocked).not.toBeNull())
+    server.down = false
+    server.hold = new Promise(() => {}) // the writes stay unanswered
+    // Someone else's changes, then the history is trimmed: the store reloads.
+    server.upsert('c1', 'character', { name: 'Theirs', description: 'changed by them' })
+    server.upsert('p1', 'place', { name: 'Docks' })
+    deliver(3)
+    expect(store.elements.c1.data).toEqual({ name: 'Offline name', description: 'changed by them' })
+    FakeEventSource.last.emit('reset', { cursor: '5', reason: 'history_trimmed' }, '')
+    await flush()
+    expect(store.cursor).toBe('5')
+    expect(store.elements.c1.data).toEqual({ name: 'Offline name', description: 'changed by them' })
+    expect(store.elements.o1.data).toEqual({ name: 'Offline item' })
+    expect(store.elements.p1.data.name).toBe('Docks')
+    expect(store.pending).toEqual({ c1: 1, o1: 1 })
+  })
+
+  it('says in words why the feed cannot be followed', async () => {
+    const store = await liveStore()
+    server.feedStatus = 403
+    FakeEventSource.last.fail()
+    await vi.waitFor(() => expect(store.status).toBe('reconnecting'))
+    await new Promise((r) => setTimeout(r, 150))
+    FakeEventSource.last.fail()
+    await vi.waitFor(() => expect(store.status).toBe('error'))
+    expect(store.problem).toMatchObject({ status: 403, kind: 'forbidden', title: expect.stringMatching(/access/) })
   })
 
   it('delete is optimistic and stays deleted when the feed echoes it', async () => {
@@ -165,10 +243,10 @@ describe('room store', () => {
     expect(store.byKind.map((g) => g.kind)).toEqual(['character', 'place'])
   })
 
-  it('a delete refused with 404 rolls back (element already gone for everyone is then removed by the feed)', async () => {
+  it('a delete refused with 404 is dropped and said; the feed then removes the element for everyone', async () => {
     const store = await liveStore()
     server.remove('i1') // someone else deleted it, event not delivered yet
-    expect(await store.remove('i1')).toBe(false)
+    expect(await store.remove('i1', { baseVersion: null })).toBe(false)
     expect(store.elements.i1).toBeDefined()
     expect(store.error).toMatch(/no longer exists/)
     deliver(3)
@@ -214,5 +292,22 @@ describe('room store', () => {
     const a = newElementId('character')
     expect(a).toMatch(/^character-[0-9a-z]{13}$/)
     expect(newElementId('My Kind!')).toMatch(/^MyKind-/)
+  })
+})
+
+describe('room store: live previews', () => {
+  it('typing is shared as a draft signal; the other window shows "who is editing" until the commit is saved', async () => {
+    const store = await liveStore()
+    const es = FakeEventSource.last
+    server.onSignal = (sig) => es.emit(sig.type, { ...sig, data: { ...sig.data, tab: 'another-tab' }, person: 'bob' }, '')
+    store.typing('c1', 'name', 'Aria V')
+    await vi.waitFor(() => expect(store.remoteDrafts).toEqual({ c1: { name: [{ person: 'bob', value: 'Aria V' }] } }))
+    const saved = store.rename('c1', 'Aria Vell')
+    store.endTyping('c1', 'name', saved)
+    expect(store.remoteDrafts.c1).toBeDefined() // the mark stays until the write is saved
+    await saved
+    await vi.waitFor(() => expect(store.remoteDrafts).toEqual({}))
+    expect(server.signals.map((s) => s.data.state)).toEqual(['typing', 'end'])
+    expect(server.events.every((e) => e.type.startsWith('element.'))).toBe(true) // drafts never enter the history
   })
 })

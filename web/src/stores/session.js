@@ -1,12 +1,16 @@
 // The page's session: the one FeedHub every room store shares (one
-// EventSource for all rooms the page follows), the display name people see
-// in presence, and the pinned worlds of the sidebar. The name and the pins
-// live in localStorage. A room on the shared connection:
-//   useRoomStore(room, { hub: useSessionStore().hub })
+// EventSource for all rooms the page follows), the one Outbox every write of
+// the page goes through (persisted in IndexedDB, shared with the other tabs),
+// the display name people see in presence, and the pinned worlds of the
+// sidebar. The name and the pins live in localStorage. A room on the shared
+// connection and outbox:
+//   const { hub, outbox } = useSessionStore()
+//   useRoomStore(room, { hub, outbox })
 
 import { markRaw, ref } from 'vue'
 import { defineStore } from 'pinia'
 import { FeedHub } from '@/lib/feedhub.js'
+import { Outbox } from '@/lib/outbox.js'
 import { isValidRoomId } from '@/lib/names.js'
 
 const NAME_KEY = 'roomfeed.name'
@@ -48,12 +52,25 @@ function loadPins() {
   }
 }
 
-/** hubOptions (first call only) go to the FeedHub, e.g. { EventSource, fetch } in tests. */
-export function useSessionStore(hubOptions = {}) {
+/**
+ * hubOptions (first call only) go to the FeedHub, e.g. { EventSource, fetch }
+ * in tests; hubOptions.outbox: options of the Outbox (e.g. { storage }).
+ */
+export function useSessionStore({ outbox: outboxOptions = {}, ...hubOptions } = {}) {
   return defineStore('session', () => {
     const name = ref(loadName())
     const pinned = ref(loadPins())
     const hub = markRaw(new FeedHub({ client: name.value, ...hubOptions }))
+    const outbox = markRaw(
+      new Outbox({
+        baseUrl: hub.baseUrl,
+        fetch: hub.fetch,
+        token: hub.tokens,
+        ...(hubOptions.window !== undefined ? { window: hubOptions.window } : {}),
+        ...(hubOptions.isOnline ? { isOnline: hubOptions.isOnline } : {}),
+        ...outboxOptions,
+      }),
+    )
     const status = ref(hub.status)
     hub.on('status', (s) => {
       status.value = s
@@ -84,6 +101,6 @@ export function useSessionStore(hubOptions = {}) {
       savePins()
     }
 
-    return { name, pinned, status, hub, setName, pin, unpin }
+    return { name, pinned, status, hub, outbox, setName, pin, unpin }
   })()
 }
