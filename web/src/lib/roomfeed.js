@@ -338,3 +338,39 @@ export function mergePatch(target, patch) {
   }
   return out
 }
+
+function containsNull(v) {
+  if (v === null) return true
+  if (Array.isArray(v)) return false // arrays are replaced whole by a merge patch: nulls inside are kept
+  if (typeof v === 'object') return Object.values(v).some(containsNull)
+  return false
+}
+
+/**
+ * The RFC 7386 merge patch that turns before into after (objects: recursive,
+ * keys gone become null; anything else replaced whole). undefined when they
+ * are equal; null when no merge patch can say it (after holds a null inside
+ * an object: send the whole data with PUT instead).
+ */
+export function diffMergePatch(before, after) {
+  if (JSON.stringify(before) === JSON.stringify(after)) return undefined
+  const isObj = (v) => v !== null && typeof v === 'object' && !Array.isArray(v)
+  if (!isObj(before) || !isObj(after)) return containsNull(after) && isObj(after) ? null : after
+  const patch = {}
+  for (const k of new Set([...Object.keys(before), ...Object.keys(after)])) {
+    if (!(k in after)) {
+      patch[k] = null
+      continue
+    }
+    if (after[k] === null) return null
+    if (!(k in before)) {
+      if (containsNull(after[k])) return null
+      patch[k] = after[k]
+      continue
+    }
+    const d = diffMergePatch(before[k], after[k])
+    if (d === null) return null
+    if (d !== undefined) patch[k] = d
+  }
+  return patch
+}

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { RoomFeed, RoomFeedError, mergePatch } from './roomfeed.js'
+import { RoomFeed, RoomFeedError, diffMergePatch, mergePatch } from './roomfeed.js'
 import { FakeEventSource, FakeServer, flush } from '../test/fakes.js'
 
 class FakeWindow extends EventTarget {}
@@ -487,5 +487,23 @@ describe('RoomFeed: a feed the server refuses', () => {
     await flush()
     expect(ctx.feed.status).toBe('error')
     expect(ctx.feed.problem).toMatchObject({ status: 403, code: 'forbidden' })
+  })
+})
+
+describe('diffMergePatch', () => {
+  it.each([
+    [{ a: 1 }, { a: 1 }, undefined],
+    [{ a: 1 }, { a: 2 }, { a: 2 }],
+    [{ a: 1, b: 2 }, { a: 1 }, { b: null }],
+    [{ s: { hp: 1, mp: 2 } }, { s: { hp: 3 } }, { s: { hp: 3, mp: null } }],
+    [{ l: [1, 2] }, { l: [1] }, { l: [1] }],
+    [{ l: [1] }, { l: [null] }, { l: [null] }],
+    [{ a: 'x' }, { a: { b: 1 } }, { a: { b: 1 } }],
+    [{ a: 1 }, { a: null }, null],
+    [{}, { a: { b: null } }, null],
+  ])('%j → %j: %j', (before, after, want) => {
+    const got = diffMergePatch(before, after)
+    expect(got).toEqual(want)
+    if (got) expect(mergePatch(before, got)).toEqual(after)
   })
 })
