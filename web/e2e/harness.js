@@ -4,6 +4,7 @@
 // from the page and the server's state from its HTTP API.
 
 import { spawn, execFile } from 'node:child_process'
+import net from 'node:net'
 import { mkdtemp, rm, access } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -54,9 +55,9 @@ export async function buildServer(dir) {
  * Start a server. port 0 picks a free one; pass the port of a stopped server
  * to restart it at the same address; args: more flags (e.g. --presence-grace 500ms). Resolves once it prints "listening on".
  */
-export function startServer({ bin, db, port = 0, timeoutMs = 20000, args: extra = [] }) {
-  const args = ['--addr', `127.0.0.1:${port}`, '--database-url', `sqlite://${db}`, '--web-dir', DIST_DIR, ...extra]
-  const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+export function startServer({ bin, db, databaseUrl, port = 0, timeoutMs = 20000, args: extra = [], env = {} }) {
+  const args = ['--addr', `127.0.0.1:${port}`, '--database-url', databaseUrl ?? `sqlite://${db}`, '--web-dir', DIST_DIR, ...extra]
+  const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
   running.add(proc)
   proc.once('exit', () => running.delete(proc))
   const stderr = []
@@ -230,4 +231,103 @@ export function waitForStatus(page, status, timeoutMs = 10000) {
     status,
     { timeout: timeoutMs, polling: 20 },
   )
+}
+
+/**
+ * Every event of a room as the server's history holds it (the feed replayed
+ * from cursor 0 up to the snapshot's cursor): [{ seq, type, op_id, element, ... }].
+ */
+export async function feedHistory(base, room, { timeoutMs = 15000 } = {}) {
+  const snap = await (await fetch(`${base}/rooms/${encodeURIComponent(room)}/elements`)).json()
+  const head = Number(snap.cursor)
+  const events = []
+  if (!head) return events
+  const ctl = new AbortController()
+  const timer = setTimeout(() => ctl.abort(), timeoutMs)
+  try {
+    const res = await fetch(`${base}/rooms/${encodeURIComponent(room)}/events?last_event_id=0`, {
+      signal: ctl.signal,
+      headers: { Accept: 'text/event-stream' },
+    })
+    const reader = res.body.getReader()
+    const decoder = new TextDecoder()
+    let buf = ''
+    for (;;) {
+      const { value, done } = await reader.read()
+      if (done) break
+      buf += decoder.decode(value, { stream: true }).replace(/\r\n/g, '\n')
+      let i
+      while ((i = buf.indexOf('\n\n')) !== -1) {
+        const block = buf.slice(0, i)
+        buf = buf.slice(i + 2)
+        let id = null
+        let type = 'message'
+        let data = ''
+        for (const line of block.split('\n')) {
+          if (line.startsWith('id:')) id = line.slice(3).trim()
+          else if (line.startsWith('event:')) type = line.slice(6).trim()
+          else if (line.startsWith('data:')) data += line.slice(5).trim()
+        }
+        if (!id || !data) continue
+        events.push({ ...JSON.parse(data), seq: Number(id), type })
+        if (Number(id) >= head) return events
+      }
+    }
+    return events
+  } finally {
+    clearTimeout(timer)
+    ctl.abort()
+  }
+}
+
+/**
+ * A TCP proxy on a free loopback port to target (e.g. PostgreSQL): stop()
+ * cuts every connection and refuses new ones (an outage), start() serves
+ * again on the same port.
+ */
+export async function tcpProxy(targetPort, targetHost = '127.0.0.1') {
+  const sockets = new Set()
+  let server = null
+  let port = 0
+  const listen = () =>
+    new Promise((resolve, reject) => {
+      server = net.createServer((client) => {
+        const upstream = net.connect(targetPort, targetHost)
+        sockets.add(client)
+        sockets.add(upstream)
+        const drop = () => {
+          client.destroy()
+          upstream.destroy()
+          sockets.delete(client)
+          sockets.delete(upstream)
+        }
+        client.on('error', drop).on('close', drop)
+        upstream.on('error', drop).on('close', drop)
+        client.pipe(upstream)
+        upstream.pipe(client)
+      })
+      server.once('error', reject)
+      server.listen(port, '127.0.0.1', () => {
+        port = server.address().port
+        resolve()
+      })
+    })
+  await listen()
+  return {
+    get port() {
+      return port
+    },
+    start: listen,
+    async stop() {
+      for (const s of sockets) s.destroy()
+      sockets.clear()
+      await new Promise((r) => server.close(() => r()))
+    },
+  }
+}
+
+/** Run psql (PostgreSQL at 127.0.0.1:5432 by default, trust auth). Resolves to stdout. */
+export async function psql(sql, { url = process.env.ROOMFEED_E2E_POSTGRES_ADMIN_URL || 'postgres://postgres@127.0.0.1:5432/postgres' } = {}) {
+  const { stdout } = await run('psql', [url, '-v', 'ON_ERROR_STOP=1', '-qAtc', sql])
+  return stdout
 }

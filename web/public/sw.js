@@ -47,13 +47,13 @@ self.addEventListener('fetch', (event) => {
           }
           return res
         })
-        .catch(async () => (await caches.match('/')) ?? Response.error()),
+        .catch(async () => (await caches.match('/', { ignoreVary: true })) ?? Response.error()),
     )
     return
   }
   if (url.pathname.startsWith('/assets/') || url.pathname === '/favicon.svg') {
     event.respondWith(
-      caches.match(req).then(
+      caches.match(req, { ignoreVary: true }).then(
         (hit) =>
           hit ??
           fetch(req).then((res) => {

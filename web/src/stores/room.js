@@ -63,7 +63,7 @@ export function describeRefusal(err, what) {
 }
 
 function setupRoomStore(roomId, feedOptions) {
-  const { hub, outbox: sharedOutbox, ...options } = feedOptions
+  const { hub, outbox: sharedOutbox, cache = null, ...options } = feedOptions
   const clientOptions = { signals: [DRAFT_SIGNAL], ...options }
   const feed = hub ? hub.createFeed(roomId, clientOptions) : new RoomFeed({ room: roomId, ...clientOptions })
   const outbox =
@@ -95,7 +95,10 @@ function setupRoomStore(roomId, feedOptions) {
   const remoteDrafts = ref({}) // id -> field -> [{ person, value }]
   const outboxState = ref({ pending: 0, conflicts: 0, sending: false, blocked: null })
   const following = ref(false) // start() callers outstanding
+  const fromCache = ref(false) // showing the copy saved on this device (no snapshot yet)
   let users = 0
+  let cached = null // id -> element of the saved copy, until the first snapshot
+  let saveTimer = null
 
   const byKind = computed(() => {
     const groups = new Map()
@@ -125,8 +128,13 @@ function setupRoomStore(roomId, feedOptions) {
     return outbox.pending(roomId).filter((e) => e.id === id)
   }
 
+  /** The confirmed elements: the room client's, or the saved copy before the first snapshot. */
+  function confirmed() {
+    return cached ?? feed.elements
+  }
+
   function view(id) {
-    let el = feed.elements.get(id) ?? null
+    let el = confirmed().get(id) ?? null
     for (const e of pendingOf(id)) {
       if (e.op === 'create' || e.op === 'put') {
         el = { ...(el ?? {}), id, kind: e.kind, data: e.data, version: el?.version ?? 0 }
@@ -146,7 +154,7 @@ function setupRoomStore(roomId, feedOptions) {
   }
 
   function rebuild() {
-    const ids = new Set([...feed.elements.keys(), ...outbox.pending(roomId).map((e) => e.id)])
+    const ids = new Set([...confirmed().keys(), ...outbox.pending(roomId).map((e) => e.id)])
     const next = {}
     for (const id of ids) {
       const el = view(id)
@@ -173,9 +181,32 @@ function setupRoomStore(roomId, feedOptions) {
   feed.on('snapshot', (snap) => {
     cursor.value = snap.cursor
     loaded.value = true
+    cached = null
+    fromCache.value = false
     rebuild()
+    saveSoon()
   })
-  feed.on('change', ({ id }) => refresh(id))
+  feed.on('change', ({ id }) => {
+    refresh(id)
+    saveSoon()
+  })
+
+  /** Keep the confirmed state on this device (debounced), for a page opened offline. */
+  function saveSoon() {
+    if (!cache || saveTimer !== null) return
+    saveTimer = setTimeout(() => {
+      saveTimer = null
+      if (loaded.value) cache.save(roomId, { cursor: feed.cursor, elements: [...feed.elements.values()] })
+    }, 300)
+  }
+
+  async function loadCached() {
+    const copy = await cache?.load(roomId)
+    if (!copy || loaded.value) return
+    cached = new Map(copy.elements.map((el) => [el.id, el]))
+    fromCache.value = true
+    rebuild()
+  }
   feed.on('presence', (list) => {
     people.value = list
   })
@@ -188,6 +219,11 @@ function setupRoomStore(roomId, feedOptions) {
     // The answer joins the confirmed state while the entry is still laid
     // over it: the card never shows the old value in between.
     feed.applyAnswer({ element: a.element, seq: a.seq, deleted: a.deleted, key: a.entry?.key })
+    if (cached && a.element?.id) {
+      // Before the first snapshot the saved copy is what is shown: it learns the answer too.
+      if (a.deleted) cached.delete(a.element.id)
+      else cached.set(a.element.id, a.element)
+    }
   })
   outbox.on('change', ({ room: r }) => {
     if (r === roomId) rebuild()
@@ -215,7 +251,7 @@ function setupRoomStore(roomId, feedOptions) {
   }
 
   function confirmedVersion(id) {
-    return feed.elements.get(id)?.version ?? 0
+    return confirmed().get(id)?.version ?? 0
   }
 
   /** Enqueue a write; resolves to the server's element (null when refused or in conflict). */
@@ -231,6 +267,7 @@ function setupRoomStore(roomId, feedOptions) {
     users += 1
     following.value = true
     outbox.start().then(rebuild)
+    if (users === 1 && !loaded.value) loadCached()
     return feed.start()
   }
 
@@ -340,6 +377,7 @@ function setupRoomStore(roomId, feedOptions) {
     remoteDrafts,
     outboxState,
     following,
+    fromCache,
     byKind,
     count,
     blocked,
@@ -365,8 +403,9 @@ function setupRoomStore(roomId, feedOptions) {
  * { token } (a JWT, a function or a source from lib/token.js; the default
  * reads VITE_ROOMFEED_TOKEN or VITE_ROOMFEED_TOKEN_ENDPOINT), or { hub }
  * (a FeedHub: the room is a HubRoom on the hub's one multiplexed stream;
- * the other options go to hub.createFeed), and { outbox } (the page's
- * Outbox; default: a private one in memory).
+ * the other options go to hub.createFeed), { outbox } (the page's
+ * Outbox; default: a private one in memory) and { cache } (lib/statecache.js:
+ * the last state kept on this device, shown before the first snapshot).
  */
 export function useRoomStore(roomId, feedOptions = {}) {
   return defineStore(`room/${roomId}`, () => setupRoomStore(roomId, feedOptions))()

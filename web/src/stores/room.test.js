@@ -311,3 +311,38 @@ describe('room store: live previews', () => {
     expect(server.events.every((e) => e.type.startsWith('element.'))).toBe(true) // drafts never enter the history
   })
 })
+
+describe('room store: the copy kept on this device', () => {
+  it('before the first snapshot (a page opened offline) shows the saved state with the pending edits over it', async () => {
+    const { stateCache } = await import('@/lib/statecache.js')
+    const { memoryStorage } = await import('@/lib/outbox.js')
+    const cache = stateCache()
+    await cache.save('w1', { cursor: '3', elements: [...server.elements.values()] })
+    const offline = { online: false }
+    const { Outbox } = await import('@/lib/outbox.js')
+    const outbox = new Outbox({ baseUrl: '', fetch: server.fetch, token: null, storage: memoryStorage(), locks: null, channel: null, window: null, isOnline: () => offline.online })
+    await outbox.enqueue('w1', { op: 'patch', id: 'c1', patch: { name: 'Typed offline' }, base: 1 })
+    const store = useRoomStore('w1', { baseUrl: '', EventSource: FakeEventSource, fetch: server.fetch, window: null, isOnline: () => offline.online, outbox, cache })
+    await store.start()
+    await vi.waitFor(() => expect(store.fromCache).toBe(true))
+    expect(store.loaded).toBe(false)
+    expect(store.elements.c1.data).toEqual({ name: 'Typed offline', description: 'scout' })
+    expect(store.count).toBe(3)
+    expect(store.pending).toEqual({ c1: 1 })
+    store.stop()
+    outbox.stop()
+  })
+
+  it('saves the confirmed state after a snapshot and changes', async () => {
+    const { stateCache } = await import('@/lib/statecache.js')
+    const cache = stateCache()
+    setActivePinia(createPinia())
+    const store = useRoomStore('w1', { baseUrl: '', EventSource: FakeEventSource, fetch: server.fetch, window: null, isOnline: () => true, cache })
+    await store.start()
+    await flush()
+    FakeEventSource.last.open()
+    live.push(store)
+    await vi.waitFor(async () => expect((await cache.load('w1'))?.cursor).toBe('3'))
+    expect((await cache.load('w1')).elements.map((e) => e.id).sort()).toEqual(['c1', 'i1', 'p1'])
+  })
+})

@@ -11,6 +11,7 @@ import { markRaw, ref } from 'vue'
 import { defineStore } from 'pinia'
 import { FeedHub } from '@/lib/feedhub.js'
 import { Outbox } from '@/lib/outbox.js'
+import { stateCache } from '@/lib/statecache.js'
 import { isValidRoomId } from '@/lib/names.js'
 
 const NAME_KEY = 'roomfeed.name'
@@ -71,6 +72,7 @@ export function useSessionStore({ outbox: outboxOptions = {}, ...hubOptions } = 
         ...outboxOptions,
       }),
     )
+    const cache = markRaw(stateCache())
     const status = ref(hub.status)
     hub.on('status', (s) => {
       status.value = s
@@ -101,6 +103,6 @@ export function useSessionStore({ outbox: outboxOptions = {}, ...hubOptions } = 
       savePins()
     }
 
-    return { name, pinned, status, hub, outbox, setName, pin, unpin }
+    return { name, pinned, status, hub, outbox, cache, setName, pin, unpin }
   })()
 }
