@@ -482,6 +482,7 @@ describe('editing together', { concurrency: false }, () => {
       await c.getByTestId('new-field-submit').click()
       await saved()
     }
+    await c.locator('[data-field="nothing"]').hover() // the ✕ shows on hover (always on phones)
     await c.locator('[data-field="nothing"] [data-testid="field-remove"]').click()
     await saved()
     // A null inside an object: sent whole (PUT).

@@ -69,7 +69,7 @@ describe('ElementCard', () => {
       ['tags', 'type-json'],
       ['title', 'type-string'],
     ])
-    expect(w.get('[data-field="stats"] textarea').element.value).toBe('{\n  "str": 3,\n  "dex": 4\n}')
+    expect(w.get('[data-field="stats"] textarea').element.value).toBe('{"str":3,"dex":4}')
     expect(w.get('[data-field="alive"] input').element.checked).toBe(true)
   })
 
@@ -146,7 +146,7 @@ describe('ElementCard', () => {
   it('asks before deleting, and sends the version shown', async () => {
     const w = mount(ElementCard, { props: { element: aria, pending: 2 } })
     expect(w.get('[data-testid="element"]').classes()).toContain('pending')
-    expect(w.get('[data-testid="unsaved"]').text()).toMatch(/not yet saved \(2\)/)
+    expect(w.get('[data-testid="unsaved"]').text()).toMatch(/not yet saved \(2 changes\)/)
     await w.get('[data-testid="delete"]').trigger('click')
     expect(w.emitted('remove')).toBeUndefined()
     await w.get('[data-testid="delete-cancel"]').trigger('click')
