@@ -623,9 +623,8 @@ export class Outbox extends Emitter {
           this._settle(head.key, { outcome: 'conflict', entry: head })
           continue
         }
-        // Nothing left to choose between (or the element is gone): refused.
-        const gone = conflict === null ? new RoomFeedError('element no longer exists', { status: 404, code: 'not_found' }) : null
-        await this._dropped(head, gone)
+        // The element is gone (refused), or already as this write wanted it (nothing to say).
+        await this._dropped(head, conflict === null ? new RoomFeedError('element no longer exists', { status: 404, code: 'not_found' }) : null)
         continue
       }
       await this._dropped(head, err)
@@ -711,14 +710,15 @@ export class Outbox extends Emitter {
     this._settle(entry.key, { outcome: 'ack', element, seq, mergedFrom, replayed })
   }
 
+  /** Forget an entry refused for good (err), or no longer needed (err null: nothing is said). */
   async _dropped(entry, err) {
     const room = entry.room
     this._unlist(room, entry.key)
     await this._delete(entry.key)
-    this._emit('refused', { room, entry, error: err })
+    if (err) this._emit('refused', { room, entry, error: err })
     this._emit('change', { room })
     this._post({ type: 'changed', room })
-    this._settle(entry.key, { outcome: 'refused', error: err })
+    this._settle(entry.key, err ? { outcome: 'refused', error: err } : { outcome: 'superseded' })
   }
 
   /**

@@ -329,6 +329,21 @@ describe('Outbox', () => {
       expect(server.elements.get('c1').data).toMatchObject({ name: 'Mine', hp: 7 })
     })
 
+    it('a 412 for a change the element already has is forgotten without a word', async () => {
+      server.merges = false
+      const ob = makeOutbox()
+      await ob.start()
+      server.upsert('c1', 'character', { name: 'Same', description: 'scout' }) // v2 already says it
+      const refused = []
+      ob.on('refused', (r) => refused.push(r))
+      const e = await ob.enqueue('w1', { op: 'patch', id: 'c1', patch: { name: 'Same' }, base: 1 })
+      const settled = ob.settled(e.key)
+      await flush(10)
+      expect(await settled).toEqual({ outcome: 'superseded' })
+      expect(refused).toEqual([])
+      expect(ob.entries('w1')).toEqual([])
+    })
+
     it('a delete of a changed element asks too (delete anyway = keep mine)', async () => {
       const ob = makeOutbox()
       await ob.start()

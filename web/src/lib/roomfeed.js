@@ -240,9 +240,13 @@ export class RoomFeed extends RoomCore {
   /** Route the stream's named events; guard drops those of a stream no longer current. */
   _listen(es, guard) {
     const onMessage = guard((ev) => this._handleMessage(ev))
-    for (const name of [...ELEMENT_EVENTS, 'message', ...this._messageNames, ...this._signalNames]) {
+    for (const name of [...ELEMENT_EVENTS, 'message', ...this._messageNames]) {
       es.addEventListener(name, onMessage)
     }
+    // Signals carry no id: the event's lastEventId is the stream's last id
+    // (of an earlier event) and must not be taken for theirs.
+    const onSignal = guard((ev) => this._handleMessage(ev, { signal: true }))
+    for (const name of this._signalNames) es.addEventListener(name, onSignal)
     es.addEventListener('reset', guard((ev) => this._handleReset(ev)))
     es.addEventListener('auth_expired', guard(() => this._handleAuthExpired()))
     if (this._presenceOn) {
@@ -280,7 +284,7 @@ export class RoomFeed extends RoomCore {
     this._connect()
   }
 
-  _handleMessage(ev) {
+  _handleMessage(ev, { signal = false } = {}) {
     let payload
     try {
       payload = JSON.parse(ev.data)
@@ -288,7 +292,7 @@ export class RoomFeed extends RoomCore {
       this._emit('error', new RoomFeedError(`bad event data: ${err.message}`, { code: 'bad_event' }))
       return
     }
-    this._applyPayload(payload, ev.type, parseSeq(payload.id ?? ev.lastEventId))
+    this._applyPayload(payload, ev.type, signal ? null : parseSeq(payload.id ?? ev.lastEventId))
   }
 
   /**

@@ -50,10 +50,15 @@ export class FakeEventSource {
     this.onopen?.({ type: 'open' })
   }
 
-  /** Deliver an SSE event: type plus the JSON payload; id defaults to payload.id. */
+  /**
+   * Deliver an SSE event: type plus the JSON payload; id defaults to
+   * payload.id, '' = no id line. As in a browser, lastEventId is the last id
+   * the stream carried, also on events without one (presence, signals).
+   */
   emit(type, payload, id = payload?.id ?? '') {
     if (this.readyState === 2) return
-    const ev = { type, data: typeof payload === 'string' ? payload : JSON.stringify(payload), lastEventId: String(id) }
+    if (id !== '' && id !== undefined && id !== null) this.lastId = String(id)
+    const ev = { type, data: typeof payload === 'string' ? payload : JSON.stringify(payload), lastEventId: this.lastId ?? '' }
     for (const fn of this.listeners.get(type) ?? []) fn(ev)
   }
 
