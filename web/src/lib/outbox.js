@@ -397,8 +397,10 @@ export class Outbox extends Emitter {
     const current = rec.conflict?.current
     const base = version ?? current?.version ?? null
     const next = { op: rec.op, id: rec.id, kind: rec.kind ?? current?.kind, data: rec.data, patch: rec.patch, base }
+    // Listed before the record goes: the card never shows theirs in between.
+    const entry = this.enqueue(rec.room, next)
     await this._removeRecord(rec)
-    return this.enqueue(rec.room, next)
+    return entry
   }
 
   /**
@@ -409,22 +411,26 @@ export class Outbox extends Emitter {
   async takeTheirs(key, { version } = {}) {
     const rec = this._findConflict(key)
     if (!rec) return null
-    await this._removeRecord(rec)
     const current = rec.conflict?.current
     const base = version ?? current?.version ?? null
     const paths = (rec.conflict?.conflicts ?? []).map((c) => c.path)
+    let next = null
     if (rec.op === 'patch') {
       const rest = removeFromPatch(rec.patch, paths)
-      if (!Object.keys(rest).length) return null
-      return this.enqueue(rec.room, { op: 'patch', id: rec.id, patch: rest, base })
-    }
-    if (rec.op === 'put' && current) {
+      if (Object.keys(rest).length) next = { op: 'patch', id: rec.id, patch: rest, base }
+    } else if (rec.op === 'put' && current) {
       let data = rec.data
-      for (const c of rec.conflict.conflicts) data = setAt(data, c.path, getAt(current.data, c.path))
-      if (same(data, current.data) && (rec.kind ?? current.kind) === current.kind) return null
-      return this.enqueue(rec.room, { op: 'put', id: rec.id, kind: rec.kind ?? current.kind, data, base })
+      let kind = rec.kind ?? current.kind
+      for (const c of rec.conflict.conflicts) {
+        if (c.path === '#kind') kind = current.kind
+        else data = setAt(data, c.path, getAt(current.data, c.path))
+      }
+      if (!same(data, current.data) || kind !== current.kind) next = { op: 'put', id: rec.id, kind, data, base }
     }
-    return null // a delete, or a create of an element that exists: theirs stays
+    // (A delete: theirs stays, nothing is sent.)
+    const entry = next ? this.enqueue(rec.room, next) : null
+    await this._removeRecord(rec)
+    return entry
   }
 
   /** Forget a conflict record (their version stays, nothing is sent). */

@@ -329,6 +329,20 @@ describe('Outbox', () => {
       expect(server.elements.get('c1').data).toMatchObject({ name: 'Mine', hp: 7 })
     })
 
+    it('a whole-element write (PUT) in conflict: take theirs keeps their field and sends the rest', async () => {
+      const ob = makeOutbox()
+      await ob.start()
+      server.upsert('c1', 'character', { name: 'Theirs', description: 'scout' }) // v2
+      const e = await ob.enqueue('w1', { op: 'put', id: 'c1', kind: 'character', data: { name: 'Mine', description: 'mine too' }, base: 1 })
+      await flush(10)
+      const [rec] = ob.conflicts('w1')
+      expect(rec.conflict.conflicts).toEqual([{ path: '/name', base: 'Aria', theirs: 'Theirs', mine: 'Mine' }])
+      await ob.takeTheirs(e.key)
+      await flush(10)
+      expect(server.elements.get('c1')).toMatchObject({ version: 3, data: { name: 'Theirs', description: 'mine too' } })
+      expect(ob.entries('w1')).toEqual([])
+    })
+
     it('a 412 for a change the element already has is forgotten without a word', async () => {
       server.merges = false
       const ob = makeOutbox()
