@@ -47,10 +47,11 @@ export function parseRetryAfter(value, now = Date.now()) {
  * @param {{ baseUrl: string, fetch: typeof fetch, tokens: {get: Function, refresh: Function}, room: string }} to
  * @param {string} method
  * @param {string} path below /rooms/{room}, e.g. "/elements"
- * @param {{ body?: *, headers?: object, query?: object, raw?: string }} [opts] raw: a body already encoded
+ * @param {{ body?: *, headers?: object, query?: object, raw?: string, timeoutMs?: number }} [opts]
+ *   raw: a body already encoded; timeoutMs: give up (as a network error) after this long
  */
 export async function roomRequest(to, method, path, opts = {}, retried = false) {
-  const { body, headers = {}, query } = opts
+  const { body, headers = {}, query, timeoutMs } = opts
   const h = { Accept: 'application/json', ...headers }
   const hasBody = body !== undefined || opts.raw !== undefined
   if (hasBody && !h['Content-Type']) h['Content-Type'] = 'application/json'
@@ -66,16 +67,22 @@ export async function roomRequest(to, method, path, opts = {}, retried = false) 
   if (q) url += (url.includes('?') ? '&' : '?') + q
   let res
   let text = ''
+  const ctl = timeoutMs ? new AbortController() : null
+  const timer = ctl ? setTimeout(() => ctl.abort(), timeoutMs) : null
   try {
     res = await to.fetch(url, {
       method,
       headers: h,
       body: opts.raw !== undefined ? opts.raw : body === undefined ? undefined : JSON.stringify(body),
       cache: 'no-store',
+      ...(ctl ? { signal: ctl.signal } : {}),
     })
     text = await res.text()
   } catch (err) {
-    throw new RoomFeedError(`network error: ${err?.message ?? err}`, { cause: err })
+    const what = ctl?.signal.aborted ? `no answer within ${timeoutMs} ms` : (err?.message ?? err)
+    throw new RoomFeedError(`network error: ${what}`, { cause: err })
+  } finally {
+    clearTimeout(timer)
   }
   let data = null
   if (text) {

@@ -207,6 +207,7 @@ export class Outbox extends Emitter {
    * @param {() => number} [opts.random] jitter source (tests)
    * @param {() => number} [opts.now]
    * @param {string} [opts.name] prefix of lock and channel names
+   * @param {number} [opts.timeoutMs] a write without an answer after this long is sent again
    */
   constructor({
     baseUrl = defaultBaseUrl(),
@@ -221,6 +222,7 @@ export class Outbox extends Emitter {
     random = Math.random,
     now = Date.now,
     name = 'roomfeed.outbox',
+    timeoutMs = 20000,
   } = {}) {
     super()
     this.baseUrl = String(baseUrl).replace(/\/+$/, '')
@@ -235,6 +237,7 @@ export class Outbox extends Emitter {
     this._random = random
     this._now = now
     this.name = name
+    this.timeoutMs = timeoutMs
 
     this._rooms = new Map() // room -> entries as last read, oldest first
     this._blocked = new Map() // room -> { status, code, message, until }
@@ -676,7 +679,9 @@ export class Outbox extends Emitter {
     }
     entry.sentBase = entry.op === 'create' ? 0 : base
     try {
-      const res = await roomRequest(this._endpoint(entry.room), method, `/elements/${id}`, { body, headers })
+      // A write that hangs must not hold the room's queue: it is given up
+      // (a network error) and sent again, which the key makes harmless.
+      const res = await roomRequest(this._endpoint(entry.room), method, `/elements/${id}`, { body, headers, timeoutMs: this.timeoutMs })
       return { ok: true, res }
     } catch (err) {
       return { ok: false, error: err instanceof RoomFeedError ? err : new RoomFeedError(String(err?.message ?? err), { cause: err }) }

@@ -444,3 +444,28 @@ describe('Outbox', () => {
     expect(server.eventsOf(e.key)).toHaveLength(1)
   })
 })
+
+describe('Outbox: a write that hangs', () => {
+  it('is given up after timeoutMs and sent again: the queue moves on, the write lands once', async () => {
+    const ob = makeOutbox({ timeoutMs: 1000 })
+    await ob.start()
+    const real = server.fetch
+    let hung = 0
+    ob._fetch = (url, init) => {
+      if (init.method === 'PATCH' && hung++ === 0) {
+        return new Promise((_, reject) => init.signal.addEventListener('abort', () => reject(new DOMException('aborted', 'AbortError'))))
+      }
+      return real(url, init)
+    }
+    const e = await ob.enqueue('w1', { op: 'patch', id: 'c1', patch: { name: 'Late' }, base: 1 })
+    await vi.advanceTimersByTimeAsync(999)
+    expect(ob.state('w1').blocked).toBeNull()
+    await vi.advanceTimersByTimeAsync(1)
+    await flush()
+    expect(ob.state('w1').blocked).toMatchObject({ code: 'network_error', message: expect.stringMatching(/no answer within 1000 ms/) })
+    await vi.advanceTimersByTimeAsync(100)
+    await flush()
+    expect(server.eventsOf(e.key)).toHaveLength(1)
+    expect(ob.entries('w1')).toEqual([])
+  })
+})
