@@ -406,8 +406,8 @@ func TestAuthPublicKey(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if v.Algorithm() != tt.alg {
-				t.Errorf("got algorithm %s, want %s", v.Algorithm(), tt.alg)
+			if got := v.Algorithms(); len(got) != 1 || got[0] != tt.alg {
+				t.Errorf("got algorithms %v, want %s", got, tt.alg)
 			}
 			if c, err := v.Verify(tt.good); err != nil || c.Subject != "alice" {
 				t.Fatalf("good token: got %v, %v", c, err)
