@@ -51,7 +51,8 @@ type config struct {
 	MaxFeedRooms       int
 
 	JWTSecret        string // HS256 key; never logged
-	JWTPublicKeyFile string // PEM Ed25519 or RSA public key
+	JWTPublicKeyFile string // PEM Ed25519 or RSA public keys, re-read when it changes
+	JWTKeysFile      string // JWKS of Ed25519 or RSA public keys, re-read when it changes
 	Insecure         bool   // open mode on a non-loopback address
 	TrustedProxies   []string
 	Limits           api.Limits
@@ -158,7 +159,8 @@ func (c *config) serverFlags(f *flagSet) []func() {
 	// Security (token.go, README "Security"). The secret is read from the
 	// environment only, so it never shows in a process list.
 	c.JWTSecret = f.getenv("ROOMFEED_JWT_SECRET")
-	f.str(&c.JWTPublicKeyFile, setting{"jwt-public-key-file", "ROOMFEED_JWT_PUBLIC_KEY_FILE", "PEM public key (Ed25519 or RSA) that verifies tokens"}, "")
+	f.str(&c.JWTPublicKeyFile, setting{"jwt-public-key-file", "ROOMFEED_JWT_PUBLIC_KEY_FILE", "PEM public keys (Ed25519 or RSA) that verify tokens; re-read when the file changes"}, "")
+	f.str(&c.JWTKeysFile, setting{"jwt-keys-file", "ROOMFEED_JWT_KEYS_FILE", "JWKS document of public keys (Ed25519 or RSA) that verify tokens, selected by kid; re-read when the file changes"}, "")
 	f.fs.BoolVar(&c.Insecure, "insecure", false, "serve without tokens on a non-loopback address: anyone who reaches it may read and change every room")
 	return []func(){
 		f.integer(&c.MaxDataBytes, setting{"max-data-bytes", "ROOMFEED_MAX_DATA_BYTES", "element data and message data limit"}, d.MaxDataBytes),

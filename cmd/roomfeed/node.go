@@ -54,9 +54,12 @@ func build(ctx context.Context, cfg config, logger *slog.Logger) (_ *node, err e
 			n.close()
 		}
 	}()
-	verifier, err := cfg.verifier()
+	verifier, reloadKeys, err := cfg.verifier(logger)
 	if err != nil {
 		return nil, err
+	}
+	if reloadKeys != nil {
+		n.loops = append(n.loops, reloadKeys)
 	}
 	n.store, err = repo.Open(ctx, cfg.DatabaseURL, repo.Options{Logger: logger, QueryTimeout: cfg.DBTimeout})
 	if err != nil {
