@@ -80,7 +80,7 @@ var backends = []backend{
 	}},
 }
 
-func openStore(t *testing.T, url string) *repo.Store {
+func openStore(t testing.TB, url string) *repo.Store {
 	t.Helper()
 	s, err := repo.Open(t.Context(), url, repo.Options{})
 	if err != nil {
@@ -91,7 +91,7 @@ func openStore(t *testing.T, url string) *repo.Store {
 }
 
 // runLoop runs a background loop until the test ends.
-func runLoop(t *testing.T, loop func(context.Context) error) {
+func runLoop(t testing.TB, loop func(context.Context) error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
