@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -51,32 +50,16 @@ func testFailover(t *testing.T, synchronous bool) {
 		"/postgres?sslmode=disable&target_session_attrs=read-write&connect_timeout=2"
 	args := []string{"--database-url", dbURL, "--redis-url", testenv.RedisURL(t), "--redis-prefix", prefix,
 		"--relay-interval", "200ms", "--db-timeout", "2s"}
-	a, b := startNode(t, "A", args...), startNode(t, "B", args...)
-	nodes := []*node{a, b}
 	room := testenv.UniqueName("failover")
-	subs := []*subscriber{
-		startSubscriber(t, "sub1@A", room, func(int) *node { return a }),
-		startSubscriber(t, "sub2@B", room, func(int) *node { return b }),
-		startSubscriber(t, "sub3@A|B", room, func(i int) *node { return nodes[i%2] }),
-	}
-	hc := newClient(t, 10*time.Second)
-	l := newLedger()
-	ctx, stop := context.WithCancel(t.Context())
-	defer stop()
-	var wg sync.WaitGroup
-	for i, name := range []string{"w1", "w2"} {
-		wg.Go(func() {
-			writer(ctx, hc, l, name, room, func(j int) *node { return nodes[(i+j)%2] }, 5*time.Millisecond)
-		})
-	}
-	waitAcks(t, l, 100, 20*time.Second)
+	ld := startLoad(t, room, 100, args...)
+	ctx, hc, l := ld.ctx, ld.hc, ld.l
 
 	pair.Replication.SetStall(true)
 	time.Sleep(500 * time.Millisecond)
 	pair.Replication.SetCut(true)
 	pair.Kill(pair.Primary)
 	killedAt := time.Now()
-	for _, n := range nodes {
+	for _, n := range ld.nodes {
 		eventually(t, 10*time.Second, n.name+" write answers 503 database_unavailable with Retry-After", func() error {
 			return probeUnavailable(ctx, hc, n.URL(), room)
 		})
@@ -87,7 +70,7 @@ func testFailover(t *testing.T, synchronous bool) {
 	promotedAt := time.Now()
 	t.Logf("primary killed; writes refused on both nodes; replica promoted %v after the kill",
 		promotedAt.Sub(killedAt).Round(time.Millisecond))
-	for _, n := range nodes {
+	for _, n := range ld.nodes {
 		eventually(t, failoverBound, n.name+" acknowledges writes on the new primary", func() error {
 			r := putElement(ctx, hc, n.URL(), room, "probe-"+n.name, "", `{}`)
 			if !r.acked() {
@@ -98,8 +81,7 @@ func testFailover(t *testing.T, synchronous bool) {
 		t.Logf("%s writes again %v after the promotion", n.name, time.Since(promotedAt).Round(time.Millisecond))
 	}
 	waitAcks(t, l, len(acksAtPromote)+100, 20*time.Second)
-	stop()
-	wg.Wait()
+	ld.stop()
 
 	_, _, statuses := l.snapshot()
 	for k := range statuses {
@@ -108,12 +90,12 @@ func testFailover(t *testing.T, synchronous bool) {
 		}
 	}
 	if synchronous {
-		rep := checkFeed(t, pair.Replica.URL(), room, l, subs, 30*time.Second)
+		rep := checkFeed(t, pair.Replica.URL(), room, l, ld.subs, 30*time.Second)
 		t.Logf("acknowledged %d, refused %d %v, committed %d, events checked %d (%d subscribers)",
-			rep.Acked, rep.Failed, statuses, rep.Committed, rep.Checked, len(subs))
+			rep.Acked, rep.Failed, statuses, rep.Committed, rep.Checked, len(ld.subs))
 		return
 	}
-	checkAsyncFailover(t, pair.Replica.URL(), room, l, acksAtPromote, subs)
+	checkAsyncFailover(t, pair.Replica.URL(), room, l, acksAtPromote, ld.subs)
 }
 
 // probeUnavailable makes one write and wants 503 database_unavailable with
