@@ -165,23 +165,6 @@ func TestTokenEndToEnd(t *testing.T) {
 	}
 	n := startNode(t, "--jwt-public-key-file", pubFile, "--addr", "0.0.0.0:0", "--database-url", "sqlite://"+filepath.Join(t.TempDir(), "rf.db"))
 	url := strings.Replace(n.URL, "0.0.0.0", "127.0.0.1", 1)
-	req := func(method, path, tok, body string) int {
-		t.Helper()
-		r, err := http.NewRequestWithContext(t.Context(), method, url+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Header.Set("Content-Type", "application/json")
-		if tok != "" {
-			r.Header.Set("Authorization", "Bearer "+tok)
-		}
-		resp, err := http.DefaultClient.Do(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
 	steps := []struct {
 		method, path, tok, body string
 		want                    int
@@ -194,13 +177,33 @@ func TestTokenEndToEnd(t *testing.T) {
 		{"GET", "/healthz", "", "", 200},
 	}
 	for _, s := range steps {
-		if got := req(s.method, s.path, s.tok, s.body); got != s.want {
+		if got := statusWith(t, s.method, url+s.path, s.tok, s.body); got != s.want {
 			t.Errorf("%s %s: got %d, want %d", s.method, s.path, got, s.want)
 		}
 	}
 	if out := n.stderr.String(); strings.Contains(out, writer) || strings.Contains(out, reader) || !strings.Contains(out, "jwt public key") {
 		t.Errorf("the log holds a token or lacks the auth mode:\n%s", out)
 	}
+}
+
+// statusWith makes one request with tok as its bearer token ("": none)
+// and returns the answer's status.
+func statusWith(t *testing.T, method, url, tok, body string) int {
+	t.Helper()
+	r, err := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Header.Set("Content-Type", "application/json")
+	if tok != "" {
+		r.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // TestInsecureStart: without a key, run refuses a non-loopback address
@@ -274,20 +277,7 @@ func TestTokenKeyRotationEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	status := func(tok string) int {
-		t.Helper()
-		r, err := http.NewRequestWithContext(t.Context(), http.MethodGet, n.URL+"/rooms/w1/elements", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	status := func(tok string) int { return statusWith(t, http.MethodGet, n.URL+"/rooms/w1/elements", tok, "") }
 	expect := func(step string, wantA, wantB int) {
 		t.Helper()
 		deadline := time.Now().Add(3 * api.DefaultKeyReload)
