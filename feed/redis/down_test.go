@@ -14,7 +14,8 @@ import (
 // TestPublishPausesWhileUnreachable: a Publish that cannot reach Redis
 // fails with feed.ErrUnavailable, and for publishPause the following ones
 // fail at once instead of each waiting on dial retries (the relay republishes
-// them); a Subscribe that cannot reach Redis fails with feed.ErrUnavailable.
+// them); a Subscribe or a Signal that cannot reach Redis fails with
+// feed.ErrUnavailable.
 func TestPublishPausesWhileUnreachable(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -51,6 +52,9 @@ func TestPublishPausesWhileUnreachable(t *testing.T) {
 	}
 	if _, err := follow(t.Context(), n.log, "r"); !errors.Is(err, feed.ErrUnavailable) {
 		t.Errorf("subscribe: got %v, want feed.ErrUnavailable", err)
+	}
+	if err := n.log.Signal(t.Context(), signalOf(t, "r", "cursor", "1")); !errors.Is(err, feed.ErrUnavailable) {
+		t.Errorf("signal: got %v, want feed.ErrUnavailable", err)
 	}
 }
 
