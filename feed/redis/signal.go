@@ -35,24 +35,8 @@ func (l *Log) Signal(ctx context.Context, ev roomfeed.Event) error {
 
 // RunSignals delivers to the sink the signals sent through any node for the
 // rooms that have subscribers on this node, until ctx is done; then it
-// returns nil. It holds one pub/sub connection, which go-redis re-establishes
-// by itself after a failure; signals sent meanwhile are lost, as a signal
-// may be. Payloads that are not signals' (feed.ParseSignalEvent) are ignored.
+// returns nil. Payloads that are not signals' (feed.ParseSignalEvent) are
+// ignored. See relayChannel for the connection.
 func (l *Log) RunSignals(ctx context.Context) error {
-	sub := l.client.Subscribe(ctx, l.signalChannel())
-	defer sub.Close()
-	msgs := sub.Channel()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case m, ok := <-msgs:
-			if !ok {
-				return nil
-			}
-			if ev, ok := feed.ParseSignalEvent([]byte(m.Payload)); ok && l.sink.HasRoom(ev.Room) {
-				l.sink.Deliver(ev)
-			}
-		}
-	}
+	return relayChannel(ctx, l.client, l.signalChannel(), l.sink, feed.ParseSignalEvent, nil, nil)
 }
