@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/roomfeed/roomfeed/api"
 	"github.com/roomfeed/roomfeed/feed/redis"
 	"github.com/roomfeed/roomfeed/internal/ssetest"
+	"github.com/roomfeed/roomfeed/internal/testenv"
 	"github.com/roomfeed/roomfeed/repo"
 	"github.com/roomfeed/roomfeed/sse"
 )
@@ -269,12 +269,7 @@ func TestSignalRateOpenMode(t *testing.T) {
 // TestSignalLogDown: a signal the log cannot carry is 503 feed_unavailable
 // with Retry-After, and lost.
 func TestSignalLogDown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
+	addr := testenv.FreeAddr(t)
 	down := backend{name: "sqlite, redis down", open: func(t *testing.T, hub *sse.Hub, _ int64) (*repo.Store, eventLog) {
 		store, _ := openSQLite(t, hub, 0)
 		client := goredis.NewClient(&goredis.Options{Addr: addr})

@@ -9,6 +9,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/roomfeed/roomfeed/feed"
+	"github.com/roomfeed/roomfeed/internal/testenv"
 )
 
 // TestPublishPausesWhileUnreachable: a Publish that cannot reach Redis
@@ -17,12 +18,7 @@ import (
 // them); a Subscribe or a Signal that cannot reach Redis fails with
 // feed.ErrUnavailable.
 func TestPublishPausesWhileUnreachable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
+	addr := testenv.FreeAddr(t)
 	client := goredis.NewClient(&goredis.Options{Addr: addr})
 	defer client.Close()
 	hist := newTestHistory()
