@@ -146,6 +146,7 @@ var authRoutes = []authRoute{
 	{"delete", "DELETE", "/elements/c1", "", []string{"If-Match", `"99"`}, true, 412},
 	{"create", "POST", "/elements", `{"id":"c1","kind":"character","data":{}}`, nil, true, 412},
 	{"message", "POST", "/messages", `{"event":"reset","data":1}`, nil, true, 400},
+	{"signal", "POST", "/signals", `{"event":"reset","data":1}`, nil, true, 400},
 }
 
 func TestAuthCases(t *testing.T) {

@@ -191,8 +191,9 @@ func (c *config) limitFlags(f *flagSet) []func() {
 	d := api.DefaultConfig().Limits
 	l := &c.Limits
 	f.dur(&l.BodyTimeout, setting{"body-timeout", "ROOMFEED_BODY_TIMEOUT", "time to receive a write's body"}, d.BodyTimeout)
-	var rate int64
+	var rate, signalRate int64
 	f.num(&rate, setting{"write-rate", "ROOMFEED_WRITE_RATE", "writes per second per token (429 beyond)"}, int64(d.WriteRate))
+	f.num(&signalRate, setting{"signal-rate", "ROOMFEED_SIGNAL_RATE", "signals per second per token, per address in open mode (429 beyond)"}, int64(d.SignalRate))
 	return []func(){
 		f.integer(&l.MaxElementsPerRoom, setting{"max-elements-per-room", "ROOMFEED_MAX_ELEMENTS_PER_ROOM", "elements one room may hold"}, d.MaxElementsPerRoom),
 		f.integer(&l.MaxMessageBytes, setting{"max-message-bytes", "ROOMFEED_MAX_MESSAGE_BYTES", "custom message data limit"}, d.MaxMessageBytes),
@@ -200,7 +201,8 @@ func (c *config) limitFlags(f *flagSet) []func() {
 		f.integer(&l.StreamsPerIP, setting{"max-streams-per-ip", "ROOMFEED_MAX_STREAMS_PER_IP", "open feeds per client address"}, d.StreamsPerIP),
 		f.integer(&l.MaxStreams, setting{"max-streams", "ROOMFEED_MAX_STREAMS", "open feeds on this node (503 beyond)"}, d.MaxStreams),
 		f.integer(&l.WriteBurst, setting{"write-burst", "ROOMFEED_WRITE_BURST", "writes per token allowed at once"}, d.WriteBurst),
-		func() { l.WriteRate = float64(rate) },
+		f.integer(&l.SignalBurst, setting{"signal-burst", "ROOMFEED_SIGNAL_BURST", "signals per token (or address) allowed at once"}, d.SignalBurst),
+		func() { l.WriteRate, l.SignalRate = float64(rate), float64(signalRate) },
 	}
 }
 
@@ -244,6 +246,7 @@ func (c config) validate() error {
 	check(l.MaxMessageBytes >= 64 && int64(l.MaxMessageBytes) <= c.MaxBodyBytes, "ROOMFEED_MAX_MESSAGE_BYTES must be between 64 and the body limit")
 	check(l.StreamsPerToken >= 1 && l.StreamsPerIP >= 1 && l.MaxStreams >= 1, "ROOMFEED_MAX_STREAMS, _PER_TOKEN and _PER_IP must be at least 1")
 	check(l.WriteRate >= 1 && l.WriteBurst >= 1, "ROOMFEED_WRITE_RATE and ROOMFEED_WRITE_BURST must be at least 1")
+	check(l.SignalRate >= 1 && l.SignalBurst >= 1, "ROOMFEED_SIGNAL_RATE and ROOMFEED_SIGNAL_BURST must be at least 1")
 	check(l.BodyTimeout >= 100*time.Millisecond, "ROOMFEED_BODY_TIMEOUT must be at least 100ms")
 	errs = append(errs, c.validateAuth())
 	return errors.Join(errs...)
