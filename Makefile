@@ -31,7 +31,12 @@ test-go:
 # a spurious "context deadline exceeded" when the time runs out under load
 # (golang/go#75804, fixed in Go 1.27).
 FUZZTIME ?= 60000x
+# FuzzRequest sends each input as an HTTP request to two servers (SQLite,
+# PostgreSQL + Redis), about a hundred times slower per input than the others.
+FUZZTIME_REQUEST ?= 20000x
 test-fuzz:
+	env $$(scripts/test-services.sh) ROOMFEED_TEST_REQUIRE_SERVICES=1 \
+	  $(GO) test -run '^$$' -fuzz '^FuzzRequest$$' -fuzztime $(FUZZTIME_REQUEST) ./api
 	$(GO) test -run '^$$' -fuzz '^FuzzAppendEvent$$' -fuzztime $(FUZZTIME) ./sse
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./sse
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCursor$$' -fuzztime $(FUZZTIME) ./sse

@@ -1,18 +1,14 @@
 package api
 
 import (
-	"crypto/ed25519"
-	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -57,12 +53,30 @@ func allowed(patterns []string, room string) bool {
 	return slices.ContainsFunc(patterns, func(p string) bool { return MatchRoom(p, room) })
 }
 
-// Verifier checks tokens signed with one key and one algorithm. Any other
-// algorithm, "none" included, is refused before the key is consulted.
+// Verifier checks tokens against a set of keys, each pinned to one
+// algorithm (Key). A token whose algorithm no key has ("none" included) is
+// refused before any key is consulted; a token with a kid is checked
+// against the keys of that kid and the keys without one, a token without a
+// kid against every key of its algorithm. SetKeys replaces the set at once
+// (key rotation); a Verifier is safe for concurrent use.
 type Verifier struct {
-	key    any
-	alg    string
+	set atomic.Pointer[keySet]
+}
+
+// keySet is one generation of a Verifier's keys and the parser that
+// accepts exactly their algorithms.
+type keySet struct {
+	keys   []Key
 	parser *jwt.Parser
+}
+
+// NewVerifier returns a Verifier of keys (at least one).
+func NewVerifier(keys []Key) (*Verifier, error) {
+	v := &Verifier{}
+	if err := v.SetKeys(keys); err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
 // NewSecretVerifier verifies HS256 tokens signed with secret.
@@ -70,54 +84,54 @@ func NewSecretVerifier(secret []byte) (*Verifier, error) {
 	if len(secret) == 0 {
 		return nil, errors.New("empty JWT secret")
 	}
-	return newVerifier(secret, jwt.SigningMethodHS256.Alg()), nil
+	return NewVerifier([]Key{{Alg: jwt.SigningMethodHS256.Alg(), key: secret}})
 }
 
-// NewPublicKeyVerifier verifies tokens signed by the private half of the
-// PEM-encoded public key: EdDSA for an Ed25519 key, RS256 for an RSA key
-// (at least 2048 bits).
+// NewPublicKeyVerifier verifies tokens signed by the private halves of the
+// PEM-encoded public keys (ParsePEMKeys).
 func NewPublicKeyVerifier(pemData []byte) (*Verifier, error) {
-	block, _ := pem.Decode(pemData)
-	if block == nil {
-		return nil, errors.New("no PEM block in the public key file")
-	}
-	var (
-		key any
-		err error
-	)
-	switch block.Type {
-	case "PUBLIC KEY":
-		key, err = x509.ParsePKIXPublicKey(block.Bytes)
-	case "RSA PUBLIC KEY":
-		key, err = x509.ParsePKCS1PublicKey(block.Bytes)
-	default:
-		return nil, fmt.Errorf("PEM block %q: want PUBLIC KEY", block.Type)
-	}
+	keys, err := ParsePEMKeys(pemData)
 	if err != nil {
-		return nil, fmt.Errorf("parse public key: %w", err)
+		return nil, err
 	}
-	switch k := key.(type) {
-	case ed25519.PublicKey:
-		return newVerifier(k, jwt.SigningMethodEdDSA.Alg()), nil
-	case *rsa.PublicKey:
-		if k.N.BitLen() < 2048 {
-			return nil, fmt.Errorf("RSA key of %d bits: want at least 2048", k.N.BitLen())
-		}
-		return newVerifier(k, jwt.SigningMethodRS256.Alg()), nil
-	}
-	return nil, fmt.Errorf("public key of type %T: want Ed25519 or RSA", key)
+	return NewVerifier(keys)
 }
 
-func newVerifier(key any, alg string) *Verifier {
-	return &Verifier{key: key, alg: alg, parser: jwt.NewParser(
-		jwt.WithValidMethods([]string{alg}),
+// SetKeys makes keys (at least one) the keys of v, for the tokens verified
+// from now on.
+func (v *Verifier) SetKeys(keys []Key) error {
+	if len(keys) == 0 {
+		return errors.New("no key")
+	}
+	var algs []string
+	for _, k := range keys {
+		if k.key == nil || k.Alg == "" {
+			return errors.New("a key without its value or algorithm")
+		}
+		if !slices.Contains(algs, k.Alg) {
+			algs = append(algs, k.Alg)
+		}
+	}
+	slices.Sort(algs)
+	v.set.Store(&keySet{keys: slices.Clone(keys), parser: jwt.NewParser(
+		jwt.WithValidMethods(algs),
 		jwt.WithExpirationRequired(),
 		jwt.WithJSONNumber(),
-	)}
+	)})
+	return nil
 }
 
-// Algorithm is the one JWT algorithm accepted.
-func (v *Verifier) Algorithm() string { return v.alg }
+// Algorithms are the JWT algorithms accepted now, sorted.
+func (v *Verifier) Algorithms() []string {
+	var algs []string
+	for _, k := range v.set.Load().keys {
+		if !slices.Contains(algs, k.Alg) {
+			algs = append(algs, k.Alg)
+		}
+	}
+	slices.Sort(algs)
+	return algs
+}
 
 // Verify parses and checks a token. It answers only errInvalidToken or
 // errTokenExpired, which never quote the token.
@@ -125,8 +139,9 @@ func (v *Verifier) Verify(raw string) (*Claims, error) {
 	if raw == "" || len(raw) > maxTokenBytes {
 		return nil, errInvalidToken
 	}
+	set := v.set.Load()
 	var claims Claims
-	_, err := v.parser.ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) { return v.key, nil })
+	_, err := set.parser.ParseWithClaims(raw, &claims, set.candidates)
 	switch {
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return nil, errTokenExpired
@@ -136,6 +151,26 @@ func (v *Verifier) Verify(raw string) (*Claims, error) {
 		return nil, errInvalidToken
 	}
 	return &claims, nil
+}
+
+// candidates is the jwt.Keyfunc of a set: the keys of the token's
+// algorithm whose kid is the token's or empty. No candidate is an error.
+func (s *keySet) candidates(t *jwt.Token) (any, error) {
+	kid, hasKid := t.Header["kid"]
+	want, isString := kid.(string)
+	if hasKid && !isString {
+		return nil, errors.New("kid is not a string")
+	}
+	var found jwt.VerificationKeySet
+	for _, k := range s.keys {
+		if k.Alg == t.Method.Alg() && (k.ID == "" || !hasKid || k.ID == want) {
+			found.Keys = append(found.Keys, k.key)
+		}
+	}
+	if len(found.Keys) == 0 {
+		return nil, errors.New("no key for the token's kid and algorithm")
+	}
+	return found, nil
 }
 
 type tokenSource int

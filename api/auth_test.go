@@ -146,6 +146,7 @@ var authRoutes = []authRoute{
 	{"delete", "DELETE", "/elements/c1", "", []string{"If-Match", `"99"`}, true, 412},
 	{"create", "POST", "/elements", `{"id":"c1","kind":"character","data":{}}`, nil, true, 412},
 	{"message", "POST", "/messages", `{"event":"reset","data":1}`, nil, true, 400},
+	{"signal", "POST", "/signals", `{"event":"reset","data":1}`, nil, true, 400},
 }
 
 func TestAuthCases(t *testing.T) {
@@ -406,8 +407,8 @@ func TestAuthPublicKey(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if v.Algorithm() != tt.alg {
-				t.Errorf("got algorithm %s, want %s", v.Algorithm(), tt.alg)
+			if got := v.Algorithms(); len(got) != 1 || got[0] != tt.alg {
+				t.Errorf("got algorithms %v, want %s", got, tt.alg)
 			}
 			if c, err := v.Verify(tt.good); err != nil || c.Subject != "alice" {
 				t.Fatalf("good token: got %v, %v", c, err)

@@ -16,7 +16,8 @@ import (
 )
 
 // rawStream is an SSE request on a bare TCP connection: no goroutine of the
-// test process reads it until the test does.
+// test process reads it until the test does. Without conn, br reads a
+// response body (openRawBody).
 type rawStream struct {
 	conn net.Conn
 	br   *bufio.Reader
@@ -41,10 +42,13 @@ func openRaw(t *testing.T, base, path string) *rawStream {
 	return rs
 }
 
-// line reads one line (without its line break) within 10 s.
+// line reads one line (without its line break) within 10 s (from a body:
+// within its request's deadline).
 func (rs *rawStream) line(t *testing.T) string {
 	t.Helper()
-	_ = rs.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if rs.conn != nil {
+		_ = rs.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	}
 	l, err := rs.br.ReadString('\n')
 	if err != nil {
 		t.Fatalf("read: got %v after %q", err, l)

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -206,29 +207,8 @@ func (s *Server) postMessage(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
-	body, err := s.readJSON(c, mediaJSON)
+	b, err := s.readMessage(c, "message", s.limits.cfg.MaxMessageBytes)
 	if err != nil {
-		writeError(c, err)
-		return
-	}
-	var b messageBody
-	if err := decodeStrict(body, &b); err != nil {
-		writeError(c, err)
-		return
-	}
-	if !roomfeed.MessageName(b.Event) {
-		writeError(c, badRequest("bad_event", "event must match "+roomfeed.MessagePattern.String()+
-			" and not be reset, error, auth_expired or start with element. or presence."))
-		return
-	}
-	if len(b.Data) == 0 {
-		b.Data = json.RawMessage("null")
-	}
-	if err := s.checkMessageSize(b.Data); err != nil {
-		writeError(c, err)
-		return
-	}
-	if err := checkJSONText("data", b.Data); err != nil {
 		writeError(c, err)
 		return
 	}
@@ -240,6 +220,33 @@ func (s *Server) postMessage(c *gin.Context) {
 	s.publish(ctx, ev)
 	c.Header("Event-ID", strconv.FormatInt(ev.Seq, 10))
 	c.Data(http.StatusCreated, "application/json; charset=utf-8", ev.Data)
+}
+
+// readMessage reads the {"event","data"} body of a custom message or of a
+// signal (what): a name roomfeed.MessageName allows, and data, null when
+// absent, of at most limit bytes (negative: no limit) and that any peer can
+// carry (checkJSONText).
+func (s *Server) readMessage(c *gin.Context, what string, limit int) (messageBody, error) {
+	var b messageBody
+	body, err := s.readJSON(c, mediaJSON)
+	if err != nil {
+		return b, err
+	}
+	if err := decodeStrict(body, &b); err != nil {
+		return b, err
+	}
+	if !roomfeed.MessageName(b.Event) {
+		return b, badRequest("bad_event", "event must match "+roomfeed.MessagePattern.String()+
+			" and not be reset, error, auth_expired or start with element. or presence.")
+	}
+	if len(b.Data) == 0 {
+		b.Data = json.RawMessage("null")
+	}
+	if limit >= 0 && len(b.Data) > limit {
+		return b, &Error{http.StatusRequestEntityTooLarge, "data_too_large",
+			fmt.Sprintf("%s data is larger than %d bytes", what, limit)}
+	}
+	return b, checkJSONText("data", b.Data)
 }
 
 // elementWrite is what every write to one element starts from: the room

@@ -44,10 +44,11 @@ var (
 	errBadOrigin        = &Error{http.StatusForbidden, "bad_origin", "a write authenticated by cookie must come from an allowed Origin"}
 
 	// Limits (limits.go).
-	errHeadersTooLarge = &Error{http.StatusRequestHeaderFieldsTooLarge, "headers_too_large", "the request headers are too large"}
-	errRateLimited     = &Error{http.StatusTooManyRequests, "rate_limited", "too many writes with this token; retry after the time in Retry-After"}
-	errTooManyStreams  = &Error{http.StatusTooManyRequests, "too_many_streams", "too many open feeds for this token or address; close one first"}
-	errNodeFull        = &Error{http.StatusServiceUnavailable, "node_full", "this node serves its maximum number of feeds; retry later or elsewhere"}
+	errHeadersTooLarge   = &Error{http.StatusRequestHeaderFieldsTooLarge, "headers_too_large", "the request headers are too large"}
+	errRateLimited       = &Error{http.StatusTooManyRequests, "rate_limited", "too many writes with this token; retry after the time in Retry-After"}
+	errSignalRateLimited = &Error{http.StatusTooManyRequests, "rate_limited", "too many signals from this token or address; retry after the time in Retry-After"}
+	errTooManyStreams    = &Error{http.StatusTooManyRequests, "too_many_streams", "too many open feeds for this token or address; close one first"}
+	errNodeFull          = &Error{http.StatusServiceUnavailable, "node_full", "this node serves its maximum number of feeds; retry later or elsewhere"}
 )
 
 // sentinels maps the store's and the feed's sentinel errors to answers. It

@@ -209,18 +209,16 @@ func TestFeedSlowSubscriberDropped(t *testing.T) {
 		fast := ssetest.Open(t, ts.URL+"/rooms/slow/events", "0")
 		const n = 600
 		payload := strings.Repeat("x", 4000)
-		var wg sync.WaitGroup
-		wg.Go(func() {
-			for range n {
-				r := do(t, http.MethodPost, ts.URL+"/rooms/slow/messages", `{"event":"big","data":"`+payload+`"}`)
-				if r.Status != http.StatusCreated {
-					t.Errorf("message: got %d", r.Status)
-					return
-				}
+		// Each write waits until the fast subscriber has its event: the
+		// writes go at the fast reader's pace (however loaded the machine
+		// is), while the slow one falls further behind with every write.
+		for i := int64(1); i <= n; i++ {
+			r := do(t, http.MethodPost, ts.URL+"/rooms/slow/messages", `{"event":"big","data":"`+payload+`"}`)
+			if r.Status != http.StatusCreated {
+				t.Fatalf("message %d: got %d", i, r.Status)
 			}
-		})
-		readUntil(t, fast, 0, n)
-		wg.Wait()
+			readUntil(t, fast, i-1, i)
+		}
 
 		// Now read what the slow connection was sent: it must end before n,
 		// and its events must be contiguous.

@@ -57,6 +57,9 @@ func hostileCases() []hostileCase {
 	msg := func(name, body string, status int, code string) hostileCase {
 		return hostileCase{name: name, method: "POST", target: "/rooms/w1/messages", body: body, status: status, code: code}
 	}
+	sig := func(name, body string, status int, code string) hostileCase {
+		return hostileCase{name: "signal: " + name, method: "POST", target: "/rooms/w1/signals", body: body, status: status, code: code}
+	}
 	get := func(name, target string, status int, code string, headers ...string) hostileCase {
 		return hostileCase{name: name, method: "GET", target: target, headers: h(headers...), status: status, code: code}
 	}
@@ -154,6 +157,30 @@ func hostileCases() []hostileCase {
 		msg("look-alike event name", `{"event":"rеset","data":1}`, 400, "bad_event"),
 		msg("event name too long", `{"event":"`+strings.Repeat("a", 65)+`","data":1}`, 400, "bad_event"),
 		msg("message too large", `{"event":"chat","data":"`+strings.Repeat("x", 20<<10)+`"}`, 413, "data_too_large"),
+		// Signals: a message's rules, 4 KiB of data, never recorded.
+		sig("truncated JSON", `{"event":"cursor","data":{"x":`, 400, "bad_json"),
+		sig("two documents", `{"event":"cursor"}{"event":"cursor"}`, 400, "bad_json"),
+		sig("unknown field", `{"event":"cursor","data":1,"id":"7"}`, 400, "bad_json"),
+		sig("array body", `[{"event":"cursor"}]`, 400, "bad_json"),
+		sig("invalid UTF-8 in data", "{\"event\":\"cursor\",\"data\":\"\xff\"}", 400, "bad_json"),
+		sig("raw NUL byte in data", "{\"event\":\"cursor\",\"data\":\"a\x00b\"}", 400, "bad_json"),
+		sig("raw CR LF in data", "{\"event\":\"cursor\",\"data\":\"a\r\n\r\nid: 9\"}", 400, "bad_json"),
+		sig("escaped NUL in data", `{"event":"cursor","data":{"s":"\u0000"}}`, 400, "bad_data"),
+		sig("lone surrogate in data", `{"event":"cursor","data":"\ud800"}`, 400, "bad_data"),
+		sig("huge number in data", `{"event":"cursor","data":1e400}`, 400, "bad_data"),
+		sig("CR LF in event name", `{"event":"cursor\r\nid: 999","data":1}`, 400, "bad_event"),
+		sig("NUL in event name", `{"event":"cursor\u0000","data":1}`, 400, "bad_event"),
+		sig("reserved name reset", `{"event":"reset","data":1}`, 400, "bad_event"),
+		sig("reserved name presence.left", `{"event":"presence.left","data":1}`, 400, "bad_event"),
+		sig("look-alike event name", `{"event":"сursor","data":1}`, 400, "bad_event"),
+		sig("data over 4 KiB", `{"event":"cursor","data":"`+strings.Repeat("x", 5<<10)+`"}`, 413, "data_too_large"),
+		sig("body too large", `{"event":"cursor","data":"`+strings.Repeat("x", 70<<10)+`"}`, 413, "body_too_large"),
+		{name: "signal: text/plain", method: "POST", target: "/rooms/w1/signals", body: `{"event":"cursor"}`, headers: h("Content-Type", "text/plain"), noCT: true, status: 415},
+		{name: "signal: form", method: "POST", target: "/rooms/w1/signals", body: `event=cursor`, headers: h("Content-Type", "application/x-www-form-urlencoded"), noCT: true, status: 415},
+		{name: "signal: access_token in the query", method: "POST", target: "/rooms/w1/signals?access_token=x", body: `{"event":"cursor"}`, noAuth: true, status: 401, code: "invalid_token"},
+		{name: "signal: to a traversal room", method: "POST", target: "/rooms/%2e%2e/signals", body: `{"event":"cursor"}`, status: 400, code: "bad_room"},
+		{name: "signal: GET", method: "GET", target: "/rooms/w1/signals", status: 405},
+		{name: "signal: chunked body never finished", method: "POST", target: "/rooms/w1/signals", send: chunkedStall, status: 400, code: "bad_body"},
 		{name: "patch with huge number", method: "PATCH", target: el, body: `{"n":1e400}`, headers: h("Content-Type", "application/merge-patch+json"), noCT: true, status: 400, code: "bad_patch"},
 		{name: "patch with lone surrogate", method: "PATCH", target: el, body: `{"s":"\ud83d"}`, headers: h("Content-Type", "application/merge-patch+json"), noCT: true, status: 400, code: "bad_patch"},
 		// Ids: traversal, look-alikes, control characters.
@@ -250,7 +277,7 @@ func TestHostileInput(t *testing.T) {
 			Auth:         v,
 			MaxBodyBytes: 64 << 10,
 			MaxDataBytes: 16 << 10,
-			Limits:       api.Limits{BodyTimeout: hostileBodyTimeout, MaxMessageBytes: 16 << 10, WriteRate: -1},
+			Limits:       api.Limits{BodyTimeout: hostileBodyTimeout, MaxMessageBytes: 16 << 10, WriteRate: -1, SignalRate: -1},
 		}, store, log, feeds, slog.New(slog.DiscardHandler))
 		ts := start(t, be, srv, feeds, func(s *http.Server) { s.ReadHeaderTimeout = 2 * time.Second })
 		tok := hs256(t, grant("mallory", []string{"*"}, []string{"*"}))

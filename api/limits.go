@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -27,6 +26,8 @@ type Limits struct {
 	MaxStreams         int           // open feeds on this node (default 10,000): 503 beyond
 	WriteRate          float64       // sustained writes per second per token (default 20)
 	WriteBurst         int           // writes per token allowed at once (default 40)
+	SignalRate         float64       // sustained signals per second per token, per address in open mode (default 10)
+	SignalBurst        int           // signals per token (or address) allowed at once (default 20)
 }
 
 // DefaultLimits returns the limits used where a Limits field is zero;
@@ -41,6 +42,8 @@ func DefaultLimits(maxData int) Limits {
 		MaxStreams:         10000,
 		WriteRate:          20,
 		WriteBurst:         40,
+		SignalRate:         10,
+		SignalBurst:        20,
 		BodyTimeout:        10 * time.Second,
 	}
 }
@@ -56,6 +59,8 @@ func (l *Limits) defaults(maxData int) {
 	orDefault(&l.WriteBurst, d.WriteBurst)
 	orDefault(&l.BodyTimeout, d.BodyTimeout)
 	orDefault(&l.WriteRate, d.WriteRate)
+	orDefault(&l.SignalBurst, d.SignalBurst)
+	orDefault(&l.SignalRate, d.SignalRate)
 }
 
 // orDefault sets *p to def when it is zero.
@@ -68,23 +73,24 @@ func orDefault[T comparable](p *T, def T) {
 
 // limiter holds the live counts behind Limits.
 type limiter struct {
-	cfg Limits
+	cfg     Limits
+	writes  *buckets // nil: no write rate
+	signals *buckets // nil: no signal rate
 
 	mu      sync.Mutex
 	total   int
 	byToken map[string]int
 	byIP    map[string]int
-	writers map[string]*writer
-	swept   time.Time
-}
-
-type writer struct {
-	lim  *rate.Limiter
-	seen time.Time
 }
 
 func newLimiter(cfg Limits) *limiter {
-	return &limiter{cfg: cfg, byToken: map[string]int{}, byIP: map[string]int{}, writers: map[string]*writer{}}
+	return &limiter{
+		cfg:     cfg,
+		writes:  newBuckets(cfg.WriteRate, cfg.WriteBurst),
+		signals: newBuckets(cfg.SignalRate, cfg.SignalBurst),
+		byToken: map[string]int{},
+		byIP:    map[string]int{},
+	}
 }
 
 // acquireStream counts one more open feed for the request's token and
@@ -128,45 +134,83 @@ func decrement(m map[string]int, k string) {
 	m[k]--
 }
 
-// limitWrites applies the per-token write rate (a token bucket) to every
-// write. Open mode has no tokens and no write rate.
-func (s *Server) limitWrites(c *gin.Context) {
-	tok := c.GetString(tokenKeyKey)
-	if tok == "" || !isWrite(c.Request.Method) || s.limits.cfg.WriteRate < 0 {
+// limitRate takes one from the request's token bucket: a signal's from the
+// signal bucket of its token, or of its address in open mode; any other
+// write's from the write bucket of its token (open mode has no write rate).
+// An empty bucket is 429 rate_limited with the seconds until the next one in
+// Retry-After.
+func (s *Server) limitRate(c *gin.Context) {
+	if !isWrite(c.Request.Method) {
 		c.Next()
 		return
 	}
-	if wait := s.limits.reserveWrite(tok, time.Now()); wait > 0 {
+	b, key, refusal := s.limits.writes, c.GetString(tokenKeyKey), errRateLimited
+	if c.FullPath() == signalsRoute {
+		b, refusal = s.limits.signals, errSignalRateLimited
+		if key == "" {
+			key = c.ClientIP()
+		}
+	}
+	if b == nil || key == "" {
+		c.Next()
+		return
+	}
+	if wait := b.take(key, time.Now()); wait > 0 {
 		c.Header("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-		writeError(c, errRateLimited)
+		writeError(c, refusal)
 		return
 	}
 	c.Next()
 }
 
-// reserveWrite takes one write from tok's bucket, or returns how long until
-// one is available (and takes nothing).
-func (l *limiter) reserveWrite(tok string, now time.Time) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// buckets are token buckets of one rate and burst, one per key (a token or
+// a client address), made on first use.
+type buckets struct {
+	rate  rate.Limit
+	burst int
+
+	mu    sync.Mutex
+	byKey map[string]*bucket
+	swept time.Time
+}
+
+type bucket struct {
+	lim  *rate.Limiter
+	seen time.Time
+}
+
+// newBuckets returns buckets of perSecond and burst; nil when perSecond is
+// negative (no limit).
+func newBuckets(perSecond float64, burst int) *buckets {
+	if perSecond < 0 {
+		return nil
+	}
+	return &buckets{rate: rate.Limit(perSecond), burst: max(burst, 1), byKey: map[string]*bucket{}}
+}
+
+// take takes one from key's bucket, or returns how long until one is
+// available (and takes nothing).
+func (b *buckets) take(key string, now time.Time) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	// A bucket idle long enough to be full again is the same as a new one:
-	// forget those so the table stays as small as the set of active tokens.
-	refill := time.Duration(float64(l.cfg.WriteBurst)/l.cfg.WriteRate*float64(time.Second)) + time.Second
-	if now.Sub(l.swept) > refill {
-		for k, w := range l.writers {
-			if now.Sub(w.seen) > refill {
-				delete(l.writers, k)
+	// forget those so the table stays as small as the set of active keys.
+	refill := time.Duration(float64(b.burst)/float64(b.rate)*float64(time.Second)) + time.Second
+	if now.Sub(b.swept) > refill {
+		for k, bk := range b.byKey {
+			if now.Sub(bk.seen) > refill {
+				delete(b.byKey, k)
 			}
 		}
-		l.swept = now
+		b.swept = now
 	}
-	w, ok := l.writers[tok]
+	bk, ok := b.byKey[key]
 	if !ok {
-		w = &writer{lim: rate.NewLimiter(rate.Limit(l.cfg.WriteRate), max(l.cfg.WriteBurst, 1))}
-		l.writers[tok] = w
+		bk = &bucket{lim: rate.NewLimiter(b.rate, b.burst)}
+		b.byKey[key] = bk
 	}
-	w.seen = now
-	r := w.lim.ReserveN(now, 1)
+	bk.seen = now
+	r := bk.lim.ReserveN(now, 1)
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)
 		return d
@@ -229,15 +273,6 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 // write's transaction, so concurrent creations cannot overshoot it.
 func (s *Server) maxElements() int {
 	return max(0, s.limits.cfg.MaxElementsPerRoom) // negative: no limit
-}
-
-// checkMessageSize holds custom message data to MaxMessageBytes.
-func (s *Server) checkMessageSize(data json.RawMessage) error {
-	if limit := s.limits.cfg.MaxMessageBytes; limit >= 0 && len(data) > limit {
-		return &Error{http.StatusRequestEntityTooLarge, "data_too_large",
-			fmt.Sprintf("message data is larger than %d bytes", limit)}
-	}
-	return nil
 }
 
 // maxNumberLiteral bounds the text of one JSON number.

@@ -27,6 +27,7 @@ type Metrics struct {
 	deliveryLag    prometheus.Histogram
 	streamsEnded   *prometheus.CounterVec
 	dependencyErrs *prometheus.CounterVec
+	signals        prometheus.Counter
 }
 
 // FeedStats are counters the feed keeps itself.
@@ -73,9 +74,12 @@ func NewMetrics(reg *prometheus.Registry, stats FeedStats, extra map[string]func
 		dependencyErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "roomfeed_dependency_errors_total", Help: "Requests that failed because a dependency was down, by dependency (database, log).",
 		}, []string{"dependency"}),
+		signals: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roomfeed_signals_total", Help: "Signals accepted through this node (sent to the log; never recorded).",
+		}),
 	}
 	reg.MustRegister(m.requests, m.writeLatency, m.written, m.published, m.publishErrors, m.replayed,
-		m.delivered, m.deliveryLag, m.streamsEnded, m.dependencyErrs)
+		m.delivered, m.deliveryLag, m.streamsEnded, m.dependencyErrs, m.signals)
 	if stats != nil {
 		reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -143,6 +147,13 @@ func (m *Metrics) publishResult(err error) {
 		return
 	}
 	m.published.Inc()
+}
+
+// signaled counts a signal accepted through this node.
+func (m *Metrics) signaled() {
+	if m != nil {
+		m.signals.Inc()
+	}
 }
 
 // Metrics is the feed engine's sse.Observer.

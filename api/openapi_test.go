@@ -307,6 +307,8 @@ func TestOpenAPIMatchesTheServer(t *testing.T) {
 	wantStatus(send("PATCH", el, "/rooms/oa/elements/c1", "application/json", example("PATCH", el, "application/json")), 200)
 	wantStatus(send("POST", "/rooms/{room}/elements", "/rooms/oa/elements", "application/json", example("POST", "/rooms/{room}/elements", "application/json")), 201)
 	wantStatus(send("POST", "/rooms/{room}/messages", "/rooms/oa/messages", "application/json", example("POST", "/rooms/{room}/messages", "application/json")), 201)
+	const sig = "/rooms/{room}/signals"
+	wantStatus(send("POST", sig, "/rooms/oa/signals?client=bram", "application/json", example("POST", sig, "application/json")), 202)
 	wantStatus(send("GET", el, "/rooms/oa/elements/c1", "", ""), 200)
 	wantStatus(send("GET", "/rooms/{room}/elements", "/rooms/oa/elements", "", ""), 200)
 	wantStatus(send("DELETE", el, "/rooms/oa/elements/c1", "", ""), 200)
@@ -316,6 +318,7 @@ func TestOpenAPIMatchesTheServer(t *testing.T) {
 	wantStatus(send("PUT", el, "/rooms/oa/elements/c2", "text/plain", `{}`), 415)
 	wantStatus(send("PUT", el, "/rooms/oa/elements/c2", "application/json", example("PUT", el, "application/json"), "If-Match", `"9"`), 412)
 	wantStatus(send("PUT", el, "/rooms/oa/elements/c2", "application/json", `{"kind":"a","data":{"x":"`+strings.Repeat("y", 70<<10)+`"}}`), 413)
+	wantStatus(send("POST", sig, "/rooms/oa/signals", "application/json", `{"event":"cursor","data":"`+strings.Repeat("x", 5<<10)+`"}`), 413)
 	wantStatus(send("GET", "/rooms/{room}/events", "/rooms/oa/events", "", "", "Last-Event-ID", "99"), 400)
 	wantStatus(send("GET", "/healthz", "/healthz", "", ""), 200)
 	wantStatus(send("GET", "/readyz", "/readyz", "", ""), 200)
@@ -332,7 +335,10 @@ func TestOpenAPIMatchesTheServer(t *testing.T) {
 		}
 		doc.checkAnswer(t, "GET", f.path, s.Resp, nil)
 		schema := obj(obj(obj(obj(obj(doc.operation("GET", f.path)["responses"])["200"])["content"])["text/event-stream"])["x-event-data"])
-		for range head {
+		for i := range head + 1 {
+			if i == head { // and a live signal
+				wantStatus(send("POST", sig, "/rooms/oa/signals", "application/json", example("POST", sig, "application/json")), 202)
+			}
 			ev := s.MustNext(t, 5*time.Second)
 			var data any
 			dec := json.NewDecoder(strings.NewReader(ev.Data))

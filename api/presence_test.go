@@ -14,8 +14,6 @@ import (
 	"github.com/roomfeed/roomfeed/feed"
 	"github.com/roomfeed/roomfeed/feed/redis"
 	"github.com/roomfeed/roomfeed/internal/ssetest"
-	"github.com/roomfeed/roomfeed/internal/testenv"
-	"github.com/roomfeed/roomfeed/repo"
 	"github.com/roomfeed/roomfeed/sse"
 )
 
@@ -113,8 +111,7 @@ func TestPresenceInProcess(t *testing.T) {
 // node see each other join and leave, and the people of a node that stops
 // heartbeating (as a crashed node would) leave within the TTL.
 func TestPresenceAcrossNodes(t *testing.T) {
-	pgURL := testenv.PostgresURL(t)
-	client, prefix := testenv.Redis(t)
+	shared, client, prefix := sharedRedis(t)
 	const ttl = 900 * time.Millisecond
 	type node struct {
 		ts   *testServer
@@ -123,12 +120,7 @@ func TestPresenceAcrossNodes(t *testing.T) {
 	start := func() node {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
-		ts := newServer(t, backend{name: "pg", open: func(t *testing.T, hub *sse.Hub, maxLen int64) (*repo.Store, eventLog) {
-			store := openStore(t, pgURL)
-			rl := redis.New(client, hub, store, redis.Options{Prefix: prefix, Block: 200 * time.Millisecond})
-			runLoop(t, rl.Run)
-			return store, rl
-		}}, serverOpts{presence: func(hub *sse.Hub) api.Presence {
+		ts := newServer(t, shared, serverOpts{presence: func(hub *sse.Hub) api.Presence {
 			p := redis.NewPresence(client, hub, redis.PresenceOptions{Prefix: prefix, Grace: 200 * time.Millisecond, TTL: ttl})
 			go func() { _ = p.Run(ctx); close(done) }()
 			t.Cleanup(func() { cancel(); <-done })

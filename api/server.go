@@ -31,10 +31,19 @@ type Store interface {
 	Ping(ctx context.Context) error
 }
 
-// EventLog carries committed events to every node (the feed engine reads
-// the same log as its sse.Source).
+// EventLog carries committed events, and signals, to every node (the feed
+// engine reads the same log as its sse.Source).
 type EventLog interface {
 	Publish(ctx context.Context, ev roomfeed.Event) error
+	Signaler
+}
+
+// Signaler delivers a signal, an ephemeral event (Seq 0, made by
+// feed.SignalEvent), at once to the room's current subscribers on every
+// node: never recorded, never replayed, at most once. A log that cannot
+// reach its backing service answers feed.ErrUnavailable.
+type Signaler interface {
+	Signal(ctx context.Context, ev roomfeed.Event) error
 }
 
 // Pinger is a dependency /readyz checks.
@@ -131,7 +140,7 @@ func (s *Server) routes() *gin.Engine {
 		r.GET("/metrics", s.cfg.Metrics.handler())
 	}
 
-	rooms := r.Group("/rooms/:room", s.authorize, s.roomName, s.limitWrites, s.bodyDeadline)
+	rooms := r.Group("/rooms/:room", s.authorize, s.roomName, s.limitRate, s.bodyDeadline)
 	rooms.GET("/elements", s.snapshot)
 	rooms.POST("/elements", s.createElement)
 	rooms.GET("/elements/:id", s.getElement)
@@ -139,6 +148,7 @@ func (s *Server) routes() *gin.Engine {
 	rooms.PATCH("/elements/:id", s.patchElement)
 	rooms.DELETE("/elements/:id", s.deleteElement)
 	rooms.POST("/messages", s.postMessage)
+	rooms.POST("/signals", s.postSignal)
 	rooms.GET("/events", s.events)
 	rooms.GET("/presence", s.presence)
 

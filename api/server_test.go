@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/roomfeed/roomfeed/api"
 	"github.com/roomfeed/roomfeed/feed"
@@ -74,13 +75,45 @@ var backends = []backend{
 	{"postgres+redis", false, func(t *testing.T, hub *sse.Hub, maxLen int64) (*repo.Store, eventLog) {
 		store := openStore(t, testenv.PostgresURL(t))
 		client, prefix := testenv.Redis(t)
-		rl := redis.New(client, hub, store, redis.Options{Prefix: prefix, MaxLen: maxLen, Block: 200 * time.Millisecond})
-		runLoop(t, rl.Run)
-		return store, rl
+		return store, runRedisLog(t, client, prefix, hub, store, maxLen)
 	}},
 }
 
-func openStore(t *testing.T, url string) *repo.Store {
+// sharedRedis is PostgreSQL and Redis shared by every server opened on
+// it, as the nodes of one deployment share them.
+func sharedRedis(t *testing.T) (backend, goredis.UniversalClient, string) {
+	t.Helper()
+	pgURL := testenv.PostgresURL(t)
+	client, prefix := testenv.Redis(t)
+	be := backend{name: "shared postgres+redis", open: func(t *testing.T, hub *sse.Hub, maxLen int64) (*repo.Store, eventLog) {
+		store := openStore(t, pgURL)
+		return store, runRedisLog(t, client, prefix, hub, store, maxLen)
+	}}
+	return be, client, prefix
+}
+
+// runRedisLog returns a Redis log delivering to hub, with its reader and
+// its signals' subscriber running until the test ends; the subscriber
+// listens when it returns.
+func runRedisLog(t *testing.T, client goredis.UniversalClient, prefix string, hub *sse.Hub, store *repo.Store, maxLen int64) *redis.Log {
+	t.Helper()
+	rl := redis.New(client, hub, store, redis.Options{Prefix: prefix, MaxLen: maxLen, Block: 200 * time.Millisecond})
+	runLoop(t, rl.Run)
+	channel := prefix + "signals"
+	listening := func() int64 {
+		n, err := client.PubSubNumSub(t.Context(), channel).Result()
+		if err != nil {
+			t.Fatalf("PUBSUB NUMSUB: %v", err)
+		}
+		return n[channel]
+	}
+	before := listening()
+	runLoop(t, rl.RunSignals)
+	eventually(t, "the log listens for signals", func() bool { return listening() > before })
+	return rl
+}
+
+func openStore(t testing.TB, url string) *repo.Store {
 	t.Helper()
 	s, err := repo.Open(t.Context(), url, repo.Options{})
 	if err != nil {
@@ -91,7 +124,7 @@ func openStore(t *testing.T, url string) *repo.Store {
 }
 
 // runLoop runs a background loop until the test ends.
-func runLoop(t *testing.T, loop func(context.Context) error) {
+func runLoop(t testing.TB, loop func(context.Context) error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -75,18 +75,6 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// freeAddr returns a loopback address with a port free at the time of the
-// call.
-func freeAddr(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // ---------------------------------------------------------------- nodes
 
 // node is one roomfeed process. It keeps its address across restarts.
@@ -314,7 +302,7 @@ func startRedis(tb testing.TB) *redisServer {
 		}
 		tb.Skip("SKIPPED LOUDLY: redis-server is not installed; run scripts/test-services.sh")
 	}
-	r := &redisServer{tb: tb, addr: freeAddr(tb), dir: tb.TempDir()}
+	r := &redisServer{tb: tb, addr: testenv.FreeAddr(tb), dir: tb.TempDir()}
 	r.start()
 	tb.Cleanup(r.stop)
 	return r

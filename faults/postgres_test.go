@@ -29,25 +29,8 @@ func TestPostgresDownAndBack(t *testing.T) {
 	pgURL, pgProxy := proxiedPostgres(t, b.pgURL)
 	room := testenv.UniqueName("pg")
 	args := []string{"--database-url", pgURL, "--redis-url", b.redisURL, "--redis-prefix", b.prefix, "--relay-interval", "200ms"}
-	a := startNode(t, "A", args...)
-	nb := startNode(t, "B", args...)
-	nodes := []*node{a, nb}
-	subs := []*subscriber{
-		startSubscriber(t, "sub1@A", room, func(int) *node { return a }),
-		startSubscriber(t, "sub2@B", room, func(int) *node { return nb }),
-		startSubscriber(t, "sub3@A|B", room, func(i int) *node { return nodes[i%2] }),
-	}
-	hc := newClient(t, 10*time.Second)
-	l := newLedger()
-	ctx, stop := context.WithCancel(t.Context())
-	defer stop()
-	var wg sync.WaitGroup
-	for i, name := range []string{"w1", "w2"} {
-		wg.Go(func() {
-			writer(ctx, hc, l, name, room, func(j int) *node { return nodes[(i+j)%2] }, 5*time.Millisecond)
-		})
-	}
-	waitAcks(t, l, 50, 10*time.Second)
+	ld := startLoad(t, room, 50, args...)
+	ctx, hc, l, nodes, subs := ld.ctx, ld.hc, ld.l, ld.nodes, ld.subs
 
 	pgProxy.SetCut(true)
 	cutAt := time.Now()
@@ -115,14 +98,13 @@ func TestPostgresDownAndBack(t *testing.T) {
 		})
 	}
 	t.Logf("recovered %v after PostgreSQL returned", time.Since(upAt).Round(time.Millisecond))
-	stop()
-	wg.Wait()
+	ld.stop()
 
 	rep := checkFeed(t, b.pgURL, room, l, subs, 30*time.Second)
 	_, _, statuses = l.snapshot()
 	t.Logf("acknowledged %d, refused %d %v, committed %d, events checked %d (%d subscribers)",
 		rep.Acked, rep.Failed, statuses, rep.Committed, rep.Checked, len(subs))
-	checkSnapshotMatchesFeed(t, t.Context(), hc, a.URL(), room, subs[0])
+	checkSnapshotMatchesFeed(t, t.Context(), hc, nodes[0].URL(), room, subs[0])
 }
 
 // TestPostgresHangs stalls a node's PostgreSQL connections (a proxy that

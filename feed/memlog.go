@@ -12,8 +12,8 @@ import (
 const fillPage = 500
 
 // MemLog is the log of the embedded default: one process, no Redis. Events
-// are delivered to the sink in seq order per room, and replay reads the
-// durable history.
+// are delivered to the sink in seq order per room, signals at once, and
+// replay reads the durable history.
 type MemLog struct {
 	sink Sink
 	hist roomfeed.History
@@ -55,6 +55,19 @@ func (l *MemLog) Publish(ctx context.Context, ev roomfeed.Event) error {
 	}
 	l.sink.Deliver(ev)
 	l.tops[ev.Room] = ev.Seq
+	return nil
+}
+
+// Signal delivers ev, an ephemeral event (Seq 0) such as SignalEvent
+// makes, to the room's subscribers in this process, if it has any. It is
+// never recorded: a subscriber that connects later never sees it.
+func (l *MemLog) Signal(_ context.Context, ev roomfeed.Event) error {
+	if ev.Room == "" || ev.Seq != 0 {
+		return fmt.Errorf("signal %q/%d: not an ephemeral event", ev.Room, ev.Seq)
+	}
+	if l.sink.HasRoom(ev.Room) {
+		l.sink.Deliver(ev)
+	}
 	return nil
 }
 

@@ -39,11 +39,7 @@ func PresenceEvent(room, person, typ string) roomfeed.Event {
 // ParsePresenceEvent returns the event whose data is data, as made by
 // PresenceEvent; false when data is not a presence event's.
 func ParsePresenceEvent(data []byte) (roomfeed.Event, bool) {
-	var d presenceData
-	if err := json.Unmarshal(data, &d); err != nil || d.Room == "" {
-		return roomfeed.Event{}, false
-	}
-	return roomfeed.Event{Room: d.Room, Type: d.Type, Data: data}, true
+	return parseEphemeral(data)
 }
 
 // PresenceKey names one person in one room.

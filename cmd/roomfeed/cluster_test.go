@@ -58,8 +58,8 @@ func TestRedisClientSelection(t *testing.T) {
 
 // TestClusterTwoNodes runs two nodes on PostgreSQL and a three-master Redis
 // Cluster named by REDIS_URL: writes through node A reach subscribers on
-// node B, in order and exactly once, and the rooms' streams are spread over
-// every shard.
+// node B, in order and exactly once, presence and signals cross the nodes,
+// and the rooms' streams are spread over every shard.
 func TestClusterTwoNodes(t *testing.T) {
 	addrs := testenv.RedisCluster(t, 3)
 	prefix := testenv.UniqueName("rftest:") + ":"
@@ -103,6 +103,8 @@ func TestClusterTwoNodes(t *testing.T) {
 	nextPresence(t, alice, "alice")
 	ssetest.Open(t, b.URL+"/rooms/pres/events?client=bob", "")
 	nextPresence(t, alice, "bob")
+	// So do signals (PUBLISH reaches the subscribers of every shard).
+	sendSignal(t, b.URL, "pres", "cursor", alice)
 
 	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
 	defer c.Close()

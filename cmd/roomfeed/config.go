@@ -51,7 +51,8 @@ type config struct {
 	MaxFeedRooms       int
 
 	JWTSecret        string // HS256 key; never logged
-	JWTPublicKeyFile string // PEM Ed25519 or RSA public key
+	JWTPublicKeyFile string // PEM Ed25519 or RSA public keys, re-read when it changes
+	JWTKeysFile      string // JWKS of Ed25519 or RSA public keys, re-read when it changes
 	Insecure         bool   // open mode on a non-loopback address
 	TrustedProxies   []string
 	Limits           api.Limits
@@ -158,7 +159,8 @@ func (c *config) serverFlags(f *flagSet) []func() {
 	// Security (token.go, README "Security"). The secret is read from the
 	// environment only, so it never shows in a process list.
 	c.JWTSecret = f.getenv("ROOMFEED_JWT_SECRET")
-	f.str(&c.JWTPublicKeyFile, setting{"jwt-public-key-file", "ROOMFEED_JWT_PUBLIC_KEY_FILE", "PEM public key (Ed25519 or RSA) that verifies tokens"}, "")
+	f.str(&c.JWTPublicKeyFile, setting{"jwt-public-key-file", "ROOMFEED_JWT_PUBLIC_KEY_FILE", "PEM public keys (Ed25519 or RSA) that verify tokens; re-read when the file changes"}, "")
+	f.str(&c.JWTKeysFile, setting{"jwt-keys-file", "ROOMFEED_JWT_KEYS_FILE", "JWKS document of public keys (Ed25519 or RSA) that verify tokens, selected by kid; re-read when the file changes"}, "")
 	f.fs.BoolVar(&c.Insecure, "insecure", false, "serve without tokens on a non-loopback address: anyone who reaches it may read and change every room")
 	return []func(){
 		f.integer(&c.MaxDataBytes, setting{"max-data-bytes", "ROOMFEED_MAX_DATA_BYTES", "element data and message data limit"}, d.MaxDataBytes),
@@ -189,8 +191,9 @@ func (c *config) limitFlags(f *flagSet) []func() {
 	d := api.DefaultConfig().Limits
 	l := &c.Limits
 	f.dur(&l.BodyTimeout, setting{"body-timeout", "ROOMFEED_BODY_TIMEOUT", "time to receive a write's body"}, d.BodyTimeout)
-	var rate int64
+	var rate, signalRate int64
 	f.num(&rate, setting{"write-rate", "ROOMFEED_WRITE_RATE", "writes per second per token (429 beyond)"}, int64(d.WriteRate))
+	f.num(&signalRate, setting{"signal-rate", "ROOMFEED_SIGNAL_RATE", "signals per second per token, per address in open mode (429 beyond)"}, int64(d.SignalRate))
 	return []func(){
 		f.integer(&l.MaxElementsPerRoom, setting{"max-elements-per-room", "ROOMFEED_MAX_ELEMENTS_PER_ROOM", "elements one room may hold"}, d.MaxElementsPerRoom),
 		f.integer(&l.MaxMessageBytes, setting{"max-message-bytes", "ROOMFEED_MAX_MESSAGE_BYTES", "custom message data limit"}, d.MaxMessageBytes),
@@ -198,7 +201,8 @@ func (c *config) limitFlags(f *flagSet) []func() {
 		f.integer(&l.StreamsPerIP, setting{"max-streams-per-ip", "ROOMFEED_MAX_STREAMS_PER_IP", "open feeds per client address"}, d.StreamsPerIP),
 		f.integer(&l.MaxStreams, setting{"max-streams", "ROOMFEED_MAX_STREAMS", "open feeds on this node (503 beyond)"}, d.MaxStreams),
 		f.integer(&l.WriteBurst, setting{"write-burst", "ROOMFEED_WRITE_BURST", "writes per token allowed at once"}, d.WriteBurst),
-		func() { l.WriteRate = float64(rate) },
+		f.integer(&l.SignalBurst, setting{"signal-burst", "ROOMFEED_SIGNAL_BURST", "signals per token (or address) allowed at once"}, d.SignalBurst),
+		func() { l.WriteRate, l.SignalRate = float64(rate), float64(signalRate) },
 	}
 }
 
@@ -242,6 +246,7 @@ func (c config) validate() error {
 	check(l.MaxMessageBytes >= 64 && int64(l.MaxMessageBytes) <= c.MaxBodyBytes, "ROOMFEED_MAX_MESSAGE_BYTES must be between 64 and the body limit")
 	check(l.StreamsPerToken >= 1 && l.StreamsPerIP >= 1 && l.MaxStreams >= 1, "ROOMFEED_MAX_STREAMS, _PER_TOKEN and _PER_IP must be at least 1")
 	check(l.WriteRate >= 1 && l.WriteBurst >= 1, "ROOMFEED_WRITE_RATE and ROOMFEED_WRITE_BURST must be at least 1")
+	check(l.SignalRate >= 1 && l.SignalBurst >= 1, "ROOMFEED_SIGNAL_RATE and ROOMFEED_SIGNAL_BURST must be at least 1")
 	check(l.BodyTimeout >= 100*time.Millisecond, "ROOMFEED_BODY_TIMEOUT must be at least 100ms")
 	errs = append(errs, c.validateAuth())
 	return errors.Join(errs...)

@@ -50,6 +50,17 @@ func TestParseConfig(t *testing.T) {
 				t.Errorf("got db timeout %v, want 2s", c.DBTimeout)
 			}
 		}},
+		{name: "signal rate", args: []string{"--signal-burst", "5"}, env: map[string]string{"ROOMFEED_SIGNAL_RATE": "3"}, check: func(t *testing.T, c config) {
+			if c.Limits.SignalRate != 3 || c.Limits.SignalBurst != 5 {
+				t.Errorf("got signal rate %v, burst %d; want 3, 5", c.Limits.SignalRate, c.Limits.SignalBurst)
+			}
+		}},
+		{name: "signal rate defaults", check: func(t *testing.T, c config) {
+			if c.Limits.SignalRate != 10 || c.Limits.SignalBurst != 20 {
+				t.Errorf("got signal rate %v, burst %d; want 10, 20", c.Limits.SignalRate, c.Limits.SignalBurst)
+			}
+		}},
+		{name: "signal rate zero", env: map[string]string{"ROOMFEED_SIGNAL_RATE": "0"}, wantErr: "ROOMFEED_SIGNAL_RATE"},
 		{name: "bad number", env: map[string]string{"ROOMFEED_MAX_BODY_BYTES": "lots"}, wantErr: "ROOMFEED_MAX_BODY_BYTES"},
 		{name: "data above body", args: []string{"--max-body-bytes", "2048", "--max-data-bytes", "4096"}, wantErr: "MAX_DATA_BYTES"},
 		{name: "unknown flag", args: []string{"--nope"}, wantErr: "usage"},

@@ -52,7 +52,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	logger.LogAttrs(ctx, slog.LevelInfo, "starting", cfg.logAttrs()...)
-	if cfg.JWTSecret == "" && cfg.JWTPublicKeyFile == "" && !isLoopback(cfg.Addr) {
+	if !cfg.hasKey() && !isLoopback(cfg.Addr) {
 		logger.LogAttrs(ctx, slog.LevelWarn, "INSECURE: --insecure and no token key: anyone who reaches "+cfg.Addr+" can read and change every room")
 	}
 	n, err := build(ctx, cfg, logger)

@@ -222,7 +222,8 @@ func TestRestartKeepsHistory(t *testing.T) {
 }
 
 // TestTwoNodes runs two processes over one PostgreSQL and one Redis: writes
-// through either node reach subscribers of both, in one gap-free order.
+// through either node reach subscribers of both, in one gap-free order, and
+// signals reach them too.
 func TestTwoNodes(t *testing.T) {
 	args := backendsArgs[1].args(t)
 	a := startNode(t, args...)
@@ -256,6 +257,9 @@ func TestTwoNodes(t *testing.T) {
 			t.Fatalf("event %s differs between nodes:\nA %s\nB %s", gotA[i].ID, gotA[i].Data, gotB[i].Data)
 		}
 	}
+	// Signals cross the nodes too, both ways.
+	sendSignal(t, a.URL, "shared", "cursor", subB)
+	sendSignal(t, b.URL, "shared", "typing", subA) // (subA has the cursor signal too)
 }
 
 // TestShutdownClosesStreamsPromptly stops a node with feeds open: the streams

@@ -49,6 +49,9 @@ func TestMetricsMove(t *testing.T) {
 			expect(t, s, 0, 3)
 			replay := ssetest.Open(t, n.URL+"/rooms/m1/events", "0")
 			expect(t, replay, 0, 3)
+			if status, _, body := call(t, http.MethodPost, n.URL+"/rooms/m2/signals", `{"event":"cursor"}`); status != http.StatusAccepted {
+				t.Fatalf("signal: got %d %s, want 202", status, body)
+			}
 
 			var after map[string]float64
 			deadline := time.Now().Add(5 * time.Second)
@@ -69,6 +72,7 @@ func TestMetricsMove(t *testing.T) {
 				{`roomfeed_subscribers`, 2},
 				{`roomfeed_http_requests_total{method="PUT",route="/rooms/:room/elements/:id",status="201"}`, 3},
 				{`roomfeed_write_duration_seconds_count{route="/rooms/:room/elements/:id"}`, 3},
+				{`roomfeed_signals_total`, 1},
 			}
 			for _, tt := range tests {
 				if got := after[tt.sample] - before[tt.sample]; got < tt.min {

@@ -54,9 +54,12 @@ func build(ctx context.Context, cfg config, logger *slog.Logger) (_ *node, err e
 			n.close()
 		}
 	}()
-	verifier, err := cfg.verifier()
+	verifier, reloadKeys, err := cfg.verifier(logger)
 	if err != nil {
 		return nil, err
+	}
+	if reloadKeys != nil {
+		n.loops = append(n.loops, reloadKeys)
 	}
 	n.store, err = repo.Open(ctx, cfg.DatabaseURL, repo.Options{Logger: logger, QueryTimeout: cfg.DBTimeout})
 	if err != nil {
@@ -84,7 +87,8 @@ func (n *node) openMemLog() {
 }
 
 // openRedisLog makes the Redis log and presence (single Redis or Cluster)
-// and their background loops: the reader, the relay and presence refresh.
+// and their background loops: the reader, the relay, the signals'
+// subscriber and presence refresh.
 func (n *node) openRedisLog() error {
 	client, err := newRedisClient(n.cfg.RedisURL, true)
 	if err != nil {
@@ -99,7 +103,7 @@ func (n *node) openRedisLog() error {
 	n.ready["redis"] = rl
 	n.extra["roomfeed_events_relayed_total"] = func() float64 { return float64(rl.Relayed()) }
 	relay := func(ctx context.Context) error { return rl.Relay(ctx, n.store, n.cfg.RelayInterval) }
-	n.loops = append(n.loops, rl.Run, relay, rp.Run)
+	n.loops = append(n.loops, rl.Run, relay, rl.RunSignals, rp.Run)
 	return nil
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -10,26 +9,15 @@ import (
 
 	"github.com/r3labs/sse/v2"
 	"gopkg.in/cenkalti/backoff.v1"
-)
 
-// freeAddr returns a loopback address that was free a moment ago, for a test
-// that restarts a node on the same address.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
+	"github.com/roomfeed/roomfeed/internal/testenv"
+)
 
 // TestIndependentClientResumesAcrossRestart uses r3labs/sse, an EventSource
 // written by others, as the client: it stores the cursor of every event and
 // sends it back as Last-Event-ID when it reconnects after the node restarts.
 func TestIndependentClientResumesAcrossRestart(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	args := []string{"--database-url", "sqlite://" + filepath.Join(t.TempDir(), "rf.db")}
 	n := startNode(t, append(args, "--addr", addr)...)
 

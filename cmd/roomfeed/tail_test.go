@@ -134,7 +134,7 @@ func waitCursorFile(t *testing.T, path, want string) {
 func TestTailFollowsAcrossRestart(t *testing.T) {
 	for _, be := range backendsArgs {
 		t.Run(be.name, func(t *testing.T) {
-			addr := freeAddr(t)
+			addr := testenv.FreeAddr(t)
 			args := append(be.args(t), "--addr", addr)
 			n := startNode(t, args...)
 			for i := range 3 {

@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"regexp"
@@ -36,17 +37,18 @@ func runToken(_ context.Context, args []string, getenv func(string) string, stdo
 	fs := flag.NewFlagSet("roomfeed token", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		sub, keyFile string
-		read, write  list
-		ttl          time.Duration
+		sub, keyFile, kid string
+		read, write       list
+		ttl               time.Duration
 	)
 	fs.StringVar(&sub, "sub", "", "the actor: recorded in every event the token causes (required)")
 	fs.Var(&read, "read", "rooms the token may read: names or prefix* patterns, comma-separated or repeated")
 	fs.Var(&write, "write", "rooms the token may write, as --read")
 	fs.DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token is valid")
 	fs.StringVar(&keyFile, "key", "", "PEM private key (Ed25519 or RSA) to sign with instead of $ROOMFEED_JWT_SECRET")
+	fs.StringVar(&kid, "kid", "", "key id put in the token's header: the kid of --key in the JWKS the nodes read")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: roomfeed token --sub alice --read 'w*' --write w1 [--ttl 24h] [--key private.pem]")
+		fmt.Fprintln(stderr, "usage: roomfeed token --sub alice --read 'w*' --write w1 [--ttl 24h] [--key private.pem [--kid k1]]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -68,6 +70,7 @@ func runToken(_ context.Context, args []string, getenv func(string) string, stdo
 		check(grantPattern.MatchString(p), "room pattern %q: want a room name, optionally ending in *", p)
 	}
 	check(ttl > 0 && ttl <= 366*24*time.Hour, "--ttl must be positive and at most a year")
+	check(kid == "" || keyFile != "", "--kid goes with --key")
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -86,7 +89,11 @@ func runToken(_ context.Context, args []string, getenv func(string) string, stdo
 			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 		},
 	}
-	tok, err := jwt.NewWithClaims(method, claims).SignedString(key)
+	t := jwt.NewWithClaims(method, claims)
+	if kid != "" {
+		t.Header["kid"] = kid
+	}
+	tok, err := t.SignedString(key)
 	if err != nil {
 		return fmt.Errorf("sign: %w", err)
 	}
@@ -145,28 +152,38 @@ func (l *list) Set(v string) error {
 }
 
 // verifier builds the token verifier from the configuration: nil means
-// open development mode.
-func (c config) verifier() (*api.Verifier, error) {
-	switch {
-	case c.JWTPublicKeyFile != "":
-		data, err := os.ReadFile(c.JWTPublicKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("ROOMFEED_JWT_PUBLIC_KEY_FILE: %w", err)
-		}
-		v, err := api.NewPublicKeyVerifier(data)
-		if err != nil {
-			return nil, fmt.Errorf("ROOMFEED_JWT_PUBLIC_KEY_FILE %s: %w", c.JWTPublicKeyFile, err)
-		}
-		return v, nil
-	case c.JWTSecret != "":
-		return api.NewSecretVerifier([]byte(c.JWTSecret))
+// open development mode. A key file comes with the loop that re-reads it
+// (nil otherwise), which the node runs.
+func (c config) verifier(logger *slog.Logger) (*api.Verifier, func(context.Context) error, error) {
+	file, env, parse := c.JWTPublicKeyFile, "ROOMFEED_JWT_PUBLIC_KEY_FILE", api.ParsePEMKeys
+	if c.JWTKeysFile != "" {
+		file, env, parse = c.JWTKeysFile, "ROOMFEED_JWT_KEYS_FILE", api.ParseJWKS
 	}
-	return nil, nil
+	switch {
+	case file != "":
+		kf, err := api.OpenKeyFile(file, parse, logger)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", env, err)
+		}
+		reload := func(ctx context.Context) error { return kf.Run(ctx, api.DefaultKeyReload) }
+		return kf.Verifier(), reload, nil
+	case c.JWTSecret != "":
+		v, err := api.NewSecretVerifier([]byte(c.JWTSecret))
+		return v, nil, err
+	}
+	return nil, nil, nil
+}
+
+// hasKey reports whether tokens are checked.
+func (c config) hasKey() bool {
+	return c.JWTSecret != "" || c.JWTPublicKeyFile != "" || c.JWTKeysFile != ""
 }
 
 // authMode names the authentication mode for the start-up log line.
 func (c config) authMode() string {
 	switch {
+	case c.JWTKeysFile != "":
+		return "jwt keys file " + c.JWTKeysFile
 	case c.JWTPublicKeyFile != "":
 		return "jwt public key " + c.JWTPublicKeyFile
 	case c.JWTSecret != "":
@@ -181,15 +198,15 @@ func (c config) authMode() string {
 // listens only on loopback, unless --insecure says otherwise.
 func (c config) validateAuth() error {
 	var errs []error
-	if c.JWTSecret != "" && c.JWTPublicKeyFile != "" {
-		errs = append(errs, errors.New("set ROOMFEED_JWT_SECRET or ROOMFEED_JWT_PUBLIC_KEY_FILE, not both"))
+	if n := countSet(c.JWTSecret, c.JWTPublicKeyFile, c.JWTKeysFile); n > 1 {
+		errs = append(errs, errors.New("set one of ROOMFEED_JWT_SECRET, ROOMFEED_JWT_PUBLIC_KEY_FILE and ROOMFEED_JWT_KEYS_FILE, not several"))
 	}
 	if c.JWTSecret != "" && len(c.JWTSecret) < minSecretBytes {
 		errs = append(errs, fmt.Errorf("ROOMFEED_JWT_SECRET must be at least %d bytes", minSecretBytes))
 	}
-	if c.JWTSecret == "" && c.JWTPublicKeyFile == "" && !c.Insecure && !isLoopback(c.Addr) {
+	if !c.hasKey() && !c.Insecure && !isLoopback(c.Addr) {
 		errs = append(errs, fmt.Errorf("refusing to listen on %s without tokens: anyone who reaches it could read and change every room. "+
-			"Set ROOMFEED_JWT_SECRET or ROOMFEED_JWT_PUBLIC_KEY_FILE, listen on a loopback address such as 127.0.0.1:8080, "+
+			"Set ROOMFEED_JWT_SECRET, ROOMFEED_JWT_PUBLIC_KEY_FILE or ROOMFEED_JWT_KEYS_FILE, listen on a loopback address such as 127.0.0.1:8080, "+
 			"or pass --insecure to run open anyway", c.Addr))
 	}
 	for _, p := range c.TrustedProxies {
@@ -200,6 +217,17 @@ func (c config) validateAuth() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// countSet counts the non-empty values.
+func countSet(values ...string) int {
+	n := 0
+	for _, v := range values {
+		if v != "" {
+			n++
+		}
+	}
+	return n
 }
 
 // isLoopback reports whether addr (host:port) listens on loopback only.

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"io"
 	"net/http"
@@ -39,7 +40,10 @@ func TestOpenModeRule(t *testing.T) {
 		{"secret", []string{"--addr", "0.0.0.0:8080"}, map[string]string{"ROOMFEED_JWT_SECRET": testSecret}, "", "jwt HS256 secret"},
 		{"short secret", nil, map[string]string{"ROOMFEED_JWT_SECRET": "short"}, "at least 32 bytes", ""},
 		{"key file", []string{"--addr", ":1", "--jwt-public-key-file", "/k.pem"}, nil, "", "jwt public key /k.pem"},
-		{"secret and key file", []string{"--jwt-public-key-file", "/k.pem"}, map[string]string{"ROOMFEED_JWT_SECRET": testSecret}, "not both", ""},
+		{"secret and key file", []string{"--jwt-public-key-file", "/k.pem"}, map[string]string{"ROOMFEED_JWT_SECRET": testSecret}, "not several", ""},
+		{"keys file", []string{"--addr", ":1", "--jwt-keys-file", "/k.json"}, nil, "", "jwt keys file /k.json"},
+		{"keys file from the environment", []string{"--addr", ":1"}, map[string]string{"ROOMFEED_JWT_KEYS_FILE": "/k.json"}, "", "jwt keys file /k.json"},
+		{"key file and keys file", []string{"--jwt-public-key-file", "/k.pem", "--jwt-keys-file", "/k.json"}, nil, "not several", ""},
 		{"bad proxy", []string{"--trusted-proxies", "10.0.0.0/8, nope"}, nil, "TRUSTED_PROXIES", ""},
 		{"zero rate", []string{"--write-rate", "0"}, nil, "WRITE_RATE", ""},
 		{"message above body", []string{"--max-message-bytes", "999999999"}, nil, "MAX_MESSAGE_BYTES", ""},
@@ -161,23 +165,6 @@ func TestTokenEndToEnd(t *testing.T) {
 	}
 	n := startNode(t, "--jwt-public-key-file", pubFile, "--addr", "0.0.0.0:0", "--database-url", "sqlite://"+filepath.Join(t.TempDir(), "rf.db"))
 	url := strings.Replace(n.URL, "0.0.0.0", "127.0.0.1", 1)
-	req := func(method, path, tok, body string) int {
-		t.Helper()
-		r, err := http.NewRequestWithContext(t.Context(), method, url+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Header.Set("Content-Type", "application/json")
-		if tok != "" {
-			r.Header.Set("Authorization", "Bearer "+tok)
-		}
-		resp, err := http.DefaultClient.Do(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
 	steps := []struct {
 		method, path, tok, body string
 		want                    int
@@ -190,13 +177,33 @@ func TestTokenEndToEnd(t *testing.T) {
 		{"GET", "/healthz", "", "", 200},
 	}
 	for _, s := range steps {
-		if got := req(s.method, s.path, s.tok, s.body); got != s.want {
+		if got := statusWith(t, s.method, url+s.path, s.tok, s.body); got != s.want {
 			t.Errorf("%s %s: got %d, want %d", s.method, s.path, got, s.want)
 		}
 	}
 	if out := n.stderr.String(); strings.Contains(out, writer) || strings.Contains(out, reader) || !strings.Contains(out, "jwt public key") {
 		t.Errorf("the log holds a token or lacks the auth mode:\n%s", out)
 	}
+}
+
+// statusWith makes one request with tok as its bearer token ("": none)
+// and returns the answer's status.
+func statusWith(t *testing.T, method, url, tok, body string) int {
+	t.Helper()
+	r, err := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Header.Set("Content-Type", "application/json")
+	if tok != "" {
+		r.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // TestInsecureStart: without a key, run refuses a non-loopback address
@@ -212,5 +219,88 @@ func TestInsecureStart(t *testing.T) {
 	n := startNode(t, "--addr", "0.0.0.0:0", "--insecure", "--database-url", "sqlite://"+filepath.Join(t.TempDir(), "rf.db"))
 	if out := n.stderr.String(); !strings.Contains(out, "INSECURE") {
 		t.Errorf("no INSECURE warning in the log:\n%s", out)
+	}
+}
+
+// jwksOf is the JWK Set of the Ed25519 public keys in the PEM files, each
+// under its kid.
+func jwksOf(t *testing.T, kidFiles ...string) string {
+	t.Helper()
+	var keys []string
+	for i := 0; i+1 < len(kidFiles); i += 2 {
+		data, err := os.ReadFile(kidFiles[i+1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		block, _ := pem.Decode(data)
+		pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := base64.RawURLEncoding.EncodeToString(pub.(ed25519.PublicKey))
+		keys = append(keys, `{"kty":"OKP","crv":"Ed25519","use":"sig","kid":"`+kidFiles[i]+`","x":"`+x+`"}`)
+	}
+	return `{"keys":[` + strings.Join(keys, ",") + `]}`
+}
+
+// TestTokenKeyRotationEndToEnd rotates a running node's keys through its
+// JWKS file: tokens minted with `roomfeed token --key --kid` are accepted
+// once their key is listed and refused once it is removed, with no
+// restart. A JWKS file that does not parse stops the start.
+func TestTokenKeyRotationEndToEnd(t *testing.T) {
+	pubA, privA := writeKeys(t)
+	pubB, privB := writeKeys(t)
+	jwksFile := filepath.Join(t.TempDir(), "jwks.json")
+	replace := func(contents string) {
+		t.Helper()
+		if err := os.WriteFile(jwksFile+".tmp", []byte(contents), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(jwksFile+".tmp", jwksFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replace("{")
+	err := run(t.Context(), []string{"--jwt-keys-file", jwksFile, "--database-url", "sqlite://" + filepath.Join(t.TempDir(), "rf.db")},
+		func(string) string { return "" }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "ROOMFEED_JWT_KEYS_FILE") {
+		t.Fatalf("start with a broken JWKS file: got %v, want an error naming ROOMFEED_JWT_KEYS_FILE", err)
+	}
+
+	replace(jwksOf(t, "a", pubA))
+	n := startNode(t, "--jwt-keys-file", jwksFile, "--database-url", "sqlite://"+filepath.Join(t.TempDir(), "rf.db"))
+	tokA, err := mint(t, nil, "--sub", "alice", "--read", "w1", "--key", privA, "--kid", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokB, err := mint(t, nil, "--sub", "bob", "--read", "w1", "--key", privB, "--kid", "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := func(tok string) int { return statusWith(t, http.MethodGet, n.URL+"/rooms/w1/elements", tok, "") }
+	expect := func(step string, wantA, wantB int) {
+		t.Helper()
+		deadline := time.Now().Add(3 * api.DefaultKeyReload)
+		for {
+			a, b := status(tokA), status(tokB)
+			if a == wantA && b == wantB {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: got %d for key a and %d for key b, want %d and %d\n%s", step, a, b, wantA, wantB, n.stderr)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	expect("only key a", 200, 401)
+	replace(jwksOf(t, "a", pubA, "b", pubB))
+	expect("keys a and b", 200, 200)
+	replace(jwksOf(t, "b", pubB))
+	expect("only key b", 401, 200)
+	if out := n.stderr.String(); !strings.Contains(out, "jwt keys loaded") || !strings.Contains(out, "jwt keys file") {
+		t.Errorf("the log lacks the reloads or the auth mode:\n%s", out)
+	}
+	if _, err := mint(t, nil, "--sub", "a", "--read", "w1", "--kid", "a"); err == nil || !strings.Contains(err.Error(), "--kid") {
+		t.Errorf("--kid without --key: got %v, want a refusal", err)
 	}
 }

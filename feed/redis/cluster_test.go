@@ -208,6 +208,13 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("SignalsAcrossNodes", func(t *testing.T) {
+		client, opts, hist := setup(t)
+		a := newTestNode(t, client, hist, opts, 16)
+		b := newTestNode(t, newClient(t, "rfb"), hist, opts, 16)
+		signalsAcrossNodes(t, client, a, b)
+	})
+
 	t.Run("RunStopsPromptly", func(t *testing.T) {
 		client, opts, hist := setup(t)
 		b := newTestNode(t, client, hist, opts, 16)

@@ -9,19 +9,16 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/roomfeed/roomfeed/feed"
+	"github.com/roomfeed/roomfeed/internal/testenv"
 )
 
 // TestPublishPausesWhileUnreachable: a Publish that cannot reach Redis
 // fails with feed.ErrUnavailable, and for publishPause the following ones
 // fail at once instead of each waiting on dial retries (the relay republishes
-// them); a Subscribe that cannot reach Redis fails with feed.ErrUnavailable.
+// them); a Subscribe or a Signal that cannot reach Redis fails with
+// feed.ErrUnavailable.
 func TestPublishPausesWhileUnreachable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
+	addr := testenv.FreeAddr(t)
 	client := goredis.NewClient(&goredis.Options{Addr: addr})
 	defer client.Close()
 	hist := newTestHistory()
@@ -51,6 +48,9 @@ func TestPublishPausesWhileUnreachable(t *testing.T) {
 	}
 	if _, err := follow(t.Context(), n.log, "r"); !errors.Is(err, feed.ErrUnavailable) {
 		t.Errorf("subscribe: got %v, want feed.ErrUnavailable", err)
+	}
+	if err := n.log.Signal(t.Context(), signalOf(t, "r", "cursor", "1")); !errors.Is(err, feed.ErrUnavailable) {
+		t.Errorf("signal: got %v, want feed.ErrUnavailable", err)
 	}
 }
 

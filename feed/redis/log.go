@@ -79,10 +79,13 @@ const (
 //     stream of the reader, deleted when the reader stops (single Redis).
 //   - On a Redis Cluster every append is also announced as "<top> <room>" on
 //     the channel Prefix + "notify".
+//   - Signals are published on the channel Prefix + "signals", each as its
+//     event data (the JSON of feed.SignalEvent); nothing of them is stored.
 //
-// Publish, Follow, EventsAfter, Head, Ping and StreamTops are safe for
-// concurrent use. Run (one per Log) must be running for subscribers to
-// receive events; Relay closes the gaps left by failed publishes.
+// Publish, Signal, Follow, EventsAfter, Head, Ping and StreamTops are safe
+// for concurrent use. Run (one per Log) must be running for subscribers to
+// receive events, and RunSignals for them to receive signals; Relay closes
+// the gaps left by failed publishes.
 type Log struct {
 	client goredis.UniversalClient
 	sink   feed.Sink

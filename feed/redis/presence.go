@@ -151,28 +151,13 @@ func (p *Presence) List(ctx context.Context, room string) ([]string, error) {
 // back on another node within the TTL without flapping.
 func (p *Presence) Run(ctx context.Context) error {
 	defer p.local.Close()
-	sub := p.client.Subscribe(ctx, p.channel())
-	defer sub.Close()
-	msgs := sub.Channel()
 	tick := time.NewTicker(p.opts.TTL / 3)
 	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case m, ok := <-msgs:
-			if !ok {
-				return nil
-			}
-			if ev, ok := feed.ParsePresenceEvent([]byte(m.Payload)); ok && p.sink.HasRoom(ev.Room) {
-				p.sink.Deliver(ev)
-			}
-		case <-tick.C:
-			if err := p.heartbeat(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				p.log.LogAttrs(ctx, slog.LevelWarn, "presence heartbeat", slog.Any("error", err))
-			}
+	return relayChannel(ctx, p.client, p.channel(), p.sink, feed.ParsePresenceEvent, tick.C, func(ctx context.Context) {
+		if err := p.heartbeat(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			p.log.LogAttrs(ctx, slog.LevelWarn, "presence heartbeat", slog.Any("error", err))
 		}
-	}
+	})
 }
 
 // heartbeat refreshes this node's members and expires stale ones in the

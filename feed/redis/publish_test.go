@@ -2,7 +2,6 @@ package redis
 
 import (
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -204,12 +203,7 @@ func TestPublishPipelinedAfterScriptFlush(t *testing.T) {
 // cannot reach Redis gets the error.
 func TestPublishPipelinedUnreachable(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
+	addr := testenv.FreeAddr(t)
 	client := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
 	t.Cleanup(func() { client.Close() })
 	hist := newTestHistory()

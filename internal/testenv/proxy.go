@@ -121,3 +121,16 @@ func (p *Proxy) SetStall(stalled bool) {
 	p.stalled = stalled
 	p.flowing.Broadcast()
 }
+
+// FreeAddr returns a loopback address nothing listens on: where a service
+// is down (connections are refused at once), or one will be started.
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
