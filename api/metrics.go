@@ -27,6 +27,8 @@ type Metrics struct {
 	deliveryLag    prometheus.Histogram
 	streamsEnded   *prometheus.CounterVec
 	dependencyErrs *prometheus.CounterVec
+	historyPages   prometheus.Counter
+	historyEvents  prometheus.Counter
 }
 
 // FeedStats are counters the feed keeps itself.
@@ -73,9 +75,15 @@ func NewMetrics(reg *prometheus.Registry, stats FeedStats, extra map[string]func
 		dependencyErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "roomfeed_dependency_errors_total", Help: "Requests that failed because a dependency was down, by dependency (database, log).",
 		}, []string{"dependency"}),
+		historyPages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roomfeed_history_pages_total", Help: "JSON pages of history answered (GET /rooms/{room}/events as JSON).",
+		}),
+		historyEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roomfeed_history_events_total", Help: "Events sent in JSON pages of history.",
+		}),
 	}
 	reg.MustRegister(m.requests, m.writeLatency, m.written, m.published, m.publishErrors, m.replayed,
-		m.delivered, m.deliveryLag, m.streamsEnded, m.dependencyErrs)
+		m.delivered, m.deliveryLag, m.streamsEnded, m.dependencyErrs, m.historyPages, m.historyEvents)
 	if stats != nil {
 		reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -143,6 +151,14 @@ func (m *Metrics) publishResult(err error) {
 		return
 	}
 	m.published.Inc()
+}
+
+// historyPage counts a JSON page of history answered with n events.
+func (m *Metrics) historyPage(n int) {
+	if m != nil {
+		m.historyPages.Inc()
+		m.historyEvents.Add(float64(n))
+	}
 }
 
 // Metrics is the feed engine's sse.Observer.

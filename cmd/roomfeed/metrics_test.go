@@ -49,6 +49,9 @@ func TestMetricsMove(t *testing.T) {
 			expect(t, s, 0, 3)
 			replay := ssetest.Open(t, n.URL+"/rooms/m1/events", "0")
 			expect(t, replay, 0, 3)
+			if status, _, body := call(t, http.MethodGet, n.URL+"/rooms/m1/events?format=json", ""); status != http.StatusOK {
+				t.Fatalf("a page of history: got %d %s", status, body)
+			}
 
 			var after map[string]float64
 			deadline := time.Now().Add(5 * time.Second)
@@ -69,6 +72,8 @@ func TestMetricsMove(t *testing.T) {
 				{`roomfeed_subscribers`, 2},
 				{`roomfeed_http_requests_total{method="PUT",route="/rooms/:room/elements/:id",status="201"}`, 3},
 				{`roomfeed_write_duration_seconds_count{route="/rooms/:room/elements/:id"}`, 3},
+				{`roomfeed_history_pages_total`, 1},
+				{`roomfeed_history_events_total`, 3},
 			}
 			for _, tt := range tests {
 				if got := after[tt.sample] - before[tt.sample]; got < tt.min {
