@@ -452,16 +452,7 @@ func (s *Subscription) comment(text string) error {
 	} else if raw, ok := strings.CutPrefix(rest, "from "); ok {
 		start, _ = sse.ParseComposite(raw)
 	}
-	for r, seq := range start {
-		if _, known := s.cursor[r]; !known && slices.Contains(s.rooms, r) {
-			s.cursor[r] = seq
-			if s.started == nil {
-				s.started = Cursor{}
-			}
-			s.started[r] = seq
-		}
-	}
-	if s.started == nil {
+	if s.started = s.adopt(start, false); s.started == nil {
 		return nil
 	}
 	return errStarted
@@ -479,19 +470,29 @@ func (s *Subscription) bareID(id string) error {
 	} else {
 		at, _ = sse.ParseComposite(id)
 	}
-	for r, seq := range at {
-		if cur, ok := s.cursor[r]; slices.Contains(s.rooms, r) && (!ok || seq > cur) {
-			s.cursor[r] = seq
-			if s.moved == nil {
-				s.moved = Cursor{}
-			}
-			s.moved[r] = seq
-		}
-	}
-	if s.moved == nil {
+	if s.moved = s.adopt(at, true); s.moved == nil {
 		return nil
 	}
 	return errMoved
+}
+
+// adopt moves the cursors of the subscribed rooms of at that have none
+// to at's position, and with forward those that are behind it too. It
+// returns the cursors it moved, nil for none.
+func (s *Subscription) adopt(at Cursor, forward bool) Cursor {
+	var moved Cursor
+	for r, seq := range at {
+		cur, known := s.cursor[r]
+		if !slices.Contains(s.rooms, r) || (known && (!forward || seq <= cur)) {
+			continue
+		}
+		s.cursor[r] = seq
+		if moved == nil {
+			moved = Cursor{}
+		}
+		moved[r] = seq
+	}
+	return moved
 }
 
 // handle turns an event of the stream into a message: nothing for an event
