@@ -191,18 +191,13 @@ func TestTailReset(t *testing.T) {
 		put(t, n.URL, "rs", "c"+strconv.Itoa(i), "x")
 	}
 	n.stop()
-	store, err := repo.Open(t.Context(), dbURL, repo.Options{})
-	if err != nil {
-		t.Fatal(err)
+	if removed := trimHistory(t, dbURL, "rs", 2, 5); removed != 3 {
+		t.Fatalf("trim: got %d, want 3 events removed", removed)
 	}
-	if removed, err := store.Trim(t.Context(), "rs", 2, 0, 5); err != nil || removed != 3 {
-		t.Fatalf("trim: got %d, %v; want 3 events removed", removed, err)
-	}
-	store.Close()
 	n = startNode(t, "--database-url", dbURL)
 
 	tail := startTail(t, "--server", n.URL, "--from", "1", "rs")
-	err = tail.wait(t, 10*time.Second)
+	err := tail.wait(t, 10*time.Second)
 	var coded interface{ ExitCode() int }
 	if !errors.As(err, &coded) || coded.ExitCode() != exitReset {
 		t.Fatalf("got %v, want an error with exit status %d", err, exitReset)
@@ -320,17 +315,10 @@ func TestTailFilters(t *testing.T) {
 		put(t, n.URL, "ft", "d"+strconv.Itoa(i), "x")
 	}
 	n.stop()
-	store, err := repo.Open(t.Context(), dbURL, repo.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.Trim(t.Context(), "ft", 2, 0, 9); err != nil {
-		t.Fatal(err)
-	}
-	store.Close()
+	trimHistory(t, dbURL, "ft", 2, 9)
 	n = startNode(t, "--database-url", dbURL)
 	gone := startTail(t, "--server", n.URL, "--until-head", "--from", "1", "ft")
-	err = gone.wait(t, 10*time.Second)
+	err := gone.wait(t, 10*time.Second)
 	var coded interface{ ExitCode() int }
 	if !errors.As(err, &coded) || coded.ExitCode() != exitReset || !strings.Contains(err.Error(), "--from 7") {
 		t.Fatalf("--until-head from a trimmed cursor: got %v, want exit status %d saying --from 7", err, exitReset)
@@ -344,6 +332,23 @@ func TestTailFilters(t *testing.T) {
 	if err := re.wait(t, 10*time.Second); err != nil {
 		t.Fatalf("--until-head --resnapshot: got %v, want exit 0", err)
 	}
+}
+
+// trimHistory applies retention to room in the database at dbURL, whose
+// node is stopped: it keeps the newest keep events at or below below, and
+// returns how many it removed.
+func trimHistory(t *testing.T, dbURL, room string, keep, below int64) int64 {
+	t.Helper()
+	store, err := repo.Open(t.Context(), dbURL, repo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	removed, err := store.Trim(t.Context(), room, keep, 0, below)
+	if err != nil {
+		t.Fatalf("trim: %v", err)
+	}
+	return removed
 }
 
 // fakeFeed serves scripted streams: the nth connection gets streams[n].
