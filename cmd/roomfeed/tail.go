@@ -92,13 +92,7 @@ func parseTailConfig(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&cfg.Format, "format", "json", "json (the event's data, one line each) or text")
 	fs.BoolVar(&cfg.Resnapshot, "resnapshot", false, "on reset, print the room's snapshot and go on instead of exiting with status 3")
 	fs.BoolVar(&cfg.UntilHead, "until-head", false, "print the history up to the room's head (from 0 without a cursor), then exit 0")
-	filter := url.Values{}
-	for _, param := range []string{"type", "kind", "element"} {
-		fs.Func(param, "print only events of this "+param+" (repeatable: any of them)", func(v string) error {
-			filter.Add(param, v)
-			return nil
-		})
-	}
+	filter := filterFlags(fs)
 	fs.StringVar(&cfg.Token, "token", getenv("ROOMFEED_TOKEN"), "bearer token sent as Authorization ($ROOMFEED_TOKEN)")
 	fs.DurationVar(&cfg.MaxBackoff, "max-backoff", client.DefaultMaxBackoff, "longest wait between reconnection attempts")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", client.DefaultIdleTimeout, "reconnect when nothing (not even a ping) arrives for this long")
@@ -138,10 +132,8 @@ func parseTailConfig(args []string, getenv func(string) string, stderr io.Writer
 			errs = append(errs, fmt.Errorf("--from %q: want an event id such as 42", cfg.From))
 		}
 	}
-	if f, err := sse.ParseFilter(filter); err != nil {
-		errs = append(errs, fmt.Errorf("--%w", err))
-	} else {
-		cfg.Filter = f
+	if cfg.Filter, err = filter(); err != nil {
+		errs = append(errs, err)
 	}
 	if cfg.Format != "json" && cfg.Format != "text" {
 		errs = append(errs, fmt.Errorf("--format %q: want json or text", cfg.Format))
@@ -153,6 +145,25 @@ func parseTailConfig(args []string, getenv func(string) string, stderr io.Writer
 		errs = append(errs, errors.New("--idle-timeout must be at least 100ms"))
 	}
 	return cfg, errors.Join(errs...)
+}
+
+// filterFlags registers --type, --kind and --element (each repeatable) on
+// fs; the function it returns reads them as a filter once fs is parsed.
+func filterFlags(fs *flag.FlagSet) func() (client.Filter, error) {
+	q := url.Values{}
+	for _, param := range []string{"type", "kind", "element"} {
+		fs.Func(param, "print only events of this "+param+" (repeatable: any of them)", func(v string) error {
+			q.Add(param, v)
+			return nil
+		})
+	}
+	return func() (client.Filter, error) {
+		f, err := sse.ParseFilter(q)
+		if err != nil {
+			return f, fmt.Errorf("--%w", err)
+		}
+		return f, nil
+	}
 }
 
 // runTail is `roomfeed tail`: it returns nil when ctx is cancelled.
