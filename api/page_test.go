@@ -166,10 +166,12 @@ func TestHistoryPageTrimmed(t *testing.T) {
 		if _, err := ts.Store.Trim(t.Context(), "tr", 300, 0, 1000); err != nil {
 			t.Fatal(err)
 		}
+		doc := loadDoc(t, ts.URL)
 		gone := func(after int64, wantOldest string) {
 			t.Helper()
 			r := do(t, http.MethodGet, ts.URL+"/rooms/tr/events?format=json&after="+strconv.FormatInt(after, 10), "")
 			mustStatus(t, r, http.StatusGone)
+			doc.checkAnswer(t, "GET", "/rooms/{room}/events", &http.Response{StatusCode: r.Status, Header: r.Header}, r.Body)
 			var e struct {
 				Error struct{ Code, Message, Oldest string }
 			}
