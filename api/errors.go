@@ -21,6 +21,16 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
+// withFields is an *Error answered with more members in its error object,
+// such as the "oldest" of history_trimmed.
+type withFields struct {
+	err    *Error
+	fields map[string]string
+}
+
+func (w *withFields) Error() string { return w.err.Error() }
+func (w *withFields) Unwrap() error { return w.err }
+
 func badRequest(code, msg string) *Error { return &Error{http.StatusBadRequest, code, msg} }
 
 // errorCodeKey holds the code of the error answered, for the metrics.
@@ -103,5 +113,11 @@ func writeError(c *gin.Context, err error) {
 		h.Set("WWW-Authenticate", `Bearer realm="roomfeed"`)
 	}
 	c.Set(errorCodeKey, e.Code)
-	c.JSON(e.Status, gin.H{"error": gin.H{"code": e.Code, "message": e.Message}})
+	body := gin.H{"code": e.Code, "message": e.Message}
+	if w := (*withFields)(nil); errors.As(err, &w) {
+		for k, v := range w.fields {
+			body[k] = v
+		}
+	}
+	c.JSON(e.Status, gin.H{"error": body})
 }

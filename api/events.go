@@ -6,10 +6,24 @@ import (
 	"github.com/roomfeed/roomfeed/sse"
 )
 
-// events serves one room's feed: GET /rooms/{room}/events. The room group's
-// middleware has checked the read grant.
+// events serves one room's feed: GET /rooms/{room}/events, the stream or a
+// JSON page of its history (page.go). The room group's middleware has
+// checked the read grant.
 func (s *Server) events(c *gin.Context) {
 	room := c.Param("room")
+	c.Writer.Header().Add("Vary", "Accept")
+	q, filter, page, err := feedQuery(c)
+	if err == nil && page {
+		s.eventsPage(c, room, q, filter)
+		return
+	}
+	if err == nil {
+		err = streamOnly(q)
+	}
+	if err != nil {
+		writeError(c, err)
+		return
+	}
 	raw, err := lastEventID(c)
 	if err != nil {
 		writeError(c, err)
@@ -24,7 +38,7 @@ func (s *Server) events(c *gin.Context) {
 		}
 		cursors[room] = cursor
 	}
-	s.serveFeed(c, sse.Request{Rooms: []string{room}, Cursors: cursors})
+	s.serveFeed(c, sse.Request{Rooms: []string{room}, Cursors: cursors, Filter: filter})
 }
 
 // lastEventID returns the client's cursor as given: the Last-Event-ID

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -99,6 +100,10 @@ func hostileCases() []hostileCase {
 			}
 		}
 		return nil
+	}
+	tooManyElements := "?element=e0"
+	for i := 1; i <= 32; i++ {
+		tooManyElements += "&element=e" + strconv.Itoa(i)
 	}
 	forgedDeep := "eyJhbGciOiJIUzI1NiJ9." + base64URL(strings.Repeat(`{"a":`, 2000)+"1"+strings.Repeat("}", 2000)) + ".c2ln"
 
@@ -220,6 +225,42 @@ func hostileCases() []hostileCase {
 		feedCase("repeated last_event_id", "?last_event_id=0&last_event_id=1", 400, "bad_cursor"),
 		feedCase("NUL cursor in the query", "?last_event_id=%00", 400, "bad_cursor"),
 		feedCase("20 KB cursor", "", 400, "bad_cursor", "Last-Event-ID", strings.Repeat("9", 20<<10)),
+		// Filters, on both feeds.
+		feedCase("type in capitals", "?type=Chat", 400, "bad_filter"),
+		feedCase("empty type", "?type=", 400, "bad_filter"),
+		feedCase("type with CR LF", "?type=chat%0D%0Aid:%209", 400, "bad_filter"),
+		feedCase("type of 65 characters", "?type="+strings.Repeat("a", 65), 400, "bad_filter"),
+		feedCase("look-alike kind", "?kind=%D1%96tem", 400, "bad_filter"),
+		feedCase("kind with a slash", "?kind=item/x", 400, "bad_filter"),
+		feedCase("element ..", "?element=..", 400, "bad_filter"),
+		feedCase("element NUL", "?element=c1%00", 400, "bad_filter"),
+		feedCase("33 elements", tooManyElements, 400, "bad_filter"),
+		get("multiplexed feed with a bad kind", "/events?room=w1&kind=Bad", 400, "bad_filter"),
+		// Formats and pages of history.
+		feedCase("format xml", "?format=xml", 400, "bad_format"),
+		feedCase("repeated format", "?format=json&format=sse", 400, "bad_format"),
+		feedCase("after on a stream", "?after=1", 400, "bad_format"),
+		feedCase("limit on a stream", "?limit=5", 400, "bad_format"),
+		get("a page of the multiplexed feed", "/events?room=w1&format=json", 400, "bad_format"),
+		get("after on the multiplexed feed", "/events?room=w1&after=1", 400, "bad_format"),
+		feedCase("page after -1", "?format=json&after=-1", 400, "bad_cursor"),
+		feedCase("page after abc", "?format=json&after=abc", 400, "bad_cursor"),
+		feedCase("page after empty", "?format=json&after=", 400, "bad_cursor"),
+		feedCase("page after 2^64", "?format=json&after=18446744073709551616", 400, "bad_cursor"),
+		feedCase("page after max int64", "?format=json&after=9223372036854775807", 400, "cursor_ahead"),
+		feedCase("page after the head", "?format=json&after=3", 400, "cursor_ahead"),
+		feedCase("repeated after", "?format=json&after=0&after=1", 400, "bad_cursor"),
+		feedCase("page with Last-Event-ID", "?format=json", 400, "bad_cursor", "Last-Event-ID", "1"),
+		feedCase("page with last_event_id", "?format=json&last_event_id=1", 400, "bad_cursor"),
+		feedCase("page by Accept with a bad after", "?after=x", 400, "bad_cursor", "Accept", "application/json"),
+		feedCase("limit 0", "?format=json&limit=0", 400, "bad_limit"),
+		feedCase("limit 5001", "?format=json&limit=5001", 400, "bad_limit"),
+		feedCase("limit -1", "?format=json&limit=-1", 400, "bad_limit"),
+		feedCase("limit +5", "?format=json&limit=%2B5", 400, "bad_limit"),
+		feedCase("limit 1e3", "?format=json&limit=1e3", 400, "bad_limit"),
+		feedCase("limit empty", "?format=json&limit=", 400, "bad_limit"),
+		feedCase("limit 2^64", "?format=json&limit=18446744073709551616", 400, "bad_limit"),
+		feedCase("repeated limit", "?format=json&limit=10&limit=20", 400, "bad_limit"),
 		// Headers.
 		get("headers beyond the API limit", "/rooms/w1/elements", 431, "headers_too_large", "X-Padding", strings.Repeat("p", 40<<10)),
 		get("many small headers", "/rooms/w1/elements", 431, "headers_too_large", manyHeaders(2000)...),

@@ -28,6 +28,8 @@ type Metrics struct {
 	streamsEnded   *prometheus.CounterVec
 	dependencyErrs *prometheus.CounterVec
 	signals        prometheus.Counter
+	historyPages   prometheus.Counter
+	historyEvents  prometheus.Counter
 }
 
 // FeedStats are counters the feed keeps itself.
@@ -77,9 +79,15 @@ func NewMetrics(reg *prometheus.Registry, stats FeedStats, extra map[string]func
 		signals: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "roomfeed_signals_total", Help: "Signals accepted through this node (sent to the log; never recorded).",
 		}),
+		historyPages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roomfeed_history_pages_total", Help: "JSON pages of history answered (GET /rooms/{room}/events as JSON).",
+		}),
+		historyEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roomfeed_history_events_total", Help: "Events sent in JSON pages of history.",
+		}),
 	}
 	reg.MustRegister(m.requests, m.writeLatency, m.written, m.published, m.publishErrors, m.replayed,
-		m.delivered, m.deliveryLag, m.streamsEnded, m.dependencyErrs, m.signals)
+		m.delivered, m.deliveryLag, m.streamsEnded, m.dependencyErrs, m.signals, m.historyPages, m.historyEvents)
 	if stats != nil {
 		reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -153,6 +161,14 @@ func (m *Metrics) publishResult(err error) {
 func (m *Metrics) signaled() {
 	if m != nil {
 		m.signals.Inc()
+	}
+}
+
+// historyPage counts a JSON page of history answered with n events.
+func (m *Metrics) historyPage(n int) {
+	if m != nil {
+		m.historyPages.Inc()
+		m.historyEvents.Add(float64(n))
 	}
 }
 

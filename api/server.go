@@ -28,6 +28,7 @@ type Store interface {
 	Get(ctx context.Context, room, id string) (roomfeed.Element, error)
 	Snapshot(ctx context.Context, room string) (repo.Snapshot, error)
 	Head(ctx context.Context, room string) (int64, error)
+	Oldest(ctx context.Context, room string) (int64, error)
 	Ping(ctx context.Context) error
 }
 

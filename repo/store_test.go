@@ -595,6 +595,14 @@ func TestTrim(t *testing.T) {
 				t.Errorf("Trim(%d, %v, %d): got %d deleted, want %d", keep, maxAge, below, n, want)
 			}
 		}
+		oldest := func(room string, want int64) {
+			t.Helper()
+			if got, err := s.Oldest(ctx, room); err != nil || got != want {
+				t.Errorf("Oldest(%s): got %d, %v; want %d", room, got, err, want)
+			}
+		}
+		oldest("w1", 1)
+		oldest("nowhere", 0)
 		trim(0, 0, 20, 0)         // no limits
 		trim(5, 0, 10, 10)        // keep 5 would delete 1..15, but only up to 10 are published
 		trim(5, 0, 20, 5)         // now 11..15
@@ -607,11 +615,13 @@ func TestTrim(t *testing.T) {
 		if evs := allEvents(t, s, "w1", 15); len(evs) != 5 || evs[0].Seq != 16 {
 			t.Errorf("EventsAfter(15): got %d events, want 16..20", len(evs))
 		}
+		oldest("w1", 16)
 		time.Sleep(5 * time.Millisecond)
 		trim(0, time.Millisecond, 18, 3) // by age: 16..18
 		trim(0, time.Millisecond, 20, 2) // the rest
 		_, err := s.EventsAfter(ctx, "w1", 19, 10)
 		wantErr(t, "EventsAfter(19) with nothing retained", err, roomfeed.ErrTrimmed)
+		oldest("w1", 0)
 		if evs, err := s.EventsAfter(ctx, "w1", 20, 10); err != nil || len(evs) != 0 {
 			t.Errorf("EventsAfter(head): got %d events, %v, want none", len(evs), err)
 		}
@@ -623,6 +633,8 @@ func TestTrim(t *testing.T) {
 		if evs := allEvents(t, s, "w1", 20); len(evs) != 1 {
 			t.Errorf("EventsAfter(20): got %d events, want 1", len(evs))
 		}
+		oldest("w1", 21)
+		oldest("w2", 1)
 		if evs := allEvents(t, s, "w2", 0); len(evs) != 1 {
 			t.Errorf("w2 events: got %d, want 1", len(evs))
 		}

@@ -136,6 +136,15 @@ func (db *DB) Head(ctx context.Context, room string) (int64, error) {
 	return seq, err
 }
 
+// Oldest returns the seq of the room's oldest event still in the history,
+// 0 when it has none.
+func (db *DB) Oldest(ctx context.Context, room string) (int64, error) {
+	var seq int64
+	err := db.read.QueryRowContext(ctx,
+		db.d.Bind(`SELECT COALESCE(MIN(seq), 0) FROM events WHERE room = ?`), room).Scan(&seq)
+	return seq, err
+}
+
 // EventsAfter returns at most limit (> 0) of the room's events with seq >
 // after (>= 0), in order, or roomfeed.ErrTrimmed when event after+1 was
 // removed.
