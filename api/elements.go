@@ -102,17 +102,17 @@ func (s *Server) putElement(c *gin.Context) {
 		return
 	}
 	w.pre.MaxElements = s.maxElements()
-	el, ev, created, err := s.store.Put(ctx, w.room, w.id, b.Kind, b.Data, w.pre, w.meta)
+	out, err := s.store.Put(ctx, w.room, w.id, b.Kind, b.Data, w.pre, w.meta)
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	s.publish(ctx, ev)
+	s.publish(ctx, out.Event)
 	status := http.StatusOK
-	if created {
+	if out.Created {
 		status = http.StatusCreated
 	}
-	s.answerElement(c, status, el, ev)
+	s.answerElement(c, status, out.Element, out.Event)
 }
 
 func (s *Server) createElement(c *gin.Context) {
@@ -135,14 +135,14 @@ func (s *Server) createElement(c *gin.Context) {
 		return
 	}
 	pre := repo.Precondition{IfNoneMatchAny: true, MaxElements: s.maxElements()}
-	el, ev, _, err := s.store.Put(ctx, c.Param("room"), id, b.Kind, b.Data, pre, m)
+	out, err := s.store.Put(ctx, c.Param("room"), id, b.Kind, b.Data, pre, m)
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	s.publish(ctx, ev)
-	c.Header("Location", "/rooms/"+c.Param("room")+"/elements/"+el.ID)
-	s.answerElement(c, http.StatusCreated, el, ev)
+	s.publish(ctx, out.Event)
+	c.Header("Location", "/rooms/"+c.Param("room")+"/elements/"+out.Element.ID)
+	s.answerElement(c, http.StatusCreated, out.Element, out.Event)
 }
 
 func (s *Server) patchElement(c *gin.Context) {
@@ -166,13 +166,13 @@ func (s *Server) patchElement(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
-	el, ev, err := s.store.Patch(ctx, w.room, w.id, patch, w.pre, w.meta)
+	out, err := s.store.Patch(ctx, w.room, w.id, patch, w.pre, w.meta)
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	s.publish(ctx, ev)
-	s.answerElement(c, http.StatusOK, el, ev)
+	s.publish(ctx, out.Event)
+	s.answerElement(c, http.StatusOK, out.Element, out.Event)
 }
 
 func (s *Server) deleteElement(c *gin.Context) {
@@ -182,7 +182,8 @@ func (s *Server) deleteElement(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
-	ev, err := s.store.Delete(ctx, w.room, w.id, w.pre, w.meta)
+	out, err := s.store.Delete(ctx, w.room, w.id, w.pre, w.meta)
+	ev := out.Event
 	if err != nil {
 		writeError(c, err)
 		return
@@ -232,7 +233,8 @@ func (s *Server) postMessage(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
-	ev, err := s.store.Message(ctx, c.Param("room"), b.Event, b.Data, m)
+	out, err := s.store.Message(ctx, c.Param("room"), b.Event, b.Data, m)
+	ev := out.Event
 	if err != nil {
 		writeError(c, err)
 		return

@@ -255,7 +255,7 @@ func TestHostileInput(t *testing.T) {
 		ts := start(t, be, srv, feeds, func(s *http.Server) { s.ReadHeaderTimeout = 2 * time.Second })
 		tok := hs256(t, grant("mallory", []string{"*"}, []string{"*"}))
 		ctx := t.Context()
-		if _, _, _, err := store.Put(ctx, "w1", "c1", "character", json.RawMessage(`{"name":"Aria","hp":3}`), repo.Precondition{}, repo.Meta{}); err != nil {
+		if _, err := store.Put(ctx, "w1", "c1", "character", json.RawMessage(`{"name":"Aria","hp":3}`), repo.Precondition{}, repo.Meta{}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := store.Message(ctx, "w1", "chat", json.RawMessage(`"hi"`), repo.Meta{}); err != nil {

@@ -68,7 +68,7 @@ func benchmarkWrites(b *testing.B, s *Store, writers, rooms int) {
 					room = "w" + strconv.FormatInt(n%int64(rooms), 10)
 				}
 				id := "e" + strconv.Itoa(w) + "-" + strconv.Itoa(i%16)
-				if _, _, _, err := s.Put(ctx, room, id, "thing", data, Precondition{}, Meta{}); err != nil {
+				if _, err := s.Put(ctx, room, id, "thing", data, Precondition{}, Meta{}); err != nil {
 					errMu.Lock()
 					first = err
 					errMu.Unlock()

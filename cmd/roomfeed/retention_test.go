@@ -22,7 +22,7 @@ func TestRetentionPass(t *testing.T) {
 	for _, room := range []string{"big", "small"} {
 		n := map[string]int{"big": 50, "small": 5}[room]
 		for i := range n {
-			if _, _, _, err := store.Put(ctx, room, "e", "item", json.RawMessage(`{"i":`+strconv.Itoa(i)+`}`), repo.Precondition{}, repo.Meta{}); err != nil {
+			if _, err := store.Put(ctx, room, "e", "item", json.RawMessage(`{"i":`+strconv.Itoa(i)+`}`), repo.Precondition{}, repo.Meta{}); err != nil {
 				t.Fatal(err)
 			}
 		}
