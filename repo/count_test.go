@@ -214,11 +214,12 @@ func TestMigrateElementCount(t *testing.T) {
 	})
 }
 
-// TestMigrateDownAndUp: migration 3 can be undone and applied again.
+// TestMigrateDownAndUp: migrations 3 and 4 can be undone and applied
+// again.
 func TestMigrateDownAndUp(t *testing.T) {
 	t.Parallel()
 	forEachURL(t, func(t *testing.T, url string) {
-		for _, to := range []uint{0, 2, 0} {
+		for _, to := range []uint{0, 3, 0, 2, 0} {
 			migrateTo(t, url, to)
 		}
 	})
