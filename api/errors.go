@@ -6,7 +6,9 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/feed"
+	"github.com/roomfeed/roomfeed/internal/jsonmerge"
 	"github.com/roomfeed/roomfeed/repo"
 	"github.com/roomfeed/roomfeed/sse"
 )
@@ -17,6 +19,19 @@ type Error struct {
 	Status  int
 	Code    string
 	Message string
+}
+
+// errorBody is the JSON of an answered error. A merge conflict
+// (repo.ConflictError) also says where: conflicts and the current element.
+type errorBody struct {
+	Error errorObject `json:"error"`
+}
+
+type errorObject struct {
+	Code      string               `json:"code"`
+	Message   string               `json:"message"`
+	Conflicts []jsonmerge.Conflict `json:"conflicts,omitempty"`
+	Current   *roomfeed.Element    `json:"current,omitempty"`
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -60,6 +75,8 @@ var sentinels = []struct {
 	{repo.ErrVersionMismatch, Error{http.StatusPreconditionFailed, "version_mismatch", "the element's current version does not match If-Match"}},
 	{repo.ErrExists, Error{http.StatusPreconditionFailed, "already_exists", "the element exists and If-None-Match: * was given"}},
 	{repo.ErrRoomFull, Error{http.StatusConflict, "room_full", "the room holds the maximum number of elements; delete some first"}},
+	{repo.ErrConflict, Error{http.StatusConflict, "conflict", "since the version in If-Match, the element changed the same paths differently: see conflicts (theirs is the current version) and current"}},
+	{repo.ErrKeyReused, Error{http.StatusUnprocessableEntity, "idempotency_key_reused", "this Idempotency-Key (or Op-ID) was used in this room for a different request; use a new key"}},
 	{repo.ErrInvalid, Error{http.StatusBadRequest, "bad_json", "the element data or patch is not a valid JSON object"}},
 	{repo.ErrUnavailable, Error{http.StatusServiceUnavailable, "database_unavailable", "the database is unavailable; retry later"}},
 	{sse.ErrClosed, Error{http.StatusServiceUnavailable, "shutting_down", "this node is shutting down; reconnect"}},
@@ -102,5 +119,10 @@ func writeError(c *gin.Context, err error) {
 		h.Set("WWW-Authenticate", `Bearer realm="roomfeed"`)
 	}
 	c.Set(errorCodeKey, e.Code)
-	c.JSON(e.Status, gin.H{"error": gin.H{"code": e.Code, "message": e.Message}})
+	body := errorObject{Code: e.Code, Message: e.Message}
+	var conflict *repo.ConflictError
+	if e.Code == "conflict" && errors.As(err, &conflict) {
+		body.Conflicts, body.Current = conflict.Conflicts, &conflict.Current
+	}
+	c.JSON(e.Status, errorBody{body})
 }

@@ -27,6 +27,8 @@ type Metrics struct {
 	deliveryLag    prometheus.Histogram
 	streamsEnded   *prometheus.CounterVec
 	dependencyErrs *prometheus.CounterVec
+	replays        prometheus.Counter
+	keyReuses      prometheus.Counter
 }
 
 // FeedStats are counters the feed keeps itself.
@@ -73,9 +75,15 @@ func NewMetrics(reg *prometheus.Registry, stats FeedStats, extra map[string]func
 		dependencyErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "roomfeed_dependency_errors_total", Help: "Requests that failed because a dependency was down, by dependency (database, log).",
 		}, []string{"dependency"}),
+		replays: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roomfeed_idempotent_replays_total", Help: "Writes answered with the recorded answer of their idempotency key (nothing applied).",
+		}),
+		keyReuses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roomfeed_idempotency_key_reuses_total", Help: "Writes refused because their idempotency key was used for another request (422).",
+		}),
 	}
 	reg.MustRegister(m.requests, m.writeLatency, m.written, m.published, m.publishErrors, m.replayed,
-		m.delivered, m.deliveryLag, m.streamsEnded, m.dependencyErrs)
+		m.delivered, m.deliveryLag, m.streamsEnded, m.dependencyErrs, m.replays, m.keyReuses)
 	if stats != nil {
 		reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -98,8 +106,8 @@ func (m *Metrics) handler() gin.HandlerFunc {
 	return func(c *gin.Context) { h.ServeHTTP(c.Writer, c.Request) }
 }
 
-// observe is the metrics middleware: requests by route and status, and the
-// latency of writes.
+// observe is the metrics middleware: requests by route and status, the
+// latency of writes, idempotent replays and reused keys.
 func (m *Metrics) observe(c *gin.Context) {
 	if m == nil {
 		c.Next()
@@ -113,8 +121,14 @@ func (m *Metrics) observe(c *gin.Context) {
 	}
 	method := c.Request.Method
 	m.requests.WithLabelValues(route, method, strconv.Itoa(c.Writer.Status())).Inc()
-	if c.GetString(errorCodeKey) == "database_unavailable" {
+	switch c.GetString(errorCodeKey) {
+	case "database_unavailable":
 		m.dependencyErrs.WithLabelValues("database").Inc()
+	case "idempotency_key_reused":
+		m.keyReuses.Inc()
+	}
+	if c.GetBool(replayedKey) {
+		m.replays.Inc()
 	}
 	switch method {
 	case http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodPost:
