@@ -75,3 +75,34 @@ func TestRetentionPass(t *testing.T) {
 		t.Fatalf("age pass: got %d, %v; want 15", n, err)
 	}
 }
+
+func TestKeyTrim(t *testing.T) {
+	ctx := t.Context()
+	store, err := repo.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "rf.db"), repo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	answer := func(repo.Outcome) (repo.Answer, error) { return repo.Answer{Status: 201}, nil }
+	write := func(key string) repo.Outcome {
+		t.Helper()
+		out, err := store.Message(ctx, "w1", "m", nil, repo.Meta{Idem: &repo.Idempotency{Key: key, Fingerprint: "fp", Answer: answer}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	write("old")
+	time.Sleep(time.Second)
+	write("new")
+	trim := keyTrim(store, 500*time.Millisecond, time.Second, slog.New(slog.DiscardHandler))
+	if n, err := trim.pass(ctx); err != nil || n != 1 {
+		t.Fatalf("pass: got %d, %v; want 1 key deleted", n, err)
+	}
+	if out := write("old"); out.Replayed != nil {
+		t.Error("the trimmed key was replayed; want it applied anew")
+	}
+	if out := write("new"); out.Replayed == nil {
+		t.Error("the kept key was applied again; want a replay")
+	}
+}
