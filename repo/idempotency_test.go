@@ -140,11 +140,7 @@ func TestIdempotentConcurrent(t *testing.T) {
 	t.Parallel()
 	const writers = 50
 	forEachURL(t, func(t *testing.T, url string) {
-		nodes := []*Store{openStore(t, url)}
-		if isPostgres(url) {
-			nodes = append(nodes, openStore(t, url))
-		}
-		db := openRaw(t, url)
+		nodes, db := openNodes(t, url), openRaw(t, url)
 		var (
 			mu      sync.Mutex
 			applied []Outcome

@@ -66,6 +66,16 @@ func openWith(t *testing.T, url string, opts Options) *Store {
 	return s
 }
 
+// openNodes opens a store on url, two on PostgreSQL (two nodes).
+func openNodes(t *testing.T, url string) []*Store {
+	t.Helper()
+	nodes := []*Store{openStore(t, url)}
+	if isPostgres(url) {
+		nodes = append(nodes, openStore(t, url))
+	}
+	return nodes
+}
+
 // mergeCase is one stale write: version 1 of an element is base (kind
 // thing), version 2 theirs (a PUT with If-Match "1"), then mine is a PUT
 // or PATCH with If-Match "1".
@@ -377,10 +387,7 @@ func TestConcurrentMerges(t *testing.T) {
 	t.Parallel()
 	const writers = 40
 	forEachURL(t, func(t *testing.T, url string) {
-		nodes := []*Store{openStore(t, url)}
-		if isPostgres(url) {
-			nodes = append(nodes, openStore(t, url))
-		}
+		nodes := openNodes(t, url)
 		mustPut(t, nodes[0], "w1", "x", "thing", `{}`)
 		runWriters(t, writers, 1, func(w, _ int) error {
 			s := nodes[w%len(nodes)]

@@ -20,12 +20,7 @@ import (
 // committers.
 func openPostgresStore(t *testing.T, url string, committers int) *Store {
 	t.Helper()
-	s, err := Open(t.Context(), url, Options{Committers: committers})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return openWith(t, url, Options{Committers: committers})
 }
 
 type queuedResult struct {

@@ -12,13 +12,20 @@ import (
 	"github.com/roomfeed/roomfeed/repo"
 )
 
-func TestRetentionPass(t *testing.T) {
-	ctx := t.Context()
-	store, err := repo.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "rf.db"), repo.Options{})
+// openSQLite opens a store on a new SQLite file, closed when the test ends.
+func openSQLite(t *testing.T) *repo.Store {
+	t.Helper()
+	store, err := repo.Open(t.Context(), "sqlite://"+filepath.Join(t.TempDir(), "rf.db"), repo.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
+	t.Cleanup(func() { store.Close() })
+	return store
+}
+
+func TestRetentionPass(t *testing.T) {
+	ctx := t.Context()
+	store := openSQLite(t)
 	for _, room := range []string{"big", "small"} {
 		n := map[string]int{"big": 50, "small": 5}[room]
 		for i := range n {
@@ -78,11 +85,7 @@ func TestRetentionPass(t *testing.T) {
 
 func TestKeyTrim(t *testing.T) {
 	ctx := t.Context()
-	store, err := repo.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "rf.db"), repo.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := openSQLite(t)
 	answer := func(repo.Outcome) (repo.Answer, error) { return repo.Answer{Status: 201}, nil }
 	write := func(key string) repo.Outcome {
 		t.Helper()

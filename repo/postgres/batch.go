@@ -321,12 +321,7 @@ func (b *batch) readLocks(br pgx.BatchResults, t time.Time) error {
 
 // readEntries reads the elements and tombstones the writes name.
 func (b *batch) readEntries(br pgx.BatchResults) error {
-	rows, err := br.Query()
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
+	return eachRow(br, func(row pgx.Rows) error {
 		var (
 			room, id string
 			kind     *string
@@ -335,7 +330,7 @@ func (b *batch) readEntries(br pgx.BatchResults) error {
 			at       *time.Time
 			tomb     *int64
 		)
-		if err := rows.Scan(&room, &id, &kind, &version, &data, &at, &tomb); err != nil {
+		if err := row.Scan(&room, &id, &kind, &version, &data, &at, &tomb); err != nil {
 			return err
 		}
 		e := b.entries[key{room, id}]
@@ -349,23 +344,18 @@ func (b *batch) readEntries(br pgx.BatchResults) error {
 		if tomb != nil {
 			e.tomb = *tomb
 		}
-	}
-	return rows.Err()
+		return nil
+	})
 }
 
 // readVersions reads the base versions the writes name that exist.
 func (b *batch) readVersions(br pgx.BatchResults) error {
-	rows, err := br.Query()
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
+	return eachRow(br, func(row pgx.Rows) error {
 		var (
 			room, id string
 			version  int64
 		)
-		v, err := sqlstore.ScanVersion(prefixed{rows, []any{&room, &id, &version}}, "", 0)
+		v, err := sqlstore.ScanVersion(prefixed{row, []any{&room, &id, &version}}, "", 0)
 		if err != nil {
 			return err
 		}
@@ -375,20 +365,15 @@ func (b *batch) readVersions(br pgx.BatchResults) error {
 		}
 		v.ID, v.Version = id, version
 		e.versions = append(e.versions, v)
-	}
-	return rows.Err()
+		return nil
+	})
 }
 
 // readKeys reads the idempotency keys the writes name that exist.
 func (b *batch) readKeys(br pgx.BatchResults) error {
-	rows, err := br.Query()
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
+	return eachRow(br, func(row pgx.Rows) error {
 		var room, name string
-		rec, err := sqlstore.ScanKey(prefixed{rows, []any{&room, &name}}, "")
+		rec, err := sqlstore.ScanKey(prefixed{row, []any{&room, &name}}, "")
 		if err != nil {
 			return err
 		}
@@ -398,6 +383,21 @@ func (b *batch) readKeys(br pgx.BatchResults) error {
 		}
 		rec.Key = name
 		k.rec, k.exists = rec, true
+		return nil
+	})
+}
+
+// eachRow calls fn with each row of the next result of br.
+func eachRow(br pgx.BatchResults, fn func(pgx.Rows) error) error {
+	rows, err := br.Query()
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return err
+		}
 	}
 	return rows.Err()
 }
