@@ -67,6 +67,19 @@ func hostileCases() []hostileCase {
 	feedCase := func(name, query string, status int, code string, headers ...string) hostileCase {
 		return hostileCase{name: name, method: "GET", target: "/rooms/w1/events" + query, headers: h(headers...), status: status, code: code}
 	}
+	keyCase := func(name, method string, headers [][]string) hostileCase {
+		c := hostileCase{name: name, method: method, target: el, headers: headers, status: 400, code: "bad_idempotency_key"}
+		switch method {
+		case "PUT":
+			c.body = `{"kind":"item","data":{}}`
+		case "PATCH":
+			c.body, c.noCT = `{"a":1}`, true
+			c.headers = append(c.headers, []string{"Content-Type", "application/merge-patch+json"})
+		case "POST":
+			c.target, c.body = "/rooms/w1/messages", `{"event":"chat","data":1}`
+		}
+		return c
+	}
 	deepArrays := strings.Repeat("[", 10000) + strings.Repeat("]", 10000)
 	deepObjects := strings.Repeat(`{"a":`, 10000) + "1" + strings.Repeat("}", 10000)
 	trickle := func(conn net.Conn, head string) error {
@@ -267,6 +280,21 @@ func hostileCases() []hostileCase {
 		{name: "header block beyond MaxHeaderBytes", method: "GET", target: "/rooms/w1/elements", headers: h("X-Padding", strings.Repeat("p", 1100<<10)), status: 431, plain: true},
 		{name: "20 KB If-Match", method: "PUT", target: el, body: `{"kind":"item","data":{}}`, headers: h("If-Match", `"`+strings.Repeat("1", 20<<10)+`"`), status: 400, code: "bad_precondition"},
 		{name: "Op-ID with non-ASCII", method: "PUT", target: el, body: `{"kind":"item","data":{}}`, headers: h("Op-ID", "op\xc2\xa0id"), status: 400, code: "bad_op_id"},
+		// Idempotency keys.
+		keyCase("key of 129 characters", "PUT", h("Idempotency-Key", strings.Repeat("k", 129))),
+		keyCase("quoted key of 129 characters", "POST", h("Idempotency-Key", `"`+strings.Repeat("k", 129)+`"`)),
+		keyCase("key with a tab", "PATCH", h("Idempotency-Key", "a\tb")),
+		keyCase("quoted key with a space", "PUT", h("Idempotency-Key", `"a b"`)),
+		keyCase("key with non-ASCII", "DELETE", h("Idempotency-Key", "k\xc2\xa0ey")),
+		keyCase("quoted key with non-ASCII", "POST", h("Idempotency-Key", "\"k\xc3\xa9\"")),
+		keyCase("empty key", "PUT", h("Idempotency-Key", "")),
+		keyCase("empty quoted key", "PUT", h("Idempotency-Key", `""`)),
+		keyCase("unterminated quoted key", "PATCH", h("Idempotency-Key", `"abc`)),
+		keyCase("quoted key with a bad escape", "PUT", h("Idempotency-Key", `"a\nb"`)),
+		keyCase("quoted key with an inner quote", "PUT", h("Idempotency-Key", `"a"b"`)),
+		keyCase("key and Op-ID differ", "PUT", h("Idempotency-Key", "a", "Op-ID", "b")),
+		keyCase("key and Op-ID differ on a message", "POST", h("Op-ID", "b", "Idempotency-Key", `"a"`)),
+		keyCase("two different keys", "DELETE", h("Idempotency-Key", "a", "Idempotency-Key", "b")),
 		{name: "9 KB bearer token", method: "GET", target: "/rooms/w1/elements", headers: h("Authorization", "Bearer "+strings.Repeat("a", 9<<10)), noAuth: true, status: 401, code: "invalid_token"},
 		{name: "token with deeply nested claims", method: "GET", target: "/rooms/w1/elements", headers: h("Authorization", "Bearer "+forgedDeep), noAuth: true, status: 401, code: "invalid_token"},
 		{name: "access_token on a write", method: "PUT", target: el + "?access_token=x", body: `{"kind":"item","data":{}}`, noAuth: true, status: 401, code: "invalid_token"},
@@ -323,7 +351,7 @@ func TestHostileInput(t *testing.T) {
 		ts := start(t, be, srv, feeds, func(s *http.Server) { s.ReadHeaderTimeout = 2 * time.Second })
 		tok := hs256(t, grant("mallory", []string{"*"}, []string{"*"}))
 		ctx := t.Context()
-		if _, _, _, err := store.Put(ctx, "w1", "c1", "character", json.RawMessage(`{"name":"Aria","hp":3}`), repo.Precondition{}, repo.Meta{}); err != nil {
+		if _, err := store.Put(ctx, "w1", "c1", "character", json.RawMessage(`{"name":"Aria","hp":3}`), repo.Precondition{}, repo.Meta{}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := store.Message(ctx, "w1", "chat", json.RawMessage(`"hi"`), repo.Meta{}); err != nil {

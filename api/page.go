@@ -160,9 +160,9 @@ func (s *Server) trimmed(c *gin.Context, room string, after int64) {
 		writeError(c, err)
 		return
 	}
-	writeError(c, &withFields{
+	writeError(c, &trimmedError{
 		err: &Error{http.StatusGone, "history_trimmed",
 			fmt.Sprintf("the events after %d are no longer retained; page from after=%d, or reload the snapshot", after, oldest-1)},
-		fields: map[string]string{"oldest": strconv.FormatInt(oldest, 10)},
+		oldest: oldest,
 	})
 }
