@@ -1,6 +1,8 @@
 package api
 
 import (
+	"net/url"
+
 	"github.com/gin-gonic/gin"
 
 	"github.com/roomfeed/roomfeed/sse"
@@ -17,28 +19,28 @@ func (s *Server) events(c *gin.Context) {
 		s.eventsPage(c, room, q, filter)
 		return
 	}
+	raw, err := streamCursor(c, q, err)
+	req := sse.Request{Rooms: []string{room}, Cursors: map[string]int64{}, Filter: filter}
+	if err == nil && raw != "" {
+		req.Cursors[room], err = sse.ParseCursor(raw)
+	}
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	s.serveFeed(c, req)
+}
+
+// streamCursor is what a stream request says after feedQuery (whose error
+// is err): no page parameters, and the raw cursor of lastEventID.
+func streamCursor(c *gin.Context, q url.Values, err error) (string, error) {
 	if err == nil {
 		err = streamOnly(q)
 	}
 	if err != nil {
-		writeError(c, err)
-		return
+		return "", err
 	}
-	raw, err := lastEventID(c)
-	if err != nil {
-		writeError(c, err)
-		return
-	}
-	cursors := map[string]int64{}
-	if raw != "" {
-		cursor, err := sse.ParseCursor(raw)
-		if err != nil {
-			writeError(c, err)
-			return
-		}
-		cursors[room] = cursor
-	}
-	s.serveFeed(c, sse.Request{Rooms: []string{room}, Cursors: cursors, Filter: filter})
+	return lastEventID(c)
 }
 
 // lastEventID returns the client's cursor as given: the Last-Event-ID

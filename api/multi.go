@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
@@ -49,16 +50,12 @@ func (s *Server) multiEvents(c *gin.Context) {
 	if err == nil && page {
 		err = errMultiPage
 	}
-	if err == nil {
-		err = streamOnly(q)
+	raw, err := streamCursor(c, q, err)
+	if errors.Is(err, sse.ErrBadCursor) {
+		err = errBadMultiCursor
 	}
 	if err != nil {
 		writeError(c, err)
-		return
-	}
-	raw, err := lastEventID(c)
-	if err != nil {
-		writeError(c, errBadMultiCursor)
 		return
 	}
 	cursors, err := sse.ParseComposite(raw)
