@@ -151,7 +151,7 @@ var authRoutes = []authRoute{
 
 func TestAuthCases(t *testing.T) {
 	ts, logs := newAuthServer(t, backends[0], api.Config{})
-	if _, _, _, err := ts.Store.Put(t.Context(), "w1", "c1", "character", json.RawMessage(`{"name":"A"}`), repo.Precondition{}, repo.Meta{}); err != nil {
+	if _, err := ts.Store.Put(t.Context(), "w1", "c1", "character", json.RawMessage(`{"name":"A"}`), repo.Precondition{}, repo.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -287,7 +287,7 @@ func base64URL(s string) string { return base64.RawURLEncoding.EncodeToString([]
 // exists or not.
 func TestAuthDoesNotRevealRooms(t *testing.T) {
 	ts, _ := newAuthServer(t, backends[0], api.Config{})
-	if _, _, _, err := ts.Store.Put(t.Context(), "exists", "c1", "character", json.RawMessage(`{}`), repo.Precondition{}, repo.Meta{}); err != nil {
+	if _, err := ts.Store.Put(t.Context(), "exists", "c1", "character", json.RawMessage(`{}`), repo.Precondition{}, repo.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	other := hs256(t, grant("eve", []string{"elsewhere"}, []string{"elsewhere"}))

@@ -45,12 +45,16 @@ func TestCORS(t *testing.T) {
 				t.Error("Allow-Origin is *, never allowed with credentials")
 			}
 			expose := r.Header.Get("Access-Control-Expose-Headers")
-			if got := strings.Contains(expose, "ETag") && strings.Contains(expose, "Event-ID"); got != tt.wantExpose {
-				t.Errorf("Expose-Headers %q: got ETag+Event-ID %v, want %v", expose, got, tt.wantExpose)
+			exposed := true
+			for _, h := range []string{"ETag", "Event-ID", "Merged-From", "Idempotent-Replayed"} {
+				exposed = exposed && strings.Contains(expose, h)
+			}
+			if exposed != tt.wantExpose {
+				t.Errorf("Expose-Headers %q: got ETag, Event-ID, Merged-From, Idempotent-Replayed %v, want %v", expose, exposed, tt.wantExpose)
 			}
 			if tt.method == http.MethodOptions && tt.wantAllow != "" {
-				if h := r.Header.Get("Access-Control-Allow-Headers"); !strings.Contains(h, "If-Match") || !strings.Contains(h, "Op-ID") {
-					t.Errorf("Allow-Headers: got %q, want If-Match and Op-ID", h)
+				if h := r.Header.Get("Access-Control-Allow-Headers"); !strings.Contains(h, "If-Match") || !strings.Contains(h, "Op-ID") || !strings.Contains(h, "Idempotency-Key") {
+					t.Errorf("Allow-Headers: got %q, want If-Match, Op-ID and Idempotency-Key", h)
 				}
 			}
 		})

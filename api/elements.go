@@ -3,7 +3,6 @@ package api
 import (
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -67,33 +66,33 @@ func (s *Server) getElement(c *gin.Context) {
 	c.JSON(http.StatusOK, el)
 }
 
-// readElement validates the body of PUT and POST.
-func (s *Server) readElement(c *gin.Context) (elementBody, error) {
+// readElement reads and validates the body of PUT and POST; it returns
+// the body too, for the request's fingerprint.
+func (s *Server) readElement(c *gin.Context) (elementBody, []byte, error) {
 	var b elementBody
 	body, err := s.readJSON(c, mediaJSON)
 	if err != nil {
-		return b, err
+		return b, nil, err
 	}
 	if err := decodeStrict(body, &b); err != nil {
-		return b, err
+		return b, nil, err
 	}
 	if !roomfeed.KindPattern.MatchString(b.Kind) {
-		return b, badRequest("bad_kind", "kind must match "+roomfeed.KindPattern.String())
+		return b, nil, badRequest("bad_kind", "kind must match "+roomfeed.KindPattern.String())
 	}
 	if err := s.checkObject("data", b.Data); err != nil {
-		return b, err
+		return b, nil, err
 	}
-	return b, checkJSONText("data", b.Data)
+	return b, body, checkJSONText("data", b.Data)
 }
 
 func (s *Server) putElement(c *gin.Context) {
-	ctx := c.Request.Context()
 	w, err := s.elementWrite(c, "")
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	b, err := s.readElement(c)
+	b, body, err := s.readElement(c)
 	if err != nil {
 		writeError(c, err)
 		return
@@ -103,27 +102,18 @@ func (s *Server) putElement(c *gin.Context) {
 		return
 	}
 	w.pre.MaxElements = s.maxElements()
-	el, ev, created, err := s.store.Put(ctx, w.room, w.id, b.Kind, b.Data, w.pre, w.meta)
-	if err != nil {
-		writeError(c, err)
-		return
-	}
-	s.publish(ctx, ev)
-	status := http.StatusOK
-	if created {
-		status = http.StatusCreated
-	}
-	s.answerElement(c, status, el, ev)
+	build := elementAnswer("")
+	out, err := s.store.Put(c.Request.Context(), w.room, w.id, b.Kind, b.Data, w.pre, writeMeta(c, w.key, body, build))
+	s.finish(c, out, err, build)
 }
 
 func (s *Server) createElement(c *gin.Context) {
-	ctx := c.Request.Context()
-	m, err := meta(c)
+	key, err := idempotencyKey(c)
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	b, err := s.readElement(c)
+	b, body, err := s.readElement(c)
 	if err != nil {
 		writeError(c, err)
 		return
@@ -136,18 +126,12 @@ func (s *Server) createElement(c *gin.Context) {
 		return
 	}
 	pre := repo.Precondition{IfNoneMatchAny: true, MaxElements: s.maxElements()}
-	el, ev, _, err := s.store.Put(ctx, c.Param("room"), id, b.Kind, b.Data, pre, m)
-	if err != nil {
-		writeError(c, err)
-		return
-	}
-	s.publish(ctx, ev)
-	c.Header("Location", "/rooms/"+c.Param("room")+"/elements/"+el.ID)
-	s.answerElement(c, http.StatusCreated, el, ev)
+	build := elementAnswer("/rooms/" + c.Param("room") + "/elements/")
+	out, err := s.store.Put(c.Request.Context(), c.Param("room"), id, b.Kind, b.Data, pre, writeMeta(c, key, body, build))
+	s.finish(c, out, err, build)
 }
 
 func (s *Server) patchElement(c *gin.Context) {
-	ctx := c.Request.Context()
 	w, err := s.elementWrite(c, "a patch")
 	if err != nil {
 		writeError(c, err)
@@ -167,94 +151,69 @@ func (s *Server) patchElement(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
-	el, ev, err := s.store.Patch(ctx, w.room, w.id, patch, w.pre, w.meta)
-	if err != nil {
-		writeError(c, err)
-		return
-	}
-	s.publish(ctx, ev)
-	s.answerElement(c, http.StatusOK, el, ev)
+	build := elementAnswer("")
+	out, err := s.store.Patch(c.Request.Context(), w.room, w.id, patch, w.pre, writeMeta(c, w.key, body, build))
+	s.finish(c, out, err, build)
 }
 
 func (s *Server) deleteElement(c *gin.Context) {
-	ctx := c.Request.Context()
 	w, err := s.elementWrite(c, "a delete")
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	ev, err := s.store.Delete(ctx, w.room, w.id, w.pre, w.meta)
-	if err != nil {
-		writeError(c, err)
-		return
-	}
-	s.publish(ctx, ev)
-	var payload struct {
-		Element json.RawMessage `json:"element"`
-	}
-	if err := json.Unmarshal(ev.Data, &payload); err != nil || len(payload.Element) == 0 {
-		writeError(c, errors.New("deleted event has no element"))
-		return
-	}
-	c.Header("Event-ID", strconv.FormatInt(ev.Seq, 10))
-	c.Data(http.StatusOK, "application/json; charset=utf-8", payload.Element)
+	out, err := s.store.Delete(c.Request.Context(), w.room, w.id, w.pre, writeMeta(c, w.key, nil, tombstoneAnswer))
+	s.finish(c, out, err, tombstoneAnswer)
 }
 
 func (s *Server) postMessage(c *gin.Context) {
-	ctx := c.Request.Context()
-	m, err := meta(c)
+	key, err := idempotencyKey(c)
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	b, err := s.readMessage(c, "message", s.limits.cfg.MaxMessageBytes)
+	b, body, err := s.readMessage(c, "message", s.limits.cfg.MaxMessageBytes)
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	ev, err := s.store.Message(ctx, c.Param("room"), b.Event, b.Data, m)
-	if err != nil {
-		writeError(c, err)
-		return
-	}
-	s.publish(ctx, ev)
-	c.Header("Event-ID", strconv.FormatInt(ev.Seq, 10))
-	c.Data(http.StatusCreated, "application/json; charset=utf-8", ev.Data)
+	out, err := s.store.Message(c.Request.Context(), c.Param("room"), b.Event, b.Data, writeMeta(c, key, body, messageAnswer))
+	s.finish(c, out, err, messageAnswer)
 }
 
 // readMessage reads the {"event","data"} body of a custom message or of a
 // signal (what): a name roomfeed.MessageName allows, and data, null when
 // absent, of at most limit bytes (negative: no limit) and that any peer can
-// carry (checkJSONText).
-func (s *Server) readMessage(c *gin.Context, what string, limit int) (messageBody, error) {
+// carry (checkJSONText). It returns the body as sent too.
+func (s *Server) readMessage(c *gin.Context, what string, limit int) (messageBody, []byte, error) {
 	var b messageBody
 	body, err := s.readJSON(c, mediaJSON)
 	if err != nil {
-		return b, err
+		return b, nil, err
 	}
 	if err := decodeStrict(body, &b); err != nil {
-		return b, err
+		return b, nil, err
 	}
 	if !roomfeed.MessageName(b.Event) {
-		return b, badRequest("bad_event", "event must match "+roomfeed.MessagePattern.String()+
+		return b, nil, badRequest("bad_event", "event must match "+roomfeed.MessagePattern.String()+
 			" and not be reset, error, auth_expired or start with element. or presence.")
 	}
 	if len(b.Data) == 0 {
 		b.Data = json.RawMessage("null")
 	}
 	if limit >= 0 && len(b.Data) > limit {
-		return b, &Error{http.StatusRequestEntityTooLarge, "data_too_large",
+		return b, nil, &Error{http.StatusRequestEntityTooLarge, "data_too_large",
 			fmt.Sprintf("%s data is larger than %d bytes", what, limit)}
 	}
-	return b, checkJSONText("data", b.Data)
+	return b, body, checkJSONText("data", b.Data)
 }
 
 // elementWrite is what every write to one element starts from: the room
-// and id of the path, the request's preconditions, Op-ID and actor.
+// and id of the path, the request's preconditions and idempotency key.
 type elementWrite struct {
 	room, id string
 	pre      repo.Precondition
-	meta     repo.Meta
+	key      string
 }
 
 // elementWrite reads the parts of a write to one element that come before
@@ -272,14 +231,8 @@ func (s *Server) elementWrite(c *gin.Context, noCreateOnly string) (elementWrite
 	if w.pre.IfNoneMatchAny && noCreateOnly != "" {
 		return w, badRequest("bad_precondition", "If-None-Match: * cannot apply to "+noCreateOnly)
 	}
-	w.meta, err = meta(c)
+	w.key, err = idempotencyKey(c)
 	return w, err
-}
-
-func (s *Server) answerElement(c *gin.Context, status int, el roomfeed.Element, ev roomfeed.Event) {
-	c.Header("ETag", etag(el.Version))
-	c.Header("Event-ID", strconv.FormatInt(ev.Seq, 10))
-	c.JSON(status, el)
 }
 
 func trimSpace(b []byte) []byte {

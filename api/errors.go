@@ -3,10 +3,13 @@ package api
 import (
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/feed"
+	"github.com/roomfeed/roomfeed/internal/jsonmerge"
 	"github.com/roomfeed/roomfeed/repo"
 	"github.com/roomfeed/roomfeed/sse"
 )
@@ -19,7 +22,32 @@ type Error struct {
 	Message string
 }
 
+// errorBody is the JSON of an answered error. A merge conflict
+// (repo.ConflictError) also says where: conflicts and the current element;
+// a trimmed history (trimmedError), the oldest event retained.
+type errorBody struct {
+	Error errorObject `json:"error"`
+}
+
+type errorObject struct {
+	Code      string               `json:"code"`
+	Message   string               `json:"message"`
+	Conflicts []jsonmerge.Conflict `json:"conflicts,omitempty"`
+	Current   *roomfeed.Element    `json:"current,omitempty"`
+	Oldest    string               `json:"oldest,omitempty"` // history_trimmed: the oldest seq retained
+}
+
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// trimmedError is a 410 history_trimmed that also names the oldest event
+// still retained.
+type trimmedError struct {
+	err    *Error
+	oldest int64
+}
+
+func (t *trimmedError) Error() string { return t.err.Error() }
+func (t *trimmedError) Unwrap() error { return t.err }
 
 func badRequest(code, msg string) *Error { return &Error{http.StatusBadRequest, code, msg} }
 
@@ -61,6 +89,8 @@ var sentinels = []struct {
 	{repo.ErrVersionMismatch, Error{http.StatusPreconditionFailed, "version_mismatch", "the element's current version does not match If-Match"}},
 	{repo.ErrExists, Error{http.StatusPreconditionFailed, "already_exists", "the element exists and If-None-Match: * was given"}},
 	{repo.ErrRoomFull, Error{http.StatusConflict, "room_full", "the room holds the maximum number of elements; delete some first"}},
+	{repo.ErrConflict, Error{http.StatusConflict, "conflict", "since the version in If-Match, the element changed the same paths differently: see conflicts (theirs is the current version) and current"}},
+	{repo.ErrKeyReused, Error{http.StatusUnprocessableEntity, "idempotency_key_reused", "this Idempotency-Key (or Op-ID) was used in this room for a different request; use a new key"}},
 	{repo.ErrInvalid, Error{http.StatusBadRequest, "bad_json", "the element data or patch is not a valid JSON object"}},
 	{repo.ErrUnavailable, Error{http.StatusServiceUnavailable, "database_unavailable", "the database is unavailable; retry later"}},
 	{sse.ErrClosed, Error{http.StatusServiceUnavailable, "shutting_down", "this node is shutting down; reconnect"}},
@@ -103,5 +133,14 @@ func writeError(c *gin.Context, err error) {
 		h.Set("WWW-Authenticate", `Bearer realm="roomfeed"`)
 	}
 	c.Set(errorCodeKey, e.Code)
-	c.JSON(e.Status, gin.H{"error": gin.H{"code": e.Code, "message": e.Message}})
+	body := errorObject{Code: e.Code, Message: e.Message}
+	var conflict *repo.ConflictError
+	if e.Code == "conflict" && errors.As(err, &conflict) {
+		body.Conflicts, body.Current = conflict.Conflicts, &conflict.Current
+	}
+	var trimmed *trimmedError
+	if errors.As(err, &trimmed) {
+		body.Oldest = strconv.FormatInt(trimmed.oldest, 10)
+	}
+	c.JSON(e.Status, errorBody{body})
 }

@@ -1,30 +1,46 @@
 package api
 
 import (
+	"net/url"
+
 	"github.com/gin-gonic/gin"
 
 	"github.com/roomfeed/roomfeed/sse"
 )
 
-// events serves one room's feed: GET /rooms/{room}/events. The room group's
-// middleware has checked the read grant.
+// events serves one room's feed: GET /rooms/{room}/events, the stream or a
+// JSON page of its history (page.go). The room group's middleware has
+// checked the read grant.
 func (s *Server) events(c *gin.Context) {
 	room := c.Param("room")
-	raw, err := lastEventID(c)
+	c.Writer.Header().Add("Vary", "Accept")
+	q, filter, page, err := feedQuery(c)
+	if err == nil && page {
+		s.eventsPage(c, room, q, filter)
+		return
+	}
+	raw, err := streamCursor(c, q, err)
+	req := sse.Request{Rooms: []string{room}, Cursors: map[string]int64{}, Filter: filter}
+	if err == nil && raw != "" {
+		req.Cursors[room], err = sse.ParseCursor(raw)
+	}
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	cursors := map[string]int64{}
-	if raw != "" {
-		cursor, err := sse.ParseCursor(raw)
-		if err != nil {
-			writeError(c, err)
-			return
-		}
-		cursors[room] = cursor
+	s.serveFeed(c, req)
+}
+
+// streamCursor is what a stream request says after feedQuery (whose error
+// is err): no page parameters, and the raw cursor of lastEventID.
+func streamCursor(c *gin.Context, q url.Values, err error) (string, error) {
+	if err == nil {
+		err = streamOnly(q)
 	}
-	s.serveFeed(c, sse.Request{Rooms: []string{room}, Cursors: cursors})
+	if err != nil {
+		return "", err
+	}
+	return lastEventID(c)
 }
 
 // lastEventID returns the client's cursor as given: the Last-Event-ID

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -66,6 +67,19 @@ func hostileCases() []hostileCase {
 	feedCase := func(name, query string, status int, code string, headers ...string) hostileCase {
 		return hostileCase{name: name, method: "GET", target: "/rooms/w1/events" + query, headers: h(headers...), status: status, code: code}
 	}
+	keyCase := func(name, method string, headers [][]string) hostileCase {
+		c := hostileCase{name: name, method: method, target: el, headers: headers, status: 400, code: "bad_idempotency_key"}
+		switch method {
+		case "PUT":
+			c.body = `{"kind":"item","data":{}}`
+		case "PATCH":
+			c.body, c.noCT = `{"a":1}`, true
+			c.headers = append(c.headers, []string{"Content-Type", "application/merge-patch+json"})
+		case "POST":
+			c.target, c.body = "/rooms/w1/messages", `{"event":"chat","data":1}`
+		}
+		return c
+	}
 	deepArrays := strings.Repeat("[", 10000) + strings.Repeat("]", 10000)
 	deepObjects := strings.Repeat(`{"a":`, 10000) + "1" + strings.Repeat("}", 10000)
 	trickle := func(conn net.Conn, head string) error {
@@ -99,6 +113,10 @@ func hostileCases() []hostileCase {
 			}
 		}
 		return nil
+	}
+	tooManyElements := "?element=e0"
+	for i := 1; i <= 32; i++ {
+		tooManyElements += "&element=e" + strconv.Itoa(i)
 	}
 	forgedDeep := "eyJhbGciOiJIUzI1NiJ9." + base64URL(strings.Repeat(`{"a":`, 2000)+"1"+strings.Repeat("}", 2000)) + ".c2ln"
 
@@ -220,12 +238,63 @@ func hostileCases() []hostileCase {
 		feedCase("repeated last_event_id", "?last_event_id=0&last_event_id=1", 400, "bad_cursor"),
 		feedCase("NUL cursor in the query", "?last_event_id=%00", 400, "bad_cursor"),
 		feedCase("20 KB cursor", "", 400, "bad_cursor", "Last-Event-ID", strings.Repeat("9", 20<<10)),
+		// Filters, on both feeds.
+		feedCase("type in capitals", "?type=Chat", 400, "bad_filter"),
+		feedCase("empty type", "?type=", 400, "bad_filter"),
+		feedCase("type with CR LF", "?type=chat%0D%0Aid:%209", 400, "bad_filter"),
+		feedCase("type of 65 characters", "?type="+strings.Repeat("a", 65), 400, "bad_filter"),
+		feedCase("look-alike kind", "?kind=%D1%96tem", 400, "bad_filter"),
+		feedCase("kind with a slash", "?kind=item/x", 400, "bad_filter"),
+		feedCase("element ..", "?element=..", 400, "bad_filter"),
+		feedCase("element NUL", "?element=c1%00", 400, "bad_filter"),
+		feedCase("33 elements", tooManyElements, 400, "bad_filter"),
+		get("multiplexed feed with a bad kind", "/events?room=w1&kind=Bad", 400, "bad_filter"),
+		// Formats and pages of history.
+		feedCase("format xml", "?format=xml", 400, "bad_format"),
+		feedCase("repeated format", "?format=json&format=sse", 400, "bad_format"),
+		feedCase("after on a stream", "?after=1", 400, "bad_format"),
+		feedCase("limit on a stream", "?limit=5", 400, "bad_format"),
+		get("a page of the multiplexed feed", "/events?room=w1&format=json", 400, "bad_format"),
+		get("after on the multiplexed feed", "/events?room=w1&after=1", 400, "bad_format"),
+		feedCase("page after -1", "?format=json&after=-1", 400, "bad_cursor"),
+		feedCase("page after abc", "?format=json&after=abc", 400, "bad_cursor"),
+		feedCase("page after empty", "?format=json&after=", 400, "bad_cursor"),
+		feedCase("page after 2^64", "?format=json&after=18446744073709551616", 400, "bad_cursor"),
+		feedCase("page after max int64", "?format=json&after=9223372036854775807", 400, "cursor_ahead"),
+		feedCase("page after the head", "?format=json&after=3", 400, "cursor_ahead"),
+		feedCase("repeated after", "?format=json&after=0&after=1", 400, "bad_cursor"),
+		feedCase("page with Last-Event-ID", "?format=json", 400, "bad_cursor", "Last-Event-ID", "1"),
+		feedCase("page with last_event_id", "?format=json&last_event_id=1", 400, "bad_cursor"),
+		feedCase("page by Accept with a bad after", "?after=x", 400, "bad_cursor", "Accept", "application/json"),
+		feedCase("limit 0", "?format=json&limit=0", 400, "bad_limit"),
+		feedCase("limit 5001", "?format=json&limit=5001", 400, "bad_limit"),
+		feedCase("limit -1", "?format=json&limit=-1", 400, "bad_limit"),
+		feedCase("limit +5", "?format=json&limit=%2B5", 400, "bad_limit"),
+		feedCase("limit 1e3", "?format=json&limit=1e3", 400, "bad_limit"),
+		feedCase("limit empty", "?format=json&limit=", 400, "bad_limit"),
+		feedCase("limit 2^64", "?format=json&limit=18446744073709551616", 400, "bad_limit"),
+		feedCase("repeated limit", "?format=json&limit=10&limit=20", 400, "bad_limit"),
 		// Headers.
 		get("headers beyond the API limit", "/rooms/w1/elements", 431, "headers_too_large", "X-Padding", strings.Repeat("p", 40<<10)),
 		get("many small headers", "/rooms/w1/elements", 431, "headers_too_large", manyHeaders(2000)...),
 		{name: "header block beyond MaxHeaderBytes", method: "GET", target: "/rooms/w1/elements", headers: h("X-Padding", strings.Repeat("p", 1100<<10)), status: 431, plain: true},
 		{name: "20 KB If-Match", method: "PUT", target: el, body: `{"kind":"item","data":{}}`, headers: h("If-Match", `"`+strings.Repeat("1", 20<<10)+`"`), status: 400, code: "bad_precondition"},
 		{name: "Op-ID with non-ASCII", method: "PUT", target: el, body: `{"kind":"item","data":{}}`, headers: h("Op-ID", "op\xc2\xa0id"), status: 400, code: "bad_op_id"},
+		// Idempotency keys.
+		keyCase("key of 129 characters", "PUT", h("Idempotency-Key", strings.Repeat("k", 129))),
+		keyCase("quoted key of 129 characters", "POST", h("Idempotency-Key", `"`+strings.Repeat("k", 129)+`"`)),
+		keyCase("key with a tab", "PATCH", h("Idempotency-Key", "a\tb")),
+		keyCase("quoted key with a space", "PUT", h("Idempotency-Key", `"a b"`)),
+		keyCase("key with non-ASCII", "DELETE", h("Idempotency-Key", "k\xc2\xa0ey")),
+		keyCase("quoted key with non-ASCII", "POST", h("Idempotency-Key", "\"k\xc3\xa9\"")),
+		keyCase("empty key", "PUT", h("Idempotency-Key", "")),
+		keyCase("empty quoted key", "PUT", h("Idempotency-Key", `""`)),
+		keyCase("unterminated quoted key", "PATCH", h("Idempotency-Key", `"abc`)),
+		keyCase("quoted key with a bad escape", "PUT", h("Idempotency-Key", `"a\nb"`)),
+		keyCase("quoted key with an inner quote", "PUT", h("Idempotency-Key", `"a"b"`)),
+		keyCase("key and Op-ID differ", "PUT", h("Idempotency-Key", "a", "Op-ID", "b")),
+		keyCase("key and Op-ID differ on a message", "POST", h("Op-ID", "b", "Idempotency-Key", `"a"`)),
+		keyCase("two different keys", "DELETE", h("Idempotency-Key", "a", "Idempotency-Key", "b")),
 		{name: "9 KB bearer token", method: "GET", target: "/rooms/w1/elements", headers: h("Authorization", "Bearer "+strings.Repeat("a", 9<<10)), noAuth: true, status: 401, code: "invalid_token"},
 		{name: "token with deeply nested claims", method: "GET", target: "/rooms/w1/elements", headers: h("Authorization", "Bearer "+forgedDeep), noAuth: true, status: 401, code: "invalid_token"},
 		{name: "access_token on a write", method: "PUT", target: el + "?access_token=x", body: `{"kind":"item","data":{}}`, noAuth: true, status: 401, code: "invalid_token"},
@@ -282,7 +351,7 @@ func TestHostileInput(t *testing.T) {
 		ts := start(t, be, srv, feeds, func(s *http.Server) { s.ReadHeaderTimeout = 2 * time.Second })
 		tok := hs256(t, grant("mallory", []string{"*"}, []string{"*"}))
 		ctx := t.Context()
-		if _, _, _, err := store.Put(ctx, "w1", "c1", "character", json.RawMessage(`{"name":"Aria","hp":3}`), repo.Precondition{}, repo.Meta{}); err != nil {
+		if _, err := store.Put(ctx, "w1", "c1", "character", json.RawMessage(`{"name":"Aria","hp":3}`), repo.Precondition{}, repo.Meta{}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := store.Message(ctx, "w1", "chat", json.RawMessage(`"hi"`), repo.Meta{}); err != nil {

@@ -145,18 +145,4 @@ func parseETag(v string) (int64, error) {
 	return n, nil
 }
 
-// meta reads the optional Op-ID header and the actor (the token's sub).
-func meta(c *gin.Context) (repo.Meta, error) {
-	op := c.GetHeader("Op-ID")
-	if len(op) > 128 {
-		return repo.Meta{}, badRequest("bad_op_id", "Op-ID is longer than 128 characters")
-	}
-	for i := 0; i < len(op); i++ {
-		if op[i] < 0x21 || op[i] > 0x7e {
-			return repo.Meta{}, badRequest("bad_op_id", "Op-ID must be printable ASCII without spaces")
-		}
-	}
-	return repo.Meta{OpID: op, Actor: actor(c)}, nil
-}
-
 func etag(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }

@@ -28,6 +28,10 @@ type Metrics struct {
 	streamsEnded   *prometheus.CounterVec
 	dependencyErrs *prometheus.CounterVec
 	signals        prometheus.Counter
+	historyPages   prometheus.Counter
+	historyEvents  prometheus.Counter
+	replays        prometheus.Counter
+	keyReuses      prometheus.Counter
 }
 
 // FeedStats are counters the feed keeps itself.
@@ -77,9 +81,22 @@ func NewMetrics(reg *prometheus.Registry, stats FeedStats, extra map[string]func
 		signals: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "roomfeed_signals_total", Help: "Signals accepted through this node (sent to the log; never recorded).",
 		}),
+		historyPages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roomfeed_history_pages_total", Help: "JSON pages of history answered (GET /rooms/{room}/events as JSON).",
+		}),
+		historyEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roomfeed_history_events_total", Help: "Events sent in JSON pages of history.",
+		}),
+		replays: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roomfeed_idempotent_replays_total", Help: "Writes answered with the recorded answer of their idempotency key (nothing applied).",
+		}),
+		keyReuses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roomfeed_idempotency_key_reuses_total", Help: "Writes refused because their idempotency key was used for another request (422).",
+		}),
 	}
 	reg.MustRegister(m.requests, m.writeLatency, m.written, m.published, m.publishErrors, m.replayed,
-		m.delivered, m.deliveryLag, m.streamsEnded, m.dependencyErrs, m.signals)
+		m.delivered, m.deliveryLag, m.streamsEnded, m.dependencyErrs, m.signals, m.historyPages, m.historyEvents,
+		m.replays, m.keyReuses)
 	if stats != nil {
 		reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -102,8 +119,8 @@ func (m *Metrics) handler() gin.HandlerFunc {
 	return func(c *gin.Context) { h.ServeHTTP(c.Writer, c.Request) }
 }
 
-// observe is the metrics middleware: requests by route and status, and the
-// latency of writes.
+// observe is the metrics middleware: requests by route and status, the
+// latency of writes, idempotent replays and reused keys.
 func (m *Metrics) observe(c *gin.Context) {
 	if m == nil {
 		c.Next()
@@ -117,8 +134,14 @@ func (m *Metrics) observe(c *gin.Context) {
 	}
 	method := c.Request.Method
 	m.requests.WithLabelValues(route, method, strconv.Itoa(c.Writer.Status())).Inc()
-	if c.GetString(errorCodeKey) == "database_unavailable" {
+	switch c.GetString(errorCodeKey) {
+	case "database_unavailable":
 		m.dependencyErrs.WithLabelValues("database").Inc()
+	case "idempotency_key_reused":
+		m.keyReuses.Inc()
+	}
+	if c.GetBool(replayedKey) {
+		m.replays.Inc()
 	}
 	switch method {
 	case http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodPost:
@@ -153,6 +176,14 @@ func (m *Metrics) publishResult(err error) {
 func (m *Metrics) signaled() {
 	if m != nil {
 		m.signals.Inc()
+	}
+}
+
+// historyPage counts a JSON page of history answered with n events.
+func (m *Metrics) historyPage(n int) {
+	if m != nil {
+		m.historyPages.Inc()
+		m.historyEvents.Add(float64(n))
 	}
 }
 

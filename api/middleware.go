@@ -55,8 +55,8 @@ func (s *Server) recovery(c *gin.Context) {
 }
 
 const (
-	corsAllowHeaders  = "Content-Type, If-Match, If-None-Match, Op-ID, Last-Event-ID, Authorization"
-	corsExposeHeaders = "ETag, Event-ID, Retry-After"
+	corsAllowHeaders  = "Content-Type, If-Match, If-None-Match, Op-ID, Idempotency-Key, Last-Event-ID, Authorization"
+	corsExposeHeaders = "ETag, Event-ID, Retry-After, Merged-From, Idempotent-Replayed"
 	corsAllowMethods  = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 )
 

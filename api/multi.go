@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
@@ -20,7 +21,8 @@ var errBadMultiCursor = badRequest("bad_cursor",
 // multiEvents serves several rooms on one stream: GET /events?room=a&room=b.
 // Each room's events come in that room's order, once; every event's id is
 // the composite cursor of the whole subscription, so a browser's automatic
-// Last-Event-ID resumes every room at once.
+// Last-Event-ID resumes every room at once. It takes the filter of the
+// per-room feed; pages of history are per room.
 func (s *Server) multiEvents(c *gin.Context) {
 	var rooms []string
 	for _, r := range c.QueryArray("room") {
@@ -44,9 +46,16 @@ func (s *Server) multiEvents(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
-	raw, err := lastEventID(c)
+	q, filter, page, err := feedQuery(c)
+	if err == nil && page {
+		err = errMultiPage
+	}
+	raw, err := streamCursor(c, q, err)
+	if errors.Is(err, sse.ErrBadCursor) {
+		err = errBadMultiCursor
+	}
 	if err != nil {
-		writeError(c, errBadMultiCursor)
+		writeError(c, err)
 		return
 	}
 	cursors, err := sse.ParseComposite(raw)
@@ -60,7 +69,7 @@ func (s *Server) multiEvents(c *gin.Context) {
 			return
 		}
 	}
-	s.serveFeed(c, sse.Request{Rooms: rooms, Cursors: cursors, Composite: true})
+	s.serveFeed(c, sse.Request{Rooms: rooms, Cursors: cursors, Composite: true, Filter: filter})
 }
 
 // authorizeRooms checks a read grant for every room of a multiplexed

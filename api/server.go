@@ -21,13 +21,14 @@ import (
 
 // Store is the SQL store the handlers need.
 type Store interface {
-	Put(ctx context.Context, room, id, kind string, data json.RawMessage, pre repo.Precondition, meta repo.Meta) (roomfeed.Element, roomfeed.Event, bool, error)
-	Patch(ctx context.Context, room, id string, patch json.RawMessage, pre repo.Precondition, meta repo.Meta) (roomfeed.Element, roomfeed.Event, error)
-	Delete(ctx context.Context, room, id string, pre repo.Precondition, meta repo.Meta) (roomfeed.Event, error)
-	Message(ctx context.Context, room, name string, data json.RawMessage, meta repo.Meta) (roomfeed.Event, error)
+	Put(ctx context.Context, room, id, kind string, data json.RawMessage, pre repo.Precondition, meta repo.Meta) (repo.Outcome, error)
+	Patch(ctx context.Context, room, id string, patch json.RawMessage, pre repo.Precondition, meta repo.Meta) (repo.Outcome, error)
+	Delete(ctx context.Context, room, id string, pre repo.Precondition, meta repo.Meta) (repo.Outcome, error)
+	Message(ctx context.Context, room, name string, data json.RawMessage, meta repo.Meta) (repo.Outcome, error)
 	Get(ctx context.Context, room, id string) (roomfeed.Element, error)
 	Snapshot(ctx context.Context, room string) (repo.Snapshot, error)
 	Head(ctx context.Context, room string) (int64, error)
+	Oldest(ctx context.Context, room string) (int64, error)
 	Ping(ctx context.Context) error
 }
 

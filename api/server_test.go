@@ -351,7 +351,8 @@ func writeMany(t *testing.T, base, room string, n, writers int) {
 func messages(t *testing.T, ts *testServer, log api.EventLog, room string, n int) {
 	t.Helper()
 	for i := range n {
-		ev, err := ts.Store.Message(t.Context(), room, "tick", json.RawMessage(strconv.Itoa(i)), repo.Meta{})
+		out, err := ts.Store.Message(t.Context(), room, "tick", json.RawMessage(strconv.Itoa(i)), repo.Meta{})
+		ev := out.Event
 		if err != nil {
 			t.Fatalf("message: %v", err)
 		}

@@ -32,7 +32,7 @@ func (s *Server) postSignal(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
-	b, err := s.readMessage(c, "signal", maxSignalBytes)
+	b, _, err := s.readMessage(c, "signal", maxSignalBytes)
 	if err != nil {
 		writeError(c, err)
 		return

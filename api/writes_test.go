@@ -92,8 +92,8 @@ func TestVersionConflicts(t *testing.T) {
 			status                  int
 			code                    string
 		}{
-			{"stale If-Match on PUT", http.MethodPut, el, `{"kind":"character","data":{}}`, []string{"If-Match", `"1"`}, 412, "version_mismatch"},
-			{"stale If-Match on PATCH", http.MethodPatch, el, `{"x":1}`, []string{"If-Match", `"1"`, "Content-Type", "application/merge-patch+json"}, 412, "version_mismatch"},
+			{"If-Match of a later version on PUT", http.MethodPut, el, `{"kind":"character","data":{}}`, []string{"If-Match", `"3"`}, 412, "version_mismatch"},
+			{"If-Match of a later version on PATCH", http.MethodPatch, el, `{"x":1}`, []string{"If-Match", `"3"`, "Content-Type", "application/merge-patch+json"}, 412, "version_mismatch"},
 			{"stale If-Match on DELETE", http.MethodDelete, el, ``, []string{"If-Match", `"5"`}, 412, "version_mismatch"},
 			{"If-None-Match on existing", http.MethodPut, el, `{"kind":"character","data":{}}`, []string{"If-None-Match", "*"}, 412, "already_exists"},
 			{"If-Match on missing", http.MethodPut, ts.URL + "/rooms/w1/elements/nope", `{"kind":"character","data":{}}`, []string{"If-Match", `"1"`}, 412, "version_mismatch"},

@@ -1,9 +1,10 @@
 // Package client is roomfeed's Go client. Subscribe follows one room or
 // several from a cursor and delivers every recorded event once and in order
 // per room, reconnecting with the server's retry: hint and capped, jittered
-// backoff, surfacing reset and ephemeral (presence) events. Snapshot reads a
-// room's elements and cursor. Dial opens one event stream without
-// reconnecting, for tools and tests that look at the wire.
+// backoff, surfacing reset and ephemeral (presence) events; SubscribeFiltered
+// follows only the events that pass a Filter. Snapshot reads a room's
+// elements and cursor, Page one page of its history. Dial opens one event
+// stream without reconnecting, for tools and tests that look at the wire.
 package client
 
 import (

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/client"
 )
 
@@ -66,5 +67,49 @@ func TestDial(t *testing.T) {
 	}
 	if _, err := st.Next(); !errors.Is(err, io.EOF) {
 		t.Errorf("at the end: got %v, want io.EOF", err)
+	}
+}
+
+func TestPage(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch q := r.URL.Query(); q.Get("after") {
+		case "4200":
+			if want := "after=4200&format=json&kind=character&limit=2&type=element.updated"; r.URL.RawQuery != want || r.Header.Get("Accept") != "application/json" {
+				t.Errorf("query %q, Accept %q; want %q, application/json", r.URL.RawQuery, r.Header.Get("Accept"), want)
+			}
+			fmt.Fprint(w, `{"room":"w1","events":[{"id":"4201","room":"w1","type":"element.updated","element":{"id":"c1"}},`+
+				`{"id":"4203","type":"element.updated"}],"next":"4250","head":"9000"}`)
+		case "7":
+			w.WriteHeader(http.StatusGone)
+			fmt.Fprint(w, `{"error":{"code":"history_trimmed","message":"gone","oldest":"4001"}}`)
+		default:
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `{"error":{"code":"cursor_ahead","message":"ahead"}}`)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	c := &client.Client{Server: srv.URL}
+	p, err := c.Page(t.Context(), "w1", 4200, 2, client.Filter{Types: []string{"element.updated"}, Kinds: []string{"character"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Room != "w1" || p.Next != 4250 || p.Head != 9000 || len(p.Events) != 2 ||
+		p.Events[0].Seq != 4201 || p.Events[1].Seq != 4203 || p.Events[1].Type != "element.updated" ||
+		string(p.Events[1].Data) != `{"id":"4203","type":"element.updated"}` {
+		t.Errorf("got %+v, want events 4201 and 4203, next 4250, head 9000", p)
+	}
+	_, err = c.Page(t.Context(), "w1", 7, 0, client.Filter{})
+	var trimmed *client.TrimmedError
+	if !errors.As(err, &trimmed) || trimmed.Oldest != 4001 || trimmed.Room != "w1" || !errors.Is(err, roomfeed.ErrTrimmed) {
+		t.Errorf("got %v, want a TrimmedError at 4001 that is roomfeed.ErrTrimmed", err)
+	}
+	_, err = c.Page(t.Context(), "w1", 99999, 0, client.Filter{})
+	var e *client.Error
+	if !errors.As(err, &e) || e.Code != "cursor_ahead" {
+		t.Errorf("got %v, want the 400 *Error", err)
+	}
+	if _, err := c.Page(t.Context(), "bad/room", 0, 0, client.Filter{}); err == nil {
+		t.Error("a bad room: got no error")
 	}
 }

@@ -84,11 +84,9 @@ func summary(m Message) string {
 	case Reset:
 		return fmt.Sprintf("reset %s %d %s", m.Room, m.Cursor, m.Reason)
 	case Start:
-		var parts []string
-		for _, r := range slices.Sorted(maps.Keys(m.Cursor)) {
-			parts = append(parts, fmt.Sprintf("%s:%d", r, m.Cursor[r]))
-		}
-		return "start " + strings.Join(parts, ",")
+		return "start " + cursorText(m.Cursor)
+	case Progress:
+		return "progress " + cursorText(m.Cursor)
 	case Reconnect:
 		var se *StreamError
 		var e *Error
@@ -105,6 +103,14 @@ func summary(m Message) string {
 		return "reconnect: dropped"
 	}
 	return fmt.Sprintf("%T", m)
+}
+
+func cursorText(c Cursor) string {
+	var parts []string
+	for _, r := range slices.Sorted(maps.Keys(c)) {
+		parts = append(parts, fmt.Sprintf("%s:%d", r, c[r]))
+	}
+	return strings.Join(parts, ",")
 }
 
 // memTransport serves requests with a handler in memory, without a

@@ -23,8 +23,8 @@ import (
 // live.
 type Cursor map[string]int64
 
-// Message is what Subscription.Next returns: an Event, a Reset, a Start or a
-// Reconnect.
+// Message is what Subscription.Next returns: an Event, a Reset, a Start, a
+// Progress or a Reconnect.
 type Message interface{ message() }
 
 // Event is an event of a room: a recorded change or message (Seq > 0),
@@ -51,6 +51,12 @@ type Reset struct {
 // reconnection before their first event misses nothing.
 type Start struct{ Cursor Cursor }
 
+// Progress reports that a filtered subscription's cursor moved past events
+// its filter left out, without an event (the server's bare id): Cursor
+// holds the rooms that moved, at their new position. Nothing needs doing;
+// it is there for a program that stores its cursor.
+type Progress struct{ Cursor Cursor }
+
 // Reconnect reports that the stream ended and the subscription reconnects
 // after Wait. Err says why: nil for a clean close (a node shutting down), a
 // *StreamError when the server sent error or auth_expired, else the failed
@@ -63,6 +69,7 @@ type Reconnect struct {
 func (Event) message()     {}
 func (Reset) message()     {}
 func (Start) message()     {}
+func (Progress) message()  {}
 func (Reconnect) message() {}
 
 // StreamError is an error or auth_expired event, after which the server
@@ -83,8 +90,12 @@ type idleError struct{ d time.Duration }
 
 func (e idleError) Error() string { return fmt.Sprintf("nothing received for %v", e.d) }
 
-// errStarted stops the decoder when a comment moved the cursor.
-var errStarted = errors.New("start position")
+// errStarted stops the decoder when a comment moved the cursor, errMoved
+// when a bare id did.
+var (
+	errStarted = errors.New("start position")
+	errMoved   = errors.New("cursor moved")
+)
 
 // defaultRetry is the wait before reconnecting until the server sends a
 // retry: hint.
@@ -95,6 +106,7 @@ const defaultRetry = time.Second
 type Subscription struct {
 	c      *Client
 	rooms  []string
+	filter Filter
 	cursor Cursor
 	ctx    context.Context // ended by Close
 	cancel context.CancelFunc
@@ -104,6 +116,7 @@ type Subscription struct {
 	wait     time.Duration // before the next connection
 	err      error         // final
 	started  Cursor        // the cursors a comment just adopted
+	moved    Cursor        // the cursors a bare id just moved
 
 	st      *Stream // the open connection, or nil
 	connCtx context.Context
@@ -115,8 +128,20 @@ type Subscription struct {
 // /rooms/{room}/events, several on /events?room=a&room=b. No request is
 // made before the first Next.
 func (c *Client) Subscribe(cursor Cursor, rooms ...string) *Subscription {
+	return c.SubscribeFiltered(cursor, Filter{}, rooms...)
+}
+
+// Filter selects the events of a subscription or a page by type, element
+// kind and element id; see sse.Filter for the rules. The zero Filter
+// selects every event.
+type Filter = sse.Filter
+
+// SubscribeFiltered is Subscribe for the events that pass f only. Their
+// Seq is still the room's seq, and the events left out move the cursor
+// (Progress), so a reconnection neither repeats nor misses an event.
+func (c *Client) SubscribeFiltered(cursor Cursor, f Filter, rooms ...string) *Subscription {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Subscription{c: c, cursor: Cursor{}, ctx: ctx, cancel: cancel, retry: defaultRetry}
+	s := &Subscription{c: c, filter: f, cursor: Cursor{}, ctx: ctx, cancel: cancel, retry: defaultRetry}
 	for _, r := range rooms {
 		if !slices.Contains(s.rooms, r) {
 			s.rooms = append(s.rooms, r)
@@ -212,6 +237,7 @@ func (s *Subscription) connect(ctx context.Context) (Message, error) {
 		return s.reconnect(why, retryAfterOf(why)), nil
 	}
 	st.dec.OnComment = s.comment
+	st.dec.OnID = s.bareID
 	s.failures = 0 // the server accepted the stream
 	return nil, nil
 }
@@ -235,6 +261,11 @@ func (s *Subscription) read(ctx context.Context) (Message, error) {
 	if errors.Is(err, errStarted) {
 		m := Start{Cursor: s.started}
 		s.started = nil
+		return m, nil
+	}
+	if errors.Is(err, errMoved) {
+		m := Progress{Cursor: s.moved}
+		s.moved = nil
 		return m, nil
 	}
 	if err == nil {
@@ -376,6 +407,7 @@ func (s *Subscription) url() (string, error) {
 	if s.c.Name != "" {
 		q.Set("client", s.c.Name)
 	}
+	s.filter.AddTo(q)
 	u, err := s.c.endpoint(elem...)
 	if err != nil {
 		return "", err
@@ -420,19 +452,47 @@ func (s *Subscription) comment(text string) error {
 	} else if raw, ok := strings.CutPrefix(rest, "from "); ok {
 		start, _ = sse.ParseComposite(raw)
 	}
-	for r, seq := range start {
-		if _, known := s.cursor[r]; !known && slices.Contains(s.rooms, r) {
-			s.cursor[r] = seq
-			if s.started == nil {
-				s.started = Cursor{}
-			}
-			s.started[r] = seq
-		}
-	}
-	if s.started == nil {
+	if s.started = s.adopt(start, false); s.started == nil {
 		return nil
 	}
 	return errStarted
+}
+
+// bareID adopts the position a bare id names (the server's filter left out
+// the events up to it): a seq on a one-room stream, a composite cursor on
+// a multiplexed one. Cursors only move forward; a malformed id is ignored.
+func (s *Subscription) bareID(id string) error {
+	var at Cursor
+	if len(s.rooms) == 1 {
+		if seq, err := sse.ParseCursor(id); err == nil {
+			at = Cursor{s.rooms[0]: seq}
+		}
+	} else {
+		at, _ = sse.ParseComposite(id)
+	}
+	if s.moved = s.adopt(at, true); s.moved == nil {
+		return nil
+	}
+	return errMoved
+}
+
+// adopt moves the cursors of the subscribed rooms of at that have none
+// to at's position, and with forward those that are behind it too. It
+// returns the cursors it moved, nil for none.
+func (s *Subscription) adopt(at Cursor, forward bool) Cursor {
+	var moved Cursor
+	for r, seq := range at {
+		cur, known := s.cursor[r]
+		if !slices.Contains(s.rooms, r) || (known && (!forward || seq <= cur)) {
+			continue
+		}
+		s.cursor[r] = seq
+		if moved == nil {
+			moved = Cursor{}
+		}
+		moved[r] = seq
+	}
+	return moved
 }
 
 // handle turns an event of the stream into a message: nothing for an event

@@ -121,6 +121,21 @@ func TestSubscribe(t *testing.T) {
 		want: []string{"start b:7", `a 2 chat {"room":"a"}`, `b 8 chat {"room":"b"}`, `b 0 presence.joined {"room":"b"}`,
 			"reconnect: dropped", `a 3 chat {"room":"a"}`, "reset b 20 history_trimmed", "reconnect"},
 		wantIDs: []string{"a:1", "a:2,b:8", "a:3,b:20"},
+	}, {
+		name: "a bare id moves the cursor, forward only",
+		from: Cursor{"w1": 1},
+		conns: []http.HandlerFunc{feed("retry: 1\n\n"+ev2+"id: 5\n\nid: 4\n\nid: x\n\n", "drop"),
+			feed("id: 6\nevent: chat\ndata: {}\n\n", "hold")},
+		want:    []string{`w1 2 chat {"id":"2"}`, "progress w1:5", "reconnect: dropped", "w1 6 chat {}"},
+		wantIDs: []string{"1", "5"},
+	}, {
+		name:  "a bare composite id moves the rooms it names",
+		from:  Cursor{"a": 1, "b": 1},
+		rooms: []string{"a", "b"},
+		conns: []http.HandlerFunc{feed("retry: 1\n\nid: a:3,b:1\n\n"+
+			"id: a:3,b:2\nevent: chat\ndata: {\"room\":\"b\"}\n\nid: a:4,b:9\n\n", "close")},
+		want:    []string{"progress a:3", `b 2 chat {"room":"b"}`, "progress a:4,b:9", "reconnect"},
+		wantIDs: []string{"a:1,b:1", "a:4,b:9"},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -209,15 +224,15 @@ func TestSubscribeRequest(t *testing.T) {
 		t.Errorf("Authorization: got %q then %q, want a fresh token each time", reqs[0].Authorization, reqs[1].Authorization)
 	}
 
-	one := (&Client{Server: srv.URL}).Subscribe(nil, "w1")
+	one := (&Client{Server: srv.URL}).SubscribeFiltered(nil, Filter{Types: []string{"chat"}, Kinds: []string{"character"}, Elements: []string{"c1", "c2"}}, "w1")
 	defer one.Close()
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	if _, err := one.Next(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Next on a silent stream: got %v, want the context's error", err)
 	}
-	if got := sc.requests()[2].URL; got != "/rooms/w1/events" {
-		t.Errorf("one room: got %q, want /rooms/w1/events", got)
+	if got, want := sc.requests()[2].URL, "/rooms/w1/events?element=c1&element=c2&kind=character&type=chat"; got != want {
+		t.Errorf("one room, filtered: got %q, want %q", got, want)
 	}
 	one.Close()
 	if _, err := one.Next(t.Context()); !errors.Is(err, ErrClosed) {

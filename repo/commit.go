@@ -29,7 +29,7 @@ const (
 type writeReq struct {
 	ctx   context.Context
 	room  string
-	id    string // the element fn reads ("" for none); PostgreSQL reads it up front
+	reads sqlstore.Reads // what fn reads; PostgreSQL reads it up front
 	fn    sqlstore.Func
 	state atomic.Int32
 	done  chan error // capacity 1, so answering never blocks the committer
@@ -37,7 +37,7 @@ type writeReq struct {
 
 func (r *writeReq) Context() context.Context { return r.ctx }
 func (r *writeReq) Room() string             { return r.room }
-func (r *writeReq) ID() string               { return r.id }
+func (r *writeReq) Reads() sqlstore.Reads    { return r.reads }
 func (r *writeReq) Skip(err error)           { r.done <- err }
 
 // Run runs the write's fn; a panic in it is returned as a *sqlstore.Panic,
@@ -85,11 +85,11 @@ func newCommitter(commitBatch func(batch []sqlstore.Write, errs []error) error) 
 
 // do queues a write and waits for its outcome. A panic in fn is raised
 // again here, in the caller's goroutine.
-func (c *committer) do(ctx context.Context, room, id string, fn sqlstore.Func) error {
+func (c *committer) do(ctx context.Context, room string, reads sqlstore.Reads, fn sqlstore.Func) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r := &writeReq{ctx: ctx, room: room, id: id, fn: fn, done: make(chan error, 1)}
+	r := &writeReq{ctx: ctx, room: room, reads: reads, fn: fn, done: make(chan error, 1)}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()

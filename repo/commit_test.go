@@ -27,7 +27,7 @@ func blockCommitter(t *testing.T, s *Store) (release func()) {
 	started, unblock := make(chan struct{}), make(chan struct{})
 	errc := make(chan error, 1)
 	go func() {
-		errc <- s.write(context.Background(), "blocker", "", func(context.Context, sqlstore.Tx) error {
+		errc <- s.write(context.Background(), "blocker", sqlstore.Reads{}, func(context.Context, sqlstore.Tx) error {
 			close(started)
 			<-unblock
 			return nil
@@ -85,7 +85,7 @@ type queuedWrite struct {
 
 func putWrite(room, id string, pre Precondition) func(context.Context, *Store) (int64, error) {
 	return func(ctx context.Context, s *Store) (int64, error) {
-		_, ev, _, err := s.Put(ctx, room, id, "thing", json.RawMessage(`{"id":"`+id+`"}`), pre, Meta{})
+		ev, err := evOf(s.Put(ctx, room, id, "thing", json.RawMessage(`{"id":"`+id+`"}`), pre, Meta{}))
 		return ev.Seq, err
 	}
 }
@@ -107,7 +107,7 @@ func deferredFK(t *testing.T, db rawDB) func(context.Context, *Store) (int64, er
 			BEGIN INSERT INTO late_fk (room) VALUES ('no such room'); END`)
 	}
 	return func(ctx context.Context, s *Store) (int64, error) {
-		ev, err := s.Message(ctx, "w1", "violate", nil, Meta{})
+		ev, err := evOf(s.Message(ctx, "w1", "violate", nil, Meta{}))
 		return ev.Seq, err
 	}
 }
@@ -128,15 +128,15 @@ func TestGroupCommit(t *testing.T) {
 				{name: "put x stale", write: putWrite(room, "x", Precondition{IfMatch: ptr(int64(7))}), wantErr: ErrVersionMismatch},
 				{name: "put b exists", write: putWrite(room, "a", Precondition{IfNoneMatchAny: true}), wantErr: ErrExists},
 				{name: "patch x", write: func(ctx context.Context, s *Store) (int64, error) {
-					_, ev, err := s.Patch(ctx, room, "x", json.RawMessage(`{"p":1}`), Precondition{IfMatch: ptr(int64(1))}, Meta{})
+					ev, err := evOf(s.Patch(ctx, room, "x", json.RawMessage(`{"p":1}`), Precondition{IfMatch: ptr(int64(1))}, Meta{}))
 					return ev.Seq, err
 				}, wantSeq: 3},
 				{name: "delete missing", write: func(ctx context.Context, s *Store) (int64, error) {
-					ev, err := s.Delete(ctx, room, "nope", Precondition{}, Meta{})
+					ev, err := evOf(s.Delete(ctx, room, "nope", Precondition{}, Meta{}))
 					return ev.Seq, err
 				}, wantErr: ErrNotFound},
 				{name: "message", write: func(ctx context.Context, s *Store) (int64, error) {
-					ev, err := s.Message(ctx, room, "hi", nil, Meta{})
+					ev, err := evOf(s.Message(ctx, room, "hi", nil, Meta{}))
 					return ev.Seq, err
 				}, wantSeq: 4},
 				{name: "put other room", write: putWrite("w2", "a", Precondition{}), wantSeq: 1},
@@ -165,7 +165,7 @@ func TestGroupCommit(t *testing.T) {
 							err = fmt.Errorf("%w: recovered %v", errAnyErr, v)
 						}
 					}()
-					err = s.write(ctx, room, "", func(context.Context, sqlstore.Tx) error { panic("boom") })
+					err = s.write(ctx, room, sqlstore.Reads{}, func(context.Context, sqlstore.Tx) error { panic("boom") })
 					return 0, fmt.Errorf("got error %v, want a panic", err)
 				}, wantErr: errAnyErr},
 				{name: "put c", write: putWrite(room, "c", Precondition{}), wantSeq: 3},
@@ -311,7 +311,7 @@ func TestConcurrentWriteRooms(t *testing.T) {
 				runWriters(t, writers, writes, func(w, i int) error {
 					room := "r" + strconv.Itoa((w*writes+i)%rooms)
 					id := "e" + strconv.Itoa(i%3) // shared by all writers
-					_, _, _, err := s.Put(t.Context(), room, id, "thing", json.RawMessage(fmt.Sprintf(`{"w":%d,"i":%d}`, w, i)), Precondition{}, Meta{})
+					_, err := s.Put(t.Context(), room, id, "thing", json.RawMessage(fmt.Sprintf(`{"w":%d,"i":%d}`, w, i)), Precondition{}, Meta{})
 					return err
 				})
 				var total int64
@@ -371,7 +371,7 @@ func TestWriteErrors(t *testing.T) {
 				s, db := openStore(t, url), openRaw(t, url)
 				mustPut(t, s, room, "x", "thing", `{}`)
 				tt.setup(t, db)
-				_, _, _, err := s.Put(tt.ctx(t), room, "a", "thing", json.RawMessage(`{}`), Precondition{}, Meta{})
+				_, err := s.Put(tt.ctx(t), room, "a", "thing", json.RawMessage(`{}`), Precondition{}, Meta{})
 				switch {
 				case err == nil:
 					t.Fatal("Put: got no error, want one")
@@ -464,7 +464,7 @@ func TestPostgresConnectionCut(t *testing.T) {
 		t.Fatalf("terminate the store's connection: got %v, %v, want [true]", cut, err)
 	}
 
-	_, ev, _, err := s.Put(t.Context(), "w1", "a", "thing", json.RawMessage(`{}`), Precondition{}, Meta{})
+	ev, err := evOf(s.Put(t.Context(), "w1", "a", "thing", json.RawMessage(`{}`), Precondition{}, Meta{}))
 	want := int64(2)
 	switch {
 	case err == nil:

@@ -42,7 +42,7 @@ func TestRoomLimit(t *testing.T) {
 		ctx := t.Context()
 		limit3 := Precondition{MaxElements: 3}
 		put := func(id string, pre Precondition) error {
-			_, _, _, err := s.Put(ctx, "lim", id, "thing", json.RawMessage(`{}`), pre, Meta{})
+			_, err := s.Put(ctx, "lim", id, "thing", json.RawMessage(`{}`), pre, Meta{})
 			return err
 		}
 		steps := []struct {
@@ -59,7 +59,7 @@ func TestRoomLimit(t *testing.T) {
 			}, ErrRoomFull},
 			{"replace a in a full room", func() error { return put("a", limit3) }, nil},
 			{"patch b in a full room", func() error {
-				_, _, err := s.Patch(ctx, "lim", "b", json.RawMessage(`{"x":1}`), Precondition{}, Meta{})
+				_, err := s.Patch(ctx, "lim", "b", json.RawMessage(`{"x":1}`), Precondition{}, Meta{})
 				return err
 			}, nil},
 			{"create d with a higher limit", func() error { return put("d", Precondition{MaxElements: 4}) }, nil},
@@ -113,7 +113,7 @@ func TestRoomLimitConcurrent(t *testing.T) {
 			wg.Go(func() {
 				for i := range rounds {
 					id := fmt.Sprintf("w%d-%d", w, i)
-					_, _, _, err := s.Put(ctx, "busy", id, "thing", json.RawMessage(`{}`), Precondition{MaxElements: limit}, Meta{})
+					_, err := s.Put(ctx, "busy", id, "thing", json.RawMessage(`{}`), Precondition{MaxElements: limit}, Meta{})
 					if errors.Is(err, ErrRoomFull) {
 						mu.Lock()
 						full++
@@ -183,7 +183,7 @@ func TestMigrateElementCount(t *testing.T) {
 		for room, n := range map[string]int64{"r3": 3, "r1": 1, "r0": 0} {
 			wantCount(t, db, room, n)
 		}
-		_, _, _, err := s.Put(ctx, "r3", "new", "thing", json.RawMessage(`{}`), Precondition{MaxElements: 3}, Meta{})
+		_, err := s.Put(ctx, "r3", "new", "thing", json.RawMessage(`{}`), Precondition{MaxElements: 3}, Meta{})
 		wantErr(t, "Put into r3 with a limit of 3", err, ErrRoomFull)
 		mustPut(t, s, "r1", "new", "thing", `{}`)
 		wantCount(t, db, "r1", 2)
@@ -214,11 +214,12 @@ func TestMigrateElementCount(t *testing.T) {
 	})
 }
 
-// TestMigrateDownAndUp: migration 3 can be undone and applied again.
+// TestMigrateDownAndUp: migrations 3 and 4 can be undone and applied
+// again.
 func TestMigrateDownAndUp(t *testing.T) {
 	t.Parallel()
 	forEachURL(t, func(t *testing.T, url string) {
-		for _, to := range []uint{0, 2, 0} {
+		for _, to := range []uint{0, 3, 0, 2, 0} {
 			migrateTo(t, url, to)
 		}
 	})

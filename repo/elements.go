@@ -16,18 +16,43 @@ import (
 
 // Precondition is a write's HTTP precondition.
 type Precondition struct {
-	IfMatch        *int64 // nil = no check; else the element must exist with exactly this version
-	IfMatchAny     bool   // true = the element must exist (If-Match: *)
-	IfNoneMatchAny bool   // true = the element must not exist
+	// IfMatch: nil = no check; else the element must exist with exactly
+	// this version, or, for Put and Patch, this must be a kept version of
+	// the element's current life to merge from (see Store.merge).
+	IfMatch        *int64
+	IfMatchAny     bool // true = the element must exist (If-Match: *)
+	IfNoneMatchAny bool // true = the element must not exist
 	// MaxElements > 0 refuses to create an element (ErrRoomFull) in a room
 	// that holds this many already. Replacing an element is always allowed.
 	MaxElements int
 }
 
-// Meta is echoed into the event payload when non-empty.
+// Meta says who made a write and how it is recognised. OpID and Actor are
+// echoed into its event payload and its version when non-empty; Idem, when
+// set, makes the write idempotent (see Idempotency), and its key is the
+// op_id when OpID is empty.
 type Meta struct {
 	OpID  string
 	Actor string
+	Idem  *Idempotency // nil = not idempotent
+}
+
+// opID is the op_id the write records.
+func (m Meta) opID() string {
+	if m.OpID == "" && m.Idem != nil {
+		return m.Idem.Key
+	}
+	return m.OpID
+}
+
+// Outcome is what a write did, or, when Replayed is set, that it had been
+// done before: then nothing was written and the other fields are zero.
+type Outcome struct {
+	Element    roomfeed.Element // the element written (Delete: its tombstone); zero for Message
+	Event      roomfeed.Event
+	Created    bool    // Put created the element
+	MergedFrom int64   // the stale If-Match version merged onto the current one; 0 = none
+	Replayed   *Answer // the answer recorded by the first write with the key
 }
 
 // Snapshot is a room's elements (sorted by id) as of event Cursor.
@@ -36,6 +61,14 @@ type Snapshot struct {
 	Cursor   int64
 	Elements []roomfeed.Element
 }
+
+// The types of element versions (element_versions.type).
+const (
+	versionCreated = "created"
+	versionUpdated = "updated"
+	versionMerged  = "merged"
+	versionDeleted = "deleted"
+)
 
 func (p Precondition) check(exists bool, version int64) error {
 	if p.IfNoneMatchAny && exists {
@@ -50,156 +83,199 @@ func (p Precondition) check(exists bool, version int64) error {
 	return nil
 }
 
+// checkExisting is check for a write to an element that must exist: a
+// failed precondition is its error, then a missing element is ErrNotFound.
+func (p Precondition) checkExisting(exists bool, version int64) error {
+	if err := p.check(exists, version); err != nil {
+		return err
+	}
+	if !exists {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// stale reports whether If-Match names another version than the existing
+// element's: a PUT or PATCH is then merged from that version (merge.go).
+func (p Precondition) stale(exists bool, cur roomfeed.Element) bool {
+	return p.IfMatch != nil && exists && *p.IfMatch != cur.Version
+}
+
+// base is the version a write reads besides its element: If-Match's.
+func (p Precondition) base() int64 {
+	if p.IfMatch == nil {
+		return 0
+	}
+	return *p.IfMatch
+}
+
 // Put creates the element (version 1, element.created) or replaces it
-// (version+1, element.updated; the kind may change). created reports which.
-func (s *Store) Put(ctx context.Context, room, id, kind string, data json.RawMessage, pre Precondition, meta Meta) (el roomfeed.Element, ev roomfeed.Event, created bool, err error) {
-	data, err = compactJSON(data, "{}")
+// (version+1, element.updated; the kind may change); Outcome.Created
+// reports which. A stale If-Match is merged (see merge).
+func (s *Store) Put(ctx context.Context, room, id, kind string, data json.RawMessage, pre Precondition, meta Meta) (Outcome, error) {
+	data, err := compactJSON(data, "{}")
 	if err != nil {
-		return roomfeed.Element{}, roomfeed.Event{}, false, fmt.Errorf("put element: data: %w", err)
+		return Outcome{}, fmt.Errorf("put element: data: %w", err)
 	}
 	if !isObject(data) {
-		return roomfeed.Element{}, roomfeed.Event{}, false, fmt.Errorf("put element: data is not a JSON object: %w", ErrInvalid)
+		return Outcome{}, fmt.Errorf("put element: data is not a JSON object: %w", ErrInvalid)
 	}
-	err = s.write(ctx, room, id, func(ctx context.Context, tx sqlstore.Tx) error {
+	out, err := s.apply(ctx, room, sqlstore.Reads{ID: id, Base: pre.base()}, meta, func(ctx context.Context, tx sqlstore.Tx) (Outcome, error) {
 		cur, exists, err := tx.Element(ctx, id)
 		if err != nil {
-			return err
+			return Outcome{}, err
+		}
+		if pre.stale(exists, cur) {
+			return s.merge(ctx, tx, room, cur, *pre.IfMatch, meta, func(sqlstore.Version) (string, json.RawMessage, error) {
+				return kind, data, nil
+			})
 		}
 		if err := pre.check(exists, cur.Version); err != nil {
-			return err
+			return Outcome{}, err
 		}
-		created = !exists
-		if created {
+		vtype := versionUpdated
+		if !exists {
 			if pre.MaxElements > 0 && tx.Elements() >= int64(pre.MaxElements) {
-				return ErrRoomFull
+				return Outcome{}, ErrRoomFull
 			}
 			// A re-created element goes on from its tombstone's version.
 			if cur.Version, err = tx.Tombstone(ctx, id); err != nil {
-				return err
+				return Outcome{}, err
 			}
+			vtype = versionCreated
 		}
-		el = roomfeed.Element{ID: id, Kind: kind, Version: cur.Version + 1, Data: data, UpdatedAt: tx.Time()}
-		if err := tx.SaveElement(ctx, el); err != nil {
-			return err
-		}
-		typ := roomfeed.TypeUpdated
-		if created {
-			typ = roomfeed.TypeCreated
-		}
-		ev, err = elementEvent(ctx, tx, room, typ, el, meta)
-		return err
+		el := roomfeed.Element{ID: id, Kind: kind, Version: cur.Version + 1, Data: data, UpdatedAt: tx.Time()}
+		ev, err := s.saveElement(ctx, tx, room, el, vtype, meta)
+		return Outcome{Element: el, Event: ev, Created: !exists}, err
 	})
 	if err != nil {
-		return roomfeed.Element{}, roomfeed.Event{}, false, fmt.Errorf("put element: %w", err)
+		return Outcome{}, fmt.Errorf("put element: %w", err)
 	}
-	return el, ev, created, nil
+	return out, nil
 }
 
 // Patch applies an RFC 7386 JSON merge patch to the element's data and
 // records element.updated. A missing element is ErrNotFound (or
-// ErrVersionMismatch when If-Match was given).
-func (s *Store) Patch(ctx context.Context, room, id string, patch json.RawMessage, pre Precondition, meta Meta) (roomfeed.Element, roomfeed.Event, error) {
-	var (
-		el roomfeed.Element
-		ev roomfeed.Event
-	)
+// ErrVersionMismatch when If-Match was given). A stale If-Match is merged
+// (see merge): the patch is applied to that version's data.
+func (s *Store) Patch(ctx context.Context, room, id string, patch json.RawMessage, pre Precondition, meta Meta) (Outcome, error) {
 	if !isObject(patch) {
-		return roomfeed.Element{}, roomfeed.Event{}, fmt.Errorf("patch element: patch is not a JSON object: %w", ErrInvalid)
+		return Outcome{}, fmt.Errorf("patch element: patch is not a JSON object: %w", ErrInvalid)
 	}
-	err := s.write(ctx, room, id, func(ctx context.Context, tx sqlstore.Tx) error {
-		cur, err := existing(ctx, tx, id, pre)
+	out, err := s.apply(ctx, room, sqlstore.Reads{ID: id, Base: pre.base()}, meta, func(ctx context.Context, tx sqlstore.Tx) (Outcome, error) {
+		cur, exists, err := tx.Element(ctx, id)
 		if err != nil {
-			return err
+			return Outcome{}, err
+		}
+		if pre.stale(exists, cur) {
+			return s.merge(ctx, tx, room, cur, *pre.IfMatch, meta, func(base sqlstore.Version) (string, json.RawMessage, error) {
+				data, err := mergePatch(base.Data, patch)
+				return base.Kind, data, err
+			})
+		}
+		if err := pre.checkExisting(exists, cur.Version); err != nil {
+			return Outcome{}, err
 		}
 		data, err := mergePatch(cur.Data, patch)
 		if err != nil {
-			return err
+			return Outcome{}, err
 		}
-		el = roomfeed.Element{ID: id, Kind: cur.Kind, Version: cur.Version + 1, Data: data, UpdatedAt: tx.Time()}
-		if err := tx.SaveElement(ctx, el); err != nil {
-			return err
-		}
-		ev, err = elementEvent(ctx, tx, room, roomfeed.TypeUpdated, el, meta)
-		return err
+		el := roomfeed.Element{ID: id, Kind: cur.Kind, Version: cur.Version + 1, Data: data, UpdatedAt: tx.Time()}
+		ev, err := s.saveElement(ctx, tx, room, el, versionUpdated, meta)
+		return Outcome{Element: el, Event: ev}, err
 	})
 	if err != nil {
-		return roomfeed.Element{}, roomfeed.Event{}, fmt.Errorf("patch element: %w", err)
+		return Outcome{}, fmt.Errorf("patch element: %w", err)
 	}
-	return el, ev, nil
+	return out, nil
 }
 
 // Delete removes the element and records element.deleted, whose element
-// has the id, kind and tombstone version (the deleted version + 1) and no
-// data. A missing element is ErrNotFound (or ErrVersionMismatch when
-// If-Match was given).
-func (s *Store) Delete(ctx context.Context, room, id string, pre Precondition, meta Meta) (roomfeed.Event, error) {
-	var ev roomfeed.Event
-	err := s.write(ctx, room, id, func(ctx context.Context, tx sqlstore.Tx) error {
-		cur, err := existing(ctx, tx, id, pre)
+// (Outcome.Element) has the id, kind and tombstone version (the deleted
+// version + 1) and no data. A missing element is ErrNotFound (or
+// ErrVersionMismatch when If-Match was given); a stale If-Match is never
+// merged. The element's versions are kept.
+func (s *Store) Delete(ctx context.Context, room, id string, pre Precondition, meta Meta) (Outcome, error) {
+	out, err := s.apply(ctx, room, sqlstore.Reads{ID: id}, meta, func(ctx context.Context, tx sqlstore.Tx) (Outcome, error) {
+		cur, exists, err := tx.Element(ctx, id)
 		if err != nil {
-			return err
+			return Outcome{}, err
+		}
+		if err := pre.checkExisting(exists, cur.Version); err != nil {
+			return Outcome{}, err
 		}
 		if err := tx.DeleteElement(ctx, id); err != nil {
-			return err
+			return Outcome{}, err
 		}
 		tomb := roomfeed.Element{ID: id, Kind: cur.Kind, Version: cur.Version + 1, UpdatedAt: tx.Time()}
 		if err := tx.SaveTombstone(ctx, id, tomb.Version); err != nil {
-			return err
+			return Outcome{}, err
 		}
-		ev, err = elementEvent(ctx, tx, room, roomfeed.TypeDeleted, tomb, meta)
-		return err
+		if err := s.saveVersion(ctx, tx, tomb, versionDeleted, meta); err != nil {
+			return Outcome{}, err
+		}
+		ev, err := elementEvent(ctx, tx, room, roomfeed.TypeDeleted, tomb, meta)
+		return Outcome{Element: tomb, Event: ev}, err
 	})
 	if err != nil {
-		return roomfeed.Event{}, fmt.Errorf("delete element: %w", err)
+		return Outcome{}, fmt.Errorf("delete element: %w", err)
 	}
-	return ev, nil
+	return out, nil
 }
 
 // Message records a custom room message as an event of type name. It does
 // not touch elements. Empty data is recorded as null.
-func (s *Store) Message(ctx context.Context, room, name string, data json.RawMessage, meta Meta) (roomfeed.Event, error) {
+func (s *Store) Message(ctx context.Context, room, name string, data json.RawMessage, meta Meta) (Outcome, error) {
 	data, err := compactJSON(data, "null")
 	if err != nil {
-		return roomfeed.Event{}, fmt.Errorf("record message: data: %w", err)
+		return Outcome{}, fmt.Errorf("record message: data: %w", err)
 	}
-	var ev roomfeed.Event
-	err = s.write(ctx, room, "", func(ctx context.Context, tx sqlstore.Tx) error {
+	out, err := s.apply(ctx, room, sqlstore.Reads{}, meta, func(ctx context.Context, tx sqlstore.Tx) (Outcome, error) {
 		payload, err := encodeJSON(messagePayload{
 			ID: strconv.FormatInt(tx.Seq(), 10), Room: room, Type: name, Data: data,
-			OpID: meta.OpID, Actor: meta.Actor, At: formatTime(tx.Time()),
+			OpID: meta.opID(), Actor: meta.Actor, At: formatTime(tx.Time()),
 		})
 		if err != nil {
-			return err
+			return Outcome{}, err
 		}
-		ev, err = recordEvent(ctx, tx, room, name, payload)
-		return err
+		ev, err := recordEvent(ctx, tx, room, name, payload)
+		return Outcome{Event: ev}, err
 	})
 	if err != nil {
-		return roomfeed.Event{}, fmt.Errorf("record message: %w", err)
+		return Outcome{}, fmt.Errorf("record message: %w", err)
 	}
-	return ev, nil
+	return out, nil
 }
 
-// existing reads an element that must exist and pass pre: a failed
-// precondition is its error, then a missing element is ErrNotFound.
-func existing(ctx context.Context, tx sqlstore.Tx, id string, pre Precondition) (roomfeed.Element, error) {
-	cur, exists, err := tx.Element(ctx, id)
-	if err != nil {
-		return roomfeed.Element{}, err
+// saveElement writes el as its element's new version, of type vtype
+// (created, updated or merged): the element, its version and its event.
+func (s *Store) saveElement(ctx context.Context, tx sqlstore.Tx, room string, el roomfeed.Element, vtype string, meta Meta) (roomfeed.Event, error) {
+	if err := tx.SaveElement(ctx, el); err != nil {
+		return roomfeed.Event{}, err
 	}
-	if err := pre.check(exists, cur.Version); err != nil {
-		return roomfeed.Element{}, err
+	if err := s.saveVersion(ctx, tx, el, vtype, meta); err != nil {
+		return roomfeed.Event{}, err
 	}
-	if !exists {
-		return roomfeed.Element{}, ErrNotFound
+	typ := roomfeed.TypeUpdated
+	if vtype == versionCreated {
+		typ = roomfeed.TypeCreated
 	}
-	return cur, nil
+	return elementEvent(ctx, tx, room, typ, el, meta)
+}
+
+// saveVersion records el (a tombstone for a deletion) as a version of its
+// element, and drops the versions beyond the newest s.keep.
+func (s *Store) saveVersion(ctx context.Context, tx sqlstore.Tx, el roomfeed.Element, vtype string, meta Meta) error {
+	return tx.SaveVersion(ctx, sqlstore.Version{
+		ID: el.ID, Version: el.Version, Seq: tx.Seq(), Type: vtype, Kind: el.Kind, Data: el.Data,
+		Actor: meta.Actor, OpID: meta.opID(), At: tx.Time(),
+	}, el.Version-s.keep)
 }
 
 func elementEvent(ctx context.Context, tx sqlstore.Tx, room, typ string, el roomfeed.Element, meta Meta) (roomfeed.Event, error) {
 	payload, err := encodeJSON(elementPayload{
 		ID: strconv.FormatInt(tx.Seq(), 10), Room: room, Type: typ, Element: el,
-		OpID: meta.OpID, Actor: meta.Actor, At: formatTime(tx.Time()),
+		OpID: meta.opID(), Actor: meta.Actor, At: formatTime(tx.Time()),
 	})
 	if err != nil {
 		return roomfeed.Event{}, err

@@ -1,13 +1,20 @@
 package repo
 
-import "github.com/roomfeed/roomfeed/repo/internal/sqlstore"
+import (
+	"errors"
+
+	"github.com/roomfeed/roomfeed/repo/internal/sqlstore"
+)
 
 // Errors returned by the store, wrapped with the operation's context.
 var (
 	// ErrNotFound: the element (or, for element routes, the room) does not exist.
 	ErrNotFound = sqlstore.ErrNotFound
-	// ErrVersionMismatch: If-Match did not match the current version, or
-	// If-Match was given for an element that does not exist (HTTP 412).
+	// ErrVersionMismatch: If-Match did not match the current version and
+	// could not be merged onto it (its version is not kept, or the write is
+	// a Delete, or PUT and the current version changed the kind
+	// differently), or If-Match was given for an element that does not
+	// exist (HTTP 412).
 	ErrVersionMismatch = sqlstore.ErrVersionMismatch
 	// ErrExists: If-None-Match: * was given and the element exists.
 	ErrExists = sqlstore.ErrExists
@@ -18,4 +25,11 @@ var (
 	// ErrRoomFull: creating the element would take the room above
 	// Precondition.MaxElements.
 	ErrRoomFull = sqlstore.ErrRoomFull
+	// ErrConflict: a stale If-Match merged onto the current version
+	// changed a path the current version changed too, differently; the
+	// error is a *ConflictError (HTTP 409).
+	ErrConflict = errors.New("conflict")
+	// ErrKeyReused: the idempotency key was used in the room by a request
+	// with another fingerprint (HTTP 422).
+	ErrKeyReused = errors.New("idempotency key reused")
 )

@@ -20,6 +20,19 @@ func (s *Store) Head(ctx context.Context, room string) (int64, error) {
 	return seq, nil
 }
 
+// Oldest returns the seq of the room's oldest event still in the history
+// (retention trims the older ones), 0 when it has none: a reader may page
+// the history from the cursor Oldest-1.
+func (s *Store) Oldest(ctx context.Context, room string) (int64, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	seq, err := s.db.Oldest(ctx, room)
+	if err != nil {
+		return 0, fmt.Errorf("oldest event: %w", sqlstore.ClassifyBounded(ctx, err))
+	}
+	return seq, nil
+}
+
 // EventsAfter returns the room's events with seq > after in seq order, at
 // most limit of them (limit <= 0 means DefaultPageSize). When retention
 // removed event after+1 it returns roomfeed.ErrTrimmed.

@@ -33,7 +33,7 @@ func TestPatch(t *testing.T) {
 			}
 			id := "e" + string(rune('a'+i))
 			mustPut(t, s, "w1", id, "thing", tt.Target)
-			el, ev, err := s.Patch(t.Context(), "w1", id, json.RawMessage(tt.Patch), Precondition{IfMatch: ptr(int64(1))}, Meta{OpID: "p"})
+			el, ev, _, err := elOf(s.Patch(t.Context(), "w1", id, json.RawMessage(tt.Patch), Precondition{IfMatch: ptr(int64(1))}, Meta{OpID: "p"}))
 			if err != nil {
 				t.Errorf("Patch(%s, %s): %v", tt.Target, tt.Patch, err)
 				continue

@@ -20,12 +20,7 @@ import (
 // committers.
 func openPostgresStore(t *testing.T, url string, committers int) *Store {
 	t.Helper()
-	s, err := Open(t.Context(), url, Options{Committers: committers})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return openWith(t, url, Options{Committers: committers})
 }
 
 type queuedResult struct {
@@ -161,21 +156,21 @@ func checkRoomHistory(t *testing.T, s, cur *Store, room string) int64 {
 
 func patchWrite(room, id, patch string, pre Precondition) func(context.Context, *Store) (int64, error) {
 	return func(ctx context.Context, s *Store) (int64, error) {
-		_, ev, err := s.Patch(ctx, room, id, json.RawMessage(patch), pre, Meta{})
+		ev, err := evOf(s.Patch(ctx, room, id, json.RawMessage(patch), pre, Meta{}))
 		return ev.Seq, err
 	}
 }
 
 func deleteWrite(room, id string, pre Precondition) func(context.Context, *Store) (int64, error) {
 	return func(ctx context.Context, s *Store) (int64, error) {
-		ev, err := s.Delete(ctx, room, id, pre, Meta{})
+		ev, err := evOf(s.Delete(ctx, room, id, pre, Meta{}))
 		return ev.Seq, err
 	}
 }
 
 func messageWrite(room, name string) func(context.Context, *Store) (int64, error) {
 	return func(ctx context.Context, s *Store) (int64, error) {
-		ev, err := s.Message(ctx, room, name, json.RawMessage(`{"n":1}`), Meta{OpID: "op"})
+		ev, err := evOf(s.Message(ctx, room, name, json.RawMessage(`{"n":1}`), Meta{OpID: "op"}))
 		return ev.Seq, err
 	}
 }
@@ -276,7 +271,7 @@ func TestPostgresGroupCommit(t *testing.T) {
 								err = fmt.Errorf("%w: recovered %v", errAnyErr, v)
 							}
 						}()
-						err = s.write(ctx, "w1", "", func(context.Context, sqlstore.Tx) error { panic("boom") })
+						err = s.write(ctx, "w1", sqlstore.Reads{}, func(context.Context, sqlstore.Tx) error { panic("boom") })
 						return 0, fmt.Errorf("got error %v, want a panic", err)
 					}, wantErr: errAnyErr},
 					{name: "put c", write: putWrite("w1", "c", Precondition{}), wantSeq: 3},
@@ -360,27 +355,27 @@ func TestPostgresBatchPayloads(t *testing.T) {
 	meta := Meta{OpID: "op-1", Actor: "ann"}
 	writes := []queuedWrite{
 		{name: "put", write: func(ctx context.Context, s *Store) (int64, error) {
-			_, ev, _, err := s.Put(ctx, "p", "a", "thing", json.RawMessage(`{ "b": [1, 2],  "a": "<&>" }`), Precondition{}, meta)
+			ev, err := evOf(s.Put(ctx, "p", "a", "thing", json.RawMessage(`{ "b": [1, 2],  "a": "<&>" }`), Precondition{}, meta))
 			record(ev)
 			return ev.Seq, err
 		}, wantSeq: 1},
 		{name: "patch", write: func(ctx context.Context, s *Store) (int64, error) {
-			_, ev, err := s.Patch(ctx, "p", "a", json.RawMessage(`{"c":{"d":null,"e":1.50}}`), Precondition{}, meta)
+			ev, err := evOf(s.Patch(ctx, "p", "a", json.RawMessage(`{"c":{"d":null,"e":1.50}}`), Precondition{}, meta))
 			record(ev)
 			return ev.Seq, err
 		}, wantSeq: 2},
 		{name: "message", write: func(ctx context.Context, s *Store) (int64, error) {
-			ev, err := s.Message(ctx, "p", "chat", json.RawMessage(` "hé" `), meta)
+			ev, err := evOf(s.Message(ctx, "p", "chat", json.RawMessage(` "hé" `), meta))
 			record(ev)
 			return ev.Seq, err
 		}, wantSeq: 3},
 		{name: "delete", write: func(ctx context.Context, s *Store) (int64, error) {
-			ev, err := s.Delete(ctx, "p", "a", Precondition{}, meta)
+			ev, err := evOf(s.Delete(ctx, "p", "a", Precondition{}, meta))
 			record(ev)
 			return ev.Seq, err
 		}, wantSeq: 4},
 		{name: "put again", write: func(ctx context.Context, s *Store) (int64, error) {
-			_, ev, created, err := s.Put(ctx, "p", "a", "other", nil, Precondition{}, Meta{})
+			_, ev, created, err := elOf(s.Put(ctx, "p", "a", "other", nil, Precondition{}, Meta{}))
 			if err == nil && !created {
 				err = errors.New("got created false, want true")
 			}
@@ -428,7 +423,7 @@ func TestPostgresTwoNodes(t *testing.T) {
 					_, err := nodes[n].Message(t.Context(), room, "m", nil, Meta{})
 					return err
 				}
-				_, _, _, err := nodes[n].Put(t.Context(), room, "e"+strconv.Itoa(i%3), "thing", json.RawMessage(fmt.Sprintf(`{"n":%d,"w":%d}`, n, w)), Precondition{}, Meta{})
+				_, err := nodes[n].Put(t.Context(), room, "e"+strconv.Itoa(i%3), "thing", json.RawMessage(fmt.Sprintf(`{"n":%d,"w":%d}`, n, w)), Precondition{}, Meta{})
 				return err
 			})
 			var total int64
@@ -469,7 +464,7 @@ func TestPostgresHangs(t *testing.T) {
 		call func() error
 	}{
 		{"Put", func() error {
-			_, _, _, err := s.Put(ctx, "h", "x", "thing", json.RawMessage(`{}`), Precondition{}, Meta{})
+			_, err := s.Put(ctx, "h", "x", "thing", json.RawMessage(`{}`), Precondition{}, Meta{})
 			return err
 		}},
 		{"Get", func() error { _, err := s.Get(ctx, "h", "before"); return err }},
@@ -489,7 +484,7 @@ func TestPostgresHangs(t *testing.T) {
 	}
 	for i := range 8 {
 		wg.Go(func() {
-			_, _, _, err := s.Put(ctx, fmt.Sprint("h", i%3), "y", "thing", json.RawMessage(`{}`), Precondition{}, Meta{})
+			_, err := s.Put(ctx, fmt.Sprint("h", i%3), "y", "thing", json.RawMessage(`{}`), Precondition{}, Meta{})
 			if !errors.Is(err, ErrUnavailable) {
 				t.Errorf("Put %d while the database hangs: got %v, want %v", i, err, ErrUnavailable)
 			}
@@ -500,7 +495,7 @@ func TestPostgresHangs(t *testing.T) {
 	proxy.SetStall(false)
 	var last error
 	for range 100 { // the pool replaces the connections it gave up
-		if _, _, _, last = s.Put(ctx, "h", "after", "thing", json.RawMessage(`{}`), Precondition{}, Meta{}); last == nil {
+		if _, last = s.Put(ctx, "h", "after", "thing", json.RawMessage(`{}`), Precondition{}, Meta{}); last == nil {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -1,10 +1,14 @@
-// Package repo owns the SQL store: elements, the per-room sequence and the
-// event history, which doubles as the transactional outbox.
+// Package repo owns the SQL store: elements and their kept versions, the
+// per-room sequence, the event history, which doubles as the transactional
+// outbox, and the idempotency keys of writes.
 //
 // Every write locks the room row, takes the next sequence number, writes the
-// element and inserts the event in one transaction, so sequence numbers are
-// gap-free per room and commit order equals sequence order. repo holds what
-// a write does (Put, Patch, Delete, Message) and the group-commit queues;
+// element and its version, inserts the event and records its idempotency
+// key in one transaction, so sequence numbers are gap-free per room, commit
+// order equals sequence order, and a retried write is answered as the first
+// was instead of being applied twice. A stale If-Match is merged three ways
+// from its kept version. repo holds what a write does (Put, Patch, Delete,
+// Message) and the group-commit queues;
 // the dialects, SQLite (the embedded default, repo/sqlite) and PostgreSQL
 // (repo/postgres), commit each batch the queues hand them and return the
 // same bytes for the same writes.
@@ -31,6 +35,9 @@ const (
 
 	// defaultQueryTimeout is Options.QueryTimeout's default.
 	defaultQueryTimeout = 5 * time.Second
+
+	// DefaultVersionsKeep is Options.VersionsKeep's default.
+	DefaultVersionsKeep = 100
 )
 
 // Options tune Open.
@@ -48,12 +55,17 @@ type Options struct {
 	// which runs one batch at a time on its own connection; every room is
 	// served by the same one. 0 = one per two CPUs.
 	Committers int
+	// VersionsKeep is the number of newest versions kept per element (at
+	// least); older ones are deleted by the write that passes them. 0 =
+	// DefaultVersionsKeep.
+	VersionsKeep int
 }
 
 // Store is the SQL store. It is safe for concurrent use.
 type Store struct {
 	db      backend
 	timeout time.Duration // Options.QueryTimeout, resolved; 0 = none
+	keep    int64         // Options.VersionsKeep, resolved
 	// commits run the writes in batches; a room always goes to the same
 	// one. SQLite has one, for its single write connection.
 	commits []*committer
@@ -68,9 +80,11 @@ type backend interface {
 	Get(ctx context.Context, room, id string) (roomfeed.Element, error)
 	Snapshot(ctx context.Context, room string) (cursor int64, els []roomfeed.Element, err error)
 	Head(ctx context.Context, room string) (int64, error)
+	Oldest(ctx context.Context, room string) (int64, error)
 	EventsAfter(ctx context.Context, room string, after int64, limit int) ([]roomfeed.Event, error)
 	RoomHeads(ctx context.Context, since time.Time) ([]roomfeed.RoomHead, error)
 	Trim(ctx context.Context, room string, keep int64, maxAge time.Duration, below int64) (int64, error)
+	TrimKeys(ctx context.Context, before time.Time) (int64, error)
 	Ping(ctx context.Context) error
 	Close() error
 }
@@ -87,7 +101,10 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{timeout: opts.QueryTimeout}
+	s := &Store{timeout: opts.QueryTimeout, keep: int64(opts.VersionsKeep)}
+	if s.keep <= 0 {
+		s.keep = DefaultVersionsKeep
+	}
 	switch {
 	case s.timeout == 0:
 		s.timeout = defaultQueryTimeout
@@ -167,10 +184,10 @@ func (s *Store) committer(room string) *committer {
 
 // write runs fn as one write on room, with the room row locked and the next
 // sequence number taken, and commits it. An error from fn undoes the write,
-// including the sequence number. id is the element fn reads ("" for
-// none): PostgreSQL reads it together with the sequence number.
-func (s *Store) write(ctx context.Context, room, id string, fn sqlstore.Func) error {
+// including the sequence number. reads are what fn reads: PostgreSQL reads
+// them together with the sequence number.
+func (s *Store) write(ctx context.Context, room string, reads sqlstore.Reads, fn sqlstore.Func) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	return sqlstore.ClassifyBounded(ctx, s.committer(room).do(ctx, room, id, fn))
+	return sqlstore.ClassifyBounded(ctx, s.committer(room).do(ctx, room, reads, fn))
 }

@@ -73,11 +73,19 @@ func wantErr(t *testing.T, what string, err, want error) {
 
 func mustPut(t *testing.T, s *Store, room, id, kind, data string) (roomfeed.Element, roomfeed.Event) {
 	t.Helper()
-	el, ev, _, err := s.Put(t.Context(), room, id, kind, json.RawMessage(data), Precondition{}, Meta{})
+	out, err := s.Put(t.Context(), room, id, kind, json.RawMessage(data), Precondition{}, Meta{})
 	if err != nil {
 		t.Fatalf("Put %s/%s: %v", room, id, err)
 	}
-	return el, ev
+	return out.Element, out.Event
+}
+
+// evOf returns the event of a write's outcome.
+func evOf(out Outcome, err error) (roomfeed.Event, error) { return out.Event, err }
+
+// elOf returns the element, event and creation of a write's outcome.
+func elOf(out Outcome, err error) (roomfeed.Element, roomfeed.Event, bool, error) {
+	return out.Element, out.Event, out.Created, err
 }
 
 func mustHead(t *testing.T, s *Store, room string) int64 {
@@ -160,9 +168,9 @@ func TestPutPayload(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
-		el, ev, created, err := s.Put(ctx, "w1", "c1", "character",
+		el, ev, created, err := elOf(s.Put(ctx, "w1", "c1", "character",
 			json.RawMessage(`{ "name" : "Aria", "html": "<b>&amp;</b>" }`), Precondition{IfNoneMatchAny: true},
-			Meta{OpID: "op-1", Actor: "alice"})
+			Meta{OpID: "op-1", Actor: "alice"}))
 		if err != nil {
 			t.Fatalf("Put: %v", err)
 		}
@@ -194,7 +202,7 @@ func TestPutPayload(t *testing.T) {
 		}
 
 		// Replace, changing the kind; no meta means no op_id/actor keys.
-		el2, ev2, created, err := s.Put(ctx, "w1", "c1", "npc", json.RawMessage(`{"name":"Bo"}`), Precondition{IfMatch: ptr(int64(1))}, Meta{})
+		el2, ev2, created, err := elOf(s.Put(ctx, "w1", "c1", "npc", json.RawMessage(`{"name":"Bo"}`), Precondition{IfMatch: ptr(int64(1))}, Meta{}))
 		if err != nil {
 			t.Fatalf("Put replace: %v", err)
 		}
@@ -208,9 +216,9 @@ func TestPutPayload(t *testing.T) {
 			t.Errorf("payload:\n got %s\nwant %s", ev2.Data, want)
 		}
 
-		_, _, _, err = s.Put(ctx, "w1", "c2", "npc", json.RawMessage(`{"name":`), Precondition{}, Meta{})
+		_, err = s.Put(ctx, "w1", "c2", "npc", json.RawMessage(`{"name":`), Precondition{}, Meta{})
 		wantErr(t, "Put invalid JSON", err, ErrInvalid)
-		_, _, _, err = s.Put(ctx, "w1", "c2", "npc", json.RawMessage(`[1]`), Precondition{}, Meta{})
+		_, err = s.Put(ctx, "w1", "c2", "npc", json.RawMessage(`[1]`), Precondition{}, Meta{})
 		wantErr(t, "Put non-object", err, ErrInvalid)
 		if got := mustHead(t, s, "w1"); got != 2 {
 			t.Errorf("Head: got %d, want 2", got)
@@ -243,23 +251,23 @@ func TestConcurrentWriters(t *testing.T) {
 			wg.Go(func() {
 				ctx := t.Context()
 				id := fmt.Sprintf("el-%d", i)
-				_, ev, _, err := s.Put(ctx, room, "shared", "counter", json.RawMessage(fmt.Sprintf(`{"by":%d}`, i)), Precondition{}, Meta{})
+				ev, err := evOf(s.Put(ctx, room, "shared", "counter", json.RawMessage(fmt.Sprintf(`{"by":%d}`, i)), Precondition{}, Meta{}))
 				if err != nil {
 					errs <- fmt.Errorf("writer %d: put shared: %w", i, err)
 					return
 				}
 				record(ev)
-				if _, ev, _, err = s.Put(ctx, room, id, "thing", json.RawMessage(`{"n":0}`), Precondition{IfNoneMatchAny: true}, Meta{}); err != nil {
+				if ev, err = evOf(s.Put(ctx, room, id, "thing", json.RawMessage(`{"n":0}`), Precondition{IfNoneMatchAny: true}, Meta{})); err != nil {
 					errs <- fmt.Errorf("writer %d: put own: %w", i, err)
 					return
 				}
 				record(ev)
-				if _, ev, err = s.Patch(ctx, room, id, json.RawMessage(`{"n":1}`), Precondition{IfMatch: ptr(int64(1))}, Meta{}); err != nil {
+				if ev, err = evOf(s.Patch(ctx, room, id, json.RawMessage(`{"n":1}`), Precondition{IfMatch: ptr(int64(1))}, Meta{})); err != nil {
 					errs <- fmt.Errorf("writer %d: patch own: %w", i, err)
 					return
 				}
 				record(ev)
-				if ev, err = s.Message(ctx, room, "ping", json.RawMessage(strconv.Itoa(i)), Meta{Actor: id}); err != nil {
+				if ev, err = evOf(s.Message(ctx, room, "ping", json.RawMessage(strconv.Itoa(i)), Meta{Actor: id})); err != nil {
 					errs <- fmt.Errorf("writer %d: message: %w", i, err)
 					return
 				}
@@ -333,20 +341,24 @@ func TestPreconditions(t *testing.T) {
 			write func() error
 			want  error
 		}{
-			{"put stale If-Match", func() error {
-				_, _, _, err := s.Put(ctx, room, "c1", "character", json.RawMessage(`{}`), Precondition{IfMatch: ptr(int64(1))}, Meta{})
+			{"put stale If-Match changing what changed since", func() error {
+				_, err := s.Put(ctx, room, "c1", "character", json.RawMessage(`{"name":"Aria","hp":5}`), Precondition{IfMatch: ptr(int64(1))}, Meta{})
+				return err
+			}, ErrConflict},
+			{"put If-Match of a version not written yet", func() error {
+				_, err := s.Put(ctx, room, "c1", "character", json.RawMessage(`{}`), Precondition{IfMatch: ptr(int64(3))}, Meta{})
 				return err
 			}, ErrVersionMismatch},
 			{"put If-None-Match on existing", func() error {
-				_, _, _, err := s.Put(ctx, room, "c1", "character", json.RawMessage(`{}`), Precondition{IfNoneMatchAny: true}, Meta{})
+				_, err := s.Put(ctx, room, "c1", "character", json.RawMessage(`{}`), Precondition{IfNoneMatchAny: true}, Meta{})
 				return err
 			}, ErrExists},
 			{"put If-Match on missing", func() error {
-				_, _, _, err := s.Put(ctx, room, "nope", "character", json.RawMessage(`{}`), Precondition{IfMatch: ptr(int64(1))}, Meta{})
+				_, err := s.Put(ctx, room, "nope", "character", json.RawMessage(`{}`), Precondition{IfMatch: ptr(int64(1))}, Meta{})
 				return err
 			}, ErrVersionMismatch},
 			{"put If-Match any on missing", func() error {
-				_, _, _, err := s.Put(ctx, room, "nope", "character", json.RawMessage(`{}`), Precondition{IfMatchAny: true}, Meta{})
+				_, err := s.Put(ctx, room, "nope", "character", json.RawMessage(`{}`), Precondition{IfMatchAny: true}, Meta{})
 				return err
 			}, ErrVersionMismatch},
 			{"delete If-Match any on missing", func() error {
@@ -354,19 +366,19 @@ func TestPreconditions(t *testing.T) {
 				return err
 			}, ErrVersionMismatch},
 			{"patch stale If-Match", func() error {
-				_, _, err := s.Patch(ctx, room, "c1", json.RawMessage(`{"hp":1}`), Precondition{IfMatch: ptr(int64(3))}, Meta{})
+				_, err := s.Patch(ctx, room, "c1", json.RawMessage(`{"hp":1}`), Precondition{IfMatch: ptr(int64(3))}, Meta{})
 				return err
 			}, ErrVersionMismatch},
 			{"patch If-Match on missing", func() error {
-				_, _, err := s.Patch(ctx, room, "nope", json.RawMessage(`{"hp":1}`), Precondition{IfMatch: ptr(int64(1))}, Meta{})
+				_, err := s.Patch(ctx, room, "nope", json.RawMessage(`{"hp":1}`), Precondition{IfMatch: ptr(int64(1))}, Meta{})
 				return err
 			}, ErrVersionMismatch},
 			{"patch missing", func() error {
-				_, _, err := s.Patch(ctx, room, "nope", json.RawMessage(`{"hp":1}`), Precondition{}, Meta{})
+				_, err := s.Patch(ctx, room, "nope", json.RawMessage(`{"hp":1}`), Precondition{}, Meta{})
 				return err
 			}, ErrNotFound},
 			{"patch not an object", func() error {
-				_, _, err := s.Patch(ctx, room, "c1", json.RawMessage(`[1]`), Precondition{}, Meta{})
+				_, err := s.Patch(ctx, room, "c1", json.RawMessage(`[1]`), Precondition{}, Meta{})
 				return err
 			}, ErrInvalid},
 			{"delete stale If-Match", func() error {
@@ -396,15 +408,15 @@ func TestPreconditions(t *testing.T) {
 		}
 
 		// Matching preconditions succeed and continue the sequence.
-		el, ev, _, err := s.Put(ctx, room, "c1", "character", json.RawMessage(`{"name":"Aria"}`), Precondition{IfMatch: ptr(int64(2))}, Meta{})
+		el, ev, _, err := elOf(s.Put(ctx, room, "c1", "character", json.RawMessage(`{"name":"Aria"}`), Precondition{IfMatch: ptr(int64(2))}, Meta{}))
 		if err != nil || el.Version != 3 || ev.Seq != head+1 {
 			t.Fatalf("Put matching If-Match: got %+v seq %d err %v, want version 3 seq %d", el, ev.Seq, err, head+1)
 		}
-		el, ev, created, err := s.Put(ctx, room, "c2", "character", json.RawMessage(`{}`), Precondition{IfNoneMatchAny: true}, Meta{})
+		el, ev, created, err := elOf(s.Put(ctx, room, "c2", "character", json.RawMessage(`{}`), Precondition{IfNoneMatchAny: true}, Meta{}))
 		if err != nil || !created || el.Version != 1 || ev.Seq != head+2 {
 			t.Fatalf("Put If-None-Match new: got %+v created %v seq %d err %v, want version 1 created seq %d", el, created, ev.Seq, err, head+2)
 		}
-		el, ev, created, err = s.Put(ctx, room, "c2", "character", json.RawMessage(`{"n":1}`), Precondition{IfMatchAny: true}, Meta{})
+		el, ev, created, err = elOf(s.Put(ctx, room, "c2", "character", json.RawMessage(`{"n":1}`), Precondition{IfMatchAny: true}, Meta{}))
 		if err != nil || created || el.Version != 2 || ev.Seq != head+3 {
 			t.Fatalf("Put If-Match any on existing: got %+v created %v seq %d err %v, want version 2 replaced seq %d", el, created, ev.Seq, err, head+3)
 		}
@@ -417,7 +429,7 @@ func TestDelete(t *testing.T) {
 		ctx := t.Context()
 		mustPut(t, s, "w1", "c1", "character", `{"name":"Aria"}`)
 		mustPut(t, s, "w1", "c2", "item", `{}`)
-		ev, err := s.Delete(ctx, "w1", "c1", Precondition{IfMatch: ptr(int64(1))}, Meta{OpID: "op-9"})
+		ev, err := evOf(s.Delete(ctx, "w1", "c1", Precondition{IfMatch: ptr(int64(1))}, Meta{OpID: "op-9"}))
 		if err != nil {
 			t.Fatalf("Delete: %v", err)
 		}
@@ -441,13 +453,13 @@ func TestDelete(t *testing.T) {
 		// Recreating goes on from the tombstone's version (2), so versions of
 		// an id never repeat and an If-Match from before the delete fails.
 		stale := int64(1)
-		_, _, _, err = s.Put(ctx, "w1", "c1", "character", json.RawMessage(`{}`), Precondition{IfMatch: &stale}, Meta{})
+		_, err = s.Put(ctx, "w1", "c1", "character", json.RawMessage(`{}`), Precondition{IfMatch: &stale}, Meta{})
 		wantErr(t, "Put with a version from before the delete", err, ErrVersionMismatch)
-		el, _, created, err := s.Put(ctx, "w1", "c1", "character", json.RawMessage(`{}`), Precondition{IfNoneMatchAny: true}, Meta{})
+		el, _, created, err := elOf(s.Put(ctx, "w1", "c1", "character", json.RawMessage(`{}`), Precondition{IfNoneMatchAny: true}, Meta{}))
 		if err != nil || !created || el.Version != 3 {
 			t.Errorf("recreate: got %+v created %v err %v, want version 3 created", el, created, err)
 		}
-		_, _, _, err = s.Put(ctx, "w1", "c1", "character", json.RawMessage(`{}`), Precondition{IfMatch: &stale}, Meta{})
+		_, err = s.Put(ctx, "w1", "c1", "character", json.RawMessage(`{}`), Precondition{IfMatch: &stale}, Meta{})
 		wantErr(t, "Put with version 1 after the re-create", err, ErrVersionMismatch)
 	})
 }
@@ -457,7 +469,7 @@ func TestMessage(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		mustPut(t, s, "w1", "c1", "character", `{}`)
-		ev, err := s.Message(ctx, "w1", "cursor.moved", json.RawMessage(`{"x": 1, "y": [2, 3], "s": "a<b"}`), Meta{OpID: "o1", Actor: "bob"})
+		ev, err := evOf(s.Message(ctx, "w1", "cursor.moved", json.RawMessage(`{"x": 1, "y": [2, 3], "s": "a<b"}`), Meta{OpID: "o1", Actor: "bob"}))
 		if err != nil {
 			t.Fatalf("Message: %v", err)
 		}
@@ -466,7 +478,7 @@ func TestMessage(t *testing.T) {
 		if ev.Seq != 2 || ev.Type != "cursor.moved" || string(ev.Data) != want {
 			t.Errorf("Message: got seq %d type %q payload\n %s\nwant seq 2 type cursor.moved payload\n %s", ev.Seq, ev.Type, ev.Data, want)
 		}
-		ev, err = s.Message(ctx, "w1", "hello", nil, Meta{})
+		ev, err = evOf(s.Message(ctx, "w1", "hello", nil, Meta{}))
 		if err != nil {
 			t.Fatalf("Message without data: %v", err)
 		}
@@ -475,7 +487,7 @@ func TestMessage(t *testing.T) {
 			t.Errorf("Message without data: got %s, want %s", ev.Data, want)
 		}
 		// A message in a new room creates the room.
-		if ev, err := s.Message(ctx, "w2", "hello", json.RawMessage(`"hi"`), Meta{}); err != nil || ev.Seq != 1 {
+		if ev, err := evOf(s.Message(ctx, "w2", "hello", json.RawMessage(`"hi"`), Meta{})); err != nil || ev.Seq != 1 {
 			t.Errorf("Message in new room: got seq %d err %v, want seq 1", ev.Seq, err)
 		}
 		snap, err := s.Snapshot(ctx, "w1")
@@ -595,6 +607,14 @@ func TestTrim(t *testing.T) {
 				t.Errorf("Trim(%d, %v, %d): got %d deleted, want %d", keep, maxAge, below, n, want)
 			}
 		}
+		oldest := func(room string, want int64) {
+			t.Helper()
+			if got, err := s.Oldest(ctx, room); err != nil || got != want {
+				t.Errorf("Oldest(%s): got %d, %v; want %d", room, got, err, want)
+			}
+		}
+		oldest("w1", 1)
+		oldest("nowhere", 0)
 		trim(0, 0, 20, 0)         // no limits
 		trim(5, 0, 10, 10)        // keep 5 would delete 1..15, but only up to 10 are published
 		trim(5, 0, 20, 5)         // now 11..15
@@ -607,22 +627,26 @@ func TestTrim(t *testing.T) {
 		if evs := allEvents(t, s, "w1", 15); len(evs) != 5 || evs[0].Seq != 16 {
 			t.Errorf("EventsAfter(15): got %d events, want 16..20", len(evs))
 		}
+		oldest("w1", 16)
 		time.Sleep(5 * time.Millisecond)
 		trim(0, time.Millisecond, 18, 3) // by age: 16..18
 		trim(0, time.Millisecond, 20, 2) // the rest
 		_, err := s.EventsAfter(ctx, "w1", 19, 10)
 		wantErr(t, "EventsAfter(19) with nothing retained", err, roomfeed.ErrTrimmed)
+		oldest("w1", 0)
 		if evs, err := s.EventsAfter(ctx, "w1", 20, 10); err != nil || len(evs) != 0 {
 			t.Errorf("EventsAfter(head): got %d events, %v, want none", len(evs), err)
 		}
 		// Writing continues the sequence; other rooms are untouched.
-		ev, err := s.Message(ctx, "w1", "m", nil, Meta{})
+		ev, err := evOf(s.Message(ctx, "w1", "m", nil, Meta{}))
 		if err != nil || ev.Seq != 21 {
 			t.Errorf("Message after trim: got seq %d err %v, want 21", ev.Seq, err)
 		}
 		if evs := allEvents(t, s, "w1", 20); len(evs) != 1 {
 			t.Errorf("EventsAfter(20): got %d events, want 1", len(evs))
 		}
+		oldest("w1", 21)
+		oldest("w2", 1)
 		if evs := allEvents(t, s, "w2", 0); len(evs) != 1 {
 			t.Errorf("w2 events: got %d, want 1", len(evs))
 		}
@@ -727,9 +751,9 @@ func TestSnapshotConsistency(t *testing.T) {
 					var err error
 					switch i % 4 {
 					case 0, 1:
-						_, _, _, err = s.Put(ctx, room, id, "thing", json.RawMessage(fmt.Sprintf(`{"w":%d,"i":%d}`, w, i)), Precondition{}, Meta{})
+						_, err = s.Put(ctx, room, id, "thing", json.RawMessage(fmt.Sprintf(`{"w":%d,"i":%d}`, w, i)), Precondition{}, Meta{})
 					case 2:
-						_, _, err = s.Patch(ctx, room, id, json.RawMessage(fmt.Sprintf(`{"p":%d,"w":null}`, i)), Precondition{}, Meta{})
+						_, err = s.Patch(ctx, room, id, json.RawMessage(fmt.Sprintf(`{"p":%d,"w":null}`, i)), Precondition{}, Meta{})
 					case 3:
 						_, err = s.Delete(ctx, room, id, Precondition{}, Meta{})
 					}

@@ -15,8 +15,9 @@ import (
 // BenchmarkWrite measures Put throughput through the store alone (no HTTP,
 // no publishing): 1 and 16 writers, into one room or spread over 1,000
 // rooms, on SQLite and PostgreSQL. Each writer replaces 16 elements of its
-// own in turn, like roomfeed-bench scenario 6. Besides ns/op it reports
-// writes/s.
+// own in turn, like roomfeed-bench scenario 6. The keyed runs give every
+// write a new idempotency key, as a client sending an Op-ID with each
+// write does. Besides ns/op it reports writes/s.
 //
 //	go test -run '^$' -bench Write -benchtime 2000x ./repo/
 func BenchmarkWrite(b *testing.B) {
@@ -28,23 +29,27 @@ func BenchmarkWrite(b *testing.B) {
 		{"postgres", func(b *testing.B) string { return testenv.PostgresURL(b) }},
 	}
 	for _, be := range backends {
-		for _, writers := range []int{1, 16} {
-			for _, rooms := range []int{1, 1000} {
-				name := fmt.Sprintf("%s/writers=%d/rooms=%d", be.name, writers, rooms)
-				b.Run(name, func(b *testing.B) {
-					s, err := Open(b.Context(), be.url(b), Options{})
-					if err != nil {
-						b.Fatalf("Open: %v", err)
-					}
-					b.Cleanup(func() { s.Close() })
-					benchmarkWrites(b, s, writers, rooms)
-				})
+		for _, run := range []struct {
+			writers, rooms int
+			keyed          bool
+		}{{1, 1, false}, {1, 1000, false}, {16, 1, false}, {16, 1000, false}, {16, 1, true}, {16, 1000, true}} {
+			name := fmt.Sprintf("%s/writers=%d/rooms=%d", be.name, run.writers, run.rooms)
+			if run.keyed {
+				name += "/keyed"
 			}
+			b.Run(name, func(b *testing.B) {
+				s, err := Open(b.Context(), be.url(b), Options{})
+				if err != nil {
+					b.Fatalf("Open: %v", err)
+				}
+				b.Cleanup(func() { s.Close() })
+				benchmarkWrites(b, s, run.writers, run.rooms, run.keyed)
+			})
 		}
 	}
 }
 
-func benchmarkWrites(b *testing.B, s *Store, writers, rooms int) {
+func benchmarkWrites(b *testing.B, s *Store, writers, rooms int, keyed bool) {
 	b.Helper()
 	data := json.RawMessage(`{"name":"Aria","hp":12,"pos":{"x":1.5,"y":-3}}`)
 	var (
@@ -68,7 +73,11 @@ func benchmarkWrites(b *testing.B, s *Store, writers, rooms int) {
 					room = "w" + strconv.FormatInt(n%int64(rooms), 10)
 				}
 				id := "e" + strconv.Itoa(w) + "-" + strconv.Itoa(i%16)
-				if _, _, _, err := s.Put(ctx, room, id, "thing", data, Precondition{}, Meta{}); err != nil {
+				var meta Meta
+				if keyed {
+					meta.Idem = &Idempotency{Key: "k" + strconv.FormatInt(n, 10), Fingerprint: "fp", Answer: benchAnswer}
+				}
+				if _, err := s.Put(ctx, room, id, "thing", data, Precondition{}, meta); err != nil {
 					errMu.Lock()
 					first = err
 					errMu.Unlock()
@@ -83,4 +92,11 @@ func benchmarkWrites(b *testing.B, s *Store, writers, rooms int) {
 		b.Fatalf("Put: %v", first)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+}
+
+// benchAnswer records the element's version and event, as the API does.
+func benchAnswer(out Outcome) (Answer, error) {
+	return Answer{Status: 200, Body: out.Event.Data, Header: map[string]string{
+		"ETag": strconv.FormatInt(out.Element.Version, 10), "Event-ID": out.Event.ID(),
+	}}, nil
 }

@@ -48,9 +48,13 @@ func benchEngine(b *testing.B) *Engine {
 	return e
 }
 
-// openLive opens a live stream of room on e, writing to out.
-func openLive(b *testing.B, e *Engine, room string, out writer) *Stream {
-	st, err := e.Open(b.Context(), Request{Rooms: []string{room}, Path: "/rooms/" + room + "/events", Remote: "127.0.0.1"})
+// openLive opens a live stream of room on e, writing to out, with filter f.
+func openLive(b *testing.B, e *Engine, room string, out writer, f ...Filter) *Stream {
+	req := Request{Rooms: []string{room}, Path: "/rooms/" + room + "/events", Remote: "127.0.0.1"}
+	if len(f) > 0 {
+		req.Filter = f[0]
+	}
+	st, err := e.Open(b.Context(), req)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -60,13 +64,21 @@ func openLive(b *testing.B, e *Engine, room string, out writer) *Stream {
 
 // BenchmarkPumpDeliver1000: one event to 1,000 pumped streams of a room,
 // from the hub to their connections.
-func BenchmarkPumpDeliver1000(b *testing.B) {
+func BenchmarkPumpDeliver1000(b *testing.B) { benchPumpDeliver(b) }
+
+// BenchmarkPumpDeliver1000Filtered: the same with a kind filter on every
+// stream (the event's element is parsed once, for all of them).
+func BenchmarkPumpDeliver1000Filtered(b *testing.B) {
+	benchPumpDeliver(b, Filter{Kinds: []string{"place", "character"}})
+}
+
+func benchPumpDeliver(b *testing.B, f ...Filter) {
 	e := benchEngine(b)
 	var wg sync.WaitGroup
 	const n = 1000
 	for range n {
 		conn := &discardConn{wg: &wg}
-		e.env.pump.add(openLive(b, e, "r", conn), conn)
+		e.env.pump.add(openLive(b, e, "r", conn, f...), conn)
 	}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {

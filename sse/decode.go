@@ -28,20 +28,28 @@ var ErrLineTooLong = errors.New("event stream line longer than 16 MiB")
 // Decoder reads an event stream by the WHATWG rules: lines end with CRLF,
 // LF or CR; an optional byte-order mark; "field: value" with one optional
 // space; lines starting with ':' are comments; "id" values with NUL are
-// ignored; an event is dispatched at a blank line when it has data, and an
-// event cut off by the end of the stream is discarded.
+// ignored; at a blank line the id in effect becomes the last event id and
+// the event is dispatched when it has data; an event cut off by the end of
+// the stream is discarded, its id with it.
 type Decoder struct {
 	// OnComment, when set, is called with the text of each comment (without
 	// the ':' and one leading space). If it returns an error, Next returns
 	// that error at once; a later Next goes on with the stream.
 	OnComment func(text string) error
+	// OnID, when set, is called with the id of each event that set an id
+	// but carried no data, at its blank line: the stream moved the last
+	// event id without dispatching anything (a filtered roomfeed stream
+	// does so after events it left out). An error is returned by Next as
+	// OnComment's is.
+	OnID func(id string) error
 
 	br       *bufio.Reader
 	maxLine  int
 	line     []byte
-	started  bool // the optional byte-order mark has been checked
-	skipLF   bool // the previous line ended with CR: a following LF belongs to it
-	lastID   string
+	started  bool   // the optional byte-order mark has been checked
+	skipLF   bool   // the previous line ended with CR: a following LF belongs to it
+	lastID   string // the last event id: set at the blank line that ends an event
+	idBuf    string // the id in effect for the event being read
 	retry    time.Duration
 	hasRetry bool
 
@@ -77,8 +85,14 @@ func (d *Decoder) Next() (Event, error) {
 			line = bytes.TrimPrefix(line, []byte("\ufeff"))
 		}
 		if len(line) == 0 {
-			if ev, ok := d.dispatch(); ok {
+			ev, ok, bareID := d.dispatch()
+			if ok {
 				return ev, nil
+			}
+			if bareID && d.OnID != nil {
+				if err := d.OnID(d.lastID); err != nil {
+					return Event{}, err
+				}
 			}
 			continue
 		}
@@ -95,16 +109,17 @@ func (d *Decoder) Next() (Event, error) {
 }
 
 // dispatch ends the event at a blank line; it has one only when data was
-// set.
-func (d *Decoder) dispatch() (Event, bool) {
-	ev := Event{ID: d.lastID, HasID: d.hasID, Type: d.typ, Data: d.data.String()}
-	ok := d.hasData
+// set. bareID reports an event that set an id and nothing else.
+func (d *Decoder) dispatch() (ev Event, ok, bareID bool) {
+	d.lastID = d.idBuf
+	ev = Event{ID: d.lastID, HasID: d.hasID, Type: d.typ, Data: d.data.String()}
+	ok, bareID = d.hasData, d.hasID && !d.hasData
 	d.data.Reset()
 	d.typ, d.hasData, d.hasID = "", false, false
 	if ev.Type == "" {
 		ev.Type = "message"
 	}
-	return ev, ok
+	return ev, ok, bareID
 }
 
 // field applies one "name: value" line.
@@ -122,7 +137,7 @@ func (d *Decoder) field(line []byte) {
 		d.hasData = true
 	case "id":
 		if bytes.IndexByte(value, 0) < 0 {
-			d.lastID, d.hasID = string(value), true
+			d.idBuf, d.hasID = string(value), true
 		}
 	case "retry":
 		if len(value) > 0 && len(bytes.Trim(value, "0123456789")) == 0 {

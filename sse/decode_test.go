@@ -153,6 +153,43 @@ func TestDecodeRetryAndComments(t *testing.T) {
 	}
 }
 
+// TestDecodeBareID: an event with an id and no data dispatches nothing but
+// moves the last event id (a filtered stream's cursor after events it left
+// out), and OnID hears of it; an id in an event cut off by the end moves
+// nothing, as in a browser.
+func TestDecodeBareID(t *testing.T) {
+	d := NewDecoder(iotest.OneByteReader(strings.NewReader(
+		"id: 3\ndata: a\n\nid: 7\n\nid: 9\n\nid: a:4,b:2\nevent: x\n\ndata: b\n\nid: 12\ndata: cut off")))
+	var ids []string
+	stop := errors.New("stop")
+	d.OnID = func(id string) error {
+		ids = append(ids, id)
+		if id == "9" {
+			return stop
+		}
+		return nil
+	}
+	if ev, err := d.Next(); err != nil || ev.ID != "3" || d.LastEventID() != "3" {
+		t.Fatalf("got %+v, %v (last id %q); want the event with id 3", ev, err, d.LastEventID())
+	}
+	if _, err := d.Next(); !errors.Is(err, stop) || d.LastEventID() != "9" {
+		t.Fatalf("got %v (last id %q), want OnID's error at the bare id 9", err, d.LastEventID())
+	}
+	ev, err := d.Next()
+	if want := (Event{ID: "a:4,b:2", Type: "message", Data: "b"}); err != nil || ev != want {
+		t.Fatalf("got %+v, %v; want %+v: the bare composite id in effect, HasID false", ev, err, want)
+	}
+	if _, err := d.Next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("at the end: got %v, want io.EOF", err)
+	}
+	if want := []string{"7", "9", "a:4,b:2"}; !slices.Equal(ids, want) {
+		t.Errorf("OnID: got %q, want %q", ids, want)
+	}
+	if got := d.LastEventID(); got != "a:4,b:2" {
+		t.Errorf("after an event cut off by the end: last id %q, want a:4,b:2 (the cut-off id 12 never took effect)", got)
+	}
+}
+
 func TestDecodeLineBound(t *testing.T) {
 	d := NewDecoder(strings.NewReader("data: " + strings.Repeat("x", 100) + "\n\n"))
 	d.maxLine = 106

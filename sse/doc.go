@@ -3,7 +3,9 @@
 // replays the events after the client's cursors from a Source (the event
 // log), then writes live events, heartbeats and the stream's end. Plain
 // HTTP/1.1 streams are taken over and written by a few pump workers; the
-// others by their request's goroutine, with the same steps. The package
-// also owns the wire format: framing, the one decoder, single and
-// composite cursors.
+// others by their request's goroutine, with the same steps. A Filter
+// selects the events a stream sends without changing its ids; Engine.Page
+// reads the same history as pages, for clients that do not stream. The
+// package also owns the wire format: framing, the one decoder, single and
+// composite cursors, filters' query parameters.
 package sse

@@ -134,6 +134,10 @@ func (st *Stream) step(ctx context.Context) {
 		return
 	}
 	if reason := st.turn(ctx); reason != "" {
+		if reason == reasonClientGone && closed(st.env.quit) {
+			// Shutdown closed the connection under a write in progress.
+			reason = reasonShutdown
+		}
 		st.finish(reason)
 	}
 }

@@ -89,6 +89,7 @@ type Request struct {
 	Rooms     []string         // distinct; at least one
 	Cursors   map[string]int64 // per room, the seq of the last event the client has; a room without one starts live
 	Composite bool             // every id is the cursor of all the rooms ("a:42,b:7"), not the one room's seq
+	Filter    Filter           // the events to send; the zero Filter sends every event
 	Expires   time.Time        // the token's expiry: the stream then ends with auth_expired; zero = never
 	Path      string           // for the "stream ended" log line
 	Remote    string           // the client's address, likewise
@@ -167,6 +168,9 @@ func (e *Engine) Open(ctx context.Context, req Request) (*Stream, error) {
 		path:      req.Path,
 		remote:    req.Remote,
 		start:     time.Now(),
+	}
+	if f := req.Filter; !f.IsZero() {
+		st.filter = &f
 	}
 	st.OnEnd(e.streams.Done)
 	if err := st.open(ctx, e.hub, req.Cursors); err != nil {

@@ -42,6 +42,15 @@ func AppendEvent(b []byte, id, event string, data []byte) []byte {
 	return append(b, '\n')
 }
 
+// AppendID appends an SSE event with an id and nothing else. A client sets
+// its last event id to it and dispatches nothing (WHATWG: an event without
+// data is not dispatched): the cursor moves without an event.
+func AppendID(b []byte, id string) []byte {
+	b = append(b, "id: "...)
+	b = appendField(b, id)
+	return append(b, '\n', '\n')
+}
+
 // AppendComment appends an SSE comment (": text"), one per line of text.
 func AppendComment(b []byte, text string) []byte {
 	for _, line := range splitLines(text) {

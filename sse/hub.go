@@ -24,6 +24,8 @@ type Message struct {
 	roomfeed.Event
 	Frame  []byte
 	Queued time.Time // when the hub received it, for delivery-lag metrics
+
+	el atomic.Pointer[elementRef] // the element it records, once a filter asked (filter.go)
 }
 
 // NewMessage encodes ev once.

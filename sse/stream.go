@@ -25,8 +25,10 @@ type Stream struct {
 	env       *env
 	rooms     []string
 	subs      []*Subscription
-	last      map[string]int64 // per room, the seq of the last event sent
+	last      map[string]int64 // per room, the seq of the last event sent or skipped
 	composite bool
+	moved     bool      // events skipped since the last id written moved the cursor
+	filter    *Filter   // the events to send; nil = every event
 	expires   time.Time // when the token expires; zero = never
 	cleanup   []func()  // run by end, last first
 	path      string    // for the log line at the end
@@ -234,6 +236,7 @@ func (st *Stream) id() string {
 // as is, encoded once for all its subscribers.
 func (st *Stream) appendEvent(buf []byte, ev roomfeed.Event, frame []byte) []byte {
 	st.last[ev.Room] = ev.Seq
+	st.moved = false
 	if !st.composite {
 		if frame != nil {
 			return append(buf, frame...)
@@ -243,17 +246,44 @@ func (st *Stream) appendEvent(buf []byte, ev roomfeed.Event, frame []byte) []byt
 	return AppendEvent(buf, st.id(), ev.Type, ev.Data)
 }
 
+// skip records that the filter left out room's event seq: the cursor moves
+// past it, and the client learns so from the next id written.
+func (st *Stream) skip(room string, seq int64) {
+	st.last[room] = seq
+	st.moved = true
+}
+
+// appendMoved ends a batch: when skipped events moved the cursor past the
+// last id written, it appends a bare id (AppendID), so that a client that
+// reconnects resumes after them. That is one line per batch, whatever the
+// number of events skipped.
+func (st *Stream) appendMoved(buf []byte) []byte {
+	if !st.moved {
+		return buf
+	}
+	st.moved = false
+	return AppendID(buf, st.id())
+}
+
 // catchUp sends room's events after its cursor from the source, a page at
-// a time, up to until (-1: everything there is). A cursor older than the
-// retained history gets a reset.
+// a time, up to until (-1: everything there is); the filter's leftovers
+// move the cursor (appendMoved). A cursor older than the retained history
+// gets a reset.
 func (st *Stream) catchUp(ctx context.Context, room string, until int64) error {
 	var buf []byte
 	err := roomfeed.Pages(ctx, st.env.src, room, st.last[room], until, st.env.cfg.ReplayPage, func(page []roomfeed.Event) error {
 		buf = buf[:0]
+		sent := 0
 		for _, ev := range page {
+			if st.filter != nil && !st.filter.Match(ev) {
+				st.skip(room, ev.Seq)
+				continue
+			}
 			buf = st.appendEvent(buf, ev, nil)
+			sent++
 		}
-		st.env.obs.EventsReplayed(len(page))
+		buf = st.appendMoved(buf)
+		st.env.obs.EventsReplayed(sent)
 		return st.write(buf)
 	})
 	if errors.Is(err, roomfeed.ErrTrimmed) {
@@ -272,6 +302,7 @@ func (st *Stream) reset(ctx context.Context, room string) error {
 		return err
 	}
 	st.last[room] = head
+	st.moved = false
 	data := `{"room":"` + room + `","cursor":"` + strconv.FormatInt(head, 10) + `","reason":"history_trimmed"}`
 	return st.write(AppendEvent(nil, st.id(), "reset", []byte(data)))
 }
@@ -312,7 +343,8 @@ func (st *Stream) subsEnded() (string, bool) {
 // few writes as it can, in the buffers of the step's worker. A hole before
 // an event in its room (after a Redis data loss, or a reader that fell
 // behind the stream's window) is filled from the source first, so the client
-// never sees n+1 before n.
+// never sees n+1 before n. Events the filter leaves out move the cursor,
+// and the batch ends with a bare id when they were the last (appendMoved).
 func (st *Stream) flush(ctx context.Context) error {
 	w := st.w
 	msgs := w.msgs[:0]
@@ -337,7 +369,9 @@ func (st *Stream) flush(ctx context.Context) error {
 	for _, m := range msgs {
 		switch last := st.last[m.Room]; {
 		case m.Seq == 0: // ephemeral (presence): no id, never replayed
-			buf = append(buf, m.Frame...)
+			if st.filter == nil || st.filter.matchMessage(m) {
+				buf = append(buf, m.Frame...)
+			}
 		case m.Seq <= last:
 			// already sent (replay overlapped live)
 		default:
@@ -355,6 +389,10 @@ func (st *Stream) flush(ctx context.Context) error {
 					return fmt.Errorf("room %s: events %d..%d missing from the log", m.Room, st.last[m.Room]+1, m.Seq-1)
 				}
 			}
+			if st.filter != nil && !st.filter.matchMessage(m) {
+				st.skip(m.Room, m.Seq)
+				continue
+			}
 			buf = st.appendEvent(buf, m.Event, m.Frame)
 			st.env.obs.EventDelivered(m.Queued)
 		}
@@ -365,7 +403,7 @@ func (st *Stream) flush(ctx context.Context) error {
 			buf = buf[:0]
 		}
 	}
-	if len(buf) == 0 {
+	if buf = st.appendMoved(buf); len(buf) == 0 {
 		return nil
 	}
 	return st.write(buf)

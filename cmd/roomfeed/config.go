@@ -18,6 +18,7 @@ import (
 	"github.com/roomfeed/roomfeed/api"
 	"github.com/roomfeed/roomfeed/feed"
 	feedredis "github.com/roomfeed/roomfeed/feed/redis"
+	"github.com/roomfeed/roomfeed/repo"
 	"github.com/roomfeed/roomfeed/sse"
 )
 
@@ -46,6 +47,8 @@ type config struct {
 	HistoryKeep        int64         // events kept per room in SQL; 0 = all
 	HistoryMaxAge      time.Duration // age beyond which SQL events are trimmed; 0 = never
 	RetentionInterval  time.Duration
+	IdempotencyTTL     time.Duration // how long idempotency keys are kept
+	VersionsKeep       int64         // repo.Options.VersionsKeep
 	PresenceGrace      time.Duration
 	PresenceTTL        time.Duration
 	MaxFeedRooms       int
@@ -183,7 +186,9 @@ func (c *config) storageFlags(f *flagSet) {
 	f.dur(&c.PresenceTTL, setting{"presence-ttl", "ROOMFEED_PRESENCE_TTL", "a crashed node's people leave within about this (Redis only)"}, feedredis.DefaultPresenceTTL)
 	f.num(&c.HistoryKeep, setting{"history-keep", "ROOMFEED_HISTORY_KEEP", "events kept per room in the SQL history (0 = all); never trims unpublished events"}, 0)
 	f.dur(&c.HistoryMaxAge, setting{"history-max-age", "ROOMFEED_HISTORY_MAX_AGE", "SQL history events older than this are trimmed (0 = never)"}, 0)
-	f.dur(&c.RetentionInterval, setting{"retention-interval", "ROOMFEED_RETENTION_INTERVAL", "how often the SQL history retention runs"}, time.Minute)
+	f.dur(&c.RetentionInterval, setting{"retention-interval", "ROOMFEED_RETENTION_INTERVAL", "how often the SQL history retention and the trimming of expired idempotency keys run"}, time.Minute)
+	f.dur(&c.IdempotencyTTL, setting{"idempotency-ttl", "ROOMFEED_IDEMPOTENCY_TTL", "how long a write's idempotency key is kept: a retry within it gets the first answer"}, repo.DefaultIdempotencyTTL)
+	f.num(&c.VersionsKeep, setting{"versions-keep", "ROOMFEED_VERSIONS_KEEP", "versions kept per element in SQL (at least), the bases a stale If-Match can merge from"}, repo.DefaultVersionsKeep)
 }
 
 // limitFlags registers the per-client and per-node limits.
@@ -238,6 +243,8 @@ func (c config) validate() error {
 	check(c.HistoryKeep >= 0, "ROOMFEED_HISTORY_KEEP must not be negative")
 	check(c.HistoryMaxAge == 0 || c.HistoryMaxAge >= time.Second, "ROOMFEED_HISTORY_MAX_AGE must be 0 or at least 1s")
 	check(c.RetentionInterval >= 100*time.Millisecond, "ROOMFEED_RETENTION_INTERVAL must be at least 100ms")
+	check(c.IdempotencyTTL >= time.Second, "ROOMFEED_IDEMPOTENCY_TTL must be at least 1s")
+	check(c.VersionsKeep >= 1 && c.VersionsKeep <= 1_000_000, "ROOMFEED_VERSIONS_KEEP must be between 1 and 1000000")
 	check(c.PresenceGrace >= 0, "ROOMFEED_PRESENCE_GRACE must not be negative")
 	check(c.PresenceTTL >= 300*time.Millisecond, "ROOMFEED_PRESENCE_TTL must be at least 300ms")
 	check(c.MaxFeedRooms >= 1 && c.MaxFeedRooms <= 1000, "ROOMFEED_MAX_FEED_ROOMS must be between 1 and 1000")
@@ -323,6 +330,8 @@ func (c config) logAttrs() []slog.Attr {
 		slog.Int64("redis_maxlen", c.RedisMaxLen),
 		slog.Int64("history_keep", c.HistoryKeep),
 		slog.Duration("history_max_age", c.HistoryMaxAge),
+		slog.Duration("idempotency_ttl", c.IdempotencyTTL),
+		slog.Int64("versions_keep", c.VersionsKeep),
 		slog.Duration("heartbeat", c.Heartbeat),
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),
 		slog.Int("max_data_bytes", c.MaxDataBytes),

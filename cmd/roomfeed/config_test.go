@@ -22,7 +22,18 @@ func TestParseConfig(t *testing.T) {
 			if c.Heartbeat != 15*time.Second || c.MaxDataBytes != 64<<10 || c.DBTimeout != 5*time.Second {
 				t.Errorf("got heartbeat %v, data %d, db timeout %v; want 15s, 65536, 5s", c.Heartbeat, c.MaxDataBytes, c.DBTimeout)
 			}
+			if c.IdempotencyTTL != 24*time.Hour || c.VersionsKeep != 100 {
+				t.Errorf("got idempotency TTL %v, versions kept %d; want 24h, 100", c.IdempotencyTTL, c.VersionsKeep)
+			}
 		}},
+		{name: "idempotency and versions", env: map[string]string{"ROOMFEED_IDEMPOTENCY_TTL": "2h"}, args: []string{"--versions-keep", "7"},
+			check: func(t *testing.T, c config) {
+				if c.IdempotencyTTL != 2*time.Hour || c.VersionsKeep != 7 {
+					t.Errorf("got idempotency TTL %v, versions kept %d; want 2h, 7", c.IdempotencyTTL, c.VersionsKeep)
+				}
+			}},
+		{name: "idempotency TTL too short", env: map[string]string{"ROOMFEED_IDEMPOTENCY_TTL": "10ms"}, wantErr: "ROOMFEED_IDEMPOTENCY_TTL"},
+		{name: "no versions kept", args: []string{"--versions-keep", "0"}, wantErr: "ROOMFEED_VERSIONS_KEEP"},
 		{name: "environment", env: map[string]string{"ROOMFEED_ADDR": ":9", "ROOMFEED_JWT_SECRET": strings.Repeat("s", 32), "REDIS_URL": "redis://r:1/0", "ROOMFEED_HEARTBEAT": "2s",
 			"ROOMFEED_CORS_ORIGINS": "https://a.example, http://b.example:8080/"},
 			check: func(t *testing.T, c config) {

@@ -52,6 +52,9 @@ func TestMetricsMove(t *testing.T) {
 			if status, _, body := call(t, http.MethodPost, n.URL+"/rooms/m2/signals", `{"event":"cursor"}`); status != http.StatusAccepted {
 				t.Fatalf("signal: got %d %s, want 202", status, body)
 			}
+			if status, _, body := call(t, http.MethodGet, n.URL+"/rooms/m1/events?format=json", ""); status != http.StatusOK {
+				t.Fatalf("a page of history: got %d %s", status, body)
+			}
 
 			var after map[string]float64
 			deadline := time.Now().Add(5 * time.Second)
@@ -73,6 +76,8 @@ func TestMetricsMove(t *testing.T) {
 				{`roomfeed_http_requests_total{method="PUT",route="/rooms/:room/elements/:id",status="201"}`, 3},
 				{`roomfeed_write_duration_seconds_count{route="/rooms/:room/elements/:id"}`, 3},
 				{`roomfeed_signals_total`, 1},
+				{`roomfeed_history_pages_total`, 1},
+				{`roomfeed_history_events_total`, 3},
 			}
 			for _, tt := range tests {
 				if got := after[tt.sample] - before[tt.sample]; got < tt.min {

@@ -61,7 +61,7 @@ func build(ctx context.Context, cfg config, logger *slog.Logger) (_ *node, err e
 	if reloadKeys != nil {
 		n.loops = append(n.loops, reloadKeys)
 	}
-	n.store, err = repo.Open(ctx, cfg.DatabaseURL, repo.Options{Logger: logger, QueryTimeout: cfg.DBTimeout})
+	n.store, err = repo.Open(ctx, cfg.DatabaseURL, repo.Options{Logger: logger, QueryTimeout: cfg.DBTimeout, VersionsKeep: int(cfg.VersionsKeep)})
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
@@ -107,8 +107,10 @@ func (n *node) openRedisLog() error {
 	return nil
 }
 
-// addRetention adds the SQL history retention loop when it is configured.
+// addRetention adds the loop that deletes expired idempotency keys, and
+// the SQL history retention loop when it is configured.
 func (n *node) addRetention() {
+	n.loops = append(n.loops, keyTrim(n.store, n.cfg.IdempotencyTTL, n.cfg.RetentionInterval, n.logger).Run)
 	if n.cfg.HistoryKeep <= 0 && n.cfg.HistoryMaxAge <= 0 {
 		return
 	}

@@ -37,27 +37,57 @@ type retention struct {
 	logger   *slog.Logger
 }
 
-// Run trims until ctx is done. A failing pass is logged once per failure
-// streak and retried at the next tick; Run returns nil once ctx is done.
+// Run trims until ctx is done (see trimmer).
 func (r *retention) Run(ctx context.Context) error {
-	t := time.NewTicker(r.interval)
-	defer t.Stop()
-	failures := streak.New(r.logger, "retention")
+	return trimmer{what: "retention", trimmed: "history trimmed", unit: "events",
+		interval: r.interval, logger: r.logger, pass: r.pass}.Run(ctx)
+}
+
+// keyStore is the part of the SQL store keyTrim uses.
+type keyStore interface {
+	TrimIdempotency(ctx context.Context, before time.Time) (int64, error)
+}
+
+// keyTrim deletes the idempotency keys older than ttl, at start and every
+// interval: a retry after that is applied as a new write.
+func keyTrim(store keyStore, ttl, interval time.Duration, logger *slog.Logger) trimmer {
+	return trimmer{what: "idempotency key trim", trimmed: "idempotency keys trimmed", unit: "keys",
+		interval: interval, logger: logger, pass: func(ctx context.Context) (int64, error) {
+			return store.TrimIdempotency(ctx, time.Now().Add(-ttl))
+		}}
+}
+
+// trimmer runs pass at start and every interval until ctx is done. A
+// pass that deleted something is logged as trimmed with its count (unit);
+// a failing pass is logged once per failure streak (what) and retried at
+// the next tick.
+type trimmer struct {
+	what, trimmed, unit string
+	interval            time.Duration
+	logger              *slog.Logger
+	pass                func(context.Context) (int64, error)
+}
+
+// Run trims until ctx is done, then returns nil.
+func (t trimmer) Run(ctx context.Context) error {
+	tick := time.NewTicker(t.interval)
+	defer tick.Stop()
+	failures := streak.New(t.logger, t.what)
 	for {
-		n, err := r.pass(ctx)
+		n, err := t.pass(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
 			failures.Fail(ctx, err)
 		case err == nil:
 			failures.OK(ctx)
 			if n > 0 {
-				r.logger.LogAttrs(ctx, slog.LevelInfo, "history trimmed", slog.Int64("events", n))
+				t.logger.LogAttrs(ctx, slog.LevelInfo, t.trimmed, slog.Int64(t.unit, n))
 			}
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-tick.C:
 		}
 	}
 }

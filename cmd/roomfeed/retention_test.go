@@ -12,17 +12,24 @@ import (
 	"github.com/roomfeed/roomfeed/repo"
 )
 
-func TestRetentionPass(t *testing.T) {
-	ctx := t.Context()
-	store, err := repo.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "rf.db"), repo.Options{})
+// openSQLite opens a store on a new SQLite file, closed when the test ends.
+func openSQLite(t *testing.T) *repo.Store {
+	t.Helper()
+	store, err := repo.Open(t.Context(), "sqlite://"+filepath.Join(t.TempDir(), "rf.db"), repo.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
+	t.Cleanup(func() { store.Close() })
+	return store
+}
+
+func TestRetentionPass(t *testing.T) {
+	ctx := t.Context()
+	store := openSQLite(t)
 	for _, room := range []string{"big", "small"} {
 		n := map[string]int{"big": 50, "small": 5}[room]
 		for i := range n {
-			if _, _, _, err := store.Put(ctx, room, "e", "item", json.RawMessage(`{"i":`+strconv.Itoa(i)+`}`), repo.Precondition{}, repo.Meta{}); err != nil {
+			if _, err := store.Put(ctx, room, "e", "item", json.RawMessage(`{"i":`+strconv.Itoa(i)+`}`), repo.Precondition{}, repo.Meta{}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -73,5 +80,32 @@ func TestRetentionPass(t *testing.T) {
 	time.Sleep(2 * time.Millisecond)
 	if n, err := r.pass(ctx); err != nil || n != 10+5 {
 		t.Fatalf("age pass: got %d, %v; want 15", n, err)
+	}
+}
+
+func TestKeyTrim(t *testing.T) {
+	ctx := t.Context()
+	store := openSQLite(t)
+	answer := func(repo.Outcome) (repo.Answer, error) { return repo.Answer{Status: 201}, nil }
+	write := func(key string) repo.Outcome {
+		t.Helper()
+		out, err := store.Message(ctx, "w1", "m", nil, repo.Meta{Idem: &repo.Idempotency{Key: key, Fingerprint: "fp", Answer: answer}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	write("old")
+	time.Sleep(time.Second)
+	write("new")
+	trim := keyTrim(store, 500*time.Millisecond, time.Second, slog.New(slog.DiscardHandler))
+	if n, err := trim.pass(ctx); err != nil || n != 1 {
+		t.Fatalf("pass: got %d, %v; want 1 key deleted", n, err)
+	}
+	if out := write("old"); out.Replayed != nil {
+		t.Error("the trimmed key was replayed; want it applied anew")
+	}
+	if out := write("new"); out.Replayed == nil {
+		t.Error("the kept key was applied again; want a replay")
 	}
 }

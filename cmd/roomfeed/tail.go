@@ -47,11 +47,14 @@ resumes from --from, else from the cursor stored in --cursor-file, else from
 the room's current position; it reconnects after a dropped or closed stream
 with capped, jittered backoff (following the server's retry: hint) and sends
 the last printed id as Last-Event-ID, so nothing is missed or printed twice.
+--type, --kind and --element (each repeatable) print only the matching
+events. --until-head prints the history up to the room's head (from 0
+without a cursor) and exits.
 
-Exit status: 0 on interrupt, 1 on error (bad flags, refused request,
-unwritable output), 3 when the server resets the cursor because the history
-after it was trimmed (with --resnapshot it prints the current snapshot as
-"snapshot" lines instead and goes on).
+Exit status: 0 on interrupt or, with --until-head, at the head; 1 on error
+(bad flags, refused request, unwritable output); 3 when the server resets
+the cursor because the history after it was trimmed (with --resnapshot it
+prints the current snapshot as "snapshot" lines instead and goes on).
 
 flags:
 `
@@ -64,6 +67,8 @@ type tailConfig struct {
 	CursorFile  string
 	Format      string
 	Resnapshot  bool
+	UntilHead   bool
+	Filter      client.Filter
 	Token       string
 	MaxBackoff  time.Duration
 	IdleTimeout time.Duration
@@ -86,6 +91,8 @@ func parseTailConfig(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&cfg.CursorFile, "cursor-file", "", "file holding the last printed id: read at start, rewritten atomically after each event")
 	fs.StringVar(&cfg.Format, "format", "json", "json (the event's data, one line each) or text")
 	fs.BoolVar(&cfg.Resnapshot, "resnapshot", false, "on reset, print the room's snapshot and go on instead of exiting with status 3")
+	fs.BoolVar(&cfg.UntilHead, "until-head", false, "print the history up to the room's head (from 0 without a cursor), then exit 0")
+	filter := filterFlags(fs)
 	fs.StringVar(&cfg.Token, "token", getenv("ROOMFEED_TOKEN"), "bearer token sent as Authorization ($ROOMFEED_TOKEN)")
 	fs.DurationVar(&cfg.MaxBackoff, "max-backoff", client.DefaultMaxBackoff, "longest wait between reconnection attempts")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", client.DefaultIdleTimeout, "reconnect when nothing (not even a ping) arrives for this long")
@@ -125,6 +132,9 @@ func parseTailConfig(args []string, getenv func(string) string, stderr io.Writer
 			errs = append(errs, fmt.Errorf("--from %q: want an event id such as 42", cfg.From))
 		}
 	}
+	if cfg.Filter, err = filter(); err != nil {
+		errs = append(errs, err)
+	}
 	if cfg.Format != "json" && cfg.Format != "text" {
 		errs = append(errs, fmt.Errorf("--format %q: want json or text", cfg.Format))
 	}
@@ -135,6 +145,25 @@ func parseTailConfig(args []string, getenv func(string) string, stderr io.Writer
 		errs = append(errs, errors.New("--idle-timeout must be at least 100ms"))
 	}
 	return cfg, errors.Join(errs...)
+}
+
+// filterFlags registers --type, --kind and --element (each repeatable) on
+// fs; the function it returns reads them as a filter once fs is parsed.
+func filterFlags(fs *flag.FlagSet) func() (client.Filter, error) {
+	q := url.Values{}
+	for _, param := range []string{"type", "kind", "element"} {
+		fs.Func(param, "print only events of this "+param+" (repeatable: any of them)", func(v string) error {
+			q.Add(param, v)
+			return nil
+		})
+	}
+	return func() (client.Filter, error) {
+		f, err := sse.ParseFilter(q)
+		if err != nil {
+			return f, fmt.Errorf("--%w", err)
+		}
+		return f, nil
+	}
 }
 
 // runTail is `roomfeed tail`: it returns nil when ctx is cancelled.
@@ -163,6 +192,9 @@ func runTail(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	if t.cursor, t.hasCursor, err = startCursor(cfg); err != nil {
 		return err
+	}
+	if cfg.UntilHead {
+		return t.untilHead(ctx)
 	}
 	return t.run(ctx)
 }
@@ -209,7 +241,7 @@ func (t *tailer) run(ctx context.Context) error {
 	if t.hasCursor {
 		from = client.Cursor{t.cfg.Room: t.cursor}
 	}
-	sub := t.client.Subscribe(from, t.cfg.Room)
+	sub := t.client.SubscribeFiltered(from, t.cfg.Filter, t.cfg.Room)
 	defer sub.Close()
 	for {
 		m, err := sub.Next(ctx)
@@ -242,6 +274,10 @@ func (t *tailer) handle(ctx context.Context, sub *client.Subscription, m client.
 		// opened without a cursor: stored, a restart misses nothing.
 		t.cursor, t.hasCursor = m.Cursor[t.cfg.Room], true
 		return t.saveCursor()
+	case client.Progress:
+		// The filter left events out: a restart need not read them again.
+		t.cursor, t.hasCursor = m.Cursor[t.cfg.Room], true
+		return t.saveCursor()
 	case client.Reset:
 		return t.reset(ctx, sub, m)
 	case client.Reconnect:
@@ -271,11 +307,25 @@ func (t *tailer) reset(ctx context.Context, sub *client.Subscription, r client.R
 		return &exitError{exitReset, fmt.Errorf("room %s was reset (%s): the events after %d are no longer retained and the room is at %d; reload a snapshot or rerun with --resnapshot",
 			t.cfg.Room, r.Reason, t.cursor, r.Cursor)}
 	}
-	snap, err := t.snapshot(ctx)
+	if err := t.resnapshot(ctx, r.Reason); err != nil {
+		return err
+	}
+	// The stream goes on after the reset; events already in the snapshot
+	// (seq <= its cursor) are skipped.
+	sub.Advance(t.cfg.Room, t.cursor)
+	return nil
+}
+
+// resnapshot prints the room's snapshot as "snapshot" lines and moves the
+// cursor (and its file) to the snapshot's.
+func (t *tailer) resnapshot(ctx context.Context, reason string) error {
+	snap, err := retrying(ctx, t, func(ctx context.Context) (client.Snapshot, error) {
+		return t.client.Snapshot(ctx, t.cfg.Room)
+	})
 	if err != nil {
 		return err
 	}
-	t.note("room reset (%s); printing the snapshot at %d", r.Reason, snap.Cursor)
+	t.note("room reset (%s); printing the snapshot at %d", reason, snap.Cursor)
 	cursor := strconv.FormatInt(snap.Cursor, 10)
 	for _, el := range snap.Elements {
 		line, _ := json.Marshal(struct {
@@ -288,29 +338,71 @@ func (t *tailer) reset(ctx context.Context, sub *client.Subscription, r client.R
 			return err
 		}
 	}
-	// The stream goes on after the reset; events already in the snapshot
-	// (seq <= its cursor) are skipped.
-	sub.Advance(t.cfg.Room, snap.Cursor)
 	t.cursor, t.hasCursor = snap.Cursor, true
 	return t.saveCursor()
 }
 
-// snapshot reads the room's snapshot, trying again after a failure that
-// may pass (a 503 while the database is down), waiting twice as long each
-// time up to --max-backoff.
-func (t *tailer) snapshot(ctx context.Context) (client.Snapshot, error) {
+// untilHead is --until-head: it prints the room's history from the cursor
+// (0 without one) up to the head the first page names, a page at a time,
+// keeping the cursor file at the end of each page, and returns.
+func (t *tailer) untilHead(ctx context.Context) error {
+	head := int64(-1)
+	for head < 0 || t.cursor < head {
+		after := t.cursor
+		p, err := retrying(ctx, t, func(ctx context.Context) (client.Page, error) {
+			return t.client.Page(ctx, t.cfg.Room, after, sse.MaxPageLimit, t.cfg.Filter)
+		})
+		var trimmed *client.TrimmedError
+		if errors.As(err, &trimmed) && t.cfg.Resnapshot {
+			if err := t.resnapshot(ctx, "history_trimmed"); err != nil {
+				return err
+			}
+			continue
+		}
+		if trimmed != nil {
+			return &exitError{exitReset, fmt.Errorf("room %s was trimmed: the events after %d are no longer retained, the oldest is %d; rerun with --from %d or --resnapshot",
+				t.cfg.Room, after, trimmed.Oldest, trimmed.Oldest-1)}
+		}
+		if err != nil {
+			return err
+		}
+		if head < 0 {
+			head = p.Head
+		}
+		for _, ev := range p.Events {
+			if ev.Seq > head {
+				break
+			}
+			if err := t.print(formatEvent(t.cfg.Format, ev.Type, ev.Data)); err != nil {
+				return err
+			}
+		}
+		t.cursor, t.hasCursor = min(p.Next, head), true
+		if err := t.saveCursor(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// retrying calls fn until it succeeds or fails for good (a refusal that
+// asking again cannot fix, or ctx done), waiting after a failure that may
+// pass (a 503 while the database is down) twice as long each time, from
+// 1s up to --max-backoff.
+func retrying[T any](ctx context.Context, t *tailer, fn func(context.Context) (T, error)) (T, error) {
 	for wait := min(time.Second, t.cfg.MaxBackoff); ; wait = min(2*wait, t.cfg.MaxBackoff) {
 		reqCtx, cancel := context.WithTimeout(ctx, time.Minute)
-		snap, err := t.client.Snapshot(reqCtx, t.cfg.Room)
+		v, err := fn(reqCtx)
 		cancel()
 		var refused *client.Error
-		if err == nil || ctx.Err() != nil || (errors.As(err, &refused) && !refused.Temporary()) {
-			return snap, err
+		if err == nil || ctx.Err() != nil || (errors.As(err, &refused) && !refused.Temporary()) ||
+			errors.Is(err, roomfeed.ErrTrimmed) {
+			return v, err
 		}
 		t.note("%v; trying again in %v", err, wait)
 		select {
 		case <-ctx.Done():
-			return snap, ctx.Err()
+			return v, ctx.Err()
 		case <-time.After(wait):
 		}
 	}

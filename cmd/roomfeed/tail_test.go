@@ -191,18 +191,13 @@ func TestTailReset(t *testing.T) {
 		put(t, n.URL, "rs", "c"+strconv.Itoa(i), "x")
 	}
 	n.stop()
-	store, err := repo.Open(t.Context(), dbURL, repo.Options{})
-	if err != nil {
-		t.Fatal(err)
+	if removed := trimHistory(t, dbURL, "rs", 2, 5); removed != 3 {
+		t.Fatalf("trim: got %d, want 3 events removed", removed)
 	}
-	if removed, err := store.Trim(t.Context(), "rs", 2, 0, 5); err != nil || removed != 3 {
-		t.Fatalf("trim: got %d, %v; want 3 events removed", removed, err)
-	}
-	store.Close()
 	n = startNode(t, "--database-url", dbURL)
 
 	tail := startTail(t, "--server", n.URL, "--from", "1", "rs")
-	err = tail.wait(t, 10*time.Second)
+	err := tail.wait(t, 10*time.Second)
 	var coded interface{ ExitCode() int }
 	if !errors.As(err, &coded) || coded.ExitCode() != exitReset {
 		t.Fatalf("got %v, want an error with exit status %d", err, exitReset)
@@ -231,6 +226,129 @@ func TestTailReset(t *testing.T) {
 	waitCursorFile(t, cursorFile, "5")
 	put(t, n.URL, "rs", "c9", "after")
 	re.expectIDs(t, 5, 6)
+}
+
+// chat posts a chat message to room and returns its seq.
+func chat(t *testing.T, base, room string) int64 {
+	t.Helper()
+	status, h, body := call(t, http.MethodPost, base+"/rooms/"+room+"/messages", `{"event":"chat","data":"hi"}`)
+	seq, err := strconv.ParseInt(h.Get("Event-ID"), 10, 64)
+	if status != http.StatusCreated || err != nil {
+		t.Fatalf("POST message: got %d %s", status, body)
+	}
+	return seq
+}
+
+// expectSeqs reads a line per seq and checks each is that event's JSON.
+func (tr *tailRun) expectSeqs(t *testing.T, seqs ...int64) {
+	t.Helper()
+	for _, want := range seqs {
+		l := tr.line(t)
+		var ev struct{ ID, Type string }
+		if err := json.Unmarshal([]byte(l), &ev); err != nil || ev.ID != strconv.FormatInt(want, 10) {
+			t.Fatalf("got line %q, want event %d; stderr:\n%s", l, want, tr.stderr)
+		}
+	}
+}
+
+// TestTailUntilHead: --until-head prints the history up to the head the
+// tail found at start, filtered or not, from 0 or from a cursor, keeps the
+// cursor file at the head, and exits 0; events written meanwhile wait for
+// the next run.
+func TestTailUntilHead(t *testing.T) {
+	for _, be := range backendsArgs {
+		t.Run(be.name, func(t *testing.T) {
+			n := startNode(t, be.args(t)...)
+			var chats []int64
+			for i := range 12 {
+				put(t, n.URL, "uh", "c"+strconv.Itoa(i%3), "v"+strconv.Itoa(i))
+				chats = append(chats, chat(t, n.URL, "uh"))
+			}
+			cursorFile := filepath.Join(t.TempDir(), "uh.cursor")
+			all := startTail(t, "--server", n.URL, "--until-head", "--cursor-file", cursorFile, "uh")
+			all.expectIDs(t, 0, 24)
+			if err := all.wait(t, 10*time.Second); err != nil {
+				t.Fatalf("--until-head: got %v, want exit 0 at the head", err)
+			}
+			all.expectQuiet(t, 50*time.Millisecond)
+			waitCursorFile(t, cursorFile, "24")
+
+			only := startTail(t, "--server", n.URL, "--until-head", "--from", "3", "--type", "chat", "uh")
+			only.expectSeqs(t, chats[1:]...) // 4, 6, ... 24
+			if err := only.wait(t, 10*time.Second); err != nil {
+				t.Fatalf("--until-head --type chat: got %v, want exit 0", err)
+			}
+			only.expectQuiet(t, 50*time.Millisecond)
+
+			put(t, n.URL, "uh", "c1", "last") // 25: the last events are left out by the filter
+			chat(t, n.URL, "uh")              // 26
+			none := startTail(t, "--server", n.URL, "--until-head", "--cursor-file", cursorFile, "--element", "c9", "uh")
+			if err := none.wait(t, 10*time.Second); err != nil {
+				t.Fatalf("--until-head with nothing to print: got %v, want exit 0", err)
+			}
+			none.expectQuiet(t, 50*time.Millisecond)
+			waitCursorFile(t, cursorFile, "26")
+		})
+	}
+}
+
+// TestTailFilters: a filtered tail prints only the matching events, and
+// its cursor file follows the events left out too (a restart does not read
+// them again); --until-head meets a trimmed history as the stream does.
+func TestTailFilters(t *testing.T) {
+	dbURL := "sqlite://" + filepath.Join(t.TempDir(), "rf.db")
+	n := startNode(t, "--database-url", dbURL)
+	cursorFile := filepath.Join(t.TempDir(), "cursor")
+	tail := startTail(t, "--server", n.URL, "--from", "0", "--cursor-file", cursorFile, "--kind", "character", "--element", "c1", "--element", "c2", "ft")
+	c1 := put(t, n.URL, "ft", "c1", "a")
+	put(t, n.URL, "ft", "c3", "b")
+	c2 := put(t, n.URL, "ft", "c2", "c")
+	tail.expectSeqs(t, c1, c2)
+	last := chat(t, n.URL, "ft")
+	waitCursorFile(t, cursorFile, strconv.FormatInt(last, 10))
+	tail.expectQuiet(t, 100*time.Millisecond)
+	if err := tail.stop(t); err != nil {
+		t.Fatal(err)
+	}
+
+	for i := range 5 {
+		put(t, n.URL, "ft", "d"+strconv.Itoa(i), "x")
+	}
+	n.stop()
+	trimHistory(t, dbURL, "ft", 2, 9)
+	n = startNode(t, "--database-url", dbURL)
+	gone := startTail(t, "--server", n.URL, "--until-head", "--from", "1", "ft")
+	err := gone.wait(t, 10*time.Second)
+	var coded interface{ ExitCode() int }
+	if !errors.As(err, &coded) || coded.ExitCode() != exitReset || !strings.Contains(err.Error(), "--from 7") {
+		t.Fatalf("--until-head from a trimmed cursor: got %v, want exit status %d saying --from 7", err, exitReset)
+	}
+	re := startTail(t, "--server", n.URL, "--until-head", "--from", "1", "--resnapshot", "ft")
+	for range 8 { // the snapshot: c1, c2, c3, d0..d4
+		if l := re.line(t); !strings.Contains(l, `"type":"snapshot","cursor":"9"`) {
+			t.Fatalf("got %q, want a snapshot line at 9", l)
+		}
+	}
+	if err := re.wait(t, 10*time.Second); err != nil {
+		t.Fatalf("--until-head --resnapshot: got %v, want exit 0", err)
+	}
+}
+
+// trimHistory applies retention to room in the database at dbURL, whose
+// node is stopped: it keeps the newest keep events at or below below, and
+// returns how many it removed.
+func trimHistory(t *testing.T, dbURL, room string, keep, below int64) int64 {
+	t.Helper()
+	store, err := repo.Open(t.Context(), dbURL, repo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	removed, err := store.Trim(t.Context(), room, keep, 0, below)
+	if err != nil {
+		t.Fatalf("trim: %v", err)
+	}
+	return removed
 }
 
 // fakeFeed serves scripted streams: the nth connection gets streams[n].
@@ -418,6 +536,15 @@ func TestTailArgs(t *testing.T) {
 		{args: []string{"--format", "yaml", "w1"}, wantErr: "--format"},
 		{args: []string{"--from", "x", "w1"}, wantErr: "--from"},
 		{args: []string{"--server", "ftp://x", "w1"}, wantErr: "--server"},
+		{args: []string{"--kind", "Bad", "w1"}, wantErr: "--kind"},
+		{args: []string{"--element", "..", "w1"}, wantErr: "--element"},
+		{args: []string{"--type", "", "w1"}, wantErr: "--type"},
+		{args: []string{"--type", "chat", "w1", "--type", "element.updated", "--kind", "character", "--until-head"},
+			check: func(t *testing.T, c tailConfig) {
+				if !c.UntilHead || len(c.Filter.Types) != 2 || c.Filter.Kinds[0] != "character" {
+					t.Errorf("got %+v, want --until-head and the filter, flags on both sides of the room", c)
+				}
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

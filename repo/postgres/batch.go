@@ -52,6 +52,28 @@ const (
 		ON CONFLICT (room, id) DO UPDATE SET version = excluded.version`
 	qInsertEvents = `INSERT INTO events (room, seq, type, payload, at)
 		SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[])`
+	// The versions the writes name as their bases (If-Match), found ones only.
+	qReadVersions = `SELECT k.room, k.id, k.version, v.seq, v.type, v.kind, v.data, v.actor, v.op_id, v.at
+		FROM unnest($1::text[], $2::text[], $3::bigint[]) AS k (room, id, version)
+		JOIN LATERAL (SELECT * FROM element_versions WHERE element_versions.room = k.room
+			AND element_versions.id = k.id AND element_versions.version = k.version OFFSET 0) AS v ON true`
+	// The idempotency keys the writes name, found ones only.
+	qReadKeys = `SELECT k.room, k.key, i.fingerprint, i.status, i.header, i.body, i.seq, i.created_at
+		FROM unnest($1::text[], $2::text[]) AS k (room, key)
+		JOIN LATERAL (SELECT * FROM idempotency_keys WHERE idempotency_keys.room = k.room
+			AND idempotency_keys.key = k.key OFFSET 0) AS i ON true`
+	// An empty data is a deletion's NULL.
+	qSaveVersions = `INSERT INTO element_versions (room, id, version, seq, type, kind, data, actor, op_id, at)
+		SELECT room, id, version, seq, type, kind, NULLIF(data, '')::json, actor, op_id, at
+		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[],
+			$8::text[], $9::text[], $10::timestamptz[])
+			AS v (room, id, version, seq, type, kind, data, actor, op_id, at)
+		ON CONFLICT (room, id, version) DO UPDATE SET seq = excluded.seq, type = excluded.type,
+			kind = excluded.kind, data = excluded.data, actor = excluded.actor, op_id = excluded.op_id,
+			at = excluded.at`
+	qSaveKeys = `INSERT INTO idempotency_keys (room, key, fingerprint, status, header, body, seq, created_at)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::bytea[],
+			$7::bigint[], $8::timestamptz[])`
 	// Sets the seqs and times of rooms the batch locked (so they exist).
 	qUpdateRooms = `INSERT INTO rooms (room, seq, updated_at)
 		SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[])
@@ -111,8 +133,15 @@ func (db *DB) RunBatch(batch []sqlstore.Write, errs []error) error {
 	return nil
 }
 
-// key names an element of a batch.
+// key names an element of a batch, or (id being the key) an idempotency
+// key.
 type key struct{ room, id string }
+
+// versionKey names a version of an element of a batch.
+type versionKey struct {
+	key
+	version int64
+}
 
 // room is a room locked by a batch.
 type room struct {
@@ -126,22 +155,25 @@ type room struct {
 // batch is one transaction of several writes:
 //
 //  1. BEGIN; lock the batch's rooms in sorted order (creating missing ones)
-//     and read their seqs and times; read the elements and tombstones the
-//     writes name (lock).
+//     and read their seqs and times; read the elements, tombstones, base
+//     versions and idempotency keys the writes name (lock).
 //  2. Go runs every write's Func in queue order against those reads, each
 //     seeing the changes of the writes before it; a write that fails leaves
 //     no change and takes no seq (run). The changes of the others
-//     (elements, tombstones, events, room seqs) are sent as a few
-//     multi-row statements with COMMIT (changes).
+//     (elements, tombstones, versions, events, keys, room seqs) are sent as
+//     a few multi-row statements with COMMIT (changes).
 //
 // Rooms are locked in the same order by every batch of every node, and a
 // single write locks one room, so batches do not deadlock each other.
 type batch struct {
-	rooms   map[string]*room
-	names   []string // of rooms, sorted
-	entries map[key]*entry
-	keys    []key // of entries, in the order the writes name them
-	events  []roomfeed.Event
+	rooms    map[string]*room
+	names    []string // of rooms, sorted
+	entries  map[key]*entry
+	keys     []key // of entries, in the order the writes name them
+	versions []versionKey
+	idem     map[key]*keyEntry
+	idemKeys []key // of idem, in the order the writes name them
+	events   []roomfeed.Event
 }
 
 // runBatch runs the writes of batch (nil entries skipped) on c; see batch.
@@ -169,6 +201,7 @@ func newBatch(writes []sqlstore.Write) *batch {
 		names:   make([]string, 0, 8),
 		entries: make(map[key]*entry, len(writes)),
 		keys:    make([]key, 0, len(writes)),
+		idem:    make(map[key]*keyEntry),
 	}
 	for _, w := range writes {
 		if w == nil {
@@ -178,9 +211,20 @@ func newBatch(writes []sqlstore.Write) *batch {
 			b.rooms[w.Room()] = &room{}
 			b.names = append(b.names, w.Room())
 		}
-		if k := (key{w.Room(), w.ID()}); k.id != "" && b.entries[k] == nil {
-			b.entries[k] = &entry{id: k.id}
-			b.keys = append(b.keys, k)
+		r := w.Reads()
+		if k := (key{w.Room(), r.ID}); k.id != "" {
+			if b.entries[k] == nil {
+				b.entries[k] = &entry{id: k.id}
+				b.keys = append(b.keys, k)
+			}
+			if v := (versionKey{k, r.Base}); v.version > 0 && !slices.Contains(b.versions, v) {
+				b.versions = append(b.versions, v)
+				b.entries[k].asked = append(b.entries[k].asked, v.version)
+			}
+		}
+		if k := (key{w.Room(), r.Key}); k.id != "" && b.idem[k] == nil {
+			b.idem[k] = &keyEntry{key: k.id}
+			b.idemKeys = append(b.idemKeys, k)
 		}
 	}
 	slices.Sort(b.names)
@@ -194,21 +238,43 @@ func (b *batch) lock(ctx context.Context, c *pgx.Conn) error {
 	q.Queue(`BEGIN`)
 	q.Queue(qLockRooms, b.names, t)
 	if len(b.keys) > 0 {
-		rooms, ids := make([]string, len(b.keys)), make([]string, len(b.keys))
-		for i, k := range b.keys {
-			rooms[i], ids[i] = k.room, k.id
-		}
+		rooms, ids := columns(b.keys)
 		q.Queue(qReadElements, rooms, ids)
+	}
+	if len(b.versions) > 0 {
+		rooms, ids, versions := make([]string, len(b.versions)), make([]string, len(b.versions)), make([]int64, len(b.versions))
+		for i, v := range b.versions {
+			rooms[i], ids[i], versions[i] = v.room, v.id, v.version
+		}
+		q.Queue(qReadVersions, rooms, ids, versions)
+	}
+	if len(b.idemKeys) > 0 {
+		rooms, keys := columns(b.idemKeys)
+		q.Queue(qReadKeys, rooms, keys)
 	}
 	br := c.SendBatch(ctx, q)
 	err := b.readLocks(br, t)
-	if err == nil && len(b.keys) > 0 {
-		err = b.readEntries(br)
+	for _, read := range []struct {
+		queued bool
+		read   func(pgx.BatchResults) error
+	}{{len(b.keys) > 0, b.readEntries}, {len(b.versions) > 0, b.readVersions}, {len(b.idemKeys) > 0, b.readKeys}} {
+		if err == nil && read.queued {
+			err = read.read(br)
+		}
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
 	return err
+}
+
+// columns returns the rooms and the ids of keys as two arguments.
+func columns(keys []key) (rooms, ids []string) {
+	rooms, ids = make([]string, len(keys)), make([]string, len(keys))
+	for i, k := range keys {
+		rooms[i], ids[i] = k.room, k.id
+	}
+	return rooms, ids
 }
 
 // readLocks reads the answers of BEGIN and of the room locks. A room's time
@@ -255,12 +321,7 @@ func (b *batch) readLocks(br pgx.BatchResults, t time.Time) error {
 
 // readEntries reads the elements and tombstones the writes name.
 func (b *batch) readEntries(br pgx.BatchResults) error {
-	rows, err := br.Query()
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
+	return eachRow(br, func(row pgx.Rows) error {
 		var (
 			room, id string
 			kind     *string
@@ -269,7 +330,7 @@ func (b *batch) readEntries(br pgx.BatchResults) error {
 			at       *time.Time
 			tomb     *int64
 		)
-		if err := rows.Scan(&room, &id, &kind, &version, &data, &at, &tomb); err != nil {
+		if err := row.Scan(&room, &id, &kind, &version, &data, &at, &tomb); err != nil {
 			return err
 		}
 		e := b.entries[key{room, id}]
@@ -283,38 +344,108 @@ func (b *batch) readEntries(br pgx.BatchResults) error {
 		if tomb != nil {
 			e.tomb = *tomb
 		}
+		return nil
+	})
+}
+
+// readVersions reads the base versions the writes name that exist.
+func (b *batch) readVersions(br pgx.BatchResults) error {
+	return eachRow(br, func(row pgx.Rows) error {
+		var (
+			room, id string
+			version  int64
+		)
+		v, err := sqlstore.ScanVersion(prefixed{row, []any{&room, &id, &version}}, "", 0)
+		if err != nil {
+			return err
+		}
+		e := b.entries[key{room, id}]
+		if e == nil {
+			return fmt.Errorf("read versions: unexpected element %q of room %q", id, room)
+		}
+		v.ID, v.Version = id, version
+		e.versions = append(e.versions, v)
+		return nil
+	})
+}
+
+// readKeys reads the idempotency keys the writes name that exist.
+func (b *batch) readKeys(br pgx.BatchResults) error {
+	return eachRow(br, func(row pgx.Rows) error {
+		var room, name string
+		rec, err := sqlstore.ScanKey(prefixed{row, []any{&room, &name}}, "")
+		if err != nil {
+			return err
+		}
+		k := b.idem[key{room, name}]
+		if k == nil {
+			return fmt.Errorf("read keys: unexpected key %q of room %q", name, room)
+		}
+		rec.Key = name
+		k.rec, k.exists = rec, true
+		return nil
+	})
+}
+
+// eachRow calls fn with each row of the next result of br.
+func eachRow(br pgx.BatchResults, fn func(pgx.Rows) error) error {
+	rows, err := br.Query()
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return err
+		}
 	}
 	return rows.Err()
 }
 
+// prefixed scans a row whose first columns go to dest and the rest to
+// what Scan is given.
+type prefixed struct {
+	row  sqlstore.Scanner
+	dest []any
+}
+
+func (p prefixed) Scan(dest ...any) error { return p.row.Scan(append(p.dest, dest...)...) }
+
 // run runs the writes in Go, in queue order, and reports whether one
-// succeeded. A write runs on a copy of its entry, kept only if it
-// succeeds; the element count follows its element's existence, as the
-// triggers will.
+// succeeded. A write runs on copies of its entries (element and key), kept
+// only if it succeeds; the element count follows its element's existence,
+// as the triggers will.
 func (b *batch) run(writes []sqlstore.Write, errs []error) (wrote bool) {
 	for i, w := range writes {
 		if w == nil || sqlstore.SkipDone(writes, i) {
 			continue
 		}
-		rm := b.rooms[w.Room()]
-		cur := b.entries[key{w.Room(), w.ID()}]
-		e := &entry{id: w.ID()}
+		rm, r := b.rooms[w.Room()], w.Reads()
+		cur, curKey := b.entries[key{w.Room(), r.ID}], b.idem[key{w.Room(), r.Key}]
+		t := &batchTx{state: state{seq: rm.seq + 1, at: rm.at, count: rm.elements, e: &entry{id: r.ID}}}
 		if cur != nil {
-			*e = *cur
+			*t.e = *cur
+			t.e.versions = slices.Clip(t.e.versions) // appends go to the copy
 		}
-		t := &batchTx{state: state{seq: rm.seq + 1, at: rm.at, count: rm.elements, e: e}}
+		if curKey != nil {
+			k := *curKey
+			t.k = &k
+		}
 		if errs[i] = w.Run(context.WithoutCancel(w.Context()), t); errs[i] != nil {
 			continue
 		}
 		rm.seq, rm.wrote, wrote = t.seq, true, true
 		if cur != nil {
 			switch {
-			case e.exists && !cur.exists:
+			case t.e.exists && !cur.exists:
 				rm.elements++
-			case !e.exists && cur.exists:
+			case !t.e.exists && cur.exists:
 				rm.elements--
 			}
-			*cur = *e
+			*cur = *t.e
+		}
+		if curKey != nil {
+			*curKey = *t.k
 		}
 		b.events = append(b.events, t.events...)
 	}
@@ -322,12 +453,14 @@ func (b *batch) run(writes []sqlstore.Write, errs []error) (wrote bool) {
 }
 
 // changes queues the second round trip but for its COMMIT: the final
-// state of the elements and tombstones the writes changed, their events,
-// the rooms' seqs and times, and the removal of the rooms the batch
-// created for nothing.
+// state of the elements and tombstones the writes changed, their versions,
+// events and keys, the rooms' seqs and times, and the removal of the rooms
+// the batch created for nothing.
 func (b *batch) changes(q *statements) *pgx.Batch {
 	qb := &pgx.Batch{}
 	b.queueEntries(qb, q.deleteElement)
+	b.queueVersions(qb, q.dropVersions)
+	b.queueKeys(qb)
 	if len(b.events) > 0 {
 		var (
 			rooms    = make([]string, len(b.events))
@@ -393,5 +526,54 @@ func (b *batch) queueEntries(qb *pgx.Batch, deleteElement string) {
 	}
 	if len(tombRooms) > 0 {
 		qb.Queue(qSaveTombs, tombRooms, tombIDs, tombs)
+	}
+}
+
+// queueVersions queues the versions the writes saved, in one insert, then
+// the deletion of each element's versions its writes dropped.
+func (b *batch) queueVersions(qb *pgx.Batch, dropVersions string) {
+	var (
+		rooms, ids, types, kinds, datas, actors, ops []string
+		versions, seqs                               []int64
+		ats                                          []time.Time
+	)
+	for _, k := range b.keys {
+		e := b.entries[k]
+		for _, v := range e.versions[len(e.versions)-e.saved:] {
+			rooms, ids, versions, seqs = append(rooms, k.room), append(ids, k.id), append(versions, v.Version), append(seqs, v.Seq)
+			types, kinds, datas = append(types, v.Type), append(kinds, v.Kind), append(datas, string(v.Data))
+			actors, ops, ats = append(actors, v.Actor), append(ops, v.OpID), append(ats, v.At)
+		}
+	}
+	if len(rooms) > 0 {
+		qb.Queue(qSaveVersions, rooms, ids, versions, seqs, types, kinds, datas, actors, ops, ats)
+	}
+	for _, k := range b.keys {
+		if e := b.entries[k]; e.drop > 0 && e.saved > 0 {
+			qb.Queue(dropVersions, k.room, k.id, e.drop)
+		}
+	}
+}
+
+// queueKeys queues the idempotency keys the writes saved, in one insert.
+func (b *batch) queueKeys(qb *pgx.Batch) {
+	var (
+		rooms, keys, fingerprints, headers []string
+		statuses                           []int32
+		bodies                             [][]byte
+		seqs                               []int64
+		ats                                []time.Time
+	)
+	for _, name := range b.idemKeys {
+		k := b.idem[name]
+		if !k.dirty {
+			continue
+		}
+		rooms, keys, fingerprints = append(rooms, name.room), append(keys, k.key), append(fingerprints, k.rec.Fingerprint)
+		statuses, headers, bodies = append(statuses, int32(k.rec.Status)), append(headers, k.rec.Header), append(bodies, k.rec.Body)
+		seqs, ats = append(seqs, k.rec.Seq), append(ats, k.rec.At)
+	}
+	if len(rooms) > 0 {
+		qb.Queue(qSaveKeys, rooms, keys, fingerprints, statuses, headers, bodies, seqs, ats)
 	}
 }

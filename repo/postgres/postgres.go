@@ -59,6 +59,7 @@ type DB struct {
 // prepares and caches them per connection.
 type statements struct {
 	nextSeq, element, tomb, saveElement, deleteElement, saveTomb, insertEvent string
+	version, saveVersion, dropVersions, key, saveKey                          string
 }
 
 // timeArg converts t into a query argument.
@@ -100,7 +101,9 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		nextSeq: sqlstore.Bind(qNextSeq), element: sqlstore.Bind(sqlstore.SelectElement),
 		tomb: sqlstore.Bind(sqlstore.SelectTomb), saveElement: sqlstore.Bind(sqlstore.SaveElement),
 		deleteElement: sqlstore.Bind(sqlstore.DeleteElement), saveTomb: sqlstore.Bind(sqlstore.SaveTomb),
-		insertEvent: sqlstore.Bind(sqlstore.InsertEvent),
+		insertEvent: sqlstore.Bind(sqlstore.InsertEvent), version: sqlstore.Bind(sqlstore.SelectVersion),
+		saveVersion: sqlstore.Bind(sqlstore.SaveVersion), dropVersions: sqlstore.Bind(sqlstore.DropVersions),
+		key: sqlstore.Bind(sqlstore.SelectKey), saveKey: sqlstore.Bind(sqlstore.SaveKey),
 	}
 	return db, nil
 }

@@ -42,9 +42,10 @@ func (db *DB) writeAlone(ctx context.Context, w sqlstore.Write) error {
 // runAlone runs w alone in two round trips while the room row is locked:
 //
 //  1. BEGIN; take the next seq (locking the room row) and set updated_at;
-//     read the element w names and its tombstone.
-//  2. w's statements (element upsert or delete, tombstone, event insert),
-//     queued by its Func in between, are sent with COMMIT.
+//     read what w names (sqlstore.Reads): the element and its tombstone,
+//     its base version, its idempotency key.
+//  2. w's statements (element upsert or delete, tombstone, version, event
+//     insert, key), queued by its Func in between, are sent with COMMIT.
 //
 // The Func computes everything in Go between the two, so the event payload
 // is built exactly as on SQLite. Any failure rolls back, sequence number
@@ -55,8 +56,12 @@ func (db *DB) runAlone(ctx context.Context, c *pgx.Conn, w sqlstore.Write) (err 
 			rollback(ctx, c)
 		}
 	}()
-	t := &singleTx{state: state{e: &entry{id: w.ID()}}, room: w.Room(), q: &db.q, queued: &pgx.Batch{}}
-	if err := t.begin(ctx, c, sqlstore.Now()); err != nil {
+	r := w.Reads()
+	t := &singleTx{state: state{e: &entry{id: r.ID}}, room: w.Room(), q: &db.q, queued: &pgx.Batch{}}
+	if r.Key != "" {
+		t.k = &keyEntry{key: r.Key}
+	}
+	if err := t.begin(ctx, c, sqlstore.Now(), r.Base); err != nil {
 		return err
 	}
 	if err := w.Run(ctx, t); err != nil {
@@ -67,25 +72,31 @@ func (db *DB) runAlone(ctx context.Context, c *pgx.Conn, w sqlstore.Write) (err 
 
 // begin sends the first round trip of a write alone and reads its answers:
 // BEGIN, the sequence number and the write's time (now, or the room's
-// previous write time if that is later), and the element the write names
-// with its tombstone.
-func (t *singleTx) begin(ctx context.Context, c *pgx.Conn, now time.Time) error {
+// previous write time if that is later), the element the write names with
+// its tombstone and version base (when > 0), and its key.
+func (t *singleTx) begin(ctx context.Context, c *pgx.Conn, now time.Time, base int64) error {
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
 	b.Queue(t.q.nextSeq, t.room, now)
 	if t.e.id != "" {
 		b.Queue(t.q.element, t.room, t.e.id)
 		b.Queue(t.q.tomb, t.room, t.e.id)
+		if base > 0 {
+			b.Queue(t.q.version, t.room, t.e.id, base)
+		}
+	}
+	if t.k != nil {
+		b.Queue(t.q.key, t.room, t.k.key)
 	}
 	br := c.SendBatch(ctx, b)
-	if err := t.read(br); err != nil {
+	if err := t.read(br, base); err != nil {
 		br.Close()
 		return err
 	}
 	return br.Close()
 }
 
-func (t *singleTx) read(br pgx.BatchResults) error {
+func (t *singleTx) read(br pgx.BatchResults, base int64) error {
 	if _, err := br.Exec(); err != nil {
 		return err
 	}
@@ -94,9 +105,28 @@ func (t *singleTx) read(br pgx.BatchResults) error {
 		return err
 	}
 	t.at = at.UTC()
-	if t.e.id == "" {
+	if t.e.id != "" {
+		if err := t.readElement(br, base); err != nil {
+			return err
+		}
+	}
+	if t.k == nil {
 		return nil
 	}
+	k, err := sqlstore.ScanKey(br.QueryRow(), t.k.key)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil
+	case err != nil:
+		return err
+	}
+	t.k.rec, t.k.exists = k, true
+	return nil
+}
+
+// readElement reads the answers about the element: the element, its
+// tombstone and its version base (when > 0).
+func (t *singleTx) readElement(br pgx.BatchResults, base int64) error {
 	el, err := sqlstore.ScanElement(br.QueryRow())
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
@@ -105,9 +135,20 @@ func (t *singleTx) read(br pgx.BatchResults) error {
 	default:
 		t.e.el, t.e.exists = el, true
 	}
-	err = br.QueryRow().Scan(&t.e.tomb)
-	if errors.Is(err, pgx.ErrNoRows) {
+	if err := br.QueryRow().Scan(&t.e.tomb); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return err
+	}
+	if base <= 0 {
 		return nil
 	}
-	return err
+	t.e.asked = []int64{base}
+	v, err := sqlstore.ScanVersion(br.QueryRow(), t.e.id, base)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil
+	case err != nil:
+		return err
+	}
+	t.e.versions = []sqlstore.Version{v}
+	return nil
 }

@@ -33,7 +33,9 @@ const (
 // statement that fails to prepare is run unprepared.
 func (db *DB) prepare(ctx context.Context) {
 	qs := []string{qNextSeq, sqlstore.SelectElement, sqlstore.SelectTomb, sqlstore.SaveElement,
-		sqlstore.DeleteElement, sqlstore.SaveTomb, sqlstore.InsertEvent, qSavepoint, qRelease, qRollbackTo}
+		sqlstore.DeleteElement, sqlstore.SaveTomb, sqlstore.InsertEvent, sqlstore.SelectVersion,
+		sqlstore.SaveVersion, sqlstore.DropVersions, sqlstore.SelectKey, sqlstore.SaveKey,
+		qSavepoint, qRelease, qRollbackTo}
 	db.stmts = make(map[string]*sql.Stmt, len(qs))
 	for _, q := range qs {
 		if st, err := db.write.PrepareContext(ctx, q); err == nil {
@@ -180,6 +182,35 @@ func (t *tx) SaveTombstone(ctx context.Context, id string, version int64) error 
 
 func (t *tx) InsertEvent(ctx context.Context, ev roomfeed.Event) error {
 	return t.exec(ctx, sqlstore.InsertEvent, ev.Room, ev.Seq, ev.Type, string(ev.Data), timeArg(ev.At))
+}
+
+func (t *tx) Version(ctx context.Context, id string, version int64) (sqlstore.Version, bool, error) {
+	v, err := sqlstore.ScanVersion(t.queryRow(ctx, sqlstore.SelectVersion, t.room, id, version), id, version)
+	if errors.Is(err, sql.ErrNoRows) {
+		return sqlstore.Version{}, false, nil
+	}
+	return v, err == nil, err
+}
+
+func (t *tx) SaveVersion(ctx context.Context, v sqlstore.Version, drop int64) error {
+	err := t.exec(ctx, sqlstore.SaveVersion, t.room, v.ID, v.Version, v.Seq, v.Type, v.Kind,
+		sqlstore.VersionData(v), v.Actor, v.OpID, timeArg(v.At))
+	if err != nil || drop < 1 {
+		return err
+	}
+	return t.exec(ctx, sqlstore.DropVersions, t.room, v.ID, drop)
+}
+
+func (t *tx) Key(ctx context.Context, key string) (sqlstore.KeyRecord, bool, error) {
+	k, err := sqlstore.ScanKey(t.queryRow(ctx, sqlstore.SelectKey, t.room, key), key)
+	if errors.Is(err, sql.ErrNoRows) {
+		return sqlstore.KeyRecord{}, false, nil
+	}
+	return k, err == nil, err
+}
+
+func (t *tx) SaveKey(ctx context.Context, k sqlstore.KeyRecord) error {
+	return t.exec(ctx, sqlstore.SaveKey, t.room, k.Key, k.Fingerprint, k.Status, k.Header, k.Body, k.Seq, timeArg(k.At))
 }
 
 // exec runs a write statement in the transaction, prepared when it can be.

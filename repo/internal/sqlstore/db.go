@@ -24,6 +24,21 @@ const (
 	SaveTomb      = `INSERT INTO tombstones (room, id, version) VALUES (?, ?, ?)
 			ON CONFLICT (room, id) DO UPDATE SET version = excluded.version`
 	InsertEvent = `INSERT INTO events (room, seq, type, payload, at) VALUES (?, ?, ?, ?, ?)`
+
+	SelectVersion = `SELECT seq, type, kind, data, actor, op_id, at FROM element_versions
+		WHERE room = ? AND id = ? AND version = ?`
+	SaveVersion = `INSERT INTO element_versions (room, id, version, seq, type, kind, data, actor, op_id, at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (room, id, version) DO UPDATE SET seq = excluded.seq, type = excluded.type,
+			kind = excluded.kind, data = excluded.data, actor = excluded.actor, op_id = excluded.op_id,
+			at = excluded.at`
+	// Deletes the versions of an element at or below a version: a range of
+	// the primary key.
+	DropVersions = `DELETE FROM element_versions WHERE room = ? AND id = ? AND version <= ?`
+	SelectKey    = `SELECT fingerprint, status, header, body, seq, created_at FROM idempotency_keys
+		WHERE room = ? AND key = ?`
+	SaveKey = `INSERT INTO idempotency_keys (room, key, fingerprint, status, header, body, seq, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
 )
 
 // Dialect is how a dialect writes what DB runs.
@@ -85,6 +100,42 @@ func ScanElement(row Scanner) (roomfeed.Element, error) {
 	return el, nil
 }
 
+// ScanVersion scans the columns of SelectVersion into a version of id.
+func ScanVersion(row Scanner, id string, version int64) (Version, error) {
+	v := Version{ID: id, Version: version}
+	var (
+		data []byte
+		at   dbTime
+	)
+	if err := row.Scan(&v.Seq, &v.Type, &v.Kind, &data, &v.Actor, &v.OpID, &at); err != nil {
+		return Version{}, err
+	}
+	if data != nil {
+		v.Data = data
+	}
+	v.At = at.t
+	return v, nil
+}
+
+// ScanKey scans the columns of SelectKey into the record of key.
+func ScanKey(row Scanner, key string) (KeyRecord, error) {
+	k := KeyRecord{Key: key}
+	var at dbTime
+	if err := row.Scan(&k.Fingerprint, &k.Status, &k.Header, &k.Body, &k.Seq, &at); err != nil {
+		return KeyRecord{}, err
+	}
+	k.At = at.t
+	return k, nil
+}
+
+// VersionData is the data argument of SaveVersion: NULL for a deletion.
+func VersionData(v Version) any {
+	if v.Data == nil {
+		return nil
+	}
+	return string(v.Data)
+}
+
 // Get reads one element; a missing one is sql.ErrNoRows.
 func (db *DB) Get(ctx context.Context, room, id string) (roomfeed.Element, error) {
 	return ScanElement(db.read.QueryRowContext(ctx, db.d.Bind(SelectElement), room, id))
@@ -133,6 +184,15 @@ func (db *DB) Head(ctx context.Context, room string) (int64, error) {
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
+	return seq, err
+}
+
+// Oldest returns the seq of the room's oldest event still in the history,
+// 0 when it has none.
+func (db *DB) Oldest(ctx context.Context, room string) (int64, error) {
+	var seq int64
+	err := db.read.QueryRowContext(ctx,
+		db.d.Bind(`SELECT COALESCE(MIN(seq), 0) FROM events WHERE room = ?`), room).Scan(&seq)
 	return seq, err
 }
 
@@ -232,6 +292,32 @@ func (db *DB) Trim(ctx context.Context, room string, keep int64, maxAge time.Dur
 		return 0, err
 	}
 	return res.RowsAffected()
+}
+
+// trimKeysBatch bounds the idempotency keys one statement of TrimKeys
+// deletes, so that writers never wait long behind it.
+const trimKeysBatch = 1000
+
+// TrimKeys deletes the idempotency keys created before before, a batch at
+// a time, and returns how many it deleted.
+func (db *DB) TrimKeys(ctx context.Context, before time.Time) (int64, error) {
+	q := db.d.Bind(`DELETE FROM idempotency_keys WHERE (room, key) IN
+		(SELECT room, key FROM idempotency_keys WHERE created_at < ? LIMIT ?)`)
+	var total int64
+	for {
+		res, err := db.write.ExecContext(ctx, q, db.d.Time(before), trimKeysBatch)
+		if err != nil {
+			return total, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n < trimKeysBatch {
+			return total, nil
+		}
+	}
 }
 
 // Ping checks that the database answers on every pool.

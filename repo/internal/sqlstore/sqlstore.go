@@ -7,6 +7,7 @@ package sqlstore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -17,7 +18,9 @@ import (
 // write's sequence number taken. An error of the write's Func undoes all
 // it did, sequence number included. A dialect may hold the changes back
 // and send them at COMMIT, where their errors then surface; PostgreSQL
-// reads and writes only the element the write named (Write.ID).
+// reads and writes only what the write named (Write.Reads): its element,
+// that element's base version and versions written before it in the same
+// transaction, and its idempotency key.
 type Tx interface {
 	// Seq is the sequence number the write takes.
 	Seq() int64
@@ -36,6 +39,50 @@ type Tx interface {
 	SaveTombstone(ctx context.Context, id string, version int64) error
 	// InsertEvent records ev, the write's event (ev.Seq == Seq()).
 	InsertEvent(ctx context.Context, ev roomfeed.Event) error
+	// Version reads a kept version of an element; a missing one is found
+	// == false.
+	Version(ctx context.Context, id string, version int64) (v Version, found bool, err error)
+	// SaveVersion records v and deletes the versions of its element at or
+	// below drop (drop < 1: none).
+	SaveVersion(ctx context.Context, v Version, drop int64) error
+	// Key reads the record of an idempotency key in the room; a missing one
+	// is found == false.
+	Key(ctx context.Context, key string) (k KeyRecord, found bool, err error)
+	// SaveKey records the write's idempotency key.
+	SaveKey(ctx context.Context, k KeyRecord) error
+}
+
+// Version is one version of an element, as element_versions keeps it.
+type Version struct {
+	ID      string
+	Version int64
+	Seq     int64  // of the write's event; 0 when unknown (migrated)
+	Type    string // created, updated, merged, deleted
+	Kind    string
+	Data    json.RawMessage // nil for a deletion
+	Actor   string
+	OpID    string
+	At      time.Time
+}
+
+// KeyRecord is an idempotency key of a room and the answer of the write
+// applied with it.
+type KeyRecord struct {
+	Key         string
+	Fingerprint string // of the request that used the key first
+	Status      int
+	Header      string // the answer's headers, a JSON object of strings
+	Body        []byte
+	Seq         int64 // of the write's event
+	At          time.Time
+}
+
+// Reads are what a write reads besides its room, which PostgreSQL fetches
+// together with the sequence number.
+type Reads struct {
+	ID   string // the element ("" for none) and its tombstone
+	Base int64  // a version of ID to read too (a write's If-Match), 0 = none
+	Key  string // the idempotency key to look up, "" = none
 }
 
 // Func is the body of a write, run with its Tx.
@@ -52,8 +99,8 @@ type Write interface {
 	// values but not its cancellation.
 	Context() context.Context
 	Room() string
-	// ID is the element the write reads ("" for none).
-	ID() string
+	// Reads are what the write reads besides its room.
+	Reads() Reads
 	// Run runs the write's Func on tx; a panic in it is returned as a
 	// *Panic.
 	Run(ctx context.Context, tx Tx) error
