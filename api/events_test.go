@@ -197,11 +197,13 @@ func TestFeedTrimmedCursorGetsReset(t *testing.T) {
 }
 
 // TestFeedSlowSubscriberDropped holds a subscriber that never reads while
-// another keeps up; the slow one is cut off, the fast one sees everything,
-// and the slow one resumes from its last id with nothing missing.
+// another keeps up; the slow one is cut off when its buffer of 16 fills
+// (the write deadline is generous, so a loaded machine cannot cut the fast
+// one), the fast one sees everything, and the slow one resumes from its last
+// id with nothing missing.
 func TestFeedSlowSubscriberDropped(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, be backend) {
-		ts := newServer(t, be, serverOpts{buffer: 16, feed: sse.Config{WriteTimeout: 300 * time.Millisecond}})
+		ts := newServer(t, be, serverOpts{buffer: 16, feed: sse.Config{WriteTimeout: 3 * time.Second}})
 		conn := dialRaw(t, ts.URL, 4096)
 		if _, err := io.WriteString(conn, "GET /rooms/slow/events?last_event_id=0 HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 			t.Fatal(err)
