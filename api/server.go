@@ -142,14 +142,14 @@ func (s *Server) routes() *gin.Engine {
 	}
 
 	rooms := r.Group("/rooms/:room", s.authorize, s.roomName, s.limitRate, s.bodyDeadline)
-	rooms.GET("/elements", s.snapshot)
-	rooms.POST("/elements", s.createElement)
-	rooms.GET("/elements/:id", s.getElement)
-	rooms.PUT("/elements/:id", s.putElement)
-	rooms.PATCH("/elements/:id", s.patchElement)
-	rooms.DELETE("/elements/:id", s.deleteElement)
-	rooms.POST("/messages", s.postMessage)
-	rooms.POST("/signals", s.postSignal)
+	rooms.GET("/elements", handle(s.snapshot))
+	rooms.POST("/elements", handle(s.createElement))
+	rooms.GET("/elements/:id", handle(s.getElement))
+	rooms.PUT("/elements/:id", handle(s.putElement))
+	rooms.PATCH("/elements/:id", handle(s.patchElement))
+	rooms.DELETE("/elements/:id", handle(s.deleteElement))
+	rooms.POST("/messages", handle(s.postMessage))
+	rooms.POST("/signals", handle(s.postSignal))
 	rooms.GET("/events", s.events)
 	rooms.GET("/presence", s.presence)
 
