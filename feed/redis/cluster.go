@@ -13,11 +13,13 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/roomfeed/roomfeed"
+	"github.com/roomfeed/roomfeed/internal/streak"
 )
 
 const (
-	clusterBatch = 500  // rooms per pipelined read
-	clusterDrain = 4096 // announcements taken at most before a read
+	clusterBatch = 500             // rooms per pipelined read
+	clusterDrain = 4096            // announcements taken at most before a read
+	readWait     = 2 * time.Second // a read's deadline, at least (or 2 Blocks)
 )
 
 // clusterReader reads a Redis Cluster, which refuses one XREAD over keys of
@@ -35,9 +37,14 @@ const (
 //   - pub/sub is at-most-once (an announcement sent while the reader
 //     reconnects is lost), so every Block, after every (re)subscription and
 //     after a failed read, the reader also reads every followed room. A room
-//     Follow registers is read at once.
+//     Follow registers is read at once;
+//   - a shard that fails (its master died and a replica is being promoted,
+//     or it is unreachable) fails the reads of its own rooms only: they stay
+//     to be read at the next poll while the other rooms are delivered, the
+//     client reloads its slot map, and a read waits at most readWait.
 type clusterReader struct {
-	l *Log
+	l       *Log
+	partial *streak.Logger // reads where some rooms failed
 
 	// State of a Run; ps is nil between Runs.
 	ps    *goredis.PubSub
@@ -49,7 +56,8 @@ type clusterReader struct {
 }
 
 func newClusterReader(l *Log) *clusterReader {
-	return &clusterReader{l: l, dirty: make(map[string]struct{}), known: make(map[string]*cursor)}
+	return &clusterReader{l: l, dirty: make(map[string]struct{}), known: make(map[string]*cursor),
+		partial: streak.New(l.log, "redis cluster reader (some shards)")}
 }
 
 // notifyChannel is the channel that announces appends.
@@ -74,11 +82,22 @@ func (r *clusterReader) step(ctx context.Context) error {
 	if !r.all && len(r.dirty) == 0 {
 		return nil
 	}
-	if err := r.read(ctx); err != nil {
+	read, failed, err := r.read(ctx)
+	switch {
+	case err == nil:
+		r.partial.OK(ctx)
+		return nil
+	case read > failed:
+		// Some shards answered: their rooms were delivered, the others stay
+		// dirty for the next poll. No back-off, which would pause every room.
+		r.l.reloadSlots(ctx)
+		r.partial.Fail(ctx, err)
+		return nil
+	default:
+		r.l.reloadSlots(ctx)
 		r.all = true // announcements may have been lost meanwhile
 		return err
 	}
-	return nil
 }
 
 // wait waits for one event and takes note of what it tells.
@@ -161,13 +180,16 @@ type clusterItem struct {
 
 // read reads the streams of the dirty rooms (every followed room when
 // r.all) from their cursors, pipelined, and delivers what it finds. Rooms
-// that failed or returned a full page stay dirty.
-func (r *clusterReader) read(ctx context.Context) error {
+// that failed or returned a full page stay dirty. It returns how many rooms
+// it read and how many of them failed, with their errors.
+func (r *clusterReader) read(ctx context.Context) (int, int, error) {
 	items := r.items()
+	ctx, cancel := context.WithTimeout(ctx, max(2*r.l.opts.Block, readWait))
+	defer cancel()
 	var errs []error
 	for batch := range slices.Chunk(items, clusterBatch) {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return len(items), len(items), ctx.Err()
 		}
 		cmds := make([]*goredis.XMessageSliceCmd, len(batch))
 		_, _ = r.l.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
@@ -191,9 +213,9 @@ func (r *clusterReader) read(ctx context.Context) error {
 		r.l.mu.Unlock()
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("redis cluster read: %w", errors.Join(errs...))
+		return len(items), len(errs), fmt.Errorf("redis cluster read: %w", errors.Join(errs...))
 	}
-	return nil
+	return len(items), 0, nil
 }
 
 // items returns the rooms to read with their cursors, sorted so that each
