@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -17,9 +18,9 @@ import (
 )
 
 const (
-	clusterBatch = 500             // rooms per pipelined read
-	clusterDrain = 4096            // announcements taken at most before a read
-	readWait     = 2 * time.Second // a read's deadline, at least (or 2 Blocks)
+	clusterBatch = 500                    // rooms per pipelined read
+	clusterDrain = 4096                   // announcements taken at most before a read
+	readWait     = 500 * time.Millisecond // a read's deadline
 )
 
 // clusterReader reads a Redis Cluster, which refuses one XREAD over keys of
@@ -41,7 +42,8 @@ const (
 //   - a shard that fails (its master died and a replica is being promoted,
 //     or it is unreachable) fails the reads of its own rooms only: they stay
 //     to be read at the next poll while the other rooms are delivered, the
-//     client reloads its slot map, and a read waits at most readWait.
+//     client reloads its slot map, and a read waits at most readWait (a
+//     room not read by then is read at the next step).
 type clusterReader struct {
 	l       *Log
 	partial *streak.Logger // reads where some rooms failed
@@ -184,38 +186,62 @@ type clusterItem struct {
 // it read and how many of them failed, with their errors.
 func (r *clusterReader) read(ctx context.Context) (int, int, error) {
 	items := r.items()
-	ctx, cancel := context.WithTimeout(ctx, max(2*r.l.opts.Block, readWait))
+	ctx, cancel := context.WithTimeout(ctx, readWait)
 	defer cancel()
-	var errs []error
-	for batch := range slices.Chunk(items, clusterBatch) {
-		if ctx.Err() != nil {
-			return len(items), len(items), ctx.Err()
-		}
-		cmds := make([]*goredis.XMessageSliceCmd, len(batch))
-		_, _ = r.l.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-			for i, it := range batch {
-				cmds[i] = p.XRangeN(ctx, r.l.streamKey(it.room), "("+it.last, "+", readCount)
-			}
-			return nil
-		}) // each command carries its own error
-		r.l.mu.Lock()
-		for i, it := range batch {
-			msgs, err := cmds[i].Result()
-			if err != nil {
-				errs = append(errs, fmt.Errorf("read %s: %w", it.room, err))
-				continue
-			}
-			if len(msgs) < readCount {
-				delete(r.dirty, it.room) // caught up; a full page means more to read
-			}
-			r.l.deliver(it.room, it.c, it.last, msgs)
-		}
-		r.l.mu.Unlock()
+	rooms := make([]string, len(items))
+	for i, it := range items {
+		rooms[i] = it.room
 	}
+	var (
+		mu     sync.Mutex
+		errs   []error
+		failed int
+	)
+	r.l.perShard(ctx, rooms, func(idx []int) {
+		for batch := range slices.Chunk(idx, clusterBatch) {
+			if n, err := r.readBatch(ctx, items, batch); err != nil {
+				mu.Lock()
+				errs, failed = append(errs, err), failed+n
+				mu.Unlock()
+			}
+		}
+	})
 	if len(errs) > 0 {
-		return len(items), len(errs), fmt.Errorf("redis cluster read: %w", errors.Join(errs...))
+		return len(items), failed, fmt.Errorf("redis cluster read: %w", errors.Join(errs...))
 	}
 	return len(items), 0, nil
+}
+
+// readBatch reads the rooms items[i] for i in batch in one pipeline and
+// delivers what it finds, under l.mu. It returns how many rooms failed,
+// and why.
+func (r *clusterReader) readBatch(ctx context.Context, items []clusterItem, batch []int) (int, error) {
+	if ctx.Err() != nil {
+		return len(batch), ctx.Err()
+	}
+	cmds := make([]*goredis.XMessageSliceCmd, len(batch))
+	_, _ = r.l.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for k, i := range batch {
+			cmds[k] = p.XRangeN(ctx, r.l.streamKey(items[i].room), "("+items[i].last, "+", readCount)
+		}
+		return nil
+	}) // each command carries its own error
+	var errs []error
+	r.l.mu.Lock()
+	defer r.l.mu.Unlock()
+	for k, i := range batch {
+		it := items[i]
+		msgs, err := cmds[k].Result()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("read %s: %w", it.room, err))
+			continue
+		}
+		if len(msgs) < readCount {
+			delete(r.dirty, it.room) // caught up; a full page means more to read
+		}
+		r.l.deliver(it.room, it.c, it.last, msgs)
+	}
+	return len(errs), errors.Join(errs...)
 }
 
 // items returns the rooms to read with their cursors, sorted so that each

@@ -31,7 +31,7 @@ func (l *Log) Publish(ctx context.Context, ev roomfeed.Event) error {
 		return fmt.Errorf("publish %q/%d: invalid event", ev.Room, ev.Seq)
 	}
 	p := l.pauseOf(ev.Room)
-	ctx, cancel, ok := p.enter(ctx)
+	ctx, cancel, ok := p.enter(ctx, len(l.pauses) > 1)
 	if !ok {
 		return fmt.Errorf("publish %s/%d: %w (left to the relay)", ev.Room, ev.Seq, feed.ErrUnavailable)
 	}
@@ -61,10 +61,17 @@ type pause struct {
 }
 
 // enter reports whether a Publish may go on; when the pause is on, only the
-// one that takes the probe may, under a deadline of half the pause.
-func (p *pause) enter(ctx context.Context) (context.Context, context.CancelFunc, bool) {
+// one that takes the probe may, under a deadline of half the pause. With
+// bounded (a Cluster) every Publish has that deadline: Publishes made at
+// once share a pipeline across shards, and a dead shard must not hold the
+// others' answers while go-redis retries its dials.
+func (p *pause) enter(ctx context.Context, bounded bool) (context.Context, context.CancelFunc, bool) {
 	until := p.until.Load()
 	if until == 0 {
+		if bounded {
+			ctx, cancel := context.WithTimeout(ctx, publishPause/2)
+			return ctx, cancel, true
+		}
 		return ctx, func() {}, true
 	}
 	now := time.Now()
@@ -200,10 +207,29 @@ func (l *Log) appendPipelined(ctx context.Context, batch []*publishReq) {
 		r.ok, r.top, r.err = l.appendBatch(ctx, r.ev.Room, []roomfeed.Event{r.ev}, false)
 		return
 	}
-	pipe := l.client.Pipeline()
-	calls := l.queueCalls(ctx, pipe, appendRuns(batch))
-	_, _ = pipe.Exec(ctx) // each command carries its own error
-	if tops := l.answer(ctx, calls); len(tops) > 0 {
+	runs := appendRuns(batch)
+	rooms := make([]string, len(runs))
+	for i, c := range runs {
+		rooms[i] = c.room
+	}
+	var (
+		mu   sync.Mutex
+		tops []roomfeed.RoomHead
+	)
+	l.perShard(ctx, rooms, func(idx []int) {
+		group := make([]*appendRun, len(idx))
+		for k, i := range idx {
+			group[k] = runs[i]
+		}
+		pipe := l.client.Pipeline()
+		calls := l.queueCalls(ctx, pipe, group)
+		_, _ = pipe.Exec(ctx) // each command carries its own error
+		t := l.answer(ctx, calls)
+		mu.Lock()
+		tops = append(tops, t...)
+		mu.Unlock()
+	})
+	if len(tops) > 0 {
 		l.reader.appended(ctx, tops)
 	}
 }

@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"strings"
+	"sync"
 
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -51,4 +52,44 @@ func (l *Log) reloadSlots(ctx context.Context) {
 	if cc, ok := l.client.(*goredis.ClusterClient); ok {
 		cc.ReloadState(ctx)
 	}
+}
+
+// perShard calls run with the indices of rooms, grouped by the Cluster
+// master that serves each room's stream, one call per master at the same
+// time, and returns when they all have. A go-redis Cluster pipeline that
+// spans masters ends as its slowest master does, and when its context ends
+// while it retries a dead master it fails every command, those other
+// masters answered included; one pipeline per master keeps a failing shard
+// to its own rooms. On a single Redis run is called once with every index.
+func (l *Log) perShard(ctx context.Context, rooms []string, run func(idx []int)) {
+	cc, ok := l.client.(*goredis.ClusterClient)
+	if !ok || len(rooms) < 2 {
+		run(seqIndices(len(rooms)))
+		return
+	}
+	groups := make(map[string][]int)
+	for i, room := range rooms {
+		var addr string // unknown master: one group of its own, whose commands fail themselves
+		if m, err := cc.MasterForKey(ctx, l.streamKey(room)); err == nil {
+			addr = m.Options().Addr
+		}
+		groups[addr] = append(groups[addr], i)
+	}
+	if len(groups) == 1 {
+		run(seqIndices(len(rooms)))
+		return
+	}
+	var wg sync.WaitGroup
+	for _, idx := range groups {
+		wg.Go(func() { run(idx) })
+	}
+	wg.Wait()
+}
+
+func seqIndices(n int) []int {
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	return idx
 }

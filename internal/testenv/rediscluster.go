@@ -51,8 +51,9 @@ func (n *RedisNode) Kill() {
 // StartRedisCluster starts a Redis Cluster of masters with replicas
 // replicas each (masters*(1+replicas) nodes, masters first in Nodes), whose
 // nodes take a master for failed after nodeTimeout without an answer (and
-// promote one of its replicas), as RedisCluster does otherwise.
-func StartRedisCluster(tb testing.TB, masters, replicas int, nodeTimeout time.Duration) *Cluster {
+// promote one of its replicas), as RedisCluster does otherwise. extra are
+// more redis-server arguments for every node.
+func StartRedisCluster(tb testing.TB, masters, replicas int, nodeTimeout time.Duration, extra ...string) *Cluster {
 	tb.Helper()
 	server, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -67,9 +68,10 @@ func StartRedisCluster(tb testing.TB, masters, replicas int, nodeTimeout time.Du
 	c := &Cluster{cli: cli}
 	for i := range n {
 		dir := tb.TempDir()
-		c.Nodes = append(c.Nodes, startRedisNode(tb, server, ports[i], dir,
-			"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"),
-			"--cluster-port", strconv.Itoa(ports[n+i]), "--cluster-node-timeout", strconv.Itoa(int(nodeTimeout.Milliseconds()))))
+		args := append([]string{"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"),
+			"--cluster-port", strconv.Itoa(ports[n+i]),
+			"--cluster-node-timeout", strconv.Itoa(int(nodeTimeout.Milliseconds()))}, extra...)
+		c.Nodes = append(c.Nodes, startRedisNode(tb, server, ports[i], dir, args...))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
