@@ -177,7 +177,7 @@ func startClusterFeed(t *testing.T, cl *testenv.Cluster, perMaster, lowSlots int
 	cf.nodes = []*node{startNode(t, "A", args...), startNode(t, "B", args...)}
 	cf.pickRooms(t, cl, prefix, perMaster, lowSlots)
 	for _, n := range cf.nodes {
-		cf.subs = append(cf.subs, startTimedSub(t, "sub@"+n.name, n, cf.rooms))
+		cf.subs = append(cf.subs, startTimedSub(t, "sub@"+n.name, n.URL(), cf.rooms))
 	}
 	return cf
 }
@@ -291,20 +291,22 @@ func (cf *clusterFeed) checkLag(t *testing.T, room string, deadline func(acked t
 	}
 }
 
-// timedSub follows rooms on one connection to one node with the Go client
-// and keeps when each event arrived.
+// timedSub follows rooms on one connection to one server with the Go
+// client and keeps when each event arrived.
 type timedSub struct {
-	name string
+	name  string
+	rooms []string
 
 	mu         sync.Mutex
+	reconnects int
 	events     map[string][]feedEvent
 	at         map[string]map[int64]time.Time
 	violations []string
 }
 
-func startTimedSub(tb testing.TB, name string, n *node, rooms []string) *timedSub {
-	s := &timedSub{name: name, events: map[string][]feedEvent{}, at: map[string]map[int64]time.Time{}}
-	c := &client.Client{Server: n.URL(), MaxBackoff: 200 * time.Millisecond, IdleTimeout: 5 * time.Second}
+func startTimedSub(tb testing.TB, name, server string, rooms []string) *timedSub {
+	s := &timedSub{name: name, rooms: rooms, events: map[string][]feedEvent{}, at: map[string]map[int64]time.Time{}}
+	c := &client.Client{Server: server, MaxBackoff: 200 * time.Millisecond, IdleTimeout: 5 * time.Second}
 	start := client.Cursor{}
 	for _, r := range rooms {
 		start[r] = 0
@@ -347,7 +349,15 @@ func (s *timedSub) take(m client.Message) {
 		s.at[m.Room][m.Seq] = now
 	case client.Reset:
 		s.violations = append(s.violations, "reset of "+m.Room)
+	case client.Reconnect:
+		s.reconnects++
 	}
+}
+
+func (s *timedSub) reconnectCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reconnects
 }
 
 func (s *timedSub) count(room string) int {
