@@ -629,6 +629,9 @@ func (s *subscriber) read(body io.Reader, activity func()) {
 }
 
 func (s *subscriber) deliver(id, typ, data string) {
+	if strings.HasPrefix(typ, "presence.") && id == "" {
+		return // ephemeral: no id, never replayed (subscribers with ?client=)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if typ == "error" || typ == "reset" {
