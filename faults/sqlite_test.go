@@ -200,4 +200,3 @@ func probeError(ctx context.Context, hc *http.Client, base, room string, status 
 	}
 	return nil
 }
-
