@@ -1,11 +1,13 @@
 package api_test
 
 import (
+	"database/sql"
 	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/roomfeed/roomfeed/feed"
 	"github.com/roomfeed/roomfeed/repo"
@@ -56,4 +58,51 @@ func TestStorageFull(t *testing.T) {
 	if got := r.json(t)["cursor"]; got != strconv.Itoa(written) {
 		t.Errorf("snapshot cursor after the failed writes: got %v, want %d", got, written)
 	}
+}
+
+// TestSQLiteWriteLockHeld: while another process holds the SQLite write
+// lock (as a hung disk holds a batch), a write answers 503
+// database_unavailable with Retry-After once the store's query timeout has
+// passed, not after SQLite's 10s busy timeout or never; once the lock is
+// released writes succeed again.
+func TestSQLiteWriteLockHeld(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rf.db")
+	locked := backend{name: "sqlite-bounded", open: func(t *testing.T, hub *sse.Hub, _ int64) (*repo.Store, eventLog) {
+		store, err := repo.Open(t.Context(), "sqlite://"+path, repo.Options{QueryTimeout: 500 * time.Millisecond})
+		if err != nil {
+			t.Fatalf("open store: %v", err)
+		}
+		t.Cleanup(func() { store.Close() })
+		return store, feed.NewMemLog(hub, store)
+	}}
+	ts := newServer(t, locked, serverOpts{})
+	el := ts.URL + "/rooms/w1/elements/a"
+	mustStatus(t, do(t, http.MethodPut, el, `{"kind":"item","data":{}}`), http.StatusCreated)
+
+	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(t.Context(), `BEGIN IMMEDIATE`); err != nil {
+		t.Fatalf("take the write lock: %v", err)
+	}
+	start := time.Now()
+	r := do(t, http.MethodPut, el, `{"kind":"item","data":{"v":2}}`)
+	mustStatus(t, r, http.StatusServiceUnavailable)
+	if code := r.errorCode(t); code != "database_unavailable" || r.Header.Get("Retry-After") == "" {
+		t.Errorf("got code %q, Retry-After %q; want database_unavailable with Retry-After", code, r.Header.Get("Retry-After"))
+	}
+	if took := time.Since(start); took > 7*time.Second {
+		t.Errorf("the write answered after %v, want well under the 10s busy timeout", took)
+	}
+	if _, err := conn.ExecContext(t.Context(), `ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+	mustStatus(t, do(t, http.MethodPut, el, `{"kind":"item","data":{"v":3}}`), http.StatusOK)
 }
