@@ -82,6 +82,7 @@ type backend interface {
 	Snapshot(ctx context.Context, room string) (cursor int64, els []roomfeed.Element, err error)
 	Head(ctx context.Context, room string) (int64, error)
 	Oldest(ctx context.Context, room string) (int64, error)
+	OldestTime(ctx context.Context, room string) (time.Time, bool, error)
 	EventsAfter(ctx context.Context, room string, after int64, limit int) ([]roomfeed.Event, error)
 	RoomHeads(ctx context.Context, since time.Time) ([]roomfeed.RoomHead, error)
 	Trim(ctx context.Context, room string, keep int64, maxAge time.Duration, below int64) (int64, error)
