@@ -115,7 +115,7 @@ func (n *node) addRetention() {
 		return
 	}
 	r := &retention{store: n.store, tops: n.published, keep: n.cfg.HistoryKeep, maxAge: n.cfg.HistoryMaxAge,
-		interval: n.cfg.RetentionInterval, logger: n.logger}
+		interval: n.cfg.RetentionInterval, lookBack: retentionLookBack, sweep: retentionSweep, logger: n.logger}
 	n.loops = append(n.loops, r.Run)
 }
 
