@@ -21,10 +21,8 @@
 
 import { computed, ref } from 'vue'
 import { defineStore } from 'pinia'
-import { RoomFeed, mergePatch } from '@/lib/roomfeed.js'
-import { Outbox, memoryStorage } from '@/lib/outbox.js'
-import { DRAFT_SIGNAL, Drafts } from '@/lib/drafts.js'
-import { describeProblem } from '@/lib/http.js'
+import { appConfig, configTokenSource } from '@/config.js'
+import { DRAFT_SIGNAL, Drafts, Outbox, RoomFeed, describeProblem, memoryStorage, mergePatch } from '@roomfeed/client'
 
 /** Kinds listed first, in this order; others follow alphabetically. */
 export const KNOWN_KINDS = ['character', 'place', 'item']
@@ -65,7 +63,9 @@ export function describeRefusal(err, what) {
 function setupRoomStore(roomId, feedOptions) {
   const { hub, outbox: sharedOutbox, cache = null, ...options } = feedOptions
   const clientOptions = { signals: [DRAFT_SIGNAL], ...options }
-  const feed = hub ? hub.createFeed(roomId, clientOptions) : new RoomFeed({ room: roomId, ...clientOptions })
+  const feed = hub
+    ? hub.createFeed(roomId, clientOptions)
+    : new RoomFeed({ room: roomId, baseUrl: appConfig().serverUrl, token: configTokenSource(), ...clientOptions })
   const outbox =
     sharedOutbox ??
     new Outbox({

@@ -808,3 +808,22 @@ function pruneUndefined(o) {
   for (const k of Object.keys(o)) if (o[k] === undefined) delete o[k]
   return o
 }
+
+/**
+ * An Outbox for a connection (connect()): requests go to its server with its
+ * token, and every acknowledged write is applied at once to the room it
+ * follows (exactly once, whichever of the answer and the feed's echo comes
+ * first). options as for new Outbox (storage: IndexedDB when there is one,
+ * else memory). Call start() before use.
+ *
+ * @param {{ endpoint: { baseUrl: string, fetch: typeof fetch, tokens: any }, rooms: Map<string, { applyAnswer: Function }> }} conn
+ * @param {ConstructorParameters<typeof Outbox>[0]} [options]
+ */
+export function createOutbox(conn, options = {}) {
+  const { baseUrl, fetch, tokens } = conn.endpoint
+  const outbox = new Outbox({ baseUrl, fetch, token: tokens, ...options })
+  outbox.on('ack', (a) => {
+    conn.rooms.get(a.room)?.applyAnswer({ element: a.element, seq: a.seq, deleted: a.deleted, key: a.entry?.key })
+  })
+  return outbox
+}

@@ -22,13 +22,12 @@ export class RoomFeedError extends Error {
   }
 }
 
-/** The server origin configured at build time (VITE_ROOMFEED_URL); '' = same origin. */
+/**
+ * The server origin used when none is given: '' (the page's own origin in a
+ * browser). Node.js has no page: give `baseUrl` there.
+ */
 export function defaultBaseUrl() {
-  try {
-    return import.meta.env?.VITE_ROOMFEED_URL || ''
-  } catch {
-    return ''
-  }
+  return ''
 }
 
 /** Retry-After (delta seconds or an HTTP date) in ms; null when absent or unreadable. */

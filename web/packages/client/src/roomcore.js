@@ -75,7 +75,7 @@ export class RoomCore extends Emitter {
    * @param {typeof fetch} [opts.fetch]
    * @param {string[]} [opts.messages] custom event names to listen for
    * @param {string|Function|{get: Function, refresh: Function}|null} [opts.token] the JWT, or where to
-   *   get it (see token.js); default: VITE_ROOMFEED_TOKEN or VITE_ROOMFEED_TOKEN_ENDPOINT, else none
+   *   get it (see token.js); default: none (the server's open development mode)
    * @param {boolean} [opts.presence] keep `people` (GET /presence on every open + live events)
    */
   constructor({
