@@ -68,6 +68,10 @@ describe('room store', () => {
   it('the same store is returned for the same room, another for another room', async () => {
     const a = useRoomStore('w1', { EventSource: FakeEventSource, fetch: server.fetch, window: null })
     expect(useRoomStore('w1')).toBe(a)
+    expect(useRoomStore('w1', { EventSource: FakeEventSource, fetch: server.fetch, window: null })).toBe(a)
+    expect(() => useRoomStore('w1', { EventSource: FakeEventSource, fetch: server.fetch, window: null, presence: true })).toThrow(
+      /exists with other options/,
+    )
     expect(useRoomStore('w2', { EventSource: FakeEventSource, fetch: server.fetch, window: null })).not.toBe(a)
   })
 
