@@ -5,7 +5,7 @@
 //   import { connect } from '@roomfeed/client'
 //   const rf = connect({ baseUrl: 'https://feeds.example', token: () => getJwt() })
 //   const room = rf.follow('w1')                 // snapshot, then live events
-//   room.on('change', ({ id, element, deleted }) => ...)
+//   room.on('change', ({ id, element }) => ...)   // element null: deleted
 //   await room.patch('c1', { hp: 9 })              // a direct write
 //   for await (const page of rf.history('w1')) ...
 //   rf.close()

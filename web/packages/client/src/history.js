@@ -54,7 +54,7 @@ export async function* historyPages(to, opts = {}) {
 /**
  * @typedef {object} HistoryPage
  * @property {string} room
- * @property {Array<{ id: string, room: string, type: string, at?: string, element?: object, [k: string]: any }>} events
+ * @property {Array<{ id: string, room: string, type: string, at?: string, element?: { id: string, kind: string, version: number, data: any }, [k: string]: any }>} events
  * @property {string} next the cursor of the next page
  * @property {string} head the room's newest seq when the page was read
  * @property {boolean} done next === head: nothing after this page (yet)

@@ -5,6 +5,10 @@
 
 /** An HTTP or network failure of a room request. status 0 = no answer. */
 export class RoomFeedError extends Error {
+  /**
+   * @param {string} message
+   * @param {{ status?: number, code?: string, cause?: unknown, details?: any, retryAfterMs?: number|null }} [opts]
+   */
   constructor(message, { status = 0, code = 'network_error', cause, details, retryAfterMs = null } = {}) {
     super(message, cause ? { cause } : undefined)
     this.name = 'RoomFeedError'
