@@ -12,11 +12,11 @@
 
 import { execFile, spawn } from 'node:child_process'
 import assert from 'node:assert/strict'
-import { mkdtemp, readdir, rm, writeFile, mkdir } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, writeFile, mkdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
-import { WEB_DIR, buildServer, launchBrowser, roomApi, startServer, waitFor } from '../e2e/harness.js'
+import { REPO_DIR, WEB_DIR, launchBrowser, roomApi, startServer, waitFor } from '../e2e/harness.js'
 
 const run = promisify(execFile)
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm'
@@ -146,6 +146,55 @@ function startScript(dir, base, room) {
   }
 }
 
+/** The fenced blocks of docs/from-socketio.md: [{ lang, code, before }] (before: the text above the fence). */
+async function docBlocks() {
+  const text = await readFile(path.join(REPO_DIR, 'docs', 'from-socketio.md'), 'utf8')
+  const blocks = []
+  const re = /```(\w*)\n([\s\S]*?)```/g
+  let m
+  while ((m = re.exec(text))) blocks.push({ lang: m[1], code: m[2], before: text.slice(Math.max(0, m.index - 200), m.index) })
+  return blocks
+}
+
+/** Run the guide's curl snippets and its Node.js bot against the server. */
+async function runGuideSnippets(app, server) {
+  const blocks = await docBlocks()
+  const curls = blocks.filter((b) => b.lang === 'sh' && b.code.includes('curl '))
+  assert.ok(curls.length >= 2, 'the guide has curl snippets')
+  for (const b of curls) {
+    const code = b.code.replaceAll('http://127.0.0.1:8080', server.url).replaceAll('curl ', 'curl -fsS -o /dev/null ')
+    await sh('bash', ['-euc', code], app)
+  }
+  const bot = blocks.find((b) => b.lang === 'js' && b.code.includes("client: 'dice-bot'"))
+  assert.ok(bot, 'the guide has the Node.js bot')
+  await writeFile(path.join(app, 'bot.mjs'), bot.code.replaceAll('http://127.0.0.1:8080', server.url))
+  const proc = spawn(process.execPath, ['bot.mjs'], { cwd: app, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  proc.stdout.on('data', (d) => (out += d))
+  proc.stderr.on('data', (d) => (out += d))
+  try {
+    const history = async () => (await (await fetch(`${server.url}/rooms/w1/events?format=json&after=0&limit=1000`)).json()).events
+    // The bot follows w1 once its stream is open; ask until it answers.
+    await waitFor(
+      async () => {
+        const res = await fetch(`${server.url}/rooms/w1/messages`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ event: 'roll_request', data: { sides: 6 } }),
+        })
+        assert.equal(res.status, 201)
+        await new Promise((r) => setTimeout(r, 500))
+        return (await history()).find((e) => e.type === 'roll_result')
+      },
+      { timeoutMs: 30000, intervalMs: 10, what: `the bot's roll_result; bot output: ${out}` },
+    )
+    const result = (await history()).find((e) => e.type === 'roll_result')
+    assert.ok(result.data.value >= 1 && result.data.value <= 6, `a die value: ${JSON.stringify(result)}`)
+  } finally {
+    proc.kill('SIGTERM')
+  }
+}
+
 async function main() {
   const dir = await mkdtemp(path.join(tmpdir(), 'roomfeed-stranger-'))
   assert.ok(path.relative(WEB_DIR, dir).startsWith('..'), 'the project must be outside web/')
@@ -191,7 +240,12 @@ async function main() {
     await sh(process.execPath, ['node_modules/vite/bin/vite.js', 'build', '--logLevel', 'warn'], app)
 
     step('a real roomfeed server (embedded default) serving the Vue app')
-    const bin = await buildServer(dir)
+    // $ROOMFEED_BIN, else built here (the editor's dist/ is not needed).
+    let bin = process.env.ROOMFEED_BIN
+    if (!bin) {
+      bin = path.join(dir, 'roomfeed')
+      await sh('go', ['build', '-o', bin, './cmd/roomfeed'], REPO_DIR)
+    }
     const server = await startServer({ bin, db: path.join(dir, 'rf.db'), args: ['--web-dir', path.join(app, 'dist')] })
     cleanups.push(() => server.stop())
     const room = 'stranger'
@@ -226,6 +280,8 @@ async function main() {
     await api.del('from-node')
     await waitFor(async () => !(await names()).includes('hello from node'), { timeoutMs: 20000, what: 'a delete, live' })
     await what(() => script.lines().find((l) => l.change === 'from-node' && l.deleted), 'the script to see the delete')
+    step("docs/from-socketio.md: its curl snippets and its Node.js bot, against the server")
+    await runGuideSnippets(app, server)
     step('ok: packed, installed, type-checked, and run against a real server')
   } finally {
     for (const fn of cleanups.reverse()) await Promise.resolve(fn()).catch(() => {})
