@@ -44,9 +44,14 @@ test-fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzMerge3$$' -fuzztime $(FUZZTIME) ./internal/jsonmerge
 	$(GO) test -run '^$$' -fuzz '^FuzzPatch$$' -fuzztime $(FUZZTIME) ./internal/jsonmerge
 
+# test-web: Vitest (the editor and the packages in web/packages), the
+# packages' size budget, Chromium e2e, and the stranger test (npm pack, a
+# fresh project outside web/, tsc, a real server, Chromium).
 test-web: web-deps
 	cd web && npm test
+	cd web && npm run size
 	cd web && npm run test:e2e
+	cd web && npm run test:pack
 
 web-deps:
 	@command -v npm >/dev/null || { echo "npm is required for the web tests (Node.js 20+)"; exit 1; }

@@ -131,6 +131,7 @@ func (n *node) assemble(verifier *api.Verifier) {
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		MaxDataBytes:   cfg.MaxDataBytes,
 		WebDir:         cfg.webDir(),
+		WebClient:      api.WebClient{ServerURL: cfg.WebServerURL, TokenEndpoint: cfg.WebTokenEndpoint},
 		Ready:          n.ready,
 		Metrics:        metrics,
 		Presence:       n.presence,
