@@ -165,6 +165,18 @@ async function runGuideSnippets(app, server) {
     const code = b.code.replaceAll('http://127.0.0.1:8080', server.url).replaceAll('curl ', 'curl -fsS -o /dev/null ')
     await sh('bash', ['-euc', code], app)
   }
+  // The roomfeed side of the Python snippets (the Flask-SocketIO ones are
+  // the "before" and need Flask): standard library only.
+  const pythons = blocks.filter((b) => b.lang === 'python' && b.code.includes('http://127.0.0.1:8080'))
+  assert.ok(pythons.length >= 1, 'the guide has a roomfeed Python snippet')
+  await fetch(`${server.url}/rooms/w1/elements/c1`, {
+    method: 'PUT',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ kind: 'character', data: { name: 'before' } }),
+  })
+  for (const b of pythons) await sh('python3', ['-c', b.code.replaceAll('http://127.0.0.1:8080', server.url)], app)
+  const c1 = await (await fetch(`${server.url}/rooms/w1/elements/c1`)).json()
+  assert.equal(c1.data?.name, 'Aria', `the Python snippet renamed c1: ${JSON.stringify(c1)}`)
   const bot = blocks.find((b) => b.lang === 'js' && b.code.includes("client: 'dice-bot'"))
   assert.ok(bot, 'the guide has the Node.js bot')
   await writeFile(path.join(app, 'bot.mjs'), bot.code.replaceAll('http://127.0.0.1:8080', server.url))
