@@ -38,7 +38,7 @@
 //   accepts). offline/online pause and resume at once; auth_expired fetches a
 //   fresh token and reopens at once.
 
-import { ELEMENT_EVENTS, PRESENCE_EVENTS, RoomFeedError, defaultBaseUrl, isFatalProblem } from './roomcore.js'
+import { ELEMENT_EVENTS, PRESENCE_EVENTS, RoomFeedError, backoffDelay, defaultBaseUrl, isFatalProblem, setProblem, waitingStatus } from './roomcore.js'
 import { probeStream } from './http.js'
 import { HubRoom } from './hubroom.js'
 import { Emitter } from './emitter.js'
@@ -159,15 +159,11 @@ export class FeedHub extends Emitter {
   }
 
   _waitingStatus() {
-    if (isFatalProblem(this.problem)) return 'error'
-    return this._everLive ? 'reconnecting' : 'connecting'
+    return waitingStatus(this)
   }
 
   _setProblem(problem) {
-    const next = problem ? { status: problem.status ?? 0, code: problem.code ?? '', message: problem.message ?? '' } : null
-    const same = JSON.stringify(next) === JSON.stringify(this.problem)
-    this.problem = next
-    if (!same) this._emit('problem', next)
+    setProblem(this, problem)
   }
 
   // ---- rooms ------------------------------------------------------------------
@@ -311,9 +307,7 @@ export class FeedHub extends Emitter {
 
   /** Delay before the next attempt: exponential from min, capped at max, jittered in [d/2, d]. */
   nextDelay(attempt = this._attempt++) {
-    const { min, max } = this.backoff
-    const d = Math.min(max, min * 2 ** Math.min(attempt, 20))
-    return Math.round(d / 2 + (this._random() * d) / 2)
+    return backoffDelay(this.backoff, attempt, this._random)
   }
 
   _scheduleReconnect() {

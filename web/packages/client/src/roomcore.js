@@ -60,6 +60,30 @@ export function isFatalProblem(problem) {
   return !!problem && [401, 403, 404].includes(problem.status)
 }
 
+/**
+ * Record a connection owner's problem (why it cannot follow now: { status,
+ * code, message }, or null), emitting 'problem' when it changed. RoomCore
+ * and FeedHub both own a connection.
+ */
+export function setProblem(owner, problem) {
+  const next = problem ? { status: problem.status ?? 0, code: problem.code ?? '', message: problem.message ?? '' } : null
+  const same = JSON.stringify(next) === JSON.stringify(owner.problem)
+  owner.problem = next
+  if (!same) owner._emit('problem', next)
+}
+
+/** A connection owner's status while not live: 'error' while refused for good, else 'reconnecting' once it was live. */
+export function waitingStatus(owner) {
+  if (isFatalProblem(owner.problem)) return 'error'
+  return owner._everLive ? 'reconnecting' : 'connecting'
+}
+
+/** Delay before reconnect attempt n: exponential from min, capped at max, jittered in [d/2, d]. */
+export function backoffDelay({ min, max }, attempt, random) {
+  const d = Math.min(max, min * 2 ** Math.min(attempt, 20))
+  return Math.round(d / 2 + (random() * d) / 2)
+}
+
 export function parseSeq(value) {
   if (value === undefined || value === null || value === '') return null
   const s = String(value).replace(/-0$/, '') // "42-0" (Redis id) is accepted too
@@ -142,16 +166,12 @@ export class RoomCore extends Emitter {
 
   /** The status while not live: 'error' while refused for good, else 'reconnecting' once live since start(). */
   _waitingStatus() {
-    if (isFatalProblem(this.problem)) return 'error'
-    return this._everLive ? 'reconnecting' : 'connecting'
+    return waitingStatus(this)
   }
 
   /** Why the feed cannot be followed now ({ status, code, message }), or null. */
   _setProblem(problem) {
-    const next = problem ? { status: problem.status ?? 0, code: problem.code ?? '', message: problem.message ?? '' } : null
-    const same = JSON.stringify(next) === JSON.stringify(this.problem)
-    this.problem = next
-    if (!same) this._emit('problem', next)
+    setProblem(this, problem)
   }
 
   /** Async work of generation gen is still wanted. */

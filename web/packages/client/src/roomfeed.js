@@ -24,7 +24,7 @@
 // on one page, FeedHub (feedhub.js) carries them all on one multiplexed
 // stream: hub.createFeed(room) makes a HubRoom with the same API.
 
-import { ELEMENT_EVENTS, PRESENCE_EVENTS, RoomCore, RoomFeedError, isFatalProblem, parseSeq } from './roomcore.js'
+import { ELEMENT_EVENTS, PRESENCE_EVENTS, RoomCore, RoomFeedError, backoffDelay, isFatalProblem, parseSeq } from './roomcore.js'
 import { probeStream } from './http.js'
 
 export { RoomFeedError }
@@ -119,12 +119,9 @@ export class RoomFeed extends RoomCore {
     }
   }
 
-  /** Delay before the next attempt: exponential from min, capped at max, full jitter in [d/2, d]. */
-  nextDelay() {
-    const { min, max } = this.backoff
-    const d = Math.min(max, min * 2 ** Math.min(this._attempt, 20))
-    this._attempt += 1
-    return Math.round(d / 2 + (this._random() * d) / 2)
+  /** Delay before the next attempt: exponential from min, capped at max, jittered in [d/2, d]. */
+  nextDelay(attempt = this._attempt++) {
+    return backoffDelay(this.backoff, attempt, this._random)
   }
 
   _scheduleReconnect() {
