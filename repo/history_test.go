@@ -453,7 +453,7 @@ func TestHistoryPaging(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		mustPut(t, s, "w1", "other", "place", `{}`) // seq 8
+		mustPut(t, s, "w1", "other", "place", `{}`)                                              // seq 8
 		if _, err := s.Delete(ctx, "w1", "c1", Precondition{}, Meta{Actor: "bob"}); err != nil { // v8, seq 9
 			t.Fatal(err)
 		}
@@ -526,4 +526,3 @@ func TestSnapshotAtTrimmedVersions(t *testing.T) {
 		}
 	})
 }
-
