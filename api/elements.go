@@ -38,6 +38,10 @@ type messageBody struct {
 }
 
 func (s *Server) snapshot(c *gin.Context) {
+	if _, ok := c.GetQuery("at"); ok {
+		s.snapshotAt(c)
+		return
+	}
 	snap, err := s.store.Snapshot(c.Request.Context(), c.Param("room"))
 	if err != nil {
 		writeError(c, err)

@@ -30,6 +30,7 @@ type Metrics struct {
 	signals        prometheus.Counter
 	historyPages   prometheus.Counter
 	historyEvents  prometheus.Counter
+	historyReads   *prometheus.CounterVec
 	replays        prometheus.Counter
 	keyReuses      prometheus.Counter
 }
@@ -87,6 +88,9 @@ func NewMetrics(reg *prometheus.Registry, stats FeedStats, extra map[string]func
 		historyEvents: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "roomfeed_history_events_total", Help: "Events sent in JSON pages of history.",
 		}),
+		historyReads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "roomfeed_history_reads_total", Help: "Reads of the past answered, by kind: versions (an element's history) or snapshot_at (the room as of a seq).",
+		}, []string{"kind"}),
 		replays: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "roomfeed_idempotent_replays_total", Help: "Writes answered with the recorded answer of their idempotency key (nothing applied).",
 		}),
@@ -96,7 +100,7 @@ func NewMetrics(reg *prometheus.Registry, stats FeedStats, extra map[string]func
 	}
 	reg.MustRegister(m.requests, m.writeLatency, m.written, m.published, m.publishErrors, m.replayed,
 		m.delivered, m.deliveryLag, m.streamsEnded, m.dependencyErrs, m.signals, m.historyPages, m.historyEvents,
-		m.replays, m.keyReuses)
+		m.historyReads, m.replays, m.keyReuses)
 	if stats != nil {
 		reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -184,6 +188,14 @@ func (m *Metrics) historyPage(n int) {
 	if m != nil {
 		m.historyPages.Inc()
 		m.historyEvents.Add(float64(n))
+	}
+}
+
+// historyRead counts a read of the past answered: kind is versions or
+// snapshot_at.
+func (m *Metrics) historyRead(kind string) {
+	if m != nil {
+		m.historyReads.WithLabelValues(kind).Inc()
 	}
 }
 
