@@ -526,3 +526,72 @@ func TestSnapshotAtTrimmedVersions(t *testing.T) {
 		}
 	})
 }
+
+// TestTimeTravelAfterUpgrade: elements kept from before versions were
+// recorded (migration 000004 gave their current version seq 0) and
+// deletions from then are known from the upgrade on: the room reaches back
+// to the seq before its first element write since, and not beyond.
+func TestTimeTravelAfterUpgrade(t *testing.T) {
+	t.Parallel()
+	forEachURL(t, func(t *testing.T, url string) {
+		ctx := t.Context()
+		migrateTo(t, url, 3)
+		db := openRaw(t, url)
+		const at = "2026-01-01T00:00:00.000000Z"
+		db.exec(t, `INSERT INTO rooms (room, seq, updated_at) VALUES ('r', 5, ?)`, at)
+		db.exec(t, `INSERT INTO elements (room, id, kind, version, data, updated_at) VALUES ('r', 'a', 'thing', 2, '{"a":2}', ?)`, at)
+		db.exec(t, `INSERT INTO elements (room, id, kind, version, data, updated_at) VALUES ('r', 'b', 'thing', 1, '{"b":1}', ?)`, at)
+		db.exec(t, `INSERT INTO tombstones (room, id, version) VALUES ('r', 'gone', 2)`)
+		s := openStore(t, url)
+
+		names := func(at int64) (string, int64) {
+			t.Helper()
+			snap, err := s.SnapshotAt(ctx, "r", at)
+			var trimmed *TrimmedError
+			if errors.As(err, &trimmed) {
+				return "", trimmed.Oldest
+			}
+			if err != nil {
+				t.Fatalf("SnapshotAt(%d): %v", at, err)
+			}
+			var out []string
+			for _, el := range snap.Elements {
+				out = append(out, el.ID+string(el.Data))
+			}
+			return fmt.Sprint(out), 0
+		}
+		check := func(at int64, want string, wantOldest int64) {
+			t.Helper()
+			if got, oldest := names(at); got != want || oldest != wantOldest {
+				t.Errorf("at %d: got %q (oldest %d), want %q (oldest %d)", at, got, oldest, want, wantOldest)
+			}
+		}
+		check(5, `[a{"a":2} b{"b":1}]`, 0) // the head
+		check(4, "", 5)
+		if _, err := s.Message(ctx, "r", "chat", nil, Meta{}); err != nil { // 6
+			t.Fatal(err)
+		}
+		check(5, "", 6)                             // no element written since the upgrade: the head alone
+		mustPut(t, s, "r", "b", "thing", `{"b":2}`) // 7
+		mustPut(t, s, "r", "c", "thing", `{"c":1}`) // 8
+		check(5, "", 6)
+		check(6, `[a{"a":2} b{"b":1}]`, 0)
+		check(7, `[a{"a":2} b{"b":2}]`, 0)
+		check(8, `[a{"a":2} b{"b":2} c{"c":1}]`, 0)
+
+		h, err := s.History(ctx, "r", "a", 0, 10)
+		if err != nil || len(h.Versions) != 1 || h.Versions[0].Seq != 0 || h.Versions[0].Version != 2 {
+			t.Errorf("History of a: got %+v, %v, want version 2 of seq 0 alone", h, err)
+		}
+		if h, err := s.History(ctx, "r", "gone", 0, 10); err != nil || len(h.Versions) != 0 {
+			t.Errorf("History of an element deleted before the upgrade: got %+v, %v, want no versions", h, err)
+		}
+		var trimmed *TrimmedError
+		if _, err := s.Revert(ctx, "r", "a", 1, Precondition{}, Meta{}); !errors.As(err, &trimmed) || trimmed.Oldest != 2 {
+			t.Errorf("Revert to a version never recorded: got %v, want versions trimmed naming 2", err)
+		}
+		if out, err := s.Revert(ctx, "r", "a", 2, Precondition{}, Meta{}); err != nil || string(out.Element.Data) != `{"a":2}` || out.Element.Version != 3 {
+			t.Errorf("Revert to the version kept by the upgrade: got %+v, %v", out, err)
+		}
+	})
+}

@@ -18,24 +18,28 @@ const (
 		UNION ALL SELECT id FROM tombstones WHERE room = ? AND id = ?) e`
 	// selectReachable is the oldest seq the kept versions describe the room
 	// at: over the room's elements, the highest of their floors. An element
-	// whose versions go back to version 1 with a known seq has floor 0; one
-	// that lost older versions (VersionsKeep) has the seq of its oldest
-	// kept version with a known seq; one with no known seq at all (kept
-	// since before versions were recorded, migration 000004), and a deleted
-	// element without versions, the head.
+	// whose versions go back to version 1 has floor 0; one that lost older
+	// versions (VersionsKeep) has the seq of its oldest kept version. One
+	// kept from before versions were recorded (migration 000004: a row of
+	// seq 0), and a deleted one with no versions at all, are known from the
+	// upgrade on, which is no later than the seq before the room's first
+	// known version (only messages, which change no element, can come
+	// between): the first argument (the head when there is none).
 	selectReachable = `SELECT COALESCE(MAX(f), 0) FROM (
-		SELECT CASE WHEN MIN(version) = 1 AND SUM(CASE WHEN seq = 0 THEN 1 ELSE 0 END) = 0 THEN 0
-			ELSE COALESCE(MIN(CASE WHEN seq > 0 THEN seq END), CAST(? AS BIGINT)) END AS f
+		SELECT CASE WHEN SUM(CASE WHEN seq = 0 THEN 1 ELSE 0 END) > 0 THEN CAST(? AS BIGINT)
+			WHEN MIN(version) = 1 THEN 0 ELSE MIN(seq) END AS f
 		FROM element_versions WHERE room = ? GROUP BY id
 		UNION ALL
 		SELECT CAST(? AS BIGINT) AS f FROM tombstones t WHERE t.room = ? AND NOT EXISTS
 			(SELECT 1 FROM element_versions v WHERE v.room = t.room AND v.id = t.id)
 	) floors`
+	selectFirstKnown = `SELECT COALESCE(MIN(seq), 0) FROM element_versions WHERE room = ? AND seq > 0`
 	// selectAt is each element's newest version written at or before a
-	// seq, unless it is a deletion.
+	// seq (a version of seq 0 counts as the oldest: selectReachable made
+	// sure the seq is past the upgrade), unless it is a deletion.
 	selectAt = `SELECT v.id, v.kind, v.version, v.data, v.at FROM element_versions v
 		JOIN (SELECT id, MAX(version) AS version FROM element_versions
-			WHERE room = ? AND seq > 0 AND seq <= ? GROUP BY id) m ON m.id = v.id AND m.version = v.version
+			WHERE room = ? AND seq <= ? GROUP BY id) m ON m.id = v.id AND m.version = v.version
 		WHERE v.room = ? AND v.type <> 'deleted' ORDER BY v.id`
 )
 
@@ -127,8 +131,7 @@ func (db *DB) SnapshotAt(ctx context.Context, room string, at int64) (At, error)
 	}
 	query, args := `SELECT id, kind, version, data, updated_at FROM elements WHERE room = ? ORDER BY id`, []any{room}
 	if at < a.Head {
-		err := tx.QueryRowContext(ctx, db.d.Bind(selectReachable), a.Head, room, a.Head, room).Scan(&a.Reachable)
-		if err != nil {
+		if a.Reachable, err = reachable(ctx, tx, db.d, room, a.Head); err != nil {
 			return At{}, err
 		}
 		if at < a.Reachable {
@@ -140,6 +143,21 @@ func (db *DB) SnapshotAt(ctx context.Context, room string, at int64) (At, error)
 		return At{}, err
 	}
 	return a, tx.Commit()
+}
+
+// reachable is the oldest seq the kept versions describe the room at
+// (selectReachable).
+func reachable(ctx context.Context, tx *sql.Tx, d Dialect, room string, head int64) (int64, error) {
+	var first, seq int64
+	if err := tx.QueryRowContext(ctx, d.Bind(selectFirstKnown), room).Scan(&first); err != nil {
+		return 0, err
+	}
+	upgrade := head
+	if first > 0 {
+		upgrade = first - 1
+	}
+	err := tx.QueryRowContext(ctx, d.Bind(selectReachable), upgrade, room, upgrade, room).Scan(&seq)
+	return seq, err
 }
 
 func scanElements(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]roomfeed.Element, error) {
