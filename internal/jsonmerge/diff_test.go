@@ -2,6 +2,9 @@ package jsonmerge
 
 import (
 	"encoding/json"
+	"math/rand/v2"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -50,6 +53,87 @@ func TestDiffMalformed(t *testing.T) {
 	} {
 		if _, err := Diff(json.RawMessage(c.a), json.RawMessage(c.b)); err == nil {
 			t.Errorf("Diff(%s, %s): got nil error, want one", c.a, c.b)
+		}
+	}
+}
+
+// applyChanges applies Diff's changes to doc (decoded JSON), the way a
+// reader of `roomfeed history` would replay them.
+func applyChanges(t *testing.T, doc any, changes []Change) any {
+	t.Helper()
+	for _, c := range changes {
+		var to any
+		if c.To != nil {
+			if err := json.Unmarshal(c.To, &to); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if c.Path == "" {
+			doc = to
+			continue
+		}
+		tokens := strings.Split(c.Path[1:], "/")
+		parent := doc.(map[string]any)
+		for _, tok := range tokens[:len(tokens)-1] {
+			parent = parent[unescape(tok)].(map[string]any)
+		}
+		last := unescape(tokens[len(tokens)-1])
+		if c.Op == OpRemove {
+			delete(parent, last)
+		} else {
+			parent[last] = to
+		}
+	}
+	return doc
+}
+
+func unescape(tok string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+}
+
+// randomDoc makes a small random JSON object, nested up to depth.
+func randomDoc(rng *rand.Rand, depth int) map[string]any {
+	o := map[string]any{}
+	for range rng.IntN(4) {
+		k := []string{"a", "b", "c/d", "e~f"}[rng.IntN(4)]
+		switch rng.IntN(5) {
+		case 0:
+			if depth > 0 {
+				o[k] = randomDoc(rng, depth-1)
+				continue
+			}
+			o[k] = nil
+		case 1:
+			o[k] = []any{float64(rng.IntN(3))}
+		case 2:
+			o[k] = "s" + strconv.Itoa(rng.IntN(3))
+		default:
+			o[k] = float64(rng.IntN(3))
+		}
+	}
+	return o
+}
+
+// TestDiffReplays: for random pairs of documents, applying Diff(a, b) to
+// a gives b, and Diff(a, a) is empty.
+func TestDiffReplays(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	for i := range 2000 {
+		a, b := randomDoc(rng, 2), randomDoc(rng, 2)
+		ra, _ := json.Marshal(a)
+		rb, _ := json.Marshal(b)
+		changes, err := Diff(ra, rb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc any
+		_ = json.Unmarshal(ra, &doc)
+		got, _ := json.Marshal(applyChanges(t, doc, changes))
+		if same, _ := Equal(got, rb); !same {
+			t.Fatalf("case %d: applying Diff(%s, %s) = %+v gave %s", i, ra, rb, changes, got)
+		}
+		if self, _ := Diff(ra, ra); len(self) != 0 {
+			t.Fatalf("case %d: Diff of %s with itself: got %+v, want none", i, ra, self)
 		}
 	}
 }
