@@ -37,15 +37,13 @@ type messageBody struct {
 	Data  json.RawMessage `json:"data"`
 }
 
-func (s *Server) snapshot(c *gin.Context) {
+func (s *Server) snapshot(c *gin.Context) error {
 	if _, ok := c.GetQuery("at"); ok {
-		s.snapshotAt(c)
-		return
+		return s.snapshotAt(c)
 	}
 	snap, err := s.store.Snapshot(c.Request.Context(), c.Param("room"))
 	if err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	elements := snap.Elements
 	if elements == nil {
@@ -53,21 +51,21 @@ func (s *Server) snapshot(c *gin.Context) {
 	}
 	c.Header("Event-ID", strconv.FormatInt(snap.Cursor, 10))
 	c.JSON(http.StatusOK, snapshotBody{Room: snap.Room, Cursor: strconv.FormatInt(snap.Cursor, 10), Elements: elements})
+	return nil
 }
 
-func (s *Server) getElement(c *gin.Context) {
+func (s *Server) getElement(c *gin.Context) error {
 	id, err := elementID(c)
 	if err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	el, err := s.store.Get(c.Request.Context(), c.Param("room"), id)
 	if err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	c.Header("ETag", etag(el.Version))
 	c.JSON(http.StatusOK, el)
+	return nil
 }
 
 // readElement reads and validates the body of PUT and POST; it returns
@@ -90,99 +88,86 @@ func (s *Server) readElement(c *gin.Context) (elementBody, []byte, error) {
 	return b, body, checkJSONText("data", b.Data)
 }
 
-func (s *Server) putElement(c *gin.Context) {
+func (s *Server) putElement(c *gin.Context) error {
 	w, err := s.elementWrite(c, "")
 	if err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	b, body, err := s.readElement(c)
 	if err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	if b.ID != "" && b.ID != w.id {
-		writeError(c, badRequest("bad_id", "the body's id differs from the id in the path"))
-		return
+		return badRequest("bad_id", "the body's id differs from the id in the path")
 	}
 	w.pre.MaxElements = s.maxElements()
 	build := elementAnswer("")
 	out, err := s.store.Put(c.Request.Context(), w.room, w.id, b.Kind, b.Data, w.pre, writeMeta(c, w.key, body, build))
-	s.finish(c, out, err, build)
+	return s.finish(c, out, err, build)
 }
 
-func (s *Server) createElement(c *gin.Context) {
+func (s *Server) createElement(c *gin.Context) error {
 	key, err := idempotencyKey(c)
 	if err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	b, body, err := s.readElement(c)
 	if err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	id := b.ID
 	if id == "" {
 		id = newID()
 	} else if !roomfeed.ValidName(id) {
-		writeError(c, badRequest("bad_id", "element id must match "+roomfeed.NamePattern.String()))
-		return
+		return badRequest("bad_id", "element id must match "+roomfeed.NamePattern.String())
 	}
 	pre := repo.Precondition{IfNoneMatchAny: true, MaxElements: s.maxElements()}
 	build := elementAnswer("/rooms/" + c.Param("room") + "/elements/")
 	out, err := s.store.Put(c.Request.Context(), c.Param("room"), id, b.Kind, b.Data, pre, writeMeta(c, key, body, build))
-	s.finish(c, out, err, build)
+	return s.finish(c, out, err, build)
 }
 
-func (s *Server) patchElement(c *gin.Context) {
+func (s *Server) patchElement(c *gin.Context) error {
 	w, err := s.elementWrite(c, "a patch")
 	if err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	body, err := s.readJSON(c, mediaMergePatch, mediaJSON)
 	if err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	patch := json.RawMessage(body)
 	if err := s.checkObject("patch", trimSpace(patch)); err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	if err := checkJSONText("patch", patch); err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	build := elementAnswer("")
 	out, err := s.store.Patch(c.Request.Context(), w.room, w.id, patch, w.pre, writeMeta(c, w.key, body, build))
-	s.finish(c, out, err, build)
+	return s.finish(c, out, err, build)
 }
 
-func (s *Server) deleteElement(c *gin.Context) {
+func (s *Server) deleteElement(c *gin.Context) error {
 	w, err := s.elementWrite(c, "a delete")
 	if err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	out, err := s.store.Delete(c.Request.Context(), w.room, w.id, w.pre, writeMeta(c, w.key, nil, tombstoneAnswer))
-	s.finish(c, out, err, tombstoneAnswer)
+	return s.finish(c, out, err, tombstoneAnswer)
 }
 
-func (s *Server) postMessage(c *gin.Context) {
+func (s *Server) postMessage(c *gin.Context) error {
 	key, err := idempotencyKey(c)
 	if err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	b, body, err := s.readMessage(c, "message", s.limits.cfg.MaxMessageBytes)
 	if err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	out, err := s.store.Message(c.Request.Context(), c.Param("room"), b.Event, b.Data, writeMeta(c, key, body, messageAnswer))
-	s.finish(c, out, err, messageAnswer)
+	return s.finish(c, out, err, messageAnswer)
 }
 
 // readMessage reads the {"event","data"} body of a custom message or of a

@@ -155,3 +155,13 @@ func writeError(c *gin.Context, err error) {
 	}
 	c.JSON(e.Status, errorBody{body})
 }
+
+// handle adapts a handler that returns its error: writeError answers it
+// here, once, so a handler reads as its steps.
+func handle(h func(*gin.Context) error) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if err := h(c); err != nil {
+			writeError(c, err)
+		}
+	}
+}

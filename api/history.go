@@ -72,26 +72,22 @@ func queryNumber(c *gin.Context, name string, min, def int64, bad error) (int64,
 
 // history answers GET /rooms/{room}/elements/{id}/history: the element's
 // kept versions, newest first, ?limit= of them below version ?before=.
-func (s *Server) history(c *gin.Context) {
+func (s *Server) history(c *gin.Context) error {
 	id, err := elementID(c)
 	if err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	before, err := queryNumber(c, "before", 1, 0, errBadBefore)
 	if err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	limit, err := queryNumber(c, "limit", 1, defaultHistoryLimit, errBadHistLim)
 	if err != nil || limit > maxHistoryLimit {
-		writeError(c, errBadHistLim)
-		return
+		return errBadHistLim
 	}
 	h, err := s.store.History(c.Request.Context(), c.Param("room"), id, before, int(limit))
 	if err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	body := historyBody{Room: h.Room, ID: h.ID, Versions: make([]versionBody, 0, len(h.Versions))}
 	for _, v := range h.Versions {
@@ -105,20 +101,19 @@ func (s *Server) history(c *gin.Context) {
 	}
 	s.cfg.Metrics.historyRead("versions")
 	c.JSON(http.StatusOK, body)
+	return nil
 }
 
 // snapshotAt answers GET /rooms/{room}/elements?at=<seq>: the room as of
 // that seq, shaped like the snapshot, with cursor at.
-func (s *Server) snapshotAt(c *gin.Context) {
+func (s *Server) snapshotAt(c *gin.Context) error {
 	at, err := queryNumber(c, "at", 0, 0, errBadAt)
 	if err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	snap, err := s.store.SnapshotAt(c.Request.Context(), c.Param("room"), at)
 	if err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	elements := snap.Elements
 	if elements == nil {
@@ -127,36 +122,33 @@ func (s *Server) snapshotAt(c *gin.Context) {
 	s.cfg.Metrics.historyRead("snapshot_at")
 	c.Header("Event-ID", strconv.FormatInt(snap.Cursor, 10))
 	c.JSON(http.StatusOK, snapshotBody{Room: snap.Room, Cursor: strconv.FormatInt(snap.Cursor, 10), Elements: elements})
+	return nil
 }
 
 // revertElement answers POST /rooms/{room}/elements/{id}/revert with
 // {"to_version": N}: version N's kind and data written again as the next
 // version (re-creating a deleted element: 201). If-Match, when given, must
 // be the newest version, never merged.
-func (s *Server) revertElement(c *gin.Context) {
+func (s *Server) revertElement(c *gin.Context) error {
 	w, err := s.elementWrite(c, "a revert")
 	if err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	body, err := s.readJSON(c, mediaJSON)
 	if err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	var b struct {
 		ToVersion *int64 `json:"to_version"`
 	}
 	if err := decodeStrict(body, &b); err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	if b.ToVersion == nil || *b.ToVersion < 1 {
-		writeError(c, errBadVersion)
-		return
+		return errBadVersion
 	}
 	w.pre.MaxElements = s.maxElements()
 	build := elementAnswer("")
 	out, err := s.store.Revert(c.Request.Context(), w.room, w.id, *b.ToVersion, w.pre, writeMeta(c, w.key, body, build))
-	s.finish(c, out, err, build)
+	return s.finish(c, out, err, build)
 }

@@ -174,24 +174,23 @@ func jsonAnswer(status int, out repo.Outcome, v any) (repo.Answer, error) {
 // finish answers a write the store ran: its error; or a replay, the
 // recorded answer with Idempotent-Replayed: true; or, once its event is
 // handed to the log, the answer build makes of its outcome.
-func (s *Server) finish(c *gin.Context, out repo.Outcome, err error, build answerFunc) {
+func (s *Server) finish(c *gin.Context, out repo.Outcome, err error, build answerFunc) error {
 	if err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	if out.Replayed != nil {
 		c.Set(replayedKey, true)
 		c.Header("Idempotent-Replayed", "true")
 		writeAnswer(c, *out.Replayed)
-		return
+		return nil
 	}
 	s.publish(c.Request.Context(), out.Event)
 	ans, err := build(out)
 	if err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	writeAnswer(c, ans)
+	return nil
 }
 
 func writeAnswer(c *gin.Context, a repo.Answer) {

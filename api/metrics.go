@@ -47,60 +47,30 @@ type FeedStats interface {
 func NewMetrics(reg *prometheus.Registry, stats FeedStats, extra map[string]func() float64) *Metrics {
 	m := &Metrics{
 		gatherer: reg,
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "roomfeed_http_requests_total", Help: "HTTP requests by route, method and status.",
-		}, []string{"route", "method", "status"}),
+		requests: counterVec(reg, "roomfeed_http_requests_total", "HTTP requests by route, method and status.", "route", "method", "status"),
 		writeLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "roomfeed_write_duration_seconds", Help: "Time to answer a write (its commit; the publish runs after the answer), by route.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}, []string{"route"}),
-		written: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "roomfeed_events_written_total", Help: "Events committed through this node, by kind (element or message).",
-		}, []string{"kind"}),
-		published: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "roomfeed_events_published_total", Help: "Committed events this node published to the log after the write.",
-		}),
-		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "roomfeed_publish_errors_total", Help: "Publishes that failed after commit (the relay republishes them).",
-		}),
-		replayed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "roomfeed_events_replayed_total", Help: "Events sent to subscribers from history (catch-up and gap filling).",
-		}),
-		delivered: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "roomfeed_events_delivered_total", Help: "Live events written to subscribers.",
-		}),
+		written:       counterVec(reg, "roomfeed_events_written_total", "Events committed through this node, by kind (element or message).", "kind"),
+		published:     counter(reg, "roomfeed_events_published_total", "Committed events this node published to the log after the write."),
+		publishErrors: counter(reg, "roomfeed_publish_errors_total", "Publishes that failed after commit (the relay republishes them)."),
+		replayed:      counter(reg, "roomfeed_events_replayed_total", "Events sent to subscribers from history (catch-up and gap filling)."),
+		delivered:     counter(reg, "roomfeed_events_delivered_total", "Live events written to subscribers."),
 		deliveryLag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "roomfeed_delivery_lag_seconds", Help: "Time from an event reaching this node's hub to its write to a subscriber.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12),
 		}),
-		streamsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "roomfeed_streams_ended_total", Help: "SSE streams ended, by reason (client_gone, slow_consumer, shutdown, error, auth_expired).",
-		}, []string{"reason"}),
-		dependencyErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "roomfeed_dependency_errors_total", Help: "Requests that failed because a dependency was down, by dependency (database, log).",
-		}, []string{"dependency"}),
-		signals: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "roomfeed_signals_total", Help: "Signals accepted through this node (sent to the log; never recorded).",
-		}),
-		historyPages: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "roomfeed_history_pages_total", Help: "JSON pages of history answered (GET /rooms/{room}/events as JSON).",
-		}),
-		historyEvents: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "roomfeed_history_events_total", Help: "Events sent in JSON pages of history.",
-		}),
-		historyReads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "roomfeed_history_reads_total", Help: "Reads of the past answered, by kind: versions (an element's history) or snapshot_at (the room as of a seq).",
-		}, []string{"kind"}),
-		replays: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "roomfeed_idempotent_replays_total", Help: "Writes answered with the recorded answer of their idempotency key (nothing applied).",
-		}),
-		keyReuses: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "roomfeed_idempotency_key_reuses_total", Help: "Writes refused because their idempotency key was used for another request (422).",
-		}),
+		streamsEnded:   counterVec(reg, "roomfeed_streams_ended_total", "SSE streams ended, by reason (client_gone, slow_consumer, shutdown, error, auth_expired).", "reason"),
+		dependencyErrs: counterVec(reg, "roomfeed_dependency_errors_total", "Requests that failed because a dependency was down, by dependency (database, log).", "dependency"),
+		signals:        counter(reg, "roomfeed_signals_total", "Signals accepted through this node (sent to the log; never recorded)."),
+		historyPages:   counter(reg, "roomfeed_history_pages_total", "JSON pages of history answered (GET /rooms/{room}/events as JSON)."),
+		historyEvents:  counter(reg, "roomfeed_history_events_total", "Events sent in JSON pages of history."),
+		historyReads:   counterVec(reg, "roomfeed_history_reads_total", "Reads of the past answered, by kind: versions (an element's history) or snapshot_at (the room as of a seq).", "kind"),
+		replays:        counter(reg, "roomfeed_idempotent_replays_total", "Writes answered with the recorded answer of their idempotency key (nothing applied)."),
+		keyReuses:      counter(reg, "roomfeed_idempotency_key_reuses_total", "Writes refused because their idempotency key was used for another request (422)."),
 	}
-	reg.MustRegister(m.requests, m.writeLatency, m.written, m.published, m.publishErrors, m.replayed,
-		m.delivered, m.deliveryLag, m.streamsEnded, m.dependencyErrs, m.signals, m.historyPages, m.historyEvents,
-		m.historyReads, m.replays, m.keyReuses)
+	reg.MustRegister(m.writeLatency, m.deliveryLag)
 	if stats != nil {
 		reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -115,6 +85,20 @@ func NewMetrics(reg *prometheus.Registry, stats FeedStats, extra map[string]func
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: "See the README's metrics list."}, f))
 	}
 	return m
+}
+
+// counter makes and registers a counter.
+func counter(reg prometheus.Registerer, name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	reg.MustRegister(c)
+	return c
+}
+
+// counterVec makes and registers a counter with labels.
+func counterVec(reg prometheus.Registerer, name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	reg.MustRegister(c)
+	return c
 }
 
 // handler serves the metrics.

@@ -26,28 +26,25 @@ const (
 // once. It answers 202 with the signal's data; a log that cannot be reached
 // is 503 feed_unavailable, and the signal is lost. The write grant and the
 // signal rate (limitRate) are checked before.
-func (s *Server) postSignal(c *gin.Context) {
+func (s *Server) postSignal(c *gin.Context) error {
 	who, err := person(c)
 	if err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	b, _, err := s.readMessage(c, "signal", maxSignalBytes)
 	if err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	ev, err := feed.SignalEvent(c.Param("room"), b.Event, who, b.Data, time.Now())
 	if err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), signalWait)
 	defer cancel()
 	if err := s.log.Signal(ctx, ev); err != nil {
-		writeError(c, err)
-		return
+		return err
 	}
 	s.cfg.Metrics.signaled()
 	c.Data(http.StatusAccepted, "application/json; charset=utf-8", ev.Data)
+	return nil
 }

@@ -8,16 +8,19 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/roomfeed/roomfeed"
+	"github.com/roomfeed/roomfeed/internal/streak"
 )
 
 const (
-	clusterBatch = 500  // rooms per pipelined read
-	clusterDrain = 4096 // announcements taken at most before a read
+	clusterBatch = 500                    // rooms per pipelined read
+	clusterDrain = 4096                   // announcements taken at most before a read
+	readWait     = 500 * time.Millisecond // a read's deadline
 )
 
 // clusterReader reads a Redis Cluster, which refuses one XREAD over keys of
@@ -35,9 +38,15 @@ const (
 //   - pub/sub is at-most-once (an announcement sent while the reader
 //     reconnects is lost), so every Block, after every (re)subscription and
 //     after a failed read, the reader also reads every followed room. A room
-//     Follow registers is read at once.
+//     Follow registers is read at once;
+//   - a shard that fails (its master died and a replica is being promoted,
+//     or it is unreachable) fails the reads of its own rooms only: they stay
+//     to be read at the next poll while the other rooms are delivered, the
+//     client reloads its slot map, and a read waits at most readWait (a
+//     room not read by then is read at the next step).
 type clusterReader struct {
-	l *Log
+	l       *Log
+	partial *streak.Logger // reads where some rooms failed
 
 	// State of a Run; ps is nil between Runs.
 	ps    *goredis.PubSub
@@ -49,7 +58,8 @@ type clusterReader struct {
 }
 
 func newClusterReader(l *Log) *clusterReader {
-	return &clusterReader{l: l, dirty: make(map[string]struct{}), known: make(map[string]*cursor)}
+	return &clusterReader{l: l, dirty: make(map[string]struct{}), known: make(map[string]*cursor),
+		partial: streak.New(l.log, "redis cluster reader (some shards)")}
 }
 
 // notifyChannel is the channel that announces appends.
@@ -74,11 +84,22 @@ func (r *clusterReader) step(ctx context.Context) error {
 	if !r.all && len(r.dirty) == 0 {
 		return nil
 	}
-	if err := r.read(ctx); err != nil {
+	read, failed, err := r.read(ctx)
+	switch {
+	case err == nil:
+		r.partial.OK(ctx)
+		return nil
+	case read > failed:
+		// Some shards answered: their rooms were delivered, the others stay
+		// dirty for the next poll. No back-off, which would pause every room.
+		r.l.reloadSlots(ctx)
+		r.partial.Fail(ctx, err)
+		return nil
+	default:
+		r.l.reloadSlots(ctx)
 		r.all = true // announcements may have been lost meanwhile
 		return err
 	}
-	return nil
 }
 
 // wait waits for one event and takes note of what it tells.
@@ -161,39 +182,66 @@ type clusterItem struct {
 
 // read reads the streams of the dirty rooms (every followed room when
 // r.all) from their cursors, pipelined, and delivers what it finds. Rooms
-// that failed or returned a full page stay dirty.
-func (r *clusterReader) read(ctx context.Context) error {
+// that failed or returned a full page stay dirty. It returns how many rooms
+// it read and how many of them failed, with their errors.
+func (r *clusterReader) read(ctx context.Context) (int, int, error) {
 	items := r.items()
-	var errs []error
-	for batch := range slices.Chunk(items, clusterBatch) {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		cmds := make([]*goredis.XMessageSliceCmd, len(batch))
-		_, _ = r.l.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-			for i, it := range batch {
-				cmds[i] = p.XRangeN(ctx, r.l.streamKey(it.room), "("+it.last, "+", readCount)
-			}
-			return nil
-		}) // each command carries its own error
-		r.l.mu.Lock()
-		for i, it := range batch {
-			msgs, err := cmds[i].Result()
-			if err != nil {
-				errs = append(errs, fmt.Errorf("read %s: %w", it.room, err))
-				continue
-			}
-			if len(msgs) < readCount {
-				delete(r.dirty, it.room) // caught up; a full page means more to read
-			}
-			r.l.deliver(it.room, it.c, it.last, msgs)
-		}
-		r.l.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, readWait)
+	defer cancel()
+	rooms := make([]string, len(items))
+	for i, it := range items {
+		rooms[i] = it.room
 	}
+	var (
+		mu     sync.Mutex
+		errs   []error
+		failed int
+	)
+	r.l.perShard(ctx, rooms, func(idx []int) {
+		for batch := range slices.Chunk(idx, clusterBatch) {
+			if n, err := r.readBatch(ctx, items, batch); err != nil {
+				mu.Lock()
+				errs, failed = append(errs, err), failed+n
+				mu.Unlock()
+			}
+		}
+	})
 	if len(errs) > 0 {
-		return fmt.Errorf("redis cluster read: %w", errors.Join(errs...))
+		return len(items), failed, fmt.Errorf("redis cluster read: %w", errors.Join(errs...))
 	}
-	return nil
+	return len(items), 0, nil
+}
+
+// readBatch reads the rooms items[i] for i in batch in one pipeline and
+// delivers what it finds, under l.mu. It returns how many rooms failed,
+// and why.
+func (r *clusterReader) readBatch(ctx context.Context, items []clusterItem, batch []int) (int, error) {
+	if ctx.Err() != nil {
+		return len(batch), ctx.Err()
+	}
+	cmds := make([]*goredis.XMessageSliceCmd, len(batch))
+	_, _ = r.l.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for k, i := range batch {
+			cmds[k] = p.XRangeN(ctx, r.l.streamKey(items[i].room), "("+items[i].last, "+", readCount)
+		}
+		return nil
+	}) // each command carries its own error
+	var errs []error
+	r.l.mu.Lock()
+	defer r.l.mu.Unlock()
+	for k, i := range batch {
+		it := items[i]
+		msgs, err := cmds[k].Result()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("read %s: %w", it.room, err))
+			continue
+		}
+		if len(msgs) < readCount {
+			delete(r.dirty, it.room) // caught up; a full page means more to read
+		}
+		r.l.deliver(it.room, it.c, it.last, msgs)
+	}
+	return len(errs), errors.Join(errs...)
 }
 
 // items returns the rooms to read with their cursors, sorted so that each

@@ -99,9 +99,9 @@ type Log struct {
 	running atomic.Bool
 	wake    chan struct{} // signalled when Follow registers a room
 
-	pub                publishQueue  // Publishes waiting for a pipeline
-	publishPausedUntil atomic.Int64  // unix nanoseconds; see publishPause
-	relayed            atomic.Uint64 // events the relay found missing and republished
+	pub     publishQueue  // Publishes waiting for a pipeline
+	pauses  []pause       // per hash slot on a Cluster, one on a single Redis; see publishPause
+	relayed atomic.Uint64 // events the relay found missing and republished
 
 	mu    sync.Mutex
 	rooms map[string]*cursor // the followed rooms
@@ -133,9 +133,9 @@ func New(client goredis.UniversalClient, sink feed.Sink, hist roomfeed.History, 
 		rooms:  make(map[string]*cursor),
 	}
 	if _, ok := client.(*goredis.ClusterClient); ok {
-		l.reader = newClusterReader(l)
+		l.reader, l.pauses = newClusterReader(l), make([]pause, clusterSlots)
 	} else {
-		l.reader, l.spanRooms = newXReader(l, randomID()), true
+		l.reader, l.spanRooms, l.pauses = newXReader(l, randomID()), true, make([]pause, 1)
 	}
 	return l
 }

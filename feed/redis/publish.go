@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -29,32 +30,60 @@ func (l *Log) Publish(ctx context.Context, ev roomfeed.Event) error {
 	if ev.Room == "" || ev.Seq < 1 {
 		return fmt.Errorf("publish %q/%d: invalid event", ev.Room, ev.Seq)
 	}
-	if until := l.publishPausedUntil.Load(); until != 0 {
-		// Redis failed recently: one Publish per pause probes it, with a
-		// short deadline (go-redis would otherwise retry dials for seconds);
-		// the others leave their event to the relay.
-		now := time.Now()
-		if now.UnixNano() < until || !l.publishPausedUntil.CompareAndSwap(until, now.Add(publishPause).UnixNano()) {
-			return fmt.Errorf("publish %s/%d: %w (left to the relay)", ev.Room, ev.Seq, feed.ErrUnavailable)
-		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, publishPause/2)
-		defer cancel()
+	p := l.pauseOf(ev.Room)
+	ctx, cancel, ok := p.enter(ctx, len(l.pauses) > 1)
+	if !ok {
+		return fmt.Errorf("publish %s/%d: %w (left to the relay)", ev.Room, ev.Seq, feed.ErrUnavailable)
 	}
+	defer cancel()
 	ok, top, err := l.appendCoalesced(ctx, ev)
 	if err == nil && !ok {
 		err = l.fill(ctx, ev.Room, top, ev.Seq, &ev)
 	}
 	if err != nil {
 		if unreachable(err) || errors.Is(err, context.DeadlineExceeded) {
-			l.publishPausedUntil.Store(time.Now().Add(publishPause).UnixNano())
+			p.start()
+			l.reloadSlots(ctx)
 			err = fmt.Errorf("%w: %w", feed.ErrUnavailable, err)
 		}
 		return fmt.Errorf("publish %s/%d: %w", ev.Room, ev.Seq, err)
 	}
-	l.publishPausedUntil.Store(0)
+	p.end()
 	return nil
 }
+
+// pause is how a Publish that failed to reach Redis spares the others the
+// same wait: for publishPause, one Publish probes Redis with a short
+// deadline (go-redis would otherwise retry dials for seconds) and the others
+// leave their event to the relay.
+type pause struct {
+	until atomic.Int64 // unix nanoseconds; 0: not paused
+}
+
+// enter reports whether a Publish may go on; when the pause is on, only the
+// one that takes the probe may, under a deadline of half the pause. With
+// bounded (a Cluster) every Publish has that deadline: Publishes made at
+// once share a pipeline across shards, and a dead shard must not hold the
+// others' answers while go-redis retries its dials.
+func (p *pause) enter(ctx context.Context, bounded bool) (context.Context, context.CancelFunc, bool) {
+	until := p.until.Load()
+	if until == 0 {
+		if bounded {
+			ctx, cancel := context.WithTimeout(ctx, publishPause/2)
+			return ctx, cancel, true
+		}
+		return ctx, func() {}, true
+	}
+	now := time.Now()
+	if now.UnixNano() < until || !p.until.CompareAndSwap(until, now.Add(publishPause).UnixNano()) {
+		return ctx, func() {}, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, publishPause/2)
+	return ctx, cancel, true
+}
+
+func (p *pause) start() { p.until.Store(time.Now().Add(publishPause).UnixNano()) }
+func (p *pause) end()   { p.until.Store(0) }
 
 // unreachable reports whether err means Redis could not be reached or
 // did not answer (as opposed to an error reply or a failure of the history).
@@ -178,10 +207,29 @@ func (l *Log) appendPipelined(ctx context.Context, batch []*publishReq) {
 		r.ok, r.top, r.err = l.appendBatch(ctx, r.ev.Room, []roomfeed.Event{r.ev}, false)
 		return
 	}
-	pipe := l.client.Pipeline()
-	calls := l.queueCalls(ctx, pipe, appendRuns(batch))
-	_, _ = pipe.Exec(ctx) // each command carries its own error
-	if tops := l.answer(ctx, calls); len(tops) > 0 {
+	runs := appendRuns(batch)
+	rooms := make([]string, len(runs))
+	for i, c := range runs {
+		rooms[i] = c.room
+	}
+	var (
+		mu   sync.Mutex
+		tops []roomfeed.RoomHead
+	)
+	l.perShard(ctx, rooms, func(idx []int) {
+		group := make([]*appendRun, len(idx))
+		for k, i := range idx {
+			group[k] = runs[i]
+		}
+		pipe := l.client.Pipeline()
+		calls := l.queueCalls(ctx, pipe, group)
+		_, _ = pipe.Exec(ctx) // each command carries its own error
+		t := l.answer(ctx, calls)
+		mu.Lock()
+		tops = append(tops, t...)
+		mu.Unlock()
+	})
+	if len(tops) > 0 {
 		l.reader.appended(ctx, tops)
 	}
 }

@@ -69,7 +69,11 @@ func (r *relay) pass(ctx context.Context) error {
 	start := time.Now()
 	epoch, err := r.l.epoch(ctx)
 	if err != nil {
-		return err
+		// On a Cluster the epoch key lives on one shard: its failure must not
+		// stop the relay of the rooms on the others. Data loss is noticed at
+		// the next pass that reads the key.
+		r.l.log.LogAttrs(ctx, slog.LevelDebug, "relay: epoch unknown this pass", slog.Any("error", err))
+		epoch = r.epoch
 	}
 	if epoch != r.epoch {
 		if r.epoch != "" {

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"math/rand/v2"
 	"net"
 	"sync"
 	"testing"
@@ -18,8 +19,35 @@ type Proxy struct {
 	flowing *sync.Cond // broadcast when stalled or cut changes
 	cut     bool
 	stalled bool
+	resets  int
 	conns   map[net.Conn]struct{}
+	bad     BadLink
 	wg      sync.WaitGroup
+}
+
+// BadLink is what a bad network does to every connection of a Proxy: each
+// chunk of bytes is held Latency plus up to Jitter, the bytes go at most
+// BytesPerSec (0: no cap) in each direction, and each connection is reset
+// (RST) after a random time of mean ResetEvery (0: never).
+type BadLink struct {
+	Latency, Jitter time.Duration
+	BytesPerSec     int
+	ResetEvery      time.Duration
+}
+
+// SetBadLink makes the links of new connections (and the chunks of open
+// ones) bad as b says; the zero BadLink is a good link again.
+func (p *Proxy) SetBadLink(b BadLink) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.bad = b
+}
+
+// Resets returns how many connections the bad link has reset.
+func (p *Proxy) Resets() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.resets
 }
 
 // StartProxy listens on a free loopback port and forwards to target until
@@ -66,9 +94,47 @@ func (p *Proxy) accept() {
 		}
 		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
 		p.wg.Add(2)
+		if every := p.bad.ResetEvery; every > 0 {
+			after := time.Duration(rand.ExpFloat64() * float64(every))
+			time.AfterFunc(after, func() { p.reset(c, up) })
+		}
 		p.mu.Unlock()
 		go p.pipe(up, c)
 		go p.pipe(c, up)
+	}
+}
+
+// reset closes both sides of a connection with a TCP RST, as a broken
+// middlebox does.
+func (p *Proxy) reset(conns ...net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, open := p.conns[conns[0]]; !open {
+		return
+	}
+	p.resets++
+	for _, c := range conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		c.Close()
+	}
+}
+
+// delay holds a chunk of n bytes as the bad link says.
+func (p *Proxy) delay(n int) {
+	p.mu.Lock()
+	b := p.bad
+	p.mu.Unlock()
+	d := b.Latency
+	if b.Jitter > 0 {
+		d += rand.N(b.Jitter)
+	}
+	if b.BytesPerSec > 0 {
+		d += time.Duration(n) * time.Second / time.Duration(b.BytesPerSec)
+	}
+	if d > 0 {
+		time.Sleep(d)
 	}
 }
 
@@ -84,6 +150,7 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 				p.flowing.Wait()
 			}
 			p.mu.Unlock()
+			p.delay(n)
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				break
 			}

@@ -22,6 +22,39 @@ import (
 // skipped (or fails under CI), as for the other services.
 func RedisCluster(tb testing.TB, masters int) []string {
 	tb.Helper()
+	c := StartRedisCluster(tb, masters, 0, 5*time.Second)
+	addrs := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		addrs[i] = n.Addr
+	}
+	return addrs
+}
+
+// Cluster is a throwaway Redis Cluster whose nodes a test can kill.
+type Cluster struct {
+	Nodes []*RedisNode
+	cli   string
+}
+
+// RedisNode is one redis-server process of a Cluster.
+type RedisNode struct {
+	Addr string
+	cmd  *exec.Cmd
+}
+
+// Kill kills the node with SIGKILL.
+func (n *RedisNode) Kill() {
+	_ = n.cmd.Process.Kill()
+	_ = n.cmd.Wait()
+}
+
+// StartRedisCluster starts a Redis Cluster of masters with replicas
+// replicas each (masters*(1+replicas) nodes, masters first in Nodes), whose
+// nodes take a master for failed after nodeTimeout without an answer (and
+// promote one of its replicas), as RedisCluster does otherwise. extra are
+// more redis-server arguments for every node.
+func StartRedisCluster(tb testing.TB, masters, replicas int, nodeTimeout time.Duration, extra ...string) *Cluster {
+	tb.Helper()
 	server, err := exec.LookPath("redis-server")
 	if err != nil {
 		unavailable(tb, "redis-server (for a Redis Cluster)", err)
@@ -30,37 +63,91 @@ func RedisCluster(tb testing.TB, masters int) []string {
 	if err != nil {
 		unavailable(tb, "redis-cli (for a Redis Cluster)", err)
 	}
-	ports := freePorts(tb, 2*masters) // client ports, then cluster bus ports
-	addrs := make([]string, masters)
-	for i := range masters {
+	n := masters * (1 + replicas)
+	ports := freePorts(tb, 2*n) // client ports, then cluster bus ports
+	c := &Cluster{cli: cli}
+	for i := range n {
 		dir := tb.TempDir()
-		addrs[i] = startRedisServer(tb, server, ports[i], dir,
-			"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"),
-			"--cluster-port", strconv.Itoa(ports[masters+i]), "--cluster-node-timeout", "5000")
+		args := append([]string{"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"),
+			"--cluster-port", strconv.Itoa(ports[n+i]),
+			"--cluster-node-timeout", strconv.Itoa(int(nodeTimeout.Milliseconds()))}, extra...)
+		c.Nodes = append(c.Nodes, startRedisNode(tb, server, ports[i], dir, args...))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	args := append([]string{"--cluster", "create"}, addrs...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args := []string{"--cluster", "create"}
+	for _, node := range c.Nodes {
+		args = append(args, node.Addr)
+	}
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 	if out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput(); err != nil {
 		tb.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
-	for _, addr := range addrs {
-		c := redis.NewClient(&redis.Options{Addr: addr})
-		for {
-			info, err := c.ClusterInfo(ctx).Result()
-			if err == nil && strings.Contains(info, "cluster_state:ok") {
-				break
-			}
-			if ctx.Err() != nil {
-				c.Close()
-				tb.Fatalf("cluster node %s: not cluster_state:ok after 60s (%v):\n%s", addr, err, info)
-			}
-			time.Sleep(50 * time.Millisecond)
+	for _, node := range c.Nodes {
+		if err := c.waitOK(ctx, node.Addr); err != nil {
+			tb.Fatal(err)
 		}
-		c.Close()
 	}
-	return addrs
+	return c
+}
+
+// waitOK waits until the node at addr reports cluster_state:ok.
+func (c *Cluster) waitOK(ctx context.Context, addr string) error {
+	rc := redis.NewClient(&redis.Options{Addr: addr})
+	defer rc.Close()
+	for {
+		info, err := rc.ClusterInfo(ctx).Result()
+		if err == nil && strings.Contains(info, "cluster_state:ok") {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("cluster node %s: not cluster_state:ok (%v):\n%s", addr, err, info)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// MasterOf returns the node that serves slot as a master, asking the node
+// at via (any live node), and its cluster node id.
+func (c *Cluster) MasterOf(ctx context.Context, via string, slot int) (*RedisNode, string, error) {
+	rc := redis.NewClient(&redis.Options{Addr: via})
+	defer rc.Close()
+	slots, err := rc.ClusterSlots(ctx).Result()
+	if err != nil {
+		return nil, "", fmt.Errorf("cluster slots via %s: %w", via, err)
+	}
+	for _, s := range slots {
+		if slot < int(s.Start) || slot > int(s.End) || len(s.Nodes) == 0 {
+			continue
+		}
+		for _, n := range c.Nodes {
+			if n.Addr == s.Nodes[0].Addr {
+				return n, s.Nodes[0].ID, nil
+			}
+		}
+		return nil, "", fmt.Errorf("slot %d is served by %s, not a node of this cluster", slot, s.Nodes[0].Addr)
+	}
+	return nil, "", fmt.Errorf("slot %d is not served", slot)
+}
+
+// KeySlot returns the hash slot of key, asking the node at via.
+func (c *Cluster) KeySlot(ctx context.Context, via, key string) (int, error) {
+	rc := redis.NewClient(&redis.Options{Addr: via})
+	defer rc.Close()
+	s, err := rc.ClusterKeySlot(ctx, key).Result()
+	return int(s), err
+}
+
+// Reshard moves slots hash slots from the master with node id from to the
+// one with id to, with redis-cli --cluster reshard through the node at via.
+// redis-cli moves the source's lowest slots first.
+func (c *Cluster) Reshard(ctx context.Context, via, from, to string, slots int) error {
+	out, err := exec.CommandContext(ctx, c.cli, "--cluster", "reshard", via, "--cluster-from", from, "--cluster-to", to,
+		"--cluster-slots", strconv.Itoa(slots), "--cluster-yes").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("redis-cli --cluster reshard: %w\n%s", err, out)
+	}
+	return nil
 }
 
 // RedisServer starts a throwaway standalone redis-server on a free loopback
@@ -73,15 +160,15 @@ func RedisServer(tb testing.TB) *redis.Client {
 	if err != nil {
 		unavailable(tb, "redis-server (for a throwaway Redis)", err)
 	}
-	addr := startRedisServer(tb, server, freePorts(tb, 1)[0], tb.TempDir())
+	addr := startRedisNode(tb, server, freePorts(tb, 1)[0], tb.TempDir()).Addr
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	tb.Cleanup(func() { c.Close() })
 	return c
 }
 
-// startRedisServer starts redis-server on port with its files in dir and
+// startRedisNode starts redis-server on port with its files in dir and
 // the extra arguments, waits until it answers, and kills it at cleanup.
-func startRedisServer(tb testing.TB, server string, port int, dir string, args ...string) string {
+func startRedisNode(tb testing.TB, server string, port int, dir string, args ...string) *RedisNode {
 	tb.Helper()
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	args = append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
@@ -103,7 +190,7 @@ func startRedisServer(tb testing.TB, server string, port int, dir string, args .
 		_ = cmd.Wait()
 	})
 	waitPing(tb, addr, logPath)
-	return addr
+	return &RedisNode{Addr: addr, cmd: cmd}
 }
 
 // freePorts returns n distinct loopback ports that were free a moment ago.
