@@ -250,3 +250,48 @@ func TestHistoryTrimmed(t *testing.T) {
 		}
 	})
 }
+
+// TestHistoryAuthorization: the history and the room as of a seq need the
+// room's read grant, a revert its write grant; the revert's version and
+// event carry the token's sub as actor.
+func TestHistoryAuthorization(t *testing.T) {
+	ts, _ := newAuthServer(t, backends[0], api.Config{})
+	writer := hs256(t, grant("alice", []string{"w1"}, []string{"w1"}))
+	reader := hs256(t, grant("bob", []string{"w1"}, nil))
+	other := hs256(t, grant("eve", []string{"w2"}, []string{"w2"}))
+	el := ts.URL + "/rooms/w1/elements/c1"
+	mustStatus(t, do(t, http.MethodPut, el, `{"kind":"character","data":{"v":1}}`, bearer(writer)...), http.StatusCreated)
+	mustStatus(t, do(t, http.MethodPut, el, `{"kind":"character","data":{"v":2}}`, bearer(writer)...), http.StatusOK)
+	for _, c := range []struct {
+		name, method, url, body string
+		headers                 []string
+		status                  int
+	}{
+		{"history without a token", http.MethodGet, el + "/history", "", nil, 401},
+		{"history with another room's grant", http.MethodGet, el + "/history", "", bearer(other), 403},
+		{"history with a read grant", http.MethodGet, el + "/history", "", bearer(reader), 200},
+		{"at without a token", http.MethodGet, ts.URL + "/rooms/w1/elements?at=1", "", nil, 401},
+		{"at with another room's grant", http.MethodGet, ts.URL + "/rooms/w1/elements?at=1", "", bearer(other), 403},
+		{"at with a read grant", http.MethodGet, ts.URL + "/rooms/w1/elements?at=1", "", bearer(reader), 200},
+		{"revert without a token", http.MethodPost, el + "/revert", `{"to_version":1}`, nil, 401},
+		{"revert with a read grant", http.MethodPost, el + "/revert", `{"to_version":1}`, bearer(reader), 403},
+		{"revert with another room's grant", http.MethodPost, el + "/revert", `{"to_version":1}`, bearer(other), 403},
+		{"revert with a write grant", http.MethodPost, el + "/revert", `{"to_version":1}`, bearer(writer), 200},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := do(t, c.method, c.url, c.body, c.headers...)
+			if r.Status != c.status {
+				t.Errorf("got %d %s, want %d", r.Status, r.Body, c.status)
+			}
+		})
+	}
+	r := do(t, http.MethodGet, el+"/history?limit=1", "", bearer(reader)...)
+	var h historyAnswer
+	decodeInto(t, r, &h)
+	if len(h.Versions) != 1 || h.Versions[0].Actor != "alice" || h.Versions[0].Type != "reverted" || string(h.Versions[0].Data) != `{"v":1}` {
+		t.Errorf("after the revert: got %s, want version 3 reverted by alice to {\"v\":1}", r.Body)
+	}
+	if head, err := ts.Store.Head(t.Context(), "w1"); err != nil || head != 3 {
+		t.Errorf("head: got %d, %v, want 3 (the refused reverts wrote nothing)", head, err)
+	}
+}
