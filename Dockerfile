@@ -16,6 +16,9 @@
 FROM node:20 AS web
 WORKDIR /src/web
 COPY web/package.json web/package-lock.json ./
+# The workspace packages (@roomfeed/client, @roomfeed/pinia) are part of the install.
+COPY web/packages/client/package.json packages/client/
+COPY web/packages/pinia/package.json packages/pinia/
 RUN npm ci --no-audit --no-fund
 COPY web/ ./
 RUN npm run build
@@ -33,6 +36,9 @@ FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=go /roomfeed /roomfeed
 COPY --from=web /src/web/dist /web
 COPY --from=go --chown=65532:65532 /data /data
+# The editor in /web reads its API and token endpoint at run time from GET
+# /config.json: -e ROOMFEED_WEB_SERVER_URL=... -e ROOMFEED_WEB_TOKEN_ENDPOINT=...
+# point it elsewhere without rebuilding the image.
 ENV ROOMFEED_ADDR=0.0.0.0:8080 \
     ROOMFEED_WEB_DIR=/web \
     DATABASE_URL=sqlite:///data/roomfeed.db

@@ -4,7 +4,7 @@ GO            ?= go
 GO_TEST_FLAGS ?= -race -count=1 -timeout 25m
 BIN           ?= bin/roomfeed
 
-.PHONY: run build test test-go test-fuzz test-web web web-deps services vet fmt bench bench-go clean
+.PHONY: run build test test-go test-fuzz test-web web web-deps services vet fmt bench bench-go soak clean
 
 ## run: build the web app (when Node.js is installed) and start the embedded default on 127.0.0.1:8080
 run: web
@@ -44,9 +44,14 @@ test-fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzMerge3$$' -fuzztime $(FUZZTIME) ./internal/jsonmerge
 	$(GO) test -run '^$$' -fuzz '^FuzzPatch$$' -fuzztime $(FUZZTIME) ./internal/jsonmerge
 
+# test-web: Vitest (the editor and the packages in web/packages), the
+# packages' size budget, Chromium e2e, and the stranger test (npm pack, a
+# fresh project outside web/, tsc, a real server, Chromium).
 test-web: web-deps
 	cd web && npm test
+	cd web && npm run size
 	cd web && npm run test:e2e
+	cd web && npm run test:pack
 
 web-deps:
 	@command -v npm >/dev/null || { echo "npm is required for the web tests (Node.js 20+)"; exit 1; }
@@ -60,6 +65,12 @@ web:
 
 services:
 	scripts/test-services.sh
+
+## soak: a day of churn in minutes (faults.TestSoak; SOAK=10m by default; make test runs 30s of it)
+SOAK ?= 10m
+soak:
+	env $$(scripts/test-services.sh) ROOMFEED_TEST_REQUIRE_SERVICES=1 ROOMFEED_SOAK=$(SOAK) \
+	  $(GO) test -race -count=1 -timeout 0 -run '^TestSoak$$' -v ./faults/
 
 ## bench: the benchmark tool (docs/performance.md); BENCH_FLAGS=--full for longer phases
 bench:

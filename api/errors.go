@@ -99,6 +99,7 @@ var sentinels = []struct {
 	{repo.ErrConflict, Error{http.StatusConflict, "conflict", "since the version in If-Match, the element changed the same paths differently: see conflicts (theirs is the current version) and current"}},
 	{repo.ErrKeyReused, Error{http.StatusUnprocessableEntity, "idempotency_key_reused", "this Idempotency-Key (or Op-ID) was used in this room for a different request; use a new key"}},
 	{repo.ErrInvalid, Error{http.StatusBadRequest, "bad_json", "the element data or patch is not a valid JSON object"}},
+	{repo.ErrStorageFull, Error{http.StatusInsufficientStorage, "storage_full", "the database's disk is full; nothing was written; retry later"}},
 	{repo.ErrUnavailable, Error{http.StatusServiceUnavailable, "database_unavailable", "the database is unavailable; retry later"}},
 	{sse.ErrClosed, Error{http.StatusServiceUnavailable, "shutting_down", "this node is shutting down; reconnect"}},
 	{feed.ErrUnavailable, Error{http.StatusServiceUnavailable, "feed_unavailable", "the feed is unavailable; retry later"}},
@@ -136,6 +137,8 @@ func writeError(c *gin.Context, err error) {
 	switch h := c.Writer.Header(); {
 	case (e.Status == http.StatusServiceUnavailable || e.Status == http.StatusTooManyRequests) && h.Get("Retry-After") == "":
 		h.Set("Retry-After", "1")
+	case e.Status == http.StatusInsufficientStorage:
+		h.Set("Retry-After", "5") // space comes back by an operator's hand, not in a second
 	case e.Status == http.StatusUnauthorized:
 		h.Set("WWW-Authenticate", `Bearer realm="roomfeed"`)
 	}

@@ -62,6 +62,7 @@ type Config struct {
 	MaxDataBytes int           // element data / message data limit
 	PublishWait  time.Duration // how long one publish of a committed event may take
 	WebDir       string        // built web app; empty or missing = a short placeholder page
+	WebClient    WebClient     // what GET /config.json tells the web app
 	Ready        map[string]Pinger
 	Metrics      *Metrics // nil = no /metrics and nothing recorded
 	MaxFeedRooms int      // rooms per multiplexed stream
@@ -139,6 +140,7 @@ func (s *Server) routes() *gin.Engine {
 	r.GET("/healthz", s.healthz)
 	r.GET("/readyz", s.readyz)
 	r.GET("/openapi.json", s.openAPI)
+	r.GET("/config.json", s.webConfig)
 	r.GET(multiEventsRoute, s.multiEvents)
 	if s.cfg.Metrics != nil {
 		r.GET("/metrics", s.cfg.Metrics.handler())

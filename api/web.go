@@ -19,6 +19,21 @@ or <code>cd web &amp;&amp; npm ci &amp;&amp; npm run build</code>, then restart.
 </body></html>
 `
 
+// WebClient is what the web app reads at run time from GET /config.json, so
+// that one build of it works against any server: where the API is and where
+// tokens come from. Empty fields mean the app's build-time defaults (the
+// page's own origin, no token).
+type WebClient struct {
+	ServerURL     string `json:"serverUrl,omitempty"`     // the API's origin, e.g. https://feeds.example
+	TokenEndpoint string `json:"tokenEndpoint,omitempty"` // URL answering {"token":"..."} for the signed-in user
+}
+
+// webConfig answers GET /config.json: the WebClient settings, never cached.
+func (s *Server) webConfig(c *gin.Context) {
+	c.Header("Cache-Control", "no-cache")
+	c.JSON(http.StatusOK, s.cfg.WebClient)
+}
+
 // web serves the built web app for GET and HEAD requests outside the API,
 // and a JSON 404 or 405 for everything else.
 func (s *Server) web(c *gin.Context) {

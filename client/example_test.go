@@ -52,3 +52,36 @@ func ExampleClient_Subscribe() {
 	// reset w1 to 9
 	// map[w1:9]
 }
+
+// A server that answers one page of history as JSON.
+func pageServer() *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"room":"w1","events":[`+
+			`{"id":"5","room":"w1","type":"chat","data":{"text":"hi"}},`+
+			`{"id":"6","room":"w1","type":"element.created","element":{"id":"c1","kind":"character","version":1,"data":{}}}],`+
+			`"next":"6","head":"9"}`)
+	}))
+}
+
+// Page reads a room's history as pages of JSON, for a program that wants
+// "the events after 4, at most 500" and to stop at the head.
+func ExampleClient_Page() {
+	srv := pageServer()
+	defer srv.Close()
+
+	c := &client.Client{Server: srv.URL}
+	p, err := c.Page(context.Background(), "w1", 4, 500, client.Filter{})
+	if err != nil {
+		fmt.Println(err) // a *client.TrimmedError when 4 is older than the history kept
+		return
+	}
+	for _, ev := range p.Events {
+		fmt.Println(ev.Seq, ev.Type)
+	}
+	fmt.Println("next", p.Next, "head", p.Head, "done", p.Next == p.Head)
+	// Output:
+	// 5 chat
+	// 6 element.created
+	// next 6 head 9 done false
+}

@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	_ "modernc.org/sqlite" // registers the "sqlite" driver: the SQLite nodes' files
+
 	"github.com/roomfeed/roomfeed/internal/testenv"
 )
 
@@ -629,6 +631,9 @@ func (s *subscriber) read(body io.Reader, activity func()) {
 }
 
 func (s *subscriber) deliver(id, typ, data string) {
+	if strings.HasPrefix(typ, "presence.") && id == "" {
+		return // ephemeral: no id, never replayed (subscribers with ?client=)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if typ == "error" || typ == "reset" {
@@ -723,13 +728,26 @@ type sqlEvent struct {
 	Payload string
 }
 
-// sqlHistory reads a room's history straight from PostgreSQL: the truth.
-func sqlHistory(tb testing.TB, pgURL, room string) []sqlEvent {
+// openTruth opens the database of a node's --database-url (postgres:// or
+// sqlite://) from the test.
+func openTruth(tb testing.TB, dbURL string) *sql.DB {
 	tb.Helper()
-	db, err := sql.Open("pgx", pgURL)
+	driver, dsn := "pgx", dbURL
+	if path, ok := strings.CutPrefix(dbURL, "sqlite://"); ok {
+		driver, dsn = "sqlite", path+"?_pragma=busy_timeout(10000)"
+	}
+	db, err := sql.Open(driver, dsn)
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return db
+}
+
+// sqlHistory reads a room's history straight from the database (PostgreSQL
+// or a SQLite file): the truth.
+func sqlHistory(tb testing.TB, dbURL, room string) []sqlEvent {
+	tb.Helper()
+	db := openTruth(tb, dbURL)
 	defer db.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

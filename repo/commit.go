@@ -64,7 +64,9 @@ func (r *writeReq) Run(ctx context.Context, tx sqlstore.Tx) (err error) {
 // the context's error and not run. Once its batch has taken it, it runs
 // with its context's values but not its cancellation, so one caller going
 // away cannot abort the transaction of the others, and its caller still
-// waits for the outcome.
+// waits for the outcome, unless the store's own bound on the call
+// (Options.QueryTimeout, whose cause is sqlstore.ErrNoAnswer) runs out
+// first: then it is answered ErrNoAnswer at once, and may still commit.
 type committer struct {
 	// commitBatch runs a batch: the dialect's RunBatch.
 	commitBatch func(batch []sqlstore.Write, errs []error) error
@@ -109,7 +111,13 @@ func (c *committer) do(ctx context.Context, room string, reads sqlstore.Reads, f
 		if r.state.CompareAndSwap(reqQueued, reqAbandoned) {
 			return ctx.Err()
 		}
-		err = <-r.done // taken: the batch decides
+		if context.Cause(ctx) == sqlstore.ErrNoAnswer {
+			// Taken, and the store's bound ran out: the batch is stuck (a
+			// hung disk a statement cannot be interrupted in). Answer now;
+			// the write may still commit, like one whose COMMIT fails.
+			return fmt.Errorf("%w: its batch did not finish in time", sqlstore.ErrNoAnswer)
+		}
+		err = <-r.done // taken, its caller gone: the batch decides
 	}
 	var p *sqlstore.Panic
 	if errors.As(err, &p) {

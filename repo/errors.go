@@ -20,6 +20,10 @@ var (
 	ErrExists = sqlstore.ErrExists
 	// ErrUnavailable: the database could not be reached (best effort).
 	ErrUnavailable = sqlstore.ErrUnavailable
+	// ErrStorageFull: the database's disk is full (SQLITE_FULL, PostgreSQL's
+	// disk_full, ENOSPC); nothing of the write was committed. It is an
+	// ErrUnavailable too: the store works again once space is freed.
+	ErrStorageFull = sqlstore.ErrStorageFull
 	// ErrInvalid: data, patch or message data is not acceptable JSON.
 	ErrInvalid = sqlstore.ErrInvalid
 	// ErrRoomFull: creating the element would take the room above

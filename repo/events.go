@@ -33,6 +33,17 @@ func (s *Store) Oldest(ctx context.Context, room string) (int64, error) {
 	return seq, nil
 }
 
+// OldestTime returns the time of the room's oldest event still in the
+// history; ok is false when it has none. Retention uses it to know when
+// the room has events to age out.
+func (s *Store) OldestTime(ctx context.Context, room string) (at time.Time, ok bool, err error) {
+	at, ok, err = s.db.OldestTime(ctx, room)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("oldest event time: %w", sqlstore.Classify(err))
+	}
+	return at, ok, nil
+}
+
 // EventsAfter returns the room's events with seq > after in seq order, at
 // most limit of them (limit <= 0 means DefaultPageSize). When retention
 // removed event after+1 it returns roomfeed.ErrTrimmed.

@@ -66,10 +66,15 @@ func (s *Store) apply(ctx context.Context, room string, reads sqlstore.Reads, me
 		}
 		return record(ctx, tx, idem, out)
 	})
-	if errors.Is(err, errReplayed) {
+	switch {
+	case errors.Is(err, errReplayed):
 		return out, nil
+	case err != nil:
+		// out is not read: a write answered before its batch ended
+		// (ErrNoAnswer) may still be running the func that sets it.
+		return Outcome{}, err
 	}
-	return out, err
+	return out, nil
 }
 
 // replay looks the write's key up: a key the same request recorded is an

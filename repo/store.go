@@ -45,11 +45,12 @@ type Options struct {
 	Logger       *slog.Logger // may be nil
 	MaxOpenConns int          // 0 = a sensible default per dialect
 	// QueryTimeout bounds each call that serves a request (a write with its
-	// wait in the queue, Get, Snapshot, Head, EventsAfter, Ping) and each
-	// PostgreSQL batch. A database that does not answer in time (it accepts
-	// connections and hangs) fails the call with ErrUnavailable instead of
-	// holding it until the client gives up. 0 = 5s; negative = no bound
-	// (PostgreSQL batches then get 30s).
+	// wait in the queue and for its batch, Get, Snapshot, Head,
+	// EventsAfter, Ping) and each batch. A database that does not answer in
+	// time (PostgreSQL accepts connections and hangs, another process holds
+	// SQLite's write lock, a disk hangs) fails the call with ErrUnavailable
+	// instead of holding it until the client gives up. 0 = 5s; negative = no
+	// bound (batches then get 30s).
 	QueryTimeout time.Duration
 	// Committers is the number of PostgreSQL group committers, each of
 	// which runs one batch at a time on its own connection; every room is
@@ -83,6 +84,7 @@ type backend interface {
 	History(ctx context.Context, room, id string, before int64, limit int) (sqlstore.History, error)
 	Head(ctx context.Context, room string) (int64, error)
 	Oldest(ctx context.Context, room string) (int64, error)
+	OldestTime(ctx context.Context, room string) (time.Time, bool, error)
 	EventsAfter(ctx context.Context, room string, after int64, limit int) ([]roomfeed.Event, error)
 	RoomHeads(ctx context.Context, since time.Time) ([]roomfeed.RoomHead, error)
 	Trim(ctx context.Context, room string, keep int64, maxAge time.Duration, below int64) (int64, error)
@@ -121,7 +123,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	switch {
 	case strings.HasPrefix(url, "sqlite://"), strings.HasPrefix(url, "sqlite3://"):
 		name = "sqlite"
-		s.db, err = sqlite.Open(ctx, url, opts.MaxOpenConns)
+		s.db, err = sqlite.Open(ctx, url, sqlite.Options{MaxOpenConns: opts.MaxOpenConns, QueryTimeout: s.timeout})
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
 		name = "postgres"
 		s.db, err = postgres.Open(ctx, url, postgres.Options{Logger: log, MaxOpenConns: opts.MaxOpenConns, QueryTimeout: s.timeout})

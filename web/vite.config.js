@@ -21,7 +21,7 @@ export default defineConfig({
     },
   },
   test: {
-    include: ['src/**/*.test.js'],
+    include: ['src/**/*.test.js', 'packages/*/src/**/*.test.js'],
     environment: 'node',
     testTimeout: 10000,
   },

@@ -40,6 +40,8 @@ type config struct {
 	MaxDataBytes       int
 	SubscriberBuffer   int
 	WebDir             string
+	WebServerURL       string
+	WebTokenEndpoint   string
 	LogFormat          string
 	ShutdownTimeout    time.Duration
 	DBTimeout          time.Duration // repo.Options.QueryTimeout
@@ -154,6 +156,8 @@ func (c *config) serverFlags(f *flagSet) []func() {
 	f.dur(&c.StreamWriteTimeout, setting{"stream-write-timeout", "ROOMFEED_STREAM_WRITE_TIMEOUT", "deadline of each write to an SSE client"}, sse.DefaultWriteTimeout)
 	f.num(&c.MaxBodyBytes, setting{"max-body-bytes", "ROOMFEED_MAX_BODY_BYTES", "request body limit"}, d.MaxBodyBytes)
 	f.str(&c.WebDir, setting{"web-dir", "ROOMFEED_WEB_DIR", "directory of the built web app"}, "web/dist")
+	f.str(&c.WebServerURL, setting{"web-server-url", "ROOMFEED_WEB_SERVER_URL", "the API origin the web app uses (GET /config.json); empty = the page's own"}, "")
+	f.str(&c.WebTokenEndpoint, setting{"web-token-endpoint", "ROOMFEED_WEB_TOKEN_ENDPOINT", "where the web app fetches its token (GET /config.json); empty = none"}, "")
 	f.str(&c.LogFormat, setting{"log-format", "ROOMFEED_LOG_FORMAT", "text or json"}, "text")
 	f.dur(&c.ShutdownTimeout, setting{"shutdown-timeout", "ROOMFEED_SHUTDOWN_TIMEOUT", "how long shutdown waits for in-flight requests"}, 10*time.Second)
 	f.str(&c.TLSCert, setting{"tls-cert", "ROOMFEED_TLS_CERT", "PEM certificate chain; with --tls-key, serve HTTPS with HTTP/2"}, "")

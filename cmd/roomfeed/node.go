@@ -115,7 +115,7 @@ func (n *node) addRetention() {
 		return
 	}
 	r := &retention{store: n.store, tops: n.published, keep: n.cfg.HistoryKeep, maxAge: n.cfg.HistoryMaxAge,
-		interval: n.cfg.RetentionInterval, logger: n.logger}
+		interval: n.cfg.RetentionInterval, lookBack: retentionLookBack, sweep: retentionSweep, logger: n.logger}
 	n.loops = append(n.loops, r.Run)
 }
 
@@ -131,6 +131,7 @@ func (n *node) assemble(verifier *api.Verifier) {
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		MaxDataBytes:   cfg.MaxDataBytes,
 		WebDir:         cfg.webDir(),
+		WebClient:      api.WebClient{ServerURL: cfg.WebServerURL, TokenEndpoint: cfg.WebTokenEndpoint},
 		Ready:          n.ready,
 		Metrics:        metrics,
 		Presence:       n.presence,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -108,4 +109,113 @@ func TestKeyTrim(t *testing.T) {
 	if out := write("new"); out.Replayed == nil {
 		t.Error("the kept key was applied again; want a replay")
 	}
+}
+
+// countingStore counts the rooms retention trims.
+type countingStore struct {
+	retentionStore
+	visited []string
+}
+
+func (c *countingStore) Trim(ctx context.Context, room string, keep int64, maxAge time.Duration, below int64) (int64, error) {
+	c.visited = append(c.visited, room)
+	return c.retentionStore.Trim(ctx, room, keep, maxAge, below)
+}
+
+// TestRetentionVisitsChangedRooms: after a first pass over every room, a
+// pass visits only the rooms written since the previous one, the rooms a
+// pass had to leave events in (held back by the published top), and, with
+// an age limit, the rooms whose oldest event has aged out since; an idle
+// room is not visited.
+func TestRetentionVisitsChangedRooms(t *testing.T) {
+	ctx := t.Context()
+	store := openSQLite(t)
+	write := func(room string, n int) {
+		t.Helper()
+		for i := range n {
+			if _, err := store.Put(ctx, room, "e", "item", json.RawMessage(`{"i":`+strconv.Itoa(i)+`}`), repo.Precondition{}, repo.Meta{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rooms := make([]string, 20)
+	for i := range rooms {
+		rooms[i] = "r" + strconv.Itoa(10+i)
+		write(rooms[i], 15)
+	}
+	counted := &countingStore{retentionStore: store}
+	tops := map[string]int64{}
+	r := &retention{store: counted, keep: 10, interval: time.Second, logger: slog.New(slog.DiscardHandler),
+		tops: func(ctx context.Context, rs []string) ([]int64, error) {
+			out := make([]int64, len(rs))
+			for i, room := range rs {
+				head, err := store.Head(ctx, room)
+				if top, held := tops[room]; held {
+					head = top
+				}
+				out[i] = head
+				if err != nil {
+					return nil, err
+				}
+			}
+			return out, nil
+		}}
+	for _, step := range []struct {
+		name        string
+		before      func()
+		wantVisited []string
+		wantTrimmed int64
+	}{
+		{"first pass: every room", nil, rooms, 20 * 5},
+		{"two rooms written", func() { write("r10", 1); write("r11", 2) }, []string{"r10", "r11"}, 3},
+		{"nothing written", nil, nil, 0},
+		{"written, not all published", func() { write("r12", 4); tops["r12"] = 7 }, []string{"r12"}, 2},
+		{"published since", func() { delete(tops, "r12") }, []string{"r12"}, 2},
+		{"idle again", nil, nil, 0},
+	} {
+		if step.before != nil {
+			step.before()
+		}
+		counted.visited = nil
+		n, err := r.pass(ctx)
+		if err != nil || n != step.wantTrimmed {
+			t.Errorf("%s: got %d events trimmed, %v; want %d", step.name, n, err, step.wantTrimmed)
+		}
+		if !slices.Equal(counted.visited, step.wantVisited) {
+			t.Errorf("%s: visited %d rooms %v, want %d %v", step.name, len(counted.visited), counted.visited,
+				len(step.wantVisited), step.wantVisited)
+		}
+	}
+}
+
+// TestRetentionVisitsAgedRooms: with an age limit, a room nobody writes to
+// is visited again once its oldest event has aged out, and no longer once
+// it holds no event.
+func TestRetentionVisitsAgedRooms(t *testing.T) {
+	ctx := t.Context()
+	store := openSQLite(t)
+	for _, room := range []string{"a", "b"} {
+		if _, err := store.Put(ctx, room, "e", "item", json.RawMessage(`{}`), repo.Precondition{}, repo.Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const maxAge = time.Second
+	counted := &countingStore{retentionStore: store}
+	r := &retention{store: counted, maxAge: maxAge, interval: time.Second, logger: slog.New(slog.DiscardHandler)}
+	pass := func(what string, want []string, wantTrimmed int64) {
+		t.Helper()
+		counted.visited = nil
+		if n, err := r.pass(ctx); err != nil || n != wantTrimmed {
+			t.Errorf("%s: got %d events trimmed, %v; want %d", what, n, err, wantTrimmed)
+		}
+		if !slices.Equal(counted.visited, want) {
+			t.Errorf("%s: visited %v, want %v", what, counted.visited, want)
+		}
+	}
+	pass("first pass", []string{"a", "b"}, 0)
+	pass("nothing aged yet", nil, 0)
+	time.Sleep(maxAge + 200*time.Millisecond)
+	pass("aged out", []string{"a", "b"}, 2)
+	time.Sleep(maxAge + 200*time.Millisecond)
+	pass("nothing left to age", nil, 0)
 }

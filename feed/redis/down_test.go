@@ -16,7 +16,7 @@ import (
 // fails with feed.ErrUnavailable, and for publishPause the following ones
 // fail at once instead of each waiting on dial retries (the relay republishes
 // them); a Subscribe or a Signal that cannot reach Redis fails with
-// feed.ErrUnavailable.
+// feed.ErrUnavailable, and so does a presence list.
 func TestPublishPausesWhileUnreachable(t *testing.T) {
 	addr := testenv.FreeAddr(t)
 	client := goredis.NewClient(&goredis.Options{Addr: addr})
@@ -51,6 +51,10 @@ func TestPublishPausesWhileUnreachable(t *testing.T) {
 	}
 	if err := n.log.Signal(t.Context(), signalOf(t, "r", "cursor", "1")); !errors.Is(err, feed.ErrUnavailable) {
 		t.Errorf("signal: got %v, want feed.ErrUnavailable", err)
+	}
+	// The soak found this one answered 500: who is in a room, Redis down.
+	if _, err := NewPresence(client, n.hub, PresenceOptions{Prefix: "rfdown:"}).List(t.Context(), "r"); !errors.Is(err, feed.ErrUnavailable) {
+		t.Errorf("presence list: got %v, want feed.ErrUnavailable", err)
 	}
 }
 

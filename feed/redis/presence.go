@@ -133,6 +133,9 @@ func (p *Presence) List(ctx context.Context, room string) ([]string, error) {
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	members, err := p.client.ZRangeByScore(ctx, p.key(room), &goredis.ZRangeBy{Min: now, Max: "+inf"}).Result()
 	if err != nil {
+		if unreachable(err) || errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: %w", feed.ErrUnavailable, err) // 503, not 500
+		}
 		return nil, fmt.Errorf("presence of %s: %w", room, err)
 	}
 	var out []string

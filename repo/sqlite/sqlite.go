@@ -22,13 +22,28 @@ import (
 	"github.com/roomfeed/roomfeed/repo/internal/sqlstore"
 )
 
+// defaultBatchTimeout bounds a batch when Options.QueryTimeout is 0.
+const defaultBatchTimeout = 30 * time.Second
+
+// Options tune Open.
+type Options struct {
+	MaxOpenConns int // the read pool's size; 0 = a default
+	// QueryTimeout bounds each batch, its wait for the write lock included
+	// (another process holding it, a disk that does not answer), so that a
+	// stuck batch fails instead of stopping the committer for good; 0 =
+	// defaultBatchTimeout. The writes of a batch that runs out of time fail;
+	// one whose COMMIT had started may or may not have committed.
+	QueryTimeout time.Duration
+}
+
 // DB is an open SQLite store. It writes on a single connection, one batch
 // at a time (RunBatch), so writers queue in Go instead of failing with
 // SQLITE_BUSY; it reads from a pool beside it (WAL).
 type DB struct {
 	*sqlstore.DB
-	write *sql.DB
-	stmts map[string]*sql.Stmt // the write statements prepared on write; read-only after Open
+	write        *sql.DB
+	stmts        map[string]*sql.Stmt // the write statements prepared on write; read-only after Open
+	batchTimeout time.Duration
 }
 
 // timeFormat is the fixed-width text form of times in SQLite: it sorts as
@@ -40,9 +55,8 @@ func timeArg(t time.Time) any { return t.UTC().Truncate(time.Microsecond).Format
 
 // Open opens the database of url ("sqlite://relative/path.db" or
 // "sqlite:///absolute/path.db", with optional driver query parameters),
-// creating its directory, and applies the migrations. The read pool has
-// maxConns connections (0 = a default).
-func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
+// creating its directory, and applies the migrations.
+func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	path, query, _ := strings.Cut(url[strings.Index(url, "://")+3:], "?")
 	if path == "" {
 		return nil, errors.New("sqlite url has no path")
@@ -81,17 +95,21 @@ func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
 		write.Close()
 		return nil, err
 	}
+	maxConns := opts.MaxOpenConns
 	if maxConns <= 0 {
 		maxConns = max(4, runtime.GOMAXPROCS(0))
 	}
 	read.SetMaxOpenConns(maxConns)
 	read.SetMaxIdleConns(maxConns)
 
-	db := &DB{write: write, DB: sqlstore.NewDB(read, write, sqlstore.Dialect{
+	db := &DB{write: write, batchTimeout: opts.QueryTimeout, DB: sqlstore.NewDB(read, write, sqlstore.Dialect{
 		Bind:     func(query string) string { return query },
 		Time:     timeArg,
 		Snapshot: sql.TxOptions{ReadOnly: true},
 	})}
+	if db.batchTimeout <= 0 {
+		db.batchTimeout = defaultBatchTimeout
+	}
 	if err := db.Ping(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("ping: %w", sqlstore.Classify(err))

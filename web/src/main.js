@@ -2,8 +2,11 @@ import { createApp } from 'vue'
 import { createPinia } from 'pinia'
 import App from './App.vue'
 import './assets/main.css'
+import { loadConfig } from './config.js'
 
-createApp(App).use(createPinia()).mount('#app')
+// Where the server and its tokens are is read at run time (/config.json, a
+// <meta> tag), so one build serves any server; VITE_* are only defaults.
+loadConfig().then(() => createApp(App).use(createPinia()).mount('#app'))
 
 // The app shell is cached by a service worker (public/sw.js) so that the
 // editor opens offline; writes made meanwhile wait in the outbox.

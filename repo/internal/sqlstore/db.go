@@ -196,6 +196,18 @@ func (db *DB) Oldest(ctx context.Context, room string) (int64, error) {
 	return seq, err
 }
 
+// OldestTime returns the time of the room's oldest event still in the
+// history; ok is false when it has none.
+func (db *DB) OldestTime(ctx context.Context, room string) (at time.Time, ok bool, err error) {
+	var t dbTime
+	err = db.read.QueryRowContext(ctx,
+		db.d.Bind(`SELECT at FROM events WHERE room = ? ORDER BY seq LIMIT 1`), room).Scan(&t)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, false, nil
+	}
+	return t.t, err == nil, err
+}
+
 // EventsAfter returns at most limit (> 0) of the room's events with seq >
 // after (>= 0), in order, or roomfeed.ErrTrimmed when event after+1 was
 // removed.

@@ -23,6 +23,9 @@ var (
 	ErrUnavailable     = errors.New("database unavailable")
 	ErrInvalid         = errors.New("invalid json")
 	ErrRoomFull        = errors.New("room full")
+	// ErrStorageFull is the database's disk (or its quota) being full: a
+	// kind of unavailability that lasts until space is freed.
+	ErrStorageFull = fmt.Errorf("%w: storage full", ErrUnavailable)
 )
 
 // ErrNoAnswer is the cause of a context the store bounded itself
@@ -39,13 +42,34 @@ const (
 	sqliteCantOpen = 14
 )
 
-// Classify marks connection-level failures with ErrUnavailable, keeping the
-// original error in the chain. Other errors are returned unchanged.
+// Classify marks a full disk with ErrStorageFull and other connection-level
+// failures with ErrUnavailable, keeping the original error in the chain.
+// Other errors are returned unchanged.
 func Classify(err error) error {
-	if err == nil || !unavailable(err) {
-		return err
+	switch {
+	case err == nil || errors.Is(err, ErrUnavailable):
+		return err // nil, or already marked
+	case storageFull(err):
+		return fmt.Errorf("%w: %w", ErrStorageFull, err)
+	case unavailable(err):
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	return err
+}
+
+// storageFull reports whether err says the database's disk is full:
+// SQLITE_FULL (SQLite's answer to ENOSPC), PostgreSQL's disk_full (53100),
+// or ENOSPC itself.
+func storageFull(err error) bool {
+	var sqliteErr *sqlite.Error
+	if errors.As(err, &sqliteErr) && sqliteErr.Code()&0xff == sqliteFull {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "53100" {
+		return true
+	}
+	return errors.Is(err, syscall.ENOSPC)
 }
 
 // ClassifyBounded is Classify for an error of a call made with a context
@@ -60,9 +84,6 @@ func ClassifyBounded(ctx context.Context, err error) error {
 }
 
 func unavailable(err error) bool {
-	if errors.Is(err, ErrUnavailable) {
-		return false // already marked
-	}
 	var connectErr *pgconn.ConnectError
 	if errors.As(err, &connectErr) {
 		return true
@@ -88,7 +109,7 @@ func unavailable(err error) bool {
 	var sqliteErr *sqlite.Error
 	if errors.As(err, &sqliteErr) {
 		switch sqliteErr.Code() & 0xff {
-		case sqliteBusy, sqliteLocked, sqliteReadOnly, sqliteIOErr, sqliteFull, sqliteCantOpen:
+		case sqliteBusy, sqliteLocked, sqliteReadOnly, sqliteIOErr, sqliteCantOpen:
 			return true
 		}
 		return false

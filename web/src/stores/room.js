@@ -20,11 +20,10 @@
 // sidebar may follow the same room): the feed stops with the last stop().
 
 import { computed, ref } from 'vue'
-import { defineStore } from 'pinia'
-import { RoomFeed, mergePatch } from '@/lib/roomfeed.js'
-import { Outbox, memoryStorage } from '@/lib/outbox.js'
-import { DRAFT_SIGNAL, Drafts } from '@/lib/drafts.js'
-import { describeProblem } from '@/lib/http.js'
+import { defineStore, getActivePinia } from 'pinia'
+import { optionsKey } from '@roomfeed/pinia'
+import { appConfig, configTokenSource } from '@/config.js'
+import { DRAFT_SIGNAL, Drafts, Outbox, RoomFeed, describeProblem, memoryStorage, mergePatch } from '@roomfeed/client'
 
 /** Kinds listed first, in this order; others follow alphabetically. */
 export const KNOWN_KINDS = ['character', 'place', 'item']
@@ -65,7 +64,9 @@ export function describeRefusal(err, what) {
 function setupRoomStore(roomId, feedOptions) {
   const { hub, outbox: sharedOutbox, cache = null, ...options } = feedOptions
   const clientOptions = { signals: [DRAFT_SIGNAL], ...options }
-  const feed = hub ? hub.createFeed(roomId, clientOptions) : new RoomFeed({ room: roomId, ...clientOptions })
+  const feed = hub
+    ? hub.createFeed(roomId, clientOptions)
+    : new RoomFeed({ room: roomId, baseUrl: appConfig().serverUrl, token: configTokenSource(), ...clientOptions })
   const outbox =
     sharedOutbox ??
     new Outbox({
@@ -398,15 +399,32 @@ function setupRoomStore(roomId, feedOptions) {
 }
 
 /**
- * The store of one room: useRoomStore('w1'). feedOptions (first call only)
- * go to the RoomFeed, e.g. { baseUrl, EventSource, fetch } in tests, or
- * { token } (a JWT, a function or a source from lib/token.js; the default
- * reads VITE_ROOMFEED_TOKEN or VITE_ROOMFEED_TOKEN_ENDPOINT), or { hub }
- * (a FeedHub: the room is a HubRoom on the hub's one multiplexed stream;
- * the other options go to hub.createFeed), { outbox } (the page's
- * Outbox; default: a private one in memory) and { cache } (lib/statecache.js:
- * the last state kept on this device, shown before the first snapshot).
+ * The store of one room: useRoomStore('w1'). feedOptions go to the RoomFeed,
+ * e.g. { baseUrl, EventSource, fetch } in tests, or { token } (a JWT, a
+ * function or a token source; default: the app's configuration, config.js),
+ * or { hub } (a FeedHub: the room is a HubRoom on the hub's one multiplexed
+ * stream; the other options go to hub.createFeed), { outbox } (the page's
+ * Outbox; default: a private one in memory) and { cache } (the last state
+ * kept on this device, shown before the first snapshot).
+ *
+ * The options are part of the store's identity: asking for a room's store
+ * again with other options (by value, objects by identity) throws instead
+ * of silently answering the store made with the first ones; no options
+ * answers the store as made (useRoomStore('w1') in a child component).
  */
 export function useRoomStore(roomId, feedOptions = {}) {
-  return defineStore(`room/${roomId}`, () => setupRoomStore(roomId, feedOptions))()
+  const id = `room/${roomId}`
+  const pinia = getActivePinia()
+  const key = optionsKey(feedOptions)
+  if (pinia) {
+    if (!keys.has(pinia)) keys.set(pinia, new Map())
+    const made = keys.get(pinia)
+    if (made.has(id) && pinia._s.has(id) && key !== '' && made.get(id) !== key) {
+      throw new Error(`useRoomStore: the store of room ${roomId} exists with other options`)
+    }
+    if (key !== '' || !pinia._s.has(id)) made.set(id, key)
+  }
+  return defineStore(id, () => setupRoomStore(roomId, feedOptions))()
 }
+
+const keys = new WeakMap() // pinia -> Map(store id -> options key)

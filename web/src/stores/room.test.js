@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createPinia, setActivePinia } from 'pinia'
 import { watch } from 'vue'
 import { useRoomStore, newElementId } from './room.js'
-import { FakeEventSource, FakeServer, flush } from '../test/fakes.js'
+import { FakeEventSource, FakeServer, flush } from '../../packages/client/test/fakes.js'
 
 let server
 let live = []
@@ -68,6 +68,10 @@ describe('room store', () => {
   it('the same store is returned for the same room, another for another room', async () => {
     const a = useRoomStore('w1', { EventSource: FakeEventSource, fetch: server.fetch, window: null })
     expect(useRoomStore('w1')).toBe(a)
+    expect(useRoomStore('w1', { EventSource: FakeEventSource, fetch: server.fetch, window: null })).toBe(a)
+    expect(() => useRoomStore('w1', { EventSource: FakeEventSource, fetch: server.fetch, window: null, presence: true })).toThrow(
+      /exists with other options/,
+    )
     expect(useRoomStore('w2', { EventSource: FakeEventSource, fetch: server.fetch, window: null })).not.toBe(a)
   })
 
@@ -314,12 +318,12 @@ describe('room store: live previews', () => {
 
 describe('room store: the copy kept on this device', () => {
   it('before the first snapshot (a page opened offline) shows the saved state with the pending edits over it', async () => {
-    const { stateCache } = await import('@/lib/statecache.js')
-    const { memoryStorage } = await import('@/lib/outbox.js')
+    const { stateCache } = await import('@roomfeed/client')
+    const { memoryStorage } = await import('@roomfeed/client')
     const cache = stateCache()
     await cache.save('w1', { cursor: '3', elements: [...server.elements.values()] })
     const offline = { online: false }
-    const { Outbox } = await import('@/lib/outbox.js')
+    const { Outbox } = await import('@roomfeed/client')
     const outbox = new Outbox({ baseUrl: '', fetch: server.fetch, token: null, storage: memoryStorage(), locks: null, channel: null, window: null, isOnline: () => offline.online })
     await outbox.enqueue('w1', { op: 'patch', id: 'c1', patch: { name: 'Typed offline' }, base: 1 })
     const store = useRoomStore('w1', { baseUrl: '', EventSource: FakeEventSource, fetch: server.fetch, window: null, isOnline: () => offline.online, outbox, cache })
@@ -334,7 +338,7 @@ describe('room store: the copy kept on this device', () => {
   })
 
   it('saves the confirmed state after a snapshot and changes', async () => {
-    const { stateCache } = await import('@/lib/statecache.js')
+    const { stateCache } = await import('@roomfeed/client')
     const cache = stateCache()
     setActivePinia(createPinia())
     const store = useRoomStore('w1', { baseUrl: '', EventSource: FakeEventSource, fetch: server.fetch, window: null, isOnline: () => true, cache })

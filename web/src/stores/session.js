@@ -9,10 +9,9 @@
 
 import { markRaw, ref } from 'vue'
 import { defineStore } from 'pinia'
-import { FeedHub } from '@/lib/feedhub.js'
-import { Outbox } from '@/lib/outbox.js'
-import { stateCache } from '@/lib/statecache.js'
+import { FeedHub, Outbox, stateCache } from '@roomfeed/client'
 import { isValidRoomId } from '@/lib/names.js'
+import { appConfig, configTokenSource } from '@/config.js'
 
 const NAME_KEY = 'roomfeed.name'
 const PINS_KEY = 'roomfeed.pinned'
@@ -61,7 +60,8 @@ export function useSessionStore({ outbox: outboxOptions = {}, ...hubOptions } = 
   return defineStore('session', () => {
     const name = ref(loadName())
     const pinned = ref(loadPins())
-    const hub = markRaw(new FeedHub({ client: name.value, ...hubOptions }))
+    const cfg = appConfig()
+    const hub = markRaw(new FeedHub({ client: name.value, baseUrl: cfg.serverUrl, token: configTokenSource(cfg), ...hubOptions }))
     const outbox = markRaw(
       new Outbox({
         baseUrl: hub.baseUrl,

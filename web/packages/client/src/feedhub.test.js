@@ -1,7 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { createPinia, setActivePinia } from 'pinia'
 import { FeedHub, formatCompositeCursor, parseCompositeCursor } from './feedhub.js'
-import { useRoomStore } from '@/stores/room.js'
 import { FakeEventSource, FakeServer, flush, multiFetch } from '../test/fakes.js'
 
 class FakeWindow extends EventTarget {}
@@ -408,33 +406,5 @@ describe('FeedHub', () => {
     expect(FakeEventSource.instances).toHaveLength(2)
     expect(params(FakeEventSource.last).get('last_event_id')).toBe('a:2,b:1')
     expect(feeds.a.status).toBe('reconnecting')
-  })
-
-  it('room stores on one hub share one EventSource; writes go to their own room', async () => {
-    setActivePinia(createPinia())
-    setup()
-    const a = useRoomStore('a', { hub })
-    const b = useRoomStore('b', { hub })
-    a.start()
-    b.start()
-    b.start() // a second user of b (the sidebar)
-    await settle()
-    const es = await openLive()
-    expect(FakeEventSource.instances).toHaveLength(1)
-    expect(a.count).toBe(2)
-    expect(b.status).toBe('live')
-    const el = await b.create('item', { name: 'Kite' })
-    expect(el.id).toMatch(/^item-/)
-    expect(servers.b.elements.has(el.id)).toBe(true)
-    send(es, servers.b.events.at(-1)) // the echo of our own write: applied once
-    expect(b.count).toBe(2)
-    expect(b.cursor).toBe('2')
-    b.stop()
-    await settle()
-    expect(FakeEventSource.instances).toHaveLength(1) // still followed once
-    b.stop()
-    await settle()
-    expect(FakeEventSource.instances).toHaveLength(2)
-    expect(params(FakeEventSource.last).getAll('room')).toEqual(['a'])
   })
 })

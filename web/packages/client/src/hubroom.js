@@ -26,6 +26,12 @@ export class HubRoom extends RoomCore {
    * @param {object} opts RoomCore's (room, baseUrl, fetch, messages, token), and:
    * @param {import('./feedhub.js').FeedHub} opts.hub the hub whose stream carries this room
    * @param {boolean} [opts.presence] keep `people` (default on; the name is the hub's `client`)
+   * @param {string[]} [opts.signals] signal names to receive ('signal' events)
+   * @param {string} opts.room
+   * @param {string} [opts.baseUrl]
+   * @param {typeof fetch} [opts.fetch]
+   * @param {string[]} [opts.messages]
+   * @param {any} [opts.token]
    */
   constructor({ hub, presence = true, signals = [], ...core }) {
     super({ ...core, presence })

@@ -5,6 +5,10 @@
 
 /** An HTTP or network failure of a room request. status 0 = no answer. */
 export class RoomFeedError extends Error {
+  /**
+   * @param {string} message
+   * @param {{ status?: number, code?: string, cause?: unknown, details?: any, retryAfterMs?: number|null }} [opts]
+   */
   constructor(message, { status = 0, code = 'network_error', cause, details, retryAfterMs = null } = {}) {
     super(message, cause ? { cause } : undefined)
     this.name = 'RoomFeedError'
@@ -22,13 +26,12 @@ export class RoomFeedError extends Error {
   }
 }
 
-/** The server origin configured at build time (VITE_ROOMFEED_URL); '' = same origin. */
+/**
+ * The server origin used when none is given: '' (the page's own origin in a
+ * browser). Node.js has no page: give `baseUrl` there.
+ */
 export function defaultBaseUrl() {
-  try {
-    return import.meta.env?.VITE_ROOMFEED_URL || ''
-  } catch {
-    return ''
-  }
+  return ''
 }
 
 /** Retry-After (delta seconds or an HTTP date) in ms; null when absent or unreadable. */

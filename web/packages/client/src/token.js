@@ -4,7 +4,6 @@
 //
 //   createTokenSource({ token: 'eyJ...' })                 // a fixed token
 //   createTokenSource({ endpoint: '/auth/roomfeed-token' }) // fetched, refreshed before expiry
-//   defaultTokenSource()  // VITE_ROOMFEED_TOKEN, else VITE_ROOMFEED_TOKEN_ENDPOINT, else none
 //
 // A source is { get(): Promise<string|null>, refresh(): Promise<string|null> }.
 // get() answers the cached token while it has more than `margin` ms left;
@@ -77,23 +76,9 @@ export function createTokenSource({
   }
 }
 
-/** The token source configured at build time through import.meta.env. */
-export function defaultTokenSource(env = readEnv()) {
-  return createTokenSource({ token: env.VITE_ROOMFEED_TOKEN, endpoint: env.VITE_ROOMFEED_TOKEN_ENDPOINT })
-}
-
-function readEnv() {
-  try {
-    return import.meta.env ?? {}
-  } catch {
-    return {}
-  }
-}
-
 /** Accepts a token source, a function returning a token (or its promise), a string, or null. */
 export function toTokenSource(value) {
-  if (value === undefined) return defaultTokenSource()
-  if (value === null || value === '') return NO_TOKEN
+  if (value === undefined || value === null || value === '') return NO_TOKEN
   if (typeof value === 'string') return createTokenSource({ token: value })
   if (typeof value === 'function') return { get: async () => value(), refresh: async () => value({ refresh: true }) }
   if (typeof value.get === 'function') return { refresh: value.get, ...value }

@@ -6,7 +6,12 @@ export class Emitter {
     this._listeners = new Map()
   }
 
-  /** Subscribe to an event; returns the unsubscribe function. */
+  /**
+   * Subscribe to an event; returns the unsubscribe function.
+   * @param {string} name
+   * @param {(payload: any) => void} fn
+   * @returns {() => boolean}
+   */
   on(name, fn) {
     if (!this._listeners.has(name)) this._listeners.set(name, new Set())
     this._listeners.get(name).add(fn)

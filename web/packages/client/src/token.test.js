@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { RoomFeed } from './roomfeed.js'
-import { createTokenSource, defaultTokenSource, tokenExpiry, toTokenSource } from './token.js'
+import { createTokenSource, tokenExpiry, toTokenSource } from './token.js'
 import { FakeEventSource, FakeServer, flush } from '../test/fakes.js'
 
 /** An unsigned JWT-shaped token with the given exp (seconds); the client never verifies. */
@@ -43,14 +43,13 @@ describe('token sources', () => {
     expect(tokenExpiry(undefined)).toBeNull()
   })
 
-  it('a fixed token, none, and the build-time environment', async () => {
+  it('a fixed token, a function, and none', async () => {
     expect(await createTokenSource({ token: 'abc' }).get()).toBe('abc')
     expect(await createTokenSource({}).get()).toBeNull()
     expect(await toTokenSource(null).get()).toBeNull()
     expect(await toTokenSource('xyz').refresh()).toBe('xyz')
     expect(await toTokenSource(() => 'fn').get()).toBe('fn')
-    expect(await defaultTokenSource({ VITE_ROOMFEED_TOKEN: 'env' }).get()).toBe('env')
-    expect(await defaultTokenSource({}).get()).toBeNull()
+    expect(await toTokenSource(undefined).get()).toBeNull()
   })
 
   it('fetches from the endpoint once, and again shortly before expiry', async () => {

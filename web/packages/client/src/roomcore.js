@@ -75,8 +75,12 @@ export class RoomCore extends Emitter {
    * @param {typeof fetch} [opts.fetch]
    * @param {string[]} [opts.messages] custom event names to listen for
    * @param {string|Function|{get: Function, refresh: Function}|null} [opts.token] the JWT, or where to
-   *   get it (see token.js); default: VITE_ROOMFEED_TOKEN or VITE_ROOMFEED_TOKEN_ENDPOINT, else none
+   *   get it (see token.js); default: none (the server's open development mode)
    * @param {boolean} [opts.presence] keep `people` (GET /presence on every open + live events)
+   * @param {(status: string) => void} [opts.onStatus]
+   * @param {(snapshot: any) => void} [opts.onSnapshot]
+   * @param {(event: any) => void} [opts.onEvent]
+   * @param {(change: any) => void} [opts.onChange]
    */
   constructor({
     room,
@@ -296,6 +300,7 @@ export class RoomCore extends Emitter {
   }
 
   /** One HTTP request to the room; resolves to { body, headers, status } or throws RoomFeedError. */
+  /** @private */
   _request(method, path, { body, headers = {}, opId, query } = {}) {
     const h = opId ? { ...headers, 'Op-ID': opId } : headers
     return roomRequest(this.endpoint, method, path, { body, headers: h, query })
@@ -326,6 +331,7 @@ export class RoomCore extends Emitter {
     return res.body
   }
 
+  /** @private */
   async _write(method, path, { body, headers, element: fallback, deleted = false } = {}) {
     const opId = newOpId()
     this._ownOps.add(opId)
@@ -345,7 +351,12 @@ export class RoomCore extends Emitter {
     return { element, seq, opId, status: res.status }
   }
 
-  /** Create or replace an element. opts.ifMatch: version; opts.ifNoneMatch: true = create only. */
+  /**
+   * Create or replace an element. opts.ifMatch: version; opts.ifNoneMatch: true = create only.
+   * @param {string} id
+   * @param {{ kind: string, data: any }} element
+   * @param {{ ifMatch?: number|null, ifNoneMatch?: boolean }} [opts]
+   */
   put(id, { kind, data }, { ifMatch, ifNoneMatch } = {}) {
     const headers = {}
     if (ifMatch !== undefined && ifMatch !== null) headers['If-Match'] = `"${ifMatch}"`
@@ -353,14 +364,23 @@ export class RoomCore extends Emitter {
     return this._write('PUT', `/elements/${encodeURIComponent(id)}`, { body: { kind, data }, headers })
   }
 
-  /** RFC 7386 merge patch of an element's data (null removes a field). */
+  /**
+   * RFC 7386 merge patch of an element's data (null removes a field).
+   * @param {string} id
+   * @param {Record<string, any>} dataPatch
+   * @param {{ ifMatch?: number|null }} [opts]
+   */
   patch(id, dataPatch, { ifMatch } = {}) {
     const headers = { 'Content-Type': 'application/merge-patch+json' }
     if (ifMatch !== undefined && ifMatch !== null) headers['If-Match'] = `"${ifMatch}"`
     return this._write('PATCH', `/elements/${encodeURIComponent(id)}`, { body: dataPatch, headers })
   }
 
-  /** Delete an element. */
+  /**
+   * Delete an element.
+   * @param {string} id
+   * @param {{ ifMatch?: number|null }} [opts]
+   */
   delete(id, { ifMatch } = {}) {
     const headers = {}
     if (ifMatch !== undefined && ifMatch !== null) headers['If-Match'] = `"${ifMatch}"`

@@ -203,6 +203,14 @@ export class FakeServer {
     if (method !== 'GET' && this.hold) await this.hold
     if (this.down) throw new TypeError('Failed to fetch')
     const roomPath = `/rooms/${encodeURIComponent(this.room)}`
+    if (method === 'GET' && path === `${roomPath}/events` && u.searchParams.get('format') === 'json') {
+      // A page of history: { room, events, next, head }.
+      const after = Number(u.searchParams.get('after') ?? 0)
+      const limit = Number(u.searchParams.get('limit') ?? 100)
+      const events = this.events.filter((e) => Number(e.id) > after).slice(0, limit)
+      const next = events.length ? events.at(-1).id : String(after)
+      return this.json(200, { room: this.room, events, next, head: String(this.seq) })
+    }
     if (method === 'GET' && (path === `${roomPath}/events` || path === '/events')) {
       return this.feedStatus === 200 ? new Response('', { status: 200, headers: { 'Content-Type': 'text/event-stream' } }) : this.error(this.feedStatus, { 401: 'unauthorized', 403: 'forbidden', 404: 'not_found' }[this.feedStatus] ?? `http_${this.feedStatus}`)
     }

@@ -324,7 +324,11 @@ export class Outbox extends Emitter {
     }
   }
 
-  /** Resolves when the entry is acknowledged ({ outcome: 'ack', element }), refused or turned into a conflict. */
+  /**
+   * Resolves when the entry is acknowledged ({ outcome: 'ack', element }), refused or turned into a conflict.
+   * @param {string} key
+   * @returns {Promise<{ outcome: 'ack', element: any, seq: number|null, mergedFrom?: number|null, replayed?: boolean } | { outcome: 'conflict', entry: any } | { outcome: 'refused', error: RoomFeedError } | { outcome: 'superseded' }>}
+   */
   settled(key) {
     return new Promise((resolve) => {
       if (!this._waiters.has(key)) this._waiters.set(key, [])
@@ -343,6 +347,10 @@ export class Outbox extends Emitter {
   /**
    * Store a write and send it when its turn comes. Resolves to the entry once
    * it is stored. The entry is listed (and 'change' emitted) at once.
+   * @param {string} room
+   * @param {{ op: 'create'|'put'|'patch'|'delete', id: string, kind?: string, data?: any, patch?: any, base?: number|null }} write
+   *   base: the version the change starts from (If-Match; 0 = the element must not exist; null = unconditional)
+   * @returns {Promise<{ key: string, room: string, op: string, id: string, [k: string]: any }>}
    */
   enqueue(room, { op, id, kind, data, patch, base = null }) {
     if (!['create', 'put', 'patch', 'delete'].includes(op)) return Promise.reject(new TypeError(`outbox: unknown op ${op}`))
@@ -393,6 +401,8 @@ export class Outbox extends Emitter {
   /**
    * Resolve a conflict by keeping the user's change: it is sent again on
    * `version` (the version now shown; default: the conflict's current one).
+   * @param {string} key
+   * @param {{ version?: number }} [opts]
    */
   async keepMine(key, { version } = {}) {
     const rec = this._findConflict(key)
@@ -410,6 +420,8 @@ export class Outbox extends Emitter {
    * Resolve a conflict by taking their version of the conflicting parts:
    * what the user changed elsewhere is still sent (on `version`); nothing is
    * sent when nothing is left.
+   * @param {string} key
+   * @param {{ version?: number }} [opts]
    */
   async takeTheirs(key, { version } = {}) {
     const rec = this._findConflict(key)
@@ -807,4 +819,23 @@ export class Outbox extends Emitter {
 function pruneUndefined(o) {
   for (const k of Object.keys(o)) if (o[k] === undefined) delete o[k]
   return o
+}
+
+/**
+ * An Outbox for a connection (connect()): requests go to its server with its
+ * token, and every acknowledged write is applied at once to the room it
+ * follows (exactly once, whichever of the answer and the feed's echo comes
+ * first). options as for new Outbox (storage: IndexedDB when there is one,
+ * else memory). Call start() before use.
+ *
+ * @param {{ endpoint: { baseUrl: string, fetch: typeof fetch, tokens: any }, rooms: Map<string, { applyAnswer: Function }> }} conn
+ * @param {ConstructorParameters<typeof Outbox>[0]} [options]
+ */
+export function createOutbox(conn, options = {}) {
+  const { baseUrl, fetch, tokens } = conn.endpoint
+  const outbox = new Outbox({ baseUrl, fetch, token: tokens, ...options })
+  outbox.on('ack', (a) => {
+    conn.rooms.get(a.room)?.applyAnswer({ element: a.element, seq: a.seq, deleted: a.deleted, key: a.entry?.key })
+  })
+  return outbox
 }
