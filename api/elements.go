@@ -38,6 +38,9 @@ type messageBody struct {
 }
 
 func (s *Server) snapshot(c *gin.Context) error {
+	if _, ok := c.GetQuery("at"); ok {
+		return s.snapshotAt(c)
+	}
 	snap, err := s.store.Snapshot(c.Request.Context(), c.Param("room"))
 	if err != nil {
 		return err

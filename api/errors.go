@@ -34,7 +34,9 @@ type errorObject struct {
 	Message   string               `json:"message"`
 	Conflicts []jsonmerge.Conflict `json:"conflicts,omitempty"`
 	Current   *roomfeed.Element    `json:"current,omitempty"`
-	Oldest    string               `json:"oldest,omitempty"` // history_trimmed: the oldest seq retained
+	// Oldest: for history_trimmed, the oldest seq retained or reachable;
+	// for versions_trimmed, the oldest version kept.
+	Oldest string `json:"oldest,omitempty"`
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -85,6 +87,11 @@ var sentinels = []struct {
 	err error
 	ans Error
 }{
+	{repo.ErrVersionsTrimmed, Error{http.StatusGone, "versions_trimmed", "that version and the ones before it are no longer kept; oldest is the oldest version kept"}},
+	{repo.ErrHistoryTrimmed, Error{http.StatusGone, "history_trimmed", "the room can no longer be read as of that seq (the versions of its elements back then are not kept); oldest is the oldest seq it can be read at"}},
+	{repo.ErrAhead, Error{http.StatusBadRequest, "cursor_ahead", "at is beyond the room's head (the cursor of its snapshot)"}},
+	{repo.ErrNoVersion, Error{http.StatusNotFound, "version_not_found", "the element never had that version"}},
+	{repo.ErrDeletedVersion, Error{http.StatusUnprocessableEntity, "version_deleted", "that version is a deletion, which has no data to restore; revert to the version before it"}},
 	{repo.ErrNotFound, Error{http.StatusNotFound, "not_found", "no such element"}},
 	{repo.ErrVersionMismatch, Error{http.StatusPreconditionFailed, "version_mismatch", "the element's current version does not match If-Match"}},
 	{repo.ErrExists, Error{http.StatusPreconditionFailed, "already_exists", "the element exists and If-None-Match: * was given"}},
@@ -144,6 +151,10 @@ func writeError(c *gin.Context, err error) {
 	var trimmed *trimmedError
 	if errors.As(err, &trimmed) {
 		body.Oldest = strconv.FormatInt(trimmed.oldest, 10)
+	}
+	var gone *repo.TrimmedError
+	if errors.As(err, &gone) && gone.Oldest > 0 {
+		body.Oldest = strconv.FormatInt(gone.Oldest, 10)
 	}
 	c.JSON(e.Status, errorBody{body})
 }

@@ -67,6 +67,9 @@ func hostileCases() []hostileCase {
 	feedCase := func(name, query string, status int, code string, headers ...string) hostileCase {
 		return hostileCase{name: name, method: "GET", target: "/rooms/w1/events" + query, headers: h(headers...), status: status, code: code}
 	}
+	revert := func(name, body string, status int, code string) hostileCase {
+		return hostileCase{name: "revert: " + name, method: "POST", target: el + "/revert", body: body, status: status, code: code}
+	}
 	keyCase := func(name, method string, headers [][]string) hostileCase {
 		c := hostileCase{name: name, method: method, target: el, headers: headers, status: 400, code: "bad_idempotency_key"}
 		switch method {
@@ -310,6 +313,41 @@ func hostileCases() []hostileCase {
 		// Methods.
 		{name: "TRACE", method: "TRACE", target: el, status: 405},
 		{name: "unknown method", method: "PROPFIND", target: "/rooms/w1/elements", status: 405},
+		// History, the room as of a seq, reverts.
+		get("at not a number", "/rooms/w1/elements?at=abc", 400, "bad_at"),
+		get("at negative", "/rooms/w1/elements?at=-1", 400, "bad_at"),
+		get("at empty", "/rooms/w1/elements?at=", 400, "bad_at"),
+		get("at huge", "/rooms/w1/elements?at=99999999999999999999999", 400, "bad_at"),
+		get("at with an exponent", "/rooms/w1/elements?at=1e3", 400, "bad_at"),
+		get("at twice", "/rooms/w1/elements?at=1&at=2", 400, "bad_at"),
+		get("at with a plus", "/rooms/w1/elements?at=%2B1", 400, "bad_at"),
+		get("at beyond the head", "/rooms/w1/elements?at=999", 400, "cursor_ahead"),
+		get("before not a number", el+"/history?before=x", 400, "bad_before"),
+		get("before 0", el+"/history?before=0", 400, "bad_before"),
+		get("before huge", el+"/history?before=18446744073709551616", 400, "bad_before"),
+		get("history limit 0", el+"/history?limit=0", 400, "bad_limit"),
+		get("history limit 501", el+"/history?limit=501", 400, "bad_limit"),
+		get("history limit negative", el+"/history?limit=-5", 400, "bad_limit"),
+		get("history limit not a number", el+"/history?limit=ten", 400, "bad_limit"),
+		get("history of an unknown element", "/rooms/w1/elements/nobody/history", 404, "not_found"),
+		revert("to_version a string", `{"to_version":"1"}`, 400, "bad_json"),
+		revert("to_version a fraction", `{"to_version":1.5}`, 400, "bad_json"),
+		revert("to_version huge", `{"to_version":1e30}`, 400, "bad_json"),
+		revert("to_version beyond int64", `{"to_version":9223372036854775808}`, 400, "bad_json"),
+		revert("to_version negative", `{"to_version":-1}`, 400, "bad_version"),
+		revert("to_version 0", `{"to_version":0}`, 400, "bad_version"),
+		revert("to_version null", `{"to_version":null}`, 400, "bad_version"),
+		revert("no to_version", `{}`, 400, "bad_version"),
+		revert("unknown field", `{"to_version":1,"x":2}`, 400, "bad_json"),
+		revert("not JSON", `to_version=1`, 400, "bad_json"),
+		revert("an array", `[1]`, 400, "bad_json"),
+		revert("two documents", `{"to_version":1}{"to_version":1}`, 400, "bad_json"),
+		revert("a version never had", `{"to_version":99}`, 404, "version_not_found"),
+		{name: "revert: stale If-Match", method: "POST", target: el + "/revert", body: `{"to_version":1}`, headers: h("If-Match", `"7"`), status: 412, code: "version_mismatch"},
+		{name: "revert: If-None-Match", method: "POST", target: el + "/revert", body: `{"to_version":1}`, headers: h("If-None-Match", "*"), status: 400, code: "bad_precondition"},
+		{name: "revert: bad key", method: "POST", target: el + "/revert", body: `{"to_version":1}`, headers: h("Idempotency-Key", `"a b"`), status: 400, code: "bad_idempotency_key"},
+		{name: "revert: text/plain", method: "POST", target: el + "/revert", body: `{"to_version":1}`, headers: h("Content-Type", "text/plain"), noCT: true, status: 415},
+		{name: "revert: GET", method: "GET", target: el + "/revert", status: 405},
 		// Slow and endless bodies.
 		{name: "slowloris body", method: "PUT", target: el, send: trickle, status: 400, code: "bad_body"},
 		{name: "body never sent", method: "PUT", target: el, send: stall, status: 400, code: "bad_body"},

@@ -30,6 +30,7 @@ type Metrics struct {
 	signals        prometheus.Counter
 	historyPages   prometheus.Counter
 	historyEvents  prometheus.Counter
+	historyReads   *prometheus.CounterVec
 	replays        prometheus.Counter
 	keyReuses      prometheus.Counter
 }
@@ -65,6 +66,7 @@ func NewMetrics(reg *prometheus.Registry, stats FeedStats, extra map[string]func
 		signals:        counter(reg, "roomfeed_signals_total", "Signals accepted through this node (sent to the log; never recorded)."),
 		historyPages:   counter(reg, "roomfeed_history_pages_total", "JSON pages of history answered (GET /rooms/{room}/events as JSON)."),
 		historyEvents:  counter(reg, "roomfeed_history_events_total", "Events sent in JSON pages of history."),
+		historyReads:   counterVec(reg, "roomfeed_history_reads_total", "Reads of the past answered, by kind: versions (an element's history) or snapshot_at (the room as of a seq).", "kind"),
 		replays:        counter(reg, "roomfeed_idempotent_replays_total", "Writes answered with the recorded answer of their idempotency key (nothing applied)."),
 		keyReuses:      counter(reg, "roomfeed_idempotency_key_reuses_total", "Writes refused because their idempotency key was used for another request (422)."),
 	}
@@ -170,6 +172,14 @@ func (m *Metrics) historyPage(n int) {
 	if m != nil {
 		m.historyPages.Inc()
 		m.historyEvents.Add(float64(n))
+	}
+}
+
+// historyRead counts a read of the past answered: kind is versions or
+// snapshot_at.
+func (m *Metrics) historyRead(kind string) {
+	if m != nil {
+		m.historyReads.WithLabelValues(kind).Inc()
 	}
 }
 

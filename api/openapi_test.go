@@ -369,6 +369,18 @@ func TestOpenAPIMatchesTheServer(t *testing.T) {
 		t.Errorf("stale PATCH: got %d, Merged-From %q, want 200 and \"1\"", r.StatusCode, r.Header.Get("Merged-From"))
 	}
 	wantStatus(send("PUT", el, "/rooms/oa/elements/c3", "application/json", `{"kind":"character","data":{"name":"C"}}`, "If-Match", `"1"`), 409)
+
+	// History, the room as of a seq, reverts.
+	const hist, rev = el + "/history", el + "/revert"
+	wantStatus(send("GET", hist, "/rooms/oa/elements/c1/history?limit=2", "", ""), 200)
+	wantStatus(send("GET", hist, "/rooms/oa/elements/c3/history?before=0", "", ""), 400)
+	wantStatus(send("GET", hist, "/rooms/oa/elements/nobody/history", "", ""), 404)
+	wantStatus(send("POST", rev, "/rooms/oa/elements/c1/revert", "application/json", example("POST", rev, "application/json")), 201)
+	wantStatus(send("POST", rev, "/rooms/oa/elements/c3/revert", "application/json", example("POST", rev, "application/json"), "If-Match", `"3"`), 200)
+	wantStatus(send("POST", rev, "/rooms/oa/elements/c3/revert", "application/json", `{"to_version":99}`), 404)
+	wantStatus(send("POST", rev, "/rooms/oa/elements/c3/revert", "application/json", `{"to_version":"1"}`), 400)
+	wantStatus(send("GET", "/rooms/{room}/elements", "/rooms/oa/elements?at=3", "", ""), 200)
+	wantStatus(send("GET", "/rooms/{room}/elements", "/rooms/oa/elements?at=9999", "", ""), 400)
 }
 
 // checkAnswer checks a response against the operation's documentation:

@@ -27,6 +27,9 @@ type Store interface {
 	Message(ctx context.Context, room, name string, data json.RawMessage, meta repo.Meta) (repo.Outcome, error)
 	Get(ctx context.Context, room, id string) (roomfeed.Element, error)
 	Snapshot(ctx context.Context, room string) (repo.Snapshot, error)
+	SnapshotAt(ctx context.Context, room string, at int64) (repo.Snapshot, error)
+	History(ctx context.Context, room, id string, before int64, limit int) (repo.History, error)
+	Revert(ctx context.Context, room, id string, to int64, pre repo.Precondition, meta repo.Meta) (repo.Outcome, error)
 	Head(ctx context.Context, room string) (int64, error)
 	Oldest(ctx context.Context, room string) (int64, error)
 	Ping(ctx context.Context) error
@@ -150,6 +153,8 @@ func (s *Server) routes() *gin.Engine {
 	rooms.PUT("/elements/:id", handle(s.putElement))
 	rooms.PATCH("/elements/:id", handle(s.patchElement))
 	rooms.DELETE("/elements/:id", handle(s.deleteElement))
+	rooms.GET("/elements/:id/history", handle(s.history))
+	rooms.POST("/elements/:id/revert", handle(s.revertElement))
 	rooms.POST("/messages", handle(s.postMessage))
 	rooms.POST("/signals", handle(s.postSignal))
 	rooms.GET("/events", s.events)

@@ -114,7 +114,18 @@ func (c *Client) endpoint(elem ...string) (*url.URL, error) {
 // get sends a GET with the client's token and returns the 200 answer; any
 // other answer is an *Error.
 func (c *Client) get(ctx context.Context, u string, h http.Header) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	resp, err := c.send(ctx, http.MethodGet, u, nil, h)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		return nil, readError(resp)
+	}
+	return resp, err
+}
+
+// send sends a request with the client's token and returns the answer
+// when it is a success (2xx); any other answer is an *Error.
+func (c *Client) send(ctx context.Context, method, u string, body io.Reader, h http.Header) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return nil, permanent{err}
 	}
@@ -134,7 +145,7 @@ func (c *Client) get(ctx context.Context, u string, h http.Header) (*http.Respon
 	if err != nil {
 		return nil, err
 	}
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
 		return nil, readError(resp)
 	}
@@ -181,9 +192,18 @@ func (c *Client) Snapshot(ctx context.Context, room string) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, err
 	}
-	resp, err := c.get(ctx, u.String(), http.Header{"Accept": {"application/json"}})
+	snap, err := c.readSnapshot(ctx, u.String())
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("snapshot: %w", err)
+	}
+	return snap, nil
+}
+
+// readSnapshot reads the snapshot at u.
+func (c *Client) readSnapshot(ctx context.Context, u string) (Snapshot, error) {
+	resp, err := c.get(ctx, u, http.Header{"Accept": {"application/json"}})
+	if err != nil {
+		return Snapshot{}, err
 	}
 	defer resp.Body.Close()
 	var body struct {
@@ -192,11 +212,11 @@ func (c *Client) Snapshot(ctx context.Context, room string) (Snapshot, error) {
 		Elements []roomfeed.Element `json:"elements"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return Snapshot{}, fmt.Errorf("snapshot: %w", err)
+		return Snapshot{}, err
 	}
 	cursor, err := sse.ParseCursor(body.Cursor)
 	if err != nil {
-		return Snapshot{}, fmt.Errorf("snapshot cursor %q: %w", body.Cursor, err)
+		return Snapshot{}, fmt.Errorf("cursor %q: %w", body.Cursor, err)
 	}
 	return Snapshot{Room: body.Room, Cursor: cursor, Elements: body.Elements}, nil
 }

@@ -50,9 +50,11 @@ func (m Meta) opID() string {
 type Outcome struct {
 	Element    roomfeed.Element // the element written (Delete: its tombstone); zero for Message
 	Event      roomfeed.Event
-	Created    bool    // Put created the element
-	MergedFrom int64   // the stale If-Match version merged onto the current one; 0 = none
-	Replayed   *Answer // the answer recorded by the first write with the key
+	Created    bool  // Put created the element
+	MergedFrom int64 // the stale If-Match version merged onto the current one; 0 = none
+	// RevertedFrom is the version a Revert wrote again; 0 = none.
+	RevertedFrom int64
+	Replayed     *Answer // the answer recorded by the first write with the key
 }
 
 // Snapshot is a room's elements (sorted by id) as of event Cursor.
@@ -64,10 +66,11 @@ type Snapshot struct {
 
 // The types of element versions (element_versions.type).
 const (
-	versionCreated = "created"
-	versionUpdated = "updated"
-	versionMerged  = "merged"
-	versionDeleted = "deleted"
+	versionCreated  = "created"
+	versionUpdated  = "updated"
+	versionMerged   = "merged"
+	versionDeleted  = "deleted"
+	versionReverted = "reverted"
 )
 
 func (p Precondition) check(exists bool, version int64) error {
@@ -273,8 +276,14 @@ func (s *Store) saveVersion(ctx context.Context, tx sqlstore.Tx, el roomfeed.Ele
 }
 
 func elementEvent(ctx context.Context, tx sqlstore.Tx, room, typ string, el roomfeed.Element, meta Meta) (roomfeed.Event, error) {
+	return elementEventFrom(ctx, tx, room, typ, el, meta, 0)
+}
+
+// elementEventFrom records the event of an element write; revertedFrom,
+// when not 0, is the version a revert wrote again.
+func elementEventFrom(ctx context.Context, tx sqlstore.Tx, room, typ string, el roomfeed.Element, meta Meta, revertedFrom int64) (roomfeed.Event, error) {
 	payload, err := encodeJSON(elementPayload{
-		ID: strconv.FormatInt(tx.Seq(), 10), Room: room, Type: typ, Element: el,
+		ID: strconv.FormatInt(tx.Seq(), 10), Room: room, Type: typ, Element: el, RevertedFrom: revertedFrom,
 		OpID: meta.opID(), Actor: meta.Actor, At: formatTime(tx.Time()),
 	})
 	if err != nil {
@@ -325,9 +334,11 @@ type elementPayload struct {
 	Room    string           `json:"room"`
 	Type    string           `json:"type"`
 	Element roomfeed.Element `json:"element"`
-	OpID    string           `json:"op_id,omitempty"`
-	Actor   string           `json:"actor,omitempty"`
-	At      string           `json:"at"`
+	// RevertedFrom: the version a revert wrote again (absent otherwise).
+	RevertedFrom int64  `json:"reverted_from,omitempty"`
+	OpID         string `json:"op_id,omitempty"`
+	Actor        string `json:"actor,omitempty"`
+	At           string `json:"at"`
 }
 
 type messagePayload struct {

@@ -80,6 +80,8 @@ type backend interface {
 	RunBatch(batch []sqlstore.Write, errs []error) error
 	Get(ctx context.Context, room, id string) (roomfeed.Element, error)
 	Snapshot(ctx context.Context, room string) (cursor int64, els []roomfeed.Element, err error)
+	SnapshotAt(ctx context.Context, room string, at int64) (sqlstore.At, error)
+	History(ctx context.Context, room, id string, before int64, limit int) (sqlstore.History, error)
 	Head(ctx context.Context, room string) (int64, error)
 	Oldest(ctx context.Context, room string) (int64, error)
 	OldestTime(ctx context.Context, room string) (time.Time, bool, error)

@@ -16,7 +16,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/roomfeed/roomfeed"
@@ -82,11 +81,7 @@ func parseTailConfig(args []string, getenv func(string) string, stderr io.Writer
 		fmt.Fprint(fs.Output(), tailUsage)
 		fs.PrintDefaults()
 	}
-	server := getenv("ROOMFEED_SERVER")
-	if server == "" {
-		server = "http://127.0.0.1:8080"
-	}
-	fs.StringVar(&server, "server", server, "base URL of a roomfeed node or of the proxy in front of them ($ROOMFEED_SERVER)")
+	server := serverFlag(fs, getenv)
 	fs.StringVar(&cfg.From, "from", "", "start after this event id (0 = the whole retained history); overrides --cursor-file")
 	fs.StringVar(&cfg.CursorFile, "cursor-file", "", "file holding the last printed id: read at start, rewritten atomically after each event")
 	fs.StringVar(&cfg.Format, "format", "json", "json (the event's data, one line each) or text")
@@ -122,11 +117,10 @@ func parseTailConfig(args []string, getenv func(string) string, stderr io.Writer
 	if !roomfeed.ValidName(cfg.Room) {
 		errs = append(errs, fmt.Errorf("room %q must match %s", cfg.Room, roomfeed.NamePattern))
 	}
-	u, err := url.Parse(strings.TrimRight(server, "/"))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("--server %q: want http://host:port or https://host:port", server))
+	var err error
+	if cfg.Server, err = parseServer(*server); err != nil {
+		errs = append(errs, err)
 	}
-	cfg.Server = u
 	if cfg.From != "" {
 		if _, err := sse.ParseCursor(cfg.From); err != nil {
 			errs = append(errs, fmt.Errorf("--from %q: want an event id such as 42", cfg.From))
