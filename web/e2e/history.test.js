@@ -228,4 +228,35 @@ describe('history in the editor', { concurrency: false }, () => {
     assert.equal(await card(page, 'p1').count(), 0)
     await page.context().close()
   })
+
+  test('the time slider says, in words, that a seq is no longer reachable and shows the oldest one', { timeout: 90000 }, async () => {
+    // A second server keeping 2 versions per element: early seqs become unreachable.
+    const small = await startServer({ bin, db: path.join(tmp.dir, 'trimmed.db'), args: ['--versions-keep', '2'] })
+    try {
+      const room = newRoom('trimmed')
+      const api = roomApi(small.url, room)
+      await api.put('c1', 'character', { name: 'v1' }) // seq 1
+      for (const n of ['v2', 'v3', 'v4']) await api.patch('c1', { name: n }) // seqs 2-4; v1 and v2 are dropped
+      const ctx = await browser.newContext()
+      const page = await ctx.newPage()
+      await page.goto(`${small.url}/?room=${encodeURIComponent(room)}`)
+      await waitForStatus(page, 'live', 15000)
+      await waitForSameState(page, api)
+      const seq = page.getByTestId('time-seq')
+      await seq.fill('1')
+      await seq.press('Enter')
+      await waitFor(async () => (await page.getByTestId('time-error').count()) === 1, { what: 'the 410 in words' })
+      assert.match(await page.getByTestId('time-error').textContent(), /can no longer be shown that far back.*oldest moment that can be shown is seq 3/s)
+      await page.getByTestId('time-oldest').click()
+      await waitFor(async () => (await page.locator('[data-testid="time-element"] [data-testid="time-name"]').allTextContents()).join() === 'v3', {
+        what: 'the world as of seq 3',
+      })
+      assert.equal(await page.getByTestId('time-view').getAttribute('data-seq'), '3')
+      await page.getByTestId('time-back').click()
+      await waitForSameState(page, api)
+      await ctx.close()
+    } finally {
+      await small.stop()
+    }
+  })
 })
