@@ -84,7 +84,8 @@ export function setupHistoryStore(roomId, { room, outbox = null, api = httpApi, 
       const res = await undoOne(c)
       if (typeof res.element?.version === 'number') lastOwn.set(c.id, res.element.version)
       undoStack.value = undoStack.value.filter((x) => x !== c)
-      message.value = `Undone: your change of ${c.name ? `"${c.name}"` : c.id} (v${c.version}).`
+      const name = c.name && c.name !== c.id ? c.name : nameOf(res.element)
+      message.value = `Undone: your change of ${name && name !== c.id ? `"${name}"` : c.id} (v${c.version}).`
       return true
     } catch (err) {
       if (err?.isConflict || err?.status === 404 || err?.status === 410) {
