@@ -363,6 +363,11 @@ function setupRoomStore(roomId, feedOptions) {
     errorCode.value = ''
   }
 
+  /** Where this room's requests go ({ baseUrl, fetch, tokens, room }): for the history store. */
+  function endpoint() {
+    return feed.endpoint
+  }
+
   return {
     room,
     elements,
@@ -395,6 +400,7 @@ function setupRoomStore(roomId, feedOptions) {
     typing,
     endTyping,
     clearError,
+    endpoint,
   }
 }
 

@@ -262,6 +262,11 @@ export class Outbox extends Emitter {
   // ---- lifecycle ----------------------------------------------------------------
 
   /** Load what earlier pages left and start sending it. Resolves once loaded. */
+  /** This outbox's tab id: the middle part of the order of every entry it queued. */
+  get tab() {
+    return this._tab
+  }
+
   start() {
     if (this._ready) return this._ready
     this._running = true
