@@ -64,7 +64,12 @@ func sendKeyed(ctx context.Context, hc *http.Client, n *node, room string, op ke
 	if op.Body != "" {
 		req.Header.Set("Content-Type", op.Type)
 	}
-	req.Header.Set("Idempotency-Key", op.Key)
+	// Set under a name Go's transport does not recognize (header names are
+	// case-insensitive on the wire), or it would replay the request on a
+	// fresh connection by itself when a reused one breaks: each attempt
+	// here is one request, so a replay on the first one means the key was
+	// applied before.
+	req.Header["idempotency-key"] = []string{op.Key}
 	for k, v := range op.Header {
 		req.Header.Set(k, v)
 	}
@@ -118,10 +123,6 @@ func retryKeyed(ctx context.Context, tb testing.TB, hc *http.Client, room string
 		pause := 50 * time.Millisecond
 		switch {
 		case ans.Err != nil:
-			// Even a refused connection may be the transport's retry of a
-			// request that reached a node before it died (Go's transport
-			// replays a request with an Idempotency-Key once on a fresh
-			// connection).
 			res.Unanswered++
 		case ans.Status/100 == 5:
 			res.Failed++
