@@ -384,6 +384,7 @@ type writeResult struct {
 	Seq    int64 // Event-ID when acknowledged
 	Body   string
 	Err    error
+	Header http.Header // of the answer, where the test needs it
 }
 
 func (r writeResult) acked() bool { return r.Err == nil && r.Status/100 == 2 && r.Seq > 0 }

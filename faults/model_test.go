@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"testing"
@@ -35,20 +36,38 @@ type modelEvent struct {
 // roomModel is the in-memory model of one room.
 type roomModel struct {
 	elements map[string]*modelElement
-	tombs    map[string]int64 // last version of deleted elements: a re-create goes on from it
-	events   []modelEvent     // events[i] has seq i+1
+	versions map[string][]modelElement // every version of each element's current life, oldest first
+	tombs    map[string]int64          // last version of deleted elements: a re-create goes on from it
+	events   []modelEvent              // events[i] has seq i+1
 }
 
-// TestModelRandomized drives two nodes with a random sequence of writes
-// (PUT, PATCH, DELETE with and without preconditions, messages) through
-// random nodes, subscriber reconnections with random cursors, snapshots, and
-// node restarts (SIGKILL or SIGTERM), and checks every answer, every
-// snapshot and every feed against a simple in-memory model of the room.
+// TestModelRandomized drives two nodes over PostgreSQL and Redis with a
+// random sequence of writes (PUT, PATCH, DELETE with and without
+// preconditions, stale If-Match bases that merge or conflict, messages)
+// through random nodes, subscriber reconnections with random cursors,
+// snapshots, and node restarts (SIGKILL or SIGTERM), and checks every
+// answer, every snapshot and every feed against a simple in-memory model
+// of the room, and in the end that the snapshot is the fold of the feed.
 // ROOMFEED_MODEL_SEED replays a run; ROOMFEED_MODEL_OPS sets its length.
 func TestModelRandomized(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault test")
 	}
+	b := newBackend(t)
+	runModel(t, []*node{startNode(t, "A", b.args()...), startNode(t, "B", b.args()...)})
+}
+
+// TestModelRandomizedEmbedded is TestModelRandomized on the embedded
+// default: one node on SQLite with the in-process log.
+func TestModelRandomizedEmbedded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test")
+	}
+	dbURL := "sqlite://" + filepath.Join(t.TempDir(), "roomfeed.db")
+	runModel(t, []*node{startNode(t, "A", "--database-url", dbURL)})
+}
+
+func runModel(t *testing.T, nodes []*node) {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("ROOMFEED_MODEL_SEED"); s != "" {
 		var err error
@@ -63,20 +82,18 @@ func TestModelRandomized(t *testing.T) {
 	t.Logf("seed %d, %d operations", seed, ops)
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("replay with ROOMFEED_MODEL_SEED=%d ROOMFEED_MODEL_OPS=%d go test -run TestModelRandomized ./faults", seed, ops)
+			t.Logf("replay with ROOMFEED_MODEL_SEED=%d ROOMFEED_MODEL_OPS=%d go test -run '%s$' ./faults", seed, ops, t.Name())
 		}
 	})
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 
-	b := newBackend(t)
 	room := testenv.UniqueName("model")
-	nodes := []*node{startNode(t, "A", b.args()...), startNode(t, "B", b.args()...)}
 	followers := []*subscriber{
-		startSubscriber(t, "follow1", room, func(i int) *node { return nodes[i%2] }),
-		startSubscriber(t, "follow2", room, func(i int) *node { return nodes[(i+1)%2] }),
+		startSubscriber(t, "follow1", room, func(i int) *node { return nodes[i%len(nodes)] }),
+		startSubscriber(t, "follow2", room, func(i int) *node { return nodes[(i+1)%len(nodes)] }),
 	}
 	hc := newClient(t, 10*time.Second)
-	m := &roomModel{elements: make(map[string]*modelElement), tombs: make(map[string]int64)}
+	m := &roomModel{elements: make(map[string]*modelElement), versions: make(map[string][]modelElement), tombs: make(map[string]int64)}
 	ids := []string{"e0", "e1", "e2", "e3", "e4", "e5"}
 	counts := map[string]int{}
 
@@ -88,9 +105,24 @@ func TestModelRandomized(t *testing.T) {
 		where := fmt.Sprintf("step %d (seed %d)", step, seed)
 		switch k := rng.IntN(100); {
 		case k < 30: // PUT
-			hdr, want := modelPrecondition(rng, cur)
+			kind := "thing"
+			if rng.IntN(8) == 0 {
+				kind = "other"
+			}
 			data := randomObject(rng, false)
-			body, _ := json.Marshal(map[string]any{"kind": "thing", "data": data})
+			if cur != nil && rng.IntN(2) == 0 {
+				data = mergePatch(cur.Data, smallPatch(rng)) // an edit of the current version
+			}
+			hdr, want := modelPrecondition(rng, cur)
+			base, stale := m.staleBase(rng, id)
+			var exp staleOutcome
+			if stale {
+				data = m.edit(rng, id, base) // what a client holding version base sends
+				exp = m.expectStale(id, base, kind, data)
+				hdr, want = map[string]string{"If-Match": etagOf(base)}, exp.Status
+				counts["stale "+strconv.Itoa(want)]++
+			}
+			body, _ := json.Marshal(map[string]any{"kind": kind, "data": data})
 			r := doWith(t, hc, http.MethodPut, n.URL()+"/rooms/"+room+"/elements/"+id, op, "application/json", string(body), hdr)
 			if want == 0 {
 				want = http.StatusOK
@@ -98,15 +130,14 @@ func TestModelRandomized(t *testing.T) {
 					want = http.StatusCreated
 				}
 			}
-			if m.check(t, where+" PUT "+id+" "+fmt.Sprint(hdr), r, want) {
-				typ, version := "element.updated", m.tombs[id]+1
-				if cur == nil {
-					typ = "element.created"
-				} else {
-					version = cur.Version + 1
-				}
-				m.elements[id] = &modelElement{Kind: "thing", Version: version, Data: data}
-				m.events = append(m.events, modelEvent{typ, id, "thing", version, data, op})
+			what := where + " PUT " + id + " " + fmt.Sprint(hdr)
+			switch {
+			case !m.check(t, what, r, want):
+				m.checkRefusal(t, what, r, id, exp)
+			case stale:
+				m.applyMerge(t, what, r, id, base, exp, op)
+			default:
+				m.put(id, kind, data, op)
 			}
 			counts["put"]++
 		case k < 50: // PATCH
@@ -115,6 +146,17 @@ func TestModelRandomized(t *testing.T) {
 				hdr, want = nil, 0
 			}
 			patch := randomObject(rng, true)
+			if rng.IntN(2) == 0 {
+				patch = smallPatch(rng)
+			}
+			base, stale := m.staleBase(rng, id)
+			var exp staleOutcome
+			if stale {
+				patch = smallPatch(rng)
+				exp = m.expectStale(id, base, "", patch)
+				hdr, want = map[string]string{"If-Match": etagOf(base)}, exp.Status
+				counts["stale "+strconv.Itoa(want)]++
+			}
 			body, _ := json.Marshal(patch)
 			r := doWith(t, hc, http.MethodPatch, n.URL()+"/rooms/"+room+"/elements/"+id, op, "application/merge-patch+json", string(body), hdr)
 			if want == 0 {
@@ -123,10 +165,14 @@ func TestModelRandomized(t *testing.T) {
 					want = http.StatusNotFound
 				}
 			}
-			if m.check(t, where+" PATCH "+id+" "+fmt.Sprint(hdr), r, want) {
-				data := mergePatch(cur.Data, patch)
-				m.elements[id] = &modelElement{Kind: cur.Kind, Version: cur.Version + 1, Data: data}
-				m.events = append(m.events, modelEvent{"element.updated", id, cur.Kind, cur.Version + 1, data, op})
+			what := where + " PATCH " + id + " " + fmt.Sprint(hdr)
+			switch {
+			case !m.check(t, what, r, want):
+				m.checkRefusal(t, what, r, id, exp)
+			case stale:
+				m.applyMerge(t, what, r, id, base, exp, op)
+			default:
+				m.put(id, cur.Kind, mergePatch(cur.Data, patch), op)
 			}
 			counts["patch"]++
 		case k < 62: // DELETE
@@ -143,6 +189,7 @@ func TestModelRandomized(t *testing.T) {
 			}
 			if m.check(t, where+" DELETE "+id+" "+fmt.Sprint(hdr), r, want) {
 				delete(m.elements, id)
+				delete(m.versions, id)
 				m.tombs[id] = cur.Version + 1
 				m.events = append(m.events, modelEvent{"element.deleted", id, cur.Kind, cur.Version + 1, nil, op})
 			}
@@ -196,6 +243,7 @@ func TestModelRandomized(t *testing.T) {
 				break
 			}
 		}
+		checkFold(t, hc, nodes[0], room, f.name, evs)
 	}
 	t.Logf("%d events, operations %v", len(m.events), counts)
 }
@@ -244,7 +292,7 @@ func doWith(tb testing.TB, hc *http.Client, method, u, op, ctype, body string, h
 	}
 	defer resp.Body.Close()
 	b, _ := readAll(resp.Body)
-	r := writeResult{Status: resp.StatusCode, Body: string(b)}
+	r := writeResult{Status: resp.StatusCode, Body: string(b), Header: resp.Header}
 	if id := resp.Header.Get("Event-ID"); id != "" {
 		r.Seq, _ = strconv.ParseInt(id, 10, 64)
 	}
