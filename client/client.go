@@ -220,3 +220,17 @@ func (c *Client) readSnapshot(ctx context.Context, u string) (Snapshot, error) {
 	}
 	return Snapshot{Room: body.Room, Cursor: cursor, Elements: body.Elements}, nil
 }
+
+// goneOldest returns the "oldest" of a 410 answer with the error code code
+// (history_trimmed, versions_trimmed), and whether err is one.
+func goneOldest(err error, code string) (string, bool) {
+	var e *Error
+	if !errors.As(err, &e) || e.Status != http.StatusGone || e.Code != code {
+		return "", false
+	}
+	var body struct {
+		Error struct{ Oldest string } `json:"error"`
+	}
+	_ = json.Unmarshal([]byte(e.Body), &body)
+	return body.Error.Oldest, true
+}

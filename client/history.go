@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -179,15 +178,11 @@ func (c *Client) elementURL(room, id, route string) (*url.URL, error) {
 // versionsTrimmed turns a 410 versions_trimmed answer into a
 // *VersionsTrimmedError; other errors pass as they are.
 func versionsTrimmed(room, id string, err error) error {
-	var e *Error
-	if !errors.As(err, &e) || e.Status != http.StatusGone || e.Code != "versions_trimmed" {
+	raw, ok := goneOldest(err, "versions_trimmed")
+	if !ok {
 		return err
 	}
-	var body struct {
-		Error struct{ Oldest string } `json:"error"`
-	}
-	_ = json.Unmarshal([]byte(e.Body), &body)
-	oldest, perr := strconv.ParseInt(body.Error.Oldest, 10, 64)
+	oldest, perr := strconv.ParseInt(raw, 10, 64)
 	if perr != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -94,15 +93,11 @@ func (c *Client) Page(ctx context.Context, room string, after int64, limit int, 
 // trimmed turns a 410 history_trimmed answer into a *TrimmedError; other
 // errors pass as they are.
 func trimmed(room string, err error) error {
-	var e *Error
-	if !errors.As(err, &e) || e.Status != http.StatusGone || e.Code != "history_trimmed" {
+	raw, ok := goneOldest(err, "history_trimmed")
+	if !ok {
 		return err
 	}
-	var body struct {
-		Error struct{ Oldest string } `json:"error"`
-	}
-	_ = json.Unmarshal([]byte(e.Body), &body)
-	oldest, perr := sse.ParseCursor(body.Error.Oldest)
+	oldest, perr := sse.ParseCursor(raw)
 	if perr != nil {
 		return err
 	}

@@ -56,19 +56,9 @@ func parseHistoryConfig(args []string, getenv func(string) string, stderr io.Wri
 	fs.StringVar(&cfg.Token, "token", getenv("ROOMFEED_TOKEN"), "bearer token sent as Authorization ($ROOMFEED_TOKEN)")
 	fs.IntVar(&cfg.Limit, "limit", 50, "print at most this many versions, the newest (0: every kept version)")
 	fs.StringVar(&cfg.Format, "format", "text", "text (a table) or json (one object per version)")
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return cfg, errUsage
-			}
-			return cfg, fmt.Errorf("%w: %w", errUsage, err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return cfg, err
 	}
 	if len(pos) != 2 {
 		fs.Usage()
@@ -81,7 +71,6 @@ func parseHistoryConfig(args []string, getenv func(string) string, stderr io.Wri
 			errs = append(errs, fmt.Errorf("%q must match %s", name, roomfeed.NamePattern))
 		}
 	}
-	var err error
 	if cfg.Server, err = parseServer(*server); err != nil {
 		errs = append(errs, err)
 	}

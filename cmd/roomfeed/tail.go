@@ -92,20 +92,9 @@ func parseTailConfig(args []string, getenv func(string) string, stderr io.Writer
 	fs.DurationVar(&cfg.MaxBackoff, "max-backoff", client.DefaultMaxBackoff, "longest wait between reconnection attempts")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", client.DefaultIdleTimeout, "reconnect when nothing (not even a ping) arrives for this long")
 
-	// Flags may come before or after the room.
-	var rooms []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return cfg, errUsage
-			}
-			return cfg, fmt.Errorf("%w: %w", errUsage, err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		rooms = append(rooms, fs.Arg(0))
-		args = fs.Args()[1:]
+	rooms, err := parseArgs(fs, args)
+	if err != nil {
+		return cfg, err
 	}
 	if len(rooms) != 1 {
 		fmt.Fprintf(stderr, "roomfeed tail: want exactly one room, got %d\n", len(rooms))
@@ -117,7 +106,6 @@ func parseTailConfig(args []string, getenv func(string) string, stderr io.Writer
 	if !roomfeed.ValidName(cfg.Room) {
 		errs = append(errs, fmt.Errorf("room %q must match %s", cfg.Room, roomfeed.NamePattern))
 	}
-	var err error
 	if cfg.Server, err = parseServer(*server); err != nil {
 		errs = append(errs, err)
 	}
@@ -510,4 +498,23 @@ func formatEvent(format, typ string, data []byte) []byte {
 		b = append(b, ev.OpID...)
 	}
 	return b
+}
+
+// parseArgs parses a subcommand's flags, which may come before or after
+// its positional arguments, and returns the positional arguments.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, errUsage
+			}
+			return nil, fmt.Errorf("%w: %w", errUsage, err)
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }
