@@ -31,12 +31,23 @@ func (l *Log) Publish(ctx context.Context, ev roomfeed.Event) error {
 		return fmt.Errorf("publish %q/%d: invalid event", ev.Room, ev.Seq)
 	}
 	p := l.pauseOf(ev.Room)
-	ctx, cancel, ok := p.enter(ctx, len(l.pauses) > 1)
-	if !ok {
+	ctx, cancel, mode := p.enter(ctx, len(l.pauses) > 1)
+	if mode == paused {
 		return fmt.Errorf("publish %s/%d: %w (left to the relay)", ev.Room, ev.Seq, feed.ErrUnavailable)
 	}
 	defer cancel()
-	ok, top, err := l.appendCoalesced(ctx, ev)
+	var (
+		ok  bool
+		top int64
+		err error
+	)
+	if mode == probe {
+		// Alone: a probe of a failing shard must not hold the pipelines of
+		// the Publishes to healthy ones until its deadline.
+		ok, top, err = l.appendBatch(ctx, ev.Room, []roomfeed.Event{ev}, false)
+	} else {
+		ok, top, err = l.appendCoalesced(ctx, ev)
+	}
 	if err == nil && !ok {
 		err = l.fill(ctx, ev.Room, top, ev.Seq, &ev)
 	}
@@ -60,26 +71,33 @@ type pause struct {
 	until atomic.Int64 // unix nanoseconds; 0: not paused
 }
 
-// enter reports whether a Publish may go on; when the pause is on, only the
-// one that takes the probe may, under a deadline of half the pause. With
+// What enter lets a Publish do.
+const (
+	publish = iota // go on, in the shared pipeline
+	probe          // go on alone, the one probe of a paused Redis or slot
+	paused         // leave the event to the relay
+)
+
+// enter says what a Publish may do; when the pause is on, only the one that
+// takes the probe may go on, under a deadline of half the pause. With
 // bounded (a Cluster) every Publish has that deadline: Publishes made at
-// once share a pipeline across shards, and a dead shard must not hold the
+// once share a pipeline per shard, and a dead shard must not hold the
 // others' answers while go-redis retries its dials.
-func (p *pause) enter(ctx context.Context, bounded bool) (context.Context, context.CancelFunc, bool) {
+func (p *pause) enter(ctx context.Context, bounded bool) (context.Context, context.CancelFunc, int) {
 	until := p.until.Load()
 	if until == 0 {
 		if bounded {
 			ctx, cancel := context.WithTimeout(ctx, publishPause/2)
-			return ctx, cancel, true
+			return ctx, cancel, publish
 		}
-		return ctx, func() {}, true
+		return ctx, func() {}, publish
 	}
 	now := time.Now()
 	if now.UnixNano() < until || !p.until.CompareAndSwap(until, now.Add(publishPause).UnixNano()) {
-		return ctx, func() {}, false
+		return ctx, func() {}, paused
 	}
 	ctx, cancel := context.WithTimeout(ctx, publishPause/2)
-	return ctx, cancel, true
+	return ctx, cancel, probe
 }
 
 func (p *pause) start() { p.until.Store(time.Now().Add(publishPause).UnixNano()) }

@@ -69,6 +69,7 @@ func StartRedisCluster(tb testing.TB, masters, replicas int, nodeTimeout time.Du
 	for i := range n {
 		dir := tb.TempDir()
 		args := append([]string{"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"),
+			"--repl-diskless-sync-delay", "0",
 			"--cluster-port", strconv.Itoa(ports[n+i]),
 			"--cluster-node-timeout", strconv.Itoa(int(nodeTimeout.Milliseconds()))}, extra...)
 		c.Nodes = append(c.Nodes, startRedisNode(tb, server, ports[i], dir, args...))
@@ -88,7 +89,33 @@ func StartRedisCluster(tb testing.TB, masters, replicas int, nodeTimeout time.Du
 			tb.Fatal(err)
 		}
 	}
+	if replicas > 0 {
+		// A replica that has not finished its first sync cannot be
+		// promoted: a master killed before then is never failed over.
+		for _, node := range c.Nodes {
+			if err := waitSynced(ctx, node.Addr); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
 	return c
+}
+
+// waitSynced waits until the node at addr, when it is a replica, has a
+// working link to its master (its first sync done).
+func waitSynced(ctx context.Context, addr string) error {
+	rc := redis.NewClient(&redis.Options{Addr: addr})
+	defer rc.Close()
+	for {
+		info, err := rc.Info(ctx, "replication").Result()
+		if err == nil && (strings.Contains(info, "role:master") || strings.Contains(info, "master_link_status:up")) {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("replica %s: not synced with its master (%v):\n%s", addr, err, info)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // waitOK waits until the node at addr reports cluster_state:ok.
