@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -21,6 +22,7 @@ const (
 	clusterBatch = 500                    // rooms per pipelined read
 	clusterDrain = 4096                   // announcements taken at most before a read
 	readWait     = 500 * time.Millisecond // a read's deadline
+	notifyWait   = 100 * time.Millisecond // an announcement's deadline
 )
 
 // clusterReader reads a Redis Cluster, which refuses one XREAD over keys of
@@ -45,8 +47,9 @@ const (
 //     client reloads its slot map, and a read waits at most readWait (a
 //     room not read by then is read at the next step).
 type clusterReader struct {
-	l       *Log
-	partial *streak.Logger // reads where some rooms failed
+	l           *Log
+	partial     *streak.Logger // reads where some rooms failed
+	notifyPause atomic.Int64   // unix nanoseconds: no announcements until then
 
 	// State of a Run; ps is nil between Runs.
 	ps    *goredis.PubSub
@@ -285,8 +288,16 @@ func (r *clusterReader) stop(context.Context) {
 func (r *clusterReader) followed(context.Context, string) {}
 
 // appended announces the new tops on the notify channel, in one pipeline.
-// A failure only delays the readers until their next poll.
+// A failure only delays the readers until their next poll. It runs in the
+// Publish that appended, so it waits at most notifyWait, and after a failure
+// (the shard of the channel is down) the announcements stop for
+// publishPause: a dead shard must not slow the publishes to the others.
 func (r *clusterReader) appended(ctx context.Context, tops []roomfeed.RoomHead) {
+	if until := r.notifyPause.Load(); until != 0 && time.Now().UnixNano() < until {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, notifyWait)
+	defer cancel()
 	_, err := r.l.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for _, t := range tops {
 			p.Publish(ctx, r.notifyChannel(), notification(t.Room, t.Seq))
@@ -294,9 +305,13 @@ func (r *clusterReader) appended(ctx context.Context, tops []roomfeed.RoomHead) 
 		return nil
 	})
 	if err != nil {
+		r.notifyPause.Store(time.Now().Add(publishPause).UnixNano())
+		r.l.reloadSlots(ctx)
 		r.l.log.LogAttrs(ctx, slog.LevelDebug, "redis notify failed, readers catch up at their next poll",
 			slog.Int("rooms", len(tops)), slog.String("error", err.Error()))
+		return
 	}
+	r.notifyPause.Store(0)
 }
 
 // notification is the payload announcing that room's stream reaches top.
