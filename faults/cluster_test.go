@@ -313,28 +313,7 @@ type timedSub struct {
 func startTimedSub(tb testing.TB, name, server string, rooms []string) *timedSub {
 	s := &timedSub{name: name, rooms: rooms, events: map[string][]feedEvent{}, at: map[string]map[int64]time.Time{}}
 	c := &client.Client{Server: server, MaxBackoff: 200 * time.Millisecond, IdleTimeout: 5 * time.Second}
-	start := client.Cursor{}
-	for _, r := range rooms {
-		start[r] = 0
-	}
-	sub := c.Subscribe(start, rooms...)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			m, err := sub.Next(ctx)
-			if err != nil {
-				return
-			}
-			s.take(m)
-		}
-	}()
-	tb.Cleanup(func() {
-		cancel()
-		<-done
-		sub.Close()
-	})
+	follow(tb, c, client.Filter{}, rooms, s.take)
 	return s
 }
 

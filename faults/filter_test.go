@@ -96,11 +96,18 @@ func startClientSub(tb testing.TB, name, query string, nodes []*node, rooms ...s
 	cs := &clientSub{name: name, query: query, events: map[string][]feedEvent{}, cursor: client.Cursor{}}
 	c := &client.Client{Server: "http://roomfeed.invalid", HTTPClient: &http.Client{Transport: &rotating{nodes: nodes}},
 		MaxBackoff: 300 * time.Millisecond, IdleTimeout: 5 * time.Second}
+	follow(tb, c, client.Filter{Types: q["type"], Kinds: q["kind"], Elements: q["element"]}, rooms, cs.take)
+	return cs
+}
+
+// follow subscribes c to rooms from seq 0 with filter f and hands every
+// message to take, from a goroutine that ends with the test.
+func follow(tb testing.TB, c *client.Client, f client.Filter, rooms []string, take func(client.Message)) {
 	start := client.Cursor{}
 	for _, r := range rooms {
 		start[r] = 0
 	}
-	sub := c.SubscribeFiltered(start, client.Filter{Types: q["type"], Kinds: q["kind"], Elements: q["element"]}, rooms...)
+	sub := c.SubscribeFiltered(start, f, rooms...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -110,7 +117,7 @@ func startClientSub(tb testing.TB, name, query string, nodes []*node, rooms ...s
 			if err != nil {
 				return
 			}
-			cs.take(m)
+			take(m)
 		}
 	}()
 	tb.Cleanup(func() {
@@ -118,7 +125,6 @@ func startClientSub(tb testing.TB, name, query string, nodes []*node, rooms ...s
 		<-done
 		sub.Close()
 	})
-	return cs
 }
 
 func (cs *clientSub) take(m client.Message) {
