@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createPinia, setActivePinia } from 'pinia'
 import { FeedHub } from '@roomfeed/client'
 import { useRoomStore } from './room.js'
-import { FakeEventSource, FakeServer, flush, multiFetch } from '../../packages/client/test/fakes.js'
+import { FakeEventSource, FakeServer, flush, multiFetch, openLive, params, send } from '../../packages/client/test/fakes.js'
 
 class FakeWindow extends EventTarget {}
 
@@ -37,20 +37,8 @@ async function settle(ms = 10) {
   await flush()
 }
 
-async function openLive() {
-  const es = FakeEventSource.last
-  es.open()
-  await flush(10)
-  return es
-}
 
-function send(es, ev) {
-  es.emit(ev.type, ev, `${ev.room}:${ev.id}`)
-}
 
-function params(es) {
-  return new URL(es.url, 'http://x').searchParams
-}
 
 beforeEach(() => {
   FakeEventSource.reset()

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { FeedHub, formatCompositeCursor, parseCompositeCursor } from './feedhub.js'
-import { FakeEventSource, FakeServer, flush, multiFetch } from '../test/fakes.js'
+import { FakeEventSource, FakeServer, flush, multiFetch, openLive, params, send } from '../test/fakes.js'
 
 class FakeWindow extends EventTarget {}
 
@@ -51,22 +51,8 @@ async function settle(ms = 10) {
   await flush()
 }
 
-/** Open the current stream and let the snapshots load. */
-async function openLive() {
-  const es = FakeEventSource.last
-  es.open()
-  await flush(10)
-  return es
-}
 
-/** The multiplexed feed's frame for a server event: data as the server sends it. */
-function send(es, ev) {
-  es.emit(ev.type, ev, `${ev.room}:${ev.id}`)
-}
 
-function params(es) {
-  return new URL(es.url, 'http://x').searchParams
-}
 
 function snapshotGets(room) {
   return servers[room].requests.filter((r) => r.method === 'GET' && r.path.endsWith('/elements')).length

@@ -337,3 +337,21 @@ export function multiFetch(servers) {
     return server.fetch(url, init)
   }
 }
+
+/** Open the current FakeEventSource and let the snapshots load. */
+export async function openLive() {
+  const es = FakeEventSource.last
+  es.open()
+  await flush(10)
+  return es
+}
+
+/** The multiplexed feed's frame for a server event: data as the server sends it. */
+export function send(es, ev) {
+  es.emit(ev.type, ev, `${ev.room}:${ev.id}`)
+}
+
+/** The query parameters of a stream's URL. */
+export function params(es) {
+  return new URL(es.url, 'http://x').searchParams
+}
