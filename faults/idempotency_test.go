@@ -55,9 +55,14 @@ func (a keyedAnswer) seq() int64 {
 	return n
 }
 
+// target is where an attempt goes: a node, or a proxy in front of one.
+type target struct{ name, url string }
+
+func (n *node) target() target { return target{n.name, n.URL()} }
+
 // sendKeyed sends one attempt of op to n.
-func sendKeyed(ctx context.Context, hc *http.Client, n *node, room string, op keyedOp) keyedAnswer {
-	req, err := http.NewRequestWithContext(ctx, op.Method, n.URL()+"/rooms/"+room+op.Path, strings.NewReader(op.Body))
+func sendKeyed(ctx context.Context, hc *http.Client, n target, room string, op keyedOp) keyedAnswer {
+	req, err := http.NewRequestWithContext(ctx, op.Method, n.url+"/rooms/"+room+op.Path, strings.NewReader(op.Body))
 	if err != nil {
 		return keyedAnswer{Err: err, Node: n.name}
 	}
@@ -111,7 +116,7 @@ type keyedResult struct {
 // 429 and 409 idempotency_in_progress are retried after their Retry-After
 // (which they must send); an attempt without an answer or with a 5xx at
 // once, on the next node.
-func retryKeyed(ctx context.Context, tb testing.TB, hc *http.Client, room string, op keyedOp, pick func(attempt int) *node) keyedResult {
+func retryKeyed(ctx context.Context, tb testing.TB, hc *http.Client, room string, op keyedOp, pick func(attempt int) target) keyedResult {
 	res := keyedResult{Op: op}
 	for a := 0; ctx.Err() == nil; a++ {
 		ans := sendKeyed(ctx, hc, pick(a), room, op)
@@ -146,11 +151,11 @@ func retryKeyed(ctx context.Context, tb testing.TB, hc *http.Client, room string
 // keyedWriter is a client that writes op after op into a room, each
 // under its own key, and retries every one until it has its final answer.
 type keyedWriter struct {
-	name  string
-	room  string
-	nodes []*node
-	mu    sync.Mutex
-	res   []keyedResult
+	name string
+	room string
+	via  []target // the nodes, through proxies that can lose answers
+	mu   sync.Mutex
+	res  []keyedResult
 }
 
 // op returns the writer's i-th write: a PUT of one of a few elements, a
@@ -180,7 +185,7 @@ func (w *keyedWriter) run(ctx context.Context, tb testing.TB, hc *http.Client, s
 			return
 		default:
 		}
-		r := retryKeyed(ctx, tb, hc, w.room, w.op(i), func(a int) *node { return w.nodes[(i+offset+a)%len(w.nodes)] })
+		r := retryKeyed(ctx, tb, hc, w.room, w.op(i), func(a int) target { return w.via[(i+offset+a)%len(w.via)] })
 		w.mu.Lock()
 		w.res = append(w.res, r)
 		w.mu.Unlock()
@@ -286,10 +291,12 @@ func checkKeysOnce(tb testing.TB, dbURL, room string, writers []*keyedWriter, su
 // TestIdempotentRetriesUnderFaults: writers on two nodes over PostgreSQL
 // (through a proxy the test cuts) and Redis retry every write that got no
 // answer, a 5xx or a 429 with the same Idempotency-Key on the other node,
-// while nodes are SIGKILLed under load (some between the commit of a write
-// and its answer) and PostgreSQL is cut off (some commits then answer 503).
-// Every key must be applied exactly once, in the events table and in every
-// subscriber's stream, and at least one retry must have been answered as a
+// while nodes are SIGKILLed under load, their answers are lost on the way
+// (the request committed, the connection reset before the answer: the
+// window a kill between commit and answer hits only now and then), and
+// PostgreSQL is cut off (some commits then answer 503). Every key must be
+// applied exactly once, in the events table and in every subscriber's
+// stream, and retries after a lost answer must have been answered as a
 // replay: the test proves the committed-but-unanswered case happened.
 func TestIdempotentRetriesUnderFaults(t *testing.T) {
 	if testing.Short() {
@@ -314,9 +321,20 @@ func TestIdempotentRetriesEmbedded(t *testing.T) {
 	runKeyedFaults(t, dbURL, []*node{startNode(t, "A", "--database-url", dbURL)}, nil)
 }
 
+// keyedFaults runs keyed writers through nodes and injects the faults.
+type keyedFaults struct {
+	t       *testing.T
+	nodes   []*node
+	fronts  []*proxy // one per node: the writers' way in
+	writers []*keyedWriter
+	rng     *rand.Rand
+	kills   int
+}
+
 // runKeyedFaults runs keyed writers through nodes while it kills nodes at
-// random moments and, with pgProxy, cuts PostgreSQL off twice (once
-// together with a kill), then checks every key was applied once.
+// random moments, loses answers for a while and, with pgProxy, cuts
+// PostgreSQL off twice (once together with a kill), then checks every key
+// was applied once.
 func runKeyedFaults(t *testing.T, dbURL string, nodes []*node, pgProxy *proxy) {
 	room := testenv.UniqueName("idem")
 	var subs []*subscriber
@@ -326,15 +344,21 @@ func runKeyedFaults(t *testing.T, dbURL string, nodes []*node, pgProxy *proxy) {
 	if len(nodes) > 1 {
 		subs = append(subs, startSubscriber(t, "sub@any", room, func(i int) *node { return nodes[i%len(nodes)] }))
 	}
+	f := &keyedFaults{t: t, nodes: nodes, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 15))}
+	var via []target
+	for _, n := range nodes {
+		p := testenv.StartProxy(t, strings.TrimPrefix(n.URL(), "http://"))
+		f.fronts = append(f.fronts, p)
+		via = append(via, target{n.name + " via proxy", "http://" + p.Addr()})
+	}
 	hc := newClient(t, 10*time.Second)
 	ctx, cancel := context.WithTimeout(t.Context(), 150*time.Second)
 	defer cancel()
 	stop := make(chan struct{})
-	var writers []*keyedWriter
 	var wg sync.WaitGroup
 	for i := range 8 {
-		w := &keyedWriter{name: "w" + strconv.Itoa(i), room: room, nodes: nodes}
-		writers = append(writers, w)
+		w := &keyedWriter{name: "w" + strconv.Itoa(i), room: room, via: via}
+		f.writers = append(f.writers, w)
 		wg.Go(func() { w.run(ctx, t, hc, stop, i) })
 	}
 	var stopped atomic.Bool
@@ -345,56 +369,76 @@ func runKeyedFaults(t *testing.T, dbURL string, nodes []*node, pgProxy *proxy) {
 		}
 	}
 	t.Cleanup(finish)
-	waitKeys(t, writers, 100, 30*time.Second)
+	waitKeys(t, f.writers, 100, 30*time.Second)
 
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 15))
-	kills := 0
-	killRestart := func() {
-		n := nodes[rng.IntN(len(nodes))]
-		time.Sleep(time.Duration(150+rng.IntN(500)) * time.Millisecond)
-		n.kill()
-		kills++
-		time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
-		n.start()
+	for range 6 {
+		f.killRestart()
 	}
-	// Kills under load until some write was committed but not answered
-	// (its retry was a replay), at least 6 and at most 20.
-	for kills < 6 || (tally(writers).ReplayedUnanswered == 0 && kills < 20) {
-		killRestart()
-		before := tally(writers).Keys
-		waitKeys(t, writers, before+20, 30*time.Second)
-	}
+	f.loseAnswers()
 	if pgProxy != nil {
-		for round := range 2 {
-			before := tally(writers).Keys
-			time.Sleep(time.Duration(100+rng.IntN(400)) * time.Millisecond)
-			pgProxy.SetCut(true)
-			var dead *node
-			if round == 1 { // a node dies while the database is away
-				time.Sleep(time.Duration(rng.IntN(500)) * time.Millisecond)
-				dead = nodes[rng.IntN(len(nodes))]
-				dead.kill()
-				kills++
-			}
-			time.Sleep(1500 * time.Millisecond)
-			pgProxy.SetCut(false)
-			if dead != nil {
-				dead.start()
-			}
-			waitKeys(t, writers, before+40, 30*time.Second)
-		}
+		f.cutDatabase(pgProxy)
 	}
 	finish()
 
-	rep := checkKeysOnce(t, dbURL, room, writers, subs)
-	tl := tally(writers)
+	rep := checkKeysOnce(t, dbURL, room, f.writers, subs)
+	tl := tally(f.writers)
 	t.Logf("%d kills; %d keys in %d attempts (%d answered 5xx), %d retried; answered as a replay: %d after an attempt without an answer, %d after a 5xx; committed %d, events checked %d (%d subscribers)",
-		kills, tl.Keys, tl.Attempts, tl.Failed, tl.Retried, tl.ReplayedUnanswered, tl.ReplayedFailed, rep.Committed, rep.Checked, len(subs))
+		f.kills, tl.Keys, tl.Attempts, tl.Failed, tl.Retried, tl.ReplayedUnanswered, tl.ReplayedFailed, rep.Committed, rep.Checked, len(subs))
 	if tl.ReplayedUnanswered == 0 {
-		t.Errorf("no retry after a kill was answered as a replay in %d kills: no write was committed but unanswered, the test proved nothing", kills)
+		t.Errorf("no retry after a lost answer was answered as a replay: no write was committed but unanswered, the test proved nothing")
 	}
 	if pgProxy != nil && tl.Failed == 0 {
 		t.Errorf("no attempt was answered 5xx: the writers did not meet PostgreSQL cut off")
+	}
+}
+
+// killRestart SIGKILLs a node under load, restarts it, and waits for 20
+// more answered keys.
+func (f *keyedFaults) killRestart() {
+	before := tally(f.writers).Keys
+	n := f.nodes[f.rng.IntN(len(f.nodes))]
+	time.Sleep(time.Duration(150+f.rng.IntN(500)) * time.Millisecond)
+	n.kill()
+	f.kills++
+	time.Sleep(time.Duration(f.rng.IntN(300)) * time.Millisecond)
+	n.start()
+	waitKeys(f.t, f.writers, before+20, 30*time.Second)
+}
+
+// loseAnswers loses every answer for a while: the writes in flight are
+// committed and their writers see a reset connection, then retry.
+func (f *keyedFaults) loseAnswers() {
+	before := tally(f.writers).Keys
+	for _, p := range f.fronts {
+		p.SetDropAnswers(true)
+	}
+	time.Sleep(time.Duration(200+f.rng.IntN(300)) * time.Millisecond)
+	for _, p := range f.fronts {
+		p.SetDropAnswers(false)
+	}
+	waitKeys(f.t, f.writers, before+20, 30*time.Second)
+}
+
+// cutDatabase cuts PostgreSQL off twice under load, killing a node while
+// it is away the second time.
+func (f *keyedFaults) cutDatabase(pgProxy *proxy) {
+	for round := range 2 {
+		before := tally(f.writers).Keys
+		time.Sleep(time.Duration(100+f.rng.IntN(400)) * time.Millisecond)
+		pgProxy.SetCut(true)
+		var dead *node
+		if round == 1 { // a node dies while the database is away
+			time.Sleep(time.Duration(f.rng.IntN(500)) * time.Millisecond)
+			dead = f.nodes[f.rng.IntN(len(f.nodes))]
+			dead.kill()
+			f.kills++
+		}
+		time.Sleep(1500 * time.Millisecond)
+		pgProxy.SetCut(false)
+		if dead != nil {
+			dead.start()
+		}
+		waitKeys(f.t, f.writers, before+40, 30*time.Second)
 	}
 }
 
@@ -433,7 +477,7 @@ func runConcurrentKeys(t *testing.T, dbURL string, nodes []*node) {
 	ctx, cancel := context.WithTimeout(t.Context(), 120*time.Second)
 	defer cancel()
 	setup := func(op keyedOp) {
-		r := retryKeyed(ctx, t, hc, room, op, func(int) *node { return nodes[0] })
+		r := retryKeyed(ctx, t, hc, room, op, func(int) target { return nodes[0].target() })
 		if !r.Done || r.Final.Status/100 != 2 {
 			t.Fatalf("setup %s %s: got %d %s", op.Method, op.Path, r.Final.Status, r.Final.Body)
 		}
@@ -502,7 +546,7 @@ func concurrentKeyed(ctx context.Context, t *testing.T, hc *http.Client, room st
 	for i := range copies {
 		wg.Go(func() {
 			<-start
-			out[i] = retryKeyed(ctx, t, hc, room, op, func(a int) *node { return nodes[(i+a)%len(nodes)] })
+			out[i] = retryKeyed(ctx, t, hc, room, op, func(a int) target { return nodes[(i+a)%len(nodes)].target() })
 			once.Do(func() { close(answered) })
 		})
 	}

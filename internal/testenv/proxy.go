@@ -19,6 +19,7 @@ type Proxy struct {
 	flowing *sync.Cond // broadcast when stalled or cut changes
 	cut     bool
 	stalled bool
+	drop    bool // answers lost: see SetDropAnswers
 	resets  int
 	conns   map[net.Conn]struct{}
 	bad     BadLink
@@ -99,8 +100,8 @@ func (p *Proxy) accept() {
 			time.AfterFunc(after, func() { p.reset(c, up) })
 		}
 		p.mu.Unlock()
-		go p.pipe(up, c)
-		go p.pipe(c, up)
+		go p.pipe(up, c, false)
+		go p.pipe(c, up, true)
 	}
 }
 
@@ -139,7 +140,9 @@ func (p *Proxy) delay(n int) {
 }
 
 // pipe copies src to dst, holding what it read while the proxy is stalled.
-func (p *Proxy) pipe(dst, src net.Conn) {
+// answers says src is the target: what it sends is lost while answers are
+// dropped.
+func (p *Proxy) pipe(dst, src net.Conn, answers bool) {
 	defer p.wg.Done()
 	buf := make([]byte, 32<<10)
 	for {
@@ -149,7 +152,12 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 			for p.stalled && !p.cut {
 				p.flowing.Wait()
 			}
+			drop := answers && p.drop
 			p.mu.Unlock()
+			if drop {
+				p.reset(dst, src)
+				break
+			}
 			p.delay(n)
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				break
@@ -187,6 +195,16 @@ func (p *Proxy) SetStall(stalled bool) {
 	defer p.mu.Unlock()
 	p.stalled = stalled
 	p.flowing.Broadcast()
+}
+
+// SetDropAnswers drops answers (true: the first bytes the target sends on
+// any connection reset it instead of going through, so every request gets
+// there and its answer is lost, as on a link that dies while the server
+// answers) or lets them through again.
+func (p *Proxy) SetDropAnswers(drop bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.drop = drop
 }
 
 // FreeAddr returns a loopback address nothing listens on: where a service
