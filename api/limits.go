@@ -23,7 +23,7 @@ type Limits struct {
 	BodyTimeout        time.Duration // time to receive a write's body once reading starts (default 10 s)
 	StreamsPerToken    int           // open feeds per token (default 16)
 	StreamsPerIP       int           // open feeds per client address (default 128)
-	MaxStreams         int           // open feeds on this node (default 10,000): 503 beyond
+	MaxStreams         int           // open feeds on this node (default 10,000; roomfeed sets StreamsFor its descriptor limit): 503 beyond
 	WriteRate          float64       // sustained writes per second per token (default 20)
 	WriteBurst         int           // writes per token allowed at once (default 40)
 	SignalRate         float64       // sustained signals per second per token, per address in open mode (default 10)
@@ -46,6 +46,16 @@ func DefaultLimits(maxData int) Limits {
 		SignalBurst:        20,
 		BodyTimeout:        10 * time.Second,
 	}
+}
+
+// StreamsFor returns the open feeds a process allowed nofile descriptors
+// can hold: one each, less a reserve for everything else (the listener,
+// writes, the database and Redis pools, files) of a tenth of nofile, at
+// most 1,000. A node past it would fail to accept connections, writes
+// included, instead of answering the next feed 503 node_full.
+func StreamsFor(nofile uint64) int {
+	reserve := min(nofile/10, 1000)
+	return int(min(nofile-reserve, 1<<30))
 }
 
 func (l *Limits) defaults(maxData int) {

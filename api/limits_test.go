@@ -171,3 +171,21 @@ func TestOpenModeLimits(t *testing.T) {
 		t.Fatalf("second feed from one address: got %v, want 429", err)
 	}
 }
+
+func TestStreamsFor(t *testing.T) {
+	tests := []struct {
+		nofile uint64
+		want   int
+	}{
+		{1024, 922},
+		{4096, 3687},
+		{20000, 19000},
+		{1 << 20, 1<<20 - 1000},
+		{^uint64(0), 1 << 30}, // RLIM_INFINITY
+	}
+	for _, tt := range tests {
+		if got := api.StreamsFor(tt.nofile); got != tt.want {
+			t.Errorf("StreamsFor(%d) = %d, want %d", tt.nofile, got, tt.want)
+		}
+	}
+}

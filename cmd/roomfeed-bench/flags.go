@@ -37,6 +37,7 @@ type options struct {
 	satRates    []float64
 	satDur      time.Duration
 	manySubs    int
+	connectPar  int
 	manyRate    float64
 	manyDur     time.Duration
 	catchEvents int
@@ -102,6 +103,7 @@ func (o *options) registerScenarios(fs *flag.FlagSet, l *listFlags) {
 	fs.StringVar(&l.satRates, "sat-rates", "25,50,75,100,150,200,250,300,400,500,600,800,1000,1300,1600,2000,2500,3000,4000,5000", "scenario 2: write rates tried in order")
 	fs.DurationVar(&o.satDur, "sat-duration", 0, "scenario 2: time per rate step (default 3s, --full 6s)")
 	fs.IntVar(&o.manySubs, "many-subs", 10000, "scenarios 3 and 5: subscribers over 1,000 rooms")
+	fs.IntVar(&o.connectPar, "connect-parallel", 64, "scenarios 3 and 5: subscribers connecting at a time")
 	fs.Float64Var(&o.manyRate, "many-rate", 0, "scenario 3: writes per second spread over the rooms (default 200, --full 500)")
 	fs.DurationVar(&o.manyDur, "many-duration", 0, "scenario 3: writing time (default 10s, --full 30s)")
 	fs.IntVar(&o.catchEvents, "catchup-events", 20000, "scenario 4: events behind")

@@ -372,7 +372,7 @@ func (b *bench) manyRooms(ctx context.Context, be *backend, run *BackendRun, doI
 		defer func() { closeAll(subs) }()
 		start := time.Now()
 		first := min(1000, total)
-		s1, err := subscribeMany(ctx, hostport(srv.url), rooms[:first], 64)
+		s1, err := subscribeMany(ctx, hostport(srv.url), rooms[:first], b.cfg.connectPar)
 		subs = append(subs, s1...)
 		if err != nil {
 			im.Error = err.Error()
@@ -380,7 +380,7 @@ func (b *bench) manyRooms(ctx context.Context, be *backend, run *BackendRun, doI
 		}
 		time.Sleep(3 * time.Second)
 		im.RSS1kKiB = rssKiB(srv.pid)
-		s2, err := subscribeMany(ctx, hostport(srv.url), rooms[first:], 64)
+		s2, err := subscribeMany(ctx, hostport(srv.url), rooms[first:], b.cfg.connectPar)
 		subs = append(subs, s2...)
 		im.ConnectSeconds = round1(time.Since(start).Seconds())
 		im.Connected = len(subs)

@@ -208,10 +208,15 @@ func (c *config) limitFlags(f *flagSet) []func() {
 		f.integer(&l.MaxMessageBytes, setting{"max-message-bytes", "ROOMFEED_MAX_MESSAGE_BYTES", "custom message data limit"}, d.MaxMessageBytes),
 		f.integer(&l.StreamsPerToken, setting{"max-streams-per-token", "ROOMFEED_MAX_STREAMS_PER_TOKEN", "open feeds per token"}, d.StreamsPerToken),
 		f.integer(&l.StreamsPerIP, setting{"max-streams-per-ip", "ROOMFEED_MAX_STREAMS_PER_IP", "open feeds per client address"}, d.StreamsPerIP),
-		f.integer(&l.MaxStreams, setting{"max-streams", "ROOMFEED_MAX_STREAMS", "open feeds on this node (503 beyond)"}, d.MaxStreams),
+		f.integer(&l.MaxStreams, setting{"max-streams", "ROOMFEED_MAX_STREAMS", "open feeds on this node (503 beyond); 0 = the file descriptor limit less a reserve"}, 0),
 		f.integer(&l.WriteBurst, setting{"write-burst", "ROOMFEED_WRITE_BURST", "writes per token allowed at once"}, d.WriteBurst),
 		f.integer(&l.SignalBurst, setting{"signal-burst", "ROOMFEED_SIGNAL_BURST", "signals per token (or address) allowed at once"}, d.SignalBurst),
 		func() { l.WriteRate, l.SignalRate = float64(rate), float64(signalRate) },
+		func() {
+			if l.MaxStreams == 0 {
+				l.MaxStreams = defaultMaxStreams(d.MaxStreams)
+			}
+		},
 	}
 }
 

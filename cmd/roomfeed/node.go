@@ -11,6 +11,7 @@ import (
 	"github.com/roomfeed/roomfeed/api"
 	"github.com/roomfeed/roomfeed/feed"
 	"github.com/roomfeed/roomfeed/feed/redis"
+	"github.com/roomfeed/roomfeed/internal/memrelease"
 	"github.com/roomfeed/roomfeed/repo"
 	"github.com/roomfeed/roomfeed/sse"
 )
@@ -74,6 +75,9 @@ func build(ctx context.Context, cfg config, logger *slog.Logger) (_ *node, err e
 		return nil, err
 	}
 	n.addRetention()
+	rel := memrelease.New(memrelease.Config{})
+	n.loops = append(n.loops, rel.Run)
+	n.extra["roomfeed_memory_releases_total"] = func() float64 { return float64(rel.Releases()) }
 	n.assemble(verifier)
 	return n, nil
 }
