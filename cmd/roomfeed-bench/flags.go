@@ -19,7 +19,7 @@ type options struct {
 	label      string
 	replot     string
 	backends   []string
-	scenarios  map[int]bool // scenarios to run, 1 to 6
+	scenarios  map[int]bool // scenarios to run, 1 to lastScenario
 	scenGiven  bool         // --scenarios was set: run exactly those on every backend
 	pgURL      string
 	redisURL   string
@@ -44,6 +44,12 @@ type options struct {
 	catchTrials int
 	writers     []int
 	writeDur    time.Duration
+
+	fullSubs     int
+	fullParallel []int
+	fullRate     float64
+	fullDur      time.Duration
+	fullSettle   time.Duration
 }
 
 // listFlags holds the flags that name lists, as typed, until parseLists
@@ -51,6 +57,7 @@ type options struct {
 type listFlags struct {
 	backends, scenarios, serverArgs string
 	fanSubs, satRates, writers      string
+	fullParallel                    string
 }
 
 // parseFlags reads the command line. A scenario flag left at its zero value
@@ -110,6 +117,11 @@ func (o *options) registerScenarios(fs *flag.FlagSet, l *listFlags) {
 	fs.IntVar(&o.catchTrials, "catchup-trials", 0, "scenario 4: reconnections measured (default 3, --full 7)")
 	fs.StringVar(&l.writers, "writers", "1,16,64", "scenario 6: concurrent writers")
 	fs.DurationVar(&o.writeDur, "write-duration", 0, "scenario 6: time per point (default 4s, --full 10s)")
+	fs.IntVar(&o.fullSubs, "full-subs", 19000, "scenario 7: subscribers on one node (over a tenth as many rooms); needs that many descriptors in each process")
+	fs.StringVar(&l.fullParallel, "full-parallel", "50,1000", "scenario 7: subscribers connecting at a time, one fresh server each")
+	fs.Float64Var(&o.fullRate, "full-rate", 1000, "scenario 7: writes per second over the rooms once all are connected")
+	fs.DurationVar(&o.fullDur, "full-duration", 0, "scenario 7: writing time (default 10s, --full 30s)")
+	fs.DurationVar(&o.fullSettle, "full-settle", 8*time.Second, "scenario 7: idle time between the last connection and reading the server's RSS")
 }
 
 // resolveDefaults gives the scenario flags left at zero (or empty) the
@@ -127,6 +139,7 @@ func (o *options) resolveDefaults(l *listFlags) {
 	pick(&o.satDur, 3*time.Second, 6*time.Second)
 	pick(&o.manyDur, 10*time.Second, 30*time.Second)
 	pick(&o.writeDur, 4*time.Second, 10*time.Second)
+	pick(&o.fullDur, 10*time.Second, 30*time.Second)
 	if o.manyRate <= 0 {
 		o.manyRate = 200
 		if o.full {
@@ -155,6 +168,9 @@ func (o *options) parseLists(l listFlags) error {
 	}
 	if o.writers, err = ints(l.writers); err != nil {
 		return fmt.Errorf("--writers: %w", err)
+	}
+	if o.fullParallel, err = ints(l.fullParallel); err != nil {
+		return fmt.Errorf("--full-parallel: %w", err)
 	}
 	if o.satRates, err = rates(l.satRates); err != nil {
 		return fmt.Errorf("--sat-rates: %w", err)
@@ -199,12 +215,15 @@ func rates(s string) ([]float64, error) {
 	return out, nil
 }
 
-// scenarioSet parses a comma-separated list of scenario numbers, 1 to 6;
-// empty means all of them.
+// lastScenario is the highest scenario number.
+const lastScenario = 7
+
+// scenarioSet parses a comma-separated list of scenario numbers, 1 to
+// lastScenario; empty means all of them.
 func scenarioSet(s string) (map[int]bool, error) {
 	set := map[int]bool{}
 	if s == "" {
-		for i := 1; i <= 6; i++ {
+		for i := 1; i <= lastScenario; i++ {
 			set[i] = true
 		}
 		return set, nil
@@ -214,7 +233,7 @@ func scenarioSet(s string) (map[int]bool, error) {
 		return nil, err
 	}
 	for _, n := range ns {
-		if n < 1 || n > 6 {
+		if n < 1 || n > lastScenario {
 			return nil, fmt.Errorf("no scenario %d", n)
 		}
 		set[n] = true

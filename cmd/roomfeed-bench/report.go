@@ -60,6 +60,7 @@ func evaluate(rep *Report) []Target {
 			add("writes", r.Backend, fmt.Sprintf("16 writers, %s room(s): >= %.0f/s", w.Rooms, goal),
 				fmt.Sprintf("%.0f/s, p99 %.1f ms, %d errors", w.PerSec, w.Latency.P99, w.Errors), w.PerSec >= goal && w.Errors == 0)
 		}
+		fullNodeTargets(r, add)
 	}
 	return ts
 }
@@ -123,6 +124,7 @@ func printTable(out io.Writer, rep *Report) {
 			}
 			tw.Flush()
 		}
+		printFullNode(out, r)
 		for _, e := range r.Errors {
 			fmt.Fprintf(out, "[%s] error: %s\n", r.Backend, e)
 		}

@@ -115,6 +115,7 @@ type BackendRun struct {
 	IdleMemory *IdleMemory   `json:"idle_memory,omitempty"`
 	CatchUp    *CatchUp      `json:"catch_up,omitempty"`
 	Writes     []WritePoint  `json:"writes,omitempty"`
+	FullNode   *FullNode     `json:"full_node,omitempty"`
 	Errors     []string      `json:"errors,omitempty"`
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -84,5 +85,23 @@ func TestParseProcStat(t *testing.T) {
 	}
 	if _, _, err := parseProcStat("garbage"); err == nil {
 		t.Fatal("parseProcStat(garbage) must fail")
+	}
+}
+
+func TestParseSockMem(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     int64
+	}{
+		{"linux 6", "sockets: used 331\nTCP: inuse 25 orphan 0 tw 3 alloc 31 mem 7\nUDP: inuse 2 mem 1\n", 7},
+		{"no TCP line", "sockets: used 1\nUDP: inuse 2 mem 1\n", 0},
+		{"no mem field", "TCP: inuse 25 orphan 0\n", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := parseSockMem(strings.NewReader(tt.in)); got != tt.want {
+				t.Errorf("parseSockMem = %d, want %d", got, tt.want)
+			}
+		})
 	}
 }
