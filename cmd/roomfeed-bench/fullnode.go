@@ -42,7 +42,7 @@ type FullNodePoint struct {
 	// per connection, both ends.
 	SlabKiB float64     `json:"kernel_slab_kib_per_connection"`
 	Writes  FanOutPoint `json:"writes"`
-	Error      string      `json:"error,omitempty"`
+	Error   string      `json:"error,omitempty"`
 }
 
 func (b *bench) fullNode(ctx context.Context, be *backend, run *BackendRun) error {
