@@ -38,9 +38,31 @@ type subscriber struct {
 	disorder int64
 	err      error
 
-	last  atomic.Int64
-	count atomic.Int64
-	ended atomic.Bool
+	last      atomic.Int64
+	count     atomic.Int64
+	ended     atomic.Bool
+	errEvents atomic.Int64  // "event: error" frames: the server failed the stream
+	done      chan struct{} // closed when the current connection's reading ends (under mu)
+}
+
+// start reads lines, the current connection's stream, until it ends.
+func (s *subscriber) start(lines *bufio.Reader) {
+	done := make(chan struct{})
+	s.mu.Lock()
+	s.done = done
+	s.mu.Unlock()
+	s.ended.Store(false)
+	go func() {
+		defer close(done)
+		s.read(lines)
+	}()
+}
+
+// endedCh is closed when the current connection's stream ends.
+func (s *subscriber) endedCh() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.done
 }
 
 var errNotSSE = errors.New("not an SSE stream")
@@ -75,6 +97,38 @@ func sourceAddr(hostport string) net.Addr {
 // once the live subscription is registered on the server. cursor < 0 sends
 // no Last-Event-ID.
 func subscribe(ctx context.Context, hostport, room string, cursor int64) (*subscriber, error) {
+	st, err := openStream(ctx, hostport, room, cursor)
+	if err != nil {
+		return nil, err
+	}
+	s := &subscriber{room: room, conn: st.conn, from: st.from}
+	s.last.Store(st.from)
+	s.start(st.lines)
+	return s, nil
+}
+
+// stream is an SSE response whose opening comment was read.
+type stream struct {
+	conn  net.Conn
+	lines *bufio.Reader
+	from  int64 // the cursor the server says the stream starts from
+}
+
+// statusError is a response other than 200.
+type statusError struct {
+	status int
+	body   string
+}
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("%v: %d %s: %s", errNotSSE, e.status, http.StatusText(e.status), e.body)
+}
+
+func (e *statusError) Unwrap() error { return errNotSSE }
+
+// openStream sends GET /rooms/{room}/events (with Last-Event-ID when
+// cursor >= 0) and reads up to the stream's opening comment.
+func openStream(ctx context.Context, hostport, room string, cursor int64) (*stream, error) {
 	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: sourceAddr(hostport)}
 	conn, err := d.DialContext(ctx, "tcp", hostport)
 	if err != nil {
@@ -100,16 +154,15 @@ func subscribe(ctx context.Context, hostport, room string, cursor int64) (*subsc
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		conn.Close()
-		return nil, fmt.Errorf("%w: %s: %s", errNotSSE, resp.Status, b)
+		return nil, &statusError{status: resp.StatusCode, body: string(b)}
 	}
 	body := resp.Body
 	if resp.ContentLength < 0 && len(resp.TransferEncoding) == 0 {
 		body = io.NopCloser(br) // identity encoding until close
 	}
-	lines := bufio.NewReaderSize(body, 4096)
-	s := &subscriber{room: room, conn: conn, from: -1}
-	for s.from < 0 {
-		line, err := lines.ReadSlice('\n')
+	st := &stream{conn: conn, lines: bufio.NewReaderSize(body, 4096), from: -1}
+	for st.from < 0 {
+		line, err := st.lines.ReadSlice('\n')
 		if err != nil {
 			conn.Close()
 			return nil, fmt.Errorf("reading the stream's opening: %w", err)
@@ -120,7 +173,7 @@ func subscribe(ctx context.Context, hostport, room string, cursor int64) (*subsc
 				conn.Close()
 				return nil, fmt.Errorf("%w: opening comment %q", errNotSSE, line)
 			}
-			s.from, err = strconv.ParseInt(string(bytes.TrimSpace(rest[i+6:])), 10, 64)
+			st.from, err = strconv.ParseInt(string(bytes.TrimSpace(rest[i+6:])), 10, 64)
 			if err != nil {
 				conn.Close()
 				return nil, fmt.Errorf("%w: opening comment %q", errNotSSE, line)
@@ -128,9 +181,21 @@ func subscribe(ctx context.Context, hostport, room string, cursor int64) (*subsc
 		}
 	}
 	_ = conn.SetDeadline(time.Time{})
-	s.last.Store(s.from)
-	go s.read(lines)
-	return s, nil
+	return st, nil
+}
+
+// resume reconnects s, whose stream ended, from the last seq it received;
+// it keeps what s received. The caller retries when it fails.
+func (s *subscriber) resume(ctx context.Context, hostport string) error {
+	st, err := openStream(ctx, hostport, s.room, s.last.Load())
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.conn = st.conn
+	s.mu.Unlock()
+	s.start(st.lines)
+	return nil
 }
 
 func (s *subscriber) read(r *bufio.Reader) {
@@ -150,6 +215,9 @@ func (s *subscriber) read(r *bufio.Reader) {
 			break
 		}
 		if len(line) < 5 || line[0] != 'i' || line[1] != 'd' || line[2] != ':' {
+			if bytes.HasPrefix(line, []byte("event: error")) {
+				s.errEvents.Add(1)
+			}
 			continue
 		}
 		t := now()
@@ -192,7 +260,12 @@ func (s *subscriber) read(r *bufio.Reader) {
 	s.ended.Store(true)
 }
 
-func (s *subscriber) close() { s.conn.Close() }
+func (s *subscriber) close() {
+	s.mu.Lock()
+	c := s.conn
+	s.mu.Unlock()
+	c.Close()
+}
 
 // received returns the receipt time of seq, 0 if none.
 func (s *subscriber) received(seq int64) int64 {

@@ -50,6 +50,8 @@ type options struct {
 	fullRate     float64
 	fullDur      time.Duration
 	fullSettle   time.Duration
+	stormRate    float64
+	stormLimit   time.Duration
 }
 
 // listFlags holds the flags that name lists, as typed, until parseLists
@@ -121,6 +123,8 @@ func (o *options) registerScenarios(fs *flag.FlagSet, l *listFlags) {
 	fs.StringVar(&l.fullParallel, "full-parallel", "50,1000", "scenario 7: subscribers connecting at a time, one fresh server each")
 	fs.Float64Var(&o.fullRate, "full-rate", 1000, "scenario 7: writes per second over the rooms once all are connected")
 	fs.DurationVar(&o.fullDur, "full-duration", 0, "scenario 7: writing time (default 10s, --full 30s)")
+	fs.Float64Var(&o.stormRate, "storm-rate", 200, "scenario 8: writes per second while the node is stopped and restarted (its --full-subs subscribers reconnect)")
+	fs.DurationVar(&o.stormLimit, "storm-limit", 2*time.Minute, "scenario 8: how long after the restart every subscriber may take to be live again")
 	fs.DurationVar(&o.fullSettle, "full-settle", 8*time.Second, "scenario 7: idle time between the last connection and reading the server's RSS")
 }
 
@@ -216,7 +220,7 @@ func rates(s string) ([]float64, error) {
 }
 
 // lastScenario is the highest scenario number.
-const lastScenario = 7
+const lastScenario = 8
 
 // scenarioSet parses a comma-separated list of scenario numbers, 1 to
 // lastScenario; empty means all of them.

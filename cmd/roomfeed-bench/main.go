@@ -151,7 +151,7 @@ func raiseNoFileFor(o *options) uint64 {
 	if need := uint64(o.manySubs + 200); (o.scenarios[3] || o.scenarios[5]) && nofile < need {
 		fmt.Fprintf(os.Stderr, "bench: RLIMIT_NOFILE is %d, below the %d the many-rooms scenario needs; raise the hard limit (ulimit -Hn / prlimit / LimitNOFILE=) or lower --many-subs\n", nofile, need)
 	}
-	if need := uint64(o.fullSubs + 200); o.scenarios[7] && nofile < need {
+	if need := uint64(o.fullSubs + 200); (o.scenarios[7] || o.scenarios[8]) && nofile < need {
 		fmt.Fprintf(os.Stderr, "bench: RLIMIT_NOFILE is %d, below the %d the full-node scenario needs; raise the hard limit or lower --full-subs\n", nofile, need)
 	}
 	return nofile
@@ -293,6 +293,7 @@ func (b *bench) runBackend(ctx context.Context, be *backend, load *LoadInfo) Bac
 	step(4, "catch-up", 3*time.Minute, func(c context.Context) error { return b.catchUp(c, be, &res) })
 	step(6, "writes", 3*time.Minute, func(c context.Context) error { return b.writes(c, be, &res) })
 	step(7, "one node at its descriptor limit", 10*time.Minute, func(c context.Context) error { return b.fullNode(c, be, &res) })
+	step(8, "reconnect storm", 15*time.Minute, func(c context.Context) error { return b.storm(c, be, &res) })
 	return res
 }
 

@@ -61,6 +61,7 @@ func evaluate(rep *Report) []Target {
 				fmt.Sprintf("%.0f/s, p99 %.1f ms, %d errors", w.PerSec, w.Latency.P99, w.Errors), w.PerSec >= goal && w.Errors == 0)
 		}
 		fullNodeTargets(r, add)
+		stormTargets(r, add)
 	}
 	return ts
 }
@@ -125,6 +126,7 @@ func printTable(out io.Writer, rep *Report) {
 			tw.Flush()
 		}
 		printFullNode(out, r)
+		printStorm(out, r)
 		for _, e := range r.Errors {
 			fmt.Fprintf(out, "[%s] error: %s\n", r.Backend, e)
 		}

@@ -116,6 +116,7 @@ type BackendRun struct {
 	CatchUp    *CatchUp      `json:"catch_up,omitempty"`
 	Writes     []WritePoint  `json:"writes,omitempty"`
 	FullNode   *FullNode     `json:"full_node,omitempty"`
+	Storm      *Storm        `json:"reconnect_storm,omitempty"`
 	Errors     []string      `json:"errors,omitempty"`
 }
 
@@ -133,19 +134,28 @@ func (b *bench) withServer(ctx context.Context, be *backend, name string, fn fun
 	if b.cfg.target != "" {
 		return fn(&server{name: "target", url: b.cfg.target, pid: b.cfg.targetPID})
 	}
-	args, err := be.args(ctx, b.dir)
+	args, err := b.serverArgs(ctx, be, "127.0.0.1:0")
 	defer be.cleanup(ctx)
 	if err != nil {
 		return err
 	}
-	args = append([]string{"--addr", "127.0.0.1:0", "--web-dir", b.dir + "/no-web"}, args...)
-	args = append(args, b.cfg.serverArgs...)
 	srv, err := startProcess(ctx, "roomfeed", b.serverBin, args, fmt.Sprintf("%s/server-%s-%s.log", b.dir, be.name, name))
 	if err != nil {
 		return err
 	}
 	defer srv.stop()
 	return fn(srv)
+}
+
+// serverArgs prepares the backend's storage for a fresh run and returns the
+// flags of a server listening on addr; the caller cleans the backend up.
+func (b *bench) serverArgs(ctx context.Context, be *backend, addr string) ([]string, error) {
+	args, err := be.args(ctx, b.dir)
+	if err != nil {
+		return nil, err
+	}
+	args = append([]string{"--addr", addr, "--web-dir", b.dir + "/no-web"}, args...)
+	return append(args, b.cfg.serverArgs...), nil
 }
 
 func hostport(u string) string {
