@@ -107,6 +107,8 @@ type Server struct {
 	logger *slog.Logger
 	router *gin.Engine
 	limits *limiter
+	// opening bounds the streams being opened at once (serveFeed).
+	opening chan struct{}
 	// publisher runs the publishes of answered writes (publish.go).
 	publisher *publisher
 }
@@ -119,7 +121,8 @@ func New(cfg Config, store Store, log EventLog, feeds *sse.Engine, logger *slog.
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, store: store, log: log, feeds: feeds, logger: logger, limits: newLimiter(cfg.Limits)}
+	s := &Server{cfg: cfg, store: store, log: log, feeds: feeds, logger: logger, limits: newLimiter(cfg.Limits),
+		opening: make(chan struct{}, maxOpening)}
 	s.publisher = newPublisher()
 	s.router = s.routes()
 	return s
