@@ -52,6 +52,8 @@ type options struct {
 	fullSettle   time.Duration
 	stormRate    float64
 	stormLimit   time.Duration
+	twoSubs      int
+	twoRate      float64
 }
 
 // listFlags holds the flags that name lists, as typed, until parseLists
@@ -91,7 +93,7 @@ func (o *options) registerRun(fs *flag.FlagSet, l *listFlags) {
 	fs.StringVar(&o.label, "label", "", "what was measured, e.g. the commit of the server (recorded in the JSON)")
 	fs.StringVar(&l.serverArgs, "server-args", "", "extra roomfeed flags, space-separated")
 	fs.StringVar(&l.backends, "backends", "sqlite,postgres", "backends to run: sqlite, postgres (PostgreSQL + Redis; skipped with a note when unreachable)")
-	fs.StringVar(&l.scenarios, "scenarios", "", "scenarios to run, e.g. 1,4,6 (default all on sqlite; 1,4,6 on postgres unless --full)")
+	fs.StringVar(&l.scenarios, "scenarios", "", "scenarios to run, e.g. 1,4,6 (default all on sqlite but 9; 1,4,6,9 on postgres unless --full)")
 	fs.StringVar(&o.pgURL, "postgres-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL database; each run makes and drops its own schema")
 	fs.StringVar(&o.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis; each run uses its own key prefix and deletes its keys")
 	fs.BoolVar(&o.full, "full", false, "longer phases and more points (about 15 minutes)")
@@ -125,6 +127,8 @@ func (o *options) registerScenarios(fs *flag.FlagSet, l *listFlags) {
 	fs.DurationVar(&o.fullDur, "full-duration", 0, "scenario 7: writing time (default 10s, --full 30s)")
 	fs.Float64Var(&o.stormRate, "storm-rate", 200, "scenario 8: writes per second while the node is stopped and restarted (its --full-subs subscribers reconnect)")
 	fs.DurationVar(&o.stormLimit, "storm-limit", 2*time.Minute, "scenario 8: how long after the restart every subscriber may take to be live again")
+	fs.IntVar(&o.twoSubs, "two-subs", 1000, "scenario 9 (postgres): subscribers of one room on node B")
+	fs.Float64Var(&o.twoRate, "two-rate", 100, "scenario 9 (postgres): writes per second through node A (for --fan-duration)")
 	fs.DurationVar(&o.fullSettle, "full-settle", 8*time.Second, "scenario 7: idle time between the last connection and reading the server's RSS")
 }
 
@@ -220,7 +224,7 @@ func rates(s string) ([]float64, error) {
 }
 
 // lastScenario is the highest scenario number.
-const lastScenario = 8
+const lastScenario = 9
 
 // scenarioSet parses a comma-separated list of scenario numbers, 1 to
 // lastScenario; empty means all of them.

@@ -294,14 +294,17 @@ func (b *bench) runBackend(ctx context.Context, be *backend, load *LoadInfo) Bac
 	step(6, "writes", 3*time.Minute, func(c context.Context) error { return b.writes(c, be, &res) })
 	step(7, "one node at its descriptor limit", 10*time.Minute, func(c context.Context) error { return b.fullNode(c, be, &res) })
 	step(8, "reconnect storm", 15*time.Minute, func(c context.Context) error { return b.storm(c, be, &res) })
+	if be.name == "postgres" { // nodes share PostgreSQL and Redis
+		step(9, "two nodes", 3*time.Minute, func(c context.Context) error { return b.twoNodes(c, be, &res) })
+	}
 	return res
 }
 
 // scenariosFor returns the scenarios to run on a backend: a quick run does
-// only 1, 4 and 6 on postgres unless --scenarios names them.
+// only 1, 4, 6 and 9 on postgres unless --scenarios names them.
 func (o *options) scenariosFor(backend string) map[int]bool {
 	if backend == "postgres" && !o.full && !o.scenGiven {
-		return map[int]bool{1: true, 4: true, 6: true}
+		return map[int]bool{1: true, 4: true, 6: true, 9: true}
 	}
 	return o.scenarios
 }

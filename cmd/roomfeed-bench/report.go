@@ -62,6 +62,7 @@ func evaluate(rep *Report) []Target {
 		}
 		fullNodeTargets(r, add)
 		stormTargets(r, add)
+		twoNodeTargets(r, add)
 	}
 	return ts
 }
@@ -127,6 +128,7 @@ func printTable(out io.Writer, rep *Report) {
 		}
 		printFullNode(out, r)
 		printStorm(out, r)
+		printTwoNodes(out, r)
 		for _, e := range r.Errors {
 			fmt.Fprintf(out, "[%s] error: %s\n", r.Backend, e)
 		}

@@ -117,6 +117,7 @@ type BackendRun struct {
 	Writes     []WritePoint  `json:"writes,omitempty"`
 	FullNode   *FullNode     `json:"full_node,omitempty"`
 	Storm      *Storm        `json:"reconnect_storm,omitempty"`
+	TwoNodes   *TwoNodes     `json:"two_nodes,omitempty"`
 	Errors     []string      `json:"errors,omitempty"`
 }
 
