@@ -333,18 +333,27 @@ func (r *clusterReader) stop(context.Context) {
 // sync and read the new room.
 func (r *clusterReader) followed(context.Context, string) {}
 
-// appended announces the new tops on the notify channel, in one pipeline.
-// A failure only delays the readers until their next poll. It runs in the
+// appended announces the new tops, rooms of one shard, on the notify
+// channel, in one pipeline to the master of that shard: it has just taken
+// the appends, and a Cluster delivers a PUBLISH to the subscribers of every
+// node (the client would send it to any master, the dead one included). A
+// failure only delays the readers until their next poll. It runs in the
 // Publish that appended, so it waits at most notifyWait, and after a failure
-// (the shard of the channel is down) the announcements stop for
-// publishPause: a dead shard must not slow the publishes to the others.
+// the announcements stop for publishPause: a dead shard must not slow the
+// publishes to the others.
 func (r *clusterReader) appended(ctx context.Context, tops []roomfeed.RoomHead) {
 	if until := r.notifyPause.Load(); until != 0 && time.Now().UnixNano() < until {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, notifyWait)
 	defer cancel()
-	_, err := r.l.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+	var via goredis.Cmdable = r.l.client
+	if cc, ok := r.l.client.(*goredis.ClusterClient); ok {
+		if m, err := cc.MasterForKey(ctx, r.l.streamKey(tops[0].Room)); err == nil {
+			via = m
+		}
+	}
+	_, err := via.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for _, t := range tops {
 			p.Publish(ctx, r.notifyChannel(), notification(t.Room, t.Seq))
 		}

@@ -254,10 +254,6 @@ func (l *Log) appendPipelined(ctx context.Context, batch []*publishReq) {
 	for i, c := range runs {
 		rooms[i] = c.room
 	}
-	var (
-		mu   sync.Mutex
-		tops []roomfeed.RoomHead
-	)
 	l.perShard(ctx, rooms, func(idx []int) {
 		group := make([]*appendRun, len(idx))
 		for k, i := range idx {
@@ -266,14 +262,10 @@ func (l *Log) appendPipelined(ctx context.Context, batch []*publishReq) {
 		pipe := l.client.Pipeline()
 		calls := l.queueCalls(ctx, pipe, group)
 		_, _ = pipe.Exec(ctx) // each command carries its own error
-		t := l.answer(ctx, calls)
-		mu.Lock()
-		tops = append(tops, t...)
-		mu.Unlock()
+		if tops := l.answer(ctx, calls); len(tops) > 0 {
+			l.reader.appended(ctx, tops)
+		}
 	})
-	if len(tops) > 0 {
-		l.reader.appended(ctx, tops)
-	}
 }
 
 // appendRuns sorts the requests of batch by room and seq and cuts them into
