@@ -23,6 +23,7 @@ const (
 	clusterDrain = 4096                   // announcements taken at most before a read
 	readWait     = 500 * time.Millisecond // a read's deadline
 	notifyWait   = 100 * time.Millisecond // an announcement's deadline
+	echoWait     = 200 * time.Millisecond // an announcement not heard back by then: the subscription is down
 )
 
 // clusterReader reads a Redis Cluster, which refuses one XREAD over keys of
@@ -40,6 +41,11 @@ const (
 //     reconnects is lost), so every Block and after every (re)subscription
 //     the reader also reads every followed room. A room Follow registers is
 //     read at once;
+//   - the subscription lives on one node, the master of the channel's slot,
+//     and hears nothing from that master's failure to its replica's
+//     promotion: when an announcement of this node's is not heard back
+//     within echoWait, the reader reads every followed room, and again
+//     after each announcement that goes unheard, until it hears again;
 //   - the reads of the shards are independent: each runs in its own
 //     goroutine with a deadline (readWait) while the reader goes on taking
 //     announcements and starting the reads of the other shards. A shard that
@@ -50,12 +56,14 @@ const (
 type clusterReader struct {
 	l           *Log
 	notifyPause atomic.Int64 // unix nanoseconds: no announcements until then
+	unheard     atomic.Int64 // unix nanoseconds of an announcement not heard back yet; 0: none
 
 	// State of a Run; ps is nil between Runs. Only the Run's goroutine uses
 	// it, but dirty and marks, which the shard reads update under l.mu.
 	ps      *goredis.PubSub
 	msgs    <-chan any
 	poll    *time.Ticker
+	echo    *time.Ticker      // checks unheard
 	dirty   map[string]uint64 // rooms to read, with the mark of their last change
 	marks   uint64            // the last mark given
 	known   map[string]*cursor
@@ -92,6 +100,7 @@ func (r *clusterReader) step(ctx context.Context) error {
 		r.ps = r.l.client.Subscribe(ctx, r.notifyChannel())
 		r.msgs = r.ps.ChannelWithSubscriptions()
 		r.poll = time.NewTicker(r.l.opts.Block)
+		r.echo = time.NewTicker(echoWait / 2)
 		r.all = true
 	}
 	if !r.all {
@@ -134,6 +143,11 @@ func (r *clusterReader) wait(ctx context.Context) {
 		r.sync()
 	case <-r.poll.C:
 		r.all = true
+	case <-r.echo.C:
+		if u := r.unheard.Load(); u != 0 && time.Now().UnixNano()-u > int64(echoWait) {
+			r.unheard.Store(0) // again after the next announcement unheard
+			r.all = true
+		}
 	}
 }
 
@@ -143,6 +157,7 @@ func (r *clusterReader) take(m any) {
 	case *goredis.Subscription:
 		r.all = true // (re)subscribed: what was announced meanwhile is lost
 	case *goredis.Message:
+		r.unheard.Store(0) // the subscription works
 		top, room, ok := parseNotification(m.Payload)
 		if !ok {
 			return
@@ -319,7 +334,8 @@ func (r *clusterReader) stop(context.Context) {
 	if r.ps != nil {
 		r.ps.Close()
 		r.poll.Stop()
-		r.ps, r.msgs, r.poll = nil, nil, nil
+		r.echo.Stop()
+		r.ps, r.msgs, r.poll, r.echo = nil, nil, nil, nil
 	}
 	r.reads.Wait() // they end with the Run's context
 	r.l.mu.Lock()
@@ -367,6 +383,7 @@ func (r *clusterReader) appended(ctx context.Context, tops []roomfeed.RoomHead) 
 		return
 	}
 	r.notifyPause.Store(0)
+	r.unheard.CompareAndSwap(0, time.Now().UnixNano())
 }
 
 // notification is the payload announcing that room's stream reaches top.
