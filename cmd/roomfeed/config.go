@@ -268,7 +268,10 @@ func (c config) validate() error {
 // (redis://h1:7000,h2:7001) or has the scheme redis-cluster:// (rediss-cluster://
 // for TLS; more seed nodes also as ?addr=host:port), a *redis.Client
 // otherwise. The query options are go-redis's (redis.ParseURL,
-// redis.ParseClusterURL).
+// redis.ParseClusterURL). Either honours its calls' context deadlines
+// (ContextTimeoutEnabled): without it a node that hangs (stopped, or its
+// packets lost) holds a call for the whole ReadTimeout (5 s), whatever
+// deadline roomfeed gave it.
 func newRedisClient(raw string, open bool) (redis.UniversalClient, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -291,6 +294,7 @@ func newRedisClient(raw string, open bool) (redis.UniversalClient, error) {
 		if !open {
 			return nil, nil
 		}
+		opts.ContextTimeoutEnabled = true
 		return redis.NewClient(opts), nil
 	}
 	if p := strings.Trim(u.Path, "/"); p != "" && p != "0" {
@@ -313,6 +317,7 @@ func newRedisClient(raw string, open bool) (redis.UniversalClient, error) {
 	if !open {
 		return nil, nil
 	}
+	opts.ContextTimeoutEnabled = true
 	return redis.NewClusterClient(opts), nil
 }
 
