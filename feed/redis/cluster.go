@@ -22,7 +22,7 @@ const (
 	clusterBatch = 500                    // rooms per pipelined read
 	clusterDrain = 4096                   // announcements taken at most before a read
 	readWait     = 500 * time.Millisecond // a read's deadline
-	notifyWait   = 100 * time.Millisecond // an announcement's deadline
+	notifyWait   = 500 * time.Millisecond // an announcement's deadline
 	echoWait     = 200 * time.Millisecond // an announcement not heard back by then: the subscription is down
 )
 
@@ -54,9 +54,8 @@ const (
 //     read, the client reloads its slot map, and the shard is read again
 //     after shardRetry.
 type clusterReader struct {
-	l           *Log
-	notifyPause atomic.Int64 // unix nanoseconds: no announcements until then
-	unheard     atomic.Int64 // unix nanoseconds of an announcement not heard back yet; 0: none
+	l       *Log
+	unheard atomic.Int64 // unix nanoseconds of an announcement not heard back yet; 0: none
 
 	// State of a Run; ps is nil between Runs. Only the Run's goroutine uses
 	// it, but dirty and marks, which the shard reads update under l.mu.
@@ -353,14 +352,11 @@ func (r *clusterReader) followed(context.Context, string) {}
 // channel, in one pipeline to the master of that shard: it has just taken
 // the appends, and a Cluster delivers a PUBLISH to the subscribers of every
 // node (the client would send it to any master, the dead one included). A
-// failure only delays the readers until their next poll. It runs in the
-// Publish that appended, so it waits at most notifyWait, and after a failure
-// the announcements stop for publishPause: a dead shard must not slow the
-// publishes to the others.
+// failure only delays the readers until their next poll (this node's
+// reader, which does not hear it, at once: see unheard). It waits at most
+// notifyWait, and holds only the Publishes to the same shard.
 func (r *clusterReader) appended(ctx context.Context, tops []roomfeed.RoomHead) {
-	if until := r.notifyPause.Load(); until != 0 && time.Now().UnixNano() < until {
-		return
-	}
+	r.unheard.CompareAndSwap(0, time.Now().UnixNano())
 	ctx, cancel := context.WithTimeout(ctx, notifyWait)
 	defer cancel()
 	var via goredis.Cmdable = r.l.client
@@ -376,14 +372,10 @@ func (r *clusterReader) appended(ctx context.Context, tops []roomfeed.RoomHead) 
 		return nil
 	})
 	if err != nil {
-		r.notifyPause.Store(time.Now().Add(publishPause).UnixNano())
 		r.l.reloadSlots(ctx)
 		r.l.log.LogAttrs(ctx, slog.LevelDebug, "redis notify failed, readers catch up at their next poll",
 			slog.Int("rooms", len(tops)), slog.String("error", err.Error()))
-		return
 	}
-	r.notifyPause.Store(0)
-	r.unheard.CompareAndSwap(0, time.Now().UnixNano())
 }
 
 // notification is the payload announcing that room's stream reaches top.
