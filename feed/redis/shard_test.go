@@ -18,7 +18,9 @@ import (
 // down, and checks that the rooms of the other shards go on: their
 // Publishes succeed while the dead shard's are in flight, and the node
 // delivers them though its subscription lived on the dead master and its
-// poll is a minute away (its own announcements, unheard, make it read).
+// poll is a minute away (its own announcements, unheard, make it read). A
+// room of the dead shard can still be followed and replayed (from the
+// history), so a feed of several rooms opens.
 func TestClusterShardDown(t *testing.T) {
 	cl := testenv.StartRedisCluster(t, 3, 0, time.Second, "--cluster-require-full-coverage", "no")
 	addrs := make([]string, len(cl.Nodes))
@@ -37,9 +39,9 @@ func TestClusterShardDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var dead string
+	var dead, deadLater string // deadLater is followed after the kill
 	live := map[*testenv.RedisNode]string{}
-	for i := 0; dead == "" || len(live) < 2; i++ {
+	for i := 0; dead == "" || deadLater == "" || len(live) < 2; i++ {
 		room := fmt.Sprint("r", i)
 		m, _, err := cl.MasterOf(ctx, addrs[0], keySlot(b.log.streamKey(room)))
 		if err != nil {
@@ -48,6 +50,8 @@ func TestClusterShardDown(t *testing.T) {
 		switch {
 		case m == victim && dead == "":
 			dead = room
+		case m == victim && deadLater == "":
+			deadLater = room
 		case m != victim && live[m] == "":
 			live[m] = room
 		}
@@ -86,4 +90,20 @@ func TestClusterShardDown(t *testing.T) {
 	if err := <-deadErr; !errors.Is(err, feed.ErrUnavailable) {
 		t.Errorf("Publish to %s, on the dead shard: got %v, want feed.ErrUnavailable", dead, err)
 	}
+
+	hist.commitN(deadLater, 2)
+	sub, err := follow(ctx, b.log, deadLater)
+	if err != nil {
+		t.Fatalf("follow %s, on the dead shard: %v", deadLater, err)
+	}
+	t.Cleanup(sub.Close)
+	evs, err := b.log.EventsAfter(ctx, dead, 0, 0)
+	if err != nil {
+		t.Fatalf("EventsAfter on the dead shard: %v", err)
+	}
+	seqs := make([]int64, len(evs))
+	for i, ev := range evs {
+		seqs[i] = ev.Seq
+	}
+	checkRun(t, "EventsAfter on the dead shard", seqs, 1, 2)
 }
