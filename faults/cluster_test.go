@@ -183,7 +183,29 @@ func startClusterFeed(t *testing.T, cl *testenv.Cluster, perMaster, lowSlots int
 	for _, n := range cf.nodes {
 		cf.subs = append(cf.subs, startTimedSub(t, "sub@"+n.name, n.URL(), cf.rooms))
 	}
+	cf.warmUp(t)
 	return cf
+}
+
+// warmUp writes once to every room and waits until every subscriber has
+// it: the timed writes start once the subscribers follow the rooms (on a
+// loaded machine a subscriber may connect after the first writes, which
+// then arrive late through its replay).
+func (cf *clusterFeed) warmUp(t *testing.T) {
+	t.Helper()
+	for _, room := range cf.rooms {
+		if r := putElement(t.Context(), cf.hc, cf.nodes[0].URL(), room, "warm", "", `{}`); !r.acked() {
+			t.Fatalf("warm-up write to %s: status %d, %v", room, r.Status, r.Err)
+		}
+		for _, s := range cf.subs {
+			eventually(t, 30*time.Second, s.name+" following "+room, func() error {
+				if s.count(room) == 0 {
+					return errNotYet
+				}
+				return nil
+			})
+		}
+	}
 }
 
 // pickRooms names rooms until each of the three masters has perMaster of
