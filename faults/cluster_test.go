@@ -29,13 +29,28 @@ const (
 	promotedBound  = 5 * time.Second // the failed shard's rooms, after the promotion
 )
 
-// TestRedisClusterFailover kills the master that serves two of six active
-// rooms. Rooms on the other shards must go on within clusterFailoverBound; the
-// failed shard's rooms must resume within promotedBound of the promotion.
+// TestRedisClusterFailover fails the master that serves two of six active
+// rooms, killed (SIGKILL: its connections refused at once) or hung
+// (SIGSTOP: they go unanswered). Rooms on the other shards must go on
+// within clusterFailoverBound; the failed shard's rooms must resume within
+// promotedBound of the promotion.
 func TestRedisClusterFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault test")
 	}
+	for _, tc := range []struct {
+		name string
+		fail func(*testenv.RedisNode)
+	}{
+		{"killed", (*testenv.RedisNode).Kill},
+		{"hung", (*testenv.RedisNode).Stop},
+	} {
+		t.Run(tc.name, func(t *testing.T) { clusterFailover(t, tc.fail) })
+	}
+}
+
+// clusterFailover runs TestRedisClusterFailover with one way of failing.
+func clusterFailover(t *testing.T, fail func(*testenv.RedisNode)) {
 	// The operator's part of the bound (README "Guarantees"): with the
 	// default cluster-require-full-coverage yes, every shard refuses every
 	// command (CLUSTERDOWN) from the failure's detection until the promotion.
@@ -48,8 +63,8 @@ func TestRedisClusterFailover(t *testing.T) {
 	stopWriting := cf.write(t)
 	time.Sleep(3 * time.Second)
 
-	killAt := time.Now()
-	victim.Kill()
+	failAt := time.Now()
+	fail(victim)
 	via := cl.Nodes[0].Addr
 	if victim == cl.Nodes[0] {
 		via = cl.Nodes[1].Addr
@@ -66,7 +81,7 @@ func TestRedisClusterFailover(t *testing.T) {
 		promotedAt = time.Now()
 		return nil
 	})
-	t.Logf("killed master %s; replica promoted after %v", victim.Addr, promotedAt.Sub(killAt).Round(time.Millisecond))
+	t.Logf("failed master %s; replica promoted after %v", victim.Addr, promotedAt.Sub(failAt).Round(time.Millisecond))
 	time.Sleep(promotedBound + 3*time.Second)
 	stopWriting()
 	cf.stop(t)
