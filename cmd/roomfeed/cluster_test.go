@@ -56,6 +56,39 @@ func TestRedisClientSelection(t *testing.T) {
 	}
 }
 
+// TestRedisClientTimeouts: both clients honour their calls' context
+// deadlines, and a Cluster client dials and reads within 1 s unless
+// REDIS_URL says otherwise.
+func TestRedisClientTimeouts(t *testing.T) {
+	single, err := newRedisClient("redis://127.0.0.1:6379/0", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer single.Close()
+	if !single.(*redis.Client).Options().ContextTimeoutEnabled {
+		t.Errorf("single Redis: got ContextTimeoutEnabled false, want true")
+	}
+	for _, tc := range []struct {
+		url        string
+		dial, read time.Duration
+		retries    int
+	}{
+		{url: "redis-cluster://h1:7000", dial: time.Second, read: time.Second, retries: 2},
+		{url: "redis-cluster://h1:7000?dial_timeout=3s&read_timeout=4s&dialer_retries=5", dial: 3 * time.Second, read: 4 * time.Second, retries: 5},
+	} {
+		c, err := newRedisClient(tc.url, true)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.url, err)
+		}
+		o := c.(*redis.ClusterClient).Options()
+		if !o.ContextTimeoutEnabled || o.DialTimeout != tc.dial || o.ReadTimeout != tc.read || o.DialerRetries != tc.retries {
+			t.Errorf("%s: got ContextTimeoutEnabled %v, DialTimeout %v, ReadTimeout %v, DialerRetries %d; want true, %v, %v, %d",
+				tc.url, o.ContextTimeoutEnabled, o.DialTimeout, o.ReadTimeout, o.DialerRetries, tc.dial, tc.read, tc.retries)
+		}
+		c.Close()
+	}
+}
+
 // TestClusterTwoNodes runs two nodes on PostgreSQL and a three-master Redis
 // Cluster named by REDIS_URL: writes through node A reach subscribers on
 // node B, in order and exactly once, presence and signals cross the nodes,

@@ -273,7 +273,10 @@ func (c config) validate() error {
 // (redis://h1:7000,h2:7001) or has the scheme redis-cluster:// (rediss-cluster://
 // for TLS; more seed nodes also as ?addr=host:port), a *redis.Client
 // otherwise. The query options are go-redis's (redis.ParseURL,
-// redis.ParseClusterURL).
+// redis.ParseClusterURL). Either honours its calls' context deadlines
+// (ContextTimeoutEnabled): without it a node that hangs (stopped, or its
+// packets lost) holds a call for the whole ReadTimeout (5 s), whatever
+// deadline roomfeed gave it.
 func newRedisClient(raw string, open bool) (redis.UniversalClient, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -296,6 +299,7 @@ func newRedisClient(raw string, open bool) (redis.UniversalClient, error) {
 		if !open {
 			return nil, nil
 		}
+		opts.ContextTimeoutEnabled = true
 		return redis.NewClient(opts), nil
 	}
 	if p := strings.Trim(u.Path, "/"); p != "" && p != "0" {
@@ -318,7 +322,36 @@ func newRedisClient(raw string, open bool) (redis.UniversalClient, error) {
 	if !open {
 		return nil, nil
 	}
+	opts.ContextTimeoutEnabled = true
+	clusterTimeouts(opts)
 	return redis.NewClusterClient(opts), nil
+}
+
+// Timeouts of a Cluster client whose REDIS_URL does not set them
+// (dial_timeout, dialer_retries, read_timeout).
+const (
+	clusterDialTimeout   = time.Second
+	clusterDialerRetries = 2
+	clusterReadTimeout   = time.Second
+)
+
+// clusterTimeouts sets the timeouts REDIS_URL left to go-redis's defaults
+// (5 s dials, tried 5 times, 5 s reads). go-redis reloads the slot map with
+// no deadline of its own, asking the nodes one by one in random order: with
+// its defaults, a master that hangs, or whose host is gone (no refusal,
+// packets lost), kept the map stale, and its rooms on the dead master after
+// the promotion, for 5 s at a read and up to 25 s at a dial. roomfeed's own
+// calls have shorter deadlines.
+func clusterTimeouts(opts *redis.ClusterOptions) {
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = clusterDialTimeout
+	}
+	if opts.DialerRetries == 0 {
+		opts.DialerRetries = clusterDialerRetries
+	}
+	if opts.ReadTimeout == 0 {
+		opts.ReadTimeout = clusterReadTimeout
+	}
 }
 
 // webDir returns the web app directory if it holds a built app.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -99,7 +100,7 @@ type Log struct {
 	running atomic.Bool
 	wake    chan struct{} // signalled when Follow registers a room
 
-	pub     publishQueue  // Publishes waiting for a pipeline
+	pubs    publishQueues // Publishes waiting for a pipeline, per shard
 	pauses  []pause       // per hash slot on a Cluster, one on a single Redis; see publishPause
 	relayed atomic.Uint64 // events the relay found missing and republished
 
@@ -160,13 +161,16 @@ func (l *Log) Ping(ctx context.Context) error {
 
 // EventsAfter returns up to limit events of room with Seq > after, in order and
 // without holes, from the Redis window when it covers the cursor and from
-// the history otherwise (which may answer roomfeed.ErrTrimmed). limit <= 0 means a
-// default page of 1000.
+// the history otherwise (which may answer roomfeed.ErrTrimmed), as when
+// Redis does not answer within readWait (the room's shard is down). limit
+// <= 0 means a default page of 1000.
 func (l *Log) EventsAfter(ctx context.Context, room string, after int64, limit int) ([]roomfeed.Event, error) {
 	if limit <= 0 {
 		limit = rangeLimit
 	}
-	msgs, err := l.client.XRangeN(ctx, l.streamKey(room), "("+strconv.FormatInt(after, 10)+"-0", "+", int64(limit)).Result()
+	rctx, cancel := context.WithTimeout(ctx, readWait)
+	defer cancel()
+	msgs, err := l.client.XRangeN(rctx, l.streamKey(room), "("+strconv.FormatInt(after, 10)+"-0", "+", int64(limit)).Result()
 	if err != nil {
 		l.log.LogAttrs(ctx, slog.LevelDebug, "redis range failed, reading history",
 			slog.String("room", room), slog.String("error", err.Error()))
@@ -221,6 +225,25 @@ func (l *Log) streamTop(ctx context.Context, room string) (string, error) {
 	return msgs[0].ID, nil
 }
 
+// followFrom returns the entry id a new follower of room starts after: the
+// stream's top or, on a Cluster whose shard of room does not answer, the
+// room's head in the history (see Follow).
+func (l *Log) followFrom(ctx context.Context, room string) (string, error) {
+	rctx, cancel := context.WithTimeout(ctx, readWait)
+	defer cancel()
+	top, err := l.streamTop(rctx, room)
+	_, cluster := l.client.(*goredis.ClusterClient)
+	down := err != nil && (unreachable(err) || errors.Is(err, context.DeadlineExceeded))
+	if !cluster || !down || ctx.Err() != nil {
+		return top, err
+	}
+	head, herr := l.hist.Head(ctx, room)
+	if herr != nil {
+		return "", errors.Join(err, herr)
+	}
+	return strconv.FormatInt(head, 10) + "-0", nil
+}
+
 // StreamTops returns, for each room, the seq of the last entry of its stream
 // (0 when there is none): every committed event of the room up to it has
 // been published. Retention never trims the SQL history above it.
@@ -262,6 +285,14 @@ func (l *Log) topCmds(ctx context.Context, rooms []string) ([]*goredis.XMessageS
 // Deliveries may show a jump in seq, never a reordering: after Redis lost
 // its data (only the window is republished) or when the reader fell further
 // behind than the stream keeps; the subscriber fills it with EventsAfter.
+//
+// On a Redis Cluster, when the room's shard does not answer within
+// readWait (its master died and a replica is being promoted), Follow starts
+// from the room's head in the history instead of the stream's top, so that
+// a feed of several rooms opens while one of their shards is down: what
+// the stream holds up to that head the caller reads with EventsAfter (the
+// history answers it), what comes above it the reader delivers once the
+// shard is back.
 func (l *Log) Follow(ctx context.Context, room string) error {
 	l.mu.Lock()
 	_, followed := l.rooms[room]
@@ -269,7 +300,7 @@ func (l *Log) Follow(ctx context.Context, room string) error {
 	if followed {
 		return nil
 	}
-	top, err := l.streamTop(ctx, room)
+	top, err := l.followFrom(ctx, room)
 	if err != nil {
 		if unreachable(err) {
 			err = fmt.Errorf("%w: %w", feed.ErrUnavailable, err)

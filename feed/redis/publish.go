@@ -124,12 +124,36 @@ func unreachable(err error) bool {
 // Publishes made at the same time share one pipelined round trip to Redis:
 // the first of them sends every event queued by then while the others wait
 // for their answers, then hands the queue to the first Publish that arrived
-// meanwhile. A lone Publish goes straight out, so it waits for nobody.
+// meanwhile. A lone Publish goes straight out, so it waits for nobody. On a
+// Redis Cluster each master has its own queue: a Publish waits only for
+// the pipelines of its own shard, so a dead shard holds its own rooms'
+// Publishes until their deadline, never the others'.
 
 // pipelineEvents bounds the events of one pipeline.
 const pipelineEvents = 256
 
-// publishQueue holds the Publishes waiting for a pipeline.
+// publishQueues holds the queue of each shard.
+type publishQueues struct {
+	mu     sync.Mutex
+	shards map[string]*publishQueue // by shardOf
+}
+
+// of returns the queue of shard.
+func (qs *publishQueues) of(shard string) *publishQueue {
+	qs.mu.Lock()
+	defer qs.mu.Unlock()
+	if qs.shards == nil {
+		qs.shards = make(map[string]*publishQueue)
+	}
+	q := qs.shards[shard]
+	if q == nil {
+		q = &publishQueue{}
+		qs.shards[shard] = q
+	}
+	return q
+}
+
+// publishQueue holds the Publishes to one shard waiting for a pipeline.
 type publishQueue struct {
 	mu       sync.Mutex
 	flushing bool // a caller is sending a pipeline; queue waits for the next
@@ -149,11 +173,11 @@ type publishReq struct {
 
 // appendCoalesced appends ev to its room's stream as appendBatch(ctx,
 // ev.Room, []roomfeed.Event{ev}, false) does, in a pipeline shared with the
-// Publishes made at the same time. The pipeline runs under the context of
-// the caller that sends it.
+// Publishes to the same shard made at the same time. The pipeline runs
+// under the context of the caller that sends it.
 func (l *Log) appendCoalesced(ctx context.Context, ev roomfeed.Event) (bool, int64, error) {
 	r := &publishReq{ev: ev, done: make(chan struct{})}
-	q := &l.pub
+	q := l.pubs.of(l.shardOf(ctx, ev.Room))
 	q.mu.Lock()
 	q.queue = append(q.queue, r)
 	wait := q.flushing
@@ -230,10 +254,6 @@ func (l *Log) appendPipelined(ctx context.Context, batch []*publishReq) {
 	for i, c := range runs {
 		rooms[i] = c.room
 	}
-	var (
-		mu   sync.Mutex
-		tops []roomfeed.RoomHead
-	)
 	l.perShard(ctx, rooms, func(idx []int) {
 		group := make([]*appendRun, len(idx))
 		for k, i := range idx {
@@ -242,14 +262,10 @@ func (l *Log) appendPipelined(ctx context.Context, batch []*publishReq) {
 		pipe := l.client.Pipeline()
 		calls := l.queueCalls(ctx, pipe, group)
 		_, _ = pipe.Exec(ctx) // each command carries its own error
-		t := l.answer(ctx, calls)
-		mu.Lock()
-		tops = append(tops, t...)
-		mu.Unlock()
+		if tops := l.answer(ctx, calls); len(tops) > 0 {
+			l.reader.appended(ctx, tops)
+		}
 	})
-	if len(tops) > 0 {
-		l.reader.appended(ctx, tops)
-	}
 }
 
 // appendRuns sorts the requests of batch by room and seq and cuts them into

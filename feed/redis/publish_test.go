@@ -136,10 +136,11 @@ func TestPublishCoalesced(t *testing.T) {
 		room := fmt.Sprint("room", i)
 		checkRun(t, "stream "+room, streamSeqs(t, l, room), 1, perRoom)
 	}
-	l.pub.mu.Lock()
-	defer l.pub.mu.Unlock()
-	if l.pub.flushing || len(l.pub.queue) != 0 {
-		t.Errorf("after the Publishes: got flushing=%v and %d queued, want an idle queue", l.pub.flushing, len(l.pub.queue))
+	q := l.pubs.of("")
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.flushing || len(q.queue) != 0 {
+		t.Errorf("after the Publishes: got flushing=%v and %d queued, want an idle queue", q.flushing, len(q.queue))
 	}
 }
 

@@ -33,7 +33,8 @@ type reader interface {
 	// followed is called by Follow once it registered room, so that a
 	// running reader reads the room soon.
 	followed(ctx context.Context, room string)
-	// appended is called once appends moved the streams of rooms up to tops.
+	// appended is called once appends moved the streams of rooms up to
+	// tops; on a Cluster the rooms share a shard.
 	appended(ctx context.Context, tops []roomfeed.RoomHead)
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -99,6 +100,8 @@ func (r *relay) pass(ctx context.Context) error {
 // epoch returns the value of the epoch key, setting a new random one when it
 // is missing.
 func (l *Log) epoch(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, readWait) // on a Cluster its shard may be the one down
+	defer cancel()
 	key := l.opts.Prefix + "epoch"
 	if err := l.client.SetNX(ctx, key, randomID(), 0).Err(); err != nil {
 		return "", fmt.Errorf("relay: set epoch: %w", err)
@@ -119,42 +122,69 @@ func (l *Log) epoch(ctx context.Context) (string, error) {
 func (l *Log) Relayed() uint64 { return l.relayed.Load() }
 
 // relayHeads brings the stream of every room in hs up to its head. It goes
-// on past a failing room and returns every failure.
+// on past a failing room and returns every failure. The rooms of each
+// Cluster shard are relayed on their own, at the same time, and their tops
+// read with a deadline (readWait): a dead shard fails its own rooms at once
+// and does not hold the relay of the others.
 func (l *Log) relayHeads(ctx context.Context, hs []roomfeed.RoomHead) error {
-	var errs []error
+	var (
+		mu   sync.Mutex
+		errs []error
+	)
 	for batch := range slices.Chunk(hs, relayBatch) {
 		rooms := make([]string, len(batch))
 		for i, h := range batch {
 			rooms[i] = h.Room
 		}
-		cmds, _ := l.topCmds(ctx, rooms) // each command carries its own error
-		for i, h := range batch {
-			msgs, err := cmds[i].Result()
-			if err != nil {
-				errs = append(errs, fmt.Errorf("relay %s: stream top: %w", h.Room, err))
-				continue
+		l.perShard(ctx, rooms, func(idx []int) {
+			if err := l.relayShard(ctx, batch, idx); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
 			}
-			var top int64
-			if len(msgs) > 0 {
-				ev, ok := parseEntry(h.Room, msgs[0])
-				if !ok {
-					errs = append(errs, fmt.Errorf("relay %s: foreign stream id %s", h.Room, msgs[0].ID))
-					continue
-				}
-				top = ev.Seq
-			}
-			if top >= h.Seq {
-				continue
-			}
-			if err := l.fill(ctx, h.Room, top, h.Seq, nil); err != nil {
-				errs = append(errs, fmt.Errorf("relay %s up to %d: %w", h.Room, h.Seq, err))
-				continue
-			}
-			l.relayed.Add(uint64(min(h.Seq-top, max(l.opts.MaxLen, 1))))
-		}
+		})
 		if ctx.Err() != nil {
 			break
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// relayShard brings up to their heads the streams of the rooms hs[i], i in
+// idx, which share a shard.
+func (l *Log) relayShard(ctx context.Context, hs []roomfeed.RoomHead, idx []int) error {
+	rooms := make([]string, len(idx))
+	for k, i := range idx {
+		rooms[k] = hs[i].Room
+	}
+	topCtx, cancel := context.WithTimeout(ctx, readWait)
+	cmds, _ := l.topCmds(topCtx, rooms) // each command carries its own error
+	cancel()
+	var errs []error
+	for k, i := range idx {
+		h := hs[i]
+		msgs, err := cmds[k].Result()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("relay %s: stream top: %w", h.Room, err))
+			continue
+		}
+		var top int64
+		if len(msgs) > 0 {
+			ev, ok := parseEntry(h.Room, msgs[0])
+			if !ok {
+				errs = append(errs, fmt.Errorf("relay %s: foreign stream id %s", h.Room, msgs[0].ID))
+				continue
+			}
+			top = ev.Seq
+		}
+		if top >= h.Seq {
+			continue
+		}
+		if err := l.fill(ctx, h.Room, top, h.Seq, nil); err != nil {
+			errs = append(errs, fmt.Errorf("relay %s up to %d: %w", h.Room, h.Seq, err))
+			continue
+		}
+		l.relayed.Add(uint64(min(h.Seq-top, max(l.opts.MaxLen, 1))))
 	}
 	return errors.Join(errs...)
 }

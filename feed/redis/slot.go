@@ -62,18 +62,14 @@ func (l *Log) reloadSlots(ctx context.Context) {
 // masters answered included; one pipeline per master keeps a failing shard
 // to its own rooms. On a single Redis run is called once with every index.
 func (l *Log) perShard(ctx context.Context, rooms []string, run func(idx []int)) {
-	cc, ok := l.client.(*goredis.ClusterClient)
-	if !ok || len(rooms) < 2 {
+	if _, ok := l.client.(*goredis.ClusterClient); !ok || len(rooms) < 2 {
 		run(seqIndices(len(rooms)))
 		return
 	}
 	groups := make(map[string][]int)
 	for i, room := range rooms {
-		var addr string // unknown master: one group of its own, whose commands fail themselves
-		if m, err := cc.MasterForKey(ctx, l.streamKey(room)); err == nil {
-			addr = m.Options().Addr
-		}
-		groups[addr] = append(groups[addr], i)
+		shard := l.shardOf(ctx, room)
+		groups[shard] = append(groups[shard], i)
 	}
 	if len(groups) == 1 {
 		run(seqIndices(len(rooms)))
@@ -84,6 +80,21 @@ func (l *Log) perShard(ctx context.Context, rooms []string, run func(idx []int))
 		wg.Go(func() { run(idx) })
 	}
 	wg.Wait()
+}
+
+// shardOf returns the address of the Cluster master that serves room's
+// stream, as the client's slot map has it; "" on a single Redis, or when the
+// master is unknown (the commands sent there fail by themselves).
+func (l *Log) shardOf(ctx context.Context, room string) string {
+	cc, ok := l.client.(*goredis.ClusterClient)
+	if !ok {
+		return ""
+	}
+	m, err := cc.MasterForKey(ctx, l.streamKey(room))
+	if err != nil {
+		return ""
+	}
+	return m.Options().Addr
 }
 
 func seqIndices(n int) []int {

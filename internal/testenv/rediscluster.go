@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -40,6 +41,13 @@ type Cluster struct {
 type RedisNode struct {
 	Addr string
 	cmd  *exec.Cmd
+}
+
+// Stop stops the node with SIGSTOP: it keeps its connections and accepts
+// new ones (the kernel does) but never answers, as a hung server or a host
+// whose packets are lost would. The cleanup kills it.
+func (n *RedisNode) Stop() {
+	_ = n.cmd.Process.Signal(syscall.SIGSTOP)
 }
 
 // Kill kills the node with SIGKILL.
