@@ -102,6 +102,7 @@ var sentinels = []struct {
 	{repo.ErrStorageFull, Error{http.StatusInsufficientStorage, "storage_full", "the database's disk is full; nothing was written; retry later"}},
 	{repo.ErrUnavailable, Error{http.StatusServiceUnavailable, "database_unavailable", "the database is unavailable; retry later"}},
 	{sse.ErrClosed, Error{http.StatusServiceUnavailable, "shutting_down", "this node is shutting down; reconnect"}},
+	{sse.ErrBusy, Error{http.StatusServiceUnavailable, "catch_up_busy", "too many feeds are catching up on this node; retry after the time in Retry-After"}},
 	{feed.ErrUnavailable, Error{http.StatusServiceUnavailable, "feed_unavailable", "the feed is unavailable; retry later"}},
 	{sse.ErrBadCursor, Error{http.StatusBadRequest, "bad_cursor", "Last-Event-ID must be a sequence number such as 42 or 42-0"}},
 }

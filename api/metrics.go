@@ -33,6 +33,11 @@ type Metrics struct {
 	historyReads   *prometheus.CounterVec
 	replays        prometheus.Counter
 	keyReuses      prometheus.Counter
+	catchUpReads   *prometheus.CounterVec
+	catchUpJoined  *prometheus.CounterVec
+	catchUpWaiting prometheus.Gauge
+	catchUpStreams prometheus.Gauge
+	catchUpRefused prometheus.Counter
 }
 
 // FeedStats are counters the feed keeps itself.
@@ -69,8 +74,13 @@ func NewMetrics(reg *prometheus.Registry, stats FeedStats, extra map[string]func
 		historyReads:   counterVec(reg, "roomfeed_history_reads_total", "Reads of the past answered, by kind: versions (an element's history) or snapshot_at (the room as of a seq).", "kind"),
 		replays:        counter(reg, "roomfeed_idempotent_replays_total", "Writes answered with the recorded answer of their idempotency key (nothing applied)."),
 		keyReuses:      counter(reg, "roomfeed_idempotency_key_reuses_total", "Writes refused because their idempotency key was used for another request (422)."),
+		catchUpReads:   counterVec(reg, "roomfeed_catchup_reads_total", "Reads of the log the SSE streams made (replays, hole fills, heads), by kind: events or head.", "kind"),
+		catchUpJoined:  counterVec(reg, "roomfeed_catchup_reads_joined_total", "Reads a stream took from another stream's read instead of reading the log itself, by kind: events or head.", "kind"),
+		catchUpWaiting: prometheus.NewGauge(prometheus.GaugeOpts{Name: "roomfeed_catchup_waiting", Help: "SSE streams waiting for a read of the log."}),
+		catchUpStreams: prometheus.NewGauge(prometheus.GaugeOpts{Name: "roomfeed_catchup_streams", Help: "SSE streams admitted to catch up whose replay is not sent yet."}),
+		catchUpRefused: counter(reg, "roomfeed_catchup_refused_total", "SSE streams refused with 503 catch_up_busy: too many streams were catching up."),
 	}
-	reg.MustRegister(m.writeLatency, m.deliveryLag)
+	reg.MustRegister(m.writeLatency, m.deliveryLag, m.catchUpWaiting, m.catchUpStreams)
 	if stats != nil {
 		reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -209,5 +219,38 @@ func (m *Metrics) EventDelivered(queued time.Time) {
 func (m *Metrics) StreamEnded(reason string) {
 	if m != nil {
 		m.streamsEnded.WithLabelValues(reason).Inc()
+	}
+}
+
+// CatchUpRead counts a read of the log by the streams, or (joined) one a
+// stream took from another's read.
+func (m *Metrics) CatchUpRead(kind string, joined bool) {
+	switch {
+	case m == nil:
+	case joined:
+		m.catchUpJoined.WithLabelValues(kind).Inc()
+	default:
+		m.catchUpReads.WithLabelValues(kind).Inc()
+	}
+}
+
+// CatchUpWaiting tracks the streams waiting for a read of the log.
+func (m *Metrics) CatchUpWaiting(delta int) {
+	if m != nil {
+		m.catchUpWaiting.Add(float64(delta))
+	}
+}
+
+// CatchUpAdmitted tracks the streams admitted to catch up.
+func (m *Metrics) CatchUpAdmitted(delta int) {
+	if m != nil {
+		m.catchUpStreams.Add(float64(delta))
+	}
+}
+
+// CatchUpRefused counts a stream refused because too many were catching up.
+func (m *Metrics) CatchUpRefused() {
+	if m != nil {
+		m.catchUpRefused.Inc()
 	}
 }

@@ -16,6 +16,14 @@ const (
 	DefaultWriteTimeout = 10 * time.Second
 	DefaultRetry        = 2 * time.Second
 	DefaultReplayPage   = 1000
+	// DefaultCatchUpReads is at most the smallest database pool (SQLite's
+	// read pool of 4), leaving PostgreSQL's pool of 10 room for writes.
+	DefaultCatchUpReads = 4
+	// DefaultCatchUpQueue lets every stream of a node at its descriptor
+	// limit (about 19,000 here) catch up at once after a restart: a stream
+	// waiting for its turn holds nothing but its connection, the pages
+	// being shared.
+	DefaultCatchUpQueue = 20000
 )
 
 // Config holds the engine's settings; a zero field takes its default.
@@ -24,6 +32,8 @@ type Config struct {
 	WriteTimeout time.Duration // deadline of one write to a client; a slower one is dropped
 	Retry        time.Duration // the reconnection delay the "retry:" line asks for
 	ReplayPage   int           // events read from the source at a time
+	CatchUpReads int           // source reads of the streams (replays, fills, heads) running at once at most
+	CatchUpQueue int           // streams catching up at once at most; Open refuses more with ErrBusy
 }
 
 func (c *Config) defaults() {
@@ -38,6 +48,12 @@ func (c *Config) defaults() {
 	}
 	if c.ReplayPage <= 0 {
 		c.ReplayPage = DefaultReplayPage
+	}
+	if c.CatchUpReads <= 0 {
+		c.CatchUpReads = DefaultCatchUpReads
+	}
+	if c.CatchUpQueue <= 0 {
+		c.CatchUpQueue = DefaultCatchUpQueue
 	}
 }
 
@@ -67,6 +83,18 @@ type Observer interface {
 	// StreamEnded: a stream ended, for reason: client_gone, slow_consumer,
 	// shutdown, error or auth_expired.
 	StreamEnded(reason string)
+	// CatchUpRead: the streams read the source (kind ReadEvents or
+	// ReadHead); joined: a stream took the answer of a read already asked
+	// for instead.
+	CatchUpRead(kind string, joined bool)
+	// CatchUpWaiting: delta streams began (+1) or ended (-1) waiting for a
+	// read.
+	CatchUpWaiting(delta int)
+	// CatchUpAdmitted: delta streams were admitted to catch up (+1), or
+	// sent their replay or ended (-1).
+	CatchUpAdmitted(delta int)
+	// CatchUpRefused: Open refused a stream with ErrBusy.
+	CatchUpRefused()
 }
 
 // Why a stream ended (Observer.StreamEnded, the "stream ended" log line).
@@ -83,6 +111,10 @@ type noObserver struct{}
 func (noObserver) EventsReplayed(int)       {}
 func (noObserver) EventDelivered(time.Time) {}
 func (noObserver) StreamEnded(string)       {}
+func (noObserver) CatchUpRead(string, bool) {}
+func (noObserver) CatchUpWaiting(int)       {}
+func (noObserver) CatchUpAdmitted(int)      {}
+func (noObserver) CatchUpRefused()          {}
 
 // Request is what a client asks of a stream, parsed and authorized.
 type Request struct {
@@ -109,6 +141,7 @@ func (e *CursorAheadError) Error() string {
 // env is what an engine hands each of its streams; it never changes.
 type env struct {
 	src  Source
+	gate *gate // how the streams read src
 	obs  Observer
 	log  *slog.Logger
 	cfg  Config
@@ -140,17 +173,19 @@ func New(hub *Hub, src Source, cfg Config, obs Observer, logger *slog.Logger) *E
 	}
 	quit := make(chan struct{})
 	e := &Engine{hub: hub, quit: quit}
-	e.env = &env{src: src, obs: obs, log: logger, cfg: cfg, quit: quit,
+	e.env = &env{src: src, gate: newGate(src, obs, quit, cfg), obs: obs, log: logger, cfg: cfg, quit: quit,
 		pump: newPump(quit, cfg.Heartbeat, logger)}
 	return e
 }
 
 // Open prepares a stream for req before any response is written: it
 // subscribes to every room on the hub, has the source follow it, and places
-// each room's cursor (a room without one starts at its head). Its errors are
-// the caller's to answer: ErrClosed (the node is shutting down), a
-// *CursorAheadError, or the hub's or the source's error. The caller then
-// Serves the stream, or Closes it.
+// each room's cursor (a room without one starts at its head). A stream with
+// a cursor behind its room's head is admitted to catch up, if fewer than
+// Config.CatchUpQueue streams are. Its errors are the caller's to answer:
+// ErrClosed (the node is shutting down), ErrBusy (too many streams catching
+// up), a *CursorAheadError, or the hub's or the source's error. The caller
+// then Serves the stream, or Closes it.
 func (e *Engine) Open(ctx context.Context, req Request) (*Stream, error) {
 	e.mu.Lock()
 	if e.closed {
@@ -177,6 +212,14 @@ func (e *Engine) Open(ctx context.Context, req Request) (*Stream, error) {
 		st.Close()
 		return nil, err
 	}
+	if st.behind() {
+		if !e.env.gate.admit() {
+			st.Close()
+			return nil, ErrBusy
+		}
+		st.admitted = true
+		st.OnEnd(st.caughtUp)
+	}
 	return st, nil
 }
 
@@ -193,8 +236,9 @@ func (st *Stream) open(ctx context.Context, hub *Hub, cursors map[string]int64) 
 			return fmt.Errorf("follow %s: %w", r, err)
 		}
 	}
-	for _, r := range st.rooms {
-		head, err := st.env.src.Head(ctx, r)
+	st.heads = make([]int64, len(st.rooms))
+	for i, r := range st.rooms {
+		head, err := st.env.gate.head(ctx, r)
 		if err != nil {
 			return fmt.Errorf("head of %s: %w", r, err)
 		}
@@ -204,14 +248,34 @@ func (st *Stream) open(ctx context.Context, hub *Hub, cursors map[string]int64) 
 		} else if cur > head {
 			return &CursorAheadError{Room: r, Cursor: cur, Head: head}
 		}
-		st.last[r] = cur
+		st.last[r], st.heads[i] = cur, head
 	}
 	return nil
 }
 
+// behind reports whether a room's cursor is behind its head: the stream
+// has a replay to send.
+func (st *Stream) behind() bool {
+	for i, r := range st.rooms {
+		if st.last[r] < st.heads[i] {
+			return true
+		}
+	}
+	return false
+}
+
+// caughtUp gives back the stream's place among those catching up, if it
+// holds one.
+func (st *Stream) caughtUp() {
+	if st.admitted {
+		st.admitted = false
+		st.env.gate.leave()
+	}
+}
+
 // Close refuses new streams, ends every open one at once (clients reconnect,
-// here or elsewhere), closes the hub, and waits until the streams and the
-// pump have stopped or ctx is done. It is safe to call more than once.
+// here or elsewhere), closes the hub, and waits until the streams, the
+// pump and the catch-up reads have stopped or ctx is done. It is safe to call more than once.
 func (e *Engine) Close(ctx context.Context) {
 	e.mu.Lock()
 	if !e.closed {
@@ -220,10 +284,12 @@ func (e *Engine) Close(ctx context.Context) {
 	}
 	e.mu.Unlock()
 	e.hub.Close()
+	e.env.gate.stop()
 	done := make(chan struct{})
 	go func() {
 		e.streams.Wait()
 		e.env.pump.wait()
+		e.env.gate.waitWorkers()
 		close(done)
 	}()
 	select {

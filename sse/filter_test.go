@@ -252,8 +252,8 @@ func runStream(t *testing.T, e *Engine, src *memSource, rooms []string, cursors 
 	defer st.Close()
 	out := &memWriter{}
 	st.out = out
-	for _, r := range rooms {
-		if err := st.catchUp(ctx, r, -1); err != nil {
+	for i, r := range rooms {
+		if err := st.catchUp(ctx, r, st.heads[i], false); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -26,6 +26,8 @@ type Stream struct {
 	rooms     []string
 	subs      []*Subscription
 	last      map[string]int64 // per room, the seq of the last event sent or skipped
+	heads     []int64          // per room (as rooms), its head at Open: where the replay ends; nil once sent
+	admitted  bool             // holds a place among the streams catching up (gate.admit)
 	composite bool
 	moved     bool      // events skipped since the last id written moved the cursor
 	filter    *Filter   // the events to send; nil = every event
@@ -127,9 +129,17 @@ func (st *Stream) Serve(w http.ResponseWriter, r *http.Request) {
 	}
 	err := st.write(AppendComment(head, "roomfeed "+from))
 	for i := 0; err == nil && i < len(st.rooms); i++ {
-		err = st.catchUp(ctx, st.rooms[i], -1)
+		err = st.catchUp(ctx, st.rooms[i], st.heads[i], false)
 	}
+	// Events above the heads come from the subscriptions, registered
+	// before the heads were read.
+	st.heads = nil
+	st.caughtUp()
 	switch {
+	case errors.Is(err, ErrClosed):
+		st.finish(reasonShutdown)
+	case err != nil && ctx.Err() != nil:
+		st.finish(reasonClientGone)
 	case err != nil:
 		st.finish(st.fail(ctx, err))
 	case conn == nil:
@@ -223,6 +233,9 @@ func (st *Stream) write(b []byte) error {
 	return nil
 }
 
+// ping writes a heartbeat comment: the client sees the stream is alive.
+func (st *Stream) ping() error { return st.write(pingFrame) }
+
 // id is the SSE id after the last event sent.
 func (st *Stream) id() string {
 	if st.composite {
@@ -266,12 +279,13 @@ func (st *Stream) appendMoved(buf []byte) []byte {
 }
 
 // catchUp sends room's events after its cursor from the source, a page at
-// a time, up to until (-1: everything there is); the filter's leftovers
-// move the cursor (appendMoved). A cursor older than the retained history
-// gets a reset.
-func (st *Stream) catchUp(ctx context.Context, room string, until int64) error {
+// a time, up to until, read through the gate (urgent: a hole's fill); the
+// filter's leftovers move the cursor (appendMoved). A cursor older than the
+// retained history gets a reset. While it waits for a read, the client
+// gets a ping every heartbeat.
+func (st *Stream) catchUp(ctx context.Context, room string, until int64, urgent bool) error {
 	var buf []byte
-	err := roomfeed.Pages(ctx, st.env.src, room, st.last[room], until, st.env.cfg.ReplayPage, func(page []roomfeed.Event) error {
+	err := st.env.gate.pages(ctx, room, st.last[room], until, urgent, st.ping, func(page []roomfeed.Event) error {
 		buf = buf[:0]
 		sent := 0
 		for _, ev := range page {
@@ -297,7 +311,7 @@ func (st *Stream) catchUp(ctx context.Context, room string, until int64) error {
 // client that ignores it (curl, a bare EventSource reconnecting on its own)
 // does not loop on the trimmed cursor; the other rooms go on.
 func (st *Stream) reset(ctx context.Context, room string) error {
-	head, err := st.env.src.Head(ctx, room)
+	head, err := st.env.gate.head(ctx, room)
 	if err != nil {
 		return err
 	}
@@ -382,7 +396,7 @@ func (st *Stream) flush(ctx context.Context) error {
 					}
 					buf = buf[:0]
 				}
-				if err := st.catchUp(ctx, m.Room, m.Seq-1); err != nil {
+				if err := st.catchUp(ctx, m.Room, m.Seq-1, true); err != nil {
 					return err
 				}
 				if st.last[m.Room] < m.Seq-1 {
