@@ -39,6 +39,8 @@ type config struct {
 	MaxBodyBytes       int64
 	MaxDataBytes       int
 	SubscriberBuffer   int
+	CatchUpReads       int // sse.Config.CatchUpReads
+	CatchUpQueue       int // sse.Config.CatchUpQueue
 	WebDir             string
 	WebServerURL       string
 	WebTokenEndpoint   string
@@ -172,6 +174,8 @@ func (c *config) serverFlags(f *flagSet) []func() {
 	return []func(){
 		f.integer(&c.MaxDataBytes, setting{"max-data-bytes", "ROOMFEED_MAX_DATA_BYTES", "element data and message data limit"}, d.MaxDataBytes),
 		f.integer(&c.SubscriberBuffer, setting{"subscriber-buffer", "ROOMFEED_SUBSCRIBER_BUFFER", "events buffered per subscriber before it is dropped as slow"}, sse.DefaultBuffer),
+		f.integer(&c.CatchUpReads, setting{"catch-up-reads", "ROOMFEED_CATCH_UP_READS", "reads of the history the SSE streams run at once (replays, hole fills, heads), shared between streams; at most the database pool"}, sse.DefaultCatchUpReads),
+		f.integer(&c.CatchUpQueue, setting{"catch-up-queue", "ROOMFEED_CATCH_UP_QUEUE", "SSE streams catching up at once, waiting their turn (503 catch_up_busy beyond)"}, sse.DefaultCatchUpQueue),
 		f.integer(&c.MaxFeedRooms, setting{"max-feed-rooms", "ROOMFEED_MAX_FEED_ROOMS", "rooms per multiplexed stream (GET /events?room=...)"}, d.MaxFeedRooms),
 		f.list(&c.CORSOrigins, setting{"cors-origins", "ROOMFEED_CORS_ORIGINS", "comma-separated browser origins allowed to call the API"},
 			func(o string) string { return strings.TrimRight(strings.TrimSpace(o), "/") }),
@@ -246,6 +250,8 @@ func (c config) validate() error {
 	check(c.MaxBodyBytes >= 1024, "ROOMFEED_MAX_BODY_BYTES must be at least 1024")
 	check(c.MaxDataBytes >= 64 && int64(c.MaxDataBytes) <= c.MaxBodyBytes, "ROOMFEED_MAX_DATA_BYTES must be between 64 and the body limit")
 	check(c.SubscriberBuffer >= 1 && c.SubscriberBuffer <= 1<<20, "ROOMFEED_SUBSCRIBER_BUFFER must be between 1 and 1048576")
+	check(c.CatchUpReads >= 1 && c.CatchUpReads <= 1000, "ROOMFEED_CATCH_UP_READS must be between 1 and 1000")
+	check(c.CatchUpQueue >= 1, "ROOMFEED_CATCH_UP_QUEUE must be at least 1")
 	check(c.ShutdownTimeout > 0, "ROOMFEED_SHUTDOWN_TIMEOUT must be positive")
 	check(c.DBTimeout >= 100*time.Millisecond, "ROOMFEED_DB_TIMEOUT must be at least 100ms")
 	check((c.TLSCert == "") == (c.TLSKey == ""), "ROOMFEED_TLS_CERT and ROOMFEED_TLS_KEY must be set together")
@@ -375,6 +381,8 @@ func (c config) logAttrs() []slog.Attr {
 		slog.Duration("idempotency_ttl", c.IdempotencyTTL),
 		slog.Int64("versions_keep", c.VersionsKeep),
 		slog.Duration("heartbeat", c.Heartbeat),
+		slog.Int("catch_up_reads", c.CatchUpReads),
+		slog.Int("catch_up_queue", c.CatchUpQueue),
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),
 		slog.Int("max_data_bytes", c.MaxDataBytes),
 		slog.String("web_dir", c.WebDir),

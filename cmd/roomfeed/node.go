@@ -129,7 +129,8 @@ func (n *node) assemble(verifier *api.Verifier) {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := api.NewMetrics(registry, n.hub, n.extra)
-	n.feeds = sse.New(n.hub, n.log, sse.Config{Heartbeat: cfg.Heartbeat, WriteTimeout: cfg.StreamWriteTimeout}, metrics, n.logger)
+	n.feeds = sse.New(n.hub, n.log, sse.Config{Heartbeat: cfg.Heartbeat, WriteTimeout: cfg.StreamWriteTimeout,
+		CatchUpReads: cfg.CatchUpReads, CatchUpQueue: cfg.CatchUpQueue}, metrics, n.logger)
 	n.api = api.New(api.Config{
 		CORSOrigins:    cfg.CORSOrigins,
 		MaxBodyBytes:   cfg.MaxBodyBytes,
