@@ -143,6 +143,7 @@ type serverOpts struct {
 	buffer      int
 	redisMaxLen int64
 	presence    func(hub *sse.Hub) api.Presence
+	source      func(sse.Source) sse.Source // what the feed engine reads instead of the log, if set
 }
 
 func newServer(t *testing.T, be backend, o serverOpts) *testServer {
@@ -166,7 +167,11 @@ func newServer(t *testing.T, be backend, o serverOpts) *testServer {
 	if o.cfg.Metrics != nil {
 		obs = o.cfg.Metrics
 	}
-	feeds := sse.New(hub, log, o.feed, obs, logger)
+	var src sse.Source = log
+	if o.source != nil {
+		src = o.source(log)
+	}
+	feeds := sse.New(hub, src, o.feed, obs, logger)
 	srv := api.New(o.cfg, store, log, feeds, logger)
 	ts := start(t, be, srv, feeds, nil)
 	t.Cleanup(func() {
