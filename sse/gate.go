@@ -75,6 +75,41 @@ type read struct {
 	events []roomfeed.Event
 	head   int64
 	err    error
+
+	encode sync.Once // the events' frames, made by the first stream that wants them
+	wire   []byte    // the frames of events, one after the other
+	ends   []int     // where the frame of each event ends in wire
+}
+
+// histPage is a page of events a stream catches up with, from a read it
+// may share with others.
+type histPage struct {
+	events []roomfeed.Event // r.events[lo:hi]
+	r      *read
+	lo, hi int
+}
+
+// frames returns the page's events framed as a single-room stream without
+// a filter sends them, encoded once for every stream that shares the read:
+// read-only bytes.
+func (p histPage) frames() []byte {
+	r := p.r
+	r.encode.Do(func() {
+		size := 0
+		for _, ev := range r.events {
+			size += len(ev.Type) + len(ev.Data) + 32 // "id: ", "event: ", "data: ", the id, the newlines
+		}
+		r.wire, r.ends = make([]byte, 0, size), make([]int, len(r.events))
+		for i, ev := range r.events {
+			r.wire = AppendEvent(r.wire, ev.ID(), ev.Type, ev.Data)
+			r.ends[i] = len(r.wire)
+		}
+	})
+	start, end := 0, r.ends[p.hi-1]
+	if p.lo > 0 {
+		start = r.ends[p.lo-1]
+	}
+	return r.wire[start:end:end]
 }
 
 func newGate(src Source, obs Observer, quit <-chan struct{}, cfg Config) *gate {
@@ -131,7 +166,7 @@ func (g *gate) head(ctx context.Context, room string) (int64, error) {
 // is awaited. Reading ends early when a read that started after the call
 // brings nothing new (the source has no more).
 func (g *gate) pages(ctx context.Context, room string, after, until int64, urgent bool,
-	ping func() error, fn func([]roomfeed.Event) error) error {
+	ping func() error, fn func(histPage) error) error {
 	var (
 		need  uint64 // reads started up to this one may have started before the call
 		fresh uint64 // join no read started up to this one
@@ -153,11 +188,11 @@ func (g *gate) pages(ctx context.Context, room string, after, until int64, urgen
 			}
 			return r.err
 		}
-		if page := clip(r.events, after, until); len(page) > 0 {
-			if err := fn(page); err != nil {
+		if lo, hi := span(r.events, after, until); lo < hi {
+			if err := fn(histPage{events: r.events[lo:hi], r: r, lo: lo, hi: hi}); err != nil {
 				return err
 			}
-			after = page[len(page)-1].Seq
+			after = r.events[hi-1].Seq
 			continue
 		}
 		if r.order > need || fresh == need {
@@ -336,18 +371,13 @@ func (g *gate) stop() {
 // waitWorkers waits for the workers to leave, after stop.
 func (g *gate) waitWorkers() { g.wg.Wait() }
 
-// clip keeps the events of page in (after, until], in order, sharing its
-// array.
-func clip(page []roomfeed.Event, after, until int64) []roomfeed.Event {
-	i := 0
-	for i < len(page) && page[i].Seq <= after {
-		i++
+// span returns the bounds of the events of page in (after, until]:
+// page[lo:hi], in order.
+func span(page []roomfeed.Event, after, until int64) (lo, hi int) {
+	for lo < len(page) && page[lo].Seq <= after {
+		lo++
 	}
-	page = page[i:]
-	for j, e := range page {
-		if e.Seq > until {
-			return page[:j]
-		}
+	for hi = lo; hi < len(page) && page[hi].Seq <= until; hi++ {
 	}
-	return page
+	return lo, hi
 }

@@ -90,8 +90,8 @@ func catchUpAll(t *testing.T, g *gate, src *heldSource, room string, cursors []i
 	var wg sync.WaitGroup
 	run := func(i int) {
 		wg.Go(func() {
-			out[i].err = g.pages(t.Context(), room, cursors[i], until, false, nil, func(page []roomfeed.Event) error {
-				for _, ev := range page {
+			out[i].err = g.pages(t.Context(), room, cursors[i], until, false, nil, func(p histPage) error {
+				for _, ev := range p.events {
 					out[i].seqs = append(out[i].seqs, ev.Seq)
 				}
 				return nil
@@ -207,8 +207,8 @@ func TestGateRereadsStaleShortPage(t *testing.T) {
 		c := make(chan catchUpResult, 1)
 		go func() {
 			var res catchUpResult
-			res.err = g.pages(t.Context(), "r", after, until, false, nil, func(page []roomfeed.Event) error {
-				for _, ev := range page {
+			res.err = g.pages(t.Context(), "r", after, until, false, nil, func(p histPage) error {
+				for _, ev := range p.events {
 					res.seqs = append(res.seqs, ev.Seq)
 				}
 				return nil
@@ -268,7 +268,7 @@ func TestGateCoalescesHeads(t *testing.T) {
 		}
 	}
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = g.pages(t.Context(), "r", 0, 7, false, nil, func([]roomfeed.Event) error { return nil }) })
+	wg.Go(func() { _ = g.pages(t.Context(), "r", 0, 7, false, nil, func(histPage) error { return nil }) })
 	eventually(t, "the replay's read", func() bool { return src.calls.Load() > 0 })
 	heads := make([]int64, 100)
 	for i := range heads {
@@ -422,4 +422,24 @@ func readIDs(t *testing.T, body io.Reader, n int) chan []string {
 		c <- ids
 	}()
 	return c
+}
+
+// TestHistPageFrames: the shared frames of any part of a read's answer are
+// the frames of its events, one after the other.
+func TestHistPageFrames(t *testing.T) {
+	src := newMemSource(NewHub(16))
+	src.record("r", 5)
+	evs, _ := src.EventsAfter(t.Context(), "r", 0, 5)
+	r := &read{events: evs}
+	for lo := range len(evs) {
+		for hi := lo + 1; hi <= len(evs); hi++ {
+			var want []byte
+			for _, ev := range evs[lo:hi] {
+				want = AppendEvent(want, ev.ID(), ev.Type, ev.Data)
+			}
+			if got := (histPage{events: evs[lo:hi], r: r, lo: lo, hi: hi}).frames(); string(got) != string(want) {
+				t.Errorf("frames of [%d:%d]: got %q, want %q", lo, hi, got, want)
+			}
+		}
+	}
 }
