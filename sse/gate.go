@@ -192,7 +192,7 @@ func (g *gate) pages(ctx context.Context, room string, after, until int64, urgen
 			if err := fn(histPage{events: r.events[lo:hi], r: r, lo: lo, hi: hi}); err != nil {
 				return err
 			}
-			after = r.events[hi-1].Seq
+			after, exact = r.events[hi-1].Seq, false
 			continue
 		}
 		if r.order > need || fresh == need {
