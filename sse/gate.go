@@ -142,35 +142,43 @@ func (g *gate) leave() {
 	g.obs.CatchUpAdmitted(-1)
 }
 
-// head returns room's head, from a read that starts after the call.
-func (g *gate) head(ctx context.Context, room string) (int64, error) {
-	g.mu.Lock()
-	r := g.heads[room]
-	if r == nil {
-		r = &read{room: room, after: -1, done: make(chan struct{})}
-		g.heads[room] = r
-		g.enqueue(r, true)
-	} else {
-		g.obs.CatchUpRead(ReadHead, true)
+// head returns room's head, from a read that starts after the call. A read
+// that fails is read again once before its error is returned.
+func (g *gate) head(ctx context.Context, room string) (head int64, err error) {
+	for range 2 {
+		g.mu.Lock()
+		r := g.heads[room]
+		if r == nil {
+			r = &read{room: room, after: -1, done: make(chan struct{})}
+			g.heads[room] = r
+			g.enqueue(r, true)
+		} else {
+			g.obs.CatchUpRead(ReadHead, true)
+		}
+		g.mu.Unlock()
+		if err := g.wait(ctx, r, nil); err != nil {
+			return 0, err
+		}
+		if head, err = r.head, r.err; err == nil || errors.Is(err, ErrClosed) {
+			break
+		}
 	}
-	g.mu.Unlock()
-	if err := g.wait(ctx, r, nil); err != nil {
-		return 0, err
-	}
-	return r.head, r.err
+	return head, err
 }
 
 // pages calls fn with room's events in (after, until], in order, a page at
 // a time, as roomfeed.Pages does, reading them through the gate: urgent
 // for a fill. ping, when not nil, is called every heartbeat while a read
 // is awaited. Reading ends early when a read that started after the call
-// brings nothing new (the source has no more).
+// brings nothing new (the source has no more). A read that fails is read
+// again once (a new read) before its error is returned.
 func (g *gate) pages(ctx context.Context, room string, after, until int64, urgent bool,
 	ping func() error, fn func(histPage) error) error {
 	var (
-		need  uint64 // reads started up to this one may have started before the call
-		fresh uint64 // join no read started up to this one
-		exact bool   // join only a read after this very cursor
+		need    uint64 // reads started up to this one may have started before the call
+		fresh   uint64 // join no read started up to this one
+		exact   bool   // join only a read after this very cursor
+		retried bool   // a failed read was read again
 	)
 	for first := true; after < until; first = false {
 		limit := int(min(int64(g.size), until-after))
@@ -181,11 +189,16 @@ func (g *gate) pages(ctx context.Context, room string, after, until int64, urgen
 		if err := g.wait(ctx, r, ping); err != nil {
 			return err
 		}
-		if r.err != nil {
-			if errors.Is(r.err, roomfeed.ErrTrimmed) && r.after != after {
-				exact = true // trimmed after r.after says nothing of after
-				continue
-			}
+		switch trimmed := errors.Is(r.err, roomfeed.ErrTrimmed); {
+		case trimmed && r.after != after:
+			exact = true // trimmed after r.after says nothing of after
+			continue
+		case r.err != nil && !trimmed && !retried:
+			// Once, in case the source failed only for a moment: every
+			// stream that shared the read would end.
+			retried, fresh = true, max(fresh, r.order)
+			continue
+		case r.err != nil:
 			return r.err
 		}
 		if lo, hi := span(r.events, after, until); lo < hi {
@@ -195,7 +208,7 @@ func (g *gate) pages(ctx context.Context, room string, after, until int64, urgen
 			after, exact = r.events[hi-1].Seq, false
 			continue
 		}
-		if r.order > need || fresh == need {
+		if r.order > need || fresh >= need {
 			return nil // the source has nothing after the cursor
 		}
 		fresh = need // r may have started before the events were there: read again

@@ -443,3 +443,57 @@ func TestHistPageFrames(t *testing.T) {
 		}
 	}
 }
+
+// failingSource fails its first fails reads of events.
+type failingSource struct {
+	*heldSource
+	fails atomic.Int64
+}
+
+var errSourceDown = errors.New("source down")
+
+func (s *failingSource) EventsAfter(ctx context.Context, room string, after int64, limit int) ([]roomfeed.Event, error) {
+	if s.fails.Add(-1) >= 0 {
+		if call := s.calls.Add(1); s.hold != nil {
+			s.hold(call)
+		}
+		return nil, errSourceDown
+	}
+	return s.heldSource.EventsAfter(ctx, room, after, limit)
+}
+
+// TestGateRetriesFailedRead: a read that fails is read again once for all
+// the streams that shared it, which then catch up; a second failure is
+// theirs to report.
+func TestGateRetriesFailedRead(t *testing.T) {
+	tests := []struct {
+		name    string
+		fails   int64
+		wantErr error
+	}{
+		{"fails once", 1, nil},
+		{"fails twice", 2, errSourceDown},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g, src, obs := newTestGate(t, 10)
+			src.record("r", 20)
+			fs := &failingSource{heldSource: src}
+			fs.fails.Store(tt.fails)
+			g.src = fs
+			holdShared(t, src, obs, 50) // every read, failed or not, shared by all
+			got := catchUpAll(t, g, src, "r", make([]int64, 50), 20)
+			for i, res := range got {
+				if tt.wantErr != nil {
+					if !errors.Is(res.err, tt.wantErr) {
+						t.Fatalf("stream %d: got %v, want %v", i, res.err, tt.wantErr)
+					}
+					continue
+				}
+				if res.err != nil || fmt.Sprint(res.seqs) != fmt.Sprint(seqRange(0, 20)) {
+					t.Fatalf("stream %d: got %v, %v; want %v", i, res.seqs, res.err, seqRange(0, 20))
+				}
+			}
+		})
+	}
+}
