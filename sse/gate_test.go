@@ -497,3 +497,41 @@ func TestGateRetriesFailedRead(t *testing.T) {
 		})
 	}
 }
+
+// headFailingSource fails its first fails head reads.
+type headFailingSource struct {
+	*heldSource
+	fails atomic.Int64
+}
+
+func (s *headFailingSource) Head(ctx context.Context, room string) (int64, error) {
+	if s.fails.Add(-1) >= 0 {
+		return 0, errSourceDown
+	}
+	return s.heldSource.Head(ctx, room)
+}
+
+// TestGateRetriesFailedHead: a head read that fails is read again once.
+func TestGateRetriesFailedHead(t *testing.T) {
+	tests := []struct {
+		name     string
+		fails    int64
+		wantHead int64
+		wantErr  error
+	}{
+		{"fails once", 1, 4, nil},
+		{"fails twice", 2, 0, errSourceDown},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g, src, _ := newTestGate(t, 10)
+			src.record("r", 4)
+			fs := &headFailingSource{heldSource: src}
+			fs.fails.Store(tt.fails)
+			g.src = fs
+			if head, err := g.head(t.Context(), "r"); head != tt.wantHead || !errors.Is(err, tt.wantErr) {
+				t.Errorf("got %d, %v; want %d, %v", head, err, tt.wantHead, tt.wantErr)
+			}
+		})
+	}
+}
