@@ -274,8 +274,9 @@ func (st *Stream) caughtUp() {
 }
 
 // Close refuses new streams, ends every open one at once (clients reconnect,
-// here or elsewhere), closes the hub, and waits until the streams, the
-// pump and the catch-up reads have stopped or ctx is done. It is safe to call more than once.
+// here or elsewhere), closes the hub, and waits until the streams, the pump
+// and the catch-up reads have stopped or ctx is done. It is safe to call
+// more than once.
 func (e *Engine) Close(ctx context.Context) {
 	e.mu.Lock()
 	if !e.closed {
