@@ -36,8 +36,8 @@ func (s *heldSource) EventsAfter(ctx context.Context, room string, after int64, 
 	return s.Source.EventsAfter(ctx, room, after, limit)
 }
 
-// gathered returns the value of the metric name{label="value"} in reg, 0
-// when it has none.
+// gathered returns the value of the counter or gauge name{label="value"}
+// in reg, 0 when it has none.
 func gathered(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
 	families, err := reg.Gather()
 	if err != nil {
@@ -55,7 +55,7 @@ func gathered(t *testing.T, reg *prometheus.Registry, name, label, value string)
 				}
 			}
 			if label == "" {
-				return m.GetCounter().GetValue()
+				return m.GetCounter().GetValue() + m.GetGauge().GetValue()
 			}
 		}
 	}
@@ -208,10 +208,17 @@ func TestFeedCatchUpBusy(t *testing.T) {
 			t.Fatalf("stream at the head: %v", err)
 		}
 
+		if admitted := gathered(t, reg, "roomfeed_catchup_streams", "", ""); admitted != 1 {
+			t.Errorf("got %v streams catching up, want 1", admitted)
+		}
 		once.Do(func() { close(release) })
 		if err := <-first; err != nil {
 			t.Fatalf("first stream: %v", err)
 		}
+		// Its last event is sent just before its place is given back.
+		eventually(t, "the first stream's place given back", func() bool {
+			return gathered(t, reg, "roomfeed_catchup_streams", "", "") == 0
+		})
 		if err := <-follow(t.Context(), url, 3, 21); err != nil {
 			t.Fatalf("second stream, retried: %v", err)
 		}
