@@ -45,16 +45,19 @@ type subscriber struct {
 	done      chan struct{} // closed when the current connection's reading ends (under mu)
 }
 
-// start reads lines, the current connection's stream, until it ends.
+// start reads lines, the current connection's stream, until it ends, and
+// then closes the connection.
 func (s *subscriber) start(lines *bufio.Reader) {
 	done := make(chan struct{})
 	s.mu.Lock()
 	s.done = done
+	conn := s.conn
 	s.mu.Unlock()
 	s.ended.Store(false)
 	go func() {
 		defer close(done)
 		s.read(lines)
+		conn.Close()
 	}()
 }
 
