@@ -1,0 +1,220 @@
+package main
+
+import (
+	"encoding/json"
+	"net"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestSplitSubscribers(t *testing.T) {
+	tests := []struct{ total, parts int }{
+		{100000, 6}, {3000, 3}, {19000, 1}, {7, 3}, {250, 2}, {99, 1}, {100, 2},
+	}
+	for _, tt := range tests {
+		shares, err := splitSubscribers(tt.total, tt.parts)
+		if err != nil {
+			t.Fatalf("splitSubscribers(%d, %d): %v", tt.total, tt.parts, err)
+		}
+		if len(shares) != tt.parts {
+			t.Fatalf("splitSubscribers(%d, %d): got %d shares, want %d", tt.total, tt.parts, len(shares), tt.parts)
+		}
+		next, lo, hi := 0, tt.total/tt.parts, (tt.total+tt.parts-1)/tt.parts
+		owner := map[string]int{} // source address -> share
+		for k, sh := range shares {
+			if sh.First != next || sh.Count < lo || sh.Count > hi {
+				t.Errorf("%d over %d, share %d: got first %d count %d, want first %d count %d to %d", tt.total, tt.parts, k, sh.First, sh.Count, next, lo, hi)
+			}
+			next += sh.Count
+			for ip, n := range sourcesOf(t, sh) {
+				if o, ok := owner[ip]; ok {
+					t.Errorf("%d over %d: address %s used by shares %d and %d", tt.total, tt.parts, ip, o, k)
+				}
+				owner[ip] = k
+				if n > subsPerSource {
+					t.Errorf("%d over %d: address %s holds %d connections, want at most %d", tt.total, tt.parts, ip, n, subsPerSource)
+				}
+			}
+		}
+		if next != tt.total {
+			t.Errorf("%d over %d: shares hold %d subscribers", tt.total, tt.parts, next)
+		}
+	}
+}
+
+// sourcesOf runs sourceAddr as the load generator of sh does and counts the
+// connections per source address.
+func sourcesOf(t *testing.T, sh subsShare) map[string]int {
+	t.Helper()
+	saved := sourceSeq.Load()
+	t.Cleanup(func() { sourceSeq.Store(saved) })
+	sourceSeq.Store(sh.SourceFirst)
+	out := map[string]int{}
+	for range sh.Count {
+		a, ok := sourceAddr("127.0.0.1:8080").(*net.TCPAddr)
+		if !ok {
+			t.Fatal("sourceAddr of a loopback target: got no TCP address")
+		}
+		out[a.IP.String()]++
+	}
+	return out
+}
+
+func TestSplitSubscribersRefuses(t *testing.T) {
+	for _, tt := range []struct{ total, parts int }{{2, 3}, {10, 0}, {7_000_000, 6}} {
+		if _, err := splitSubscribers(tt.total, tt.parts); err == nil {
+			t.Errorf("splitSubscribers(%d, %d): got no error, want one", tt.total, tt.parts)
+		}
+	}
+}
+
+func TestLatBucket(t *testing.T) {
+	tests := []struct{ ns, want int64 }{
+		{0, 0}, {999, 0}, {1000, 1}, {999_999, 999}, {1_000_000, 1000}, {1_234_567, 1230},
+		{98_765_432, 98700}, {-1500, -1}, {-2_345_678, -2340},
+	}
+	for _, tt := range tests {
+		if got := latBucket(tt.ns); got != tt.want {
+			t.Errorf("latBucket(%d): got %d, want %d", tt.ns, got, tt.want)
+		}
+	}
+}
+
+func TestLatHistMergesAsOne(t *testing.T) {
+	// Whole microseconds below 1 ms are their own buckets, so the
+	// histogram's percentiles equal the samples' (nearest rank).
+	var all, a, b []int64
+	for i := int64(1); i <= 997; i++ {
+		v := (i*7919%1000 - 20) * 1000 // -20 µs to 979 µs, shuffled
+		all = append(all, v)
+		if i%3 == 0 {
+			a = append(a, v)
+		} else {
+			b = append(b, v)
+		}
+	}
+	m := newLatHist(a)
+	m.merge(newLatHist(b))
+	m.merge(latHist{})
+	one := newLatHist(all)
+	if !reflect.DeepEqual(m, one) {
+		t.Fatalf("merged histogram: got %+v, want %+v", m, one)
+	}
+	got, want := m.dist(), summarize(slices.Clone(all))
+	if got != want {
+		t.Fatalf("dist of the merged histogram: got %+v, want %+v", got, want)
+	}
+	var empty latHist
+	empty.merge(newLatHist(a))
+	if !reflect.DeepEqual(empty, newLatHist(a)) {
+		t.Fatalf("merge into an empty histogram: got %+v, want %+v", empty, newLatHist(a))
+	}
+	if (latHist{}).dist() != (Dist{}) {
+		t.Fatal("dist of an empty histogram: got non-zero, want zero")
+	}
+}
+
+func TestLatHistWithinBucket(t *testing.T) {
+	// Above 1 ms a percentile is its bucket's floor: within 1 %, never
+	// outside the exact minimum and maximum.
+	ns := []int64{1_234_567, 5_678_901, 99_999_999}
+	d := newLatHist(ns).dist()
+	want := Dist{N: 3, Min: 1.235, P50: 5.67, P90: 99.9, P99: 99.9, Max: 100, Mean: 35.638}
+	if d != want {
+		t.Fatalf("dist: got %+v, want %+v", d, want)
+	}
+}
+
+func TestMergeSummaries(t *testing.T) {
+	a := childSummary{Node: "A", Subscribers: 10, Failed: 1, ConnectS: 2.5, CPU: 1.25, RSSKiB: 100, ErrorEvents: 1,
+		Latency: newLatHist([]int64{1000, 2000})}
+	a.Expected, a.Delivered, a.Lost, a.Duplicates, a.OutOfOrder, a.Disconnected = 30, 29, 1, 2, 3, 4
+	b := childSummary{Node: "B", Subscribers: 20, ConnectS: 4, CPU: 0.5, RSSKiB: 50, Error: "1 of 21 subscriptions failed",
+		Latency: newLatHist([]int64{3000})}
+	b.Expected, b.Delivered = 60, 60
+	m := mergeSummaries([]childSummary{a, b})
+	want := childSummary{Node: "B", Subscribers: 30, Failed: 1, ConnectS: 4, CPU: 1.75, RSSKiB: 150, ErrorEvents: 1,
+		Error: "B: 1 of 21 subscriptions failed", Latency: newLatHist([]int64{1000, 2000, 3000})}
+	want.Expected, want.Delivered, want.Lost, want.Duplicates, want.OutOfOrder, want.Disconnected = 90, 89, 1, 2, 3, 4
+	if !reflect.DeepEqual(m, want) {
+		t.Fatalf("mergeSummaries:\ngot  %+v\nwant %+v", m, want)
+	}
+	// A summary survives the trip through JSON (the child's stdout).
+	data, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back childSummary
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, m) {
+		t.Fatalf("summary through JSON:\ngot  %+v\nwant %+v", back, m)
+	}
+}
+
+func TestAckFileRoundTrip(t *testing.T) {
+	acks := newAckLog()
+	acks.add("x000001", 1, 100, 200)
+	acks.add("x000001", 2, 150, 260)
+	acks.add("x000002", 1, 170, 300)
+	const parent, child = 5_000_000, -7_000 // each process's monoOffset
+	data, err := json.Marshal(encodeAcks(acks, parent))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f ackFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		t.Fatal(err)
+	}
+	got := decodeAcks(f, child)
+	shift := int64(parent - child)
+	want := map[string][]ack{
+		"x000001": {{1, 100 + shift, 200 + shift}, {2, 150 + shift, 260 + shift}},
+		"x000002": {{1, 170 + shift, 300 + shift}},
+	}
+	if !reflect.DeepEqual(got.rooms, want) {
+		t.Fatalf("acks through the file: got %v, want %v", got.rooms, want)
+	}
+}
+
+func TestReadCommands(t *testing.T) {
+	ch := make(chan string, 1)
+	readCommands(strings.NewReader("hello\ncollect /tmp/a.json\ncollect /tmp/b.json\n"), ch)
+	if got := <-ch; got != "/tmp/a.json" {
+		t.Fatalf("first command: got %q, want /tmp/a.json", got)
+	}
+	if p, ok := <-ch; ok {
+		t.Fatalf("after the input's end: got %q, want a closed channel", p)
+	}
+}
+
+func TestParseMetric(t *testing.T) {
+	text := "# HELP roomfeed_subscribers SSE subscribers.\n# TYPE roomfeed_subscribers gauge\nroomfeed_subscribers 16667\n" +
+		"roomfeed_subscribers_dropped_slow_total 0\nroomfeed_events_delivered_total 1.2345e+06\n"
+	for name, want := range map[string]float64{"roomfeed_subscribers": 16667, "roomfeed_events_delivered_total": 1234500} {
+		got, err := parseMetric(strings.NewReader(text), name)
+		if err != nil || got != want {
+			t.Errorf("parseMetric(%s): got %v, %v; want %v", name, got, err, want)
+		}
+	}
+	if _, err := parseMetric(strings.NewReader(text), "roomfeed_missing"); err == nil {
+		t.Error("parseMetric of a missing metric: got no error, want one")
+	}
+}
+
+func TestScenarioSetLeavesHeavyOnesOut(t *testing.T) {
+	all, err := scenarioSet("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all[10] || !all[9] || !all[1] {
+		t.Fatalf("default scenarios: got %v, want 1 to 9 without 10", all)
+	}
+	named, err := scenarioSet("10")
+	if err != nil || !named[10] || named[1] {
+		t.Fatalf("--scenarios 10: got %v, %v; want only 10", named, err)
+	}
+}
