@@ -39,8 +39,9 @@ type Scale struct {
 	AchievedRate   float64 `json:"achieved_writes_per_s"`
 	Seconds        float64 `json:"seconds"`
 	WriteErrors    int64   `json:"write_errors"`
-	// Skipped counts writes that fell due while all 64 writer
-	// connections were busy (not sent: the rate was not reached);
+	// Skipped counts writes that fell due while every writer connection
+	// (scaleWritersPerNode per node) was busy: not sent, the rate was not
+	// reached;
 	// WriteLatency is each acknowledged write's, sent to answered.
 	Skipped      int64 `json:"writes_skipped"`
 	WriteLatency Dist  `json:"write_latency"`
@@ -228,6 +229,10 @@ func (b *bench) scaleConnect(ctx context.Context, sc *Scale, nodes []*scaleNode)
 	return nil
 }
 
+// scaleWritersPerNode is how many writes scenario 10 keeps in flight per
+// node at most: the open loop's writers, as many independent clients.
+const scaleWritersPerNode = 32
+
 // scaleWrite writes at the scenario's rate round-robin through the nodes,
 // hands the acknowledged writes to the load generators and adds up what
 // they measured.
@@ -236,7 +241,7 @@ func (b *bench) scaleWrite(ctx context.Context, sc *Scale, nodes []*scaleNode) e
 	through := make([]atomic.Int64, len(nodes))
 	deliv0 := make([]float64, len(nodes))
 	for i, n := range nodes {
-		writers[i] = newWriter(n.srv.url, 64)
+		writers[i] = newWriter(n.srv.url, scaleWritersPerNode)
 		defer writers[i].close()
 		n.cpu0 = cpuSeconds(n.srv.pid)
 		deliv0[i], _ = metricValue(ctx, n.srv.url, "roomfeed_events_delivered_total")
@@ -244,7 +249,7 @@ func (b *bench) scaleWrite(ctx context.Context, sc *Scale, nodes []*scaleNode) e
 	acks := newAckLog()
 	var errs atomic.Int64
 	start := time.Now()
-	_, skipped := openLoop(ctx, sc.TargetRate, b.cfg.scaleDur, 64, func(i int) {
+	_, skipped := openLoop(ctx, sc.TargetRate, b.cfg.scaleDur, scaleWritersPerNode*len(nodes), func(i int) {
 		k, r := i%len(nodes), rand.IntN(sc.Rooms)
 		room := scaleRoom(r, sc.Rooms)
 		seq, sent, acked, err := writers[k].put(ctx, room, "e"+strconv.Itoa(r%7))
