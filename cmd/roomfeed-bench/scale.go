@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // ---- scenario 10: scale-out, many subscribers across several nodes ----
@@ -51,6 +53,9 @@ type Scale struct {
 	SendLatency  Dist        `json:"latency_send_to_receipt"`
 	DeliveriesPS float64     `json:"deliveries_per_s"`
 	PerNode      []ScaleNode `json:"per_node"`
+	// Redis is what the shared Redis did during the writes and the drain
+	// (zero when INFO could not be read).
+	Redis redisStats `json:"redis_during_writes"`
 	// LoadgenCPU is the CPU seconds of every load-generator process (the
 	// children's whole lives and this process's share of the scenario),
 	// LoadgenRSSKiB the children's RSS at the end.
@@ -246,6 +251,7 @@ func (b *bench) scaleWrite(ctx context.Context, sc *Scale, nodes []*scaleNode) e
 		n.cpu0 = cpuSeconds(n.srv.pid)
 		deliv0[i], _ = metricValue(ctx, n.srv.url, "roomfeed_events_delivered_total")
 	}
+	redis0, redisErr := readRedisStats(ctx, b.cfg.redisURL)
 	acks := newAckLog()
 	var errs atomic.Int64
 	start := time.Now()
@@ -270,6 +276,9 @@ func (b *bench) scaleWrite(ctx context.Context, sc *Scale, nodes []*scaleNode) e
 	sums, err := collectSummaries(ctx, nodes, path)
 	if err != nil {
 		return err
+	}
+	if r, err := readRedisStats(ctx, b.cfg.redisURL); err == nil && redisErr == nil {
+		sc.Redis = r.sub(redis0)
 	}
 	for i, n := range nodes {
 		r := &n.res
@@ -504,6 +513,9 @@ func printScale(out io.Writer, r BackendRun) {
 	fmt.Fprintf(out, "  delivery p50 %.2f p90 %.2f p99 %.2f max %.2f ms; expected %d, delivered %d, lost %d, dup %d, out of order %d, dropped %d; load generators %.1f CPU s, %.0f MiB\n",
 		sc.Latency.P50, sc.Latency.P90, sc.Latency.P99, sc.Latency.Max, sc.Expected, sc.Delivered, sc.Lost, sc.Duplicates, sc.OutOfOrder, sc.Disconnected,
 		sc.LoadgenCPU, float64(sc.LoadgenRSSKiB)/1024)
+	if rs := sc.Redis; rs.Commands > 0 {
+		fmt.Fprintf(out, "  Redis during the writes: %.2f CPU s, %d commands, %.1f MiB in, %.1f MiB out\n", rs.CPU, rs.Commands, float64(rs.InKiB)/1024, float64(rs.OutKiB)/1024)
+	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "node\tsubs\tserver says\tRSS MiB\tKiB/sub\tconnect CPU s\twrites through\twrite CPU s\tCPU s/1k writes\tdelivered\tCPU s/100k deliv\tp50 ms\tp99 ms\tmax ms\tlost\tdup\tdropped\t")
 	for _, n := range sc.PerNode {
@@ -520,4 +532,61 @@ func printScale(out io.Writer, r BackendRun) {
 		}
 	}
 	tw.Flush()
+}
+
+// redisStats is what Redis's INFO says of its own work, for the write
+// phase of scenario 10: the Redis all nodes share.
+type redisStats struct {
+	CPU      float64 `json:"cpu_s"`          // used_cpu_user + used_cpu_sys
+	Commands int64   `json:"commands"`       // total_commands_processed
+	InKiB    int64   `json:"net_input_kib"`  // total_net_input_bytes / 1024
+	OutKiB   int64   `json:"net_output_kib"` // total_net_output_bytes / 1024
+}
+
+// readRedisStats asks the Redis at url for INFO cpu and stats.
+func readRedisStats(ctx context.Context, url string) (redisStats, error) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return redisStats{}, err
+	}
+	rc := redis.NewClient(opts)
+	defer rc.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	text, err := rc.Info(ctx, "cpu", "stats").Result()
+	if err != nil {
+		return redisStats{}, err
+	}
+	return parseRedisInfo(text), nil
+}
+
+// parseRedisInfo reads the fields of redisStats from INFO's text.
+func parseRedisInfo(text string) redisStats {
+	var s redisStats
+	var in, out int64
+	for _, line := range strings.Split(text, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok {
+			continue
+		}
+		f, _ := strconv.ParseFloat(v, 64)
+		switch k {
+		case "used_cpu_user", "used_cpu_sys":
+			s.CPU += f
+		case "total_commands_processed":
+			s.Commands = int64(f)
+		case "total_net_input_bytes":
+			in = int64(f)
+		case "total_net_output_bytes":
+			out = int64(f)
+		}
+	}
+	s.InKiB, s.OutKiB = in/1024, out/1024
+	return s
+}
+
+// sub returns what Redis did between before and s.
+func (s redisStats) sub(before redisStats) redisStats {
+	return redisStats{CPU: round3(s.CPU - before.CPU), Commands: s.Commands - before.Commands,
+		InKiB: s.InKiB - before.InKiB, OutKiB: s.OutKiB - before.OutKiB}
 }

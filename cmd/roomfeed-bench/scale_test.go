@@ -218,3 +218,16 @@ func TestScenarioSetLeavesHeavyOnesOut(t *testing.T) {
 		t.Fatalf("--scenarios 10: got %v, %v; want only 10", named, err)
 	}
 }
+
+func TestParseRedisInfo(t *testing.T) {
+	text := "# CPU\r\nused_cpu_sys:12.5\r\nused_cpu_user:30.25\r\nused_cpu_sys_children:1.0\r\n\r\n# Stats\r\n" +
+		"total_commands_processed:123456\r\ntotal_net_input_bytes:10240\r\ntotal_net_output_bytes:2048000\r\n"
+	got := parseRedisInfo(text)
+	want := redisStats{CPU: 42.75, Commands: 123456, InKiB: 10, OutKiB: 2000}
+	if got != want {
+		t.Fatalf("parseRedisInfo: got %+v, want %+v", got, want)
+	}
+	if d := want.sub(redisStats{CPU: 40, Commands: 456, InKiB: 4, OutKiB: 1000}); d != (redisStats{CPU: 2.75, Commands: 123000, InKiB: 6, OutKiB: 1000}) {
+		t.Fatalf("sub: got %+v", d)
+	}
+}
