@@ -54,7 +54,8 @@ type Scale struct {
 	DeliveriesPS float64     `json:"deliveries_per_s"`
 	PerNode      []ScaleNode `json:"per_node"`
 	// Redis is what the shared Redis did during the writes and the drain
-	// (zero when INFO could not be read).
+	// (zero when INFO could not be read): the whole server's figures, so
+	// they hold other users' work too when the Redis is not the run's alone.
 	Redis redisStats `json:"redis_during_writes"`
 	// LoadgenCPU is the CPU seconds of every load-generator process (the
 	// children's whole lives and this process's share of the scenario),
@@ -235,8 +236,9 @@ func (b *bench) scaleConnect(ctx context.Context, sc *Scale, nodes []*scaleNode)
 }
 
 // scaleWritersPerNode is how many writes scenario 10 keeps in flight per
-// node at most: the open loop's writers, as many independent clients.
-const scaleWritersPerNode = 32
+// node at most: the open loop's writers, as many independent clients (as
+// scenario 7 keeps for its one node).
+const scaleWritersPerNode = 64
 
 // scaleWrite writes at the scenario's rate round-robin through the nodes,
 // hands the acknowledged writes to the load generators and adds up what
