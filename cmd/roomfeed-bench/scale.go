@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
@@ -545,21 +546,30 @@ type redisStats struct {
 	OutKiB   int64   `json:"net_output_kib"` // total_net_output_bytes / 1024
 }
 
-// readRedisStats asks the Redis at url for INFO cpu and stats.
+// readRedisStats asks the Redis at url for INFO cpu and stats, and adds
+// up every node's of a Cluster, masters and replicas.
 func readRedisStats(ctx context.Context, url string) (redisStats, error) {
-	opts, err := redis.ParseURL(url)
+	rc, err := newRedis(url)
 	if err != nil {
 		return redisStats{}, err
 	}
-	rc := redis.NewClient(opts)
 	defer rc.Close()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	text, err := rc.Info(ctx, "cpu", "stats").Result()
-	if err != nil {
-		return redisStats{}, err
-	}
-	return parseRedisInfo(text), nil
+	var mu sync.Mutex
+	var sum redisStats
+	err = forEachRedisNode(ctx, rc, false, func(ctx context.Context, c *redis.Client) error {
+		text, err := c.Info(ctx, "cpu", "stats").Result()
+		if err != nil {
+			return err
+		}
+		s := parseRedisInfo(text)
+		mu.Lock()
+		defer mu.Unlock()
+		sum = redisStats{CPU: sum.CPU + s.CPU, Commands: sum.Commands + s.Commands, InKiB: sum.InKiB + s.InKiB, OutKiB: sum.OutKiB + s.OutKiB}
+		return nil
+	})
+	return sum, err
 }
 
 // parseRedisInfo reads the fields of redisStats from INFO's text.

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 )
 
 func TestSplitSubscribers(t *testing.T) {
@@ -229,5 +231,36 @@ func TestParseRedisInfo(t *testing.T) {
 	}
 	if d := want.sub(redisStats{CPU: 40, Commands: 456, InKiB: 4, OutKiB: 1000}); d != (redisStats{CPU: 2.75, Commands: 123000, InKiB: 6, OutKiB: 1000}) {
 		t.Fatalf("sub: got %+v", d)
+	}
+}
+
+func TestNewRedis(t *testing.T) {
+	tests := []struct {
+		url   string
+		addrs []string // nil: a single-node client
+	}{
+		{"redis://127.0.0.1:6379/0", nil},
+		{"redis://h1:7000,h2:7001,h3:7002", []string{"h1:7000", "h2:7001", "h3:7002"}},
+		{"redis-cluster://h1:7000", []string{"h1:7000"}},
+	}
+	for _, tt := range tests {
+		rc, err := newRedis(tt.url)
+		if err != nil {
+			t.Fatalf("newRedis(%s): %v", tt.url, err)
+		}
+		t.Cleanup(func() { rc.Close() })
+		switch c := rc.(type) {
+		case *redis.Client:
+			if tt.addrs != nil {
+				t.Errorf("newRedis(%s): got a single-node client, want a Cluster of %v", tt.url, tt.addrs)
+			}
+		case *redis.ClusterClient:
+			if got := c.Options().Addrs; !slices.Equal(got, tt.addrs) {
+				t.Errorf("newRedis(%s): got a Cluster of %v, want %v", tt.url, got, tt.addrs)
+			}
+		}
+	}
+	if _, err := newRedis("http://127.0.0.1:6379"); err == nil {
+		t.Error("newRedis(http://...): got no error, want one")
 	}
 }
