@@ -1,12 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -262,5 +268,71 @@ func TestNewRedis(t *testing.T) {
 	}
 	if _, err := newRedis("http://127.0.0.1:6379"); err == nil {
 		t.Error("newRedis(http://...): got no error, want one")
+	}
+}
+
+// TestSubscribersProtocol runs a load generator's side of scenario 10
+// against the bare SSE server: it connects its share, reports, takes the
+// ack file the parent names and sums up what its subscribers received.
+func TestSubscribersProtocol(t *testing.T) {
+	b := &bare{rooms: make(map[string]*bareRoom)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /rooms/{room}/events", b.events)
+	mux.HandleFunc("PUT /rooms/{room}/elements/{id}", b.put)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	saved := sourceSeq.Load()
+	t.Cleanup(func() { sourceSeq.Store(saved) })
+
+	const rooms, subs, writes = 3, 12, 30
+	c := childConfig{node: hostport(srv.URL), rooms: rooms, first: 5, count: subs, sourceFirst: 199, parallel: 4, drain: 10 * time.Second}
+	collectCh := make(chan string, 1)
+	outR, outW := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := runSubscribers(t.Context(), c, collectCh, outW)
+		outW.CloseWithError(err)
+		done <- err
+	}()
+	lines := bufio.NewScanner(outR)
+	lines.Buffer(make([]byte, 64*1024), 16<<20)
+	if !lines.Scan() || !strings.HasPrefix(lines.Text(), "connected 12 0 ") {
+		t.Fatalf("first line: got %q (%v), want connected 12 0 <seconds>", lines.Text(), lines.Err())
+	}
+
+	w := newWriter(srv.URL, 2)
+	t.Cleanup(w.close)
+	acks := newAckLog()
+	for i := range writes {
+		room := scaleRoom(i, rooms)
+		seq, sent, acked, err := w.put(t.Context(), room, "e1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		acks.add(room, seq, sent, acked)
+	}
+	path := filepath.Join(t.TempDir(), "acks.json")
+	if err := writeAckFile(path, acks); err != nil {
+		t.Fatal(err)
+	}
+	collectCh <- path
+	if !lines.Scan() {
+		t.Fatalf("no summary: %v", lines.Err())
+	}
+	rest, ok := strings.CutPrefix(lines.Text(), "summary ")
+	if !ok {
+		t.Fatalf("second line: got %q, want summary {...}", lines.Text())
+	}
+	var s childSummary
+	if err := json.Unmarshal([]byte(rest), &s); err != nil {
+		t.Fatal(err)
+	}
+	want := int64(writes * subs / rooms) // every write reaches its room's subscribers
+	if s.Subscribers != subs || s.Failed != 0 || s.Expected != want || s.Delivered != want || s.Lost != 0 ||
+		s.Duplicates != 0 || s.OutOfOrder != 0 || s.Disconnected != 0 || s.Latency.N != want || s.Error != "" {
+		t.Fatalf("summary: got %+v, want %d subscribers and %d deliveries, none lost, duplicated or out of order", s, subs, want)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("runSubscribers: %v", err)
 	}
 }
