@@ -38,10 +38,15 @@ type Scale struct {
 	Connected      int     `json:"connected"`
 	ConnectSeconds float64 `json:"connect_seconds"`
 	SettleS        float64 `json:"settle_s"` // idle time before RSS is read
-	TargetRate     float64 `json:"target_writes_per_s"`
-	AchievedRate   float64 `json:"achieved_writes_per_s"`
-	Seconds        float64 `json:"seconds"`
-	WriteErrors    int64   `json:"write_errors"`
+	// SockMemKiB and SlabKiB are the kernel's TCP buffer memory and
+	// unreclaimable slab the connections added, per connection, both ends
+	// (as in scenario 7; everything else on the machine moves them too).
+	SockMemKiB   float64 `json:"kernel_socket_kib_per_connection"`
+	SlabKiB      float64 `json:"kernel_slab_kib_per_connection"`
+	TargetRate   float64 `json:"target_writes_per_s"`
+	AchievedRate float64 `json:"achieved_writes_per_s"`
+	Seconds      float64 `json:"seconds"`
+	WriteErrors  int64   `json:"write_errors"`
 	// Skipped counts writes that fell due while every writer connection
 	// (scaleWritersPerNode per node) was busy: not sent, the rate was not
 	// reached;
@@ -192,6 +197,7 @@ func (b *bench) scaleConnect(ctx context.Context, sc *Scale, nodes []*scaleNode)
 	if err != nil {
 		return err
 	}
+	mem0, slab0 := sockMemPages(), meminfoKiB("SUnreclaim")
 	start := time.Now()
 	for i, n := range nodes {
 		sh := shares[i]
@@ -219,6 +225,10 @@ func (b *bench) scaleConnect(ctx context.Context, sc *Scale, nodes []*scaleNode)
 	sc.ConnectSeconds = round1(time.Since(start).Seconds())
 	logf("scale-out: %d of %d subscribers connected to %d nodes in %.1f s", sc.Connected, sc.Subscribers, len(nodes), sc.ConnectSeconds)
 	time.Sleep(b.cfg.fullSettle)
+	if c := float64(sc.Connected); c > 0 {
+		sc.SockMemKiB = round3(float64(sockMemPages()-mem0) * float64(os.Getpagesize()) / 1024 / c)
+		sc.SlabKiB = round1(float64(meminfoKiB("SUnreclaim")-slab0) / c)
+	}
 	for _, n := range nodes {
 		r := &n.res
 		r.RSSKiB = rssKiB(n.srv.pid)
@@ -516,6 +526,7 @@ func printScale(out io.Writer, r BackendRun) {
 	fmt.Fprintf(out, "  delivery p50 %.2f p90 %.2f p99 %.2f max %.2f ms; expected %d, delivered %d, lost %d, dup %d, out of order %d, dropped %d; load generators %.1f CPU s, %.0f MiB\n",
 		sc.Latency.P50, sc.Latency.P90, sc.Latency.P99, sc.Latency.Max, sc.Expected, sc.Delivered, sc.Lost, sc.Duplicates, sc.OutOfOrder, sc.Disconnected,
 		sc.LoadgenCPU, float64(sc.LoadgenRSSKiB)/1024)
+	fmt.Fprintf(out, "  kernel per connection, both ends: socket buffers %.3f KiB, slab %.1f KiB\n", sc.SockMemKiB, sc.SlabKiB)
 	if rs := sc.Redis; rs.Commands > 0 {
 		fmt.Fprintf(out, "  Redis during the writes: %.2f CPU s, %d commands, %.1f MiB in, %.1f MiB out\n", rs.CPU, rs.Commands, float64(rs.InKiB)/1024, float64(rs.OutKiB)/1024)
 	}
