@@ -99,7 +99,7 @@ func (o *options) registerRun(fs *flag.FlagSet, l *listFlags) {
 	fs.StringVar(&l.backends, "backends", "sqlite,postgres", "backends to run: sqlite, postgres (PostgreSQL + Redis; skipped with a note when unreachable)")
 	fs.StringVar(&l.scenarios, "scenarios", "", "scenarios to run, e.g. 1,4,6 (default all on sqlite but 9 and 10; 1,4,6,9 on postgres unless --full; 10, heavy, only when named)")
 	fs.StringVar(&o.pgURL, "postgres-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL database; each run makes and drops its own schema")
-	fs.StringVar(&o.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis; each run uses its own key prefix and deletes its keys")
+	fs.StringVar(&o.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis, or a Redis Cluster as roomfeed takes it (redis://h1:7000,h2:7001 or redis-cluster://h1:7000); each run uses its own key prefix and deletes its keys")
 	fs.BoolVar(&o.full, "full", false, "longer phases and more points (about 15 minutes)")
 	fs.StringVar(&o.out, "out", "docs/perf/results.json", "JSON output file (empty: none)")
 	fs.StringVar(&o.svg, "svg", "docs/perf/fanout-latency.svg", "SVG plot of latency percentiles vs subscribers (empty: none)")
