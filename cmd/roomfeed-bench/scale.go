@@ -461,6 +461,7 @@ func startLoadProc(bin string, args []string, logPath string) (*loadProc, error)
 }
 
 // expect returns the rest of the next output line that starts with prefix.
+// Lines the process printed before it exited still count.
 func (p *loadProc) expect(ctx context.Context, prefix string) (string, error) {
 	for {
 		select {
@@ -469,8 +470,18 @@ func (p *loadProc) expect(ctx context.Context, prefix string) (string, error) {
 				return rest, nil
 			}
 		case <-p.done:
-			tail, _ := os.ReadFile(p.log.Name())
-			return "", fmt.Errorf("exited before %q: %s", strings.TrimSpace(prefix), lastLines(string(tail), 10))
+			for {
+				select {
+				case l := <-p.lines:
+					if rest, ok := strings.CutPrefix(l, prefix); ok {
+						return rest, nil
+					}
+					continue
+				default:
+				}
+				tail, _ := os.ReadFile(p.log.Name())
+				return "", fmt.Errorf("exited before %q: %s", strings.TrimSpace(prefix), lastLines(string(tail), 10))
+			}
 		case <-ctx.Done():
 			return "", ctx.Err()
 		}

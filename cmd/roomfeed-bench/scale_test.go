@@ -336,3 +336,25 @@ func TestSubscribersProtocol(t *testing.T) {
 		t.Fatalf("runSubscribers: %v", err)
 	}
 }
+
+func TestLoadProcLinesOutliveTheProcess(t *testing.T) {
+	// The child prints its summary and exits at once: the parent must
+	// still find the line after the exit.
+	for range 20 {
+		p, err := startLoadProc("/bin/sh", []string{"-c", "echo 'connected 1 0 0.1'; echo 'summary {}'"}, filepath.Join(t.TempDir(), "log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-p.done
+		if got, err := p.expect(t.Context(), "connected "); err != nil || got != "1 0 0.1" {
+			t.Fatalf("expect(connected): got %q, %v; want 1 0 0.1", got, err)
+		}
+		if got, err := p.expect(t.Context(), "summary "); err != nil || got != "{}" {
+			t.Fatalf("expect(summary): got %q, %v; want {}", got, err)
+		}
+		if _, err := p.expect(t.Context(), "more "); err == nil {
+			t.Fatal("expect after the last line of an exited process: got no error, want one")
+		}
+		p.stop()
+	}
+}
