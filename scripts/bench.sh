@@ -9,9 +9,17 @@
 #   scripts/bench.sh --backends sqlite         # embedded default only
 #   scripts/bench.sh --scenarios 1,4 --out /tmp/r.json --svg ''
 #   scripts/bench.sh --target http://127.0.0.1:8080 --target-pid "$(pgrep -n roomfeed)"
+#   scripts/bench.sh --backends postgres --scenarios 10   # scale-out, below
+# Scenario 10 (scale-out: 100,000 subscribers across 6 nodes sharing PostgreSQL
+# and Redis, 1,000 writes/s through them) is heavy and never part of the
+# default set, not even with --full: it runs only when --scenarios names it,
+# on the postgres backend; --scale-nodes, --scale-subs, --scale-rate and
+# --scale-duration shape it.
 # File descriptors: the tool raises its soft RLIMIT_NOFILE to the hard limit
 # and the servers it starts inherit it; 10,000 subscribers need about 10,100
-# in each process. If the hard limit is lower, raise it first (as root:
+# in each process. Scenario 10 spreads its subscribers over one
+# load-generator process per node, each needing its share + about 1,000. If
+# the hard limit is lower, raise it first (as root:
 # `ulimit -Hn 65536`, or `prlimit --nofile=65536:65536 --pid $$`, or
 # LimitNOFILE= in a systemd unit).
 set -euo pipefail

@@ -411,6 +411,20 @@ func (a *ackLog) tops() map[string]int64 {
 	return m
 }
 
+// writeLatencies returns, for every acknowledged write, the time from its
+// sending to its answer.
+func (a *ackLog) writeLatencies() []int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []int64
+	for _, acks := range a.rooms {
+		for _, x := range acks {
+			out = append(out, x.acked-x.sent)
+		}
+	}
+	return out
+}
+
 func (a *ackLog) count() int64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -54,6 +54,10 @@ type options struct {
 	stormLimit   time.Duration
 	twoSubs      int
 	twoRate      float64
+	scaleNodes   int
+	scaleSubs    int
+	scaleRate    float64
+	scaleDur     time.Duration
 }
 
 // listFlags holds the flags that name lists, as typed, until parseLists
@@ -93,9 +97,9 @@ func (o *options) registerRun(fs *flag.FlagSet, l *listFlags) {
 	fs.StringVar(&o.label, "label", "", "what was measured, e.g. the commit of the server (recorded in the JSON)")
 	fs.StringVar(&l.serverArgs, "server-args", "", "extra roomfeed flags, space-separated")
 	fs.StringVar(&l.backends, "backends", "sqlite,postgres", "backends to run: sqlite, postgres (PostgreSQL + Redis; skipped with a note when unreachable)")
-	fs.StringVar(&l.scenarios, "scenarios", "", "scenarios to run, e.g. 1,4,6 (default all on sqlite but 9; 1,4,6,9 on postgres unless --full)")
+	fs.StringVar(&l.scenarios, "scenarios", "", "scenarios to run, e.g. 1,4,6 (default all on sqlite but 9 and 10; 1,4,6,9 on postgres unless --full; 10, heavy, only when named)")
 	fs.StringVar(&o.pgURL, "postgres-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL database; each run makes and drops its own schema")
-	fs.StringVar(&o.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis; each run uses its own key prefix and deletes its keys")
+	fs.StringVar(&o.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis, or a Redis Cluster as roomfeed takes it (redis://h1:7000,h2:7001 or redis-cluster://h1:7000); each run uses its own key prefix and deletes its keys")
 	fs.BoolVar(&o.full, "full", false, "longer phases and more points (about 15 minutes)")
 	fs.StringVar(&o.out, "out", "docs/perf/results.json", "JSON output file (empty: none)")
 	fs.StringVar(&o.svg, "svg", "docs/perf/fanout-latency.svg", "SVG plot of latency percentiles vs subscribers (empty: none)")
@@ -129,7 +133,11 @@ func (o *options) registerScenarios(fs *flag.FlagSet, l *listFlags) {
 	fs.DurationVar(&o.stormLimit, "storm-limit", 2*time.Minute, "scenario 8: how long after the restart every subscriber may take to be live again")
 	fs.IntVar(&o.twoSubs, "two-subs", 1000, "scenario 9 (postgres): subscribers of one room on node B")
 	fs.Float64Var(&o.twoRate, "two-rate", 100, "scenario 9 (postgres): writes per second through node A (for --fan-duration)")
-	fs.DurationVar(&o.fullSettle, "full-settle", 8*time.Second, "scenario 7: idle time between the last connection and reading the server's RSS")
+	fs.DurationVar(&o.fullSettle, "full-settle", 8*time.Second, "scenarios 7 and 10: idle time between the last connection and reading the server's RSS")
+	fs.IntVar(&o.scaleNodes, "scale-nodes", 6, "scenario 10 (postgres, only when --scenarios names it): nodes sharing PostgreSQL and Redis, one load-generator process each")
+	fs.IntVar(&o.scaleSubs, "scale-subs", 100000, "scenario 10: subscribers in all, spread evenly over the nodes, 10 per room (each room's on several nodes)")
+	fs.Float64Var(&o.scaleRate, "scale-rate", 1000, "scenario 10: writes per second over the rooms, round-robin through the nodes")
+	fs.DurationVar(&o.scaleDur, "scale-duration", 0, "scenario 10: writing time once all are connected (default 20s, --full 60s)")
 }
 
 // resolveDefaults gives the scenario flags left at zero (or empty) the
@@ -148,6 +156,7 @@ func (o *options) resolveDefaults(l *listFlags) {
 	pick(&o.manyDur, 10*time.Second, 30*time.Second)
 	pick(&o.writeDur, 4*time.Second, 10*time.Second)
 	pick(&o.fullDur, 10*time.Second, 30*time.Second)
+	pick(&o.scaleDur, 20*time.Second, 60*time.Second)
 	if o.manyRate <= 0 {
 		o.manyRate = 200
 		if o.full {
@@ -224,15 +233,19 @@ func rates(s string) ([]float64, error) {
 }
 
 // lastScenario is the highest scenario number.
-const lastScenario = 9
+const lastScenario = 10
+
+// onlyWhenNamed reports whether scenario n is too heavy for a default run:
+// it runs only when --scenarios names it.
+func onlyWhenNamed(n int) bool { return n == 10 }
 
 // scenarioSet parses a comma-separated list of scenario numbers, 1 to
-// lastScenario; empty means all of them.
+// lastScenario; empty means all of them but onlyWhenNamed.
 func scenarioSet(s string) (map[int]bool, error) {
 	set := map[int]bool{}
 	if s == "" {
 		for i := 1; i <= lastScenario; i++ {
-			set[i] = true
+			set[i] = !onlyWhenNamed(i)
 		}
 		return set, nil
 	}

@@ -71,11 +71,18 @@ type Target struct {
 	Pass     bool   `json:"pass"`
 }
 
-// main runs the tool, or its hidden bare-sse subcommand, and exits once.
+// main runs the tool, or one of its hidden subcommands (bare-sse, the
+// saturation scenario's ceiling; subscribers, scenario 10's load
+// generators), and exits once.
 func main() {
 	name, cmd, args := "roomfeed-bench", run, os.Args[1:]
-	if len(args) > 0 && args[0] == "bare-sse" {
-		name, cmd, args = "bare-sse", bareMain, args[1:]
+	if len(args) > 0 {
+		switch args[0] {
+		case "bare-sse":
+			name, cmd, args = "bare-sse", bareMain, args[1:]
+		case "subscribers":
+			name, cmd, args = "subscribers", subscribersMain, args[1:]
+		}
 	}
 	if err := cmd(args); err != nil {
 		fmt.Fprintln(os.Stderr, name+":", err)
@@ -153,6 +160,9 @@ func raiseNoFileFor(o *options) uint64 {
 	}
 	if need := uint64(o.fullSubs + 200); (o.scenarios[7] || o.scenarios[8]) && nofile < need {
 		fmt.Fprintf(os.Stderr, "bench: RLIMIT_NOFILE is %d, below the %d the full-node scenario needs; raise the hard limit or lower --full-subs\n", nofile, need)
+	}
+	if need := uint64((o.scaleSubs+o.scaleNodes-1)/max(1, o.scaleNodes) + 1000); o.scenarios[10] && nofile < need {
+		fmt.Fprintf(os.Stderr, "bench: RLIMIT_NOFILE is %d, below the %d each node and load generator of scenario 10 needs (a node keeps a tenth, at most 1,000, in reserve); raise --scale-nodes or lower --scale-subs\n", nofile, need)
 	}
 	return nofile
 }
@@ -296,6 +306,7 @@ func (b *bench) runBackend(ctx context.Context, be *backend, load *LoadInfo) Bac
 	step(8, "reconnect storm", 15*time.Minute, func(c context.Context) error { return b.storm(c, be, &res) })
 	if be.name == "postgres" { // nodes share PostgreSQL and Redis
 		step(9, "two nodes", 3*time.Minute, func(c context.Context) error { return b.twoNodes(c, be, &res) })
+		step(10, "scale-out across nodes", 30*time.Minute, func(c context.Context) error { return b.scale(c, be, &res) })
 	}
 	return res
 }

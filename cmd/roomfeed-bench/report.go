@@ -63,6 +63,7 @@ func evaluate(rep *Report) []Target {
 		fullNodeTargets(r, add)
 		stormTargets(r, add)
 		twoNodeTargets(r, add)
+		scaleTargets(r, add)
 	}
 	return ts
 }
@@ -129,6 +130,7 @@ func printTable(out io.Writer, rep *Report) {
 		printFullNode(out, r)
 		printStorm(out, r)
 		printTwoNodes(out, r)
+		printScale(out, r)
 		for _, e := range r.Errors {
 			fmt.Fprintf(out, "[%s] error: %s\n", r.Backend, e)
 		}

@@ -118,6 +118,7 @@ type BackendRun struct {
 	FullNode   *FullNode     `json:"full_node,omitempty"`
 	Storm      *Storm        `json:"reconnect_storm,omitempty"`
 	TwoNodes   *TwoNodes     `json:"two_nodes,omitempty"`
+	Scale      *Scale        `json:"scale_out,omitempty"`
 	Errors     []string      `json:"errors,omitempty"`
 }
 

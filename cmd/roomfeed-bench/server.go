@@ -252,19 +252,9 @@ func (b *backend) cleanup(ctx context.Context) {
 		b.schema = ""
 	}
 	if b.prefix != "" {
-		if opts, err := redis.ParseURL(b.redisURL); err == nil {
-			rc := redis.NewClient(opts)
-			iter := rc.Scan(ctx, 0, b.prefix+"*", 1000).Iterator()
-			var keys []string
-			for iter.Next(ctx) {
-				keys = append(keys, iter.Val())
-				if len(keys) == 500 {
-					rc.Unlink(ctx, keys...)
-					keys = keys[:0]
-				}
-			}
-			if len(keys) > 0 {
-				rc.Unlink(ctx, keys...)
+		if rc, err := newRedis(b.redisURL); err == nil {
+			if err := deleteRedisPrefix(ctx, rc, b.prefix); err != nil {
+				fmt.Fprintln(os.Stderr, "bench: delete redis keys:", err)
 			}
 			rc.Close()
 		}
@@ -281,11 +271,10 @@ func (b *backend) available(ctx context.Context) error {
 		return fmt.Errorf("postgres %s: %w", b.pgURL, err)
 	}
 	conn.Close(ctx)
-	opts, err := redis.ParseURL(b.redisURL)
+	rc, err := newRedis(b.redisURL)
 	if err != nil {
-		return err
+		return fmt.Errorf("redis %s: %w", b.redisURL, err)
 	}
-	rc := redis.NewClient(opts)
 	defer rc.Close()
-	return rc.Ping(ctx).Err()
+	return forEachRedisNode(ctx, rc, true, func(ctx context.Context, c *redis.Client) error { return c.Ping(ctx).Err() })
 }
