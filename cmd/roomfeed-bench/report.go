@@ -78,62 +78,8 @@ func printTable(out io.Writer, rep *Report) {
 	if rep.Load.Warning != "" {
 		fmt.Fprintln(out, "WARNING:", rep.Load.Warning)
 	}
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	for _, r := range rep.Runs {
-		if len(r.FanOut) > 0 {
-			fmt.Fprintf(out, "\n[%s] 1. fan-out latency, one room, write ack -> SSE receipt (ms)\n", r.Backend)
-			fmt.Fprintln(tw, "subs\twrites/s\tp50\tp90\tp99\tmax\tlost\tdup\tdropped\tdeliv/s\tsrv CPU s\tRSS MiB\t")
-			for _, p := range r.FanOut {
-				fmt.Fprintf(tw, "%d\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%d\t%.0f\t%.2f\t%.1f\t\n", p.Subscribers, p.AchievedRate,
-					p.Latency.P50, p.Latency.P90, p.Latency.P99, p.Latency.Max, p.Lost, p.Duplicates, p.Disconnected, p.DeliveriesPS, p.ServerCPU, float64(p.ServerRSSKiB)/1024)
-			}
-			tw.Flush()
-		}
-		if s := r.Saturation; s != nil {
-			fmt.Fprintf(out, "\n[%s] 2. saturation, %d subscribers on one room\n", r.Backend, s.Roomfeed.Subscribers)
-			fmt.Fprintln(tw, "server\tknee writes/s\tknee deliveries/s\tCPU s/100k deliv\tmax deliveries/s\tlimited by\t")
-			for _, sr := range []SatRun{s.Roomfeed, s.Bare} {
-				why := sr.Error
-				if why == "" && len(sr.Steps) > 0 {
-					last := sr.Steps[len(sr.Steps)-1]
-					why = last.Why
-					if last.KeptUp {
-						why = "highest rate tried"
-					}
-				}
-				fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.3f\t%.0f\t%s\t\n", sr.Server, sr.KneeRate, sr.KneeDPS, sr.KneeCPU100k, sr.MaxDPS, why)
-			}
-			tw.Flush()
-			fmt.Fprintf(out, "roomfeed / bare: %.0f %% of the deliveries/s, %.2fx the CPU per delivery\n", 100*s.ThroughputRatio, s.CPURatioRoomfeed)
-		}
-		if m := r.IdleMemory; m != nil {
-			fmt.Fprintf(out, "\n[%s] 5. idle memory: baseline %.1f MiB; 1,000 subs %.1f MiB (%.1f KiB/sub); %d subs %.1f MiB (%.1f KiB/sub); %d connected in %.1f s\n",
-				r.Backend, float64(m.BaselineRSSKiB)/1024, float64(m.RSS1kKiB)/1024, m.PerSub1k, m.Connected, float64(m.RSS10kKiB)/1024, m.PerSub10k, m.Connected, m.ConnectSeconds)
-		}
-		if m := r.ManyRooms; m != nil {
-			p := m.FanOutPoint
-			fmt.Fprintf(out, "\n[%s] 3. many rooms: %d subs over %d rooms, %.0f writes/s: p50 %.2f p90 %.2f p99 %.2f max %.2f ms, lost %d, dup %d, dropped %d\n",
-				r.Backend, m.Subscribers, m.Rooms, p.AchievedRate, p.Latency.P50, p.Latency.P90, p.Latency.P99, p.Latency.Max, p.Lost, p.Duplicates, p.Disconnected)
-		}
-		if c := r.CatchUp; c != nil {
-			fmt.Fprintf(out, "\n[%s] 4. catch-up of %d events on one connection: median %.0f ms, best %.0f ms until live (trials %v ms; first event %v ms); complete %v\n",
-				r.Backend, c.Events, c.MedianLiveMS, c.BestLiveMS, c.TrialsLiveMS, c.TrialsFirstMS, c.Complete)
-		}
-		if len(r.Writes) > 0 {
-			fmt.Fprintf(out, "\n[%s] 6. writes (PUT, closed loop)\n", r.Backend)
-			fmt.Fprintln(tw, "writers\trooms\twrites/s\tp50 ms\tp99 ms\tmax ms\terrors\tsrv CPU s\t")
-			for _, w := range r.Writes {
-				fmt.Fprintf(tw, "%d\t%s\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t%.2f\t\n", w.Writers, w.Rooms, w.PerSec, w.Latency.P50, w.Latency.P99, w.Latency.Max, w.Errors, w.ServerCPU)
-			}
-			tw.Flush()
-		}
-		printFullNode(out, r)
-		printStorm(out, r)
-		printTwoNodes(out, r)
-		printScale(out, r)
-		for _, e := range r.Errors {
-			fmt.Fprintf(out, "[%s] error: %s\n", r.Backend, e)
-		}
+		printRun(out, r)
 	}
 	if len(rep.Targets) > 0 {
 		fmt.Fprintln(out, "\ntargets")
@@ -151,6 +97,65 @@ func printTable(out io.Writer, rep *Report) {
 		fmt.Fprintln(out, "note:", n)
 	}
 	fmt.Fprintln(out)
+}
+
+// printRun prints what one backend's scenarios measured.
+func printRun(out io.Writer, r BackendRun) {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	if len(r.FanOut) > 0 {
+		fmt.Fprintf(out, "\n[%s] 1. fan-out latency, one room, write ack -> SSE receipt (ms)\n", r.Backend)
+		fmt.Fprintln(tw, "subs\twrites/s\tp50\tp90\tp99\tmax\tlost\tdup\tdropped\tdeliv/s\tsrv CPU s\tRSS MiB\t")
+		for _, p := range r.FanOut {
+			fmt.Fprintf(tw, "%d\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%d\t%.0f\t%.2f\t%.1f\t\n", p.Subscribers, p.AchievedRate,
+				p.Latency.P50, p.Latency.P90, p.Latency.P99, p.Latency.Max, p.Lost, p.Duplicates, p.Disconnected, p.DeliveriesPS, p.ServerCPU, float64(p.ServerRSSKiB)/1024)
+		}
+		tw.Flush()
+	}
+	if s := r.Saturation; s != nil {
+		fmt.Fprintf(out, "\n[%s] 2. saturation, %d subscribers on one room\n", r.Backend, s.Roomfeed.Subscribers)
+		fmt.Fprintln(tw, "server\tknee writes/s\tknee deliveries/s\tCPU s/100k deliv\tmax deliveries/s\tlimited by\t")
+		for _, sr := range []SatRun{s.Roomfeed, s.Bare} {
+			why := sr.Error
+			if why == "" && len(sr.Steps) > 0 {
+				last := sr.Steps[len(sr.Steps)-1]
+				why = last.Why
+				if last.KeptUp {
+					why = "highest rate tried"
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.3f\t%.0f\t%s\t\n", sr.Server, sr.KneeRate, sr.KneeDPS, sr.KneeCPU100k, sr.MaxDPS, why)
+		}
+		tw.Flush()
+		fmt.Fprintf(out, "roomfeed / bare: %.0f %% of the deliveries/s, %.2fx the CPU per delivery\n", 100*s.ThroughputRatio, s.CPURatioRoomfeed)
+	}
+	if m := r.IdleMemory; m != nil {
+		fmt.Fprintf(out, "\n[%s] 5. idle memory: baseline %.1f MiB; 1,000 subs %.1f MiB (%.1f KiB/sub); %d subs %.1f MiB (%.1f KiB/sub); %d connected in %.1f s\n",
+			r.Backend, float64(m.BaselineRSSKiB)/1024, float64(m.RSS1kKiB)/1024, m.PerSub1k, m.Connected, float64(m.RSS10kKiB)/1024, m.PerSub10k, m.Connected, m.ConnectSeconds)
+	}
+	if m := r.ManyRooms; m != nil {
+		p := m.FanOutPoint
+		fmt.Fprintf(out, "\n[%s] 3. many rooms: %d subs over %d rooms, %.0f writes/s: p50 %.2f p90 %.2f p99 %.2f max %.2f ms, lost %d, dup %d, dropped %d\n",
+			r.Backend, m.Subscribers, m.Rooms, p.AchievedRate, p.Latency.P50, p.Latency.P90, p.Latency.P99, p.Latency.Max, p.Lost, p.Duplicates, p.Disconnected)
+	}
+	if c := r.CatchUp; c != nil {
+		fmt.Fprintf(out, "\n[%s] 4. catch-up of %d events on one connection: median %.0f ms, best %.0f ms until live (trials %v ms; first event %v ms); complete %v\n",
+			r.Backend, c.Events, c.MedianLiveMS, c.BestLiveMS, c.TrialsLiveMS, c.TrialsFirstMS, c.Complete)
+	}
+	if len(r.Writes) > 0 {
+		fmt.Fprintf(out, "\n[%s] 6. writes (PUT, closed loop)\n", r.Backend)
+		fmt.Fprintln(tw, "writers\trooms\twrites/s\tp50 ms\tp99 ms\tmax ms\terrors\tsrv CPU s\t")
+		for _, w := range r.Writes {
+			fmt.Fprintf(tw, "%d\t%s\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t%.2f\t\n", w.Writers, w.Rooms, w.PerSec, w.Latency.P50, w.Latency.P99, w.Latency.Max, w.Errors, w.ServerCPU)
+		}
+		tw.Flush()
+	}
+	printFullNode(out, r)
+	printStorm(out, r)
+	printTwoNodes(out, r)
+	printScale(out, r)
+	for _, e := range r.Errors {
+		fmt.Fprintf(out, "[%s] error: %s\n", r.Backend, e)
+	}
 }
 
 func hasFanOut(rep *Report) bool {

@@ -108,24 +108,9 @@ func (b *bench) stormRun(ctx context.Context, be *backend, st *Storm, sig syscal
 	}
 	time.Sleep(3 * time.Second)
 	p.RSSBeforeKiB = rssKiB(srv.pid)
-	w := newWriter(srv.url, 32)
-	defer w.close()
 	acks := newAckLog()
-	var writeErrs atomic.Int64
-	wctx, stopWrites := context.WithCancel(ctx)
+	stopWrites := writeOn(ctx, srv.url, st.WriteRate, st.Rooms, roomOf, acks)
 	defer stopWrites()
-	var writes sync.WaitGroup
-	writes.Go(func() {
-		openLoop(wctx, st.WriteRate, time.Hour, 16, func(int) {
-			r := rand.IntN(st.Rooms)
-			seq, sent, acked, err := w.put(wctx, roomOf(r), "e"+strconv.Itoa(r%7))
-			if err != nil {
-				writeErrs.Add(1)
-				return
-			}
-			acks.add(roomOf(r), seq, sent, acked)
-		})
-	})
 	time.Sleep(3 * time.Second) // writes flowing to a full node
 
 	res := newResumers(ctx, subs, addr)
@@ -145,9 +130,7 @@ func (b *bench) stormRun(ctx context.Context, be *backend, st *Storm, sig syscal
 	peak := res.watch(srv.pid, topsAtStop, restarted, b.cfg.stormLimit, p)
 	p.PeakRSSKiB = peak
 	time.Sleep(3 * time.Second) // live writes after the storm
-	stopWrites()
-	writes.Wait()
-	p.WriteErrors = writeErrs.Load()
+	p.WriteErrors = stopWrites()
 	waitDrain(subs, acks.tops(), 30*time.Second)
 	p.delivery = collect(subs, acks, nil)
 	p.Attempts, p.Refused, p.Busy, p.OtherFailures = res.attempts.Load(), res.refused.Load(), res.busy.Load(), res.other.Load()
@@ -159,6 +142,36 @@ func (b *bench) stormRun(ctx context.Context, be *backend, st *Storm, sig syscal
 		sig, p.Connected, p.DownMS, p.LastResumedS, p.LastLiveS, p.AllLive, p.Attempts, p.Refused, p.Busy, p.OtherFailures,
 		p.FailedAfterResume, p.ErrorEvents, p.RSSBeforeKiB, p.PeakRSSKiB, p.Lost, p.Duplicates, p.OutOfOrder)
 	return nil
+}
+
+// writeOn writes at rate into random rooms of base (writes to a stopped
+// server fail and are counted) until the returned function is called; it
+// stops them and returns how many failed.
+func writeOn(ctx context.Context, base string, rate float64, rooms int, roomOf func(int) string, acks *ackLog) (stop func() int64) {
+	w := newWriter(base, 32)
+	var errs atomic.Int64
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		openLoop(ctx, rate, time.Hour, 16, func(int) {
+			r := rand.IntN(rooms)
+			seq, sent, acked, err := w.put(ctx, roomOf(r), "e"+strconv.Itoa(r%7))
+			if err != nil {
+				errs.Add(1)
+				return
+			}
+			acks.add(roomOf(r), seq, sent, acked)
+		})
+	})
+	var once sync.Once
+	return func() int64 {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			w.close()
+		})
+		return errs.Load()
+	}
 }
 
 // freeAddr returns a loopback address nothing listens on.
