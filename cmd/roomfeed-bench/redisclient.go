@@ -2,51 +2,21 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/url"
-	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/roomfeed/roomfeed/internal/redisurl"
 )
 
-// newRedis returns a client of raw, read as roomfeed reads REDIS_URL: a
-// Cluster client when it names several hosts (redis://h1:7000,h2:7001) or
-// has the scheme redis-cluster:// (rediss-cluster://), a single-node client
-// otherwise.
+// newRedis returns a client of raw, read as roomfeed reads REDIS_URL
+// (internal/redisurl): a Cluster client or a single-node one.
 func newRedis(raw string) (redis.UniversalClient, error) {
-	u, err := url.Parse(raw)
+	o, err := redisurl.Parse(raw)
 	if err != nil {
 		return nil, err
 	}
-	scheme, cluster := u.Scheme, false
-	switch u.Scheme {
-	case "redis", "rediss":
-	case "redis-cluster", "rediss-cluster":
-		scheme, cluster = strings.TrimSuffix(u.Scheme, "-cluster"), true
-	default:
-		return nil, errors.New("redis URL must start with redis://, rediss://, redis-cluster:// or rediss-cluster://")
-	}
-	hosts := strings.Split(u.Host, ",")
-	if !cluster && len(hosts) == 1 {
-		opts, err := redis.ParseURL(raw)
-		if err != nil {
-			return nil, err
-		}
-		return redis.NewClient(opts), nil
-	}
-	seed := *u
-	seed.Scheme, seed.Host, seed.Path = scheme, hosts[0], ""
-	q := seed.Query()
-	for _, h := range hosts[1:] {
-		q.Add("addr", h)
-	}
-	seed.RawQuery = q.Encode()
-	opts, err := redis.ParseClusterURL(seed.String())
-	if err != nil {
-		return nil, err
-	}
-	return redis.NewClusterClient(opts), nil
+	return o.Client(), nil
 }
 
 // forEachRedisNode calls fn with every node of rc: itself, or every master

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/roomfeed/roomfeed/api"
 	"github.com/roomfeed/roomfeed/feed"
 	feedredis "github.com/roomfeed/roomfeed/feed/redis"
+	"github.com/roomfeed/roomfeed/internal/redisurl"
 	"github.com/roomfeed/roomfeed/repo"
 	"github.com/roomfeed/roomfeed/sse"
 )
@@ -284,53 +284,20 @@ func (c config) validate() error {
 // packets lost) holds a call for the whole ReadTimeout (5 s), whatever
 // deadline roomfeed gave it.
 func newRedisClient(raw string, open bool) (redis.UniversalClient, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
-	}
-	scheme, cluster := u.Scheme, false
-	switch u.Scheme {
-	case "redis", "rediss":
-	case "redis-cluster", "rediss-cluster":
-		scheme, cluster = strings.TrimSuffix(u.Scheme, "-cluster"), true
-	default:
-		return nil, errors.New("REDIS_URL must start with redis://, rediss://, redis-cluster:// or rediss-cluster://")
-	}
-	hosts := strings.Split(u.Host, ",")
-	if !cluster && len(hosts) == 1 {
-		opts, err := redis.ParseURL(raw)
-		if err != nil {
-			return nil, fmt.Errorf("REDIS_URL: %w", err)
-		}
-		if !open {
-			return nil, nil
-		}
-		opts.ContextTimeoutEnabled = true
-		return redis.NewClient(opts), nil
-	}
-	if p := strings.Trim(u.Path, "/"); p != "" && p != "0" {
-		return nil, fmt.Errorf("REDIS_URL: a Redis Cluster has only database 0, not %q", p)
-	}
-	seed := *u
-	seed.Scheme, seed.Host, seed.Path = scheme, hosts[0], ""
-	q := seed.Query()
-	for _, h := range hosts[1:] {
-		q.Add("addr", h)
-	}
-	seed.RawQuery = q.Encode()
-	if slices.Contains(hosts, "") {
-		return nil, errors.New("REDIS_URL: empty host in the list of cluster nodes")
-	}
-	opts, err := redis.ParseClusterURL(seed.String())
+	o, err := redisurl.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
 	if !open {
 		return nil, nil
 	}
-	opts.ContextTimeoutEnabled = true
-	clusterTimeouts(opts)
-	return redis.NewClusterClient(opts), nil
+	if o.Cluster != nil {
+		o.Cluster.ContextTimeoutEnabled = true
+		clusterTimeouts(o.Cluster)
+	} else {
+		o.Single.ContextTimeoutEnabled = true
+	}
+	return o.Client(), nil
 }
 
 // Timeouts of a Cluster client whose REDIS_URL does not set them
