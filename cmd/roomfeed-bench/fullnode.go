@@ -69,14 +69,10 @@ func (b *bench) fullNodePoint(ctx context.Context, srv *server, fn *FullNode, p 
 	roomOf := func(i int) string { return fmt.Sprintf("f%05d", i%fn.Rooms) }
 	w := newWriter(srv.url, 64)
 	defer w.close()
-	if _, _, _, err := w.put(ctx, "warmup", "e1"); err != nil {
+	var err error
+	if p.BaselineRSSKiB, err = baselineRSS(ctx, srv); err != nil {
 		return err
 	}
-	if s, err := subscribe(ctx, hostport(srv.url), "warmup", -1); err == nil {
-		s.close()
-	}
-	time.Sleep(2 * time.Second)
-	p.BaselineRSSKiB = rssKiB(srv.pid)
 	mem0, slab0 := sockMemPages(), meminfoKiB("SUnreclaim")
 	rooms := make([]string, fn.Subscribers)
 	for i := range rooms {

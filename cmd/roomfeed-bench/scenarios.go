@@ -160,6 +160,16 @@ func (b *bench) serverArgs(ctx context.Context, be *backend, addr string) ([]str
 	return append(args, b.cfg.serverArgs...), nil
 }
 
+// baselineRSS warms the server up (warmUp), lets it settle and returns its
+// RSS then: the baseline of a memory figure.
+func baselineRSS(ctx context.Context, srv *server) (int64, error) {
+	if err := warmUp(ctx, srv); err != nil {
+		return 0, err
+	}
+	time.Sleep(2 * time.Second)
+	return rssKiB(srv.pid), nil
+}
+
 func hostport(u string) string {
 	p, err := url.Parse(u)
 	if err != nil {
@@ -367,15 +377,10 @@ func (b *bench) manyRooms(ctx context.Context, be *backend, run *BackendRun, doI
 		}
 		w := newWriter(srv.url, 32)
 		defer w.close()
-		// Warm up the server (one write, one stream) before the baseline.
-		if _, _, _, err := w.put(ctx, "warmup", "e1"); err != nil {
+		var err error
+		if im.BaselineRSSKiB, err = baselineRSS(ctx, srv); err != nil {
 			return err
 		}
-		if s, err := subscribe(ctx, hostport(srv.url), "warmup", -1); err == nil {
-			s.close()
-		}
-		time.Sleep(2 * time.Second)
-		im.BaselineRSSKiB = rssKiB(srv.pid)
 		roomOf := func(i int) string { return fmt.Sprintf("r%04d", i%nRooms) }
 		rooms := make([]string, total)
 		for i := range rooms {
