@@ -495,12 +495,7 @@ func (p *loadProc) stop() {
 		return
 	}
 	p.stdin.Close()
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	waitOrKill(p.cmd.Process, p.done)
 	p.log.Close()
 }
 

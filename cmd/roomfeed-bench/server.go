@@ -84,13 +84,19 @@ func (s *server) stop() {
 		return
 	}
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(15 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
+	waitOrKill(s.cmd.Process, s.done)
 	s.log.Close()
+}
+
+// waitOrKill waits for p to end (done closed), and kills it if it is still
+// there after 15 s.
+func waitOrKill(p *os.Process, done <-chan struct{}) {
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = p.Kill()
+		<-done
+	}
 }
 
 func lastLines(s string, n int) string {
