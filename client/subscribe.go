@@ -116,7 +116,7 @@ type Subscription struct {
 	wait     time.Duration // before the next connection
 	err      error         // final
 	started  Cursor        // the cursors a comment just adopted
-	moved    Cursor        // the cursors a bare id just moved
+	moved    Cursor        // the cursors a bare id, or another room's event id, just moved
 
 	st      *Stream // the open connection, or nil
 	connCtx context.Context
@@ -190,6 +190,10 @@ func (s *Subscription) Next(ctx context.Context) (Message, error) {
 			return nil, ErrClosed
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
+		case s.moved != nil:
+			m := Progress{Cursor: s.moved}
+			s.moved = nil
+			return m, nil
 		}
 		var m Message
 		var err error
@@ -264,9 +268,7 @@ func (s *Subscription) read(ctx context.Context) (Message, error) {
 		return m, nil
 	}
 	if errors.Is(err, errMoved) {
-		m := Progress{Cursor: s.moved}
-		s.moved = nil
-		return m, nil
+		return nil, nil // Next returns the Progress
 	}
 	if err == nil {
 		var m Message
@@ -516,6 +518,7 @@ func (s *Subscription) handle(ev sse.Event) (Message, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.adoptOthers(room, ev.ID)
 	if ev.Type == "reset" {
 		var d struct{ Cursor, Reason string }
 		_ = json.Unmarshal([]byte(ev.Data), &d)
@@ -530,6 +533,26 @@ func (s *Subscription) handle(ev sse.Event) (Message, error) {
 	}
 	s.cursor[room] = seq
 	return Event{Room: room, Seq: seq, Type: ev.Type, Data: json.RawMessage(ev.Data)}, nil
+}
+
+// adoptOthers moves the cursors of the rooms other than room forward to a
+// multiplexed event id, the whole cursor of the stream: the events of
+// another room that a filter left out just before this one are counted in
+// it and in no bare id of their own. The moves come as a Progress next.
+func (s *Subscription) adoptOthers(room, id string) {
+	if len(s.rooms) == 1 {
+		return
+	}
+	at, err := sse.ParseComposite(id)
+	if err != nil {
+		return
+	}
+	delete(at, room)
+	moved := s.adopt(at, true)
+	if s.moved == nil {
+		s.moved = moved
+	}
+	maps.Copy(s.moved, moved)
 }
 
 // seq reads room's seq from an event id: the seq itself on a one-room

@@ -136,6 +136,16 @@ func TestSubscribe(t *testing.T) {
 			"id: a:3,b:2\nevent: chat\ndata: {\"room\":\"b\"}\n\nid: a:4,b:9\n\n", "close")},
 		want:    []string{"progress a:3", `b 2 chat {"room":"b"}`, "progress a:4,b:9", "reconnect"},
 		wantIDs: []string{"a:1,b:1", "a:4,b:9"},
+	}, {
+		// A filter left out b's events 2 to 5 just before a's event 2: no
+		// bare id came for them, a's event id counts them.
+		name:  "an event's composite id moves the other rooms",
+		from:  Cursor{"a": 1, "b": 1},
+		rooms: []string{"a", "b"},
+		conns: []http.HandlerFunc{feed("retry: 1\n\nid: a:2,b:5\nevent: chat\ndata: {\"room\":\"a\"}\n\n"+
+			"id: a:3,b:4\nevent: chat\ndata: {\"room\":\"a\"}\n\n", "close")},
+		want:    []string{`a 2 chat {"room":"a"}`, "progress b:5", `a 3 chat {"room":"a"}`, "reconnect"},
+		wantIDs: []string{"a:1,b:1", "a:3,b:5"},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
