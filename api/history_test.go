@@ -251,6 +251,29 @@ func TestHistoryTrimmed(t *testing.T) {
 	})
 }
 
+// TestHistoryOpenModeActor: without tokens, the ?client= name a write
+// gives is its actor (the person of presence and signals); a bad one is
+// 400 bad_client and writes nothing.
+func TestHistoryOpenModeActor(t *testing.T) {
+	ts := newServer(t, backends[0], serverOpts{})
+	el := ts.URL + "/rooms/w1/elements/c1"
+	mustStatus(t, do(t, http.MethodPut, el+"?client=ana", `{"kind":"character","data":{"v":1}}`), http.StatusCreated)
+	mustStatus(t, do(t, http.MethodPatch, el, `{"v":2}`, "Content-Type", "application/merge-patch+json"), http.StatusOK)
+	r := do(t, http.MethodPut, el+"?client=no%20one", `{"kind":"character","data":{"v":3}}`)
+	if r.Status != http.StatusBadRequest || r.errorCode(t) != "bad_client" {
+		t.Errorf("a write with a bad client name: got %d %s, want 400 bad_client", r.Status, r.Body)
+	}
+	var h historyAnswer
+	decodeInto(t, do(t, http.MethodGet, el+"/history", ""), &h)
+	var actors []string
+	for _, v := range h.Versions {
+		actors = append(actors, v.Actor)
+	}
+	if want := []string{"", "ana"}; !slices.Equal(actors, want) {
+		t.Errorf("actors, newest first: got %q, want %q", actors, want)
+	}
+}
+
 // TestHistoryAuthorization: the history and the room as of a seq need the
 // room's read grant, a revert its write grant; the revert's version and
 // event carry the token's sub as actor.

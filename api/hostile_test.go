@@ -284,18 +284,15 @@ func hostileCases() []hostileCase {
 		{name: "20 KB If-Match", method: "PUT", target: el, body: `{"kind":"item","data":{}}`, headers: h("If-Match", `"`+strings.Repeat("1", 20<<10)+`"`), status: 400, code: "bad_precondition"},
 		{name: "Op-ID with non-ASCII", method: "PUT", target: el, body: `{"kind":"item","data":{}}`, headers: h("Op-ID", "op\xc2\xa0id"), status: 400, code: "bad_op_id"},
 		{name: "Op-ID of 129 characters", method: "PUT", target: el, body: `{"kind":"item","data":{}}`, headers: h("Op-ID", strings.Repeat("o", 129)), status: 400, code: "bad_op_id"},
-		{name: "Op-ID with a space", method: "POST", target: "/rooms/w1/messages", body: `{"event":"chat"}`, headers: h("Op-ID", "op id"), status: 400, code: "bad_op_id"},
 		{name: "Op-ID with a control character (refused by net/http)", method: "PUT", target: el, body: `{"kind":"item","data":{}}`, headers: h("Op-ID", "op\x01id"), status: 400, plain: true},
 		// Idempotency keys.
 		keyCase("key of 129 characters", "PUT", h("Idempotency-Key", strings.Repeat("k", 129))),
 		keyCase("quoted key of 129 characters", "POST", h("Idempotency-Key", `"`+strings.Repeat("k", 129)+`"`)),
 		keyCase("key with a tab", "PATCH", h("Idempotency-Key", "a\tb")),
-		keyCase("key with a space", "POST", h("Idempotency-Key", "a b")),
 		// A control character in a header value: net/http refuses the
 		// request (a plain 400) before any handler.
 		{name: "key with a DEL", method: "PUT", target: el, body: `{"kind":"item","data":{}}`, headers: h("Idempotency-Key", "a\x7fb"), status: 400, plain: true},
 		keyCase("quoted key with an escaped tab", "PUT", h("Idempotency-Key", "\"a\\\tb\"")),
-		keyCase("quoted key with a space", "PUT", h("Idempotency-Key", `"a b"`)),
 		keyCase("key with non-ASCII", "DELETE", h("Idempotency-Key", "k\xc2\xa0ey")),
 		keyCase("quoted key with non-ASCII", "POST", h("Idempotency-Key", "\"k\xc3\xa9\"")),
 		keyCase("empty key", "PUT", h("Idempotency-Key", "")),
@@ -353,7 +350,7 @@ func hostileCases() []hostileCase {
 		revert("a version never had", `{"to_version":99}`, 404, "version_not_found"),
 		{name: "revert: stale If-Match", method: "POST", target: el + "/revert", body: `{"to_version":1}`, headers: h("If-Match", `"7"`), status: 412, code: "version_mismatch"},
 		{name: "revert: If-None-Match", method: "POST", target: el + "/revert", body: `{"to_version":1}`, headers: h("If-None-Match", "*"), status: 400, code: "bad_precondition"},
-		{name: "revert: bad key", method: "POST", target: el + "/revert", body: `{"to_version":1}`, headers: h("Idempotency-Key", `"a b"`), status: 400, code: "bad_idempotency_key"},
+		{name: "revert: bad key", method: "POST", target: el + "/revert", body: `{"to_version":1}`, headers: h("Idempotency-Key", `"a\tb"`), status: 400, code: "bad_idempotency_key"},
 		{name: "revert: text/plain", method: "POST", target: el + "/revert", body: `{"to_version":1}`, headers: h("Content-Type", "text/plain"), noCT: true, status: 415},
 		{name: "revert: GET", method: "GET", target: el + "/revert", status: 405},
 		// Slow and endless bodies.

@@ -26,7 +26,7 @@ var errKeyMismatch = badRequest("bad_idempotency_key", "Idempotency-Key and Op-I
 // idempotencyKey reads a write's idempotency key: Idempotency-Key (the IETF
 // httpapi draft: an sf-string such as "abc", or a bare token) and Op-ID
 // are the same key, "" when neither is sent. A key is 1 to 128 printable
-// ASCII characters without spaces. A malformed Idempotency-Key, or two
+// ASCII characters, spaces included (the draft's sf-string). A malformed Idempotency-Key, or two
 // different keys (both headers, or one repeated), is 400
 // bad_idempotency_key; a malformed Op-ID is 400 bad_op_id; an empty Op-ID
 // is none.
@@ -44,7 +44,7 @@ func idempotencyKey(c *gin.Context) (string, error) {
 			continue
 		}
 		if !validKey(v) {
-			return "", badRequest("bad_op_id", "Op-ID must be 1 to 128 printable ASCII characters without spaces")
+			return "", badRequest("bad_op_id", "Op-ID must be 1 to 128 printable ASCII characters")
 		}
 		keys = append(keys, v)
 	}
@@ -62,7 +62,7 @@ func idempotencyKey(c *gin.Context) (string, error) {
 // parseKey reads an Idempotency-Key value: an sf-string (RFC 8941: in
 // quotes, with \" and \\ escapes) or the bare key.
 func parseKey(v string) (string, error) {
-	bad := badRequest("bad_idempotency_key", `Idempotency-Key must be 1 to 128 printable ASCII characters without spaces, bare or quoted ("abc")`)
+	bad := badRequest("bad_idempotency_key", `Idempotency-Key must be 1 to 128 printable ASCII characters, bare or quoted ("abc")`)
 	if strings.HasPrefix(v, `"`) {
 		if len(v) < 2 || !strings.HasSuffix(v, `"`) {
 			return "", bad
@@ -92,7 +92,7 @@ func validKey(k string) bool {
 		return false
 	}
 	for i := 0; i < len(k); i++ {
-		if k[i] < 0x21 || k[i] > 0x7e {
+		if k[i] < 0x20 || k[i] > 0x7e {
 			return false
 		}
 	}
@@ -100,22 +100,25 @@ func validKey(k string) bool {
 }
 
 // fingerprint identifies a write request for its idempotency key: the
-// SHA-256 of its method, path, If-Match, If-None-Match, actor and body.
-func fingerprint(c *gin.Context, body []byte) string {
+// SHA-256 of its method, path, If-Match, If-None-Match, person and body.
+func fingerprint(c *gin.Context, who string, body []byte) string {
 	h := sha256.New()
-	for _, part := range []string{c.Request.Method, c.Request.URL.Path, c.GetHeader("If-Match"), c.GetHeader("If-None-Match"), actor(c)} {
+	for _, part := range []string{c.Request.Method, c.Request.URL.Path, c.GetHeader("If-Match"), c.GetHeader("If-None-Match"), who} {
 		h.Write([]byte(strconv.Itoa(len(part)) + ":" + part + "\n"))
 	}
 	h.Write(body)
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// writeMeta is who makes a write, and with a key its idempotency: the
-// fingerprint of the request with body, and build, the answer recorded.
+// writeMeta is who makes a write (person: the token's subject, or the
+// ?client= name in open mode, which roomName checked), and with a key its
+// idempotency: the fingerprint of the request with body, and build, the
+// answer recorded.
 func writeMeta(c *gin.Context, key string, body []byte, build answerFunc) repo.Meta {
-	m := repo.Meta{OpID: key, Actor: actor(c)}
+	who, _ := person(c)
+	m := repo.Meta{OpID: key, Actor: who}
 	if key != "" {
-		m.Idem = &repo.Idempotency{Key: key, Fingerprint: fingerprint(c, body), Answer: build}
+		m.Idem = &repo.Idempotency{Key: key, Fingerprint: fingerprint(c, who, body), Answer: build}
 	}
 	return m
 }

@@ -133,6 +133,22 @@ func TestIdempotencyKeyForms(t *testing.T) {
 	}
 }
 
+// TestIdempotencyKeySpaces: a key may hold spaces (printable ASCII, as the
+// draft's sf-string); quoted, bare and as Op-ID it is one key.
+func TestIdempotencyKeySpaces(t *testing.T) {
+	ts := newServer(t, backends[0], serverOpts{})
+	msgs := ts.URL + "/rooms/w1/messages"
+	body := `{"event":"chat","data":{"text":"hi"}}`
+	first := do(t, "POST", msgs, body, "Idempotency-Key", `"retry of 7 b"`)
+	mustStatus(t, first, http.StatusCreated)
+	for _, h := range [][]string{{"Idempotency-Key", `"retry of 7 b"`}, {"Idempotency-Key", "retry of 7 b"}, {"Op-ID", "retry of 7 b"}} {
+		checkReplay(t, h[0]+": "+h[1], first, do(t, "POST", msgs, body, h...))
+	}
+	if evs, err := ts.Store.EventsAfter(t.Context(), "w1", 0, 10); err != nil || len(evs) != 1 {
+		t.Errorf("events: got %d (%v), want 1", len(evs), err)
+	}
+}
+
 // TestMergedWrites: a PATCH or PUT with a stale If-Match is merged when
 // the paths differ (200, Merged-From), is 409 conflict with the paths and
 // the current element when they do not; a stale DELETE is 412.

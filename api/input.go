@@ -18,10 +18,15 @@ import (
 	"github.com/roomfeed/roomfeed/repo"
 )
 
-// roomName validates the :room path parameter for every room route.
+// roomName validates the :room path parameter for every room route, and
+// ?client=, the person of open mode (person).
 func (s *Server) roomName(c *gin.Context) {
 	if !roomfeed.ValidName(c.Param("room")) {
 		writeError(c, badRequest("bad_room", "room must match "+roomfeed.NamePattern.String()))
+		return
+	}
+	if _, err := person(c); err != nil {
+		writeError(c, err)
 		return
 	}
 	c.Next()

@@ -25,10 +25,15 @@ const (
 // at once as an event without an id, never recorded or replayed, at most
 // once. It answers 202 with the signal's data; a log that cannot be reached
 // is 503 feed_unavailable, and the signal is lost. The write grant and the
-// signal rate (limitRate) are checked before.
+// signal rate (limitRate) are checked before. A signal is never recorded,
+// so an idempotency key means nothing to it; a malformed one is refused as
+// on every write (400), a well-formed one is ignored.
 func (s *Server) postSignal(c *gin.Context) error {
 	who, err := person(c)
 	if err != nil {
+		return err
+	}
+	if _, err := idempotencyKey(c); err != nil {
 		return err
 	}
 	b, _, err := s.readMessage(c, "signal", maxSignalBytes)

@@ -198,6 +198,10 @@ func TestSignalInput(t *testing.T) {
 	}
 	r := do(t, http.MethodPost, ts.URL+"/rooms/s1/signals", `{"event":"cursor"}`, "Content-Type", "text/plain")
 	mustStatus(t, r, http.StatusUnsupportedMediaType)
+	r = do(t, http.MethodPost, ts.URL+"/rooms/s1/signals", `{"event":"cursor"}`, "Idempotency-Key", strings.Repeat("k", 129))
+	if r.Status != http.StatusBadRequest || r.errorCode(t) != "bad_idempotency_key" {
+		t.Errorf("a signal with a 129-character key: got %d %s, want 400 bad_idempotency_key", r.Status, r.Body)
+	}
 
 	r = signal(t, ts.URL, "s1", `{"event":"draft","data":`+str(4<<10)+`}`)
 	signalAnswer(t, r, "s1", "draft", str(4<<10), "")
