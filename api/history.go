@@ -25,7 +25,7 @@ const (
 var (
 	errBadAt      = badRequest("bad_at", "at must be one sequence number, a whole number from 0 to the room's head, such as 42")
 	errBadBefore  = badRequest("bad_before", "before must be one version, a whole number from 1, such as 7")
-	errBadHistLim = badRequest("bad_limit", fmt.Sprintf("limit must be one whole number from 1 to %d", maxHistoryLimit))
+	errBadHistLim = badRequest("bad_limit", fmt.Sprintf("limit must be one whole number from 1 (at most %d versions are sent)", maxHistoryLimit))
 	errBadVersion = badRequest("bad_version", `the body must be {"to_version": N} with N a whole number from 1`)
 )
 
@@ -71,7 +71,8 @@ func queryNumber(c *gin.Context, name string, min, def int64, bad error) (int64,
 }
 
 // history answers GET /rooms/{room}/elements/{id}/history: the element's
-// kept versions, newest first, ?limit= of them below version ?before=.
+// kept versions, newest first, ?limit= of them (at most maxHistoryLimit)
+// below version ?before=.
 func (s *Server) history(c *gin.Context) error {
 	id, err := elementID(c)
 	if err != nil {
@@ -82,10 +83,10 @@ func (s *Server) history(c *gin.Context) error {
 		return err
 	}
 	limit, err := queryNumber(c, "limit", 1, defaultHistoryLimit, errBadHistLim)
-	if err != nil || limit > maxHistoryLimit {
-		return errBadHistLim
+	if err != nil {
+		return err
 	}
-	h, err := s.store.History(c.Request.Context(), c.Param("room"), id, before, int(limit))
+	h, err := s.store.History(c.Request.Context(), c.Param("room"), id, before, int(min(limit, maxHistoryLimit)))
 	if err != nil {
 		return err
 	}

@@ -24,8 +24,10 @@ var (
 		"after and limit page the history as JSON (Accept: application/json or ?format=json); a stream resumes from Last-Event-ID or ?last_event_id=")
 	errPageCursor = badRequest("bad_cursor",
 		"a page of history takes its cursor as one ?after=<seq> (such as 42), not Last-Event-ID")
+	errPageAfter = badRequest("bad_cursor",
+		"after must be one seq: a whole number such as 42 (0 for the start)")
 	errPageLimit = badRequest("bad_limit",
-		fmt.Sprintf("limit must be one whole number from 1 to %d", sse.MaxPageLimit))
+		fmt.Sprintf("limit must be one whole number from 1 (at most %d events are sent)", sse.MaxPageLimit))
 	errMultiPage = badRequest("bad_format",
 		"pages of history are per room: GET /rooms/{room}/events?format=json")
 )
@@ -78,26 +80,22 @@ func streamOnly(q url.Values) error {
 }
 
 // pageParams reads a page's cursor, ?after= (0 when absent), and its size,
-// ?limit= (sse.DefaultPageLimit when absent). A Last-Event-ID is refused:
-// which cursor would the client mean?
+// ?limit= (sse.DefaultPageLimit when absent, sse.MaxPageLimit when above
+// it). A Last-Event-ID is refused: which cursor would the client mean?
 func pageParams(c *gin.Context, q url.Values) (after int64, limit int, err error) {
 	if c.GetHeader("Last-Event-ID") != "" || q.Has("last_event_id") || len(q["after"]) > 1 {
 		return 0, 0, errPageCursor
 	}
 	if q.Has("after") {
 		if after, err = sse.ParseCursor(q.Get("after")); err != nil {
-			return 0, 0, errPageCursor
+			return 0, 0, errPageAfter
 		}
 	}
-	limit = sse.DefaultPageLimit
-	if raws := q["limit"]; len(raws) > 0 {
-		n, err := strconv.Atoi(raws[0])
-		if len(raws) > 1 || err != nil || strings.Trim(raws[0], "0123456789") != "" || n < 1 || n > sse.MaxPageLimit {
-			return 0, 0, errPageLimit
-		}
-		limit = n
+	n, err := queryNumber(c, "limit", 1, sse.DefaultPageLimit, errPageLimit)
+	if err != nil {
+		return 0, 0, err
 	}
-	return after, limit, nil
+	return after, int(min(n, sse.MaxPageLimit)), nil
 }
 
 // eventsPage answers GET /rooms/{room}/events as JSON: one page of the
