@@ -187,7 +187,7 @@ func TestBadInput(t *testing.T) {
 		{"If-Match overflow", "PUT", el, `{"kind":"character","data":{}}`, []string{"If-Match", `"99999999999999999999"`}, 400, "bad_precondition"},
 		{"If-None-Match not star", "PUT", el, `{"kind":"character","data":{}}`, []string{"If-None-Match", `"1"`}, 400, "bad_precondition"},
 		{"both preconditions", "PUT", el, `{"kind":"character","data":{}}`, []string{"If-Match", `"1"`, "If-None-Match", "*"}, 400, "bad_precondition"},
-		{"Op-ID with space", "PUT", el, `{"kind":"character","data":{}}`, []string{"Op-ID", "a b"}, 400, "bad_op_id"},
+		{"Op-ID with a tab", "PUT", el, `{"kind":"character","data":{}}`, []string{"Op-ID", "a\tb"}, 400, "bad_op_id"},
 		{"Op-ID too long", "PUT", el, `{"kind":"character","data":{}}`, []string{"Op-ID", strings.Repeat("a", 129)}, 400, "bad_op_id"},
 		{"message reserved name", "POST", ts.URL + "/rooms/w1/messages", `{"event":"element.created","data":1}`, nil, 400, "bad_event"},
 		{"message reset name", "POST", ts.URL + "/rooms/w1/messages", `{"event":"reset","data":1}`, nil, 400, "bad_event"},
