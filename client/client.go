@@ -43,8 +43,8 @@ type Client struct {
 	// is called before every request, so it can hand out a fresh token
 	// after the server ended a feed with auth_expired.
 	Token func(ctx context.Context) (string, error)
-	// Name, when set, is sent as ?client= on feeds: the presence name of a
-	// subscriber without a token.
+	// Name, when set, is sent as ?client= on feeds and writes: without a
+	// token, the presence name of a subscriber and the actor of a write.
 	Name string
 	// MaxBackoff is the longest wait between reconnections
 	// (DefaultMaxBackoff when 0).
@@ -128,6 +128,10 @@ func (c *Client) send(ctx context.Context, method, u string, body io.Reader, h h
 	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return nil, permanent{err}
+	}
+	if q := req.URL.Query(); method != http.MethodGet && c.Name != "" && !q.Has("client") {
+		q.Set("client", c.Name)
+		req.URL.RawQuery = q.Encode()
 	}
 	for k, v := range h {
 		req.Header[k] = v

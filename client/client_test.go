@@ -113,3 +113,16 @@ func TestPage(t *testing.T) {
 		t.Error("a bad room: got no error")
 	}
 }
+
+// TestRevertName: a write carries the client's Name as ?client=, the actor
+// of a write without a token.
+func TestRevertName(t *testing.T) {
+	srv, seen := historyServer(t)
+	c := &client.Client{Server: srv.URL, Name: "ana"}
+	if _, err := c.Revert(t.Context(), "w1", "c1", 2, client.RevertOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if want := `POST /rooms/w1/elements/c1/revert client=ana If-Match= Key= {"to_version":2}`; (*seen)[0] != want {
+		t.Errorf("request: got %q, want %q", (*seen)[0], want)
+	}
+}
