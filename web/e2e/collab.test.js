@@ -7,10 +7,13 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import path from 'node:path'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import {
   WEB_DIR,
   buildServer,
   feedHistory,
+  freePort,
   launchBrowser,
   psql,
   roomApi,
@@ -18,6 +21,7 @@ import {
   tcpProxy,
   tempDir,
   waitFor,
+  statusOf,
   waitForSameState,
   waitForStatus,
 } from './harness.js'
@@ -558,6 +562,73 @@ describe('editing together', { concurrency: false }, () => {
       await ctx.close()
     } finally {
       await srv.stop()
+      await own.cleanup()
+    }
+  })
+
+  test('a feed refused with 403 (a token without the room\'s read grant) says forbidden, not "connecting"', { timeout: 60000 }, async () => {
+    const own = await tempDir('roomfeed-e2e-forbidden-')
+    const secret = 'e2e-secret-that-is-long-enough-0123456789'
+    const env = { ROOMFEED_JWT_SECRET: secret, ROOMFEED_WEB_TOKEN_ENDPOINT: '/e2e/token' }
+    const srv = await startServer({ bin, db: path.join(own.dir, 'forbidden.db'), env })
+    try {
+      // A valid token of frank's, for other rooms only: the feed of "locked" is 403.
+      const { stdout } = await promisify(execFile)(bin, ['token', '--sub', 'frank', '--read', 'other-*', '--write', 'other-*'], {
+        env: { ...process.env, ROOMFEED_JWT_SECRET: secret },
+      })
+      const token = stdout.trim()
+      const probe = await fetch(`${srv.url}/events?room=locked&access_token=${encodeURIComponent(token)}`)
+      assert.equal(probe.status, 403, 'the server refuses the feed with 403')
+      await probe.body?.cancel()
+      const ctx = await newContext('frank')
+      // The token endpoint the editor is configured with (GET /config.json).
+      await ctx.route('**/e2e/token', (route) => route.fulfill({ contentType: 'application/json', body: JSON.stringify({ token }) }))
+      const page = await openPage(ctx, srv.url, 'locked', { status: 'error' })
+      const problem = page.getByTestId('problem')
+      await problem.waitFor({ timeout: 15000 })
+      assert.equal(await problem.getAttribute('data-kind'), 'forbidden')
+      assert.match(await problem.textContent(), /You do not have access to this world\./)
+      assert.equal(await statusOf(page), 'error')
+      await page.screenshot({ path: path.join(ARTIFACTS, 'forbidden-feed.png') })
+      await ctx.close()
+    } finally {
+      await srv.stop()
+      await own.cleanup()
+    }
+  })
+
+  // A roomfeed server answers 404 on a feed only for a route it does not
+  // have, and only where it serves no web app (with one, such a path is the
+  // editor's route fallback, 200 text/html). So: the editor's node points it
+  // (GET /config.json) at an API-only node with a wrong path prefix, as a
+  // misconfigured proxy would; that node answers /not-roomfeed/events 404.
+  test('a feed answered 404 (a server URL that is not a roomfeed API) says not found, not "connecting"', { timeout: 60000 }, async () => {
+    const own = await tempDir('roomfeed-e2e-notfound-')
+    const apiPort = await freePort()
+    const wrong = `http://127.0.0.1:${apiPort}/not-roomfeed`
+    const web = await startServer({ bin, db: path.join(own.dir, 'web.db'), env: { ROOMFEED_WEB_SERVER_URL: wrong } })
+    let apiNode
+    try {
+      apiNode = await startServer({
+        bin,
+        db: path.join(own.dir, 'api.db'),
+        port: apiPort,
+        args: ['--web-dir', own.dir], // no index.html: an API-only node
+        env: { ROOMFEED_CORS_ORIGINS: web.url },
+      })
+      const probe = await fetch(`${wrong}/events?room=lost`, { headers: { Origin: web.url } })
+      assert.equal(probe.status, 404, 'the API node answers 404 for the feed at the wrong URL')
+      const ctx = await newContext('gina')
+      const page = await openPage(ctx, web.url, 'lost', { status: 'error' })
+      const problem = page.getByTestId('problem')
+      await problem.waitFor({ timeout: 15000 })
+      assert.equal(await problem.getAttribute('data-kind'), 'not_found')
+      assert.match(await problem.textContent(), /Not found on the server\./)
+      assert.equal(await statusOf(page), 'error')
+      await ctx.close()
+    } finally {
+      await apiNode?.stop()
+      await web.stop()
       await own.cleanup()
     }
   })
