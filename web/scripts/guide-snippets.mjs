@@ -23,10 +23,9 @@
 import { execFile, spawn } from 'node:child_process'
 import assert from 'node:assert/strict'
 import { mkdir, readFile, writeFile, rm } from 'node:fs/promises'
-import net from 'node:net'
 import path from 'node:path'
 import { promisify } from 'node:util'
-import { REPO_DIR, startServer, roomApi, waitFor } from '../e2e/harness.js'
+import { REPO_DIR, freePort, startServer, roomApi, waitFor } from '../e2e/harness.js'
 
 const run = promisify(execFile)
 export const GUIDE = path.join(REPO_DIR, 'docs', 'from-socketio.md')
@@ -55,17 +54,6 @@ async function sh(cmd, args, opts) {
   } catch (err) {
     throw new Error(`${cmd} ${args.join(' ')} failed:\n${err.stdout ?? ''}\n${err.stderr ?? ''}`)
   }
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address()
-      srv.close(() => resolve(port))
-    })
-  })
 }
 
 /** A child process whose output is kept; lines() parses its JSON lines. */

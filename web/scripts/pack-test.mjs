@@ -166,7 +166,7 @@ async function main() {
     }
     assert.ok(!listing.includes('.test.js') && !listing.includes('fakes.js'), 'no tests in the tarball')
 
-    step('a fresh project: npm install the tarballs, vue, pinia, vite, typescript, eventsource')
+    step('a fresh project: npm install the tarballs, vue, pinia, vite, typescript, eventsource, socket.io-client')
     const app = path.join(dir, 'app')
     await mkdir(path.join(app, 'src'), { recursive: true })
     for (const [name, text] of Object.entries(FILES)) await writeFile(path.join(app, name), text)
