@@ -104,6 +104,18 @@ export function startServer({ bin, db, databaseUrl, port = 0, timeoutMs = 20000,
   })
 }
 
+/** A free TCP port on 127.0.0.1 (for a server whose own URL must be known before it starts). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address()
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
 export function launchBrowser() {
   return chromium.launch({
     executablePath: CHROMIUM,

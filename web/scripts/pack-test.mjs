@@ -7,16 +7,19 @@
 //   - the Node.js script tails a room and writes to it through the outbox;
 //   - the Vue app, built with Vite and served by that server, shows in
 //     headless Chromium the changes others make, live.
-// Needs the npm registry (vue, pinia, vite, typescript, eventsource), go and
-// Chromium, like the e2e tests. KEEP_STRANGER=1 keeps the directory.
+// Then it runs every fenced block of docs/from-socketio.md (guide-snippets.mjs).
+// Needs the npm registry (vue, pinia, vite, typescript, eventsource,
+// socket.io-client), go, Chromium like the e2e tests, and Debian's
+// python3-flask-socketio for the guide's Flask-SocketIO snippets. KEEP_STRANGER=1 keeps the directory.
 
 import { execFile, spawn } from 'node:child_process'
 import assert from 'node:assert/strict'
-import { mkdtemp, readdir, readFile, rm, writeFile, mkdir } from 'node:fs/promises'
+import { mkdtemp, readdir, rm, writeFile, mkdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { REPO_DIR, WEB_DIR, launchBrowser, roomApi, startServer, waitFor } from '../e2e/harness.js'
+import { runGuide } from './guide-snippets.mjs'
 
 const run = promisify(execFile)
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm'
@@ -146,67 +149,6 @@ function startScript(dir, base, room) {
   }
 }
 
-/** The fenced blocks of docs/from-socketio.md: [{ lang, code, before }] (before: the text above the fence). */
-async function docBlocks() {
-  const text = await readFile(path.join(REPO_DIR, 'docs', 'from-socketio.md'), 'utf8')
-  const blocks = []
-  const re = /```(\w*)\n([\s\S]*?)```/g
-  let m
-  while ((m = re.exec(text))) blocks.push({ lang: m[1], code: m[2], before: text.slice(Math.max(0, m.index - 200), m.index) })
-  return blocks
-}
-
-/** Run the guide's curl snippets and its Node.js bot against the server. */
-async function runGuideSnippets(app, server) {
-  const blocks = await docBlocks()
-  const curls = blocks.filter((b) => b.lang === 'sh' && b.code.includes('curl '))
-  assert.ok(curls.length >= 2, 'the guide has curl snippets')
-  for (const b of curls) {
-    const code = b.code.replaceAll('http://127.0.0.1:8080', server.url).replaceAll('curl ', 'curl -fsS -o /dev/null ')
-    await sh('bash', ['-euc', code], app)
-  }
-  // The roomfeed side of the Python snippets (the Flask-SocketIO ones are
-  // the "before" and need Flask): standard library only.
-  const pythons = blocks.filter((b) => b.lang === 'python' && b.code.includes('http://127.0.0.1:8080'))
-  assert.ok(pythons.length >= 1, 'the guide has a roomfeed Python snippet')
-  await fetch(`${server.url}/rooms/w1/elements/c1`, {
-    method: 'PUT',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ kind: 'character', data: { name: 'before' } }),
-  })
-  for (const b of pythons) await sh('python3', ['-c', b.code.replaceAll('http://127.0.0.1:8080', server.url)], app)
-  const c1 = await (await fetch(`${server.url}/rooms/w1/elements/c1`)).json()
-  assert.equal(c1.data?.name, 'Aria', `the Python snippet renamed c1: ${JSON.stringify(c1)}`)
-  const bot = blocks.find((b) => b.lang === 'js' && b.code.includes("client: 'dice-bot'"))
-  assert.ok(bot, 'the guide has the Node.js bot')
-  await writeFile(path.join(app, 'bot.mjs'), bot.code.replaceAll('http://127.0.0.1:8080', server.url))
-  const proc = spawn(process.execPath, ['bot.mjs'], { cwd: app, stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  proc.stdout.on('data', (d) => (out += d))
-  proc.stderr.on('data', (d) => (out += d))
-  try {
-    const history = async () => (await (await fetch(`${server.url}/rooms/w1/events?format=json&after=0&limit=1000`)).json()).events
-    // The bot follows w1 once its stream is open; ask until it answers.
-    await waitFor(
-      async () => {
-        const res = await fetch(`${server.url}/rooms/w1/messages`, {
-          method: 'POST',
-          headers: { 'Content-Type': 'application/json' },
-          body: JSON.stringify({ event: 'roll_request', data: { sides: 6 } }),
-        })
-        assert.equal(res.status, 201)
-        await new Promise((r) => setTimeout(r, 500))
-        return (await history()).find((e) => e.type === 'roll_result')
-      },
-      { timeoutMs: 30000, intervalMs: 10, what: `the bot's roll_result; bot output: ${out}` },
-    )
-    const result = (await history()).find((e) => e.type === 'roll_result')
-    assert.ok(result.data.value >= 1 && result.data.value <= 6, `a die value: ${JSON.stringify(result)}`)
-  } finally {
-    proc.kill('SIGTERM')
-  }
-}
-
 async function main() {
   const dir = await mkdtemp(path.join(tmpdir(), 'roomfeed-stranger-'))
   assert.ok(path.relative(WEB_DIR, dir).startsWith('..'), 'the project must be outside web/')
@@ -224,7 +166,7 @@ async function main() {
     }
     assert.ok(!listing.includes('.test.js') && !listing.includes('fakes.js'), 'no tests in the tarball')
 
-    step('a fresh project: npm install the tarballs, vue, pinia, vite, typescript, eventsource')
+    step('a fresh project: npm install the tarballs, vue, pinia, vite, typescript, eventsource, socket.io-client')
     const app = path.join(dir, 'app')
     await mkdir(path.join(app, 'src'), { recursive: true })
     for (const [name, text] of Object.entries(FILES)) await writeFile(path.join(app, name), text)
@@ -239,6 +181,7 @@ async function main() {
         'vite@^8',
         'typescript@~5.9.3',
         'eventsource@^4',
+        'socket.io-client@^4', // the guide's "before" client (docs/from-socketio.md)
         '@types/node@^20',
       ],
       app,
@@ -292,8 +235,9 @@ async function main() {
     await api.del('from-node')
     await waitFor(async () => !(await names()).includes('hello from node'), { timeoutMs: 20000, what: 'a delete, live' })
     await what(() => script.lines().find((l) => l.change === 'from-node' && l.deleted), 'the script to see the delete')
-    step("docs/from-socketio.md: its curl snippets and its Node.js bot, against the server")
-    await runGuideSnippets(app, server)
+    step('docs/from-socketio.md: every fenced snippet, run (web/scripts/guide-snippets.mjs)')
+    const { blocks, ran } = await runGuide({ app, dir, bin, server, browser })
+    step(`  ${ran.length} of ${blocks.length} blocks of the guide run`)
     step('ok: packed, installed, type-checked, and run against a real server')
   } finally {
     for (const fn of cleanups.reverse()) await Promise.resolve(fn()).catch(() => {})
