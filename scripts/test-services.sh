@@ -81,7 +81,7 @@ ensure_redis() {
 ensure_tools() {
   local need=()
   command -v chromium >/dev/null || need+=(chromium)
-  python3 -c 'import flask_socketio' 2>/dev/null || need+=(python3-flask-socketio)
+  /usr/bin/python3 -c 'import flask_socketio' 2>/dev/null || need+=(python3-flask-socketio)
   if [ ${#need[@]} -gt 0 ]; then
     if root; then apt_install "${need[@]}"; else say "missing ${need[*]}: the web tests will fail; install them"; fi
   fi
