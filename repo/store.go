@@ -1,17 +1,12 @@
 // Package repo owns the SQL store: elements and their kept versions, the
-// per-room sequence, the event history, which doubles as the transactional
-// outbox, and the idempotency keys of writes.
-//
-// Every write locks the room row, takes the next sequence number, writes the
-// element and its version, inserts the event and records its idempotency
-// key in one transaction, so sequence numbers are gap-free per room, commit
-// order equals sequence order, and a retried write is answered as the first
-// was instead of being applied twice. A stale If-Match is merged three ways
-// from its kept version. repo holds what a write does (Put, Patch, Delete,
-// Message) and the group-commit queues;
-// the dialects, SQLite (the embedded default, repo/sqlite) and PostgreSQL
-// (repo/postgres), commit each batch the queues hand them and return the
-// same bytes for the same writes.
+// per-room sequence, the event history (also the transactional outbox) and
+// the idempotency keys of writes. It holds what a write does (Put, Patch,
+// Delete, Message, with a stale If-Match merged three ways from its kept
+// version) and the group-commit queues. Each write commits in one
+// transaction with its room locked, so sequence numbers are gap-free per
+// room and commit order is sequence order. The dialects, repo/sqlite (the
+// embedded default) and repo/postgres, commit the batches the queues hand
+// them and return the same bytes for the same writes.
 package repo
 
 import (

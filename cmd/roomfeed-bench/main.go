@@ -4,14 +4,9 @@
 // PostgreSQL + Redis. It starts the server itself (or targets one with
 // --target), prints a table, and writes a JSON file and an SVG plot.
 //
-//	go run ./cmd/roomfeed-bench                    # quick run, about 5 minutes
+//	go run ./cmd/roomfeed-bench                    # quick run
 //	go run ./cmd/roomfeed-bench --full             # longer phases, more points
 //	go run ./cmd/roomfeed-bench --target http://127.0.0.1:8080 --scenarios 1,4,6
-//
-// Everything runs on loopback. Latency is measured in this one process on
-// one monotonic clock: the writer records when each write's response (with
-// its Event-ID) arrived, every subscriber records when the SSE "id:" line of
-// that seq arrived.
 package main
 
 import (

@@ -1,17 +1,10 @@
-// Package memrelease gives the memory of a burst of work back to the
-// operating system once the process has gone quiet.
-//
-// A burst of connections (thousands of subscribers connecting at once, a
-// reconnect storm) makes the Go heap grow: every connection being set up
-// holds a goroutine stack, buffers and garbage at the same time. Once the
-// burst is over the live heap is small again, but the runtime keeps what it
-// grew: garbage waits for a collection that an idle process does not start
-// (the heap goal was set by the burst), and the scavenger only returns what
-// lies above about 110% of that goal. The resident memory per idle
-// subscriber then depends on how fast they connected. A Releaser watches
-// the runtime and, when the heap grew by a good margin and the process then
-// allocates next to nothing for a while, collects and returns what is not
-// live (debug.FreeOSMemory): one collection per burst, none while busy.
+// Package memrelease gives the memory of a burst of work (a reconnect storm,
+// thousands of subscribers connecting at once) back to the operating system
+// once the process has gone quiet. A Releaser samples the runtime and, when
+// the heap grew by Config.Growth and the process then allocates next to
+// nothing for a while, collects and returns what is not live
+// (debug.FreeOSMemory): one release per burst, none while busy. Why the
+// runtime alone keeps a burst's memory: docs/performance.md.
 package memrelease
 
 import (
