@@ -7,12 +7,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -37,32 +34,20 @@ flags:
 
 // historyConfig is the configuration of one `roomfeed history`.
 type historyConfig struct {
-	Server   *url.URL
+	remote
 	Room, ID string
-	Token    string
 	Limit    int
 	Format   string
 }
 
 func parseHistoryConfig(args []string, getenv func(string) string, stderr io.Writer) (historyConfig, error) {
 	var cfg historyConfig
-	fs := flag.NewFlagSet("roomfeed history", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), historyUsage)
-		fs.PrintDefaults()
-	}
-	server := serverFlag(fs, getenv)
-	fs.StringVar(&cfg.Token, "token", getenv("ROOMFEED_TOKEN"), "bearer token sent as Authorization ($ROOMFEED_TOKEN)")
+	fs := newRemoteFlags("history", historyUsage, getenv, stderr)
 	fs.IntVar(&cfg.Limit, "limit", 50, "print at most this many versions, the newest (0: every kept version)")
 	fs.StringVar(&cfg.Format, "format", "text", "text (a table) or json (one object per version)")
-	pos, err := parseArgs(fs, args)
+	pos, err := fs.parse(args, 2, "a room and an element")
 	if err != nil {
 		return cfg, err
-	}
-	if len(pos) != 2 {
-		fs.Usage()
-		return cfg, fmt.Errorf("%w: want a room and an element, got %d arguments", errUsage, len(pos))
 	}
 	cfg.Room, cfg.ID = pos[0], pos[1]
 	var errs []error
@@ -71,7 +56,7 @@ func parseHistoryConfig(args []string, getenv func(string) string, stderr io.Wri
 			errs = append(errs, fmt.Errorf("%q must match %s", name, roomfeed.NamePattern))
 		}
 	}
-	if cfg.Server, err = parseServer(*server); err != nil {
+	if cfg.remote, err = fs.remote(); err != nil {
 		errs = append(errs, err)
 	}
 	if cfg.Limit < 0 {
@@ -83,35 +68,13 @@ func parseHistoryConfig(args []string, getenv func(string) string, stderr io.Wri
 	return cfg, errors.Join(errs...)
 }
 
-// serverFlag registers --server, defaulting to $ROOMFEED_SERVER.
-func serverFlag(fs *flag.FlagSet, getenv func(string) string) *string {
-	server := getenv("ROOMFEED_SERVER")
-	if server == "" {
-		server = "http://127.0.0.1:8080"
-	}
-	fs.StringVar(&server, "server", server, "base URL of a roomfeed node or of the proxy in front of them ($ROOMFEED_SERVER)")
-	return &server
-}
-
-// parseServer checks a --server value.
-func parseServer(server string) (*url.URL, error) {
-	u, err := url.Parse(strings.TrimRight(server, "/"))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("--server %q: want http://host:port or https://host:port", server)
-	}
-	return u, nil
-}
-
 // runHistory is `roomfeed history`.
 func runHistory(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := parseHistoryConfig(args, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	c := &client.Client{Server: cfg.Server.String(), HTTPClient: &http.Client{Timeout: 30 * time.Second}}
-	if cfg.Token != "" {
-		c.Token = func(context.Context) (string, error) { return cfg.Token, nil }
-	}
+	c := cfg.client(&http.Client{Timeout: 30 * time.Second})
 	versions, err := readVersions(ctx, c, cfg)
 	if err != nil {
 		return fmt.Errorf("roomfeed history %s %s: %w", cfg.Room, cfg.ID, err)

@@ -60,7 +60,7 @@ flags:
 
 // tailConfig is the configuration of one `roomfeed tail`.
 type tailConfig struct {
-	Server      *url.URL
+	remote
 	Room        string
 	From        string
 	CursorFile  string
@@ -68,45 +68,32 @@ type tailConfig struct {
 	Resnapshot  bool
 	UntilHead   bool
 	Filter      client.Filter
-	Token       string
 	MaxBackoff  time.Duration
 	IdleTimeout time.Duration
 }
 
 func parseTailConfig(args []string, getenv func(string) string, stderr io.Writer) (tailConfig, error) {
 	var cfg tailConfig
-	fs := flag.NewFlagSet("roomfeed tail", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), tailUsage)
-		fs.PrintDefaults()
-	}
-	server := serverFlag(fs, getenv)
+	fs := newRemoteFlags("tail", tailUsage, getenv, stderr)
 	fs.StringVar(&cfg.From, "from", "", "start after this event id (0 = the whole retained history); overrides --cursor-file")
 	fs.StringVar(&cfg.CursorFile, "cursor-file", "", "file holding the last printed id: read at start, rewritten atomically after each event")
 	fs.StringVar(&cfg.Format, "format", "json", "json (the event's data, one line each) or text")
 	fs.BoolVar(&cfg.Resnapshot, "resnapshot", false, "on reset, print the room's snapshot and go on instead of exiting with status 3")
 	fs.BoolVar(&cfg.UntilHead, "until-head", false, "print the history up to the room's head (from 0 without a cursor), then exit 0")
-	filter := filterFlags(fs)
-	fs.StringVar(&cfg.Token, "token", getenv("ROOMFEED_TOKEN"), "bearer token sent as Authorization ($ROOMFEED_TOKEN)")
+	filter := filterFlags(fs.FlagSet)
 	fs.DurationVar(&cfg.MaxBackoff, "max-backoff", client.DefaultMaxBackoff, "longest wait between reconnection attempts")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", client.DefaultIdleTimeout, "reconnect when nothing (not even a ping) arrives for this long")
 
-	rooms, err := parseArgs(fs, args)
+	rooms, err := fs.parse(args, 1, "exactly one room")
 	if err != nil {
 		return cfg, err
-	}
-	if len(rooms) != 1 {
-		fmt.Fprintf(stderr, "roomfeed tail: want exactly one room, got %d\n", len(rooms))
-		fs.Usage()
-		return cfg, fmt.Errorf("%w: want exactly one room, got %d", errUsage, len(rooms))
 	}
 	cfg.Room = rooms[0]
 	var errs []error
 	if !roomfeed.ValidName(cfg.Room) {
 		errs = append(errs, fmt.Errorf("room %q must match %s", cfg.Room, roomfeed.NamePattern))
 	}
-	if cfg.Server, err = parseServer(*server); err != nil {
+	if cfg.remote, err = fs.remote(); err != nil {
 		errs = append(errs, err)
 	}
 	if cfg.From != "" {
@@ -163,15 +150,8 @@ func runTail(ctx context.Context, args []string, getenv func(string) string, std
 		IdleConnTimeout:       90 * time.Second,
 	}
 	defer transport.CloseIdleConnections()
-	t := &tailer{cfg: cfg, out: stdout, stderr: stderr, client: &client.Client{
-		Server:      cfg.Server.String(),
-		HTTPClient:  &http.Client{Transport: transport},
-		MaxBackoff:  cfg.MaxBackoff,
-		IdleTimeout: cfg.IdleTimeout,
-	}}
-	if cfg.Token != "" {
-		t.client.Token = func(context.Context) (string, error) { return cfg.Token, nil }
-	}
+	t := &tailer{cfg: cfg, out: stdout, stderr: stderr, client: cfg.client(&http.Client{Transport: transport})}
+	t.client.MaxBackoff, t.client.IdleTimeout = cfg.MaxBackoff, cfg.IdleTimeout
 	if t.cursor, t.hasCursor, err = startCursor(cfg); err != nil {
 		return err
 	}
