@@ -42,6 +42,10 @@ type Decoder struct {
 	// does so after events it left out). An error is returned by Next as
 	// OnComment's is.
 	OnID func(id string) error
+	// IgnoreData, when set, dispatches events with an empty Data: for a
+	// reader that needs only ids and types (a load generator), which then
+	// does not copy every payload. Which events are dispatched is the same.
+	IgnoreData bool
 
 	br       *bufio.Reader
 	maxLine  int
@@ -55,13 +59,20 @@ type Decoder struct {
 
 	data    strings.Builder
 	typ     string
+	lastTyp string // the type of an earlier event, reused while the stream repeats it
 	hasData bool
 	hasID   bool
 }
 
-// NewDecoder returns a Decoder reading r.
-func NewDecoder(r io.Reader) *Decoder {
-	return &Decoder{br: bufio.NewReaderSize(r, 64<<10), maxLine: MaxLine}
+// NewDecoder returns a Decoder reading r through a 64 KiB buffer.
+func NewDecoder(r io.Reader) *Decoder { return NewDecoderSize(r, 64<<10) }
+
+// NewDecoderSize returns a Decoder reading r through a buffer of at least
+// size bytes; an r that is a *bufio.Reader of that size or more is read
+// directly. Lines longer than the buffer are read all the same (up to
+// MaxLine): a small buffer suits a process holding many idle streams.
+func NewDecoderSize(r io.Reader, size int) *Decoder {
+	return &Decoder{br: bufio.NewReaderSize(r, size), maxLine: MaxLine}
 }
 
 // Retry returns the latest retry: hint of the stream, and whether there was
@@ -128,8 +139,15 @@ func (d *Decoder) field(line []byte) {
 	value = bytes.TrimPrefix(value, []byte(" "))
 	switch string(name) {
 	case "event":
-		d.typ = string(value)
+		if string(value) != d.lastTyp {
+			d.lastTyp = string(value)
+		}
+		d.typ = d.lastTyp
 	case "data":
+		if d.IgnoreData {
+			d.hasData = true
+			return
+		}
 		if d.hasData {
 			d.data.WriteByte('\n')
 		}
@@ -152,14 +170,18 @@ func (d *Decoder) field(line []byte) {
 
 // readLine returns the next line without its ending, valid until the next
 // call. It never waits for input past a line's end, so a CR-terminated
-// event dispatches at once.
+// event dispatches at once. A line whole in the buffer is returned from it,
+// uncopied.
 func (d *Decoder) readLine() ([]byte, error) {
 	d.line = d.line[:0]
 	for {
-		if _, err := d.br.Peek(1); err != nil {
-			return nil, err
-		}
 		buf, _ := d.br.Peek(d.br.Buffered())
+		if len(buf) == 0 {
+			if _, err := d.br.Peek(1); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if d.skipLF {
 			d.skipLF = false
 			if buf[0] == '\n' {
@@ -168,6 +190,13 @@ func (d *Decoder) readLine() ([]byte, error) {
 			}
 		}
 		i := indexLineEnd(buf)
+		if i >= 0 && len(d.line) == 0 && i <= d.maxLine {
+			// Discarding what is buffered moves no bytes: buf[:i] stays
+			// valid until the next read of br.
+			d.skipLF = buf[i] == '\r'
+			_, _ = d.br.Discard(i + 1)
+			return buf[:i], nil
+		}
 		n := i
 		if i < 0 {
 			n = len(buf)

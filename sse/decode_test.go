@@ -1,9 +1,11 @@
 package sse
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -73,6 +75,19 @@ func TestDecode(t *testing.T) {
 			}
 			if _, err := d.Next(); !errors.Is(err, io.EOF) {
 				t.Errorf("byte by byte, at the end: got %v, want io.EOF", err)
+			}
+			// Through bufio's smallest buffer, lines span reads; with
+			// IgnoreData the same events come, without their data.
+			d = NewDecoderSize(strings.NewReader(tt.in+"data: "+strings.Repeat("long ", 10)+"\n\n"), 16)
+			d.IgnoreData = true
+			for i, w := range append(tt.want, Event{ID: d.LastEventID(), Type: "message"}) {
+				if i == len(tt.want) {
+					w.ID = d.LastEventID()
+				}
+				w.Data = ""
+				if got, err := d.Next(); err != nil || got != w {
+					t.Fatalf("16-byte buffer, no data, event %d: got %+v, %v; want %+v", i, got, err, w)
+				}
 			}
 		})
 	}
@@ -251,3 +266,30 @@ func FuzzDecode(f *testing.F) {
 }
 
 func cleanField(s string) string { return string(appendField(nil, s)) }
+
+// BenchmarkDecode: one roomfeed event of about 300 bytes (id, type, data)
+// through a 4 KiB buffer, as a client reads it and as the load generator
+// does (IgnoreData).
+func BenchmarkDecode(b *testing.B) {
+	data := `{"type":"element.updated","element":{"id":"e1","kind":"note","version":3,"data":{"t":"` +
+		strings.Repeat("x", 200) + `"}}}`
+	var stream []byte
+	for i := 1; i <= 1000; i++ {
+		stream = AppendEvent(stream, strconv.Itoa(i), "element.updated", []byte(data))
+	}
+	for _, ignore := range []bool{false, true} {
+		b.Run("IgnoreData="+strconv.FormatBool(ignore), func(b *testing.B) {
+			b.SetBytes(int64(len(stream) / 1000))
+			b.ReportAllocs()
+			for n := 0; n < b.N; n += 1000 {
+				d := NewDecoderSize(bytes.NewReader(stream), 4096)
+				d.IgnoreData = ignore
+				for range 1000 {
+					if _, err := d.Next(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
