@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/roomfeed/roomfeed/sse"
 )
 
 // Every time in the tool is nanoseconds on one monotonic clock, so a write's
@@ -25,7 +26,7 @@ var clockBase = time.Now()
 func now() int64 { return int64(time.Since(clockBase)) + 1 } // never 0: 0 means "not received"
 
 // subscriber is one SSE connection. A single goroutine reads it and records,
-// per seq, when the "id:" line arrived.
+// per seq, when its event arrived.
 type subscriber struct {
 	room string
 	from int64 // the cursor the server started this stream from
@@ -45,9 +46,9 @@ type subscriber struct {
 	done      chan struct{} // closed when the current connection's reading ends (under mu)
 }
 
-// start reads lines, the current connection's stream, until it ends, and
+// start reads events, the current connection's stream, until it ends, and
 // then closes the connection.
-func (s *subscriber) start(lines *bufio.Reader) {
+func (s *subscriber) start(events *sse.Decoder) {
 	done := make(chan struct{})
 	s.mu.Lock()
 	s.done = done
@@ -56,7 +57,7 @@ func (s *subscriber) start(lines *bufio.Reader) {
 	s.ended.Store(false)
 	go func() {
 		defer close(done)
-		s.read(lines)
+		s.read(events)
 		conn.Close()
 	}()
 }
@@ -106,16 +107,20 @@ func subscribe(ctx context.Context, hostport, room string, cursor int64) (*subsc
 	}
 	s := &subscriber{room: room, conn: st.conn, from: st.from}
 	s.last.Store(st.from)
-	s.start(st.lines)
+	s.start(st.events)
 	return s, nil
 }
 
 // stream is an SSE response whose opening comment was read.
 type stream struct {
-	conn  net.Conn
-	lines *bufio.Reader
-	from  int64 // the cursor the server says the stream starts from
+	conn   net.Conn
+	events *sse.Decoder
+	from   int64 // the cursor the server says the stream starts from
 }
+
+// streamBuffer is the read buffer of one stream: the tool holds up to tens
+// of thousands of them, and an event is a few hundred bytes.
+const streamBuffer = 4096
 
 // statusError is a response other than 200.
 type statusError struct {
@@ -148,7 +153,7 @@ func openStream(ctx context.Context, hostport, room string, cursor int64) (*stre
 		conn.Close()
 		return nil, err
 	}
-	br := bufio.NewReaderSize(conn, 4096)
+	br := bufio.NewReaderSize(conn, streamBuffer)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		conn.Close()
@@ -159,32 +164,51 @@ func openStream(ctx context.Context, hostport, room string, cursor int64) (*stre
 		conn.Close()
 		return nil, &statusError{status: resp.StatusCode, body: string(b)}
 	}
-	body := resp.Body
+	var body io.Reader = resp.Body
 	if resp.ContentLength < 0 && len(resp.TransferEncoding) == 0 {
-		body = io.NopCloser(br) // identity encoding until close
+		body = br // identity encoding until close: the decoder reads br itself
 	}
-	st := &stream{conn: conn, lines: bufio.NewReaderSize(body, 4096), from: -1}
-	for st.from < 0 {
-		line, err := st.lines.ReadSlice('\n')
-		if err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("reading the stream's opening: %w", err)
-		}
-		if rest, ok := bytes.CutPrefix(line, []byte(": roomfeed ")); ok {
-			i := bytes.LastIndex(rest, []byte(" from "))
-			if i < 0 {
-				conn.Close()
-				return nil, fmt.Errorf("%w: opening comment %q", errNotSSE, line)
-			}
-			st.from, err = strconv.ParseInt(string(bytes.TrimSpace(rest[i+6:])), 10, 64)
-			if err != nil {
-				conn.Close()
-				return nil, fmt.Errorf("%w: opening comment %q", errNotSSE, line)
-			}
-		}
+	st := &stream{conn: conn, events: sse.NewDecoderSize(body, streamBuffer), from: -1}
+	st.events.IgnoreData = true
+	if err := st.readOpening(); err != nil {
+		conn.Close()
+		return nil, err
 	}
 	_ = conn.SetDeadline(time.Time{})
 	return st, nil
+}
+
+// errOpened stops the decoder at the stream's opening comment.
+var errOpened = errors.New("opening read")
+
+// readOpening reads up to the opening comment (": roomfeed <room> from
+// <seq>") and sets st.from from it.
+func (st *stream) readOpening() error {
+	st.events.OnComment = func(text string) error {
+		rest, ok := strings.CutPrefix(text, "roomfeed ")
+		if !ok {
+			return nil
+		}
+		if i := strings.LastIndex(rest, " from "); i >= 0 {
+			if from, err := strconv.ParseInt(strings.TrimSpace(rest[i+len(" from "):]), 10, 64); err == nil {
+				st.from = from
+				return errOpened
+			}
+		}
+		return fmt.Errorf("%w: opening comment %q", errNotSSE, text)
+	}
+	defer func() { st.events.OnComment = nil }()
+	for {
+		_, err := st.events.Next()
+		switch {
+		case errors.Is(err, errOpened):
+			return nil
+		case errors.Is(err, errNotSSE):
+			return err
+		case err != nil:
+			return fmt.Errorf("reading the stream's opening: %w", err)
+		}
+	}
 }
 
 // resume reconnects s, whose stream ended, from the last seq it received;
@@ -197,34 +221,26 @@ func (s *subscriber) resume(ctx context.Context, hostport string) error {
 	s.mu.Lock()
 	s.conn = st.conn
 	s.mu.Unlock()
-	s.start(st.lines)
+	s.start(st.events)
 	return nil
 }
 
-func (s *subscriber) read(r *bufio.Reader) {
+// read records the events of one connection's stream until it ends.
+func (s *subscriber) read(events *sse.Decoder) {
 	var err error
 	for {
-		var line []byte
-		line, err = r.ReadSlice('\n')
-		if err != nil {
-			if errors.Is(err, bufio.ErrBufferFull) { // a data line longer than the buffer: skip it
-				for errors.Is(err, bufio.ErrBufferFull) {
-					_, err = r.ReadSlice('\n')
-				}
-				if err == nil {
-					continue
-				}
-			}
+		var ev sse.Event
+		if ev, err = events.Next(); err != nil {
 			break
 		}
-		if len(line) < 5 || line[0] != 'i' || line[1] != 'd' || line[2] != ':' {
-			if bytes.HasPrefix(line, []byte("event: error")) {
-				s.errEvents.Add(1)
-			}
+		if ev.Type == "error" {
+			s.errEvents.Add(1)
+		}
+		if !ev.HasID {
 			continue
 		}
 		t := now()
-		seq, perr := strconv.ParseInt(string(bytes.TrimSpace(line[3:])), 10, 64)
+		seq, perr := strconv.ParseInt(ev.ID, 10, 64)
 		if perr != nil || seq <= 0 {
 			continue
 		}
