@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -20,6 +19,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/roomfeed/roomfeed/client"
 )
 
 // selfSigned writes a certificate for 127.0.0.1 and localhost and its key
@@ -84,35 +85,29 @@ func TestHTTP2ManyFeedsOneConnection(t *testing.T) {
 		},
 	}
 	t.Cleanup(tr.CloseIdleConnections)
-	client := &http.Client{Transport: tr}
+	hc := &http.Client{Transport: tr}
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	const feeds = 10
-	type feed struct {
-		resp  *http.Response
-		lines *bufio.Reader
-	}
-	open := make([]feed, feeds)
+	open := make([]*client.Stream, feeds)
 	for i := range feeds {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.URL+"/rooms/h2-"+strconv.Itoa(i)+"/events", nil)
-		req.Header.Set("Last-Event-ID", "0")
-		resp, err := client.Do(req)
+		st, err := (&client.Client{HTTPClient: hc}).Dial(ctx, n.URL+"/rooms/h2-"+strconv.Itoa(i)+"/events", "0")
 		if err != nil {
 			t.Fatalf("feed %d: %v", i, err)
 		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
-			t.Fatalf("feed %d: got %d over %s, want 200 over HTTP/2", i, resp.StatusCode, resp.Proto)
+		defer st.Close()
+		if st.Response.ProtoMajor != 2 {
+			t.Fatalf("feed %d: got %s, want HTTP/2", i, st.Response.Proto)
 		}
-		open[i] = feed{resp, bufio.NewReader(resp.Body)}
+		open[i] = st
 	}
 	// Every feed is open at the same time; now each room gets an event.
 	for i := range feeds {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, n.URL+"/rooms/h2-"+strconv.Itoa(i)+"/elements/e",
 			strings.NewReader(`{"kind":"item","data":{"feed":`+strconv.Itoa(i)+`}}`))
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
+		resp, err := hc.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,25 +116,20 @@ func TestHTTP2ManyFeedsOneConnection(t *testing.T) {
 			t.Fatalf("write %d: got %d over %s, want 201 over HTTP/2", i, resp.StatusCode, resp.Proto)
 		}
 	}
-	for i, f := range open {
+	for i, st := range open {
 		got := make(chan string, 1)
 		go func() {
-			for {
-				line, err := f.lines.ReadString('\n')
-				if err != nil {
-					got <- "error: " + err.Error()
-					return
-				}
-				if strings.HasPrefix(line, "data: ") {
-					got <- line
-					return
-				}
+			ev, err := st.Next()
+			if err != nil {
+				got <- "error: " + err.Error()
+				return
 			}
+			got <- ev.Data
 		}()
 		select {
-		case line := <-got:
-			if !strings.Contains(line, `"room":"h2-`+strconv.Itoa(i)+`"`) || !strings.Contains(line, `{"feed":`+strconv.Itoa(i)+`}`) {
-				t.Errorf("feed %d: got %q, want its room's event", i, line)
+		case data := <-got:
+			if !strings.Contains(data, `"room":"h2-`+strconv.Itoa(i)+`"`) || !strings.Contains(data, `{"feed":`+strconv.Itoa(i)+`}`) {
+				t.Errorf("feed %d: got %q, want its room's event", i, data)
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatalf("feed %d: no event within 10s", i)
