@@ -138,6 +138,7 @@ func ExampleClient_History() {
 		before = h.Next
 	}
 	// Undo: c.Revert(ctx, "w1", "c1", 1, client.RevertOptions{IfMatch: 2})
+
 	// Output:
 	// 2 updated aria {"name":"Aria B"}
 	// 1 created aria {"name":"Aria"}
