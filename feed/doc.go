@@ -6,5 +6,5 @@
 // signals (SignalEvent). The Redis log and presence are in feed/redis.
 //
 // feed never imports the SQL store: the durable history is reached through
-// roomfeed.History, which the caller adapts.
+// roomfeed.History, which the store implements and the caller passes in.
 package feed
