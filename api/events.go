@@ -61,11 +61,9 @@ func lastEventID(c *gin.Context) (string, error) {
 // maxOpening is how many streams are opened at once (subscribed, their
 // cursors placed); the others wait their turn. Thousands of clients
 // connecting at the same moment then do not all hold a set-up's memory
-// (a deep stack, buffers, garbage) together: measured with 19,000
-// subscribers connecting 1,000 at a time, the bound took the idle memory
-// per subscriber from 5.0 to 4.1 KiB and the time to connect them all from
-// 20 to 10 s (docs/performance.md, scenario 7). Opening is short (a store
-// read), so a few more than the cores keep the store busy.
+// (a deep stack, buffers, garbage) together (what that saves:
+// docs/performance.md). Opening is short (a store read), so a few more
+// than the cores keep the store busy.
 const maxOpening = 16
 
 // serveFeed limits, opens and serves a parsed and authorized feed request.

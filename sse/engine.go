@@ -19,10 +19,10 @@ const (
 	// DefaultCatchUpReads is at most the smallest database pool (SQLite's
 	// read pool of 4), leaving PostgreSQL's pool of 10 room for writes.
 	DefaultCatchUpReads = 4
-	// DefaultCatchUpQueue lets every stream of a node at its descriptor
-	// limit (about 19,000 here) catch up at once after a restart: a stream
-	// waiting for its turn holds nothing but its connection, the pages
-	// being shared.
+	// DefaultCatchUpQueue lets every stream a node holds at a descriptor
+	// limit of 20,000 catch up at once after a restart: a stream waiting
+	// for its turn holds nothing but its connection, the pages being
+	// shared.
 	DefaultCatchUpQueue = 20000
 )
 

@@ -515,9 +515,8 @@ func dupSnapshot(subs []*subscriber) map[*subscriber][2]int64 {
 // writer issues element writes over keep-alive HTTP/1.1 connections, one
 // request at a time on each. It writes the request and reads the answer
 // (http.ReadResponse) on the connection itself: net/http's client hands
-// every request to two goroutines per connection and cost about 55 µs of
-// CPU per write, a sixth of this 2-core machine at 5,000 writes/s, taken
-// from the server being measured.
+// every request to two goroutines per connection, CPU taken from the server
+// being measured (what it cost: docs/performance.md).
 type writer struct {
 	scheme, host, prefix string
 	n                    atomic.Int64
