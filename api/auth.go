@@ -87,44 +87,29 @@ func NewSecretVerifier(secret []byte) (*Verifier, error) {
 	return NewVerifier([]Key{{Alg: jwt.SigningMethodHS256.Alg(), key: secret}})
 }
 
-// NewPublicKeyVerifier verifies tokens signed by the private halves of the
-// PEM-encoded public keys (ParsePEMKeys).
-func NewPublicKeyVerifier(pemData []byte) (*Verifier, error) {
-	keys, err := ParsePEMKeys(pemData)
-	if err != nil {
-		return nil, err
-	}
-	return NewVerifier(keys)
-}
-
 // SetKeys makes keys (at least one) the keys of v, for the tokens verified
 // from now on.
 func (v *Verifier) SetKeys(keys []Key) error {
 	if len(keys) == 0 {
 		return errors.New("no key")
 	}
-	var algs []string
 	for _, k := range keys {
 		if k.key == nil || k.Alg == "" {
 			return errors.New("a key without its value or algorithm")
 		}
-		if !slices.Contains(algs, k.Alg) {
-			algs = append(algs, k.Alg)
-		}
 	}
-	slices.Sort(algs)
 	v.set.Store(&keySet{keys: slices.Clone(keys), parser: jwt.NewParser(
-		jwt.WithValidMethods(algs),
+		jwt.WithValidMethods(algorithms(keys)),
 		jwt.WithExpirationRequired(),
 		jwt.WithJSONNumber(),
 	)})
 	return nil
 }
 
-// Algorithms are the JWT algorithms accepted now, sorted.
-func (v *Verifier) Algorithms() []string {
+// algorithms are the JWT algorithms of keys, sorted, each once.
+func algorithms(keys []Key) []string {
 	var algs []string
-	for _, k := range v.set.Load().keys {
+	for _, k := range keys {
 		if !slices.Contains(algs, k.Alg) {
 			algs = append(algs, k.Alg)
 		}
