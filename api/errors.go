@@ -88,7 +88,7 @@ var sentinels = []struct {
 	ans Error
 }{
 	{repo.ErrVersionsTrimmed, Error{http.StatusGone, "versions_trimmed", "that version and the ones before it are no longer kept; oldest is the oldest version kept"}},
-	{repo.ErrHistoryTrimmed, Error{http.StatusGone, "history_trimmed", "the room can no longer be read as of that seq (the versions of its elements back then are not kept); oldest is the oldest seq it can be read at"}},
+	{repo.ErrSnapshotTrimmed, Error{http.StatusGone, "history_trimmed", "the room can no longer be read as of that seq (the versions of its elements back then are not kept); oldest is the oldest seq it can be read at"}},
 	{repo.ErrAhead, Error{http.StatusBadRequest, "cursor_ahead", "at is beyond the room's head (the cursor of its snapshot)"}},
 	{repo.ErrNoVersion, Error{http.StatusNotFound, "version_not_found", "the element never had that version"}},
 	{repo.ErrDeletedVersion, Error{http.StatusUnprocessableEntity, "version_deleted", "that version is a deletion, which has no data to restore; revert to the version before it"}},

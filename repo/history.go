@@ -29,9 +29,10 @@ var (
 	// ErrVersionsTrimmed: the versions asked for are older than the ones
 	// kept (VersionsKeep); the error is a *TrimmedError (HTTP 410).
 	ErrVersionsTrimmed = errors.New("versions trimmed")
-	// ErrHistoryTrimmed: the room cannot be read as of a seq that old;
-	// the error is a *TrimmedError (HTTP 410).
-	ErrHistoryTrimmed = errors.New("history trimmed")
+	// ErrSnapshotTrimmed: the room cannot be read as of a seq that old, the
+	// versions of its elements back then being trimmed (events are not
+	// read); the error is a *TrimmedError (HTTP 410 history_trimmed).
+	ErrSnapshotTrimmed = errors.New("versions of that seq trimmed")
 	// ErrAhead: a seq beyond the room's head (HTTP 400).
 	ErrAhead = errors.New("seq ahead of the room's head")
 	// ErrNoVersion: the element never had that version (HTTP 404).
@@ -41,15 +42,15 @@ var (
 	ErrDeletedVersion = errors.New("version is a deletion")
 )
 
-// TrimmedError is ErrVersionsTrimmed or ErrHistoryTrimmed with the oldest
+// TrimmedError is ErrVersionsTrimmed or ErrSnapshotTrimmed with the oldest
 // version kept, or the oldest seq the room can be read at (0: unknown).
 type TrimmedError struct {
-	Err    error // ErrVersionsTrimmed or ErrHistoryTrimmed
+	Err    error // ErrVersionsTrimmed or ErrSnapshotTrimmed
 	Oldest int64
 }
 
 func (e *TrimmedError) Error() string {
-	if e.Err == ErrHistoryTrimmed {
+	if e.Err == ErrSnapshotTrimmed {
 		return fmt.Sprintf("%v: the oldest seq reachable is %d", e.Err, e.Oldest)
 	}
 	return fmt.Sprintf("%v: the oldest version kept is %d", e.Err, e.Oldest)
@@ -95,7 +96,7 @@ func (s *Store) History(ctx context.Context, room, id string, before int64, limi
 // to at. It is read from the kept versions, so it reaches back to the
 // oldest seq at which every element of the room still has its version
 // kept (see sqlstore.SnapshotAt); older is a *TrimmedError
-// (ErrHistoryTrimmed) with that seq. A seq beyond the head is ErrAhead.
+// (ErrSnapshotTrimmed) with that seq. A seq beyond the head is ErrAhead.
 func (s *Store) SnapshotAt(ctx context.Context, room string, at int64) (Snapshot, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
@@ -106,7 +107,7 @@ func (s *Store) SnapshotAt(ctx context.Context, room string, at int64) (Snapshot
 	case at > a.Head:
 		return Snapshot{}, fmt.Errorf("snapshot at %d: head %d: %w", at, a.Head, ErrAhead)
 	case a.Elements == nil:
-		return Snapshot{}, fmt.Errorf("snapshot at %d: %w", at, &TrimmedError{ErrHistoryTrimmed, a.Reachable})
+		return Snapshot{}, fmt.Errorf("snapshot at %d: %w", at, &TrimmedError{ErrSnapshotTrimmed, a.Reachable})
 	}
 	return Snapshot{Room: room, Cursor: at, Elements: a.Elements}, nil
 }

@@ -69,7 +69,7 @@ func checkTimeTravel(t *testing.T, s *Store, room string, evs []roomfeed.Event, 
 		snap, err := s.SnapshotAt(t.Context(), room, at)
 		var trimmed *TrimmedError
 		if errors.As(err, &trimmed) {
-			if !errors.Is(err, ErrHistoryTrimmed) || trimmed.Oldest <= at || trimmed.Oldest > head {
+			if !errors.Is(err, ErrSnapshotTrimmed) || trimmed.Oldest <= at || trimmed.Oldest > head {
 				t.Fatalf("SnapshotAt(%d): got %v (oldest %d), want history trimmed with an oldest seq in (%d, %d]", at, err, trimmed.Oldest, at, head)
 			}
 			if _, err := s.SnapshotAt(t.Context(), room, trimmed.Oldest); err != nil {
