@@ -14,12 +14,12 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/api"
 )
 
@@ -27,7 +27,11 @@ import (
 // at least the hash size).
 const minSecretBytes = 32
 
-var grantPattern = regexp.MustCompile(`^(\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\*?)$`)
+// validGrant reports whether p is a room pattern a token may grant: "*",
+// a room name, or a room name followed by "*" (every room it prefixes).
+func validGrant(p string) bool {
+	return p == "*" || roomfeed.ValidName(strings.TrimSuffix(p, "*"))
+}
 
 // runToken mints a development token: `roomfeed token --sub alice --read
 // 'w*' --write w1`. It signs with ROOMFEED_JWT_SECRET (HS256), or with
@@ -67,7 +71,7 @@ func runToken(_ context.Context, args []string, getenv func(string) string, stdo
 	check(sub != "" && len(sub) <= 256, "--sub is required (at most 256 bytes)")
 	check(len(read)+len(write) > 0, "give at least one --read or --write room")
 	for _, p := range append(append(list{}, read...), write...) {
-		check(grantPattern.MatchString(p), "room pattern %q: want a room name, optionally ending in *", p)
+		check(validGrant(p), "room pattern %q: want a room name, optionally ending in *", p)
 	}
 	check(ttl > 0 && ttl <= 366*24*time.Hour, "--ttl must be positive and at most a year")
 	check(kid == "" || keyFile != "", "--kid goes with --key")

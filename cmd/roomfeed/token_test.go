@@ -304,3 +304,16 @@ func TestTokenKeyRotationEndToEnd(t *testing.T) {
 		t.Errorf("--kid without --key: got %v, want a refusal", err)
 	}
 }
+
+// TestValidGrant: a grant is "*", a room name, or a room name and "*".
+func TestValidGrant(t *testing.T) {
+	name := strings.Repeat("a", 128)
+	for p, want := range map[string]bool{
+		"*": true, "w1": true, "w*": true, "team-a.b_c*": true, name: true, name + "*": true,
+		"": false, "**": false, "w**": false, "*w": false, "w*1": false, "-w": false, name + "a": false, "w/1": false,
+	} {
+		if got := validGrant(p); got != want {
+			t.Errorf("validGrant(%q) = %v, want %v", p, got, want)
+		}
+	}
+}
