@@ -37,23 +37,18 @@ type Config struct {
 }
 
 func (c *Config) defaults() {
-	if c.Heartbeat <= 0 {
-		c.Heartbeat = DefaultHeartbeat
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = DefaultWriteTimeout
-	}
-	if c.Retry <= 0 {
-		c.Retry = DefaultRetry
-	}
-	if c.ReplayPage <= 0 {
-		c.ReplayPage = DefaultReplayPage
-	}
-	if c.CatchUpReads <= 0 {
-		c.CatchUpReads = DefaultCatchUpReads
-	}
-	if c.CatchUpQueue <= 0 {
-		c.CatchUpQueue = DefaultCatchUpQueue
+	orDefault(&c.Heartbeat, DefaultHeartbeat)
+	orDefault(&c.WriteTimeout, DefaultWriteTimeout)
+	orDefault(&c.Retry, DefaultRetry)
+	orDefault(&c.ReplayPage, DefaultReplayPage)
+	orDefault(&c.CatchUpReads, DefaultCatchUpReads)
+	orDefault(&c.CatchUpQueue, DefaultCatchUpQueue)
+}
+
+// orDefault sets *v to def unless it is positive.
+func orDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
 	}
 }
 
