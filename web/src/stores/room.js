@@ -1,6 +1,6 @@
 // The room store: one Pinia setup store per room, built on a room client (a
 // RoomFeed, or with { hub } the hub's HubRoom: same API) and the page's
-// outbox (lib/outbox.js; with { outbox } the session's, shared by every
+// outbox (@roomfeed/client's Outbox; with { outbox } the session's, shared by every
 // room and tab; else a private one in memory).
 //
 // `elements` is what the user sees: the confirmed server state (kept by the
@@ -12,7 +12,7 @@
 // Offline, 5xx and 429 keep the writes: `outbox.blocked` says why they wait.
 // A conflict (someone else changed the same field first) is listed in
 // `conflicts` with theirs and mine; keepMine()/takeTheirs() resolve it.
-// `drafts` are other people's typing (lib/drafts.js); typing()/endTyping()
+// `drafts` are other people's typing (@roomfeed/client's Drafts); typing()/endTyping()
 // share ours. The EventSource stays inside the room client, or, with
 // { hub }, in the page's one FeedHub shared by every room store.
 //
