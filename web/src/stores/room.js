@@ -73,6 +73,7 @@ function setupRoomStore(roomId, feedOptions) {
       baseUrl: feed.baseUrl,
       fetch: feed.endpoint.fetch,
       token: feed.endpoint.tokens,
+      client: () => feed.clientName, // the write's actor in the server's open mode
       storage: memoryStorage(),
       locks: null,
       channel: null,

@@ -284,6 +284,17 @@ describe('room store', () => {
     expect(store.elements.c1).toMatchObject({ version: 2, data: { name: 'Mine' } })
   })
 
+  it('writes carry the display name (?client=): the actor the server records in open mode', async () => {
+    const store = useRoomStore('w1', { baseUrl: '', EventSource: FakeEventSource, fetch: server.fetch, window: null, isOnline: () => true, client: 'alice' })
+    await store.start()
+    await flush()
+    FakeEventSource.last.open()
+    live.push(store)
+    await store.rename('c1', 'Aria Vell')
+    const patch = server.requests.find((r) => r.method === 'PATCH')
+    expect(patch.query.get('client')).toBe('alice')
+  })
+
   it('stop() ends the feed', async () => {
     const store = await liveStore()
     const es = FakeEventSource.last

@@ -92,6 +92,42 @@ describe('connect', () => {
     outbox.stop()
   })
 
+  it('writes go under the connection\'s client name (?client=, the actor of open mode), through the outbox and directly', async () => {
+    const servers = { a: new FakeServer('a') }
+    open(servers, { client: 'alice' })
+    const a = rf.follow('a')
+    await until(() => FakeEventSource.instances.length === 1, 'the stream')
+    FakeEventSource.last.open()
+    await until(() => a.status === 'live', 'live')
+    const outbox = createOutbox(rf, { storage: memoryStorage(), locks: null, channel: null, window: null })
+    await outbox.start()
+    const entry = await outbox.enqueue('a', { op: 'create', id: 'c1', kind: 'character', data: { name: 'Bea' }, base: 0 })
+    expect((await outbox.settled(entry.key)).outcome).toBe('ack')
+    rf.setClient('bob') // read at each send
+    const second = await outbox.enqueue('a', { op: 'patch', id: 'c1', patch: { hp: 1 }, base: 1 })
+    expect((await outbox.settled(second.key)).outcome).toBe('ack')
+    await a.patch('c1', { hp: 2 })
+    const writes = servers.a.requests.filter((r) => r.method !== 'GET')
+    expect(writes.map((w) => [w.method, w.query.get('client')])).toEqual([
+      ['PUT', 'alice'],
+      ['PATCH', 'bob'],
+      ['PATCH', 'bob'],
+    ])
+    outbox.stop()
+  })
+
+  it('without a client name, writes carry no ?client=', async () => {
+    const servers = { a: new FakeServer('a') }
+    open(servers)
+    const outbox = createOutbox(rf, { storage: memoryStorage(), locks: null, channel: null, window: null })
+    await outbox.start()
+    const entry = await outbox.enqueue('a', { op: 'create', id: 'c1', kind: 'character', data: { name: 'Bea' }, base: 0 })
+    expect((await outbox.settled(entry.key)).outcome).toBe('ack')
+    const [put] = servers.a.requests.filter((r) => r.method === 'PUT')
+    expect(put.query.has('client')).toBe(false)
+    outbox.stop()
+  })
+
   it('signals go to the room', async () => {
     const servers = { a: new FakeServer('a') }
     open(servers, { client: 'bot' })

@@ -208,6 +208,9 @@ export class Outbox extends Emitter {
    * @param {() => number} [opts.now]
    * @param {string} [opts.name] prefix of lock and channel names
    * @param {number} [opts.timeoutMs] a write without an answer after this long is sent again
+   * @param {string|(() => string)} [opts.client] the display name sent as ?client= with every write (in the
+   *   server's open mode it is recorded as the write's actor, so the history says who changed what; with
+   *   tokens the server uses the token's subject); a function is read at each send
    */
   constructor({
     baseUrl = defaultBaseUrl(),
@@ -223,6 +226,7 @@ export class Outbox extends Emitter {
     now = Date.now,
     name = 'roomfeed.outbox',
     timeoutMs = 20000,
+    client = '',
   } = {}) {
     super()
     this.baseUrl = String(baseUrl).replace(/\/+$/, '')
@@ -238,6 +242,7 @@ export class Outbox extends Emitter {
     this._now = now
     this.name = name
     this.timeoutMs = timeoutMs
+    this._client = client
 
     this._rooms = new Map() // room -> entries as last read, oldest first
     this._blocked = new Map() // room -> { status, code, message, until }
@@ -698,7 +703,8 @@ export class Outbox extends Emitter {
     try {
       // A write that hangs must not hold the room's queue: it is given up
       // (a network error) and sent again, which the key makes harmless.
-      const res = await roomRequest(this._endpoint(entry.room), method, `/elements/${id}`, { body, headers, timeoutMs: this.timeoutMs })
+      const query = { client: this.clientName }
+      const res = await roomRequest(this._endpoint(entry.room), method, `/elements/${id}`, { body, headers, query, timeoutMs: this.timeoutMs })
       return { ok: true, res }
     } catch (err) {
       return { ok: false, error: err instanceof RoomFeedError ? err : new RoomFeedError(String(err?.message ?? err), { cause: err }) }
@@ -707,6 +713,12 @@ export class Outbox extends Emitter {
 
   _endpoint(room) {
     return { baseUrl: this.baseUrl, fetch: this._fetch, tokens: this._tokens, room }
+  }
+
+  /** The display name writes are sent under (?client=), '' for none. */
+  get clientName() {
+    const c = typeof this._client === 'function' ? this._client() : this._client
+    return c ? String(c) : ''
   }
 
   async _acknowledged(entry, { res }) {
@@ -830,15 +842,17 @@ function pruneUndefined(o) {
  * An Outbox for a connection (connect()): requests go to its server with its
  * token, and every acknowledged write is applied at once to the room it
  * follows (exactly once, whichever of the answer and the feed's echo comes
- * first). options as for new Outbox (storage: IndexedDB when there is one,
+ * first); writes are sent under the connection's client name (?client=, the
+ * actor the server records in open mode). options as for new Outbox (storage: IndexedDB when there is one,
  * else memory). Call start() before use.
  *
- * @param {{ endpoint: { baseUrl: string, fetch: typeof fetch, tokens: any }, rooms: Map<string, { applyAnswer: Function }> }} conn
+ * @param {{ endpoint: { baseUrl: string, fetch: typeof fetch, tokens: any }, rooms: Map<string, { applyAnswer: Function }>, hub?: { client: string } }} conn
  * @param {ConstructorParameters<typeof Outbox>[0]} [options]
  */
 export function createOutbox(conn, options = {}) {
   const { baseUrl, fetch, tokens } = conn.endpoint
-  const outbox = new Outbox({ baseUrl, fetch, token: tokens, ...options })
+  const client = () => conn.hub?.client ?? ''
+  const outbox = new Outbox({ baseUrl, fetch, token: tokens, client, ...options })
   outbox.on('ack', (a) => {
     conn.rooms.get(a.room)?.applyAnswer({ element: a.element, seq: a.seq, deleted: a.deleted, key: a.entry?.key })
   })

@@ -336,7 +336,7 @@ export class RoomCore extends Emitter {
     return this._applyElement(element, deleted, seq, true, 'write')
   }
 
-  /** The display name sent with signals in open mode (?client=). */
+  /** The display name sent with writes, messages and signals (?client=: the actor the server records in open mode). */
   get clientName() {
     return ''
   }
@@ -357,7 +357,7 @@ export class RoomCore extends Emitter {
     this._ownOps.add(opId)
     let res
     try {
-      res = await this._request(method, path, { body, headers, opId })
+      res = await this._request(method, path, { body, headers, opId, query: { client: this.clientName } })
     } catch (err) {
       this._ownOps.delete(opId)
       throw err
@@ -422,7 +422,7 @@ export class RoomCore extends Emitter {
     const opId = newOpId()
     this._ownOps.add(opId)
     try {
-      const res = await this._request('POST', '/messages', { body: { event, data }, opId })
+      const res = await this._request('POST', '/messages', { body: { event, data }, opId, query: { client: this.clientName } })
       return { message: res.body, seq: parseSeq(res.headers?.get?.('Event-ID')), opId }
     } catch (err) {
       this._ownOps.delete(opId)
