@@ -176,6 +176,10 @@ function setupRoomStore(roomId, feedOptions) {
 
   feed.on('status', (s) => {
     status.value = s
+    // The feed is live again after an outage (the node restarted, the
+    // browser stayed online): writes waiting out their backoff after a
+    // network error or a 5xx go now; a 429 keeps its Retry-After.
+    if (s === 'live') outbox.reconnected(roomId)
   })
   feed.on('problem', (p) => {
     problem.value = p ? { ...p, ...describeProblem(p) } : null

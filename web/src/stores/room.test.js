@@ -295,6 +295,26 @@ describe('room store', () => {
     expect(patch.query.get('client')).toBe('alice')
   })
 
+  it('the feed live again after a node outage sends the waiting writes at once, not at the end of their backoff', async () => {
+    const { Outbox, memoryStorage } = await import('@roomfeed/client')
+    const outbox = new Outbox({ baseUrl: '', fetch: server.fetch, token: null, storage: memoryStorage(), locks: null, channel: null, window: null, isOnline: () => true, backoff: { min: 60000, max: 60000 } })
+    const store = useRoomStore('w1', { baseUrl: '', EventSource: FakeEventSource, fetch: server.fetch, window: null, isOnline: () => true, backoff: { min: 1, max: 5 }, outbox })
+    await store.start()
+    await flush()
+    FakeEventSource.last.open()
+    live.push(store)
+    server.down = true // the server is killed; the browser stays online
+    FakeEventSource.last.fail()
+    const saved = store.rename('c1', 'Aria Vell')
+    await vi.waitFor(() => expect(store.blocked).toMatchObject({ status: 0 }))
+    server.down = false // restarted
+    await vi.waitFor(() => expect(FakeEventSource.instances.length).toBeGreaterThan(1))
+    FakeEventSource.last.open()
+    expect(await saved).toMatchObject({ id: 'c1', data: { name: 'Aria Vell' } }) // a 60 s backoff would time out
+    expect(store.pending).toEqual({})
+    outbox.stop()
+  })
+
   it('stop() ends the feed', async () => {
     const store = await liveStore()
     const es = FakeEventSource.last

@@ -116,6 +116,27 @@ describe('connect', () => {
     outbox.stop()
   })
 
+  it('the stream live again after an outage sends the outbox\'s waiting writes at once (not at the end of their backoff)', async () => {
+    const servers = { a: new FakeServer('a') }
+    open(servers, { backoff: { min: 1, max: 5 } })
+    const a = rf.follow('a')
+    await until(() => FakeEventSource.instances.length === 1, 'the stream')
+    FakeEventSource.last.open()
+    await until(() => a.status === 'live', 'live')
+    const outbox = createOutbox(rf, { storage: memoryStorage(), locks: null, channel: null, window: null, backoff: { min: 60000, max: 60000 } })
+    await outbox.start()
+    servers.a.down = true // the node is killed; the browser stays online
+    FakeEventSource.last.fail()
+    const entry = await outbox.enqueue('a', { op: 'create', id: 'c1', kind: 'character', data: { name: 'Bea' }, base: 0 })
+    await until(() => outbox.state('a').blocked?.code === 'network_error', 'the outbox blocked')
+    servers.a.down = false // restarted
+    await until(() => FakeEventSource.instances.length >= 2, 'a reopened stream')
+    FakeEventSource.last.open()
+    expect((await outbox.settled(entry.key)).outcome).toBe('ack') // a 60 s backoff would time the test out
+    expect(servers.a.events.filter((e) => e.element?.id === 'c1')).toHaveLength(1)
+    outbox.stop()
+  })
+
   it('without a client name, writes carry no ?client=', async () => {
     const servers = { a: new FakeServer('a') }
     open(servers)

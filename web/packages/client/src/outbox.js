@@ -409,6 +409,23 @@ export class Outbox extends Emitter {
   }
 
   /**
+   * The server answers again (e.g. the room's feed went live after an
+   * outage): send the room's queue now if it waits after a network error or
+   * a 5xx, instead of at the end of its backoff. A 429 keeps honouring its
+   * Retry-After, and nothing changes for a queue that does not wait.
+   * Resolves to true when the queue was sent again.
+   * @param {string} room
+   */
+  async reconnected(room) {
+    const b = this._blocked.get(room)
+    if (!b || !this._running || !this.pending(room).length) return false
+    const outage = (b.status === 0 && b.code !== 'offline') || b.status >= 500
+    if (!outage || !this._isOnline()) return false
+    await this.retryNow(room)
+    return true
+  }
+
+  /**
    * Resolve a conflict by keeping the user's change: it is sent again on
    * `version` (the version now shown; default: the conflict's current one).
    * @param {string} key
@@ -843,7 +860,9 @@ function pruneUndefined(o) {
  * token, and every acknowledged write is applied at once to the room it
  * follows (exactly once, whichever of the answer and the feed's echo comes
  * first); writes are sent under the connection's client name (?client=, the
- * actor the server records in open mode). options as for new Outbox (storage: IndexedDB when there is one,
+ * actor the server records in open mode), and when the stream goes live
+ * again after an outage, writes waiting after a network error or a 5xx are
+ * sent at once. options as for new Outbox (storage: IndexedDB when there is one,
  * else memory). Call start() before use.
  *
  * @param {{ endpoint: { baseUrl: string, fetch: typeof fetch, tokens: any }, rooms: Map<string, { applyAnswer: Function }>, hub?: { client: string } }} conn
@@ -855,6 +874,12 @@ export function createOutbox(conn, options = {}) {
   const outbox = new Outbox({ baseUrl, fetch, token: tokens, client, ...options })
   outbox.on('ack', (a) => {
     conn.rooms.get(a.room)?.applyAnswer({ element: a.element, seq: a.seq, deleted: a.deleted, key: a.entry?.key })
+  })
+  // The stream is open again after an outage: writes waiting out their
+  // backoff after a network error or a 5xx go now (see reconnected()).
+  conn.hub?.on?.('status', (status) => {
+    if (status !== 'live') return
+    for (const room of outbox._rooms.keys()) outbox.reconnected(room)
   })
   return outbox
 }
