@@ -39,7 +39,7 @@
 //   fresh token and reopens at once.
 
 import { ELEMENT_EVENTS, PRESENCE_EVENTS, RoomFeedError, defaultBaseUrl, setProblem, waitingStatus } from './roomcore.js'
-import { authExpired, clearTimer, closeStream, initReconnect, listenNetwork, nextDelay, openEventSource, probe, scheduleReconnect, streamOpened, streamToken } from './reconnect.js'
+import { authExpired, clearTimer, closeStream, initReconnect, listenNetwork, nextDelay, openEventSource, probe, scheduleReconnect, streamClass, streamOpened, streamToken } from './reconnect.js'
 import { HubRoom } from './hubroom.js'
 import { Emitter } from './emitter.js'
 import { toTokenSource } from './token.js'
@@ -67,7 +67,7 @@ export class FeedHub extends Emitter {
   /**
    * @param {object} [opts]
    * @param {string} [opts.baseUrl] server origin ('' = same origin)
-   * @param {typeof EventSource} [opts.EventSource]
+   * @param {any} [opts.EventSource] the EventSource class; default: globalThis.EventSource, else the `eventsource` package's
    * @param {typeof fetch} [opts.fetch]
    * @param {{min?: number, max?: number}} [opts.backoff] reconnect delays in ms
    * @param {EventTarget|null} [opts.window] source of online/offline events
@@ -312,6 +312,7 @@ export class FeedHub extends Emitter {
     this._clearTimer()
     if (this._feeds.size === 0) return
     if (this.status === 'offline') this._setStatus(this._waitingStatus())
+    if (!(await streamClass(this, gen, [...this._feeds.values()])) || this._feeds.size === 0) return
     if (!(await streamToken(this, this.tokens, gen)) || this._feeds.size === 0) return
     this._openStream(gen)
   }

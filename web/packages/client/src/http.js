@@ -122,6 +122,9 @@ export function describeProblem(err) {
   if (code === 'offline') {
     return { kind: 'offline', title: 'You are offline.', action: 'Keep editing: your changes are kept on this device and sent when the network is back.' }
   }
+  if (code === 'no_event_source') {
+    return { kind: 'refused', title: 'This runtime has no EventSource.', action: 'Pass connect({ EventSource }) or install the `eventsource` package.' }
+  }
   if (status === 0) {
     return { kind: 'unavailable', title: 'The server cannot be reached.', action: 'Your changes are kept on this device and sent as soon as it answers again.' }
   }

@@ -7,6 +7,7 @@ export { HubRoom } from './hubroom.js'
 export { RoomCore, ELEMENT_EVENTS, PRESENCE_EVENTS, isFatalProblem, parseSeq, newOpId } from './roomcore.js'
 export { RoomFeed, mergePatch, diffMergePatch } from './roomfeed.js'
 export { RoomFeedError, describeProblem, roomRequest, parseRetryAfter, probeStream } from './http.js'
+export { resolveEventSource, NO_EVENT_SOURCE } from './reconnect.js'
 export { createTokenSource, toTokenSource, tokenExpiry } from './token.js'
 export { historyPage, historyPages } from './history.js'
 export {

@@ -84,6 +84,56 @@ export function scheduleReconnect(owner) {
   }, delay)
 }
 
+/** Why no stream can be opened here, and what to do about it. */
+export const NO_EVENT_SOURCE =
+  'no EventSource in this runtime: pass one (connect({ EventSource }) / new RoomFeed({ EventSource })) or install the `eventsource` package (npm install eventsource)'
+
+let imported = null
+
+/**
+ * The EventSource class to use: the one given, else globalThis.EventSource
+ * (browsers, Deno, Node.js with --experimental-eventsource), else the
+ * `eventsource` package's (an optional peer dependency, imported once, by a
+ * name bundlers do not try to resolve: browsers never need it). Rejects with
+ * a RoomFeedError of code 'no_event_source' when there is none.
+ * @param {any} [given]
+ * @returns {Promise<any>}
+ */
+export async function resolveEventSource(given) {
+  if (given) return given
+  if (typeof globalThis.EventSource === 'function') return globalThis.EventSource
+  const name = 'eventsource'
+  imported ??= import(/* @vite-ignore */ /* webpackIgnore: true */ name).then(
+    (m) => m.EventSource ?? m.default?.EventSource ?? m.default,
+    () => null,
+  )
+  const ES = await imported
+  if (typeof ES !== 'function') throw new RoomFeedError(NO_EVENT_SOURCE, { code: 'no_event_source' })
+  return ES
+}
+
+/**
+ * Make sure the owner has an EventSource class before an open (see
+ * resolveEventSource). Without one the owner is refused for good: its
+ * status is 'error', its problem and an 'error' event (also on each of
+ * tell) say why, and nothing is retried. Resolves to whether the open of
+ * generation gen goes on.
+ */
+export async function streamClass(owner, gen, tell = []) {
+  if (owner._EventSource) return true
+  try {
+    owner._EventSource = await resolveEventSource()
+  } catch (err) {
+    if (!owner._isCurrent(gen)) return false
+    owner._emit('error', err)
+    for (const other of tell) other._emit('error', err)
+    owner._setProblem(err)
+    owner._setStatus('error')
+    return false
+  }
+  return owner._isCurrent(gen)
+}
+
 /**
  * Fetch the token of the next open (a fresh one when the last was refused).
  * Resolves to whether the open of generation gen goes on; a token that

@@ -55,9 +55,12 @@ export function newOpId() {
   return `${rnd}-${opCounter}`
 }
 
-/** A feed refused for good as far as a client can tell: unauthorized (after a refresh), forbidden, not found. */
+/**
+ * A feed refused for good as far as a client can tell: unauthorized (after a
+ * refresh), forbidden, not found, or no EventSource to open it with.
+ */
 export function isFatalProblem(problem) {
-  return !!problem && [401, 403, 404].includes(problem.status)
+  return !!problem && ([401, 403, 404].includes(problem.status) || problem.code === 'no_event_source')
 }
 
 /**

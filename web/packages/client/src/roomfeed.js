@@ -25,14 +25,14 @@
 // stream: hub.createFeed(room) makes a HubRoom with the same API.
 
 import { ELEMENT_EVENTS, PRESENCE_EVENTS, RoomCore, RoomFeedError, parseSeq } from './roomcore.js'
-import { authExpired, clearTimer, closeStream, initReconnect, listenNetwork, nextDelay, openEventSource, probe, scheduleReconnect, streamOpened, streamToken } from './reconnect.js'
+import { authExpired, clearTimer, closeStream, initReconnect, listenNetwork, nextDelay, openEventSource, probe, scheduleReconnect, streamClass, streamOpened, streamToken } from './reconnect.js'
 
 export { RoomFeedError }
 
 export class RoomFeed extends RoomCore {
   /**
    * @param {object} opts RoomCore's (room, baseUrl, fetch, messages, token, presence), and:
-   * @param {typeof EventSource} [opts.EventSource]
+   * @param {any} [opts.EventSource] the EventSource class; default: globalThis.EventSource, else the `eventsource` package's
    * @param {{min?: number, max?: number}} [opts.backoff] reconnect delays in ms
    * @param {EventTarget|null} [opts.window] source of online/offline events
    * @param {() => boolean} [opts.isOnline]
@@ -118,6 +118,7 @@ export class RoomFeed extends RoomCore {
 
   async _connect() {
     const gen = ++this._generation
+    if (!(await streamClass(this, gen))) return
     if (this._needSnapshot) {
       try {
         if (await this._loadSnapshot(gen)) {
