@@ -63,6 +63,7 @@ export function parseCompositeCursor(text) {
   return out
 }
 
+/** @extends {Emitter<import('./types.js').HubEvents>} */
 export class FeedHub extends Emitter {
   /**
    * @param {object} [opts]
@@ -103,8 +104,9 @@ export class FeedHub extends Emitter {
     this.maxRooms = maxRooms
     this.maxBuffer = maxBuffer
 
+    /** @type {import('./types.js').Status} */
     this.status = 'offline'
-    /** Why the stream cannot be opened now ({ status, code, message }), or null; rooms show it as theirs. */
+    /** @type {import('./types.js').Problem | null} Why the stream cannot be opened now ({ status, code, message }), or null; rooms show it as theirs. */
     this.problem = null
     this._authFailures = 0
     /** Rooms of the current stream, in the order of its URL. */

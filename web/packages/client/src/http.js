@@ -44,10 +44,15 @@ export function parseRetryAfter(value, now = Date.now()) {
 }
 
 /**
+ * Where a room's requests go.
+ * @typedef {{ baseUrl: string, fetch: typeof fetch, tokens: import('./token.js').TokenSource, room: string }} Endpoint
+ */
+
+/**
  * One request to a room: resolves to { body, headers, status } or throws a
  * RoomFeedError. A 401 with a token is retried once with a refreshed one.
  *
- * @param {{ baseUrl: string, fetch: typeof fetch, tokens: {get: Function, refresh: Function}, room: string }} to
+ * @param {Endpoint} to
  * @param {string} method
  * @param {string} path below /rooms/{room}, e.g. "/elements"
  * @param {{ body?: *, headers?: object, query?: object, raw?: string, timeoutMs?: number }} [opts]

@@ -192,6 +192,7 @@ export function newIdempotencyKey() {
   return `${rnd}-${keyCounter}`
 }
 
+/** @extends {Emitter<import('./types.js').OutboxEvents>} */
 export class Outbox extends Emitter {
   /**
    * @param {object} [opts]
@@ -305,17 +306,21 @@ export class Outbox extends Emitter {
 
   // ---- reading ------------------------------------------------------------------
 
-  /** Every entry of room (pending and conflicts), oldest first. */
+  /**
+   * Every entry of room (pending and conflicts), oldest first.
+   * @param {string} room
+   * @returns {import('./types.js').OutboxEntry[]}
+   */
   entries(room) {
     return this._rooms.get(room) ?? []
   }
 
-  /** The entries of room waiting to be sent, oldest first. */
+  /** The entries of room waiting to be sent, oldest first. @param {string} room */
   pending(room) {
     return this.entries(room).filter((e) => e.state === 'pending')
   }
 
-  /** The conflict records of room. */
+  /** The conflict records of room. @param {string} room */
   conflicts(room) {
     return this.entries(room).filter((e) => e.state === 'conflict')
   }
@@ -324,6 +329,8 @@ export class Outbox extends Emitter {
    * The room's outbox in one object: { pending, conflicts, sending, blocked }.
    * blocked: why its queue waits ({ status, code, message, until }; code
    * 'offline' when the browser is offline), or null.
+   * @param {string} room
+   * @returns {{ pending: number, conflicts: number, sending: boolean, blocked: import('./types.js').Blocked | null }}
    */
   state(room) {
     return {

@@ -94,6 +94,7 @@ export function parseSeq(value) {
   return Number(s)
 }
 
+/** @extends {Emitter<import('./types.js').RoomEvents>} */
 export class RoomCore extends Emitter {
   /**
    * @param {object} opts
@@ -130,17 +131,18 @@ export class RoomCore extends Emitter {
     this._tokens = toTokenSource(token)
     this._presenceOn = presence
 
-    /** The people in the room now (presence), kept while presence is on. */
+    /** The people in the room now (presence), kept while presence is on. @type {Set<string>} */
     this.people = new Set()
     this._presenceEpoch = 0
     this._presenceBuffer = null // presence events seen while GET /presence is in flight
 
-    /** Confirmed server state: id -> element. */
+    /** Confirmed server state: id -> element. @type {Map<string, import('./types.js').RoomElement>} */
     this.elements = new Map()
-    /** Highest applied feed seq (number); null before the snapshot. */
+    /** Highest applied feed seq (number); null before the snapshot. @type {number | null} */
     this.applied = null
+    /** @type {import('./types.js').Status} */
     this.status = 'offline'
-    /** Why the feed cannot be followed now, or null (see 'problem'). */
+    /** Why the feed cannot be followed now, or null (see 'problem'). @type {import('./types.js').Problem | null} */
     this.problem = null
 
     this._elementSeq = new Map() // id -> seq of the state we hold (incl. tombstones)
