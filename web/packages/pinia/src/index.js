@@ -247,10 +247,11 @@ export function defineRoomStoreFactory(name, setup, { hold = true } = {}) {
           onScopeDispose(() => finish(pinia, id))
         }
         /** @type {RoomStoreContext} */
+        // The record's options: one id may stand for other objects in another Pinia (a test's).
         const ctx = {
           id,
-          room,
-          options,
+          room: rec.room,
+          options: rec.options,
           pinia,
           kept: rec.kept,
           listen: (off) => void rec.offs.push(off),
