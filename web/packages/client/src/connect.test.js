@@ -20,6 +20,15 @@ async function until(cond, what) {
   throw new Error(`timed out waiting for ${what}`)
 }
 
+/** Follow room on the connection and open its stream: the room once live. */
+async function followLive(room) {
+  const feed = rf.follow(room)
+  await until(() => FakeEventSource.instances.length === 1, 'the stream')
+  FakeEventSource.last.open()
+  await until(() => feed.status === 'live', 'live')
+  return feed
+}
+
 describe('connect', () => {
   it('follows many rooms on one EventSource and applies snapshot then events', async () => {
     const servers = { a: new FakeServer('a'), b: new FakeServer('b') }
@@ -73,10 +82,7 @@ describe('connect', () => {
   it('an outbox on the connection writes with an Idempotency-Key and applies the answer to the room', async () => {
     const servers = { a: new FakeServer('a') }
     open(servers)
-    const a = rf.follow('a')
-    await until(() => FakeEventSource.instances.length === 1, 'the stream')
-    FakeEventSource.last.open()
-    await until(() => a.status === 'live', 'live')
+    const a = await followLive('a')
     const outbox = createOutbox(rf, { storage: memoryStorage(), locks: null, channel: null, window: null })
     await outbox.start()
     servers.a.loseAnswers = 1 // the first answer is lost: sent again with the same key
@@ -95,10 +101,7 @@ describe('connect', () => {
   it('writes go under the connection\'s client name (?client=, the actor of open mode), through the outbox and directly', async () => {
     const servers = { a: new FakeServer('a') }
     open(servers, { client: 'alice' })
-    const a = rf.follow('a')
-    await until(() => FakeEventSource.instances.length === 1, 'the stream')
-    FakeEventSource.last.open()
-    await until(() => a.status === 'live', 'live')
+    const a = await followLive('a')
     const outbox = createOutbox(rf, { storage: memoryStorage(), locks: null, channel: null, window: null })
     await outbox.start()
     const entry = await outbox.enqueue('a', { op: 'create', id: 'c1', kind: 'character', data: { name: 'Bea' }, base: 0 })
@@ -119,10 +122,7 @@ describe('connect', () => {
   it('the stream live again after an outage sends the outbox\'s waiting writes at once (not at the end of their backoff)', async () => {
     const servers = { a: new FakeServer('a') }
     open(servers, { backoff: { min: 1, max: 5 } })
-    const a = rf.follow('a')
-    await until(() => FakeEventSource.instances.length === 1, 'the stream')
-    FakeEventSource.last.open()
-    await until(() => a.status === 'live', 'live')
+    const a = await followLive('a')
     const outbox = createOutbox(rf, { storage: memoryStorage(), locks: null, channel: null, window: null, backoff: { min: 60000, max: 60000 } })
     await outbox.start()
     servers.a.down = true // the node is killed; the browser stays online
