@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { connect, createOutbox, historyPage, memoryStorage, RoomFeedError } from './index.js'
+import { connect, createOutbox, historyPage, memoryStorage, roomRequest, RoomFeedError } from './index.js'
 import { FakeEventSource, FakeServer, flush, multiFetch } from '../test/fakes.js'
 
 let rf
@@ -110,12 +110,19 @@ describe('connect', () => {
     const second = await outbox.enqueue('a', { op: 'patch', id: 'c1', patch: { hp: 1 }, base: 1 })
     expect((await outbox.settled(second.key)).outcome).toBe('ack')
     await a.patch('c1', { hp: 2 })
+    // Any write through a room's endpoint (the editor's undo and revert use it) carries the name; reads do not.
+    expect(a.endpoint.client).toBe('bob')
+    await roomRequest(a.endpoint, 'DELETE', '/elements/c1')
+    await roomRequest(a.endpoint, 'GET', '/elements')
     const writes = servers.a.requests.filter((r) => r.method !== 'GET')
     expect(writes.map((w) => [w.method, w.query.get('client')])).toEqual([
       ['PUT', 'alice'],
       ['PATCH', 'bob'],
       ['PATCH', 'bob'],
+      ['DELETE', 'bob'],
     ])
+    expect(servers.a.requests.at(-1)).toMatchObject({ method: 'GET' })
+    expect(servers.a.requests.at(-1).query.has('client')).toBe(false)
     outbox.stop()
   })
 

@@ -44,13 +44,16 @@ export function parseRetryAfter(value, now = Date.now()) {
 }
 
 /**
- * Where a room's requests go.
- * @typedef {{ baseUrl: string, fetch: typeof fetch, tokens: import('./token.js').TokenSource, room: string }} Endpoint
+ * Where a room's requests go; client: the display name its writes carry as ?client= (the actor the
+ * server records in open mode), '' for none.
+ * @typedef {{ baseUrl: string, fetch: typeof fetch, tokens: import('./token.js').TokenSource, room: string, client?: string }} Endpoint
  */
 
 /**
  * One request to a room: resolves to { body, headers, status } or throws a
- * RoomFeedError. A 401 with a token is retried once with a refreshed one.
+ * RoomFeedError. A 401 with a token is retried once with a refreshed one. A
+ * write (any method but GET) carries the endpoint's client name as ?client=
+ * unless the query names one.
  *
  * @param {Endpoint} to
  * @param {string} method
@@ -71,7 +74,8 @@ export async function roomRequest(to, method, path, opts = {}, retried = false) 
   }
   if (token) h.Authorization = `Bearer ${token}`
   let url = `${to.baseUrl}/rooms/${encodeURIComponent(to.room)}${path}`
-  const q = query ? new URLSearchParams(Object.entries(query).filter(([, v]) => v)).toString() : ''
+  const all = to.client && method !== 'GET' ? { client: to.client, ...query } : query
+  const q = all ? new URLSearchParams(Object.entries(all).filter(([, v]) => v)).toString() : ''
   if (q) url += (url.includes('?') ? '&' : '?') + q
   let res
   let text = ''

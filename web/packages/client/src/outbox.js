@@ -727,8 +727,7 @@ export class Outbox extends Emitter {
     try {
       // A write that hangs must not hold the room's queue: it is given up
       // (a network error) and sent again, which the key makes harmless.
-      const query = { client: this.clientName }
-      const res = await roomRequest(this._endpoint(entry.room), method, `/elements/${id}`, { body, headers, query, timeoutMs: this.timeoutMs })
+      const res = await roomRequest(this._endpoint(entry.room), method, `/elements/${id}`, { body, headers, timeoutMs: this.timeoutMs })
       return { ok: true, res }
     } catch (err) {
       return { ok: false, error: err instanceof RoomFeedError ? err : new RoomFeedError(String(err?.message ?? err), { cause: err }) }
@@ -736,7 +735,7 @@ export class Outbox extends Emitter {
   }
 
   _endpoint(room) {
-    return { baseUrl: this.baseUrl, fetch: this._fetch, tokens: this._tokens, room }
+    return { baseUrl: this.baseUrl, fetch: this._fetch, tokens: this._tokens, room, client: this.clientName }
   }
 
   /** The display name writes are sent under (?client=), '' for none. */

@@ -319,9 +319,13 @@ export class RoomCore extends Emitter {
 
   // ---- requests and writes --------------------------------------------------
 
-  /** Where requests of this room go: baseUrl, fetch, token source, room (http.js roomRequest). */
+  /**
+   * Where requests of this room go: baseUrl, fetch, token source, room, and
+   * the client name its writes carry (http.js roomRequest).
+   * @returns {import('./http.js').Endpoint}
+   */
   get endpoint() {
-    return { baseUrl: this.baseUrl, fetch: this._fetch, tokens: this._tokens, room: this.room }
+    return { baseUrl: this.baseUrl, fetch: this._fetch, tokens: this._tokens, room: this.room, client: this.clientName }
   }
 
   /** One HTTP request to the room; resolves to { body, headers, status } or throws RoomFeedError. */
@@ -352,7 +356,7 @@ export class RoomCore extends Emitter {
    * signal; throws RoomFeedError (429 when sent too fast).
    */
   async signal(event, data) {
-    const res = await this._request('POST', '/signals', { body: { event, data }, query: { client: this.clientName } })
+    const res = await this._request('POST', '/signals', { body: { event, data } })
     return res.body
   }
 
@@ -362,7 +366,7 @@ export class RoomCore extends Emitter {
     this._ownOps.add(opId)
     let res
     try {
-      res = await this._request(method, path, { body, headers, opId, query: { client: this.clientName } })
+      res = await this._request(method, path, { body, headers, opId })
     } catch (err) {
       this._ownOps.delete(opId)
       throw err
@@ -427,7 +431,7 @@ export class RoomCore extends Emitter {
     const opId = newOpId()
     this._ownOps.add(opId)
     try {
-      const res = await this._request('POST', '/messages', { body: { event, data }, opId, query: { client: this.clientName } })
+      const res = await this._request('POST', '/messages', { body: { event, data }, opId })
       return { message: res.body, seq: parseSeq(res.headers?.get?.('Event-ID')), opId }
     } catch (err) {
       this._ownOps.delete(opId)
