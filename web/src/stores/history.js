@@ -16,7 +16,8 @@
 // re-creation, whose version before is a deletion) is a delete with If-Match.
 
 import { computed, onScopeDispose, ref, watch } from 'vue'
-import { defineStore, getActivePinia } from 'pinia'
+import { getActivePinia } from 'pinia'
+import { acceptRoomStoreHMR, defineRoomStoreFactory } from '@roomfeed/pinia'
 import * as httpApi from '@/lib/history.js'
 import { describeHistoryError } from '@/lib/history.js'
 
@@ -34,7 +35,7 @@ function nameOf(el) {
   return typeof n === 'string' && n ? n : (el?.id ?? '')
 }
 
-export function setupHistoryStore(roomId, { room, outbox = null, api = httpApi, endpoint } = {}) {
+export function setupHistoryStore(roomId, { room, outbox = null, api = httpApi, endpoint } = {}, ctx = null) {
   const ep = () => (endpoint ? endpoint() : room.endpoint())
 
   // ---- undo -----------------------------------------------------------------
@@ -54,6 +55,8 @@ export function setupHistoryStore(roomId, { room, outbox = null, api = httpApi, 
     const el = a.element ?? {}
     record({ id: el.id ?? a.entry?.id, op: a.entry?.op ?? 'patch', version: el.version, kind: el.kind, name: nameOf(a.deleted ? room?.elements?.[el.id] ?? el : el), key: a.entry?.key })
   })
+
+  if (offAck) ctx?.listen(offAck) // a hot update's setup takes the listener over
 
   const canUndo = computed(() => undoStack.value.length > 0 && !undoing.value)
   const nextUndo = computed(() => undoStack.value[undoStack.value.length - 1] ?? null)
@@ -327,10 +330,15 @@ export function setupHistoryStore(roomId, { room, outbox = null, api = httpApi, 
   }
 }
 
-/** The history store of a room: useHistoryStore('w1', { room: useRoomStore('w1'), outbox }). */
-export function useHistoryStore(roomId, options = {}) {
-  return defineStore(`history/${roomId}`, () => setupHistoryStore(roomId, options))()
-}
+/**
+ * The history store of a room: useHistoryStore('w1', { room: useRoomStore('w1'), outbox }).
+ * Made by @roomfeed/pinia's factory: the options are part of its identity
+ * (other options, another store; the same ones, the same store), and hot
+ * updates keep its state. Its life is the caller's (disposeHistoryStore).
+ */
+export const useHistoryStore = defineRoomStoreFactory('history', (ctx) => setupHistoryStore(ctx.room, ctx.options, ctx), { hold: false })
+
+if (import.meta.hot) import.meta.hot.accept(acceptRoomStoreHMR(useHistoryStore, import.meta.hot))
 
 /** End a history store with its room view: its listeners go, and its state is not kept for the next one. */
 export function disposeHistoryStore(store) {

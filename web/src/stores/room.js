@@ -1,6 +1,6 @@
 // The room store: one Pinia setup store per room, built on a room client (a
 // RoomFeed, or with { hub } the hub's HubRoom: same API) and the page's
-// outbox (lib/outbox.js; with { outbox } the session's, shared by every
+// outbox (@roomfeed/client's Outbox; with { outbox } the session's, shared by every
 // room and tab; else a private one in memory).
 //
 // `elements` is what the user sees: the confirmed server state (kept by the
@@ -12,7 +12,7 @@
 // Offline, 5xx and 429 keep the writes: `outbox.blocked` says why they wait.
 // A conflict (someone else changed the same field first) is listed in
 // `conflicts` with theirs and mine; keepMine()/takeTheirs() resolve it.
-// `drafts` are other people's typing (lib/drafts.js); typing()/endTyping()
+// `drafts` are other people's typing (@roomfeed/client's Drafts); typing()/endTyping()
 // share ours. The EventSource stays inside the room client, or, with
 // { hub }, in the page's one FeedHub shared by every room store.
 //
@@ -20,8 +20,7 @@
 // sidebar may follow the same room): the feed stops with the last stop().
 
 import { computed, ref } from 'vue'
-import { defineStore, getActivePinia } from 'pinia'
-import { optionsKey } from '@roomfeed/pinia'
+import { acceptRoomStoreHMR, defineRoomStoreFactory } from '@roomfeed/pinia'
 import { appConfig, configTokenSource } from '@/config.js'
 import { DRAFT_SIGNAL, Drafts, Outbox, RoomFeed, describeProblem, memoryStorage, mergePatch } from '@roomfeed/client'
 
@@ -61,7 +60,8 @@ export function describeRefusal(err, what) {
   return `${what} was not saved: the server refused it (${err?.message || err?.code}).`
 }
 
-function setupRoomStore(roomId, feedOptions) {
+/** The room client, the outbox and the drafts of a room store: made once, kept across hot updates. */
+function makeClients(roomId, feedOptions) {
   const { hub, outbox: sharedOutbox, cache = null, ...options } = feedOptions
   const clientOptions = { signals: [DRAFT_SIGNAL], ...options }
   const feed = hub
@@ -73,6 +73,7 @@ function setupRoomStore(roomId, feedOptions) {
       baseUrl: feed.baseUrl,
       fetch: feed.endpoint.fetch,
       token: feed.endpoint.tokens,
+      client: () => feed.clientName, // the write's actor in the server's open mode
       storage: memoryStorage(),
       locks: null,
       channel: null,
@@ -81,6 +82,22 @@ function setupRoomStore(roomId, feedOptions) {
       backoff: options.backoff,
     })
   const drafts = new Drafts({ room: feed })
+  return { feed, outbox, sharedOutbox, drafts, cache, users: 0, cached: null, saveTimer: null }
+}
+
+/** The setup of a room store (a @roomfeed/pinia factory setup: ctx.room, ctx.options, ctx.kept…). */
+export function setupRoomStore(ctx) {
+  const roomId = ctx.room
+  const k = (ctx.kept.clients ??= makeClients(roomId, ctx.options))
+  const { feed, outbox, sharedOutbox, drafts, cache } = k
+  // Listeners go through ctx.listen: a hot update's setup takes them over.
+  const on = (emitter, name, fn) => ctx.listen(emitter.on(name, fn))
+  ctx.onDispose(() => {
+    clearTimeout(k.saveTimer)
+    drafts.close()
+    feed.stop()
+    if (!sharedOutbox) outbox.stop()
+  })
 
   const room = ref(roomId)
   const elements = ref({}) // id -> element as displayed
@@ -97,9 +114,8 @@ function setupRoomStore(roomId, feedOptions) {
   const outboxState = ref({ pending: 0, conflicts: 0, sending: false, blocked: null })
   const following = ref(false) // start() callers outstanding
   const fromCache = ref(false) // showing the copy saved on this device (no snapshot yet)
-  let users = 0
-  let cached = null // id -> element of the saved copy, until the first snapshot
-  let saveTimer = null
+  // Kept in k across hot updates: users (start() callers), cached (id -> element of the
+  // saved copy, until the first snapshot), saveTimer.
 
   const byKind = computed(() => {
     const groups = new Map()
@@ -131,7 +147,7 @@ function setupRoomStore(roomId, feedOptions) {
 
   /** The confirmed elements: the room client's, or the saved copy before the first snapshot. */
   function confirmed() {
-    return cached ?? feed.elements
+    return k.cached ?? feed.elements
   }
 
   function view(id) {
@@ -173,30 +189,34 @@ function setupRoomStore(roomId, feedOptions) {
     outboxState.value = outbox.state(roomId)
   }
 
-  feed.on('status', (s) => {
+  on(feed, 'status', (s) => {
     status.value = s
+    // The feed is live again after an outage (the node restarted, the
+    // browser stayed online): writes waiting out their backoff after a
+    // network error or a 5xx go now; a 429 keeps its Retry-After.
+    if (s === 'live') outbox.reconnected(roomId)
   })
-  feed.on('problem', (p) => {
+  on(feed, 'problem', (p) => {
     problem.value = p ? { ...p, ...describeProblem(p) } : null
   })
-  feed.on('snapshot', (snap) => {
+  on(feed, 'snapshot', (snap) => {
     cursor.value = snap.cursor
     loaded.value = true
-    cached = null
+    k.cached = null
     fromCache.value = false
     rebuild()
     saveSoon()
   })
-  feed.on('change', ({ id }) => {
+  on(feed, 'change', ({ id }) => {
     refresh(id)
     saveSoon()
   })
 
   /** Keep the confirmed state on this device (debounced), for a page opened offline. */
   function saveSoon() {
-    if (!cache || saveTimer !== null) return
-    saveTimer = setTimeout(() => {
-      saveTimer = null
+    if (!cache || k.saveTimer !== null) return
+    k.saveTimer = setTimeout(() => {
+      k.saveTimer = null
       if (loaded.value) cache.save(roomId, { cursor: feed.cursor, elements: [...feed.elements.values()] })
     }, 300)
   }
@@ -204,38 +224,38 @@ function setupRoomStore(roomId, feedOptions) {
   async function loadCached() {
     const copy = await cache?.load(roomId)
     if (!copy || loaded.value) return
-    cached = new Map(copy.elements.map((el) => [el.id, el]))
+    k.cached = new Map(copy.elements.map((el) => [el.id, el]))
     fromCache.value = true
     rebuild()
   }
-  feed.on('presence', (list) => {
+  on(feed, 'presence', (list) => {
     people.value = list
   })
-  feed.on('event', () => {
+  on(feed, 'event', () => {
     cursor.value = feed.cursor
   })
 
-  outbox.on('ack', (a) => {
+  on(outbox, 'ack', (a) => {
     if (a.room !== roomId) return
     // The answer joins the confirmed state while the entry is still laid
     // over it: the card never shows the old value in between.
     feed.applyAnswer({ element: a.element, seq: a.seq, deleted: a.deleted, key: a.entry?.key })
-    if (cached && a.element?.id) {
+    if (k.cached && a.element?.id) {
       // Before the first snapshot the saved copy is what is shown: it learns the answer too.
-      if (a.deleted) cached.delete(a.element.id)
-      else cached.set(a.element.id, a.element)
+      if (a.deleted) k.cached.delete(a.element.id)
+      else k.cached.set(a.element.id, a.element)
     }
   })
-  outbox.on('change', ({ room: r }) => {
+  on(outbox, 'change', ({ room: r }) => {
     if (r === roomId) rebuild()
   })
-  outbox.on('refused', ({ room: r, entry, error: err }) => {
+  on(outbox, 'refused', ({ room: r, entry, error: err }) => {
     if (r !== roomId) return
     error.value = describeRefusal(err, label(entry))
     errorCode.value = err?.code ?? 'error'
   })
 
-  drafts.on('change', (list) => {
+  on(drafts, 'change', (list) => {
     const next = {}
     for (const d of list) {
       next[d.id] ??= {}
@@ -265,16 +285,16 @@ function setupRoomStore(roomId, feedOptions) {
   // ---- actions ------------------------------------------------------------
 
   function start() {
-    users += 1
+    k.users += 1
     following.value = true
     outbox.start().then(rebuild)
-    if (users === 1 && !loaded.value) loadCached()
+    if (k.users === 1 && !loaded.value) loadCached()
     return feed.start()
   }
 
   function stop() {
-    users = Math.max(0, users - 1)
-    if (users > 0) return
+    k.users = Math.max(0, k.users - 1)
+    if (k.users > 0) return
     following.value = false
     feed.stop()
     if (!sharedOutbox) outbox.stop() // a private outbox ends with its room; the page's goes on
@@ -405,32 +425,22 @@ function setupRoomStore(roomId, feedOptions) {
 }
 
 /**
- * The store of one room: useRoomStore('w1'). feedOptions go to the RoomFeed,
- * e.g. { baseUrl, EventSource, fetch } in tests, or { token } (a JWT, a
- * function or a token source; default: the app's configuration, config.js),
- * or { hub } (a FeedHub: the room is a HubRoom on the hub's one multiplexed
- * stream; the other options go to hub.createFeed), { outbox } (the page's
- * Outbox; default: a private one in memory) and { cache } (the last state
- * kept on this device, shown before the first snapshot).
+ * The store of one room: useRoomStore('w1', feedOptions), made by
+ * @roomfeed/pinia's store factory like any other user's. feedOptions go to
+ * the RoomFeed, e.g. { baseUrl, EventSource, fetch } in tests, or { token }
+ * (a JWT, a function or a token source; default: the app's configuration,
+ * config.js), or { hub } (a FeedHub: the room is a HubRoom on the hub's one
+ * multiplexed stream; the other options go to hub.createFeed), { outbox }
+ * (the page's Outbox; default: a private one in memory) and { cache } (the
+ * last state kept on this device, shown before the first snapshot).
  *
- * The options are part of the store's identity: asking for a room's store
- * again with other options (by value, objects by identity) throws instead
- * of silently answering the store made with the first ones; no options
- * answers the store as made (useRoomStore('w1') in a child component).
+ * The options are part of the store's identity: other options give another
+ * store (its id says so: see @roomfeed/pinia's storeId), the same options
+ * the same store; no options answer the room's store as made
+ * (useRoomStore('w1') in a child component). The store's life is its
+ * callers': start()/stop() count them, and $dispose() ends it (its feed, its
+ * drafts and a private outbox stop). Hot updates keep its state and feed.
  */
-export function useRoomStore(roomId, feedOptions = {}) {
-  const id = `room/${roomId}`
-  const pinia = getActivePinia()
-  const key = optionsKey(feedOptions)
-  if (pinia) {
-    if (!keys.has(pinia)) keys.set(pinia, new Map())
-    const made = keys.get(pinia)
-    if (made.has(id) && pinia._s.has(id) && key !== '' && made.get(id) !== key) {
-      throw new Error(`useRoomStore: the store of room ${roomId} exists with other options`)
-    }
-    if (key !== '' || !pinia._s.has(id)) made.set(id, key)
-  }
-  return defineStore(id, () => setupRoomStore(roomId, feedOptions))()
-}
+export const useRoomStore = defineRoomStoreFactory('room', setupRoomStore, { hold: false })
 
-const keys = new WeakMap() // pinia -> Map(store id -> options key)
+if (import.meta.hot) import.meta.hot.accept(acceptRoomStoreHMR(useRoomStore, import.meta.hot))

@@ -1,7 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createPinia, setActivePinia } from 'pinia'
 import { watch } from 'vue'
-import { useRoomStore, newElementId } from './room.js'
+import { useRoomStore, newElementId, setupRoomStore } from './room.js'
+import { acceptRoomStoreHMR, defineRoomStoreFactory } from '@roomfeed/pinia'
 import { FakeEventSource, FakeServer, flush } from '../../packages/client/test/fakes.js'
 
 let server
@@ -65,13 +66,15 @@ describe('room store', () => {
     expect(store.byKind[0].elements.map((e) => e.id)).toEqual(['c0', 'c1'])
   })
 
-  it('the same store is returned for the same room, another for another room', async () => {
+  it('the same store is returned for the same room and options, another for other options or another room', async () => {
     const a = useRoomStore('w1', { EventSource: FakeEventSource, fetch: server.fetch, window: null })
     expect(useRoomStore('w1')).toBe(a)
     expect(useRoomStore('w1', { EventSource: FakeEventSource, fetch: server.fetch, window: null })).toBe(a)
-    expect(() => useRoomStore('w1', { EventSource: FakeEventSource, fetch: server.fetch, window: null, presence: true })).toThrow(
-      /exists with other options/,
-    )
+    // Options are part of the identity (@roomfeed/pinia): other options, another store, never the first one.
+    const b = useRoomStore('w1', { EventSource: FakeEventSource, fetch: server.fetch, window: null, presence: true })
+    expect(b).not.toBe(a)
+    expect(b.$id).toBe('room/w1?{"presence":true,"window":null}')
+    expect(() => useRoomStore('w1')).toThrow(/give the options/) // which one? say it
     expect(useRoomStore('w2', { EventSource: FakeEventSource, fetch: server.fetch, window: null })).not.toBe(a)
   })
 
@@ -282,6 +285,57 @@ describe('room store', () => {
     gate.resolve()
     await p
     expect(store.elements.c1).toMatchObject({ version: 2, data: { name: 'Mine' } })
+  })
+
+  it('writes carry the display name (?client=): the actor the server records in open mode', async () => {
+    const store = useRoomStore('w1', { baseUrl: '', EventSource: FakeEventSource, fetch: server.fetch, window: null, isOnline: () => true, client: 'alice' })
+    await store.start()
+    await flush()
+    FakeEventSource.last.open()
+    live.push(store)
+    await store.rename('c1', 'Aria Vell')
+    const patch = server.requests.find((r) => r.method === 'PATCH')
+    expect(patch.query.get('client')).toBe('alice')
+  })
+
+  it('the feed live again after a node outage sends the waiting writes at once, not at the end of their backoff', async () => {
+    const { Outbox, memoryStorage } = await import('@roomfeed/client')
+    const outbox = new Outbox({ baseUrl: '', fetch: server.fetch, token: null, storage: memoryStorage(), locks: null, channel: null, window: null, isOnline: () => true, backoff: { min: 60000, max: 60000 } })
+    const store = useRoomStore('w1', { baseUrl: '', EventSource: FakeEventSource, fetch: server.fetch, window: null, isOnline: () => true, backoff: { min: 1, max: 5 }, outbox })
+    await store.start()
+    await flush()
+    FakeEventSource.last.open()
+    live.push(store)
+    server.down = true // the server is killed; the browser stays online
+    FakeEventSource.last.fail()
+    const saved = store.rename('c1', 'Aria Vell')
+    await vi.waitFor(() => expect(store.blocked).toMatchObject({ status: 0 }))
+    server.down = false // restarted
+    await vi.waitFor(() => expect(FakeEventSource.instances.length).toBeGreaterThan(1))
+    FakeEventSource.last.open()
+    expect(await saved).toMatchObject({ id: 'c1', data: { name: 'Aria Vell' } }) // a 60 s backoff would time out
+    expect(store.pending).toEqual({})
+    outbox.stop()
+  })
+
+  it('a hot update (acceptRoomStoreHMR) keeps the state and the running feed; $dispose() lets go of the feed', async () => {
+    const store = await liveStore()
+    const es = FakeEventSource.last
+    const hot = { data: {}, invalidate: vi.fn() }
+    const next = defineRoomStoreFactory('room', setupRoomStore, { hold: false }) // the module evaluated again
+    acceptRoomStoreHMR(useRoomStore, hot)({ useRoomStore: next })
+    expect(hot.invalidate).not.toHaveBeenCalled()
+    expect(FakeEventSource.instances).toHaveLength(1) // the feed went on
+    expect(store.count).toBe(3)
+    server.upsert('c1', 'character', { name: 'Aria II' })
+    deliver(3)
+    expect(store.elements.c1.data.name).toBe('Aria II') // the new setup's listeners
+    expect(store.cursor).toBe('4')
+    live = []
+    store.stop()
+    store.$dispose()
+    expect(es.closed).toBe(true)
+    expect(useRoomStore('w1', { EventSource: FakeEventSource, fetch: server.fetch, window: null })).not.toBe(store)
   })
 
   it('stop() ends the feed', async () => {

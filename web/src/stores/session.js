@@ -67,6 +67,7 @@ export function useSessionStore({ outbox: outboxOptions = {}, ...hubOptions } = 
         baseUrl: hub.baseUrl,
         fetch: hub.fetch,
         token: hub.tokens,
+        client: () => hub.client, // writes are recorded under the name people see (open mode)
         ...(hubOptions.window !== undefined ? { window: hubOptions.window } : {}),
         ...(hubOptions.isOnline ? { isOnline: hubOptions.isOnline } : {}),
         ...outboxOptions,

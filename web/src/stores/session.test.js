@@ -26,6 +26,7 @@ describe('session store', () => {
     expect(s.hub.client).toBe('alice')
     expect(localStorage.getItem('roomfeed.name')).toBe('alice')
     expect(isValidName('a'.repeat(65))).toBe(false)
+    expect(s.outbox.clientName).toBe('alice') // writes go under the name people see
   })
 
   it('pins and unpins worlds in localStorage', () => {

@@ -16,12 +16,13 @@
 
 import { FeedHub } from './feedhub.js'
 import { historyPage, historyPages } from './history.js'
+import { resolveEventSource } from './reconnect.js'
 
 /**
  * @typedef {object} ConnectOptions
  * @property {string} [baseUrl] the server's origin, e.g. "https://feeds.example"; '' = the page's own (browsers only)
  * @property {string|Function|{get: Function, refresh?: Function}|null} [token] a JWT, a function returning one, or a token source (createTokenSource); none = open development mode
- * @property {any} [EventSource] the EventSource class (default: globalThis.EventSource; in Node.js pass the `eventsource` package's)
+ * @property {any} [EventSource] the EventSource class (default: globalThis.EventSource, else the `eventsource` package's when it is installed; without either, every room is 'error' with problem code 'no_event_source')
  * @property {typeof fetch} [fetch] default: globalThis.fetch
  * @property {string} [client] the display name others see in presence (open mode; with tokens the server uses the token's subject)
  * @property {{min?: number, max?: number}} [backoff] reconnect delays in ms
@@ -95,6 +96,16 @@ export function connect(options = {}) {
     /** @param {string} room @param {{ after?: number|string, limit?: number, type?: string }} [opts] */
     history(room, opts) {
       return historyPages(to(room), opts)
+    },
+
+    /**
+     * Resolves to the EventSource class the stream will use (given, global,
+     * or the `eventsource` package's); rejects with a RoomFeedError of code
+     * 'no_event_source' when there is none (then every followed room is
+     * 'error' with that problem).
+     */
+    eventSource() {
+      return resolveEventSource(hub._EventSource)
     },
 
     /** Set the presence name; the stream reopens under it. */

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { connect, createOutbox, historyPage, memoryStorage, RoomFeedError } from './index.js'
+import { connect, createOutbox, historyPage, memoryStorage, roomRequest, RoomFeedError } from './index.js'
 import { FakeEventSource, FakeServer, flush, multiFetch } from '../test/fakes.js'
 
 let rf
@@ -18,6 +18,15 @@ async function until(cond, what) {
     await new Promise((r) => setTimeout(r, 5))
   }
   throw new Error(`timed out waiting for ${what}`)
+}
+
+/** Follow room on the connection and open its stream: the room once live. */
+async function followLive(room) {
+  const feed = rf.follow(room)
+  await until(() => FakeEventSource.instances.length === 1, 'the stream')
+  FakeEventSource.last.open()
+  await until(() => feed.status === 'live', 'live')
+  return feed
 }
 
 describe('connect', () => {
@@ -73,10 +82,7 @@ describe('connect', () => {
   it('an outbox on the connection writes with an Idempotency-Key and applies the answer to the room', async () => {
     const servers = { a: new FakeServer('a') }
     open(servers)
-    const a = rf.follow('a')
-    await until(() => FakeEventSource.instances.length === 1, 'the stream')
-    FakeEventSource.last.open()
-    await until(() => a.status === 'live', 'live')
+    const a = await followLive('a')
     const outbox = createOutbox(rf, { storage: memoryStorage(), locks: null, channel: null, window: null })
     await outbox.start()
     servers.a.loseAnswers = 1 // the first answer is lost: sent again with the same key
@@ -89,6 +95,64 @@ describe('connect', () => {
     expect(servers.a.events.filter((e) => e.element?.id === 'c1')).toHaveLength(1) // committed once
     await flush()
     expect(a.elements.get('c1').data.name).toBe('Bea')
+    outbox.stop()
+  })
+
+  it('writes go under the connection\'s client name (?client=, the actor of open mode), through the outbox and directly', async () => {
+    const servers = { a: new FakeServer('a') }
+    open(servers, { client: 'alice' })
+    const a = await followLive('a')
+    const outbox = createOutbox(rf, { storage: memoryStorage(), locks: null, channel: null, window: null })
+    await outbox.start()
+    const entry = await outbox.enqueue('a', { op: 'create', id: 'c1', kind: 'character', data: { name: 'Bea' }, base: 0 })
+    expect((await outbox.settled(entry.key)).outcome).toBe('ack')
+    rf.setClient('bob') // read at each send
+    const second = await outbox.enqueue('a', { op: 'patch', id: 'c1', patch: { hp: 1 }, base: 1 })
+    expect((await outbox.settled(second.key)).outcome).toBe('ack')
+    await a.patch('c1', { hp: 2 })
+    // Any write through a room's endpoint (the editor's undo and revert use it) carries the name; reads do not.
+    expect(a.endpoint.client).toBe('bob')
+    await roomRequest(a.endpoint, 'DELETE', '/elements/c1')
+    await roomRequest(a.endpoint, 'GET', '/elements')
+    const writes = servers.a.requests.filter((r) => r.method !== 'GET')
+    expect(writes.map((w) => [w.method, w.query.get('client')])).toEqual([
+      ['PUT', 'alice'],
+      ['PATCH', 'bob'],
+      ['PATCH', 'bob'],
+      ['DELETE', 'bob'],
+    ])
+    expect(servers.a.requests.at(-1)).toMatchObject({ method: 'GET' })
+    expect(servers.a.requests.at(-1).query.has('client')).toBe(false)
+    outbox.stop()
+  })
+
+  it('the stream live again after an outage sends the outbox\'s waiting writes at once (not at the end of their backoff)', async () => {
+    const servers = { a: new FakeServer('a') }
+    open(servers, { backoff: { min: 1, max: 5 } })
+    const a = await followLive('a')
+    const outbox = createOutbox(rf, { storage: memoryStorage(), locks: null, channel: null, window: null, backoff: { min: 60000, max: 60000 } })
+    await outbox.start()
+    servers.a.down = true // the node is killed; the browser stays online
+    FakeEventSource.last.fail()
+    const entry = await outbox.enqueue('a', { op: 'create', id: 'c1', kind: 'character', data: { name: 'Bea' }, base: 0 })
+    await until(() => outbox.state('a').blocked?.code === 'network_error', 'the outbox blocked')
+    servers.a.down = false // restarted
+    await until(() => FakeEventSource.instances.length >= 2, 'a reopened stream')
+    FakeEventSource.last.open()
+    expect((await outbox.settled(entry.key)).outcome).toBe('ack') // a 60 s backoff would time the test out
+    expect(servers.a.events.filter((e) => e.element?.id === 'c1')).toHaveLength(1)
+    outbox.stop()
+  })
+
+  it('without a client name, writes carry no ?client=', async () => {
+    const servers = { a: new FakeServer('a') }
+    open(servers)
+    const outbox = createOutbox(rf, { storage: memoryStorage(), locks: null, channel: null, window: null })
+    await outbox.start()
+    const entry = await outbox.enqueue('a', { op: 'create', id: 'c1', kind: 'character', data: { name: 'Bea' }, base: 0 })
+    expect((await outbox.settled(entry.key)).outcome).toBe('ack')
+    const [put] = servers.a.requests.filter((r) => r.method === 'PUT')
+    expect(put.query.has('client')).toBe(false)
     outbox.stop()
   })
 

@@ -25,6 +25,7 @@ function newTabId() {
   return (globalThis.crypto?.randomUUID?.() ?? Math.random().toString(36).slice(2)).slice(0, 12)
 }
 
+/** @extends {Emitter<{ change: import('./types.js').Draft[], error: Error }>} */
 export class Drafts extends Emitter {
   /**
    * @param {object} opts
@@ -120,7 +121,10 @@ export class Drafts extends Emitter {
 
   // ---- incoming ----------------------------------------------------------------
 
-  /** The drafts of other people now: [{ id, field, person, value, at }], by element, field, person. */
+  /**
+   * The drafts of other people now: [{ id, field, person, value, at }], by element, field, person.
+   * @returns {import('./types.js').Draft[]}
+   */
   list() {
     return [...this._in.values()]
       .map(({ id, field, person, value, at }) => ({ id, field, person, value, at }))

@@ -1,6 +1,8 @@
-// A small named-event emitter shared by RoomCore (RoomFeed, HubRoom) and
-// FeedHub: listeners are called in order; one that throws is reported on
-// 'error' instead of breaking the others.
+// A small named-event emitter shared by RoomCore (RoomFeed, HubRoom),
+// FeedHub, Outbox and Drafts: listeners are called in order; one that throws
+// is reported on 'error' instead of breaking the others.
+
+/** @template {Record<string, any>} [E=Record<string, any>] the payload of each event name */
 export class Emitter {
   constructor() {
     this._listeners = new Map()
@@ -8,8 +10,9 @@ export class Emitter {
 
   /**
    * Subscribe to an event; returns the unsubscribe function.
-   * @param {string} name
-   * @param {(payload: any) => void} fn
+   * @template {keyof E & string} K
+   * @param {K} name
+   * @param {(payload: E[K]) => void} fn
    * @returns {() => boolean}
    */
   on(name, fn) {
@@ -18,6 +21,7 @@ export class Emitter {
     return () => this._listeners.get(name)?.delete(fn)
   }
 
+  /** @param {string} name @param {any} [payload] */
   _emit(name, payload) {
     for (const fn of [...(this._listeners.get(name) ?? [])]) {
       try {

@@ -38,8 +38,8 @@
 //   accepts). offline/online pause and resume at once; auth_expired fetches a
 //   fresh token and reopens at once.
 
-import { ELEMENT_EVENTS, PRESENCE_EVENTS, RoomFeedError, backoffDelay, defaultBaseUrl, isFatalProblem, setProblem, waitingStatus } from './roomcore.js'
-import { probeStream } from './http.js'
+import { ELEMENT_EVENTS, PRESENCE_EVENTS, RoomFeedError, defaultBaseUrl, setProblem, waitingStatus } from './roomcore.js'
+import { authExpired, clearTimer, closeStream, initReconnect, listenNetwork, nextDelay, openEventSource, probe, scheduleReconnect, streamClass, streamOpened, streamToken } from './reconnect.js'
 import { HubRoom } from './hubroom.js'
 import { Emitter } from './emitter.js'
 import { toTokenSource } from './token.js'
@@ -63,11 +63,12 @@ export function parseCompositeCursor(text) {
   return out
 }
 
+/** @extends {Emitter<import('./types.js').HubEvents>} */
 export class FeedHub extends Emitter {
   /**
    * @param {object} [opts]
    * @param {string} [opts.baseUrl] server origin ('' = same origin)
-   * @param {typeof EventSource} [opts.EventSource]
+   * @param {any} [opts.EventSource] the EventSource class; default: globalThis.EventSource, else the `eventsource` package's
    * @param {typeof fetch} [opts.fetch]
    * @param {{min?: number, max?: number}} [opts.backoff] reconnect delays in ms
    * @param {EventTarget|null} [opts.window] source of online/offline events
@@ -95,20 +96,17 @@ export class FeedHub extends Emitter {
   } = {}) {
     super()
     this.baseUrl = String(baseUrl).replace(/\/+$/, '')
-    this._EventSource = EventSource
+    initReconnect(this, { EventSource, backoff, window: win, isOnline, random })
     this.fetch = fetch
-    this.backoff = { min: backoff.min ?? 500, max: backoff.max ?? 15000 }
-    this._win = win
-    this._isOnline = isOnline
-    this._random = random
     this.tokens = toTokenSource(token)
     this.client = client || ''
     this.debounceMs = debounceMs
     this.maxRooms = maxRooms
     this.maxBuffer = maxBuffer
 
+    /** @type {import('./types.js').Status} */
     this.status = 'offline'
-    /** Why the stream cannot be opened now ({ status, code, message }), or null; rooms show it as theirs. */
+    /** @type {import('./types.js').Problem | null} Why the stream cannot be opened now ({ status, code, message }), or null; rooms show it as theirs. */
     this.problem = null
     this._authFailures = 0
     /** Rooms of the current stream, in the order of its URL. */
@@ -117,21 +115,15 @@ export class FeedHub extends Emitter {
     this.opened = 0
 
     this._feeds = new Map() // room -> HubRoom (attached)
-    this._es = null
     this._isOpen = false // the current EventSource has opened
     this._esNames = null // event names the current EventSource listens to
     this._streamKey = ''
-    this._timer = null // reconnect backoff
     this._syncTimer = null // debounced room-set change
     this._generation = 0
-    this._attempt = 0
     this._everLive = false
     this._token = null
-    this._refreshToken = false
     this._listening = false
     this._retries = new Map() // room -> timer of a snapshot retry
-    this._onOnline = () => this._handleOnline()
-    this._onOffline = () => this._handleOffline()
   }
 
   /** A HubRoom for room that shares this hub's stream (start() to follow it); opts as for RoomCore. */
@@ -175,8 +167,7 @@ export class FeedHub extends Emitter {
     this._feeds.set(feed.room, feed)
     if (!this._listening) {
       this._listening = true
-      this._win?.addEventListener?.('online', this._onOnline)
-      this._win?.addEventListener?.('offline', this._onOffline)
+      listenNetwork(this, true)
     }
     this._scheduleSync()
   }
@@ -269,8 +260,7 @@ export class FeedHub extends Emitter {
     for (const room of [...this._retries.keys()]) this._clearRetry(room)
     if (this._listening) {
       this._listening = false
-      this._win?.removeEventListener?.('online', this._onOnline)
-      this._win?.removeEventListener?.('offline', this._onOffline)
+      listenNetwork(this, false)
     }
     this._attempt = 0
     this._everLive = false
@@ -281,10 +271,7 @@ export class FeedHub extends Emitter {
   // ---- the stream ---------------------------------------------------------------
 
   _clearTimer() {
-    if (this._timer !== null) {
-      clearTimeout(this._timer)
-      this._timer = null
-    }
+    clearTimer(this)
   }
 
   _clearRetry(room) {
@@ -295,41 +282,31 @@ export class FeedHub extends Emitter {
 
   _closeStream() {
     this._isOpen = false
-    if (this._es) {
-      const es = this._es
-      this._es = null
-      es.onopen = null
-      es.onerror = null
-      es.close()
-    }
+    closeStream(this)
     for (const room of [...this._retries.keys()]) this._clearRetry(room)
   }
 
   /** Delay before the next attempt: exponential from min, capped at max, jittered in [d/2, d]. */
   nextDelay(attempt = this._attempt++) {
-    return backoffDelay(this.backoff, attempt, this._random)
+    return nextDelay(this, attempt)
+  }
+
+  // The hooks of reconnect.js.
+  _active() {
+    return this._feeds.size > 0
+  }
+
+  _isCurrent(gen) {
+    return gen === this._generation
+  }
+
+  /** Every room reloads its snapshot (after repeated failed opens). */
+  _lostPlace() {
+    for (const feed of this._feeds.values()) feed._invalidate()
   }
 
   _scheduleReconnect() {
-    if (this._feeds.size === 0) return
-    this._closeStream()
-    this._clearTimer()
-    if (!this._isOnline()) {
-      this._setStatus('offline')
-      return
-    }
-    this._setStatus(this._waitingStatus())
-    // After several failed opens in a row, every room reloads its snapshot:
-    // a cursor the server no longer accepts (a rebuilt database answers 400
-    // to a cursor ahead of it) must not keep the stream down.
-    if (this._attempt >= 4) for (const feed of this._feeds.values()) feed._invalidate()
-    // Refused for good: try again at the slowest pace only.
-    const delay = isFatalProblem(this.problem) ? this.backoff.max : this.nextDelay()
-    const gen = ++this._generation
-    this._timer = setTimeout(() => {
-      this._timer = null
-      if (gen === this._generation) this._connect()
-    }, delay)
+    scheduleReconnect(this)
   }
 
   async _connect() {
@@ -337,17 +314,8 @@ export class FeedHub extends Emitter {
     this._clearTimer()
     if (this._feeds.size === 0) return
     if (this.status === 'offline') this._setStatus(this._waitingStatus())
-    try {
-      const refresh = this._refreshToken
-      this._refreshToken = false
-      this._token = await (refresh ? this.tokens.refresh() : this.tokens.get())
-    } catch (err) {
-      if (gen !== this._generation) return
-      this._emit('error', new RoomFeedError(`token: ${err?.message ?? err}`, { code: 'token_error', cause: err }))
-      this._scheduleReconnect()
-      return
-    }
-    if (gen !== this._generation || this._feeds.size === 0) return
+    if (!(await streamClass(this, gen, [...this._feeds.values()])) || this._feeds.size === 0) return
+    if (!(await streamToken(this, this.tokens, gen)) || this._feeds.size === 0) return
     this._openStream(gen)
   }
 
@@ -367,28 +335,16 @@ export class FeedHub extends Emitter {
     if (this.client) params.set('client', this.client)
     if (this._token) params.set('access_token', this._token)
     const url = `${this.baseUrl}/events?${params}`
-    let es
-    try {
-      es = new this._EventSource(url)
-    } catch (err) {
-      this._emit('error', err)
-      this._scheduleReconnect()
-      return
-    }
+    const made = openEventSource(this, url, gen)
+    if (!made) return
+    const { es, guard } = made
     this.opened += 1
-    this._es = es
     this._streamKey = this._keyOf(rooms)
     this.streamRooms = rooms
-    const guard = (fn) => (ev) => {
-      if (gen === this._generation && this._es === es) fn(ev)
-    }
     es._hubGuard = guard
     es.onopen = guard(() => {
       this._isOpen = true
-      this._attempt = 0
-      this._authFailures = 0
-      this._setProblem(null)
-      this._setStatus('live')
+      streamOpened(this)
       this._emit('open', { url, rooms, cursor })
       for (const room of rooms) {
         this._loadRoom(room)
@@ -415,17 +371,8 @@ export class FeedHub extends Emitter {
   }
 
   /** Why the stream at url failed (http.js probeStream): updates problem and status. */
-  async _probe(url) {
-    const gen = this._generation
-    const problem = await probeStream(this.fetch, url)
-    if (this._feeds.size === 0 || this.status === 'live' || gen !== this._generation || !problem) return
-    if (problem.status === 401 && this._authFailures++ === 0) {
-      this._refreshToken = true // the next attempt fetches a fresh token first
-      return
-    }
-    if (problem.status === 400 && /cursor/.test(problem.code)) for (const feed of this._feeds.values()) feed._invalidate()
-    this._setProblem(problem)
-    if (this.status !== 'offline') this._setStatus(this._waitingStatus())
+  _probe(url) {
+    return probe(this, this.fetch, url)
   }
 
   /** Listen to the element events and every custom message name of the followed rooms. */
@@ -513,27 +460,6 @@ export class FeedHub extends Emitter {
   }
 
   _handleAuthExpired() {
-    this._emit('error', new RoomFeedError('feed token expired', { code: 'auth_expired' }))
-    this._closeStream()
-    this._refreshToken = true
-    this._connect()
-  }
-
-  // ---- online / offline -----------------------------------------------------------
-
-  _handleOffline() {
-    if (this._feeds.size === 0) return
-    this._generation += 1
-    this._closeStream()
-    this._clearTimer()
-    this._setStatus('offline')
-  }
-
-  _handleOnline() {
-    if (this._feeds.size === 0) return
-    this._clearTimer()
-    this._attempt = 0
-    this._setStatus(this._waitingStatus())
-    this._connect()
+    authExpired(this)
   }
 }

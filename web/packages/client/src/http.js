@@ -44,10 +44,18 @@ export function parseRetryAfter(value, now = Date.now()) {
 }
 
 /**
+ * Where a room's requests go; client: the display name its writes carry as ?client= (the actor the
+ * server records in open mode), '' for none.
+ * @typedef {{ baseUrl: string, fetch: typeof fetch, tokens: import('./token.js').TokenSource, room: string, client?: string }} Endpoint
+ */
+
+/**
  * One request to a room: resolves to { body, headers, status } or throws a
- * RoomFeedError. A 401 with a token is retried once with a refreshed one.
+ * RoomFeedError. A 401 with a token is retried once with a refreshed one. A
+ * write (any method but GET) carries the endpoint's client name as ?client=
+ * unless the query names one.
  *
- * @param {{ baseUrl: string, fetch: typeof fetch, tokens: {get: Function, refresh: Function}, room: string }} to
+ * @param {Endpoint} to
  * @param {string} method
  * @param {string} path below /rooms/{room}, e.g. "/elements"
  * @param {{ body?: *, headers?: object, query?: object, raw?: string, timeoutMs?: number }} [opts]
@@ -66,7 +74,8 @@ export async function roomRequest(to, method, path, opts = {}, retried = false) 
   }
   if (token) h.Authorization = `Bearer ${token}`
   let url = `${to.baseUrl}/rooms/${encodeURIComponent(to.room)}${path}`
-  const q = query ? new URLSearchParams(Object.entries(query).filter(([, v]) => v)).toString() : ''
+  const all = to.client && method !== 'GET' ? { client: to.client, ...query } : query
+  const q = all ? new URLSearchParams(Object.entries(all).filter(([, v]) => v)).toString() : ''
   if (q) url += (url.includes('?') ? '&' : '?') + q
   let res
   let text = ''
@@ -121,6 +130,9 @@ export function describeProblem(err) {
   const code = err?.code ?? ''
   if (code === 'offline') {
     return { kind: 'offline', title: 'You are offline.', action: 'Keep editing: your changes are kept on this device and sent when the network is back.' }
+  }
+  if (code === 'no_event_source') {
+    return { kind: 'refused', title: 'This runtime has no EventSource.', action: 'Pass connect({ EventSource }) or install the `eventsource` package.' }
   }
   if (status === 0) {
     return { kind: 'unavailable', title: 'The server cannot be reached.', action: 'Your changes are kept on this device and sent as soon as it answers again.' }

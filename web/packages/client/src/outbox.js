@@ -192,6 +192,7 @@ export function newIdempotencyKey() {
   return `${rnd}-${keyCounter}`
 }
 
+/** @extends {Emitter<import('./types.js').OutboxEvents>} */
 export class Outbox extends Emitter {
   /**
    * @param {object} [opts]
@@ -208,6 +209,9 @@ export class Outbox extends Emitter {
    * @param {() => number} [opts.now]
    * @param {string} [opts.name] prefix of lock and channel names
    * @param {number} [opts.timeoutMs] a write without an answer after this long is sent again
+   * @param {string|(() => string)} [opts.client] the display name sent as ?client= with every write (in the
+   *   server's open mode it is recorded as the write's actor, so the history says who changed what; with
+   *   tokens the server uses the token's subject); a function is read at each send
    */
   constructor({
     baseUrl = defaultBaseUrl(),
@@ -223,6 +227,7 @@ export class Outbox extends Emitter {
     now = Date.now,
     name = 'roomfeed.outbox',
     timeoutMs = 20000,
+    client = '',
   } = {}) {
     super()
     this.baseUrl = String(baseUrl).replace(/\/+$/, '')
@@ -238,6 +243,7 @@ export class Outbox extends Emitter {
     this._now = now
     this.name = name
     this.timeoutMs = timeoutMs
+    this._client = client
 
     this._rooms = new Map() // room -> entries as last read, oldest first
     this._blocked = new Map() // room -> { status, code, message, until }
@@ -300,17 +306,21 @@ export class Outbox extends Emitter {
 
   // ---- reading ------------------------------------------------------------------
 
-  /** Every entry of room (pending and conflicts), oldest first. */
+  /**
+   * Every entry of room (pending and conflicts), oldest first.
+   * @param {string} room
+   * @returns {import('./types.js').OutboxEntry[]}
+   */
   entries(room) {
     return this._rooms.get(room) ?? []
   }
 
-  /** The entries of room waiting to be sent, oldest first. */
+  /** The entries of room waiting to be sent, oldest first. @param {string} room */
   pending(room) {
     return this.entries(room).filter((e) => e.state === 'pending')
   }
 
-  /** The conflict records of room. */
+  /** The conflict records of room. @param {string} room */
   conflicts(room) {
     return this.entries(room).filter((e) => e.state === 'conflict')
   }
@@ -319,6 +329,8 @@ export class Outbox extends Emitter {
    * The room's outbox in one object: { pending, conflicts, sending, blocked }.
    * blocked: why its queue waits ({ status, code, message, until }; code
    * 'offline' when the browser is offline), or null.
+   * @param {string} room
+   * @returns {{ pending: number, conflicts: number, sending: boolean, blocked: import('./types.js').Blocked | null }}
    */
   state(room) {
     return {
@@ -401,6 +413,23 @@ export class Outbox extends Emitter {
       await this._storage.put(head)
     }
     this._drain(room)
+  }
+
+  /**
+   * The server answers again (e.g. the room's feed went live after an
+   * outage): send the room's queue now if it waits after a network error or
+   * a 5xx, instead of at the end of its backoff. A 429 keeps honouring its
+   * Retry-After, and nothing changes for a queue that does not wait.
+   * Resolves to true when the queue was sent again.
+   * @param {string} room
+   */
+  async reconnected(room) {
+    const b = this._blocked.get(room)
+    if (!b || !this._running || !this.pending(room).length) return false
+    const outage = (b.status === 0 && b.code !== 'offline') || b.status >= 500
+    if (!outage || !this._isOnline()) return false
+    await this.retryNow(room)
+    return true
   }
 
   /**
@@ -706,7 +735,13 @@ export class Outbox extends Emitter {
   }
 
   _endpoint(room) {
-    return { baseUrl: this.baseUrl, fetch: this._fetch, tokens: this._tokens, room }
+    return { baseUrl: this.baseUrl, fetch: this._fetch, tokens: this._tokens, room, client: this.clientName }
+  }
+
+  /** The display name writes are sent under (?client=), '' for none. */
+  get clientName() {
+    const c = typeof this._client === 'function' ? this._client() : this._client
+    return c ? String(c) : ''
   }
 
   async _acknowledged(entry, { res }) {
@@ -830,17 +865,27 @@ function pruneUndefined(o) {
  * An Outbox for a connection (connect()): requests go to its server with its
  * token, and every acknowledged write is applied at once to the room it
  * follows (exactly once, whichever of the answer and the feed's echo comes
- * first). options as for new Outbox (storage: IndexedDB when there is one,
+ * first); writes are sent under the connection's client name (?client=, the
+ * actor the server records in open mode), and when the stream goes live
+ * again after an outage, writes waiting after a network error or a 5xx are
+ * sent at once. options as for new Outbox (storage: IndexedDB when there is one,
  * else memory). Call start() before use.
  *
- * @param {{ endpoint: { baseUrl: string, fetch: typeof fetch, tokens: any }, rooms: Map<string, { applyAnswer: Function }> }} conn
+ * @param {{ endpoint: { baseUrl: string, fetch: typeof fetch, tokens: any }, rooms: Map<string, { applyAnswer: Function }>, hub?: { client: string } }} conn
  * @param {ConstructorParameters<typeof Outbox>[0]} [options]
  */
 export function createOutbox(conn, options = {}) {
   const { baseUrl, fetch, tokens } = conn.endpoint
-  const outbox = new Outbox({ baseUrl, fetch, token: tokens, ...options })
+  const client = () => conn.hub?.client ?? ''
+  const outbox = new Outbox({ baseUrl, fetch, token: tokens, client, ...options })
   outbox.on('ack', (a) => {
     conn.rooms.get(a.room)?.applyAnswer({ element: a.element, seq: a.seq, deleted: a.deleted, key: a.entry?.key })
+  })
+  // The stream is open again after an outage: writes waiting out their
+  // backoff after a network error or a 5xx go now (see reconnected()).
+  conn.hub?.on?.('status', (status) => {
+    if (status !== 'live') return
+    for (const room of outbox._rooms.keys()) outbox.reconnected(room)
   })
   return outbox
 }

@@ -214,6 +214,40 @@ describe('Outbox', () => {
     expect(server.eventsOf(a.key)).toHaveLength(1)
   })
 
+  it('reconnected(room): after an outage (network error, 5xx) the queue goes at once; a 429 keeps its Retry-After', async () => {
+    const ob = makeOutbox({ backoff: { min: 10000, max: 30000 } })
+    await ob.start()
+    server.down = true
+    const a = await ob.enqueue('w1', { op: 'patch', id: 'c1', patch: { name: 'A' }, base: 1 })
+    await flush()
+    expect(ob.state('w1').blocked).toMatchObject({ status: 0, code: 'network_error' })
+    expect(await ob.reconnected('w2')).toBe(false) // nothing waits there
+    server.down = false
+    server.fail(503, 'database_unavailable')
+    expect(await ob.reconnected('w1')).toBe(true) // long before the 10 s backoff
+    await flush()
+    expect(keysSent()).toEqual([a.key, a.key]) // the first try never reached the server
+    expect(ob.state('w1').blocked).toMatchObject({ status: 503 })
+    expect(await ob.reconnected('w1')).toBe(true)
+    await flush()
+    expect(keysSent()).toEqual([a.key, a.key, a.key])
+    expect(ob.state('w1')).toMatchObject({ pending: 0, blocked: null })
+
+    server.fail(429, 'rate_limited', { retryAfter: 20 })
+    const b = await ob.enqueue('w1', { op: 'patch', id: 'c2', patch: { name: 'B' }, base: 1 })
+    await flush()
+    expect(ob.state('w1').blocked).toMatchObject({ status: 429 })
+    expect(await ob.reconnected('w1')).toBe(false)
+    await flush()
+    expect(keysSent()).toEqual([a.key, a.key, a.key, b.key]) // it waits for its Retry-After
+    await vi.advanceTimersByTimeAsync(20000)
+    await flush()
+    expect(keysSent()).toEqual([a.key, a.key, a.key, b.key, b.key])
+    expect(server.eventsOf(a.key)).toHaveLength(1)
+    expect(server.eventsOf(b.key)).toHaveLength(1)
+    ob.stop()
+  })
+
   it('a write whose answer was lost is retried and replayed by the server: committed once', async () => {
     const ob = makeOutbox()
     await ob.start()

@@ -55,9 +55,12 @@ export function newOpId() {
   return `${rnd}-${opCounter}`
 }
 
-/** A feed refused for good as far as a client can tell: unauthorized (after a refresh), forbidden, not found. */
+/**
+ * A feed refused for good as far as a client can tell: unauthorized (after a
+ * refresh), forbidden, not found, or no EventSource to open it with.
+ */
 export function isFatalProblem(problem) {
-  return !!problem && [401, 403, 404].includes(problem.status)
+  return !!problem && ([401, 403, 404].includes(problem.status) || problem.code === 'no_event_source')
 }
 
 /**
@@ -91,6 +94,7 @@ export function parseSeq(value) {
   return Number(s)
 }
 
+/** @extends {Emitter<import('./types.js').RoomEvents>} */
 export class RoomCore extends Emitter {
   /**
    * @param {object} opts
@@ -127,17 +131,18 @@ export class RoomCore extends Emitter {
     this._tokens = toTokenSource(token)
     this._presenceOn = presence
 
-    /** The people in the room now (presence), kept while presence is on. */
+    /** The people in the room now (presence), kept while presence is on. @type {Set<string>} */
     this.people = new Set()
     this._presenceEpoch = 0
     this._presenceBuffer = null // presence events seen while GET /presence is in flight
 
-    /** Confirmed server state: id -> element. */
+    /** Confirmed server state: id -> element. @type {Map<string, import('./types.js').RoomElement>} */
     this.elements = new Map()
-    /** Highest applied feed seq (number); null before the snapshot. */
+    /** Highest applied feed seq (number); null before the snapshot. @type {number | null} */
     this.applied = null
+    /** @type {import('./types.js').Status} */
     this.status = 'offline'
-    /** Why the feed cannot be followed now, or null (see 'problem'). */
+    /** Why the feed cannot be followed now, or null (see 'problem'). @type {import('./types.js').Problem | null} */
     this.problem = null
 
     this._elementSeq = new Map() // id -> seq of the state we hold (incl. tombstones)
@@ -314,9 +319,13 @@ export class RoomCore extends Emitter {
 
   // ---- requests and writes --------------------------------------------------
 
-  /** Where requests of this room go: baseUrl, fetch, token source, room (http.js roomRequest). */
+  /**
+   * Where requests of this room go: baseUrl, fetch, token source, room, and
+   * the client name its writes carry (http.js roomRequest).
+   * @returns {import('./http.js').Endpoint}
+   */
   get endpoint() {
-    return { baseUrl: this.baseUrl, fetch: this._fetch, tokens: this._tokens, room: this.room }
+    return { baseUrl: this.baseUrl, fetch: this._fetch, tokens: this._tokens, room: this.room, client: this.clientName }
   }
 
   /** One HTTP request to the room; resolves to { body, headers, status } or throws RoomFeedError. */
@@ -336,7 +345,7 @@ export class RoomCore extends Emitter {
     return this._applyElement(element, deleted, seq, true, 'write')
   }
 
-  /** The display name sent with signals in open mode (?client=). */
+  /** The display name sent with writes, messages and signals (?client=: the actor the server records in open mode). */
   get clientName() {
     return ''
   }
@@ -347,7 +356,7 @@ export class RoomCore extends Emitter {
    * signal; throws RoomFeedError (429 when sent too fast).
    */
   async signal(event, data) {
-    const res = await this._request('POST', '/signals', { body: { event, data }, query: { client: this.clientName } })
+    const res = await this._request('POST', '/signals', { body: { event, data } })
     return res.body
   }
 

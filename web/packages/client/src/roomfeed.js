@@ -24,15 +24,15 @@
 // on one page, FeedHub (feedhub.js) carries them all on one multiplexed
 // stream: hub.createFeed(room) makes a HubRoom with the same API.
 
-import { ELEMENT_EVENTS, PRESENCE_EVENTS, RoomCore, RoomFeedError, backoffDelay, isFatalProblem, parseSeq } from './roomcore.js'
-import { probeStream } from './http.js'
+import { ELEMENT_EVENTS, PRESENCE_EVENTS, RoomCore, RoomFeedError, parseSeq } from './roomcore.js'
+import { authExpired, clearTimer, closeStream, initReconnect, listenNetwork, nextDelay, openEventSource, probe, scheduleReconnect, streamClass, streamOpened, streamToken } from './reconnect.js'
 
 export { RoomFeedError }
 
 export class RoomFeed extends RoomCore {
   /**
    * @param {object} opts RoomCore's (room, baseUrl, fetch, messages, token, presence), and:
-   * @param {typeof EventSource} [opts.EventSource]
+   * @param {any} [opts.EventSource] the EventSource class; default: globalThis.EventSource, else the `eventsource` package's
    * @param {{min?: number, max?: number}} [opts.backoff] reconnect delays in ms
    * @param {EventTarget|null} [opts.window] source of online/offline events
    * @param {() => boolean} [opts.isOnline]
@@ -54,23 +54,12 @@ export class RoomFeed extends RoomCore {
   } = {}) {
     super({ ...core, presence: presence ?? !!client })
     this._signalNames = signals
-    this._EventSource = EventSource
-    this.backoff = { min: backoff.min ?? 500, max: backoff.max ?? 15000 }
-    this._win = win
-    this._isOnline = isOnline
-    this._random = random
+    initReconnect(this, { EventSource, backoff, window: win, isOnline, random })
     this._token = null // the token of the current stream
-    this._refreshToken = false
     this.client = client || ''
 
-    this._es = null
-    this._timer = null
-    this._attempt = 0
     this._gapAt = null // applied when the last hole was met (the stream was reopened for it)
     this._needSnapshot = true
-
-    this._onOnline = () => this._handleOnline()
-    this._onOffline = () => this._handleOffline()
     this._authFailures = 0 // 401s in a row (the first one refreshes the token)
   }
 
@@ -84,8 +73,7 @@ export class RoomFeed extends RoomCore {
   _begin() {
     this._attempt = 0
     this._needSnapshot = this.applied === null
-    this._win?.addEventListener?.('online', this._onOnline)
-    this._win?.addEventListener?.('offline', this._onOffline)
+    listenNetwork(this, true)
     if (!this._isOnline()) {
       this._setStatus('offline')
       return Promise.resolve()
@@ -98,56 +86,39 @@ export class RoomFeed extends RoomCore {
   _end() {
     this._closeStream()
     this._clearTimer()
-    this._win?.removeEventListener?.('online', this._onOnline)
-    this._win?.removeEventListener?.('offline', this._onOffline)
+    listenNetwork(this, false)
   }
 
   _clearTimer() {
-    if (this._timer !== null) {
-      clearTimeout(this._timer)
-      this._timer = null
-    }
+    clearTimer(this)
   }
 
   _closeStream() {
-    if (this._es) {
-      const es = this._es
-      this._es = null
-      es.onopen = null
-      es.onerror = null
-      es.close()
-    }
+    closeStream(this)
   }
 
   /** Delay before the next attempt: exponential from min, capped at max, jittered in [d/2, d]. */
   nextDelay(attempt = this._attempt++) {
-    return backoffDelay(this.backoff, attempt, this._random)
+    return nextDelay(this, attempt)
+  }
+
+  // The hooks of reconnect.js (_isCurrent is RoomCore's).
+  _active() {
+    return this._running
+  }
+
+  /** Reload the snapshot first (after repeated failed opens). */
+  _lostPlace() {
+    this._needSnapshot = true
   }
 
   _scheduleReconnect() {
-    if (!this._running) return
-    this._closeStream()
-    this._clearTimer()
-    if (!this._isOnline()) {
-      this._setStatus('offline')
-      return
-    }
-    this._setStatus(this._waitingStatus())
-    // After several failed opens in a row, reload the snapshot first: it
-    // recovers from a cursor the server no longer accepts, whatever is wrong
-    // there (e.g. a rebuilt database answers 400 to a cursor ahead of it).
-    if (this._attempt >= 4) this._needSnapshot = true
-    // Refused for good: try again at the slowest pace only.
-    const delay = isFatalProblem(this.problem) ? this.backoff.max : this.nextDelay()
-    const gen = ++this._generation
-    this._timer = setTimeout(() => {
-      this._timer = null
-      if (this._isCurrent(gen)) this._connect()
-    }, delay)
+    scheduleReconnect(this)
   }
 
   async _connect() {
     const gen = ++this._generation
+    if (!(await streamClass(this, gen))) return
     if (this._needSnapshot) {
       try {
         if (await this._loadSnapshot(gen)) {
@@ -163,17 +134,7 @@ export class RoomFeed extends RoomCore {
       }
       if (!this._isCurrent(gen)) return
     }
-    try {
-      const refresh = this._refreshToken
-      this._refreshToken = false
-      this._token = await (refresh ? this._tokens.refresh() : this._tokens.get())
-    } catch (err) {
-      if (!this._isCurrent(gen)) return
-      this._emit('error', new RoomFeedError(`token: ${err?.message ?? err}`, { code: 'token_error', cause: err }))
-      this._scheduleReconnect()
-      return
-    }
-    if (!this._isCurrent(gen)) return
+    if (!(await streamToken(this, this._tokens, gen))) return
     this._open(gen)
   }
 
@@ -182,25 +143,13 @@ export class RoomFeed extends RoomCore {
     let url = `${this.baseUrl}/rooms/${encodeURIComponent(this.room)}/events?last_event_id=${encodeURIComponent(this.cursor)}`
     if (this.client) url += `&client=${encodeURIComponent(this.client)}`
     if (this._token) url += `&access_token=${encodeURIComponent(this._token)}`
-    let es
-    try {
-      es = new this._EventSource(url)
-    } catch (err) {
-      this._emit('error', err)
-      this._scheduleReconnect()
-      return
-    }
-    this._es = es
+    const made = openEventSource(this, url, gen)
+    if (!made) return
+    const { es, guard } = made
     let opened = false
-    const guard = (fn) => (ev) => {
-      if (gen === this._generation && this._es === es) fn(ev)
-    }
     es.onopen = guard(() => {
       opened = true
-      this._attempt = 0
-      this._authFailures = 0
-      this._setProblem(null)
-      this._setStatus('live')
+      streamOpened(this)
       if (this._presenceOn) this._reloadPresence()
     })
     // Any error ends this stream: we reopen it ourselves so the reopened
@@ -215,23 +164,8 @@ export class RoomFeed extends RoomCore {
   }
 
   /** Why the stream at url failed (see http.js probeStream); updates problem and status. */
-  async _probe(url) {
-    const gen = this._generation
-    const problem = await probeStream(this._fetch, url)
-    if (!this._running || this.status === 'live' || gen !== this._generation) return
-    this._applyProbe(problem)
-  }
-
-  _applyProbe(problem) {
-    if (!problem) return
-    if (problem.status === 401 && this._authFailures++ === 0) {
-      // Expired or revoked: the next attempt fetches a fresh token first.
-      this._refreshToken = true
-      return
-    }
-    if (problem.status === 400 && /cursor/.test(problem.code)) this._needSnapshot = true
-    this._setProblem(problem)
-    if (this.status !== 'offline') this._setStatus(this._waitingStatus())
+  _probe(url) {
+    return probe(this, this._fetch, url)
   }
 
   /** Route the stream's named events; guard drops those of a stream no longer current. */
@@ -259,12 +193,7 @@ export class RoomFeed extends RoomCore {
   }
 
   _handleAuthExpired() {
-    // The server ended the stream at the token's expiry: fetch a fresh
-    // token and resume from our cursor at once (the cursor is still good).
-    this._emit('error', new RoomFeedError('feed token expired', { code: 'auth_expired' }))
-    this._closeStream()
-    this._refreshToken = true
-    this._connect()
+    authExpired(this)
   }
 
   _handleReset(ev) {
@@ -308,24 +237,6 @@ export class RoomFeed extends RoomCore {
     }
     this._gapAt = null
     return true
-  }
-
-  // ---- online / offline ---------------------------------------------------
-
-  _handleOffline() {
-    if (!this._running) return
-    this._generation += 1
-    this._closeStream()
-    this._clearTimer()
-    this._setStatus('offline')
-  }
-
-  _handleOnline() {
-    if (!this._running) return
-    this._clearTimer()
-    this._attempt = 0
-    this._setStatus(this._waitingStatus())
-    this._connect()
   }
 }
 

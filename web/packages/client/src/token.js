@@ -25,12 +25,18 @@ export function tokenExpiry(token) {
 const NO_TOKEN = Object.freeze({ get: async () => null, refresh: async () => null })
 
 /**
+ * Where a client gets its JWT: get() (cached while fresh), refresh() (a new one, after a 401).
+ * @typedef {{ get: () => Promise<string | null>, refresh: () => Promise<string | null> }} TokenSource
+ */
+
+/**
  * @param {object} opts
  * @param {string} [opts.token] a fixed token
  * @param {string} [opts.endpoint] URL answering {"token":"..."} (or access_token, or the bare token as text)
  * @param {typeof fetch} [opts.fetch]
  * @param {number} [opts.margin] refresh this many ms before exp (default 30 s)
  * @param {() => number} [opts.now]
+ * @returns {TokenSource}
  */
 export function createTokenSource({
   token,
@@ -76,7 +82,11 @@ export function createTokenSource({
   }
 }
 
-/** Accepts a token source, a function returning a token (or its promise), a string, or null. */
+/**
+ * Accepts a token source, a function returning a token (or its promise), a string, or null.
+ * @param {string | ((opts?: { refresh?: boolean }) => string | null | Promise<string | null>) | { get: Function, refresh?: Function } | null} [value]
+ * @returns {TokenSource}
+ */
 export function toTokenSource(value) {
   if (value === undefined || value === null || value === '') return NO_TOKEN
   if (typeof value === 'string') return createTokenSource({ token: value })

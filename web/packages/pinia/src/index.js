@@ -9,28 +9,27 @@
 //   // a component
 //   const room = useRoom(props.room) // followed while a component uses it
 //
-// - Options are given once, with the store's name: they are part of its
-//   identity. Two definitions of one name with other options used in one
-//   Pinia throw instead of one silently winning.
-// - useRoom(room) inside a component (any effect scope) holds the room: its
-//   feed starts with the first holder and, when the last one unmounts, stops,
-//   and the store is disposed ($dispose, its state removed from the Pinia).
-//   Outside a scope call room.release() when done.
-// - HMR: the feed and the listeners live outside the store's setup, so a hot
-//   update (acceptRoomStoreHMR) keeps the state and the running feed; the new
-//   setup takes the listeners over.
+// Two layers:
+// - defineRoomStoreFactory(name, setup, { hold }): stores of rooms whose
+//   options are part of their identity. useX(room, options) answers the
+//   store of that room made with those options (id `${name}/${room}`, plus
+//   the options' key when there are options that tell stores apart, see
+//   storeId); other options, another store. The setup runs as a Pinia setup
+//   store, given a context whose `kept` object outlives hot updates (HMR) and
+//   whose listeners (ctx.listen) the next setup takes over. Holding (hold:
+//   true, the default) is counted outside the store's actions, so that
+//   @pinia/testing's createTestingPinia() stubbing every action changes
+//   nothing: a store is held by each effect scope (component) that used it
+//   and disposed (its state removed from the Pinia) when the last one ends.
+// - defineRoomStore(name, options): the ready-made store of a room on a
+//   connect() connection (and an outbox), built on the factory.
 
 import { acceptHMRUpdate, defineStore, getActivePinia } from 'pinia'
-import { getCurrentScope, onScopeDispose, ref } from 'vue'
+import { getCurrentScope, isProxy, onScopeDispose, ref } from 'vue'
 import { mergePatch } from '@roomfeed/client'
 
 /**
- * @typedef {object} RoomElement
- * @property {string} id
- * @property {string} kind
- * @property {number} version
- * @property {Record<string, any>} data
- * @property {string} [updated_at]
+ * @typedef {import('@roomfeed/client').RoomElement} RoomElement
  */
 
 /**
@@ -40,14 +39,14 @@ import { mergePatch } from '@roomfeed/client'
 /**
  * The store of one room (a Pinia setup store; state unwrapped).
  * @typedef {object} RoomStore
- * @property {string} $id `${name}/${room}`
+ * @property {string} $id `${name}/${room}`, plus the options' key (storeId)
  * @property {() => void} $dispose
  * @property {string} room
  * @property {Record<string, RoomElement>} elements confirmed, with the pending writes laid over
  * @property {Record<string, number>} pending id -> writes not yet acknowledged
  * @property {Record<string, Array<{ key: string, op: string, conflicts?: any[], current?: RoomElement }>>} conflicts
- * @property {string} status connecting | live | reconnecting | offline | error
- * @property {{ status: number, code: string, message: string } | null} problem why the room cannot be followed
+ * @property {import('@roomfeed/client').Status} status
+ * @property {import('@roomfeed/client').Problem | null} problem why the room cannot be followed
  * @property {string[]} people who is in the room
  * @property {string} cursor the last applied seq
  * @property {boolean} loaded the first snapshot is in
@@ -60,35 +59,88 @@ import { mergePatch } from '@roomfeed/client'
  * @property {(event: string, data?: any) => Promise<any>} signal
  * @property {(key: string) => any} keepMine
  * @property {(key: string) => any} takeTheirs
- * @property {() => void} retain
- * @property {() => void} release
+ * @property {() => void} retain hold the room (useRoom does it)
+ * @property {() => void} release let it go (the last release disposes the store)
  */
 
 /**
- * @typedef {{ (room: string, pinia?: import('pinia').Pinia): RoomStore, storeName: string, definition: (room: string) => any, rooms: () => string[] }} UseRoomStore
+ * What a factory's setup is given.
+ * @typedef {object} RoomStoreContext
+ * @property {string} id the store's id
+ * @property {string} room
+ * @property {Record<string, any>} options as given to useX(room, options)
+ * @property {import('pinia').Pinia} pinia
+ * @property {Record<string, any>} kept outlives hot updates of the store (a feed, a counter…); gone with the store
+ * @property {(off: () => any) => void} listen an unsubscribe function: called when the next (hot) setup runs or the store goes
+ * @property {(fn: () => void) => void} onHold called when the first holder takes the store (hold: true)
+ * @property {(fn: () => void) => void} onDispose called when the store goes (the last holder let go, or $dispose())
+ */
+
+/**
+ * @template S
+ * @typedef {{ (room: string, options?: Record<string, any>, pinia?: import('pinia').Pinia): S, storeName: string, definition: (id: string) => any, ids: () => string[], release: (store: { $id: string }) => void }} UseRoomStoreFactory
+ */
+
+/**
+ * @typedef {{ (room: string, pinia?: import('pinia').Pinia): RoomStore, storeName: string, definition: (id: string) => any, ids: () => string[], release: (store: { $id: string }) => void, factory: UseRoomStoreFactory<RoomStore> }} UseRoomStore
  */
 
 const MARK = Symbol.for('roomfeed.pinia.roomStore')
-const objectIds = new WeakMap()
-let nextObjectId = 1
 
-function identity(value) {
-  if (value === null || (typeof value !== 'object' && typeof value !== 'function')) return JSON.stringify(value)
-  if (Array.isArray(value)) return `[${value.map(identity).join(',')}]`
-  if (!objectIds.has(value)) objectIds.set(value, nextObjectId++)
-  return `#${objectIds.get(value)}`
+// ---- identity ----------------------------------------------------------------------
+
+/** Data: a primitive, or an array or a plain object (not a reactive proxy, not markRaw'd) of data. */
+function isPlain(v) {
+  if (v === null || typeof v !== 'object' || isProxy(v) || v.__v_skip) return false
+  if (Array.isArray(v)) return true
+  const proto = Object.getPrototypeOf(v)
+  return (proto === Object.prototype || proto === null) && !(Symbol.toStringTag in v)
 }
 
-/** A stable key of options: plain values by value, objects and functions by identity. */
+/** Serialisable all the way down (an object holding a function, such as a connection, is not). */
+function isData(v) {
+  if (v === undefined || v === null || (typeof v !== 'object' && typeof v !== 'function')) return typeof v !== 'function'
+  return isPlain(v) && Object.values(v).every(isData)
+}
+
+/**
+ * Split options into their data (serialisable: primitives, arrays and plain
+ * objects of them), as a stable JSON (keys sorted, undefined left out), and
+ * the objects told apart by identity (a connection, an outbox, a store, a
+ * function, a class…), each with its path ("/outbox").
+ */
+function splitOptions(options) {
+  const objects = []
+  const walk = (v, path) => {
+    if (v === undefined) return undefined
+    if (v === null || (typeof v !== 'object' && typeof v !== 'function')) return v
+    if (path && !isData(v)) {
+      objects.push([path, v])
+      return undefined
+    }
+    if (Array.isArray(v)) return v.map((x, i) => walk(x, `${path}/${i}`) ?? null)
+    const out = {}
+    for (const k of Object.keys(v).sort()) {
+      const w = walk(v[k], `${path}/${k}`)
+      if (w !== undefined) out[k] = w
+    }
+    return out
+  }
+  const data = JSON.stringify(walk(options ?? {}, '') ?? {})
+  return { data, objects }
+}
+
+/**
+ * The stable key of options: the JSON of their data, then the paths of the
+ * objects among them (compared by identity, see storeId). '{}' for none.
+ * @param {Record<string, any>} [options]
+ */
 export function optionsKey(options = {}) {
-  return Object.keys(options)
-    .filter((k) => options[k] !== undefined)
-    .sort()
-    .map((k) => `${k}=${identity(options[k])}`)
-    .join('&')
+  const { data, objects } = splitOptions(options)
+  return objects.length ? `${data} ${objects.map(([p]) => p).join(' ')}` : data
 }
 
-// pinia -> Map(store id -> { key, feed, holders, unbind }): what outlives a hot setup.
+// pinia -> Map(id -> record of a store made by a factory)
 const live = new WeakMap()
 
 function registry(pinia) {
@@ -96,8 +148,249 @@ function registry(pinia) {
   return live.get(pinia)
 }
 
+const sameObjects = (a, b) => a.length === b.length && a.every(([p, v], i) => p === b[i][0] && v === b[i][1])
+
 /**
- * Define the stores of rooms under `name` (store ids `${name}/${room}`).
+ * The id of the store of `room` made by `name` with `options` in pinia:
+ * `${name}/${room}`, then `?` and the stable JSON of the options' data when
+ * they hold any (e.g. `room/w1?{"signals":["cursor"]}`), then `#2`, `#3`…
+ * when the objects among them (compared by identity) are not those of a
+ * store of that name, room and data that exists already: the first set has
+ * no suffix. The same options answer the same id.
+ * @param {string} name
+ * @param {string} room
+ * @param {Record<string, any>} [options]
+ * @param {import('pinia').Pinia} [pinia]
+ */
+export function storeId(name, room, options = {}, pinia = getActivePinia()) {
+  const { data, objects } = splitOptions(options)
+  const base = data === '{}' ? `${name}/${room}` : `${name}/${room}?${data}`
+  const reg = pinia ? registry(pinia) : new Map()
+  for (let n = 1; ; n++) {
+    const id = n === 1 ? base : `${base}#${n}`
+    const rec = reg.get(id)
+    if (!rec || sameObjects(rec.objects, objects)) return id
+  }
+}
+
+// ---- the factory ----------------------------------------------------------------------
+
+function finish(pinia, id) {
+  const reg = registry(pinia)
+  const rec = reg.get(id)
+  if (!rec) return
+  reg.delete(id)
+  rec.unbind()
+  rec.onDispose?.()
+  delete pinia.state.value[id]
+}
+
+function retain(pinia, id) {
+  const rec = registry(pinia).get(id)
+  if (!rec) return
+  rec.holders += 1
+  if (rec.holders === 1) rec.onHold?.()
+}
+
+function release(pinia, id) {
+  const rec = registry(pinia).get(id)
+  if (!rec || rec.holders === 0) return
+  rec.holders -= 1
+  if (rec.holders > 0) return
+  const store = pinia._s.get(id)
+  if (store) store.$dispose() // its scope ends: finish()
+  else finish(pinia, id)
+}
+
+/**
+ * Define the stores of rooms under `name`, one per room and options.
+ *
+ *   export const useRoomView = defineRoomStoreFactory('view', (ctx) => {
+ *     const feed = (ctx.kept.feed ??= ctx.options.hub.createFeed(ctx.room))
+ *     const count = ref(feed.elements.size)
+ *     ctx.listen(feed.on('change', () => (count.value = feed.elements.size)))
+ *     ctx.onHold(() => feed.start())
+ *     ctx.onDispose(() => feed.stop())
+ *     return { count }
+ *   })
+ *   const view = useRoomView('w1', { hub })  // in a component: held until it unmounts
+ *
+ * useX(room) without options answers the room's store if one exists (a
+ * child component), else the store made without options. hold: false: the
+ * caller manages the store's life (no holding; $dispose() ends it).
+ *
+ * @template {Record<string, any>} T
+ * @param {string} name
+ * @param {(ctx: RoomStoreContext) => T} setup a Pinia setup store's function, given the context
+ * @param {{ hold?: boolean }} [opts]
+ * @returns {UseRoomStoreFactory<import('pinia').Store<string, any, any, any> & import('pinia')._UnwrapAll<T>>}
+ */
+export function defineRoomStoreFactory(name, setup, { hold = true } = {}) {
+  if (!name || typeof name !== 'string') throw new TypeError('defineRoomStoreFactory: name must be a non-empty string')
+  const definitions = new Map() // id -> { useStore, room, options }
+
+  function definition(id, room, options) {
+    if (!definitions.has(id)) {
+      const useStore = defineStore(id, () => {
+        const pinia = getActivePinia()
+        const reg = registry(pinia)
+        let rec = reg.get(id)
+        if (!rec) {
+          // Made without useX (a hot update of a store whose record went): start one.
+          rec = newRecord(room, options)
+          reg.set(id, rec)
+        }
+        rec.unbind() // the listeners of an earlier setup of this store (HMR)
+        rec.offs = []
+        if (!rec.setUp) {
+          rec.setUp = true
+          onScopeDispose(() => finish(pinia, id))
+        }
+        /** @type {RoomStoreContext} */
+        // The record's options: one id may stand for other objects in another Pinia (a test's).
+        const ctx = {
+          id,
+          room: rec.room,
+          options: rec.options,
+          pinia,
+          kept: rec.kept,
+          listen: (off) => void rec.offs.push(off),
+          onHold: (fn) => void (rec.onHold = fn),
+          onDispose: (fn) => void (rec.onDispose = fn),
+        }
+        return setup(ctx)
+      })
+      definitions.set(id, { useStore, room, options })
+    }
+    return definitions.get(id).useStore
+  }
+
+  function newRecord(room, options) {
+    const rec = { name, room, options, objects: splitOptions(options).objects, holders: 0, kept: {}, offs: [], setUp: false, onHold: null, onDispose: null }
+    rec.unbind = () => {
+      for (const off of rec.offs.splice(0)) off()
+    }
+    return rec
+  }
+
+  function existing(pinia, room) {
+    const found = [...registry(pinia)].filter(([, rec]) => rec.name === name && rec.room === room)
+    if (found.length === 1) return found[0][0]
+    const plain = found.find(([id]) => id === `${name}/${room}`)
+    if (plain) return plain[0]
+    if (found.length > 1) throw new Error(`${name}: the stores of room ${room} were made with other options; give the options`)
+    return null
+  }
+
+  function useX(room, options, pinia = getActivePinia()) {
+    if (!room || typeof room !== 'string') throw new TypeError(`${name}: room must be a non-empty string`)
+    if (!pinia) throw new Error(`${name}: no active Pinia (app.use(pinia) or setActivePinia)`)
+    const reg = registry(pinia)
+    let id = options === undefined ? existing(pinia, room) : null
+    const opts = options ?? (id ? reg.get(id).options : {})
+    id ??= storeId(name, room, opts, pinia)
+    if (!reg.has(id)) reg.set(id, newRecord(room, opts))
+    const store = definition(id, room, opts)(pinia)
+    if (hold) {
+      retain(pinia, id)
+      if (getCurrentScope()) onScopeDispose(() => release(pinia, id))
+    }
+    return store
+  }
+
+  useX[MARK] = true
+  useX.storeName = name
+  useX.definition = (id) => definitions.get(id)?.useStore
+  useX.define = definition
+  /** The ids of the stores defined through this factory (for HMR). */
+  useX.ids = () => [...definitions.keys()]
+  useX.specOf = (id) => definitions.get(id)
+  /** Let go of a store held outside an effect scope (works with stubbed actions). */
+  useX.release = (store) => release(store._p ?? getActivePinia(), store.$id)
+  return /** @type {any} */ (useX)
+}
+
+/**
+ * The hot-update handler of a module that exports room store factories or
+ * definitions:
+ *   if (import.meta.hot) import.meta.hot.accept(acceptRoomStoreHMR(useRoom, import.meta.hot))
+ * Every store of useRoom in use takes the new module's setup (Pinia's
+ * acceptHMRUpdate); the state, `kept` and the running feeds stay.
+ * @param {any} useRoom a defineRoomStore or defineRoomStoreFactory result
+ * @param {any} hot import.meta.hot
+ * @returns {(newModule: Record<string, any>) => void}
+ */
+export function acceptRoomStoreHMR(useRoom, hot) {
+  const factory = useRoom.factory ?? useRoom
+  return (newModule) => {
+    for (const exported of Object.values(newModule ?? {})) {
+      const next = exported?.factory ?? exported
+      if (!next?.[MARK] || next.storeName !== factory.storeName) continue
+      for (const id of factory.ids()) {
+        const { room, options } = factory.specOf(id)
+        // A definition's own options (defineRoomStore) are the new module's.
+        const opts = exported?.factory ? exported.options : options
+        acceptHMRUpdate(factory.definition(id), hot)({ useStore: next.define(id, room, opts) })
+      }
+    }
+  }
+}
+
+// ---- one feed per connection and room, shared by the stores that follow it ----------
+
+const feeds = new WeakMap() // hub -> Map(room -> { feed, users, running })
+
+/**
+ * The room client of `room` on hub, shared by every store that follows it
+ * (one connection follows a room once): signal and message names and
+ * presence are the union of what the users asked for. start() and stop()
+ * are counted.
+ */
+function sharedFeed(hub, room, { signals = [], messages = [], presence = true }) {
+  if (!feeds.has(hub)) feeds.set(hub, new Map())
+  const map = feeds.get(hub)
+  let shared = map.get(room)
+  if (!shared) {
+    shared = { feed: hub.createFeed(room, { signals: [...signals], messages: [...messages], presence }), users: 0 }
+    map.set(room, shared)
+  } else {
+    // Another user of the room: the feed listens to its names too.
+    const f = shared.feed
+    const before = f._signalNames.length + f._messageNames.length + Number(f._presenceOn)
+    for (const n of signals) if (!f._signalNames.includes(n)) f._signalNames.push(n)
+    for (const n of messages) if (!f._messageNames.includes(n)) f._messageNames.push(n)
+    if (presence) f._presenceOn = true
+    const after = f._signalNames.length + f._messageNames.length + Number(f._presenceOn)
+    if (after > before && f._running) hub._scheduleSync?.() // the open stream listens to them
+  }
+  return {
+    feed: shared.feed,
+    start() {
+      if (shared.users++ === 0) shared.feed.start()
+    },
+    stop() {
+      if (shared.users === 0) return
+      if (--shared.users === 0) {
+        shared.feed.stop()
+        map.delete(room)
+      }
+    },
+  }
+}
+
+// ---- the ready-made room store ----------------------------------------------------------
+
+function overlay(el, entry) {
+  if (entry.op === 'create' || entry.op === 'put') return { ...(el ?? {}), id: entry.id, kind: entry.kind, data: entry.data, version: el?.version ?? 0 }
+  if (entry.op === 'patch') return el ? { ...el, data: mergePatch(el.data ?? {}, entry.patch) } : null
+  return null // delete
+}
+
+/**
+ * Define the stores of rooms under `name` on a connection: useRoom(room).
+ * The options are part of the stores' identity: another definition of the
+ * same name with other options makes other stores (other ids); the same
+ * options answer the same stores.
  *
  * @param {string} name
  * @param {object} options
@@ -112,80 +405,32 @@ export function defineRoomStore(name, options) {
   if (!name || typeof name !== 'string') throw new TypeError('defineRoomStore: name must be a non-empty string')
   const hub = options?.connection?.hub ?? options?.connection
   if (typeof hub?.createFeed !== 'function') throw new TypeError('defineRoomStore: options.connection must be connect() or a FeedHub')
-  const key = optionsKey(options)
-  const definitions = new Map() // room -> pinia useStore
-
-  function definition(room) {
-    if (!definitions.has(room)) {
-      const id = `${name}/${room}`
-      definitions.set(room, defineStore(id, () => setupRoom(id, room, hub, options, key)))
-    }
-    return definitions.get(room)
-  }
+  const factory = defineRoomStoreFactory(name, (ctx) => setupRoom(ctx, hub))
 
   /**
-   * The store of `room`, held by the calling component until it unmounts.
+   * The store of `room`, held by the calling component until it unmounts
+   * (outside a component: until store.release()).
    * @param {string} room
    * @param {any} [pinia]
    * @returns {RoomStore}
    */
   function useRoom(room, pinia = getActivePinia()) {
-    if (!room || typeof room !== 'string') throw new TypeError('useRoom: room must be a non-empty string')
-    const id = `${name}/${room}`
-    const held = pinia && registry(pinia).get(id)
-    if (held && held.key !== key) {
-      throw new Error(`roomfeed: store "${id}" already exists with other options; give this definition another name`)
-    }
-    const store = /** @type {RoomStore} */ (/** @type {unknown} */ (definition(room)(pinia)))
-    store.retain()
-    if (getCurrentScope()) onScopeDispose(() => store.release())
-    return store
+    return /** @type {RoomStore} */ (/** @type {unknown} */ (factory(room, options, pinia)))
   }
-
-  /** @type {any} */ (useRoom)[MARK] = true
   useRoom.storeName = name
-  useRoom.definition = definition
-  /** The rooms whose stores exist now (defined through this definition). */
-  useRoom.rooms = () => [...definitions.keys()]
+  useRoom.factory = factory
+  useRoom.options = options
+  useRoom.definition = factory.definition
+  useRoom.ids = factory.ids
+  useRoom.release = factory.release
   return /** @type {UseRoomStore} */ (/** @type {unknown} */ (useRoom))
 }
 
-/**
- * The hot-update handler of a module that exports room store definitions:
- *   if (import.meta.hot) import.meta.hot.accept(acceptRoomStoreHMR(useRoom, import.meta.hot))
- */
-/**
- * @param {UseRoomStore} useRoom
- * @param {any} hot import.meta.hot
- * @returns {(newModule: Record<string, any>) => void}
- */
-export function acceptRoomStoreHMR(useRoom, hot) {
-  return (newModule) => {
-    for (const next of Object.values(newModule ?? {})) {
-      if (!next?.[MARK] || next.storeName !== useRoom.storeName) continue
-      for (const room of useRoom.rooms()) {
-        acceptHMRUpdate(useRoom.definition(room), hot)({ useStore: next.definition(room) })
-      }
-    }
-  }
-}
-
-function overlay(el, entry) {
-  if (entry.op === 'create' || entry.op === 'put') return { ...(el ?? {}), id: entry.id, kind: entry.kind, data: entry.data, version: el?.version ?? 0 }
-  if (entry.op === 'patch') return el ? { ...el, data: mergePatch(el.data ?? {}, entry.patch) } : null
-  return null // delete
-}
-
-function setupRoom(id, room, hub, options, key) {
-  const pinia = getActivePinia()
-  const reg = registry(pinia)
+function setupRoom(ctx, hub) {
+  const { room, options, kept, pinia, id } = ctx
   const { outbox = null, signals = [], messages = [], presence = true } = options
-  let res = reg.get(id)
-  if (!res) {
-    res = { key, feed: hub.createFeed(room, { signals, messages, presence }), holders: 0, unbind: () => {} }
-    reg.set(id, res)
-  }
-  const feed = res.feed
+  kept.shared ??= sharedFeed(hub, room, { signals, messages, presence })
+  const feed = kept.shared.feed
 
   const elements = ref({}) // id -> element: confirmed, with the outbox's pending writes laid over
   const pending = ref({}) // id -> writes not yet acknowledged
@@ -217,8 +462,7 @@ function setupRoom(id, room, hub, options, key) {
   }
 
   // The listeners of the newest setup (a hot update runs setup again).
-  res.unbind()
-  const offs = [
+  for (const off of [
     feed.on('status', (s) => (status.value = s)),
     feed.on('problem', (p) => (problem.value = p)),
     feed.on('presence', (list) => (people.value = [...list])),
@@ -228,17 +472,22 @@ function setupRoom(id, room, hub, options, key) {
     }),
     feed.on('change', rebuild),
     feed.on('event', () => (cursor.value = feed.cursor)),
-  ]
+  ])
+    ctx.listen(off)
   if (outbox) {
-    offs.push(
+    ctx.listen(
       outbox.on('ack', (a) => {
         if (a.room === room) feed.applyAnswer({ element: a.element, seq: a.seq, deleted: a.deleted, key: a.entry?.key })
       }),
-      outbox.on('change', ({ room: r }) => r === room && rebuild()),
-      outbox.on('refused', ({ room: r, error: err }) => r === room && (error.value = err)),
     )
+    ctx.listen(outbox.on('change', ({ room: r }) => r === room && rebuild()))
+    ctx.listen(outbox.on('refused', ({ room: r, error: err }) => r === room && (error.value = err)))
   }
-  res.unbind = () => offs.forEach((off) => off())
+  ctx.onHold(() => {
+    outbox?.start().then(rebuild)
+    kept.shared.start()
+  })
+  ctx.onDispose(() => kept.shared.stop())
   rebuild()
 
   async function write(spec) {
@@ -287,24 +536,9 @@ function setupRoom(id, room, hub, options, key) {
     signal: (event, data) => feed.signal(event, data),
     keepMine: (k) => outbox?.keepMine(k) ?? null,
     takeTheirs: (k) => outbox?.takeTheirs(k) ?? null,
-    /** Hold the room (useRoom does): the first holder starts the feed. */
-    retain() {
-      res.holders += 1
-      if (res.holders === 1) {
-        outbox?.start().then(rebuild)
-        feed.start()
-      }
-    },
+    /** Hold the room once more (useRoom does it). An action: stubbed by createTestingPinia(); useRoom is not. */
+    retain: () => retain(pinia, id),
     /** Let go of the room: the last holder stops the feed and disposes the store. */
-    release() {
-      if (res.holders === 0) return
-      res.holders -= 1
-      if (res.holders > 0) return
-      res.unbind()
-      feed.stop()
-      reg.delete(id)
-      pinia._s.get(id)?.$dispose()
-      delete pinia.state.value[id]
-    },
+    release: () => release(pinia, id),
   }
 }
