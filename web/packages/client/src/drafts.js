@@ -30,13 +30,13 @@ export class Drafts extends Emitter {
   /**
    * @param {object} opts
    * @param {import('./roomcore.js').RoomCore} opts.room the room client (signal(), 'signal', 'presence')
-   * @param {number} [opts.interval] ms between two signals of one field (default 150: under 7 a second)
+   * @param {number} [opts.interval] ms between two signals of one field (default 200: at most 5 a second)
    * @param {number} [opts.keepAlive] ms between re-sends of an unchanged open draft (default 5000)
    * @param {number} [opts.ttl] ms after which a silent remote draft is dropped (default 15000)
    * @param {string} [opts.event] the signal name
    * @param {() => number} [opts.now]
    */
-  constructor({ room, interval = 150, keepAlive = 5000, ttl = 15000, event = DRAFT_SIGNAL, now = Date.now }) {
+  constructor({ room, interval = 200, keepAlive = 5000, ttl = 15000, event = DRAFT_SIGNAL, now = Date.now }) {
     super()
     this.room = room
     this.interval = interval

@@ -131,6 +131,9 @@ export function describeProblem(err) {
   if (code === 'offline') {
     return { kind: 'offline', title: 'You are offline.', action: 'Keep editing: your changes are kept on this device and sent when the network is back.' }
   }
+  if (code === 'not_a_feed') {
+    return { kind: 'not_found', title: 'This address is not a roomfeed feed.', action: 'Check the server address in the settings (/config.json): it answers with a page, not events.' }
+  }
   if (code === 'no_event_source') {
     return { kind: 'refused', title: 'This runtime has no EventSource.', action: 'Pass connect({ EventSource }) or install the `eventsource` package.' }
   }
@@ -165,6 +168,11 @@ export async function probeStream(fetch, url) {
   const ctl = new AbortController()
   try {
     const res = await fetch(url, { headers: { Accept: 'text/event-stream' }, cache: 'no-store', signal: ctl.signal })
+    const type = res.headers?.get?.('Content-Type') ?? ''
+    if (res.ok && type && !type.startsWith('text/event-stream')) {
+      // A page (a web app's fallback, a proxy's login page) where a feed was expected.
+      return { status: res.status, code: 'not_a_feed', message: `the server answered ${type.split(';')[0]}, not an event stream`, retryAfterMs: null }
+    }
     if (res.ok) return null
     let body = null
     try {

@@ -60,7 +60,7 @@ export function newOpId() {
  * refresh), forbidden, not found, or no EventSource to open it with.
  */
 export function isFatalProblem(problem) {
-  return !!problem && ([401, 403, 404].includes(problem.status) || problem.code === 'no_event_source')
+  return !!problem && ([401, 403, 404].includes(problem.status) || problem.code === 'no_event_source' || problem.code === 'not_a_feed')
 }
 
 /**

@@ -437,6 +437,19 @@ describe('RoomFeed: a feed the server refuses', () => {
     expect(problems.map((p) => p?.status ?? null)).toEqual([status, null])
   })
 
+  it('a web page where the feed should be (200 text/html): status "error" with not_a_feed, not connecting forever', async () => {
+    const ctx = setup()
+    const es = await startLive(ctx)
+    ctx.server.feedPage = true
+    es.fail()
+    await vi.advanceTimersByTimeAsync(100)
+    await flush()
+    FakeEventSource.last.fail()
+    await flush()
+    expect(ctx.feed.status).toBe('error')
+    expect(ctx.feed.problem).toMatchObject({ status: 200, code: 'not_a_feed' })
+  })
+
   it('401: the first one refreshes the token, a second one in a row is "error"', async () => {
     const ctx = setup()
     ctx.feed.stop()

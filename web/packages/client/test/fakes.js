@@ -131,6 +131,7 @@ export class FakeServer {
     this.failures = [] // scripted answers for the next writes: { status, code, retryAfter }
     this.loseAnswers = 0 // the next n writes are applied but their answer is lost (network error)
     this.feedStatus = 200 // what GET .../events answers (the client's probe)
+    this.feedPage = false // true: the probe gets a web page (200 text/html) instead
     this.signals = [] // POST /signals received
     this.onSignal = null // called with each signal payload (to deliver it on a FakeEventSource)
     this.fetch = this.fetch.bind(this)
@@ -212,6 +213,7 @@ export class FakeServer {
       return this.json(200, { room: this.room, events, next, head: String(this.seq) })
     }
     if (method === 'GET' && (path === `${roomPath}/events` || path === '/events')) {
+      if (this.feedPage) return new Response('<!doctype html><title>app</title>', { status: 200, headers: { 'Content-Type': 'text/html; charset=utf-8' } })
       return this.feedStatus === 200 ? new Response('', { status: 200, headers: { 'Content-Type': 'text/event-stream' } }) : this.error(this.feedStatus, { 401: 'unauthorized', 403: 'forbidden', 404: 'not_found' }[this.feedStatus] ?? `http_${this.feedStatus}`)
     }
     if (method === 'GET' && path === `${roomPath}/presence`) {
