@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes PostgreSQL and Redis available for roomfeed's tests on loopback
-# (and Chromium and Flask-SocketIO installed for the web tests):
+# (and Chromium, nginx and Flask-SocketIO installed for the other tests):
 # uses the running ones when reachable, else starts the installed ones, else
 # installs them with apt-get (root only), else fails with a clear message.
 # Tests isolate themselves (own schema, own Redis key prefix), so a shared
@@ -75,15 +75,16 @@ ensure_redis() {
   wait_for Redis redis_up
 }
 
-# The browser tests' Chromium and the Socket.IO guide's Flask-SocketIO
-# (web/scripts/guide-snippets.mjs): installed when missing and root, else
-# the tests that need them say so.
+# The browser tests' Chromium, the proxy test's nginx and the Socket.IO
+# guide's Flask-SocketIO (web/scripts/guide-snippets.mjs): installed when
+# missing and root, else the tests that need them say so.
 ensure_tools() {
   local need=()
   command -v chromium >/dev/null || need+=(chromium)
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
   /usr/bin/python3 -c 'import flask_socketio' 2>/dev/null || need+=(python3-flask-socketio)
   if [ ${#need[@]} -gt 0 ]; then
-    if root; then apt_install "${need[@]}"; else say "missing ${need[*]}: the web tests will fail; install them"; fi
+    if root; then apt_install "${need[@]}"; else say "missing ${need[*]}: the tests that need them will fail; install them"; fi
   fi
 }
 
