@@ -94,7 +94,8 @@ describe('history in the editor', { concurrency: false }, () => {
     await api.patch('c1', { hp: 9 })
     await waitFor(async () => (await card(page, 'c1').getAttribute('data-version')) === '5', { what: 'v5 on the card' })
     // The card already shows v5, so the panel's If-Match is current: make it stale by a write the page has not seen yet.
-    await page.route('**/rooms/*/elements/c1/revert', async (route) => {
+    // (revert*: the write names its actor, ?client=alice)
+    await page.route('**/rooms/*/elements/c1/revert*', async (route) => {
       await api.patch('c1', { hp: 10 })
       await route.continue()
     })
@@ -102,7 +103,7 @@ describe('history in the editor', { concurrency: false }, () => {
     await waitFor(async () => /someone changed this element/.test((await panel.getByTestId('history-note').textContent()) ?? ''), {
       what: 'the conflict said in words',
     })
-    await page.unroute('**/rooms/*/elements/c1/revert')
+    await page.unroute('**/rooms/*/elements/c1/revert*')
     await waitFor(async () => (await panel.locator('[data-testid="version"][data-version="6"]').count()) === 1, { what: 'the panel reloaded' })
     assert.equal((await api.snapshot()).elements[0].data.hp, 10, 'the stale restore wrote nothing')
     await page.screenshot({ path: path.join(ARTIFACTS, 'history-panel.png') })
