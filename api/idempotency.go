@@ -133,7 +133,7 @@ type answerFunc = func(repo.Outcome) (repo.Answer, error)
 // location (POST), Location: location + id.
 func elementAnswer(location string) answerFunc {
 	return func(out repo.Outcome) (repo.Answer, error) {
-		a, err := jsonAnswer(http.StatusOK, out, out.Element)
+		a, err := elementJSONAnswer(out)
 		if err != nil {
 			return a, err
 		}
@@ -153,7 +153,18 @@ func elementAnswer(location string) answerFunc {
 
 // tombstoneAnswer answers a delete: the tombstone and Event-ID.
 func tombstoneAnswer(out repo.Outcome) (repo.Answer, error) {
-	return jsonAnswer(http.StatusOK, out, out.Element)
+	return elementJSONAnswer(out)
+}
+
+// elementJSONAnswer answers 200 with the element of an element write, as
+// its event carries it (encoded once), and Event-ID.
+func elementJSONAnswer(out repo.Outcome) (repo.Answer, error) {
+	if out.ElementJSON == nil {
+		return jsonAnswer(http.StatusOK, out, out.Element)
+	}
+	return repo.Answer{Status: http.StatusOK, Body: out.ElementJSON, Header: map[string]string{
+		"Content-Type": jsonUTF8, "Event-ID": out.Event.ID(),
+	}}, nil
 }
 
 // messageAnswer answers a message: 201, the event as subscribers get it
@@ -188,6 +199,10 @@ func (s *Server) finish(c *gin.Context, out repo.Outcome, err error, build answe
 		return nil
 	}
 	s.publish(c.Request.Context(), out.Event)
+	if out.Answer != nil { // built once, when it was recorded with the key
+		writeAnswer(c, *out.Answer)
+		return nil
+	}
 	ans, err := build(out)
 	if err != nil {
 		return err

@@ -54,7 +54,13 @@ type Outcome struct {
 	MergedFrom int64 // the stale If-Match version merged onto the current one; 0 = none
 	// RevertedFrom is the version a Revert wrote again; 0 = none.
 	RevertedFrom int64
-	Replayed     *Answer // the answer recorded by the first write with the key
+	// ElementJSON is Element as its event carries it (encoded once for the
+	// event, the log and the answer); nil for a message.
+	ElementJSON json.RawMessage
+	// Answer is the answer recorded with the write's idempotency key (nil
+	// without one): the caller sends these bytes rather than build them again.
+	Answer   *Answer
+	Replayed *Answer // the answer recorded by the first write with the key
 }
 
 // Snapshot is a room's elements (sorted by id) as of event Cursor.
@@ -148,8 +154,9 @@ func (s *Store) Put(ctx context.Context, room, id, kind string, data json.RawMes
 			vtype = versionCreated
 		}
 		el := roomfeed.Element{ID: id, Kind: kind, Version: cur.Version + 1, Data: data, UpdatedAt: tx.Time()}
-		ev, err := s.saveElement(ctx, tx, room, el, vtype, meta)
-		return Outcome{Element: el, Event: ev, Created: !exists}, err
+		out, err := s.saveElement(ctx, tx, room, el, vtype, meta)
+		out.Created = !exists
+		return out, err
 	})
 	if err != nil {
 		return Outcome{}, fmt.Errorf("put element: %w", err)
@@ -184,8 +191,7 @@ func (s *Store) Patch(ctx context.Context, room, id string, patch json.RawMessag
 			return Outcome{}, err
 		}
 		el := roomfeed.Element{ID: id, Kind: cur.Kind, Version: cur.Version + 1, Data: data, UpdatedAt: tx.Time()}
-		ev, err := s.saveElement(ctx, tx, room, el, versionUpdated, meta)
-		return Outcome{Element: el, Event: ev}, err
+		return s.saveElement(ctx, tx, room, el, versionUpdated, meta)
 	})
 	if err != nil {
 		return Outcome{}, fmt.Errorf("patch element: %w", err)
@@ -217,8 +223,7 @@ func (s *Store) Delete(ctx context.Context, room, id string, pre Precondition, m
 		if err := s.saveVersion(ctx, tx, tomb, versionDeleted, meta); err != nil {
 			return Outcome{}, err
 		}
-		ev, err := elementEvent(ctx, tx, room, roomfeed.TypeDeleted, tomb, meta)
-		return Outcome{Element: tomb, Event: ev}, err
+		return elementEvent(ctx, tx, room, roomfeed.TypeDeleted, tomb, meta, 0)
 	})
 	if err != nil {
 		return Outcome{}, fmt.Errorf("delete element: %w", err)
@@ -252,18 +257,18 @@ func (s *Store) Message(ctx context.Context, room, name string, data json.RawMes
 
 // saveElement writes el as its element's new version, of type vtype
 // (created, updated or merged): the element, its version and its event.
-func (s *Store) saveElement(ctx context.Context, tx sqlstore.Tx, room string, el roomfeed.Element, vtype string, meta Meta) (roomfeed.Event, error) {
+func (s *Store) saveElement(ctx context.Context, tx sqlstore.Tx, room string, el roomfeed.Element, vtype string, meta Meta) (Outcome, error) {
 	if err := tx.SaveElement(ctx, el); err != nil {
-		return roomfeed.Event{}, err
+		return Outcome{}, err
 	}
 	if err := s.saveVersion(ctx, tx, el, vtype, meta); err != nil {
-		return roomfeed.Event{}, err
+		return Outcome{}, err
 	}
 	typ := roomfeed.TypeUpdated
 	if vtype == versionCreated {
 		typ = roomfeed.TypeCreated
 	}
-	return elementEvent(ctx, tx, room, typ, el, meta)
+	return elementEvent(ctx, tx, room, typ, el, meta, 0)
 }
 
 // saveVersion records el (a tombstone for a deletion) as a version of its
@@ -275,21 +280,34 @@ func (s *Store) saveVersion(ctx context.Context, tx sqlstore.Tx, el roomfeed.Ele
 	}, el.Version-s.keep)
 }
 
-func elementEvent(ctx context.Context, tx sqlstore.Tx, room, typ string, el roomfeed.Element, meta Meta) (roomfeed.Event, error) {
-	return elementEventFrom(ctx, tx, room, typ, el, meta, 0)
-}
-
-// elementEventFrom records the event of an element write; revertedFrom,
-// when not 0, is the version a revert wrote again.
-func elementEventFrom(ctx context.Context, tx sqlstore.Tx, room, typ string, el roomfeed.Element, meta Meta, revertedFrom int64) (roomfeed.Event, error) {
-	payload, err := encodeJSON(elementPayload{
-		ID: strconv.FormatInt(tx.Seq(), 10), Room: room, Type: typ, Element: el, RevertedFrom: revertedFrom,
-		OpID: meta.opID(), Actor: meta.Actor, At: formatTime(tx.Time()),
-	})
+// elementEvent records the event of an element write, el; revertedFrom,
+// when not 0, is the version a revert wrote again. The element is encoded
+// once: the event's payload holds those bytes, and so does the Outcome's
+// ElementJSON, which the answer sends.
+func elementEvent(ctx context.Context, tx sqlstore.Tx, room, typ string, el roomfeed.Element, meta Meta, revertedFrom int64) (Outcome, error) {
+	elJSON, err := encodeJSON(el)
 	if err != nil {
-		return roomfeed.Event{}, err
+		return Outcome{}, err
 	}
-	return recordEvent(ctx, tx, room, typ, payload)
+	head, err := encodeJSON(payloadHead{ID: strconv.FormatInt(tx.Seq(), 10), Room: room, Type: typ})
+	if err != nil {
+		return Outcome{}, err
+	}
+	tail, err := encodeJSON(payloadTail{RevertedFrom: revertedFrom, OpID: meta.opID(), Actor: meta.Actor, At: formatTime(tx.Time())})
+	if err != nil {
+		return Outcome{}, err
+	}
+	// {head...,"element":<el>,tail...}: the fields in the payload's order.
+	payload := make([]byte, 0, len(head)+len(elJSON)+len(tail)+len(`,"element":,`))
+	payload = append(payload, head[:len(head)-1]...)
+	payload = append(payload, `,"element":`...)
+	start := len(payload)
+	payload = append(payload, elJSON...)
+	end := len(payload)
+	payload = append(payload, ',')
+	payload = append(payload, tail[1:]...)
+	ev, err := recordEvent(ctx, tx, room, typ, payload)
+	return Outcome{Element: el, Event: ev, ElementJSON: payload[start:end:end]}, err
 }
 
 // recordEvent records the write's event of type typ with payload.
@@ -329,11 +347,16 @@ func (s *Store) Snapshot(ctx context.Context, room string) (Snapshot, error) {
 }
 
 // elementPayload and messagePayload fix the key order of event payloads.
-type elementPayload struct {
-	ID      string           `json:"id"`
-	Room    string           `json:"room"`
-	Type    string           `json:"type"`
-	Element roomfeed.Element `json:"element"`
+// An element event's payload is {"id","room","type","element",
+// "reverted_from","op_id","actor","at"}: payloadHead, the element, then
+// payloadTail (see elementEvent).
+type payloadHead struct {
+	ID   string `json:"id"`
+	Room string `json:"room"`
+	Type string `json:"type"`
+}
+
+type payloadTail struct {
 	// RevertedFrom: the version a revert wrote again (absent otherwise).
 	RevertedFrom int64  `json:"reverted_from,omitempty"`
 	OpID         string `json:"op_id,omitempty"`

@@ -147,8 +147,9 @@ func (s *Store) Revert(ctx context.Context, room, id string, to int64, pre Preco
 			return Outcome{}, ErrRoomFull
 		}
 		el := roomfeed.Element{ID: id, Kind: v.Kind, Version: latest + 1, Data: v.Data, UpdatedAt: tx.Time()}
-		ev, err := s.saveRevert(ctx, tx, room, el, !exists, to, meta)
-		return Outcome{Element: el, Event: ev, Created: !exists, RevertedFrom: to}, err
+		out, err := s.saveRevert(ctx, tx, room, el, !exists, to, meta)
+		out.Created, out.RevertedFrom = !exists, to
+		return out, err
 	})
 	var trimmed *TrimmedError
 	if errors.As(err, &trimmed) && trimmed.Oldest == 0 {
@@ -179,18 +180,18 @@ func revertable(pre Precondition, exists bool, latest, to int64) error {
 // saveRevert writes el, the revert of its element to version from: the
 // element, its version (reverted) and its event, element.created when it
 // re-creates the element.
-func (s *Store) saveRevert(ctx context.Context, tx sqlstore.Tx, room string, el roomfeed.Element, created bool, from int64, meta Meta) (roomfeed.Event, error) {
+func (s *Store) saveRevert(ctx context.Context, tx sqlstore.Tx, room string, el roomfeed.Element, created bool, from int64, meta Meta) (Outcome, error) {
 	if err := tx.SaveElement(ctx, el); err != nil {
-		return roomfeed.Event{}, err
+		return Outcome{}, err
 	}
 	if err := s.saveVersion(ctx, tx, el, versionReverted, meta); err != nil {
-		return roomfeed.Event{}, err
+		return Outcome{}, err
 	}
 	typ := roomfeed.TypeUpdated
 	if created {
 		typ = roomfeed.TypeCreated
 	}
-	return elementEventFrom(ctx, tx, room, typ, el, meta, from)
+	return elementEvent(ctx, tx, room, typ, el, meta, from)
 }
 
 // oldestVersion returns the oldest kept version of an element, 0 when

@@ -64,7 +64,9 @@ func (s *Store) apply(ctx context.Context, room string, reads sqlstore.Reads, me
 		if out, err = body(ctx, tx); err != nil || idem == nil {
 			return err
 		}
-		return record(ctx, tx, idem, out)
+		ans, err := record(ctx, tx, idem, out)
+		out.Answer = &ans
+		return err
 	})
 	switch {
 	case errors.Is(err, errReplayed):
@@ -95,20 +97,21 @@ func replay(ctx context.Context, tx sqlstore.Tx, idem *Idempotency) (Outcome, er
 	return Outcome{Replayed: &ans}, errReplayed
 }
 
-// record saves the write's key with the answer to its outcome.
-func record(ctx context.Context, tx sqlstore.Tx, idem *Idempotency, out Outcome) error {
+// record saves the write's key with the answer to its outcome, and
+// returns that answer.
+func record(ctx context.Context, tx sqlstore.Tx, idem *Idempotency, out Outcome) (Answer, error) {
 	ans, err := idem.Answer(out)
 	if err != nil {
-		return fmt.Errorf("idempotency key %q: answer: %w", idem.Key, err)
+		return Answer{}, fmt.Errorf("idempotency key %q: answer: %w", idem.Key, err)
 	}
 	header, err := json.Marshal(ans.Header)
 	if err != nil {
-		return fmt.Errorf("idempotency key %q: header: %w", idem.Key, err)
+		return Answer{}, fmt.Errorf("idempotency key %q: header: %w", idem.Key, err)
 	}
 	if ans.Body == nil {
 		ans.Body = []byte{}
 	}
-	return tx.SaveKey(ctx, sqlstore.KeyRecord{
+	return ans, tx.SaveKey(ctx, sqlstore.KeyRecord{
 		Key: idem.Key, Fingerprint: idem.Fingerprint, Status: ans.Status, Header: string(header),
 		Body: ans.Body, Seq: tx.Seq(), At: tx.Time(),
 	})

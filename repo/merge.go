@@ -58,8 +58,9 @@ func (s *Store) merge(ctx context.Context, tx sqlstore.Tx, room string, cur room
 		return Outcome{}, &ConflictError{Conflicts: conflicts, Current: cur}
 	}
 	el := roomfeed.Element{ID: cur.ID, Kind: kind, Version: cur.Version + 1, Data: merged, UpdatedAt: tx.Time()}
-	ev, err := s.saveElement(ctx, tx, room, el, versionMerged, meta)
-	return Outcome{Element: el, Event: ev, MergedFrom: base}, err
+	out, err := s.saveElement(ctx, tx, room, el, versionMerged, meta)
+	out.MergedFrom = base
+	return out, err
 }
 
 // mergeBase reads version n of element id to merge from: a kept version

@@ -837,3 +837,42 @@ func TestSnapshotConsistency(t *testing.T) {
 		t.Logf("%d snapshots checked, cursors %d..%d", len(snaps), snaps[0].Cursor, snaps[len(snaps)-1].Cursor)
 	})
 }
+
+// TestElementJSON: an element write's ElementJSON is the element its
+// event carries, the same bytes, for every kind of element write.
+func TestElementJSON(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		writes := []struct {
+			name  string
+			write func() (Outcome, error)
+		}{
+			{"put", func() (Outcome, error) {
+				return s.Put(ctx, "w1", "c1", "character", json.RawMessage(`{"name":"Aria <b>","hp":3}`), Precondition{}, Meta{OpID: `a"b`})
+			}},
+			{"patch", func() (Outcome, error) {
+				return s.Patch(ctx, "w1", "c1", json.RawMessage(`{"hp":4}`), Precondition{}, Meta{})
+			}},
+			{"merge", func() (Outcome, error) {
+				return s.Patch(ctx, "w1", "c1", json.RawMessage(`{"name":"Bo"}`), Precondition{IfMatch: ptr(int64(1))}, Meta{})
+			}},
+			{"delete", func() (Outcome, error) { return s.Delete(ctx, "w1", "c1", Precondition{}, Meta{}) }},
+			{"revert", func() (Outcome, error) { return s.Revert(ctx, "w1", "c1", 2, Precondition{}, Meta{Actor: "ana"}) }},
+		}
+		for _, w := range writes {
+			out, err := w.write()
+			if err != nil {
+				t.Fatalf("%s: %v", w.name, err)
+			}
+			var ev struct{ Element json.RawMessage }
+			if err := json.Unmarshal(out.Event.Data, &ev); err != nil || !bytes.Equal(ev.Element, out.ElementJSON) {
+				t.Errorf("%s: ElementJSON %s, want the event's element %s (%v)", w.name, out.ElementJSON, ev.Element, err)
+			}
+			var el roomfeed.Element
+			if err := json.Unmarshal(out.ElementJSON, &el); err != nil || !equalElement(el, out.Element) {
+				t.Errorf("%s: ElementJSON decodes to %+v (%v), want %+v", w.name, el, err, out.Element)
+			}
+		}
+	})
+}
