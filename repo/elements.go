@@ -285,27 +285,28 @@ func (s *Store) saveVersion(ctx context.Context, tx sqlstore.Tx, el roomfeed.Ele
 // once: the event's payload holds those bytes, and so does the Outcome's
 // ElementJSON, which the answer sends.
 func elementEvent(ctx context.Context, tx sqlstore.Tx, room, typ string, el roomfeed.Element, meta Meta, revertedFrom int64) (Outcome, error) {
-	elJSON, err := encodeJSON(el)
-	if err != nil {
+	// {head...,"element":<el>,tail...}: the fields in the payload's order,
+	// through one encoder into one buffer.
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(payloadHead{ID: strconv.FormatInt(tx.Seq(), 10), Room: room, Type: typ}); err != nil {
 		return Outcome{}, err
 	}
-	head, err := encodeJSON(payloadHead{ID: strconv.FormatInt(tx.Seq(), 10), Room: room, Type: typ})
-	if err != nil {
+	b.Truncate(b.Len() - len("}\n"))
+	b.WriteString(`,"element":`)
+	start := b.Len()
+	if err := enc.Encode(el); err != nil {
 		return Outcome{}, err
 	}
-	tail, err := encodeJSON(payloadTail{RevertedFrom: revertedFrom, OpID: meta.opID(), Actor: meta.Actor, At: formatTime(tx.Time())})
-	if err != nil {
+	end := b.Len() - len("\n")
+	b.Truncate(end)
+	if err := enc.Encode(payloadTail{RevertedFrom: revertedFrom, OpID: meta.opID(), Actor: meta.Actor, At: formatTime(tx.Time())}); err != nil {
 		return Outcome{}, err
 	}
-	// {head...,"element":<el>,tail...}: the fields in the payload's order.
-	payload := make([]byte, 0, len(head)+len(elJSON)+len(tail)+len(`,"element":,`))
-	payload = append(payload, head[:len(head)-1]...)
-	payload = append(payload, `,"element":`...)
-	start := len(payload)
-	payload = append(payload, elJSON...)
-	end := len(payload)
-	payload = append(payload, ',')
-	payload = append(payload, tail[1:]...)
+	payload := b.Bytes()
+	payload[end] = ',' // the tail's {
+	payload = payload[:len(payload)-len("\n")]
 	ev, err := recordEvent(ctx, tx, room, typ, payload)
 	return Outcome{Element: el, Event: ev, ElementJSON: payload[start:end:end]}, err
 }
