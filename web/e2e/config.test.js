@@ -4,23 +4,10 @@
 
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import net from 'node:net'
 import path from 'node:path'
-import { buildServer, launchBrowser, roomApi, serverState, startServer, tempDir, waitFor, waitForSameState, waitForStatus } from './harness.js'
+import { buildServer, freePort, launchBrowser, roomApi, serverState, startServer, tempDir, waitFor, waitForSameState, waitForStatus } from './harness.js'
 
 let tmp, bin, api, web, browser
-
-/** A port free now (the server started on it right after). */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address()
-      srv.close(() => resolve(port))
-    })
-  })
-}
 
 before(async () => {
   tmp = await tempDir('roomfeed-e2e-config-')
