@@ -3,7 +3,6 @@ package api
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -133,10 +132,7 @@ type answerFunc = func(repo.Outcome) (repo.Answer, error)
 // location (POST), Location: location + id.
 func elementAnswer(location string) answerFunc {
 	return func(out repo.Outcome) (repo.Answer, error) {
-		a, err := elementJSONAnswer(out)
-		if err != nil {
-			return a, err
-		}
+		a := answerOf(http.StatusOK, out.ElementJSON, out)
 		if out.Created {
 			a.Status = http.StatusCreated
 		}
@@ -153,36 +149,21 @@ func elementAnswer(location string) answerFunc {
 
 // tombstoneAnswer answers a delete: the tombstone and Event-ID.
 func tombstoneAnswer(out repo.Outcome) (repo.Answer, error) {
-	return elementJSONAnswer(out)
-}
-
-// elementJSONAnswer answers 200 with the element of an element write, as
-// its event carries it (encoded once), and Event-ID.
-func elementJSONAnswer(out repo.Outcome) (repo.Answer, error) {
-	if out.ElementJSON == nil {
-		return jsonAnswer(http.StatusOK, out, out.Element)
-	}
-	return repo.Answer{Status: http.StatusOK, Body: out.ElementJSON, Header: map[string]string{
-		"Content-Type": jsonUTF8, "Event-ID": out.Event.ID(),
-	}}, nil
+	return answerOf(http.StatusOK, out.ElementJSON, out), nil
 }
 
 // messageAnswer answers a message: 201, the event as subscribers get it
 // and Event-ID.
 func messageAnswer(out repo.Outcome) (repo.Answer, error) {
-	return repo.Answer{Status: http.StatusCreated, Body: out.Event.Data, Header: map[string]string{
-		"Content-Type": jsonUTF8, "Event-ID": out.Event.ID(),
-	}}, nil
+	return answerOf(http.StatusCreated, out.Event.Data, out), nil
 }
 
-func jsonAnswer(status int, out repo.Outcome, v any) (repo.Answer, error) {
-	body, err := json.Marshal(v)
-	if err != nil {
-		return repo.Answer{}, err
-	}
+// answerOf is a write's JSON answer: status, body (bytes the store encoded
+// once, for the event too) and the Event-ID of out.
+func answerOf(status int, body []byte, out repo.Outcome) repo.Answer {
 	return repo.Answer{Status: status, Body: body, Header: map[string]string{
 		"Content-Type": jsonUTF8, "Event-ID": out.Event.ID(),
-	}}, nil
+	}}
 }
 
 // finish answers a write the store ran: its error; or a replay, the
