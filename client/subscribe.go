@@ -514,11 +514,11 @@ func (s *Subscription) handle(ev sse.Event) (Message, error) {
 		// Ephemeral events (presence) carry no id and move no cursor.
 		return Event{Room: room, Type: ev.Type, Data: json.RawMessage(ev.Data)}, nil
 	}
-	seq, err := s.seq(room, ev.ID)
+	seq, others, err := s.seq(room, ev.ID)
 	if err != nil {
 		return nil, err
 	}
-	s.adoptOthers(room, ev.ID)
+	s.adoptOthers(others)
 	if ev.Type == "reset" {
 		var d struct{ Cursor, Reason string }
 		_ = json.Unmarshal([]byte(ev.Data), &d)
@@ -535,40 +535,35 @@ func (s *Subscription) handle(ev sse.Event) (Message, error) {
 	return Event{Room: room, Seq: seq, Type: ev.Type, Data: json.RawMessage(ev.Data)}, nil
 }
 
-// adoptOthers moves the cursors of the rooms other than room forward to a
-// multiplexed event id, the whole cursor of the stream: the events of
-// another room that a filter left out just before this one are counted in
-// it and in no bare id of their own. The moves come as a Progress next.
-func (s *Subscription) adoptOthers(room, id string) {
-	if len(s.rooms) == 1 {
-		return
-	}
-	at, err := sse.ParseComposite(id)
-	if err != nil {
-		return
-	}
-	delete(at, room)
-	moved := s.adopt(at, true)
+// adoptOthers moves the cursors of the other rooms of a multiplexed event
+// id, the whole cursor of the stream, forward to it: the events of another
+// room that a filter left out just before this one are counted there and
+// in no bare id of their own. The moves come as a Progress next.
+func (s *Subscription) adoptOthers(others Cursor) {
+	moved := s.adopt(others, true)
 	if s.moved == nil {
 		s.moved = moved
+	} else {
+		maps.Copy(s.moved, moved)
 	}
-	maps.Copy(s.moved, moved)
 }
 
 // seq reads room's seq from an event id: the seq itself on a one-room
-// stream, the room's part of the composite cursor on a multiplexed one.
-func (s *Subscription) seq(room, id string) (int64, error) {
+// stream, the room's part of the composite cursor on a multiplexed one,
+// whose other rooms' positions it returns too (nil on a one-room stream).
+func (s *Subscription) seq(room, id string) (int64, Cursor, error) {
 	if len(s.rooms) == 1 {
 		seq, err := sse.ParseCursor(id)
 		if err != nil {
-			return 0, fmt.Errorf("event id %q: %w", id, err)
+			return 0, nil, fmt.Errorf("event id %q: %w", id, err)
 		}
-		return seq, nil
+		return seq, nil, nil
 	}
 	cur, err := sse.ParseComposite(id)
 	seq, ok := cur[room]
 	if err != nil || !ok || !slices.Contains(s.rooms, room) {
-		return 0, fmt.Errorf("event id %q of room %q: %w", id, room, sse.ErrBadCursor)
+		return 0, nil, fmt.Errorf("event id %q of room %q: %w", id, room, sse.ErrBadCursor)
 	}
-	return seq, nil
+	delete(cur, room)
+	return seq, cur, nil
 }
