@@ -596,16 +596,22 @@ describe('editing together', { concurrency: false }, () => {
     await ctx.close()
   })
 
+  /** The page says, in words, why its feed was refused (kind, text), and its status is error. */
+  async function assertRefused(page, kind, text) {
+    const problem = page.getByTestId('problem')
+    await problem.waitFor({ timeout: 15000 })
+    assert.equal(await problem.getAttribute('data-kind'), kind)
+    assert.match(await problem.textContent(), text)
+    assert.equal(await statusOf(page), 'error')
+  }
+
   test('a feed the server refuses says so in words instead of "connecting" forever', { timeout: 60000 }, async () => {
     const own = await tempDir('roomfeed-e2e-auth-')
     const srv = await startServer({ bin, db: path.join(own.dir, 'auth.db'), env: { ROOMFEED_JWT_SECRET: 'e2e-secret-that-is-long-enough-0123456789' } })
     try {
       const ctx = await newContext('frank')
       const page = await openPage(ctx, srv.url, 'locked', { status: 'error' })
-      const problem = page.getByTestId('problem')
-      await problem.waitFor()
-      assert.equal(await problem.getAttribute('data-kind'), 'auth')
-      assert.match(await problem.textContent(), /sign-in has expired or is missing/)
+      await assertRefused(page, 'auth', /sign-in has expired or is missing/)
       await page.screenshot({ path: path.join(ARTIFACTS, 'refused-feed.png') })
       await ctx.close()
     } finally {
@@ -632,11 +638,7 @@ describe('editing together', { concurrency: false }, () => {
       // The token endpoint the editor is configured with (GET /config.json).
       await ctx.route('**/e2e/token', (route) => route.fulfill({ contentType: 'application/json', body: JSON.stringify({ token }) }))
       const page = await openPage(ctx, srv.url, 'locked', { status: 'error' })
-      const problem = page.getByTestId('problem')
-      await problem.waitFor({ timeout: 15000 })
-      assert.equal(await problem.getAttribute('data-kind'), 'forbidden')
-      assert.match(await problem.textContent(), /You do not have access to this world\./)
-      assert.equal(await statusOf(page), 'error')
+      await assertRefused(page, 'forbidden', /You do not have access to this world\./)
       await page.screenshot({ path: path.join(ARTIFACTS, 'forbidden-feed.png') })
       await ctx.close()
     } finally {
@@ -668,11 +670,7 @@ describe('editing together', { concurrency: false }, () => {
       assert.equal(probe.status, 404, 'the API node answers 404 for the feed at the wrong URL')
       const ctx = await newContext('gina')
       const page = await openPage(ctx, web.url, 'lost', { status: 'error' })
-      const problem = page.getByTestId('problem')
-      await problem.waitFor({ timeout: 15000 })
-      assert.equal(await problem.getAttribute('data-kind'), 'not_found')
-      assert.match(await problem.textContent(), /Not found on the server\./)
-      assert.equal(await statusOf(page), 'error')
+      await assertRefused(page, 'not_found', /Not found on the server\./)
       await ctx.close()
     } finally {
       await apiNode?.stop()
