@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/repo/internal/sqlstore"
 )
 
@@ -24,15 +25,22 @@ const (
 	reqAbandoned
 )
 
+// writeFunc is the body of a write: it runs with the write's Tx and
+// returns the event it recorded.
+type writeFunc func(context.Context, sqlstore.Tx) (roomfeed.Event, error)
+
 // writeReq is one write waiting for a committer; its batch sees it as a
 // sqlstore.Write.
 type writeReq struct {
 	ctx   context.Context
 	room  string
 	reads sqlstore.Reads // what fn reads; PostgreSQL reads it up front
-	fn    sqlstore.Func
+	fn    writeFunc
 	state atomic.Int32
 	done  chan error // capacity 1, so answering never blocks the committer
+	// event is what the last run of fn recorded, if it succeeded; only
+	// the committer's goroutine touches it.
+	event roomfeed.Event
 }
 
 func (r *writeReq) Context() context.Context { return r.ctx }
@@ -40,15 +48,22 @@ func (r *writeReq) Room() string             { return r.room }
 func (r *writeReq) Reads() sqlstore.Reads    { return r.reads }
 func (r *writeReq) Skip(err error)           { r.done <- err }
 
-// Run runs the write's fn; a panic in it is returned as a *sqlstore.Panic,
-// which do raises again in the write's caller.
+// Run runs the write's fn and keeps the event it recorded; a panic in it
+// is returned as a *sqlstore.Panic, which do raises again in the write's
+// caller. A dialect may run a write twice (alone, after its batch failed):
+// only the last run's event counts.
 func (r *writeReq) Run(ctx context.Context, tx sqlstore.Tx) (err error) {
+	r.event = roomfeed.Event{}
 	defer func() {
 		if v := recover(); v != nil {
 			err = &sqlstore.Panic{Value: v}
 		}
 	}()
-	return r.fn(ctx, tx)
+	ev, err := r.fn(ctx, tx)
+	if err == nil {
+		r.event = ev
+	}
+	return err
 }
 
 // committer is the group commit of the writes of its rooms. One goroutine
@@ -70,6 +85,7 @@ func (r *writeReq) Run(ctx context.Context, tx sqlstore.Tx) (err error) {
 type committer struct {
 	// commitBatch runs a batch: the dialect's RunBatch.
 	commitBatch func(batch []sqlstore.Write, errs []error) error
+	announce    func([]roomfeed.Event)
 	wake        chan struct{} // capacity 1: "the queue may have work"
 	stopped     chan struct{} // closed when run returns
 	stop        sync.Once
@@ -79,15 +95,15 @@ type committer struct {
 	closed bool
 }
 
-func newCommitter(commitBatch func(batch []sqlstore.Write, errs []error) error) *committer {
-	c := &committer{commitBatch: commitBatch, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+func newCommitter(commitBatch func(batch []sqlstore.Write, errs []error) error, announce func([]roomfeed.Event)) *committer {
+	c := &committer{commitBatch: commitBatch, announce: announce, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
 	go c.run()
 	return c
 }
 
 // do queues a write and waits for its outcome. A panic in fn is raised
 // again here, in the caller's goroutine.
-func (c *committer) do(ctx context.Context, room string, reads sqlstore.Reads, fn sqlstore.Func) error {
+func (c *committer) do(ctx context.Context, room string, reads sqlstore.Reads, fn writeFunc) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -193,9 +209,12 @@ func (c *committer) take(batch []sqlstore.Write) (_ []sqlstore.Write, open bool)
 	return batch, true
 }
 
-// commit runs batch and answers every write in it.
+// commit runs batch, announces its events and answers every write in it.
 func (c *committer) commit(batch []sqlstore.Write, errs []error) []error {
 	fatal := c.commitBatch(batch, errs)
+	if fatal == nil {
+		c.announceEvents(batch, errs)
+	}
 	for i, w := range batch {
 		if w == nil {
 			continue // skipped: answered by the batch
@@ -208,4 +227,24 @@ func (c *committer) commit(batch []sqlstore.Write, errs []error) []error {
 		}
 	}
 	return errs
+}
+
+// announceEvents hands the events of the writes of a committed batch that
+// succeeded to announce, in batch order.
+func (c *committer) announceEvents(batch []sqlstore.Write, errs []error) {
+	var evs []roomfeed.Event
+	for i, w := range batch {
+		if w == nil || errs[i] != nil {
+			continue
+		}
+		if ev := w.(*writeReq).event; ev.Seq > 0 {
+			if evs == nil {
+				evs = make([]roomfeed.Event, 0, len(batch)-i)
+			}
+			evs = append(evs, ev)
+		}
+	}
+	if len(evs) > 0 {
+		c.announce(evs)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/internal/testenv"
 	"github.com/roomfeed/roomfeed/repo/internal/sqlstore"
 )
@@ -27,10 +28,10 @@ func blockCommitter(t *testing.T, s *Store) (release func()) {
 	started, unblock := make(chan struct{}), make(chan struct{})
 	errc := make(chan error, 1)
 	go func() {
-		errc <- s.write(context.Background(), "blocker", sqlstore.Reads{}, func(context.Context, sqlstore.Tx) error {
+		errc <- s.write(context.Background(), "blocker", sqlstore.Reads{}, func(context.Context, sqlstore.Tx) (roomfeed.Event, error) {
 			close(started)
 			<-unblock
-			return nil
+			return roomfeed.Event{}, nil
 		})
 	}()
 	<-started
@@ -165,7 +166,7 @@ func TestGroupCommit(t *testing.T) {
 							err = fmt.Errorf("%w: recovered %v", errAnyErr, v)
 						}
 					}()
-					err = s.write(ctx, room, sqlstore.Reads{}, func(context.Context, sqlstore.Tx) error { panic("boom") })
+					err = s.write(ctx, room, sqlstore.Reads{}, func(context.Context, sqlstore.Tx) (roomfeed.Event, error) { panic("boom") })
 					return 0, fmt.Errorf("got error %v, want a panic", err)
 				}, wantErr: errAnyErr},
 				{name: "put c", write: putWrite(room, "c", Precondition{}), wantSeq: 3},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/repo/internal/sqlstore"
 )
 
@@ -55,18 +56,23 @@ func (s *Store) apply(ctx context.Context, room string, reads sqlstore.Reads, me
 		reads.Key = idem.Key
 	}
 	var out Outcome
-	err := s.write(ctx, room, reads, func(ctx context.Context, tx sqlstore.Tx) (err error) {
+	err := s.write(ctx, room, reads, func(ctx context.Context, tx sqlstore.Tx) (_ roomfeed.Event, err error) {
 		if idem != nil {
 			if out, err = replay(ctx, tx, idem); err != nil {
-				return err
+				return roomfeed.Event{}, err
 			}
 		}
-		if out, err = body(ctx, tx); err != nil || idem == nil {
-			return err
+		if out, err = body(ctx, tx); err != nil {
+			return roomfeed.Event{}, err
 		}
-		ans, err := record(ctx, tx, idem, out)
-		out.Answer = &ans
-		return err
+		if idem != nil {
+			ans, err := record(ctx, tx, idem, out)
+			if err != nil {
+				return roomfeed.Event{}, err
+			}
+			out.Answer = &ans
+		}
+		return out.Event, nil
 	})
 	switch {
 	case errors.Is(err, errReplayed):

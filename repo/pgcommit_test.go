@@ -271,7 +271,7 @@ func TestPostgresGroupCommit(t *testing.T) {
 								err = fmt.Errorf("%w: recovered %v", errAnyErr, v)
 							}
 						}()
-						err = s.write(ctx, "w1", sqlstore.Reads{}, func(context.Context, sqlstore.Tx) error { panic("boom") })
+						err = s.write(ctx, "w1", sqlstore.Reads{}, func(context.Context, sqlstore.Tx) (roomfeed.Event, error) { panic("boom") })
 						return 0, fmt.Errorf("got error %v, want a panic", err)
 					}, wantErr: errAnyErr},
 					{name: "put c", write: putWrite("w1", "c", Precondition{}), wantSeq: 3},

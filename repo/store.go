@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/roomfeed/roomfeed"
@@ -65,6 +66,8 @@ type Store struct {
 	// commits run the writes in batches; a room always goes to the same
 	// one. SQLite has one, for its single write connection.
 	commits []*committer
+	// onCommit is the hook OnCommit set (nil: none).
+	onCommit atomic.Pointer[func([]roomfeed.Event)]
 }
 
 // backend is an open database of one dialect: *sqlite.DB or *postgres.DB.
@@ -133,10 +136,26 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	s.commits = make([]*committer, committers)
 	for i := range s.commits {
-		s.commits[i] = newCommitter(s.db.RunBatch)
+		s.commits[i] = newCommitter(s.db.RunBatch, s.announce)
 	}
 	log.LogAttrs(ctx, slog.LevelInfo, "store opened", slog.String("dialect", name))
 	return s, nil
+}
+
+// OnCommit sets the hook that receives the events of every committed batch
+// of writes, in commit order (so in seq order per room, batch after batch),
+// before those writes are answered. It replaces the hook set before. It is
+// called on the commit path: it should queue the events, not publish them
+// itself; blocking it holds the next batches of the same committer (which
+// is how a slow log slows the writers). Set it before the first write: the
+// events committed before are not handed to it.
+func (s *Store) OnCommit(fn func(events []roomfeed.Event)) { s.onCommit.Store(&fn) }
+
+// announce hands the events of a committed batch to the OnCommit hook.
+func (s *Store) announce(evs []roomfeed.Event) {
+	if fn := s.onCommit.Load(); fn != nil && *fn != nil {
+		(*fn)(evs)
+	}
 }
 
 // Close closes the database handles. Writes still queued fail with
@@ -185,7 +204,7 @@ func (s *Store) committer(room string) *committer {
 // sequence number taken, and commits it. An error from fn undoes the write,
 // including the sequence number. reads are what fn reads: PostgreSQL reads
 // them together with the sequence number.
-func (s *Store) write(ctx context.Context, room string, reads sqlstore.Reads, fn sqlstore.Func) error {
+func (s *Store) write(ctx context.Context, room string, reads sqlstore.Reads, fn writeFunc) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	return sqlstore.ClassifyBounded(ctx, s.committer(room).do(ctx, room, reads, fn))

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/roomfeed/roomfeed"
 	"github.com/roomfeed/roomfeed/repo/internal/sqlstore"
 )
 
@@ -83,9 +84,9 @@ func TestStuckBatch(t *testing.T) {
 		release := make(chan struct{})
 		stuck, put := make(chan error, 1), make(chan error, 1)
 		go func() {
-			stuck <- s.write(t.Context(), "h", sqlstore.Reads{}, func(context.Context, sqlstore.Tx) error {
+			stuck <- s.write(t.Context(), "h", sqlstore.Reads{}, func(context.Context, sqlstore.Tx) (roomfeed.Event, error) {
 				<-release
-				return errUndone // whether or not its batch is still alive
+				return roomfeed.Event{}, errUndone // whether or not its batch is still alive
 			})
 		}()
 		waitQueued(t, s, 1)
