@@ -2,6 +2,7 @@ package feed
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -35,6 +36,25 @@ func NewMemLog(sink Sink, hist roomfeed.History) *MemLog {
 func (l *MemLog) Publish(ctx context.Context, ev roomfeed.Event) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.publish(ctx, ev)
+}
+
+// PublishAll publishes evs, a committed batch in seq order per room, as
+// Publish does each; an event that fails does not stop the others.
+func (l *MemLog) PublishAll(ctx context.Context, evs []roomfeed.Event) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var errs []error
+	for _, ev := range evs {
+		if err := l.publish(ctx, ev); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// publish is Publish with l.mu held.
+func (l *MemLog) publish(ctx context.Context, ev roomfeed.Event) error {
 	top, known := l.tops[ev.Room]
 	switch {
 	case !known || ev.Seq == top+1:

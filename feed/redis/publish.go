@@ -63,6 +63,99 @@ func (l *Log) Publish(ctx context.Context, ev roomfeed.Event) error {
 	return nil
 }
 
+// PublishAll makes the streams hold evs, committed events in seq order per
+// room (the batches of a store's committers), as Publish does for each, in
+// pipelines of up to pipelineEvents events. Events published in commit order
+// by one caller never sit above a hole of their own, so no history is read;
+// a run above a hole (another node's events still on their way, an earlier
+// failure) is filled from the history as Publish fills it. The error joins
+// those of the events left out (the relay republishes them).
+func (l *Log) PublishAll(ctx context.Context, evs []roomfeed.Event) error {
+	for _, ev := range evs {
+		if ev.Room == "" || ev.Seq < 1 {
+			return fmt.Errorf("publish %q/%d: invalid event", ev.Room, ev.Seq)
+		}
+	}
+	if len(l.pauses) == 1 {
+		return l.publishPaused(ctx, &l.pauses[0], evs)
+	}
+	// A Cluster: each slot's events under its own pause, the slots at once,
+	// so a dead shard holds only its own rooms' events.
+	groups := make(map[*pause][]roomfeed.Event)
+	for _, ev := range evs {
+		p := l.pauseOf(ev.Room)
+		groups[p] = append(groups[p], ev)
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for p, group := range groups {
+		wg.Go(func() {
+			if err := l.publishPaused(ctx, p, group); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// publishPaused publishes evs, whose rooms share the pause p, as Publish
+// does one event: left to the relay while p is on, one probe at a time.
+func (l *Log) publishPaused(ctx context.Context, p *pause, evs []roomfeed.Event) error {
+	ctx, cancel, mode := p.enter(ctx, len(l.pauses) > 1)
+	defer cancel()
+	if mode == paused {
+		return fmt.Errorf("publish %d events of %s and others: %w (left to the relay)", len(evs), evs[0].Room, feed.ErrUnavailable)
+	}
+	err := l.publishRuns(ctx, evs)
+	if err != nil {
+		if unreachable(err) || errors.Is(err, context.DeadlineExceeded) {
+			p.start()
+			l.reloadSlots(ctx)
+			err = fmt.Errorf("%w: %w", feed.ErrUnavailable, err)
+		}
+		return fmt.Errorf("publish %d events of %s and others: %w", len(evs), evs[0].Room, err)
+	}
+	p.end()
+	return nil
+}
+
+// publishRuns appends evs, pipelineEvents at a time, and fills the holes
+// below the runs Redis refused.
+func (l *Log) publishRuns(ctx context.Context, evs []roomfeed.Event) error {
+	for len(evs) > 0 {
+		n := min(len(evs), pipelineEvents)
+		reqs := make([]*publishReq, n)
+		for i := range reqs {
+			reqs[i] = &publishReq{ev: evs[i]}
+		}
+		evs = evs[n:]
+		l.appendPipelined(ctx, reqs)
+		// Per room, the highest refused event: filling up to it covers
+		// every refused run of the room.
+		refused := make(map[string]*publishReq)
+		for _, r := range reqs {
+			if r.err != nil {
+				return r.err
+			}
+			if last := refused[r.ev.Room]; !r.ok && (last == nil || r.ev.Seq > last.ev.Seq) {
+				refused[r.ev.Room] = r
+			}
+		}
+		for room, r := range refused {
+			if err := l.fill(ctx, room, r.top, r.ev.Seq, &r.ev); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // pause is how a Publish that failed to reach Redis spares the others the
 // same wait: for publishPause, one Publish probes Redis with a short
 // deadline (go-redis would otherwise retry dials for seconds) and the others

@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/roomfeed/roomfeed"
+	"github.com/roomfeed/roomfeed/feed"
 	"github.com/roomfeed/roomfeed/internal/testenv"
 )
 
@@ -220,5 +222,98 @@ func TestPublishPipelinedUnreachable(t *testing.T) {
 		if r.err == nil || r.ok {
 			t.Errorf("%s/%d: got ok=%v err=%v, want an error", r.ev.Room, r.ev.Seq, r.ok, r.err)
 		}
+	}
+}
+
+// TestPublishAll: batches of committed events, as a store's committer
+// announces them, reach the streams whole, in order and once; a batch above
+// a hole (another node's events not published yet) fills it from the
+// history; a batch of more than one pipeline goes in order.
+func TestPublishAll(t *testing.T) {
+	t.Parallel()
+	type run struct {
+		room     string
+		from, to int64
+	}
+	tests := []struct {
+		name    string
+		commit  map[string]int
+		before  []run   // published with Publish first
+		batches [][]run // each a PublishAll, in order
+		streams map[string]int64
+	}{
+		{
+			name:    "batches in order",
+			commit:  map[string]int{"a": 6, "b": 3},
+			batches: [][]run{{{"a", 1, 2}, {"b", 1, 1}, {"a", 3, 3}}, {{"b", 2, 3}, {"a", 4, 6}}},
+			streams: map[string]int64{"a": 6, "b": 3},
+		},
+		{
+			name:    "above another node's hole",
+			commit:  map[string]int{"a": 8, "b": 2},
+			before:  []run{{"a", 1, 2}},
+			batches: [][]run{{{"b", 1, 2}, {"a", 5, 6}}, {{"a", 7, 8}}},
+			streams: map[string]int64{"a": 8, "b": 2},
+		},
+		{
+			name:    "already published",
+			commit:  map[string]int{"a": 4},
+			before:  []run{{"a", 1, 4}},
+			batches: [][]run{{{"a", 3, 4}}},
+			streams: map[string]int64{"a": 4},
+		},
+		{
+			name:    "more than a pipeline",
+			commit:  map[string]int{"a": 2*pipelineEvents + 7, "b": 40},
+			batches: [][]run{{{"b", 1, 20}, {"a", 1, 2*pipelineEvents + 7}, {"b", 21, 40}}},
+			streams: map[string]int64{"a": 2*pipelineEvents + 7, "b": 40},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			client, opts, hist := setup(t)
+			l := newTestNode(t, client, hist, opts, 16).log
+			evs := map[string][]roomfeed.Event{}
+			for room, n := range tt.commit {
+				evs[room] = hist.commitN(room, n)
+			}
+			for _, r := range tt.before {
+				for seq := r.from; seq <= r.to; seq++ {
+					if err := l.Publish(t.Context(), evs[r.room][seq-1]); err != nil {
+						t.Fatalf("Publish %s/%d: %v", r.room, seq, err)
+					}
+				}
+			}
+			for i, b := range tt.batches {
+				var batch []roomfeed.Event
+				for _, r := range b {
+					batch = append(batch, evs[r.room][r.from-1:r.to]...)
+				}
+				if err := l.PublishAll(t.Context(), batch); err != nil {
+					t.Fatalf("PublishAll %d: %v", i, err)
+				}
+			}
+			for room, top := range tt.streams {
+				checkRun(t, "stream "+room, streamSeqs(t, l, room), 1, top)
+			}
+		})
+	}
+}
+
+// TestPublishAllUnreachable: with Redis gone, PublishAll fails with
+// ErrUnavailable and leaves the events to the relay.
+func TestPublishAllUnreachable(t *testing.T) {
+	t.Parallel()
+	client := goredis.NewClient(&goredis.Options{Addr: testenv.FreeAddr(t), MaxRetries: -1, DialTimeout: time.Second})
+	t.Cleanup(func() { client.Close() })
+	hist := newTestHistory()
+	l := newTestNode(t, client, hist, Options{Prefix: "rf:"}, 16).log
+	evs := append(hist.commitN("a", 2), hist.commitN("b", 2)...)
+	if err := l.PublishAll(t.Context(), evs); !errors.Is(err, feed.ErrUnavailable) {
+		t.Fatalf("PublishAll to an unreachable Redis: got %v, want ErrUnavailable", err)
+	}
+	if err := l.PublishAll(t.Context(), evs); !errors.Is(err, feed.ErrUnavailable) || !strings.Contains(err.Error(), "relay") {
+		t.Fatalf("PublishAll while paused: got %v, want ErrUnavailable left to the relay", err)
 	}
 }
