@@ -138,7 +138,7 @@ func TestFeedCatchUpStorm(t *testing.T) {
 			source: func(log sse.Source) sse.Source { src.Source = log; return src },
 		})
 		room := testenv.UniqueName("storm")
-		messages(t, ts, ts.Log, room, history)
+		messages(t, ts, room, history)
 		src.hold = func(call int64) { untilJoined(t, reg, int(call)*(subscribers-1)) }
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		defer cancel()
@@ -189,7 +189,7 @@ func TestFeedCatchUpBusy(t *testing.T) {
 		})
 		t.Cleanup(func() { once.Do(func() { close(release) }) })
 		room := testenv.UniqueName("busy")
-		messages(t, ts, ts.Log, room, 20)
+		messages(t, ts, room, 20)
 		url := ts.URL + "/rooms/" + room + "/events"
 		first := follow(t.Context(), url, 0, 20)
 		eventually(t, "the first stream's read", func() bool { return src.reads.Load() > 0 })

@@ -120,7 +120,7 @@ func TestFeedPagedCatchUp(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, be backend) {
 		ts := newServer(t, be, serverOpts{})
 		const n = 20000
-		messages(t, ts, ts.Log, "long", n)
+		messages(t, ts, "long", n)
 		start := time.Now()
 		s := ssetest.Open(t, ts.URL+"/rooms/long/events", "0")
 		if got := readUntil(t, s, 0, n); got != n {
@@ -171,7 +171,7 @@ func TestFeedCursors(t *testing.T) {
 func TestFeedTrimmedCursorGetsReset(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, be backend) {
 		ts := newServer(t, be, serverOpts{redisMaxLen: 100})
-		messages(t, ts, ts.Log, "old", 1000)
+		messages(t, ts, "old", 1000)
 		if _, err := ts.Store.Trim(t.Context(), "old", 100, 0, 1000); err != nil {
 			t.Fatalf("trim: %v", err)
 		}

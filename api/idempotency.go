@@ -167,8 +167,9 @@ func answerOf(status int, body []byte, out repo.Outcome) repo.Answer {
 }
 
 // finish answers a write the store ran: its error; or a replay, the
-// recorded answer with Idempotent-Replayed: true; or, once its event is
-// handed to the log, the answer build makes of its outcome.
+// recorded answer with Idempotent-Replayed: true; or the answer build makes
+// of its outcome (its event already went to the publisher, through
+// Store.OnCommit, when its batch committed).
 func (s *Server) finish(c *gin.Context, out repo.Outcome, err error, build answerFunc) error {
 	if err != nil {
 		return err
@@ -179,7 +180,7 @@ func (s *Server) finish(c *gin.Context, out repo.Outcome, err error, build answe
 		writeAnswer(c, *out.Replayed)
 		return nil
 	}
-	s.publish(c.Request.Context(), out.Event)
+	s.cfg.Metrics.wrote(!out.Event.IsElement()) // published by the store's OnCommit hook
 	if out.Answer != nil { // built once, when it was recorded with the key
 		writeAnswer(c, *out.Answer)
 		return nil

@@ -59,7 +59,7 @@ func NewMetrics(reg *prometheus.Registry, stats FeedStats, extra map[string]func
 		}, []string{"route"}),
 		written:       counterVec(reg, "roomfeed_events_written_total", "Events committed through this node, by kind (element or message).", "kind"),
 		published:     counter(reg, "roomfeed_events_published_total", "Committed events this node published to the log after the write."),
-		publishErrors: counter(reg, "roomfeed_publish_errors_total", "Publishes that failed after commit (the relay republishes them)."),
+		publishErrors: counter(reg, "roomfeed_publish_errors_total", "Publishes of committed events (one per batch handed to the log) that failed or left events out (the relay republishes them)."),
 		replayed:      counter(reg, "roomfeed_events_replayed_total", "Events sent to subscribers from history (catch-up and gap filling)."),
 		delivered:     counter(reg, "roomfeed_events_delivered_total", "Live events written to subscribers."),
 		deliveryLag: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -158,7 +158,8 @@ func (m *Metrics) wrote(message bool) {
 	}
 }
 
-func (m *Metrics) publishResult(err error) {
+// publishResult counts a publish of n committed events.
+func (m *Metrics) publishResult(n int, err error) {
 	if m == nil {
 		return
 	}
@@ -167,7 +168,7 @@ func (m *Metrics) publishResult(err error) {
 		m.dependencyErrs.WithLabelValues("log").Inc()
 		return
 	}
-	m.published.Inc()
+	m.published.Add(float64(n))
 }
 
 // signaled counts a signal accepted through this node.

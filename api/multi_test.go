@@ -114,8 +114,8 @@ func TestMultiplexedFeedResumes(t *testing.T) {
 func TestMultiplexedFeedResetsOnlyTrimmedRoom(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, be backend) {
 		ts := newServer(t, be, serverOpts{redisMaxLen: 100})
-		messages(t, ts, ts.Log, "old", 400)
-		messages(t, ts, ts.Log, "fresh", 5)
+		messages(t, ts, "old", 400)
+		messages(t, ts, "fresh", 5)
 		if _, err := ts.Store.Trim(t.Context(), "old", 100, 0, 400); err != nil {
 			t.Fatal(err)
 		}

@@ -98,7 +98,7 @@ func TestHistoryPagesWhileWriting(t *testing.T) {
 // page of a room never written.
 func TestHistoryPage(t *testing.T) {
 	ts := newServer(t, backends[0], serverOpts{})
-	messages(t, ts, ts.Log, "pg", 1200)
+	messages(t, ts, "pg", 1200)
 	r := do(t, http.MethodGet, ts.URL+"/rooms/pg/events", "", "Accept", "application/json")
 	mustStatus(t, r, http.StatusOK)
 	vary := strings.Join(r.Header.Values("Vary"), ", ")
@@ -162,7 +162,7 @@ func (e *httpError) Error() string { return strconv.Itoa(e.status) + " " + e.ct 
 func TestHistoryPageTrimmed(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, be backend) {
 		ts := newServer(t, be, serverOpts{redisMaxLen: 100})
-		messages(t, ts, ts.Log, "tr", 1000)
+		messages(t, ts, "tr", 1000)
 		if _, err := ts.Store.Trim(t.Context(), "tr", 300, 0, 1000); err != nil {
 			t.Fatal(err)
 		}

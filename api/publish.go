@@ -4,89 +4,119 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/roomfeed/roomfeed"
 )
 
-// maxBackgroundPublishes bounds the publishes that run after their write
-// was answered.
-const maxBackgroundPublishes = 1024
+const (
+	// maxQueuedEvents bounds the committed events waiting for the log;
+	// beyond it the store's committers wait, so a slow log slows the
+	// writers instead of filling memory.
+	maxQueuedEvents = 8192
+	// maxPublishEvents bounds the events of one PublishAll.
+	maxPublishEvents = 4096
+)
 
-// publisher runs the publishes of committed events in the background.
+// publisher hands the events of committed writes to the log, in the order
+// the store's committers announce them (Store.OnCommit: each batch once
+// committed, before its writes are answered, so in seq order per room).
 //
 // A write is answered once its SQL commit returns: the events table is the
 // outbox, and the relay republishes whatever a failed or lost publish left
 // out of the log, so waiting for Redis would add a round trip to every
-// write and promise nothing more. The publishes made at once share one
-// round trip to Redis (feed/redis). When maxBackgroundPublishes are
-// running, or after wait began, a write publishes before it is answered,
-// so a slow log slows the writers instead of piling up goroutines.
+// write and promise nothing more. One goroutine at a time publishes, taking
+// everything queued by then in one PublishAll, so the events of this node
+// reach the log in order: none waits for another's publish, and none is
+// refused above a hole this node left (only another node's can leave one).
+// The goroutine runs while there is something to publish; wait waits for it.
 type publisher struct {
-	slots chan struct{}
-	mu    sync.RWMutex // guards closed, and orders running.Add before running.Wait
-	// closed: wait began; publishes no longer start in the background.
-	closed  bool
-	running sync.WaitGroup
+	log     EventLog
+	timeout time.Duration
+	metrics *Metrics
+	logger  *slog.Logger
+
+	mu    sync.Mutex
+	space *sync.Cond // broadcast when the queue shrinks or wait begins
+	queue []roomfeed.Event
+	// idle is nil while no goroutine publishes; else the running one
+	// closes it when it returns.
+	idle    chan struct{}
+	closing bool // wait began: committed no longer waits for space
 }
 
-func newPublisher() *publisher {
-	return &publisher{slots: make(chan struct{}, maxBackgroundPublishes)}
+func newPublisher(log EventLog, timeout time.Duration, metrics *Metrics, logger *slog.Logger) *publisher {
+	p := &publisher{log: log, timeout: timeout, metrics: metrics, logger: logger}
+	p.space = sync.NewCond(&p.mu)
+	return p
 }
 
-// start runs fn in the background and reports true, or reports false when
-// the caller must run it itself.
-func (p *publisher) start(fn func()) bool {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	if p.closed {
-		return false
+// committed queues the events of a committed batch, waiting while the
+// queue is full, and starts the goroutine that publishes if none runs.
+func (p *publisher) committed(evs []roomfeed.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for len(p.queue) >= maxQueuedEvents && !p.closing {
+		p.space.Wait()
 	}
-	select {
-	case p.slots <- struct{}{}:
-	default:
-		return false
+	p.queue = append(p.queue, evs...)
+	if p.idle == nil {
+		p.idle = make(chan struct{})
+		go p.drain(p.idle)
 	}
-	p.running.Add(1)
-	go func() {
-		defer p.running.Done()
-		defer func() { <-p.slots }()
-		fn()
-	}()
-	return true
 }
 
-// wait stops background publishes and waits for those running, or until
-// ctx is done.
+// drain publishes the queue, in order, until it is empty.
+func (p *publisher) drain(idle chan struct{}) {
+	defer close(idle)
+	for {
+		p.mu.Lock()
+		if len(p.queue) == 0 {
+			p.queue = nil
+			p.idle = nil
+			p.mu.Unlock()
+			return
+		}
+		n := min(len(p.queue), maxPublishEvents)
+		evs := p.queue[:n:n]
+		p.queue = p.queue[n:]
+		p.space.Broadcast()
+		p.mu.Unlock()
+		p.publish(evs)
+	}
+}
+
+// publish hands evs to the log. A failure is logged, not answered: the
+// changes are committed, and the relay republishes what the log lacks.
+func (p *publisher) publish(evs []roomfeed.Event) {
+	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+	defer cancel()
+	err := p.log.PublishAll(ctx, evs)
+	p.metrics.publishResult(len(evs), err)
+	if err != nil {
+		p.logger.LogAttrs(ctx, slog.LevelWarn, "publish failed; the relay will republish",
+			slog.Int("events", len(evs)), slog.String("room", evs[0].Room), slog.Int64("seq", evs[0].Seq),
+			slog.Any("error", err))
+	}
+}
+
+// wait waits until the events queued so far are published, or ctx is
+// done. From then on committed no longer waits for space.
 func (p *publisher) wait(ctx context.Context) {
 	p.mu.Lock()
-	p.closed = true
+	p.closing = true
+	p.space.Broadcast()
+	idle := p.idle
 	p.mu.Unlock()
-	waitOrDone(ctx, p.running.Wait)
+	if idle != nil {
+		select {
+		case <-idle:
+		case <-ctx.Done():
+		}
+	}
 }
 
 // WaitPublishes waits until the events of the writes already answered are
 // published (or ctx is done). Call it after the http.Server has shut down
 // and before the log and the store close.
 func (s *Server) WaitPublishes(ctx context.Context) { s.publisher.wait(ctx) }
-
-// publish hands a committed event to the log, in the background when it
-// can (see publisher). A failure is logged, not answered: the change is
-// committed, and the relay republishes what the log lacks.
-func (s *Server) publish(ctx context.Context, ev roomfeed.Event) {
-	s.cfg.Metrics.wrote(!ev.IsElement())
-	ctx = context.WithoutCancel(ctx)
-	if !s.publisher.start(func() { s.publishNow(ctx, ev) }) {
-		s.publishNow(ctx, ev)
-	}
-}
-
-func (s *Server) publishNow(ctx context.Context, ev roomfeed.Event) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishWait)
-	defer cancel()
-	err := s.log.Publish(ctx, ev)
-	s.cfg.Metrics.publishResult(err)
-	if err != nil {
-		s.logger.LogAttrs(ctx, slog.LevelWarn, "publish failed; the relay will republish",
-			slog.String("room", ev.Room), slog.Int64("seq", ev.Seq), slog.Any("error", err))
-	}
-}

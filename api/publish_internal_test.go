@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,19 +17,19 @@ import (
 	"github.com/roomfeed/roomfeed/sse"
 )
 
-// gatedLog is a MemLog whose Publish waits for gate to close.
+// gatedLog is a MemLog whose PublishAll waits for gate to close.
 type gatedLog struct {
 	*feed.MemLog
 	gate      chan struct{}
-	started   chan int64
+	started   chan int64 // the first seq of each PublishAll
 	published atomic.Int64
 }
 
-func (l *gatedLog) Publish(ctx context.Context, ev roomfeed.Event) error {
-	l.started <- ev.Seq
+func (l *gatedLog) PublishAll(ctx context.Context, evs []roomfeed.Event) error {
+	l.started <- evs[0].Seq
 	<-l.gate
-	defer l.published.Add(1)
-	return l.MemLog.Publish(ctx, ev)
+	defer l.published.Add(int64(len(evs)))
+	return l.MemLog.PublishAll(ctx, evs)
 }
 
 // TestWriteAnsweredBeforePublish: a write is answered once committed, while
@@ -78,24 +79,70 @@ func TestWriteAnsweredBeforePublish(t *testing.T) {
 	}
 }
 
-// TestPublisherBounds: beyond its slots, and once wait began, a publish
-// runs in its caller.
-func TestPublisherBounds(t *testing.T) {
-	p := &publisher{slots: make(chan struct{}, 2)}
-	gate := make(chan struct{})
-	var ran atomic.Int64
-	blocked := func() { <-gate; ran.Add(1) }
-	for i, want := range []bool{true, true, false} {
-		if got := p.start(blocked); got != want {
-			t.Fatalf("start %d: got %v, want %v", i, got, want)
+// orderLog records what it is handed, after gate closes.
+type orderLog struct {
+	EventLog
+	gate  chan struct{}
+	calls chan []roomfeed.Event
+}
+
+func (l *orderLog) PublishAll(_ context.Context, evs []roomfeed.Event) error {
+	<-l.gate
+	l.calls <- evs
+	return nil
+}
+
+// queued returns the number of events waiting for the log.
+func (p *publisher) queued() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.queue)
+}
+
+// TestPublisherOrderAndBound: the publisher hands the log every event once,
+// in the order committed, and its queue is bounded: a committer waits while
+// it is full.
+func TestPublisherOrderAndBound(t *testing.T) {
+	log := &orderLog{gate: make(chan struct{}), calls: make(chan []roomfeed.Event, 1024)}
+	p := newPublisher(log, time.Second, nil, slog.New(slog.DiscardHandler))
+	batch := func(from, n int) []roomfeed.Event {
+		evs := make([]roomfeed.Event, n)
+		for i := range evs {
+			evs[i] = roomfeed.Event{Room: "r", Seq: int64(from + i)}
+		}
+		return evs
+	}
+	// The first batch starts the publishing goroutine, which waits on the
+	// gate; then the queue fills up to its bound.
+	p.committed(batch(1, 10))
+	next := 11
+	for p.queued() < maxQueuedEvents {
+		p.committed(batch(next, 100))
+		next += 100
+	}
+	over := make(chan struct{})
+	go func() {
+		p.committed(batch(next, 5))
+		close(over)
+	}()
+	select {
+	case <-over:
+		t.Fatal("committed returned with the queue full")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(log.gate)
+	<-over
+	p.wait(t.Context())
+	want := int64(1)
+	for len(log.calls) > 0 {
+		for _, ev := range <-log.calls {
+			if ev.Seq != want {
+				t.Fatalf("published seq %d, want %d", ev.Seq, want)
+			}
+			want++
 		}
 	}
-	close(gate)
-	p.wait(t.Context())
-	if got := ran.Load(); got != 2 {
-		t.Errorf("ran in the background: got %d, want 2", got)
-	}
-	if p.start(func() { t.Error("started after wait") }) {
-		t.Error("start after wait: got true, want false")
+	if got := want - 1; got != int64(next+4) {
+		t.Errorf("published %d events, want %d", got, next+4)
 	}
 }

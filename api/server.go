@@ -33,12 +33,17 @@ type Store interface {
 	Head(ctx context.Context, room string) (int64, error)
 	Oldest(ctx context.Context, room string) (int64, error)
 	Ping(ctx context.Context) error
+	// OnCommit sets the hook that gets the events of every committed batch
+	// of writes, in commit order, before they are answered.
+	OnCommit(fn func(events []roomfeed.Event))
 }
 
 // EventLog carries committed events, and signals, to every node (the feed
 // engine reads the same log as its sse.Source).
 type EventLog interface {
-	Publish(ctx context.Context, ev roomfeed.Event) error
+	// PublishAll hands committed events, in seq order per room, to the
+	// log; its error is about the events it left out.
+	PublishAll(ctx context.Context, evs []roomfeed.Event) error
 	Signaler
 }
 
@@ -60,7 +65,7 @@ type Config struct {
 	CORSOrigins  []string      // allowed browser origins; empty = same origin only
 	MaxBodyBytes int64         // request body limit
 	MaxDataBytes int           // element data / message data limit
-	PublishWait  time.Duration // how long one publish of a committed event may take
+	PublishWait  time.Duration // how long one publish of committed events may take
 	WebDir       string        // built web app; empty or missing = a short placeholder page
 	WebClient    WebClient     // what GET /config.json tells the web app
 	Ready        map[string]Pinger
@@ -109,7 +114,7 @@ type Server struct {
 	limits *limiter
 	// opening bounds the streams being opened at once (serveFeed).
 	opening chan struct{}
-	// publisher runs the publishes of answered writes (publish.go).
+	// publisher publishes the events of committed writes (publish.go).
 	publisher *publisher
 }
 
@@ -123,7 +128,8 @@ func New(cfg Config, store Store, log EventLog, feeds *sse.Engine, logger *slog.
 	}
 	s := &Server{cfg: cfg, store: store, log: log, feeds: feeds, logger: logger, limits: newLimiter(cfg.Limits),
 		opening: make(chan struct{}, maxOpening)}
-	s.publisher = newPublisher()
+	s.publisher = newPublisher(log, cfg.PublishWait, cfg.Metrics, logger)
+	store.OnCommit(s.publisher.committed)
 	s.router = s.routes()
 	return s
 }

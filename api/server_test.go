@@ -351,20 +351,14 @@ func writeMany(t *testing.T, base, room string, n, writers int) {
 	wg.Wait()
 }
 
-// messages records n messages directly in the store and publishes them, a
-// fast way to build a long history.
-func messages(t *testing.T, ts *testServer, log api.EventLog, room string, n int) {
+// messages records n messages directly in the store, a fast way to build a
+// long history; the server's publisher (the store's OnCommit hook)
+// publishes them.
+func messages(t *testing.T, ts *testServer, room string, n int) {
 	t.Helper()
 	for i := range n {
-		out, err := ts.Store.Message(t.Context(), room, "tick", json.RawMessage(strconv.Itoa(i)), repo.Meta{})
-		ev := out.Event
-		if err != nil {
+		if _, err := ts.Store.Message(t.Context(), room, "tick", json.RawMessage(strconv.Itoa(i)), repo.Meta{}); err != nil {
 			t.Fatalf("message: %v", err)
-		}
-		if log != nil {
-			if err := log.Publish(t.Context(), ev); err != nil {
-				t.Fatalf("publish: %v", err)
-			}
 		}
 	}
 }
