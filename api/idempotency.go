@@ -180,7 +180,8 @@ func (s *Server) finish(c *gin.Context, out repo.Outcome, err error, build answe
 		writeAnswer(c, *out.Replayed)
 		return nil
 	}
-	s.cfg.Metrics.wrote(!out.Event.IsElement()) // published by the store's OnCommit hook
+	// The event went to the publisher when its batch committed (OnCommit).
+	s.cfg.Metrics.wrote(!out.Event.IsElement())
 	if out.Answer != nil { // built once, when it was recorded with the key
 		writeAnswer(c, *out.Answer)
 		return nil

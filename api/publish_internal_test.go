@@ -2,10 +2,10 @@ package api
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
