@@ -44,6 +44,7 @@ type options struct {
 	catchTrials int
 	writers     []int
 	writeDur    time.Duration
+	pgbench     bool
 
 	fullSubs     int
 	fullParallel []int
@@ -125,6 +126,7 @@ func (o *options) registerScenarios(fs *flag.FlagSet, l *listFlags) {
 	fs.IntVar(&o.catchTrials, "catchup-trials", 0, "scenario 4: reconnections measured (default 3, --full 7)")
 	fs.StringVar(&l.writers, "writers", "1,16,64", "scenario 6: concurrent writers")
 	fs.DurationVar(&o.writeDur, "write-duration", 0, "scenario 6: time per point (default 4s, --full 10s)")
+	fs.BoolVar(&o.pgbench, "pgbench", true, "scenario 6 (postgres): then run pgbench with the same transaction shape at each --writers count of 16 or more, and at the largest with synchronous_commit off")
 	fs.IntVar(&o.fullSubs, "full-subs", 19000, "scenario 7: subscribers on one node (over a tenth as many rooms); needs that many descriptors in each process")
 	fs.StringVar(&l.fullParallel, "full-parallel", "50,1000", "scenario 7: subscribers connecting at a time, one fresh server each")
 	fs.Float64Var(&o.fullRate, "full-rate", 1000, "scenario 7: writes per second over the rooms once all are connected")

@@ -149,6 +149,7 @@ func printRun(out io.Writer, r BackendRun) {
 		}
 		tw.Flush()
 	}
+	printPgBench(out, r)
 	printFullNode(out, r)
 	printStorm(out, r)
 	printTwoNodes(out, r)
@@ -165,4 +166,25 @@ func hasFanOut(rep *Report) bool {
 		}
 	}
 	return false
+}
+
+// printPgBench prints what pgbench measured beside scenario 6, or why it
+// did not run.
+func printPgBench(out io.Writer, r BackendRun) {
+	pb := r.PgBench
+	if pb == nil {
+		return
+	}
+	if len(pb.Points) > 0 {
+		fmt.Fprintf(out, "\n[%s] 6. beside it, pgbench: the same transaction shape, one per write, %d rooms; %s\n", r.Backend, pb.Rooms, pb.Version)
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "clients\tsync commit\ttps\tlat avg ms\tfailed\ts\tload1\t")
+		for _, p := range pb.Points {
+			fmt.Fprintf(tw, "%d\t%s\t%.0f\t%.2f\t%d\t%.0f\t%.2f\t%s\n", p.Clients, onOff(p.SyncCommit), p.TPS, p.LatencyAvg, p.Failed, p.Seconds, p.Load1, p.Error)
+		}
+		tw.Flush()
+	}
+	if pb.Error != "" {
+		fmt.Fprintf(out, "[%s] 6. pgbench: %s\n", r.Backend, pb.Error)
+	}
 }

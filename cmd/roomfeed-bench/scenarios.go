@@ -115,6 +115,7 @@ type BackendRun struct {
 	IdleMemory *IdleMemory   `json:"idle_memory,omitempty"`
 	CatchUp    *CatchUp      `json:"catch_up,omitempty"`
 	Writes     []WritePoint  `json:"writes,omitempty"`
+	PgBench    *PgBenchRun   `json:"pgbench,omitempty"`
 	FullNode   *FullNode     `json:"full_node,omitempty"`
 	Storm      *Storm        `json:"reconnect_storm,omitempty"`
 	TwoNodes   *TwoNodes     `json:"two_nodes,omitempty"`
@@ -509,7 +510,18 @@ func (b *bench) catchUp(ctx context.Context, be *backend, run *BackendRun) error
 
 // ---- scenario 6: writes ----
 
+// writes measures roomfeed's closed-loop writes; on the postgres backend
+// pgbench then runs the same transaction shape (unless --pgbench=false),
+// once the server has stopped.
 func (b *bench) writes(ctx context.Context, be *backend, run *BackendRun) error {
+	err := b.writePoints(ctx, be, run)
+	if be.name == "postgres" && b.cfg.target == "" && b.cfg.pgbench && ctx.Err() == nil {
+		run.PgBench = b.pgbench(ctx, be)
+	}
+	return err
+}
+
+func (b *bench) writePoints(ctx context.Context, be *backend, run *BackendRun) error {
 	return b.withServer(ctx, be, "writes", func(srv *server) error {
 		for _, many := range []bool{false, true} {
 			for _, n := range b.cfg.writers {
