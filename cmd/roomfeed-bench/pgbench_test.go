@@ -175,7 +175,7 @@ func TestPgBenchScriptRuns(t *testing.T) {
 	base := libpqURL(t, testenv.PostgresURL(t))
 	bin, err := findPgBench()
 	if err != nil {
-		t.Skip("SKIPPED LOUDLY: " + err.Error())
+		testenv.Missing(t, err.Error()+" (Debian: the postgresql package has it)")
 	}
 	ctx := t.Context()
 	schema := testenv.UniqueName("rf_test_pgbench_")
