@@ -143,9 +143,16 @@ func printRun(out io.Writer, r BackendRun) {
 	}
 	if len(r.Writes) > 0 {
 		fmt.Fprintf(out, "\n[%s] 6. writes (PUT, closed loop)\n", r.Backend)
-		fmt.Fprintln(tw, "writers\trooms\twrites/s\tp50 ms\tp99 ms\tmax ms\terrors\tsrv CPU s\t")
+		fmt.Fprintln(tw, "writers\trooms\twrites/s\tp50 ms\tp99 ms\tmax ms\terrors\tsrv CPU s\tCPU µs per write: srv\tloadgen\tpostgres\tredis\t")
 		for _, w := range r.Writes {
-			fmt.Fprintf(tw, "%d\t%s\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t%.2f\t\n", w.Writers, w.Rooms, w.PerSec, w.Latency.P50, w.Latency.P99, w.Latency.Max, w.Errors, w.ServerCPU)
+			per := func(cpu float64) string {
+				if cpu <= 0 || w.Acked == 0 {
+					return "-"
+				}
+				return fmt.Sprintf("%.0f", cpu/float64(w.Acked)*1e6)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t%.2f\t%s\t%s\t%s\t%s\t\n", w.Writers, w.Rooms, w.PerSec, w.Latency.P50, w.Latency.P99, w.Latency.Max, w.Errors, w.ServerCPU,
+				per(w.ServerCPU), per(w.LoadgenCPU), per(w.PostgresCPU), per(w.RedisCPU))
 		}
 		tw.Flush()
 	}

@@ -104,7 +104,13 @@ type WritePoint struct {
 	PerSec    float64 `json:"writes_per_s"`
 	Latency   Dist    `json:"latency"`
 	ServerCPU float64 `json:"server_cpu_s"`
-	Load1     float64 `json:"load1"`
+	// The CPU of the other parts on this machine during the point: the
+	// load generator (this process), and on PostgreSQL + Redis every local
+	// postgres and redis-server process.
+	LoadgenCPU  float64 `json:"loadgen_cpu_s"`
+	PostgresCPU float64 `json:"postgres_cpu_s,omitempty"`
+	RedisCPU    float64 `json:"redis_cpu_s,omitempty"`
+	Load1       float64 `json:"load1"`
 }
 
 type BackendRun struct {
@@ -510,6 +516,23 @@ func (b *bench) catchUp(ctx context.Context, be *backend, run *BackendRun) error
 
 // ---- scenario 6: writes ----
 
+// partsCPU is the CPU seconds used so far by the parts beside the server.
+type partsCPU struct{ loadgen, postgres, redis float64 }
+
+// otherCPU reads the CPU of the load generator, and on the postgres
+// backend of the local PostgreSQL and Redis processes.
+func otherCPU(backend string) partsCPU {
+	c := partsCPU{loadgen: cpuSeconds(os.Getpid())}
+	if backend == "postgres" {
+		c.postgres, c.redis = commandCPU("postgres"), commandCPU("redis-server")
+	}
+	return c
+}
+
+func (c partsCPU) minus(o partsCPU) partsCPU {
+	return partsCPU{c.loadgen - o.loadgen, c.postgres - o.postgres, c.redis - o.redis}
+}
+
 // writes measures roomfeed's closed-loop writes; on the postgres backend
 // pgbench then runs the same transaction shape (unless --pgbench=false),
 // once the server has stopped.
@@ -533,6 +556,7 @@ func (b *bench) writePoints(ctx context.Context, be *backend, run *BackendRun) e
 				errs := make([]int64, n)
 				counter := make([]int, n)
 				cpu0 := cpuSeconds(srv.pid)
+				other0 := otherCPU(be.name)
 				start := time.Now()
 				closedLoop(ctx, n, b.cfg.writeDur, func(k int) {
 					room := "w1"
@@ -552,6 +576,7 @@ func (b *bench) writePoints(ctx context.Context, be *backend, run *BackendRun) e
 					}
 				})
 				el := time.Since(start)
+				other := otherCPU(be.name).minus(other0)
 				w.close()
 				var all []int64
 				var nerr int64
@@ -566,6 +591,7 @@ func (b *bench) writePoints(ctx context.Context, be *backend, run *BackendRun) e
 				p := WritePoint{
 					Writers: n, Rooms: rooms, Seconds: round1(el.Seconds()), Acked: int64(len(all)), Errors: nerr,
 					PerSec: perSecond(int64(len(all)), el), ServerCPU: round3(cpuSeconds(srv.pid) - cpu0), Load1: loadAvg(),
+					LoadgenCPU: round3(other.loadgen), PostgresCPU: round3(other.postgres), RedisCPU: round3(other.redis),
 				}
 				p.Latency = summarize(all)
 				run.Writes = append(run.Writes, p)

@@ -123,6 +123,31 @@ func cpuSeconds(pid int) float64 {
 	return float64(u+s) / clockTicks
 }
 
+// commandCPU returns the user+system CPU time of every process on this
+// machine whose command name (/proc/pid/comm) is name: the backends of a
+// local PostgreSQL ("postgres"), a local Redis ("redis-server"). A process
+// that starts or ends between two readings counts only what it used while
+// seen, so the difference of two readings is a lower bound.
+func commandCPU(name string) float64 {
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	var total float64
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile("/proc/" + d.Name() + "/comm")
+		if err != nil || strings.TrimSpace(string(comm)) != name {
+			continue
+		}
+		total += cpuSeconds(pid)
+	}
+	return total
+}
+
 // clockTicks is sysconf(_SC_CLK_TCK), 100 on every Linux architecture Go
 // supports.
 const clockTicks = 100

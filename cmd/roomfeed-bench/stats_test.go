@@ -2,6 +2,7 @@ package main
 
 import (
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -103,5 +104,28 @@ func TestParseSockMem(t *testing.T) {
 				t.Errorf("parseSockMem = %d, want %d", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestCommandCPU: the CPU of the processes named as this one counts this
+// one's.
+func TestCommandCPU(t *testing.T) {
+	comm, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := 0
+	for i := range 50_000_000 { // about 20 ms of CPU, more than a clock tick
+		x ^= i
+	}
+	own := cpuSeconds(os.Getpid())
+	if own <= 0 {
+		t.Fatalf("own CPU: got %v (x=%d), want > 0", own, x)
+	}
+	if got := commandCPU(strings.TrimSpace(string(comm))); got < own {
+		t.Errorf("commandCPU(%q): got %v, want at least this process's %v", comm, got, own)
+	}
+	if got := commandCPU("no-such-command-here"); got != 0 {
+		t.Errorf("commandCPU of no process: got %v, want 0", got)
 	}
 }
