@@ -13,7 +13,7 @@ import {
   WEB_DIR,
   buildServer,
   feedHistory,
-  freePort,
+  freePorts,
   launchBrowser,
   psql,
   roomApi,
@@ -654,9 +654,9 @@ describe('editing together', { concurrency: false }, () => {
   // misconfigured proxy would; that node answers /not-roomfeed/events 404.
   test('a feed answered 404 (a server URL that is not a roomfeed API) says not found, not "connecting"', { timeout: 60000 }, async () => {
     const own = await tempDir('roomfeed-e2e-notfound-')
-    const apiPort = await freePort()
+    const [apiPort, webPort] = await freePorts(2)
     const wrong = `http://127.0.0.1:${apiPort}/not-roomfeed`
-    const web = await startServer({ bin, db: path.join(own.dir, 'web.db'), env: { ROOMFEED_WEB_SERVER_URL: wrong } })
+    const web = await startServer({ bin, db: path.join(own.dir, 'web.db'), port: webPort, env: { ROOMFEED_WEB_SERVER_URL: wrong } })
     let apiNode
     try {
       apiNode = await startServer({

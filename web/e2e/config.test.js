@@ -5,15 +5,15 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import path from 'node:path'
-import { buildServer, freePort, launchBrowser, roomApi, serverState, startServer, tempDir, waitFor, waitForSameState, waitForStatus } from './harness.js'
+import { buildServer, freePorts, launchBrowser, roomApi, serverState, startServer, tempDir, waitFor, waitForSameState, waitForStatus } from './harness.js'
 
 let tmp, bin, api, web, browser
 
 before(async () => {
   tmp = await tempDir('roomfeed-e2e-config-')
   bin = await buildServer(tmp.dir)
-  const webPort = await freePort()
-  api = await startServer({ bin, db: path.join(tmp.dir, 'api.db'), args: ['--cors-origins', `http://127.0.0.1:${webPort}`] })
+  const [apiPort, webPort] = await freePorts(2)
+  api = await startServer({ bin, db: path.join(tmp.dir, 'api.db'), port: apiPort, args: ['--cors-origins', `http://127.0.0.1:${webPort}`] })
   web = await startServer({ bin, db: path.join(tmp.dir, 'web.db'), port: webPort, args: ['--web-server-url', api.url] })
   browser = await launchBrowser()
 }, { timeout: 300000 })

@@ -105,15 +105,31 @@ export function startServer({ bin, db, databaseUrl, port = 0, timeoutMs = 20000,
 }
 
 /** A free TCP port on 127.0.0.1 (for a server whose own URL must be known before it starts). */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address()
-      srv.close(() => resolve(port))
-    })
-  })
+export async function freePort() {
+  const [port] = await freePorts(1)
+  return port
+}
+
+/**
+ * n distinct free TCP ports on 127.0.0.1, held together while they are
+ * picked. Give every server of a test its port from here: a server started
+ * on port 0 may be handed a port picked earlier and not bound yet.
+ */
+export async function freePorts(n) {
+  const servers = []
+  try {
+    for (let i = 0; i < n; i++) {
+      const srv = net.createServer()
+      servers.push(srv)
+      await new Promise((resolve, reject) => {
+        srv.once('error', reject)
+        srv.listen(0, '127.0.0.1', resolve)
+      })
+    }
+    return servers.map((srv) => srv.address().port)
+  } finally {
+    await Promise.all(servers.map((srv) => new Promise((resolve) => srv.close(() => resolve()))))
+  }
 }
 
 export function launchBrowser() {
