@@ -25,17 +25,13 @@ const (
 	reqAbandoned
 )
 
-// writeFunc is the body of a write: it runs with the write's Tx and
-// returns the event it recorded.
-type writeFunc func(context.Context, sqlstore.Tx) (roomfeed.Event, error)
-
 // writeReq is one write waiting for a committer; its batch sees it as a
 // sqlstore.Write.
 type writeReq struct {
 	ctx   context.Context
 	room  string
 	reads sqlstore.Reads // what fn reads; PostgreSQL reads it up front
-	fn    writeFunc
+	fn    sqlstore.Func
 	state atomic.Int32
 	done  chan error // capacity 1, so answering never blocks the committer
 	// event is what the last run of fn recorded, if it succeeded; only
@@ -103,7 +99,7 @@ func newCommitter(commitBatch func(batch []sqlstore.Write, errs []error) error, 
 
 // do queues a write and waits for its outcome. A panic in fn is raised
 // again here, in the caller's goroutine.
-func (c *committer) do(ctx context.Context, room string, reads sqlstore.Reads, fn writeFunc) error {
+func (c *committer) do(ctx context.Context, room string, reads sqlstore.Reads, fn sqlstore.Func) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

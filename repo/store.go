@@ -204,7 +204,7 @@ func (s *Store) committer(room string) *committer {
 // sequence number taken, and commits it. An error from fn undoes the write,
 // including the sequence number. reads are what fn reads: PostgreSQL reads
 // them together with the sequence number.
-func (s *Store) write(ctx context.Context, room string, reads sqlstore.Reads, fn writeFunc) error {
+func (s *Store) write(ctx context.Context, room string, reads sqlstore.Reads, fn sqlstore.Func) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	return sqlstore.ClassifyBounded(ctx, s.committer(room).do(ctx, room, reads, fn))

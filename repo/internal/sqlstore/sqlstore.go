@@ -85,8 +85,9 @@ type Reads struct {
 	Key  string // the idempotency key to look up, "" = none
 }
 
-// Func is the body of a write, run with its Tx.
-type Func func(context.Context, Tx) error
+// Func is the body of a write, run with its Tx; it returns the event it
+// recorded.
+type Func func(context.Context, Tx) (roomfeed.Event, error)
 
 // Write is a queued write as the batch that runs it sees it. A dialect's
 // RunBatch(batch []Write, errs []error) error runs the writes of batch,
