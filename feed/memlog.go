@@ -29,18 +29,11 @@ func NewMemLog(sink Sink, hist roomfeed.History) *MemLog {
 	return &MemLog{sink: sink, hist: hist, tops: make(map[string]int64)}
 }
 
-// Publish delivers a committed event to the room's local subscribers. Events
-// reach subscribers in seq order: an event below the room's top is already
-// delivered, and a hole before ev (a concurrent commit whose Publish has not
-// run yet) is filled from the history first.
-func (l *MemLog) Publish(ctx context.Context, ev roomfeed.Event) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.publish(ctx, ev)
-}
-
-// PublishAll publishes evs, a committed batch in seq order per room, as
-// Publish does each; an event that fails does not stop the others.
+// PublishAll delivers committed events, in seq order per room, to the
+// rooms' local subscribers. Events reach subscribers in seq order: an event
+// below the room's top is already delivered, and a hole before one (an
+// event whose publish was lost) is filled from the history first. An
+// event that fails does not stop the others.
 func (l *MemLog) PublishAll(ctx context.Context, evs []roomfeed.Event) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -53,7 +46,7 @@ func (l *MemLog) PublishAll(ctx context.Context, evs []roomfeed.Event) error {
 	return errors.Join(errs...)
 }
 
-// publish is Publish with l.mu held.
+// publish delivers ev, with l.mu held.
 func (l *MemLog) publish(ctx context.Context, ev roomfeed.Event) error {
 	top, known := l.tops[ev.Room]
 	switch {

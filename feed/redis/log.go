@@ -100,7 +100,6 @@ type Log struct {
 	running atomic.Bool
 	wake    chan struct{} // signalled when Follow registers a room
 
-	pubs    publishQueues // Publishes waiting for a pipeline, per shard
 	pauses  []pause       // per hash slot on a Cluster, one on a single Redis; see publishPause
 	relayed atomic.Uint64 // events the relay found missing and republished
 

@@ -21,46 +21,13 @@ import (
 )
 
 // Publish makes the room's stream hold every committed event up to ev.Seq,
-// in order and each once. It is called after ev is committed; events of the
-// room committed before ev that are not in the stream yet (another node's
-// Publish still on its way, a crash, an outage) are read from the history and
-// added first, so the stream never holds ev above a hole. An event already
-// in the stream is a success.
+// in order and each once: PublishAll of one event. Events of the room
+// committed before ev that are not in the stream yet (another node's
+// publish still on its way, a crash, an outage) are read from the history
+// and added first, so the stream never holds ev above a hole. An event
+// already in the stream is a success.
 func (l *Log) Publish(ctx context.Context, ev roomfeed.Event) error {
-	if ev.Room == "" || ev.Seq < 1 {
-		return fmt.Errorf("publish %q/%d: invalid event", ev.Room, ev.Seq)
-	}
-	p := l.pauseOf(ev.Room)
-	ctx, cancel, mode := p.enter(ctx, len(l.pauses) > 1)
-	if mode == paused {
-		return fmt.Errorf("publish %s/%d: %w (left to the relay)", ev.Room, ev.Seq, feed.ErrUnavailable)
-	}
-	defer cancel()
-	var (
-		ok  bool
-		top int64
-		err error
-	)
-	if mode == probe {
-		// Alone: a probe of a failing shard must not hold the pipelines of
-		// the Publishes to healthy ones until its deadline.
-		ok, top, err = l.appendBatch(ctx, ev.Room, []roomfeed.Event{ev}, false)
-	} else {
-		ok, top, err = l.appendCoalesced(ctx, ev)
-	}
-	if err == nil && !ok {
-		err = l.fill(ctx, ev.Room, top, ev.Seq, &ev)
-	}
-	if err != nil {
-		if unreachable(err) || errors.Is(err, context.DeadlineExceeded) {
-			p.start()
-			l.reloadSlots(ctx)
-			err = fmt.Errorf("%w: %w", feed.ErrUnavailable, err)
-		}
-		return fmt.Errorf("publish %s/%d: %w", ev.Room, ev.Seq, err)
-	}
-	p.end()
-	return nil
+	return l.PublishAll(ctx, []roomfeed.Event{ev})
 }
 
 // PublishAll makes the streams hold evs, committed events in seq order per
@@ -214,97 +181,16 @@ func unreachable(err error) bool {
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
-// Publishes made at the same time share one pipelined round trip to Redis:
-// the first of them sends every event queued by then while the others wait
-// for their answers, then hands the queue to the first Publish that arrived
-// meanwhile. A lone Publish goes straight out, so it waits for nobody. On a
-// Redis Cluster each master has its own queue: a Publish waits only for
-// the pipelines of its own shard, so a dead shard holds its own rooms'
-// Publishes until their deadline, never the others'.
-
 // pipelineEvents bounds the events of one pipeline.
 const pipelineEvents = 256
 
-// publishQueues holds the queue of each shard.
-type publishQueues struct {
-	mu     sync.Mutex
-	shards map[string]*publishQueue // by shardOf
-}
-
-// of returns the queue of shard.
-func (qs *publishQueues) of(shard string) *publishQueue {
-	qs.mu.Lock()
-	defer qs.mu.Unlock()
-	if qs.shards == nil {
-		qs.shards = make(map[string]*publishQueue)
-	}
-	q := qs.shards[shard]
-	if q == nil {
-		q = &publishQueue{}
-		qs.shards[shard] = q
-	}
-	return q
-}
-
-// publishQueue holds the Publishes to one shard waiting for a pipeline.
-type publishQueue struct {
-	mu       sync.Mutex
-	flushing bool // a caller is sending a pipeline; queue waits for the next
-	queue    []*publishReq
-}
-
-// publishReq is one Publish in the queue. done is closed when ok, top and
-// err are set, or when lead is set: then its caller sends the next pipeline.
+// publishReq is one event of a pipeline and its outcome: ok (appended, or
+// already there), the stream's top, or an error.
 type publishReq struct {
-	ev   roomfeed.Event
-	ok   bool
-	top  int64
-	err  error
-	lead bool
-	done chan struct{}
-}
-
-// appendCoalesced appends ev to its room's stream as appendBatch(ctx,
-// ev.Room, []roomfeed.Event{ev}, false) does, in a pipeline shared with the
-// Publishes to the same shard made at the same time. The pipeline runs
-// under the context of the caller that sends it.
-func (l *Log) appendCoalesced(ctx context.Context, ev roomfeed.Event) (bool, int64, error) {
-	r := &publishReq{ev: ev, done: make(chan struct{})}
-	q := l.pubs.of(l.shardOf(ctx, ev.Room))
-	q.mu.Lock()
-	q.queue = append(q.queue, r)
-	wait := q.flushing
-	q.flushing = true
-	q.mu.Unlock()
-	if wait {
-		<-r.done
-		if !r.lead {
-			return r.ok, r.top, r.err
-		}
-	}
-
-	// This caller sends the pipeline; r is the first of the queue.
-	q.mu.Lock()
-	n := min(len(q.queue), pipelineEvents)
-	batch := q.queue[:n]
-	q.queue = slices.Clone(q.queue[n:])
-	q.mu.Unlock()
-
-	l.appendPipelined(ctx, batch)
-
-	for _, o := range batch[1:] {
-		close(o.done)
-	}
-	q.mu.Lock()
-	if len(q.queue) > 0 {
-		next := q.queue[0]
-		next.lead = true
-		close(next.done)
-	} else {
-		q.flushing = false
-	}
-	q.mu.Unlock()
-	return r.ok, r.top, r.err
+	ev  roomfeed.Event
+	ok  bool
+	top int64
+	err error
 }
 
 // appendRun is a run of consecutive events of one room in a pipeline, and
@@ -333,8 +219,8 @@ type scriptCall struct {
 
 // appendPipelined sets the outcome of every request of batch. Each room's
 // events go in ascending seq order, one run of consecutive seqs at a time:
-// a run above a hole is refused like a lone Publish above a hole, and its
-// callers fill the hole from the history. The runs share script calls of up
+// a run above a hole is refused, and publishRuns fills the hole from the
+// history. The runs share script calls of up
 // to batchBytes of events, all in one pipeline.
 func (l *Log) appendPipelined(ctx context.Context, batch []*publishReq) {
 	if len(batch) == 1 {

@@ -108,9 +108,10 @@ func TestPublishPipelined(t *testing.T) {
 	}
 }
 
-// TestPublishCoalesced: many Publishes at once over several rooms, each
-// room's in a random order, share pipelines; every stream ends complete.
-func TestPublishCoalesced(t *testing.T) {
+// TestPublishOutOfOrder: many Publishes at once over several rooms, each
+// room's in a random order (as several nodes' would arrive); every stream
+// ends complete.
+func TestPublishOutOfOrder(t *testing.T) {
 	t.Parallel()
 	client, opts, hist := setup(t)
 	l := newTestNode(t, client, hist, opts, 16).log
@@ -137,12 +138,6 @@ func TestPublishCoalesced(t *testing.T) {
 	for i := range rooms {
 		room := fmt.Sprint("room", i)
 		checkRun(t, "stream "+room, streamSeqs(t, l, room), 1, perRoom)
-	}
-	q := l.pubs.of("")
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.flushing || len(q.queue) != 0 {
-		t.Errorf("after the Publishes: got flushing=%v and %d queued, want an idle queue", q.flushing, len(q.queue))
 	}
 }
 
