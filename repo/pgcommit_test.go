@@ -506,3 +506,38 @@ func TestPostgresHangs(t *testing.T) {
 	// Whatever the stalled writes did, the history has no gap.
 	checkGapFree(t, s, "h", mustHead(t, s, "h"))
 }
+
+// TestPostgresBatchLocksRooms: a batch locks the rooms it names without
+// writing them: a room whose writes all fail keeps its row version (xmin),
+// while a room written gets its new seq.
+func TestPostgresBatchLocksRooms(t *testing.T) {
+	t.Parallel()
+	url := testenv.PostgresURL(t)
+	s := openPostgresStore(t, url, 1)
+	raw := openRaw(t, url)
+	mustPut(t, s, "kept", "x", "thing", `{}`)
+	mustPut(t, s, "written", "x", "thing", `{}`)
+	xmin := func(room string) string {
+		t.Helper()
+		var v string
+		if err := raw.QueryRowContext(t.Context(), `SELECT xmin::text FROM rooms WHERE room = $1`, room).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	kept, written := xmin("kept"), xmin("written")
+	writes := []queuedWrite{
+		{name: "stale put in kept", write: putWrite("kept", "x", Precondition{IfMatch: ptr(int64(7))}), wantErr: ErrVersionMismatch},
+		{name: "put in written", write: putWrite("written", "y", Precondition{}), wantSeq: 2},
+	}
+	checkResults(t, writes, runQueued(t, s, writes))
+	if got := xmin("kept"); got != kept {
+		t.Errorf("room kept: row version got xmin %s, want %s (locked, not rewritten)", got, kept)
+	}
+	if got := xmin("written"); got == written {
+		t.Errorf("room written: row version still xmin %s, want a new one", got)
+	}
+	if got := mustHead(t, s, "written"); got != 2 {
+		t.Errorf("room written: got head %d, want 2", got)
+	}
+}

@@ -27,13 +27,17 @@ import (
 // one statement per row.
 const (
 	// Locks the batch's rooms in the order given (sorted), creating the
-	// missing ones at seq 0, and returns each room's seq, time and element
-	// count. It writes nothing else: the seqs are set in the second round
-	// trip (the counts by triggers).
+	// missing ones at seq 0. An existing room is locked, not rewritten (the
+	// DO UPDATE's WHERE is false: PostgreSQL locks the row and writes no
+	// new version of it). It writes nothing else: the seqs are set in the
+	// second round trip (the counts by triggers).
 	qLockRooms = `INSERT INTO rooms (room, seq, updated_at)
 		SELECT r, 0, $2::timestamptz FROM unnest($1::text[]) AS r
-		ON CONFLICT (room) DO UPDATE SET seq = rooms.seq
-		RETURNING room, seq, updated_at, elements`
+		ON CONFLICT (room) DO UPDATE SET seq = rooms.seq WHERE false`
+	// Each locked room's seq, time and element count.
+	qReadRooms = `SELECT r.room, r.seq, r.updated_at, r.elements
+		FROM unnest($1::text[]) AS k (room)
+		JOIN LATERAL (SELECT * FROM rooms WHERE rooms.room = k.room OFFSET 0) AS r ON true`
 	// The element and the tombstone of each key; NULLs where there is none.
 	qReadElements = `SELECT k.room, k.id, e.kind, e.version, e.data, e.updated_at, t.version
 		FROM unnest($1::text[], $2::text[]) AS k (room, id)
@@ -237,6 +241,7 @@ func (b *batch) lock(ctx context.Context, c *pgx.Conn) error {
 	q := &pgx.Batch{}
 	q.Queue(`BEGIN`)
 	q.Queue(qLockRooms, b.names, t)
+	q.Queue(qReadRooms, b.names)
 	if len(b.keys) > 0 {
 		rooms, ids := columns(b.keys)
 		q.Queue(qReadElements, rooms, ids)
@@ -277,12 +282,14 @@ func columns(keys []key) (rooms, ids []string) {
 	return rooms, ids
 }
 
-// readLocks reads the answers of BEGIN and of the room locks. A room's time
-// is the batch's time t, or the room's previous write time if that is
-// later, so times follow seq order.
+// readLocks reads the answers of BEGIN, of the room locks and of the
+// rooms' reads. A room's time is the batch's time t, or the room's previous
+// write time if that is later, so times follow seq order.
 func (b *batch) readLocks(br pgx.BatchResults, t time.Time) error {
-	if _, err := br.Exec(); err != nil {
-		return err
+	for range 2 { // BEGIN, the locks
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
 	}
 	rows, err := br.Query()
 	if err != nil {
