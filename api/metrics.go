@@ -22,6 +22,7 @@ type Metrics struct {
 	written        *prometheus.CounterVec
 	published      prometheus.Counter
 	publishErrors  prometheus.Counter
+	publishQueue   prometheus.Gauge
 	replayed       prometheus.Counter
 	delivered      prometheus.Counter
 	deliveryLag    prometheus.Histogram
@@ -60,6 +61,7 @@ func NewMetrics(reg *prometheus.Registry, stats FeedStats, extra map[string]func
 		written:       counterVec(reg, "roomfeed_events_written_total", "Events committed through this node, by kind (element or message).", "kind"),
 		published:     counter(reg, "roomfeed_events_published_total", "Committed events this node published to the log after the write."),
 		publishErrors: counter(reg, "roomfeed_publish_errors_total", "Publishes of committed events (one per batch handed to the log) that failed or left events out (the relay republishes them)."),
+		publishQueue:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "roomfeed_publish_queue_events", Help: "Committed events waiting for the log (at most 8,192; beyond that the writers wait)."}),
 		replayed:      counter(reg, "roomfeed_events_replayed_total", "Events sent to subscribers from history (catch-up and gap filling)."),
 		delivered:     counter(reg, "roomfeed_events_delivered_total", "Live events written to subscribers."),
 		deliveryLag: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -80,7 +82,7 @@ func NewMetrics(reg *prometheus.Registry, stats FeedStats, extra map[string]func
 		catchUpStreams: prometheus.NewGauge(prometheus.GaugeOpts{Name: "roomfeed_catchup_streams", Help: "SSE streams admitted to catch up whose replay is not sent yet."}),
 		catchUpRefused: counter(reg, "roomfeed_catchup_refused_total", "SSE streams refused with 503 catch_up_busy: too many streams were catching up."),
 	}
-	reg.MustRegister(m.writeLatency, m.deliveryLag, m.catchUpWaiting, m.catchUpStreams)
+	reg.MustRegister(m.writeLatency, m.deliveryLag, m.catchUpWaiting, m.catchUpStreams, m.publishQueue)
 	if stats != nil {
 		reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -155,6 +157,13 @@ func (m *Metrics) wrote(message bool) {
 		m.written.WithLabelValues("message").Inc()
 	} else {
 		m.written.WithLabelValues("element").Inc()
+	}
+}
+
+// publishQueued records the committed events waiting for the log.
+func (m *Metrics) publishQueued(n int) {
+	if m != nil {
+		m.publishQueue.Set(float64(n))
 	}
 }
 

@@ -60,6 +60,7 @@ func (p *publisher) committed(evs []roomfeed.Event) {
 		p.space.Wait()
 	}
 	p.queue = append(p.queue, evs...)
+	p.metrics.publishQueued(len(p.queue))
 	if p.idle == nil {
 		p.idle = make(chan struct{})
 		go p.drain(p.idle)
@@ -80,6 +81,7 @@ func (p *publisher) drain(idle chan struct{}) {
 		n := min(len(p.queue), maxPublishEvents)
 		evs := p.queue[:n:n]
 		p.queue = p.queue[n:]
+		p.metrics.publishQueued(len(p.queue))
 		p.space.Broadcast()
 		p.mu.Unlock()
 		p.publish(evs)

@@ -95,6 +95,9 @@ func TestMetricsMove(t *testing.T) {
 			if _, ok := after["roomfeed_events_relayed_total"]; !ok && be.name != "sqlite" {
 				t.Error("roomfeed_events_relayed_total missing with Redis")
 			}
+			if q, ok := after["roomfeed_publish_queue_events"]; !ok || q != 0 {
+				t.Errorf("roomfeed_publish_queue_events once the writes were published: got %v (present %v), want 0", q, ok)
+			}
 			if _, ok := after["process_resident_memory_bytes"]; !ok {
 				t.Error("process metrics missing")
 			}
