@@ -72,9 +72,9 @@ type Observer interface {
 	// EventsReplayed: n events were sent from the source (catch-up, or
 	// filling a hole before a live event).
 	EventsReplayed(n int)
-	// EventDelivered: one live event was written; queued is when the hub
-	// received it.
-	EventDelivered(queued time.Time)
+	// EventsDelivered: n live events were written to a stream in one step;
+	// oldest is when the hub received the first of them (zero: unknown).
+	EventsDelivered(n int, oldest time.Time)
 	// StreamEnded: a stream ended, for reason: client_gone, slow_consumer,
 	// shutdown, error or auth_expired.
 	StreamEnded(reason string)
@@ -103,13 +103,13 @@ const (
 
 type noObserver struct{}
 
-func (noObserver) EventsReplayed(int)       {}
-func (noObserver) EventDelivered(time.Time) {}
-func (noObserver) StreamEnded(string)       {}
-func (noObserver) CatchUpRead(string, bool) {}
-func (noObserver) CatchUpWaiting(int)       {}
-func (noObserver) CatchUpAdmitted(int)      {}
-func (noObserver) CatchUpRefused()          {}
+func (noObserver) EventsReplayed(int)             {}
+func (noObserver) EventsDelivered(int, time.Time) {}
+func (noObserver) StreamEnded(string)             {}
+func (noObserver) CatchUpRead(string, bool)       {}
+func (noObserver) CatchUpWaiting(int)             {}
+func (noObserver) CatchUpAdmitted(int)            {}
+func (noObserver) CatchUpRefused()                {}
 
 // Request is what a client asks of a stream, parsed and authorized.
 type Request struct {

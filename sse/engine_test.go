@@ -148,10 +148,10 @@ func (r *recorder) EventsReplayed(n int) {
 	r.replayed += n
 }
 
-func (r *recorder) EventDelivered(time.Time) {
+func (r *recorder) EventsDelivered(n int, _ time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.delivered++
+	r.delivered += n
 }
 
 func (r *recorder) StreamEnded(reason string) {

@@ -374,7 +374,14 @@ func (st *Stream) flush(ctx context.Context) error {
 		msgs = sub.Drain(msgs)
 	}
 	buf := w.buf[:0]
+	var (
+		delivered int       // live events appended to buf
+		oldest    time.Time // when the hub received the first of them
+	)
 	defer func() {
+		if delivered > 0 {
+			st.env.obs.EventsDelivered(delivered, oldest)
+		}
 		// Keep an ordinary batch's memory for the next one, not a burst's.
 		clear(msgs)
 		if cap(msgs) <= keepMessages {
@@ -416,7 +423,10 @@ func (st *Stream) flush(ctx context.Context) error {
 				continue
 			}
 			buf = st.appendEvent(buf, m.Event, m.Frame)
-			st.env.obs.EventDelivered(m.Queued)
+			if delivered == 0 {
+				oldest = m.Queued
+			}
+			delivered++
 		}
 		if len(buf) >= batchBytes {
 			if err := st.write(buf); err != nil {

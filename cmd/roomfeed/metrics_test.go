@@ -89,8 +89,8 @@ func TestMetricsMove(t *testing.T) {
 			if got := sent(after) - sent(before); got < 6 {
 				t.Errorf("events sent (delivered + replayed) moved by %v, want at least 6", got)
 			}
-			if d, lag := after["roomfeed_events_delivered_total"], after["roomfeed_delivery_lag_seconds_count"]; d != lag {
-				t.Errorf("delivery lag observed %v times for %v deliveries, want one each", lag, d)
+			if d, lag := after["roomfeed_events_delivered_total"], after["roomfeed_delivery_lag_seconds_count"]; lag < 1 || lag > d {
+				t.Errorf("delivery lag observed %v times for %v deliveries, want once per write (1 to %v)", lag, d, d)
 			}
 			if _, ok := after["roomfeed_events_relayed_total"]; !ok && be.name != "sqlite" {
 				t.Error("roomfeed_events_relayed_total missing with Redis")
