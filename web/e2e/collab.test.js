@@ -459,6 +459,9 @@ describe('editing together', { concurrency: false }, () => {
       want,
       { timeout: 3000, polling: 20 },
     )
+    // B's recorder runs once a frame: let it note the final text too (the
+    // poll above can see it first).
+    await b.waitForFunction((w) => window.__seen.at(-1)?.[0] === w, want, { timeout: 3000 })
     const typed = await a.evaluate(() => window.__typed)
     const seen = await b.evaluate(() => window.__seen)
     // For each text A had, how long until B showed it or a later one.
