@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/roomfeed/roomfeed/repo"
 )
 
 // PgBenchRun is what pgbench measured beside scenario 6 on PostgreSQL: the
@@ -224,41 +226,12 @@ func firstError(out string) string {
 	return lastLines(strings.TrimSpace(out), 1)
 }
 
-// pgbenchSchemaSQL returns the statements that make schema and its tables
-// (rooms, elements and events as roomfeed's migrations make them: keys,
-// types, the json column, the foreign keys, the index on rooms.updated_at)
-// and fill rooms with
-// pgbenchRooms rooms at seq 0.
-func pgbenchSchemaSQL(schema string) string {
-	s := pgx.Identifier{schema}.Sanitize()
-	return fmt.Sprintf(`CREATE SCHEMA %[1]s;
-CREATE TABLE %[1]s.rooms (
-    room       text COLLATE "C" NOT NULL PRIMARY KEY,
-    seq        bigint           NOT NULL,
-    updated_at timestamptz      NOT NULL
-);
-CREATE INDEX ON %[1]s.rooms (updated_at);
-CREATE TABLE %[1]s.elements (
-    room       text COLLATE "C" NOT NULL REFERENCES %[1]s.rooms (room),
-    id         text COLLATE "C" NOT NULL,
-    kind       text             NOT NULL,
-    version    bigint           NOT NULL,
-    data       json             NOT NULL,
-    updated_at timestamptz      NOT NULL,
-    PRIMARY KEY (room, id)
-);
-CREATE TABLE %[1]s.events (
-    room    text COLLATE "C" NOT NULL REFERENCES %[1]s.rooms (room),
-    seq     bigint           NOT NULL,
-    type    text             NOT NULL,
-    payload text             NOT NULL,
-    at      timestamptz      NOT NULL,
-    PRIMARY KEY (room, seq)
-);
-INSERT INTO %[1]s.rooms (room, seq, updated_at)
+// pgbenchRoomsSQL fills the rooms table of schema with pgbenchRooms rooms
+// at seq 0.
+func pgbenchRoomsSQL(schema string) string {
+	return fmt.Sprintf(`INSERT INTO %[1]s.rooms (room, seq, updated_at)
     SELECT 'wm' || i, 0, now() FROM generate_series(0, %[2]d) AS i;
-ANALYZE %[1]s.rooms;
-`, s, pgbenchRooms-1)
+ANALYZE %[1]s.rooms;`, pgx.Identifier{schema}.Sanitize(), pgbenchRooms-1)
 }
 
 // pgbenchScript returns pgbench's custom script: one transaction per write,
@@ -319,30 +292,27 @@ func isVarStart(c byte) bool {
 	return c >= 0x80 || c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
 }
 
-// createPgBenchSchema makes pgbench's schema and tables (pgbenchSchemaSQL).
+// createPgBenchSchema makes schema with roomfeed's own tables, by its
+// migrations (keys, types, the json column, the element-count trigger), and
+// fills its rooms.
 func createPgBenchSchema(ctx context.Context, pgURL, schema string) error {
+	if err := createSchema(ctx, pgURL, schema); err != nil {
+		return err
+	}
+	store, err := repo.Open(ctx, inSchema(pgURL, schema), repo.Options{})
+	if err != nil {
+		return fmt.Errorf("migrate pgbench schema: %w", err)
+	}
+	if err := store.Close(); err != nil {
+		return fmt.Errorf("migrate pgbench schema: %w", err)
+	}
 	conn, err := pgx.Connect(ctx, pgURL)
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, pgbenchSchemaSQL(schema)); err != nil {
-		return fmt.Errorf("create pgbench schema: %w", err)
+	if _, err := conn.Exec(ctx, pgbenchRoomsSQL(schema)); err != nil {
+		return fmt.Errorf("fill pgbench rooms: %w", err)
 	}
 	return nil
-}
-
-// dropSchema drops schema and everything in it, even once ctx is done.
-func dropSchema(ctx context.Context, pgURL, schema string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, pgURL)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench: drop schema:", err)
-		return
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-		fmt.Fprintln(os.Stderr, "bench: drop schema:", err)
-	}
 }

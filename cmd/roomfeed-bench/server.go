@@ -240,27 +240,57 @@ func (b *backend) args(ctx context.Context, dir string) ([]string, error) {
 		b.dbPath = filepath.Join(dir, tag+".db")
 		return []string{"--database-url", "sqlite://" + b.dbPath}, nil
 	case "postgres":
-		conn, err := pgx.Connect(ctx, b.pgURL)
-		if err != nil {
-			return nil, fmt.Errorf("postgres: %w", err)
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{tag}.Sanitize()); err != nil {
-			return nil, fmt.Errorf("create schema: %w", err)
+		if err := createSchema(ctx, b.pgURL, tag); err != nil {
+			return nil, err
 		}
 		b.schema = tag
 		b.prefix = tag + ":"
-		sep := "?"
-		if strings.Contains(b.pgURL, "?") {
-			sep = "&"
-		}
 		return []string{
-			"--database-url", b.pgURL + sep + "search_path=" + tag,
+			"--database-url", inSchema(b.pgURL, tag),
 			"--redis-url", b.redisURL,
 			"--redis-prefix", b.prefix,
 		}, nil
 	}
 	return nil, fmt.Errorf("unknown backend %q", b.name)
+}
+
+// createSchema creates the schema name in the database of pgURL.
+func createSchema(ctx context.Context, pgURL, name string) error {
+	conn, err := pgx.Connect(ctx, pgURL)
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return fmt.Errorf("create schema: %w", err)
+	}
+	return nil
+}
+
+// dropSchema drops the schema name and everything in it, even once ctx is
+// done; a failure is printed, not returned.
+func dropSchema(ctx context.Context, pgURL, name string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, pgURL)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: drop schema:", err)
+		return
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{name}.Sanitize()+" CASCADE"); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: drop schema:", err)
+	}
+}
+
+// inSchema returns pgURL with its search_path set to schema, as roomfeed
+// takes it (a run-time parameter its migrations run in too).
+func inSchema(pgURL, schema string) string {
+	sep := "?"
+	if strings.Contains(pgURL, "?") {
+		sep = "&"
+	}
+	return pgURL + sep + "search_path=" + schema
 }
 
 // cleanup removes what args made.
@@ -274,12 +304,7 @@ func (b *backend) cleanup(ctx context.Context) {
 		b.dbPath = ""
 	}
 	if b.schema != "" {
-		if conn, err := pgx.Connect(ctx, b.pgURL); err == nil {
-			if _, err := conn.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{b.schema}.Sanitize()+" CASCADE"); err != nil {
-				fmt.Fprintln(os.Stderr, "bench: drop schema:", err)
-			}
-			conn.Close(ctx)
-		}
+		dropSchema(ctx, b.pgURL, b.schema)
 		b.schema = ""
 	}
 	if b.prefix != "" {
