@@ -15,6 +15,19 @@ import (
 	"github.com/roomfeed/roomfeed/internal/testenv"
 )
 
+// committedLog returns a test node's log and the events committed to its
+// history: commit[room] of them per room.
+func committedLog(t *testing.T, commit map[string]int) (*Log, map[string][]roomfeed.Event) {
+	t.Helper()
+	client, opts, hist := setup(t)
+	l := newTestNode(t, client, hist, opts, 16).log
+	evs := map[string][]roomfeed.Event{}
+	for room, n := range commit {
+		evs[room] = hist.commitN(room, n)
+	}
+	return l, evs
+}
+
 // TestPublishPipelined sends crafted batches through appendPipelined,
 // as concurrent Publishes would: each request gets its own outcome, and the
 // streams hold every event once, in order, never above a hole.
@@ -79,12 +92,7 @@ func TestPublishPipelined(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			client, opts, hist := setup(t)
-			l := newTestNode(t, client, hist, opts, 16).log
-			evs := map[string][]roomfeed.Event{}
-			for room, n := range tt.commit {
-				evs[room] = hist.commitN(room, n)
-			}
+			l, evs := committedLog(t, tt.commit)
 			for _, p := range tt.before {
 				if err := l.Publish(t.Context(), evs[p.room][p.seq-1]); err != nil {
 					t.Fatalf("Publish %s/%d: %v", p.room, p.seq, err)
@@ -267,12 +275,7 @@ func TestPublishAll(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			client, opts, hist := setup(t)
-			l := newTestNode(t, client, hist, opts, 16).log
-			evs := map[string][]roomfeed.Event{}
-			for room, n := range tt.commit {
-				evs[room] = hist.commitN(room, n)
-			}
+			l, evs := committedLog(t, tt.commit)
 			for _, r := range tt.before {
 				for seq := r.from; seq <= r.to; seq++ {
 					if err := l.Publish(t.Context(), evs[r.room][seq-1]); err != nil {
