@@ -25,6 +25,7 @@ type FanOutPoint struct {
 	SendLatency  Dist    `json:"latency_send_to_receipt"`
 	DeliveriesPS float64 `json:"deliveries_per_s"`
 	ServerCPU    float64 `json:"server_cpu_s"`
+	ServerWrites int64   `json:"server_write_calls"` // write(2) and the like, from /proc/PID/io
 	BenchCPU     float64 `json:"loadgen_cpu_s"`
 	ServerRSSKiB int64   `json:"server_rss_kib"`
 	Load1        float64 `json:"load1"`
@@ -40,6 +41,7 @@ type SatStep struct {
 	ServerCPU    float64 `json:"server_cpu_s"`
 	BenchCPU     float64 `json:"loadgen_cpu_s"`
 	CPUPer100k   float64 `json:"server_cpu_s_per_100k_deliveries"`
+	WritesPer100 float64 `json:"server_write_calls_per_100_deliveries"`
 	P99          float64 `json:"p99_ms"`
 	KeptUp       bool    `json:"kept_up"`
 	Why          string  `json:"why,omitempty"`
@@ -194,7 +196,7 @@ func logf(format string, args ...any) {
 func (b *bench) phase(ctx context.Context, srv *server, w *writer, subs []*subscriber, rate float64, d time.Duration, workers int, pick func(i int) (room, id string), drain time.Duration) (FanOutPoint, int64) {
 	acks := newAckLog()
 	before := dupSnapshot(subs)
-	cpu0, self0 := cpuSeconds(srv.pid), selfCPU()
+	cpu0, self0, writes0 := cpuSeconds(srv.pid), selfCPU(), writeCalls(srv.pid)
 	var errs atomic.Int64
 	start := time.Now()
 	issued, skipped := openLoop(ctx, rate, d, workers, func(i int) {
@@ -210,6 +212,7 @@ func (b *bench) phase(ctx context.Context, srv *server, w *writer, subs []*subsc
 	_ = skipped
 	waitDrain(subs, acks.tops(), drain)
 	cpu := cpuSeconds(srv.pid) - cpu0
+	writes := writeCalls(srv.pid) - writes0
 	del := collect(subs, acks, before)
 	p := FanOutPoint{
 		Subscribers:  len(subs),
@@ -221,6 +224,7 @@ func (b *bench) phase(ctx context.Context, srv *server, w *writer, subs []*subsc
 		SendLatency:  summarize(del.latSend),
 		DeliveriesPS: perSecond(del.Delivered, el),
 		ServerCPU:    round3(cpu),
+		ServerWrites: writes,
 		BenchCPU:     round3(selfCPU() - self0),
 		ServerRSSKiB: rssKiB(srv.pid),
 		Load1:        loadAvg(),
@@ -319,6 +323,7 @@ func (b *bench) saturate(ctx context.Context, srv *server, name string) SatRun {
 		}
 		if p.Delivered > 0 {
 			st.CPUPer100k = round3(p.ServerCPU / float64(p.Delivered) * 1e5)
+			st.WritesPer100 = round3(float64(p.ServerWrites) / float64(p.Delivered) * 100)
 		}
 		switch {
 		case st.Lost > 0:
@@ -332,8 +337,8 @@ func (b *bench) saturate(ctx context.Context, srv *server, name string) SatRun {
 		}
 		r.Steps = append(r.Steps, st)
 		r.MaxDPS = max(r.MaxDPS, st.DeliveriesPS)
-		logf("saturation %-8s rate=%-5.0f achieved=%-7.1f deliveries/s=%-9.0f p99=%.1fms cpu/100k=%.3fs server_cpu=%.2fs loadgen_cpu=%.2fs lost=%d kept_up=%v %s",
-			name, rate, st.AchievedRate, st.DeliveriesPS, st.P99, st.CPUPer100k, st.ServerCPU, st.BenchCPU, st.Lost, st.KeptUp, st.Why)
+		logf("saturation %-8s rate=%-5.0f achieved=%-7.1f deliveries/s=%-9.0f p99=%.1fms cpu/100k=%.3fs writes/100=%.1f server_cpu=%.2fs loadgen_cpu=%.2fs lost=%d kept_up=%v %s",
+			name, rate, st.AchievedRate, st.DeliveriesPS, st.P99, st.CPUPer100k, st.WritesPer100, st.ServerCPU, st.BenchCPU, st.Lost, st.KeptUp, st.Why)
 		if !st.KeptUp {
 			break
 		}

@@ -123,6 +123,26 @@ func cpuSeconds(pid int) float64 {
 	return float64(u+s) / clockTicks
 }
 
+// writeCalls returns the number of write system calls (write, writev,
+// sendmsg and the like) process pid made so far, from /proc/PID/io; 0 when
+// it cannot be read.
+func writeCalls(pid int) int64 {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/io")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "syscw:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
 // commandCPU returns the user+system CPU time of every process on this
 // machine whose command name (/proc/pid/comm) is name: the backends of a
 // local PostgreSQL ("postgres"), a local Redis ("redis-server"). A process

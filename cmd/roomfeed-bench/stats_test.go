@@ -3,6 +3,7 @@ package main
 import (
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -127,5 +128,28 @@ func TestCommandCPU(t *testing.T) {
 	}
 	if got := commandCPU("no-such-command-here"); got != 0 {
 		t.Errorf("commandCPU of no process: got %v, want 0", got)
+	}
+}
+
+// TestWriteCalls: the count of this process's write calls grows by at
+// least the writes it makes.
+func TestWriteCalls(t *testing.T) {
+	if _, err := os.Stat("/proc/self/io"); err != nil {
+		t.Skipf("no /proc/self/io on this platform (%v): the bench reports 0 write calls", err)
+	}
+	f, err := os.Create(filepath.Join(t.TempDir(), "w"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	before := writeCalls(os.Getpid())
+	const n = 50
+	for range n {
+		if _, err := f.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := writeCalls(os.Getpid()) - before; got < n {
+		t.Errorf("got %d more write calls, want at least %d", got, n)
 	}
 }
