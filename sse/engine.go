@@ -268,6 +268,10 @@ func (st *Stream) caughtUp() {
 	}
 }
 
+// Paced returns how many steps of pumped streams were put off to pace them
+// under load (see pumpPace).
+func (e *Engine) Paced() uint64 { return e.env.pump.paced.Load() }
+
 // Close refuses new streams, ends every open one at once (clients reconnect,
 // here or elsewhere), closes the hub, and waits until the streams, the pump
 // and the catch-up reads have stopped or ctx is done. It is safe to call

@@ -98,6 +98,7 @@ type recorder struct {
 	mu        sync.Mutex
 	replayed  int
 	delivered int
+	writes    int // EventsDelivered calls: writes of live events
 	ended     []string
 	reads     map[string]int // source reads by kind; joined ones as "joined " + kind
 	waiting   int            // streams waiting for a read now
@@ -152,6 +153,14 @@ func (r *recorder) EventsDelivered(n int, _ time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.delivered += n
+	r.writes++
+}
+
+// liveWrites returns the number of writes of live events so far.
+func (r *recorder) liveWrites() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.writes
 }
 
 func (r *recorder) StreamEnded(reason string) {

@@ -16,6 +16,18 @@ import (
 // (up to WriteTimeout) and the pump starts another worker in its place.
 const pumpSlice = 200 * time.Millisecond
 
+// Pacing under load: while scheduled streams wait pumpBusy or more for a
+// worker, a stream that wrote less than pumpPace ago waits until pumpPace
+// has passed since that write, and then sends what came meanwhile in one
+// larger write. A pump that keeps up never paces. A saturated one spends
+// its CPU on fewer, larger writes (and its clients on fewer reads): the
+// cost of a write(2) on a socket is mostly per call. Pacing lowers the wait
+// for a worker, and so ends itself once the load does.
+const (
+	pumpPace = 20 * time.Millisecond
+	pumpBusy = 5 * time.Millisecond
+)
+
 // The pump drives the live part of the streams whose HTTP/1.1 connection
 // it took over, with a few worker goroutines instead of one goroutine (plus
 // net/http's reader goroutine and buffers) per stream. An idle subscriber
@@ -30,6 +42,8 @@ const pumpSlice = 200 * time.Millisecond
 //     goroutine, for the rest of the write (up to WriteTimeout), and the pump
 //     starts another worker in its place; the held one leaves after that
 //     step. A stuck client therefore never holds up the others.
+//   - Under load the pump paces streams (pumpPace), so that each writes
+//     less often and more at a time.
 //   - At shutdown the pump closes every connection, which also ends a write
 //     blocked on a client that does not read, and ends every stream.
 type pump struct {
@@ -37,17 +51,24 @@ type pump struct {
 	heartbeat time.Duration
 	logger    *slog.Logger
 	workers   int
+	pace      time.Duration // see pumpPace; 0 = never pace
+	busy      time.Duration // see pumpBusy
 
 	startOnce sync.Once
 	started   bool
 	watch     *connWatch // nil where the platform has no watcher: then no pump
 
-	mu       sync.Mutex
-	cond     *sync.Cond
-	queue    []*Stream // FIFO of scheduled streams, from head on
-	head     int
-	streams  map[*Stream]struct{}
-	stopping bool // quit: no new streams; workers leave once streams is empty
+	mu        sync.Mutex
+	cond      *sync.Cond
+	queue     []waiting // FIFO of scheduled streams (when queued), from head on
+	head      int
+	streams   map[*Stream]struct{}
+	stopping  bool          // quit: no new streams; workers leave once streams is empty
+	lag       time.Duration // how long the last stream taken off queue waited there
+	later     []waiting     // FIFO of streams scheduled but paced (when due), from laterHead on
+	laterHead int
+	paceWake  chan struct{} // the pacer: later became non-empty
+	paced     atomic.Uint64 // steps put off by pacing
 
 	lent        atomic.Uint64  // workers held by slow writes
 	workerWG    sync.WaitGroup // the workers
@@ -57,9 +78,17 @@ type pump struct {
 	idleStreams []*Stream // the heartbeat's scratch list
 }
 
+// waiting is a scheduled stream in a queue, and a time: when it was queued,
+// or when its pace ends.
+type waiting struct {
+	st *Stream
+	at time.Time
+}
+
 func newPump(quit <-chan struct{}, heartbeat time.Duration, logger *slog.Logger) *pump {
 	p := &pump{quit: quit, heartbeat: heartbeat, logger: logger,
-		workers: max(32, 8*runtime.GOMAXPROCS(0)), streams: make(map[*Stream]struct{})}
+		workers: max(32, 8*runtime.GOMAXPROCS(0)), streams: make(map[*Stream]struct{}),
+		pace: pumpPace, busy: pumpBusy, paceWake: make(chan struct{}, 1)}
 	p.cond = sync.NewCond(&p.mu)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	return p
@@ -102,6 +131,7 @@ func (p *pump) start() bool {
 			p.spawn()
 		}
 		p.wg.Go(p.heartbeats)
+		p.wg.Go(p.pacer)
 		p.wg.Go(p.stopper)
 	})
 	return p.started
@@ -146,28 +176,102 @@ func (p *pump) add(st *Stream, conn net.Conn) bool {
 // ready queues st for a worker.
 func (p *pump) ready(st *Stream) {
 	p.mu.Lock()
-	p.queue = append(p.queue, st)
+	p.queue = append(p.queue, waiting{st, time.Now()})
 	p.mu.Unlock()
 	p.cond.Signal()
 }
 
-// pop waits for a scheduled stream; false when the pump has stopped.
+// pop waits for a scheduled stream; false when the pump has stopped. While
+// the pump is saturated, a stream that wrote within the pace is set aside
+// for the pacer instead (pace).
 func (p *pump) pop() (*Stream, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for p.head == len(p.queue) {
-		if p.stopping && len(p.streams) == 0 {
-			return nil, false
+	for {
+		for p.head == len(p.queue) {
+			if p.stopping && len(p.streams) == 0 {
+				return nil, false
+			}
+			p.cond.Wait()
 		}
-		p.cond.Wait()
+		q := p.queue[p.head]
+		p.queue[p.head] = waiting{}
+		p.head++
+		if p.head == len(p.queue) {
+			p.queue, p.head = p.queue[:0], 0
+		}
+		if !p.putOff(q) {
+			return q.st, true
+		}
 	}
-	st := p.queue[p.head]
-	p.queue[p.head] = nil
-	p.head++
-	if p.head == len(p.queue) {
-		p.queue, p.head = p.queue[:0], 0
+}
+
+// putOff sets q's stream aside until its pace has passed, when streams
+// wait for a worker (this one waited busy or more) and it wrote within the
+// pace; p.mu is held. The stream stays scheduled (queued) meanwhile:
+// whatever comes for it waits for that step.
+func (p *pump) putOff(q waiting) bool {
+	now := time.Now()
+	p.lag = now.Sub(q.at)
+	st := q.st
+	if p.pace <= 0 || p.stopping || p.lag < p.busy || st.lastWrite.IsZero() {
+		return false
 	}
-	return st, true
+	due := st.lastWrite.Add(p.pace)
+	if !now.Before(due) {
+		return false
+	}
+	if p.laterHead == len(p.later) {
+		select {
+		case p.paceWake <- struct{}{}:
+		default:
+		}
+	}
+	p.later = append(p.later, waiting{st, due})
+	p.paced.Add(1)
+	return true
+}
+
+// pacer hands the paced streams back to the workers as their pace passes.
+// A stream waits at most the pace after it was set aside, whatever the
+// streams ahead of it (due times within the FIFO differ by less than that).
+func (p *pump) pacer() {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	for {
+		p.mu.Lock()
+		now := time.Now()
+		moved := 0
+		for p.laterHead < len(p.later) && !p.later[p.laterHead].at.After(now) {
+			p.queue = append(p.queue, waiting{p.later[p.laterHead].st, now})
+			p.later[p.laterHead] = waiting{}
+			p.laterHead++
+			moved++
+		}
+		var wait time.Duration
+		if p.laterHead == len(p.later) {
+			p.later, p.laterHead = p.later[:0], 0
+		} else {
+			wait = p.later[p.laterHead].at.Sub(now)
+		}
+		p.mu.Unlock()
+		for range min(moved, p.workers) {
+			p.cond.Signal()
+		}
+		var tick <-chan time.Time
+		if wait > 0 {
+			t.Reset(wait)
+			tick = t.C
+		}
+		select {
+		case <-p.quit:
+			t.Stop()
+			return
+		case <-p.paceWake:
+			t.Stop()
+		case <-tick:
+		}
+	}
 }
 
 func (p *pump) work() {
@@ -233,6 +337,9 @@ func (p *pump) stopper() {
 	<-p.quit
 	p.mu.Lock()
 	p.stopping = true
+	// The paced streams run at once: their steps end them.
+	p.queue = append(p.queue, p.later[p.laterHead:]...)
+	p.later, p.laterHead = nil, 0
 	all := make([]*Stream, 0, len(p.streams))
 	for st := range p.streams {
 		all = append(all, st)

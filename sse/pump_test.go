@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -125,5 +126,98 @@ func TestPumpShutdownClosesStreams(t *testing.T) {
 	}
 	if _, _, ended := te.obs.counts(); len(ended) != 2 || ended[0] != "shutdown" || ended[1] != "shutdown" {
 		t.Errorf("ended: got %v, want two shutdowns", ended)
+	}
+}
+
+// pace sets the pump's pace and how long a stream must have waited for a
+// worker before a stream is paced (0: always; the test stands in for a
+// saturated pump).
+func (p *pump) setPace(pace, busy time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pace, p.busy = pace, busy
+}
+
+// pacedNow returns the number of streams the pacer holds.
+func (p *pump) pacedNow() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.later) - p.laterHead
+}
+
+// TestPumpPacesUnderLoad: while the pump is saturated, a stream that wrote
+// within the pace is set aside until the pace has passed, and then sends
+// everything that came meanwhile in one write, in order, each event once.
+func TestPumpPacesUnderLoad(t *testing.T) {
+	te := newTestEngine(t, Config{}, 1024, false)
+	p := te.env.pump
+	conn, br := dialRaw(t, te, "/r", 0)
+	eventually(t, "the stream pumped", func() bool { return p.size() == 1 })
+	te.src.publish("r", "first")
+	readUntil(t, conn, br, "id: 1")
+
+	// Saturated, with a pace that does not pass by itself.
+	p.setPace(time.Hour, 0)
+	writes := te.obs.liveWrites()
+	const n = 40
+	for range n {
+		te.src.publish("r", "x")
+	}
+	eventually(t, "the stream paced", func() bool { return p.pacedNow() == 1 })
+	if got := te.obs.liveWrites() - writes; got != 0 {
+		t.Fatalf("got %d writes while paced, want 0", got)
+	}
+
+	// The pace passes: the pacer hands the stream back at its due time.
+	p.setPace(0, 0)
+	p.mu.Lock()
+	p.later[p.laterHead].at = time.Now()
+	p.mu.Unlock()
+	select {
+	case p.paceWake <- struct{}{}:
+	default: // the pacer is already due to look
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	ids := <-readIDs(t, br, n)
+	want := make([]string, n)
+	for i := range want {
+		want[i] = strconv.Itoa(i + 2)
+	}
+	if !slices.Equal(ids, want) {
+		t.Errorf("got ids %v, want %v", ids, want)
+	}
+	eventually(t, "every delivery counted", func() bool {
+		_, delivered, _ := te.obs.counts()
+		return delivered == n+1
+	})
+	if got := te.obs.liveWrites() - writes; got != 1 {
+		t.Errorf("got %d writes for %d events, want 1", got, n)
+	}
+	if got := te.Paced(); got != 1 {
+		t.Errorf("got %d steps paced, want 1", got)
+	}
+}
+
+// TestPumpShutdownEndsPacedStreams: shutdown does not wait for a pace to
+// pass: a paced stream ends at once, like every other.
+func TestPumpShutdownEndsPacedStreams(t *testing.T) {
+	te := newTestEngine(t, Config{}, 1024, false)
+	p := te.env.pump
+	conn, br := dialRaw(t, te, "/s", 0)
+	eventually(t, "the stream pumped", func() bool { return p.size() == 1 })
+	te.src.publish("s", "first")
+	readUntil(t, conn, br, "id: 1")
+	p.setPace(time.Hour, 0)
+	te.src.publish("s", "second")
+	eventually(t, "the stream paced", func() bool { return p.pacedNow() == 1 })
+
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	te.Close(ctx)
+	if ctx.Err() != nil {
+		t.Fatal("Close still waiting after 10 s, want the paced stream ended at once")
+	}
+	if _, _, ended := te.obs.counts(); !slices.Equal(ended, []string{"shutdown"}) {
+		t.Errorf("ended: got %v, want one shutdown", ended)
 	}
 }

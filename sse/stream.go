@@ -37,9 +37,10 @@ type Stream struct {
 	remote    string
 	start     time.Time
 
-	out      writer    // the response: set by Serve
-	deadline time.Time // the write deadline last set on out
-	w        *worker   // what runs the current step; nil during the replay
+	out       writer    // the response: set by Serve
+	deadline  time.Time // the write deadline last set on out
+	lastWrite time.Time // when the last write started (the pump's pace)
+	w         *worker   // what runs the current step; nil during the replay
 
 	drv      driver       // runs the live steps
 	sched    atomic.Int32 // scheduling state (drive.go)
@@ -215,7 +216,9 @@ func (st *Stream) write(b []byte) error {
 	// Refresh the deadline at most every 1/8 of the limit: a write still
 	// gets between 7/8 and all of it, without a timer update in the network
 	// poller for every event.
-	if d := time.Now().Add(limit); d.Sub(st.deadline) > limit/8 {
+	now := time.Now()
+	st.lastWrite = now
+	if d := now.Add(limit); d.Sub(st.deadline) > limit/8 {
 		st.deadline = d
 		_ = st.out.SetWriteDeadline(d)
 	}

@@ -95,6 +95,9 @@ func TestMetricsMove(t *testing.T) {
 			if _, ok := after["roomfeed_events_relayed_total"]; !ok && be.name != "sqlite" {
 				t.Error("roomfeed_events_relayed_total missing with Redis")
 			}
+			if _, ok := after["roomfeed_stream_steps_paced_total"]; !ok {
+				t.Error("roomfeed_stream_steps_paced_total missing")
+			}
 			if q, ok := after["roomfeed_publish_queue_events"]; !ok || q != 0 {
 				t.Errorf("roomfeed_publish_queue_events once the writes were published: got %v (present %v), want 0", q, ok)
 			}

@@ -128,6 +128,8 @@ func (n *node) assemble(verifier *api.Verifier) {
 	cfg := n.cfg
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Read at scrape time, once the engine below is built.
+	n.extra["roomfeed_stream_steps_paced_total"] = func() float64 { return float64(n.feeds.Paced()) }
 	metrics := api.NewMetrics(registry, n.hub, n.extra)
 	n.feeds = sse.New(n.hub, n.log, sse.Config{Heartbeat: cfg.Heartbeat, WriteTimeout: cfg.StreamWriteTimeout,
 		CatchUpReads: cfg.CatchUpReads, CatchUpQueue: cfg.CatchUpQueue}, metrics, n.logger)
