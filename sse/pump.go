@@ -63,9 +63,8 @@ type pump struct {
 	queue     []waiting // FIFO of scheduled streams (when queued), from head on
 	head      int
 	streams   map[*Stream]struct{}
-	stopping  bool          // quit: no new streams; workers leave once streams is empty
-	lag       time.Duration // how long the last stream taken off queue waited there
-	later     []waiting     // FIFO of streams scheduled but paced (when due), from laterHead on
+	stopping  bool      // quit: no new streams; workers leave once streams is empty
+	later     []waiting // FIFO of streams scheduled but paced (when due), from laterHead on
 	laterHead int
 	paceWake  chan struct{} // the pacer: later became non-empty
 	paced     atomic.Uint64 // steps put off by pacing
@@ -212,9 +211,8 @@ func (p *pump) pop() (*Stream, bool) {
 // whatever comes for it waits for that step.
 func (p *pump) putOff(q waiting) bool {
 	now := time.Now()
-	p.lag = now.Sub(q.at)
 	st := q.st
-	if p.pace <= 0 || p.stopping || p.lag < p.busy || st.lastWrite.IsZero() {
+	if p.pace <= 0 || p.stopping || now.Sub(q.at) < p.busy || st.lastWrite.IsZero() {
 		return false
 	}
 	due := st.lastWrite.Add(p.pace)
