@@ -38,8 +38,8 @@ func startPgWriteStats(b *testing.B, url, app string) *pgWriteStats {
 	return st
 }
 
-// report waits for the backends' table statistics (flushed within a second
-// of a backend going idle) and reports the figures per write.
+// report waits for the backends' table statistics (flushed about a second
+// after a backend goes idle) and reports the figures per write.
 func (st *pgWriteStats) report(b *testing.B, writes int) {
 	b.Helper()
 	ctx := context.Background()
@@ -48,8 +48,15 @@ func (st *pgWriteStats) report(b *testing.B, writes int) {
 		b.Fatal(err)
 	}
 	cpu := st.backendsCPU(b)
-	time.Sleep(1500 * time.Millisecond)
+	// Until the figure stops changing for 1.5s (at most 15s).
 	upd, _, _ := st.read(b)
+	for stable, start := 0, time.Now(); stable < 3 && time.Since(start) < 15*time.Second; {
+		time.Sleep(500 * time.Millisecond)
+		next, _, _ := st.read(b)
+		if stable++; next != upd {
+			upd, stable = next, 0
+		}
+	}
 	var wal int64
 	if err := st.db.QueryRowContext(ctx, `SELECT pg_wal_lsn_diff($1::pg_lsn, $2::pg_lsn)::bigint`, lsn, st.lsn).Scan(&wal); err != nil {
 		b.Fatal(err)
