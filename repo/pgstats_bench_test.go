@@ -38,9 +38,11 @@ func startPgWriteStats(b *testing.B, url, app string) *pgWriteStats {
 	return st
 }
 
-// report waits for the backends' table statistics (flushed about a second
-// after a backend goes idle) and reports the figures per write.
-func (st *pgWriteStats) report(b *testing.B, writes int) {
+// report reports the figures per write. It reads the CPU time of the
+// backends, then closes the store (closeStore) so that they exit: an idle
+// backend may hold its table statistics for up to 10s, one that exits
+// flushes them (after it left pg_stat_activity).
+func (st *pgWriteStats) report(b *testing.B, writes int, closeStore func()) {
 	b.Helper()
 	ctx := context.Background()
 	var lsn string
@@ -48,10 +50,20 @@ func (st *pgWriteStats) report(b *testing.B, writes int) {
 		b.Fatal(err)
 	}
 	cpu := st.backendsCPU(b)
-	// Until the figure stops changing for 1.5s (at most 15s).
+	closeStore()
+	for start := time.Now(); time.Since(start) < 15*time.Second; time.Sleep(100 * time.Millisecond) {
+		var n int
+		if err := st.db.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1`, st.app).Scan(&n); err != nil {
+			b.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	// Until the figure stops changing for 1s (at most 15s).
 	upd, _, _ := st.read(b)
-	for stable, start := 0, time.Now(); stable < 3 && time.Since(start) < 15*time.Second; {
-		time.Sleep(500 * time.Millisecond)
+	for stable, start := 0, time.Now(); stable < 4 && time.Since(start) < 15*time.Second; {
+		time.Sleep(250 * time.Millisecond)
 		next, _, _ := st.read(b)
 		if stable++; next != upd {
 			upd, stable = next, 0

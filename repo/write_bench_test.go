@@ -49,14 +49,16 @@ func BenchmarkWrite(b *testing.B) {
 				if err != nil {
 					b.Fatalf("Open: %v", err)
 				}
-				b.Cleanup(func() { s.Close() })
+				var closeOnce sync.Once
+				closeStore := func() { closeOnce.Do(func() { s.Close() }) }
+				b.Cleanup(closeStore)
 				var st *pgWriteStats
 				if app != "" {
 					st = startPgWriteStats(b, strings.TrimSuffix(url, "&application_name="+app), app)
 				}
 				benchmarkWrites(b, s, run.writers, run.rooms, run.keyed)
 				if st != nil {
-					st.report(b, b.N)
+					st.report(b, b.N, closeStore)
 				}
 			})
 		}
