@@ -300,8 +300,8 @@ func columns(keys []key) (rooms, ids []string) {
 }
 
 // readLocks reads the answers of BEGIN, of the setting, of the room locks
-// and of the rooms' reads. A room's time is the batch's time t, or the room's previous
-// write time if that is later, so times follow seq order.
+// and of the rooms' reads. A room's time is the batch's time t, or the
+// room's previous write time if that is later, so times follow seq order.
 func (b *batch) readLocks(br pgx.BatchResults, t time.Time) error {
 	for range 3 { // BEGIN, the setting, the locks
 		if _, err := br.Exec(); err != nil {
