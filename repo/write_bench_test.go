@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,7 +18,8 @@ import (
 // rooms, on SQLite and PostgreSQL. Each writer replaces 16 elements of its
 // own in turn, like roomfeed-bench scenario 6. The keyed runs give every
 // write a new idempotency key, as a client sending an Op-ID with each
-// write does. Besides ns/op it reports writes/s.
+// write does. Besides ns/op it reports writes/s, and on PostgreSQL the
+// server's cost per write (see pgWriteStats).
 //
 //	go test -run '^$' -bench Write -benchtime 2000x ./repo/
 func BenchmarkWrite(b *testing.B) {
@@ -38,12 +40,26 @@ func BenchmarkWrite(b *testing.B) {
 				name += "/keyed"
 			}
 			b.Run(name, func(b *testing.B) {
-				s, err := Open(b.Context(), be.url(b), Options{})
+				url, app := be.url(b), ""
+				if isPostgres(url) {
+					app = testenv.UniqueName("rf_bench_")
+					url += "&application_name=" + app
+				}
+				s, err := Open(b.Context(), url, Options{})
 				if err != nil {
 					b.Fatalf("Open: %v", err)
 				}
-				b.Cleanup(func() { s.Close() })
+				var closeOnce sync.Once
+				closeStore := func() { closeOnce.Do(func() { s.Close() }) }
+				b.Cleanup(closeStore)
+				var st *pgWriteStats
+				if app != "" {
+					st = startPgWriteStats(b, strings.TrimSuffix(url, "&application_name="+app), app)
+				}
 				benchmarkWrites(b, s, run.writers, run.rooms, run.keyed)
+				if st != nil {
+					st.report(b, b.N, closeStore)
+				}
 			})
 		}
 	}

@@ -29,11 +29,14 @@ const (
 	// Locks the batch's rooms in the order given (sorted), creating the
 	// missing ones at seq 0. An existing room is locked, not rewritten (the
 	// DO UPDATE's WHERE is false: PostgreSQL locks the row and writes no
-	// new version of it). It writes nothing else: the seqs are set in the
-	// second round trip (the counts by triggers).
+	// new version of it). It writes nothing else: the seqs and the element
+	// counts are set in the second round trip (qUpdateRooms).
 	qLockRooms = `INSERT INTO rooms (room, seq, updated_at)
 		SELECT r, 0, $2::timestamptz FROM unnest($1::text[]) AS r
 		ON CONFLICT (room) DO UPDATE SET seq = rooms.seq WHERE false`
+	// Tells the trigger of migration 5 that this transaction counts the
+	// elements of its rooms itself (qUpdateRooms), until it ends.
+	qCountsElements = `SELECT set_config('roomfeed.counts_elements', 'on', true)`
 	// Each locked room's seq, time and element count.
 	qReadRooms = `SELECT r.room, r.seq, r.updated_at, r.elements
 		FROM unnest($1::text[]) AS k (room)
@@ -78,10 +81,12 @@ const (
 	qSaveKeys = `INSERT INTO idempotency_keys (room, key, fingerprint, status, header, body, seq, created_at)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::bytea[],
 			$7::bigint[], $8::timestamptz[])`
-	// Sets the seqs and times of rooms the batch locked (so they exist).
-	qUpdateRooms = `INSERT INTO rooms (room, seq, updated_at)
-		SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[])
-		ON CONFLICT (room) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at`
+	// Sets the seqs, times and element counts of rooms the batch locked (so
+	// they exist): one new version of each room row per batch.
+	qUpdateRooms = `INSERT INTO rooms (room, seq, updated_at, elements)
+		SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::bigint[])
+		ON CONFLICT (room) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at,
+			elements = excluded.elements`
 	// Removes a room the batch created for writes that all failed.
 	qDropRoom = `DELETE FROM rooms WHERE room = $1 AND seq = 0`
 )
@@ -158,17 +163,28 @@ type room struct {
 
 // batch is one transaction of several writes:
 //
-//  1. BEGIN; lock the batch's rooms in sorted order (creating missing ones)
-//     and read their seqs and times; read the elements, tombstones, base
-//     versions and idempotency keys the writes name (lock).
+//  1. BEGIN; say the batch counts elements itself (qCountsElements); lock
+//     the batch's rooms in sorted order (creating missing ones) and read
+//     their seqs, times and element counts; read the elements, tombstones,
+//     base versions and idempotency keys the writes name (lock).
 //  2. Go runs every write's Func in queue order against those reads, each
 //     seeing the changes of the writes before it; a write that fails leaves
 //     no change and takes no seq (run). The changes of the others
-//     (elements, tombstones, versions, events, keys, room seqs) are sent as
-//     a few multi-row statements with COMMIT (changes).
+//     (elements, tombstones, versions, events, keys, room seqs and element
+//     counts) are sent as a few multi-row statements with COMMIT (changes).
 //
 // Rooms are locked in the same order by every batch of every node, and a
 // single write locks one room, so batches do not deadlock each other.
+//
+// The element count of a room is kept by the batch, not by the trigger of
+// migration 5 (which would write a second version of the room row per
+// element created or deleted): it is read with the room's lock, follows
+// each successful write's creation or deletion, and is set with the seq. A
+// writer that does not set roomfeed.counts_elements (a write alone, an
+// older roomfeed, psql) is counted by the trigger, whose UPDATE of the room
+// row waits for the batch's lock and sees the count it committed; and the
+// batch reads the count only once it holds the lock, after such a writer
+// committed. So both ways of counting serialize on the room row.
 type batch struct {
 	rooms    map[string]*room
 	names    []string // of rooms, sorted
@@ -240,6 +256,7 @@ func (b *batch) lock(ctx context.Context, c *pgx.Conn) error {
 	t := sqlstore.Now()
 	q := &pgx.Batch{}
 	q.Queue(`BEGIN`)
+	q.Queue(qCountsElements)
 	q.Queue(qLockRooms, b.names, t)
 	q.Queue(qReadRooms, b.names)
 	if len(b.keys) > 0 {
@@ -282,11 +299,11 @@ func columns(keys []key) (rooms, ids []string) {
 	return rooms, ids
 }
 
-// readLocks reads the answers of BEGIN, of the room locks and of the
-// rooms' reads. A room's time is the batch's time t, or the room's previous
-// write time if that is later, so times follow seq order.
+// readLocks reads the answers of BEGIN, of the setting, of the room locks
+// and of the rooms' reads. A room's time is the batch's time t, or the
+// room's previous write time if that is later, so times follow seq order.
 func (b *batch) readLocks(br pgx.BatchResults, t time.Time) error {
-	for range 2 { // BEGIN, the locks
+	for range 3 { // BEGIN, the setting, the locks
 		if _, err := br.Exec(); err != nil {
 			return err
 		}
@@ -420,8 +437,8 @@ func (p prefixed) Scan(dest ...any) error { return p.row.Scan(append(p.dest, des
 
 // run runs the writes in Go, in queue order, and reports whether one
 // succeeded. A write runs on copies of its entries (element and key), kept
-// only if it succeeds; the element count follows its element's existence,
-// as the triggers will.
+// only if it succeeds; the room's element count follows its element's
+// existence (changes sends it).
 func (b *batch) run(writes []sqlstore.Write, errs []error) (wrote bool) {
 	for i, w := range writes {
 		if w == nil || sqlstore.SkipDone(writes, i) {
@@ -461,8 +478,9 @@ func (b *batch) run(writes []sqlstore.Write, errs []error) (wrote bool) {
 
 // changes queues the second round trip but for its COMMIT: the final
 // state of the elements and tombstones the writes changed, their versions,
-// events and keys, the rooms' seqs and times, and the removal of the rooms
-// the batch created for nothing.
+// events and keys, the rooms' seqs, times and element counts, and the
+// removal of the rooms the batch created for nothing. Only a room with a
+// successful write can have a new count, and every such room is updated.
 func (b *batch) changes(q *statements) *pgx.Batch {
 	qb := &pgx.Batch{}
 	b.queueEntries(qb, q.deleteElement)
@@ -482,21 +500,22 @@ func (b *batch) changes(q *statements) *pgx.Batch {
 		qb.Queue(qInsertEvents, rooms, seqs, types, payloads, ats)
 	}
 	var (
-		upd     []string
-		updSeqs []int64
-		updAts  []time.Time
+		upd           []string
+		updSeqs, updN []int64
+		updAts        []time.Time
 	)
 	for _, name := range b.names {
 		rm := b.rooms[name]
 		switch {
 		case rm.wrote:
 			upd, updSeqs, updAts = append(upd, name), append(updSeqs, rm.seq), append(updAts, rm.at)
+			updN = append(updN, rm.elements)
 		case rm.fresh:
 			qb.Queue(qDropRoom, name)
 		}
 	}
 	if len(upd) > 0 {
-		qb.Queue(qUpdateRooms, upd, updSeqs, updAts)
+		qb.Queue(qUpdateRooms, upd, updSeqs, updAts, updN)
 	}
 	return qb
 }

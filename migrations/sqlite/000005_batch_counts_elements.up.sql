@@ -1,0 +1,3 @@
+-- Nothing on SQLite: migration 5 of PostgreSQL lets its batch writer count
+-- elements instead of the trigger, by a transaction-local setting that SQLite
+-- does not have. This file keeps both dialects at the same versions.
