@@ -34,6 +34,10 @@ type Config struct {
 	ReplayPage   int           // events read from the source at a time
 	CatchUpReads int           // source reads of the streams (replays, fills, heads) running at once at most
 	CatchUpQueue int           // streams catching up at once at most; Open refuses more with ErrBusy
+	// Pace, when positive, paces pumped streams under load (pump.go): a
+	// stream that wrote less than Pace ago waits until Pace has passed
+	// while the pump's workers fall behind. 0 (the default): never.
+	Pace time.Duration
 }
 
 func (c *Config) defaults() {
@@ -169,7 +173,7 @@ func New(hub *Hub, src Source, cfg Config, obs Observer, logger *slog.Logger) *E
 	quit := make(chan struct{})
 	e := &Engine{hub: hub, quit: quit}
 	e.env = &env{src: src, gate: newGate(src, obs, quit, cfg), obs: obs, log: logger, cfg: cfg, quit: quit,
-		pump: newPump(quit, cfg.Heartbeat, logger)}
+		pump: newPump(quit, cfg.Heartbeat, cfg.Pace, logger)}
 	return e
 }
 
@@ -269,7 +273,7 @@ func (st *Stream) caughtUp() {
 }
 
 // Paced returns how many steps of pumped streams were put off to pace them
-// under load (see pumpPace).
+// under load (Config.Pace).
 func (e *Engine) Paced() uint64 { return e.env.pump.paced.Load() }
 
 // Close refuses new streams, ends every open one at once (clients reconnect,

@@ -16,17 +16,9 @@ import (
 // (up to WriteTimeout) and the pump starts another worker in its place.
 const pumpSlice = 200 * time.Millisecond
 
-// Pacing under load: while scheduled streams wait pumpBusy or more for a
-// worker, a stream that wrote less than pumpPace ago waits until pumpPace
-// has passed since that write, and then sends what came meanwhile in one
-// larger write. A pump that keeps up never paces. A saturated one spends
-// its CPU on fewer, larger writes (and its clients on fewer reads): the
-// cost of a write(2) on a socket is mostly per call. Pacing lowers the wait
-// for a worker, and so ends itself once the load does.
-const (
-	pumpPace = 20 * time.Millisecond
-	pumpBusy = 5 * time.Millisecond
-)
+// paceBusy is the share of the pace (Config.Pace) a stream must have waited
+// for a worker before the pump paces.
+const paceBusy = 8
 
 // The pump drives the live part of the streams whose HTTP/1.1 connection
 // it took over, with a few worker goroutines instead of one goroutine (plus
@@ -42,8 +34,13 @@ const (
 //     goroutine, for the rest of the write (up to WriteTimeout), and the pump
 //     starts another worker in its place; the held one leaves after that
 //     step. A stuck client therefore never holds up the others.
-//   - Under load the pump paces streams (pumpPace), so that each writes
-//     less often and more at a time.
+//   - With a pace (Config.Pace), the pump paces streams under load: while
+//     streams wait pace/8 or more for a worker, a stream that wrote less
+//     than the pace ago waits until the pace has passed, then sends what
+//     came meanwhile in one larger write. A saturated pump then spends its
+//     CPU on fewer, larger writes (and its clients on fewer reads): a
+//     write(2) on a socket costs mostly per call. A pump that keeps up
+//     never paces; one near its limit adds up to the pace to the latency.
 //   - At shutdown the pump closes every connection, which also ends a write
 //     blocked on a client that does not read, and ends every stream.
 type pump struct {
@@ -51,8 +48,8 @@ type pump struct {
 	heartbeat time.Duration
 	logger    *slog.Logger
 	workers   int
-	pace      time.Duration // see pumpPace; 0 = never pace
-	busy      time.Duration // see pumpBusy
+	pace      time.Duration // Config.Pace; 0 = never pace
+	busy      time.Duration // how long a stream must have waited for a worker to pace
 
 	startOnce sync.Once
 	started   bool
@@ -84,10 +81,10 @@ type waiting struct {
 	at time.Time
 }
 
-func newPump(quit <-chan struct{}, heartbeat time.Duration, logger *slog.Logger) *pump {
+func newPump(quit <-chan struct{}, heartbeat, pace time.Duration, logger *slog.Logger) *pump {
 	p := &pump{quit: quit, heartbeat: heartbeat, logger: logger,
 		workers: max(32, 8*runtime.GOMAXPROCS(0)), streams: make(map[*Stream]struct{}),
-		pace: pumpPace, busy: pumpBusy, paceWake: make(chan struct{}, 1)}
+		pace: pace, busy: pace / paceBusy, paceWake: make(chan struct{}, 1)}
 	p.cond = sync.NewCond(&p.mu)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	return p

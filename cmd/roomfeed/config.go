@@ -36,6 +36,7 @@ type config struct {
 	CORSOrigins        []string
 	Heartbeat          time.Duration
 	StreamWriteTimeout time.Duration
+	StreamPace         time.Duration
 	MaxBodyBytes       int64
 	MaxDataBytes       int
 	SubscriberBuffer   int
@@ -156,6 +157,7 @@ func (c *config) serverFlags(f *flagSet) []func() {
 	f.str(&c.Addr, setting{"addr", "ROOMFEED_ADDR", "listen address"}, "127.0.0.1:8080")
 	f.dur(&c.Heartbeat, setting{"heartbeat", "ROOMFEED_HEARTBEAT", "interval of the SSE ping comment"}, sse.DefaultHeartbeat)
 	f.dur(&c.StreamWriteTimeout, setting{"stream-write-timeout", "ROOMFEED_STREAM_WRITE_TIMEOUT", "deadline of each write to an SSE client"}, sse.DefaultWriteTimeout)
+	f.dur(&c.StreamPace, setting{"stream-pace", "ROOMFEED_STREAM_PACE", "under load, a stream that wrote less than this ago waits for it to pass (fewer, larger writes); 0 = never"}, 0)
 	f.num(&c.MaxBodyBytes, setting{"max-body-bytes", "ROOMFEED_MAX_BODY_BYTES", "request body limit"}, d.MaxBodyBytes)
 	f.str(&c.WebDir, setting{"web-dir", "ROOMFEED_WEB_DIR", "directory of the built web app"}, "web/dist")
 	f.str(&c.WebServerURL, setting{"web-server-url", "ROOMFEED_WEB_SERVER_URL", "the API origin the web app uses (GET /config.json); empty = the page's own"}, "")
@@ -247,6 +249,7 @@ func (c config) validate() error {
 	check(c.RelayInterval >= 100*time.Millisecond, "ROOMFEED_RELAY_INTERVAL must be at least 100ms")
 	check(c.Heartbeat >= 100*time.Millisecond, "ROOMFEED_HEARTBEAT must be at least 100ms")
 	check(c.StreamWriteTimeout >= 100*time.Millisecond, "ROOMFEED_STREAM_WRITE_TIMEOUT must be at least 100ms")
+	check(c.StreamPace >= 0 && c.StreamPace <= time.Second, "ROOMFEED_STREAM_PACE must be between 0 and 1s")
 	check(c.MaxBodyBytes >= 1024, "ROOMFEED_MAX_BODY_BYTES must be at least 1024")
 	check(c.MaxDataBytes >= 64 && int64(c.MaxDataBytes) <= c.MaxBodyBytes, "ROOMFEED_MAX_DATA_BYTES must be between 64 and the body limit")
 	check(c.SubscriberBuffer >= 1 && c.SubscriberBuffer <= 1<<20, "ROOMFEED_SUBSCRIBER_BUFFER must be between 1 and 1048576")

@@ -54,6 +54,18 @@ func TestParseConfig(t *testing.T) {
 		{name: "bad redis scheme", args: []string{"--redis-url", "http://x"}, wantErr: "REDIS_URL"},
 		{name: "wildcard CORS", env: map[string]string{"ROOMFEED_CORS_ORIGINS": "*"}, wantErr: "not allowed"},
 		{name: "CORS with a path", env: map[string]string{"ROOMFEED_CORS_ORIGINS": "https://a.example/app"}, wantErr: "ROOMFEED_CORS_ORIGINS"},
+		{name: "stream pace", env: map[string]string{"ROOMFEED_STREAM_PACE": "40ms"}, check: func(t *testing.T, c config) {
+			if c.StreamPace != 40*time.Millisecond {
+				t.Errorf("got stream pace %v, want 40ms", c.StreamPace)
+			}
+		}},
+		{name: "stream pace off by default", check: func(t *testing.T, c config) {
+			if c.StreamPace != 0 {
+				t.Errorf("got stream pace %v, want 0 (never)", c.StreamPace)
+			}
+		}},
+		{name: "negative stream pace", args: []string{"--stream-pace", "-1ms"}, wantErr: "ROOMFEED_STREAM_PACE"},
+		{name: "stream pace too long", env: map[string]string{"ROOMFEED_STREAM_PACE": "2s"}, wantErr: "ROOMFEED_STREAM_PACE"},
 		{name: "bad duration", env: map[string]string{"ROOMFEED_HEARTBEAT": "soon"}, wantErr: "ROOMFEED_HEARTBEAT"},
 		{name: "database timeout too short", env: map[string]string{"ROOMFEED_DB_TIMEOUT": "10ms"}, wantErr: "ROOMFEED_DB_TIMEOUT"},
 		{name: "database timeout", args: []string{"--db-timeout", "2s"}, check: func(t *testing.T, c config) {

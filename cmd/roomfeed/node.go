@@ -131,7 +131,7 @@ func (n *node) assemble(verifier *api.Verifier) {
 	// Read at scrape time, once the engine below is built.
 	n.extra["roomfeed_stream_steps_paced_total"] = func() float64 { return float64(n.feeds.Paced()) }
 	metrics := api.NewMetrics(registry, n.hub, n.extra)
-	n.feeds = sse.New(n.hub, n.log, sse.Config{Heartbeat: cfg.Heartbeat, WriteTimeout: cfg.StreamWriteTimeout,
+	n.feeds = sse.New(n.hub, n.log, sse.Config{Heartbeat: cfg.Heartbeat, WriteTimeout: cfg.StreamWriteTimeout, Pace: cfg.StreamPace,
 		CatchUpReads: cfg.CatchUpReads, CatchUpQueue: cfg.CatchUpQueue}, metrics, n.logger)
 	n.api = api.New(api.Config{
 		CORSOrigins:    cfg.CORSOrigins,
