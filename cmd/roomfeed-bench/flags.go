@@ -35,6 +35,7 @@ type options struct {
 	fanDur      time.Duration
 	satSubs     int
 	satRates    []float64
+	satPace     time.Duration
 	satDur      time.Duration
 	manySubs    int
 	connectPar  int
@@ -117,6 +118,7 @@ func (o *options) registerScenarios(fs *flag.FlagSet, l *listFlags) {
 	fs.DurationVar(&o.fanDur, "fan-duration", 0, "scenario 1: writing time per point (default 5s, --full 15s)")
 	fs.IntVar(&o.satSubs, "sat-subs", 1000, "scenario 2: subscribers of the saturated room")
 	fs.StringVar(&l.satRates, "sat-rates", "25,50,75,100,150,200,250,300,400,500,600,800,1000,1300,1600,2000,2500,3000,4000,5000", "scenario 2: write rates tried in order")
+	fs.DurationVar(&o.satPace, "sat-pace", 40*time.Millisecond, "scenario 2: also ramp a server run with --stream-pace set to this (0: skip)")
 	fs.DurationVar(&o.satDur, "sat-duration", 0, "scenario 2: time per rate step (default 3s, --full 6s)")
 	fs.IntVar(&o.manySubs, "many-subs", 10000, "scenarios 3 and 5: subscribers over 1,000 rooms")
 	fs.IntVar(&o.connectPar, "connect-parallel", 64, "scenarios 3 and 5: subscribers connecting at a time")

@@ -114,7 +114,11 @@ func printRun(out io.Writer, r BackendRun) {
 	if s := r.Saturation; s != nil {
 		fmt.Fprintf(out, "\n[%s] 2. saturation, %d subscribers on one room\n", r.Backend, s.Roomfeed.Subscribers)
 		fmt.Fprintln(tw, "server\tknee writes/s\tknee deliveries/s\tCPU s/100k deliv\tmax deliveries/s\tlimited by\t")
-		for _, sr := range []SatRun{s.Roomfeed, s.Bare} {
+		runs := []SatRun{s.Roomfeed, s.Bare}
+		if s.Paced != nil {
+			runs = []SatRun{s.Roomfeed, *s.Paced, s.Bare}
+		}
+		for _, sr := range runs {
 			why := sr.Error
 			if why == "" && len(sr.Steps) > 0 {
 				last := sr.Steps[len(sr.Steps)-1]
@@ -127,6 +131,9 @@ func printRun(out io.Writer, r BackendRun) {
 		}
 		tw.Flush()
 		fmt.Fprintf(out, "roomfeed / bare: %.0f %% of the deliveries/s, %.2fx the CPU per delivery\n", 100*s.ThroughputRatio, s.CPURatioRoomfeed)
+		if s.Paced != nil {
+			fmt.Fprintf(out, "paced (--stream-pace %s) / bare: %.0f %% of the deliveries/s\n", s.Pace, 100*s.PacedRatio)
+		}
 	}
 	if m := r.IdleMemory; m != nil {
 		fmt.Fprintf(out, "\n[%s] 5. idle memory: baseline %.1f MiB; 1,000 subs %.1f MiB (%.1f KiB/sub); %d subs %.1f MiB (%.1f KiB/sub); %d connected in %.1f s\n",

@@ -62,10 +62,13 @@ type SatRun struct {
 type Saturation struct {
 	Criterion        string  `json:"kept_up_criterion"`
 	Roomfeed         SatRun  `json:"roomfeed"`
+	Paced            *SatRun `json:"roomfeed_paced,omitempty"` // run with --stream-pace Pace
+	Pace             string  `json:"pace,omitempty"`
 	Bare             SatRun  `json:"bare_net_http"`
-	ThroughputRatio  float64 `json:"knee_throughput_ratio"`  // roomfeed / bare deliveries/s at the knee
-	CPUEfficiency    float64 `json:"cpu_per_delivery_ratio"` // bare / roomfeed CPU per delivery (1 = as cheap)
-	CPURatioRoomfeed float64 `json:"roomfeed_cpu_vs_bare"`   // roomfeed / bare CPU per delivery
+	ThroughputRatio  float64 `json:"knee_throughput_ratio"`                 // roomfeed / bare deliveries/s at the knee
+	PacedRatio       float64 `json:"paced_knee_throughput_ratio,omitempty"` // paced roomfeed / bare
+	CPUEfficiency    float64 `json:"cpu_per_delivery_ratio"`                // bare / roomfeed CPU per delivery (1 = as cheap)
+	CPURatioRoomfeed float64 `json:"roomfeed_cpu_vs_bare"`                  // roomfeed / bare CPU per delivery
 }
 
 type IdleMemory struct {
@@ -142,10 +145,16 @@ type bench struct {
 
 // withServer runs fn against a fresh server of the backend (or the --target).
 func (b *bench) withServer(ctx context.Context, be *backend, name string, fn func(*server) error) error {
+	return b.withServerArgs(ctx, be, name, nil, fn)
+}
+
+// withServerArgs is withServer with more roomfeed flags.
+func (b *bench) withServerArgs(ctx context.Context, be *backend, name string, extra []string, fn func(*server) error) error {
 	if b.cfg.target != "" {
 		return fn(&server{name: "target", url: b.cfg.target, pid: b.cfg.targetPID})
 	}
 	args, err := b.serverArgs(ctx, be, "127.0.0.1:0")
+	args = append(args, extra...)
 	defer be.cleanup(ctx)
 	if err != nil {
 		return err
@@ -360,6 +369,18 @@ func (b *bench) saturation(ctx context.Context, be *backend, run *BackendRun) er
 	if b.cfg.target != "" {
 		return err
 	}
+	if b.cfg.satPace > 0 && ctx.Err() == nil {
+		pace := b.cfg.satPace.String()
+		paced := SatRun{}
+		perr := b.withServerArgs(ctx, be, "saturation-paced", []string{"--stream-pace", pace}, func(srv *server) error {
+			paced = b.saturate(ctx, srv, "paced")
+			return nil
+		})
+		if perr != nil {
+			paced.Error = perr.Error()
+		}
+		sat.Paced, sat.Pace = &paced, pace
+	}
 	bare, err := startProcess(ctx, "bare-sse", b.selfBin, []string{"bare-sse", "--addr", "127.0.0.1:0"}, b.dir+"/bare.log")
 	if err != nil {
 		sat.Bare.Error = err.Error()
@@ -369,6 +390,9 @@ func (b *bench) saturation(ctx context.Context, be *backend, run *BackendRun) er
 	bare.stop()
 	if sat.Bare.KneeDPS > 0 {
 		sat.ThroughputRatio = round3(sat.Roomfeed.KneeDPS / sat.Bare.KneeDPS)
+		if sat.Paced != nil {
+			sat.PacedRatio = round3(sat.Paced.KneeDPS / sat.Bare.KneeDPS)
+		}
 	}
 	if sat.Roomfeed.KneeCPU100k > 0 && sat.Bare.KneeCPU100k > 0 {
 		sat.CPUEfficiency = round3(sat.Bare.KneeCPU100k / sat.Roomfeed.KneeCPU100k)
