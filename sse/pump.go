@@ -172,7 +172,11 @@ func (p *pump) add(st *Stream, conn net.Conn) bool {
 // ready queues st for a worker.
 func (p *pump) ready(st *Stream) {
 	p.mu.Lock()
-	p.queue = append(p.queue, waiting{st, time.Now()})
+	var at time.Time // read only to pace
+	if p.pace > 0 {
+		at = time.Now()
+	}
+	p.queue = append(p.queue, waiting{st, at})
 	p.mu.Unlock()
 	p.cond.Signal()
 }
@@ -207,9 +211,12 @@ func (p *pump) pop() (*Stream, bool) {
 // pace; p.mu is held. The stream stays scheduled (queued) meanwhile:
 // whatever comes for it waits for that step.
 func (p *pump) putOff(q waiting) bool {
-	now := time.Now()
 	st := q.st
-	if p.pace <= 0 || p.stopping || now.Sub(q.at) < p.busy || st.lastWrite.IsZero() {
+	if p.pace <= 0 || p.stopping || st.lastWrite.IsZero() {
+		return false
+	}
+	now := time.Now()
+	if now.Sub(q.at) < p.busy {
 		return false
 	}
 	due := st.lastWrite.Add(p.pace)
