@@ -145,16 +145,24 @@ func (p *pump) pacedNow() int {
 	return len(p.later) - p.laterHead
 }
 
+// pumpedAfterOne starts an engine with one pumped stream of room, which has
+// read the room's first event.
+func pumpedAfterOne(t *testing.T, room string) (*testEngine, net.Conn, *bufio.Reader) {
+	t.Helper()
+	te := newTestEngine(t, Config{}, 1024, false)
+	conn, br := dialRaw(t, te, "/"+room, 0)
+	eventually(t, "the stream pumped", func() bool { return te.env.pump.size() == 1 })
+	te.src.publish(room, "first")
+	readUntil(t, conn, br, "id: 1")
+	return te, conn, br
+}
+
 // TestPumpPacesUnderLoad: while the pump is saturated, a stream that wrote
 // within the pace is set aside until the pace has passed, and then sends
 // everything that came meanwhile in one write, in order, each event once.
 func TestPumpPacesUnderLoad(t *testing.T) {
-	te := newTestEngine(t, Config{}, 1024, false)
+	te, conn, br := pumpedAfterOne(t, "r")
 	p := te.env.pump
-	conn, br := dialRaw(t, te, "/r", 0)
-	eventually(t, "the stream pumped", func() bool { return p.size() == 1 })
-	te.src.publish("r", "first")
-	readUntil(t, conn, br, "id: 1")
 
 	// Saturated, with a pace that does not pass by itself.
 	p.setPace(time.Hour, 0)
@@ -201,12 +209,8 @@ func TestPumpPacesUnderLoad(t *testing.T) {
 // TestPumpShutdownEndsPacedStreams: shutdown does not wait for a pace to
 // pass: a paced stream ends at once, like every other.
 func TestPumpShutdownEndsPacedStreams(t *testing.T) {
-	te := newTestEngine(t, Config{}, 1024, false)
+	te, _, _ := pumpedAfterOne(t, "s")
 	p := te.env.pump
-	conn, br := dialRaw(t, te, "/s", 0)
-	eventually(t, "the stream pumped", func() bool { return p.size() == 1 })
-	te.src.publish("s", "first")
-	readUntil(t, conn, br, "id: 1")
 	p.setPace(time.Hour, 0)
 	te.src.publish("s", "second")
 	eventually(t, "the stream paced", func() bool { return p.pacedNow() == 1 })
