@@ -81,11 +81,20 @@ func untilJoined(t *testing.T, reg *prometheus.Registry, want int) {
 }
 
 // follow opens url from cursor and reads it until the event with id last
-// (readIDs); it sends the outcome on the channel returned.
-func follow(ctx context.Context, url string, cursor, last int64) chan error {
+// (readIDs); it sends the outcome on the channel returned. dials, when not
+// nil, bounds the dials in progress at once (a slot each): hundreds of TLS
+// handshakes at once on a busy 2-core machine can outlast HTTP/2's 2 s wait
+// for a client's SETTINGS, and the server then drops the connection.
+func follow(ctx context.Context, url string, cursor, last int64, dials chan struct{}) chan error {
 	done := make(chan error, 1)
 	go func() {
+		if dials != nil {
+			dials <- struct{}{}
+		}
 		st, err := (&client.Client{}).Dial(ctx, url, strconv.FormatInt(cursor, 10))
+		if dials != nil {
+			<-dials
+		}
 		if err != nil {
 			done <- err
 			return
@@ -143,8 +152,9 @@ func TestFeedCatchUpStorm(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		defer cancel()
 		outcomes := make([]chan error, subscribers)
+		dials := make(chan struct{}, 16)
 		for i := range outcomes {
-			outcomes[i] = follow(ctx, ts.URL+"/rooms/"+room+"/events", 0, history+live)
+			outcomes[i] = follow(ctx, ts.URL+"/rooms/"+room+"/events", 0, history+live, dials)
 		}
 		// Every subscriber is catching up (all joined the first read):
 		// what is written now comes live.
@@ -191,7 +201,7 @@ func TestFeedCatchUpBusy(t *testing.T) {
 		room := testenv.UniqueName("busy")
 		messages(t, ts, room, 20)
 		url := ts.URL + "/rooms/" + room + "/events"
-		first := follow(t.Context(), url, 0, 20)
+		first := follow(t.Context(), url, 0, 20, nil)
 		eventually(t, "the first stream's read", func() bool { return src.reads.Load() > 0 })
 
 		r := do(t, http.MethodGet, url, "", "Last-Event-ID", "3")
@@ -219,7 +229,7 @@ func TestFeedCatchUpBusy(t *testing.T) {
 		eventually(t, "the first stream's place given back", func() bool {
 			return gathered(t, reg, "roomfeed_catchup_streams", "", "") == 0
 		})
-		if err := <-follow(t.Context(), url, 3, 21); err != nil {
+		if err := <-follow(t.Context(), url, 3, 21, nil); err != nil {
 			t.Fatalf("second stream, retried: %v", err)
 		}
 		if refused := gathered(t, reg, "roomfeed_catchup_refused_total", "", ""); refused != 1 {
