@@ -16,8 +16,8 @@ import (
 // (up to WriteTimeout) and the pump starts another worker in its place.
 const pumpSlice = 200 * time.Millisecond
 
-// paceBusy is the share of the pace (Config.Pace) a stream must have waited
-// for a worker before the pump paces.
+// A stream must have waited pace/paceBusy for a worker before the pump
+// paces it (Config.Pace).
 const paceBusy = 8
 
 // The pump drives the live part of the streams whose HTTP/1.1 connection
@@ -181,9 +181,8 @@ func (p *pump) ready(st *Stream) {
 	p.cond.Signal()
 }
 
-// pop waits for a scheduled stream; false when the pump has stopped. While
-// the pump is saturated, a stream that wrote within the pace is set aside
-// for the pacer instead (pace).
+// pop waits for a scheduled stream; false when the pump has stopped. A
+// stream to pace is set aside for the pacer instead (putOff).
 func (p *pump) pop() (*Stream, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
