@@ -34,6 +34,7 @@ type Report struct {
 	Runs      []BackendRun `json:"runs"`
 	Targets   []Target     `json:"targets"`
 	Notes     []string     `json:"notes,omitempty"`
+	Broken    []string     `json:"broken_deliveries,omitempty"` // see brokenDeliveries
 	NoFile    uint64       `json:"rlimit_nofile"`
 	BenchCPU  float64      `json:"loadgen_cpu_s"`
 	ServerBin string       `json:"server_bin,omitempty"`
@@ -120,6 +121,9 @@ func run(args []string) error {
 	printTable(os.Stdout, rep)
 	if err := writeOutputs(o, rep); err != nil {
 		return err
+	}
+	if len(rep.Broken) > 0 {
+		return fmt.Errorf("deliveries broke the feed's promise: %s", strings.Join(rep.Broken, "; "))
 	}
 	return ctx.Err()
 }
@@ -321,6 +325,7 @@ func finish(rep *Report) {
 	rep.BenchCPU = round1(selfCPU())
 	rep.Seconds = round1(time.Since(rep.Started).Seconds())
 	rep.Targets = evaluate(rep)
+	rep.Broken = brokenDeliveries(rep)
 }
 
 // writeOutputs writes the JSON file (--out) and the SVG (--svg, when there

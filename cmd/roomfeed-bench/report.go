@@ -96,6 +96,9 @@ func printTable(out io.Writer, rep *Report) {
 	for _, n := range rep.Notes {
 		fmt.Fprintln(out, "note:", n)
 	}
+	for _, b := range rep.Broken {
+		fmt.Fprintln(out, "BROKEN:", b)
+	}
 	fmt.Fprintln(out)
 }
 

@@ -36,6 +36,8 @@ type SatStep struct {
 	AchievedRate float64 `json:"achieved_writes_per_s"`
 	Delivered    int64   `json:"delivered"`
 	Lost         int64   `json:"lost"`
+	Duplicates   int64   `json:"duplicates"`
+	OutOfOrder   int64   `json:"out_of_order"`
 	Disconnected int     `json:"disconnected"`
 	DeliveriesPS float64 `json:"deliveries_per_s"`
 	ServerCPU    float64 `json:"server_cpu_s"`
@@ -327,6 +329,7 @@ func (b *bench) saturate(ctx context.Context, srv *server, name string) SatRun {
 		}, 3*time.Second)
 		st := SatStep{
 			TargetRate: rate, AchievedRate: p.AchievedRate, Delivered: p.Delivered, Lost: p.Lost,
+			Duplicates: p.Duplicates, OutOfOrder: p.OutOfOrder,
 			Disconnected: p.Disconnected - disc0, DeliveriesPS: p.DeliveriesPS, ServerCPU: p.ServerCPU, BenchCPU: p.BenchCPU,
 			P99: p.Latency.P99, KeptUp: true,
 		}
