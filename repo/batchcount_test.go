@@ -1,7 +1,6 @@
 package repo
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,16 +10,9 @@ import (
 	"github.com/roomfeed/roomfeed/internal/testenv"
 )
 
-// errAnyOutcome marks a write of countWrite whose outcome differs by
-// dialect and is not checked.
+// errAnyOutcome in a queuedWrite's wantErr marks a write whose outcome
+// differs by dialect and is not checked (errAnyErr wants some error).
 var errAnyOutcome = errors.New("any outcome")
-
-// countWrite is a write of TestBatchElementCount and its expected error.
-type countWrite struct {
-	name    string
-	write   func(ctx context.Context, s *Store) (int64, error)
-	wantErr error // nil, a sentinel, or errAnyOutcome
-}
 
 // TestBatchElementCount: rooms.elements stays the number of element rows
 // through batches that mix creations, replacements, deletions, failed
@@ -34,79 +26,79 @@ func TestBatchElementCount(t *testing.T) {
 	limit4 := Precondition{MaxElements: 4}
 	tests := []struct {
 		name   string
-		writes func(t *testing.T, db rawDB) []countWrite
+		writes func(t *testing.T, db rawDB) []queuedWrite
 		want   map[string]int64 // rooms' element counts after the batch
 	}{
 		{
 			name: "creations in existing and new rooms",
-			writes: func(*testing.T, rawDB) []countWrite {
-				return []countWrite{
-					{"put r1/d", putWrite("r1", "d", Precondition{}), nil},
-					{"put r2/y", putWrite("r2", "y", Precondition{}), nil},
-					{"put new/a", putWrite("new", "a", Precondition{}), nil},
-					{"put new/b", putWrite("new", "b", Precondition{}), nil},
+			writes: func(*testing.T, rawDB) []queuedWrite {
+				return []queuedWrite{
+					{name: "put r1/d", write: putWrite("r1", "d", Precondition{}), wantErr: nil},
+					{name: "put r2/y", write: putWrite("r2", "y", Precondition{}), wantErr: nil},
+					{name: "put new/a", write: putWrite("new", "a", Precondition{}), wantErr: nil},
+					{name: "put new/b", write: putWrite("new", "b", Precondition{}), wantErr: nil},
 				}
 			},
 			want: map[string]int64{"r1": 4, "r2": 2, "new": 2},
 		},
 		{
 			name: "creations, replacements and deletions",
-			writes: func(*testing.T, rawDB) []countWrite {
-				return []countWrite{
-					{"replace r1/a", putWrite("r1", "a", Precondition{}), nil},
-					{"delete r1/b", deleteWrite("r1", "b", Precondition{}), nil},
-					{"put r1/d", putWrite("r1", "d", Precondition{}), nil},
-					{"patch r1/c", patchWrite("r1", "c", `{"p":1}`, Precondition{}), nil},
-					{"delete r2/x", deleteWrite("r2", "x", Precondition{}), nil},
-					{"put r2/y", putWrite("r2", "y", Precondition{}), nil},
+			writes: func(*testing.T, rawDB) []queuedWrite {
+				return []queuedWrite{
+					{name: "replace r1/a", write: putWrite("r1", "a", Precondition{}), wantErr: nil},
+					{name: "delete r1/b", write: deleteWrite("r1", "b", Precondition{}), wantErr: nil},
+					{name: "put r1/d", write: putWrite("r1", "d", Precondition{}), wantErr: nil},
+					{name: "patch r1/c", write: patchWrite("r1", "c", `{"p":1}`, Precondition{}), wantErr: nil},
+					{name: "delete r2/x", write: deleteWrite("r2", "x", Precondition{}), wantErr: nil},
+					{name: "put r2/y", write: putWrite("r2", "y", Precondition{}), wantErr: nil},
 				}
 			},
 			want: map[string]int64{"r1": 3, "r2": 1},
 		},
 		{
 			name: "an element created and deleted in the batch, another deleted and created again",
-			writes: func(*testing.T, rawDB) []countWrite {
-				return []countWrite{
-					{"put r1/d", putWrite("r1", "d", Precondition{}), nil},
-					{"delete r1/d", deleteWrite("r1", "d", Precondition{}), nil},
-					{"delete r1/a", deleteWrite("r1", "a", Precondition{}), nil},
-					{"put r1/a again", putWrite("r1", "a", Precondition{}), nil},
-					{"delete r2/x", deleteWrite("r2", "x", Precondition{}), nil},
-					{"put new/a", putWrite("new", "a", Precondition{}), nil},
-					{"delete new/a", deleteWrite("new", "a", Precondition{}), nil},
+			writes: func(*testing.T, rawDB) []queuedWrite {
+				return []queuedWrite{
+					{name: "put r1/d", write: putWrite("r1", "d", Precondition{}), wantErr: nil},
+					{name: "delete r1/d", write: deleteWrite("r1", "d", Precondition{}), wantErr: nil},
+					{name: "delete r1/a", write: deleteWrite("r1", "a", Precondition{}), wantErr: nil},
+					{name: "put r1/a again", write: putWrite("r1", "a", Precondition{}), wantErr: nil},
+					{name: "delete r2/x", write: deleteWrite("r2", "x", Precondition{}), wantErr: nil},
+					{name: "put new/a", write: putWrite("new", "a", Precondition{}), wantErr: nil},
+					{name: "delete new/a", write: deleteWrite("new", "a", Precondition{}), wantErr: nil},
 				}
 			},
 			want: map[string]int64{"r1": 3, "r2": 0, "new": 0},
 		},
 		{
 			name: "failed writes change no count",
-			writes: func(*testing.T, rawDB) []countWrite {
-				return []countWrite{
-					{"put r1/a stale", putWrite("r1", "a", Precondition{IfMatch: ptr(int64(7))}), ErrVersionMismatch},
-					{"delete r1/a stale", deleteWrite("r1", "a", Precondition{IfMatch: ptr(int64(7))}), ErrVersionMismatch},
-					{"delete r1/nope", deleteWrite("r1", "nope", Precondition{}), ErrNotFound},
-					{"put r1/a exists", putWrite("r1", "a", Precondition{IfNoneMatchAny: true}), ErrExists},
-					{"put r2/y", putWrite("r2", "y", Precondition{}), nil},
-					{"delete r2/x stale", deleteWrite("r2", "x", Precondition{IfMatch: ptr(int64(9))}), ErrVersionMismatch},
-					{"put new/a stale", putWrite("new", "a", Precondition{IfMatchAny: true}), ErrVersionMismatch},
+			writes: func(*testing.T, rawDB) []queuedWrite {
+				return []queuedWrite{
+					{name: "put r1/a stale", write: putWrite("r1", "a", Precondition{IfMatch: ptr(int64(7))}), wantErr: ErrVersionMismatch},
+					{name: "delete r1/a stale", write: deleteWrite("r1", "a", Precondition{IfMatch: ptr(int64(7))}), wantErr: ErrVersionMismatch},
+					{name: "delete r1/nope", write: deleteWrite("r1", "nope", Precondition{}), wantErr: ErrNotFound},
+					{name: "put r1/a exists", write: putWrite("r1", "a", Precondition{IfNoneMatchAny: true}), wantErr: ErrExists},
+					{name: "put r2/y", write: putWrite("r2", "y", Precondition{}), wantErr: nil},
+					{name: "delete r2/x stale", write: deleteWrite("r2", "x", Precondition{IfMatch: ptr(int64(9))}), wantErr: ErrVersionMismatch},
+					{name: "put new/a stale", write: putWrite("new", "a", Precondition{IfMatchAny: true}), wantErr: ErrVersionMismatch},
 				}
 			},
 			want: map[string]int64{"r1": 3, "r2": 2},
 		},
 		{
 			name: "writes over the limit",
-			writes: func(*testing.T, rawDB) []countWrite {
-				return []countWrite{
-					{"put r2/y", putWrite("r2", "y", limit2), nil},
-					{"put r2/z over", putWrite("r2", "z", limit2), ErrRoomFull},
-					{"put r1/d", putWrite("r1", "d", limit4), nil},
-					{"put r1/e over", putWrite("r1", "e", limit4), ErrRoomFull},
-					{"delete r1/a", deleteWrite("r1", "a", Precondition{}), nil},
-					{"put r1/e", putWrite("r1", "e", limit4), nil},
-					{"put r1/f over", putWrite("r1", "f", limit4), ErrRoomFull},
-					{"replace r1/b in a full room", putWrite("r1", "b", limit4), nil},
-					{"put new/a", putWrite("new", "a", Precondition{MaxElements: 1}), nil},
-					{"put new/b over", putWrite("new", "b", Precondition{MaxElements: 1}), ErrRoomFull},
+			writes: func(*testing.T, rawDB) []queuedWrite {
+				return []queuedWrite{
+					{name: "put r2/y", write: putWrite("r2", "y", limit2), wantErr: nil},
+					{name: "put r2/z over", write: putWrite("r2", "z", limit2), wantErr: ErrRoomFull},
+					{name: "put r1/d", write: putWrite("r1", "d", limit4), wantErr: nil},
+					{name: "put r1/e over", write: putWrite("r1", "e", limit4), wantErr: ErrRoomFull},
+					{name: "delete r1/a", write: deleteWrite("r1", "a", Precondition{}), wantErr: nil},
+					{name: "put r1/e", write: putWrite("r1", "e", limit4), wantErr: nil},
+					{name: "put r1/f over", write: putWrite("r1", "f", limit4), wantErr: ErrRoomFull},
+					{name: "replace r1/b in a full room", write: putWrite("r1", "b", limit4), wantErr: nil},
+					{name: "put new/a", write: putWrite("new", "a", Precondition{MaxElements: 1}), wantErr: nil},
+					{name: "put new/b over", write: putWrite("new", "b", Precondition{MaxElements: 1}), wantErr: ErrRoomFull},
 				}
 			},
 			want: map[string]int64{"r1": 4, "r2": 2, "new": 1},
@@ -115,13 +107,13 @@ func TestBatchElementCount(t *testing.T) {
 			// PostgreSQL runs the writes again alone (counted by the
 			// trigger); SQLite fails them all.
 			name: "a rejected batch",
-			writes: func(t *testing.T, db rawDB) []countWrite {
-				return []countWrite{
-					{"put r1/d", putWrite("r1", "d", Precondition{}), errAnyOutcome},
-					{"delete r1/a", deleteWrite("r1", "a", Precondition{}), errAnyOutcome},
-					{"deferred violation", deferredFK(t, db), errAnyOutcome},
-					{"put new/a", putWrite("new", "a", Precondition{}), errAnyOutcome},
-					{"delete r2/x", deleteWrite("r2", "x", Precondition{}), errAnyOutcome},
+			writes: func(t *testing.T, db rawDB) []queuedWrite {
+				return []queuedWrite{
+					{name: "put r1/d", write: putWrite("r1", "d", Precondition{}), wantErr: errAnyOutcome},
+					{name: "delete r1/a", write: deleteWrite("r1", "a", Precondition{}), wantErr: errAnyOutcome},
+					{name: "deferred violation", write: deferredFK(t, db), wantErr: errAnyOutcome},
+					{name: "put new/a", write: putWrite("new", "a", Precondition{}), wantErr: errAnyOutcome},
+					{name: "delete r2/x", write: deleteWrite("r2", "x", Precondition{}), wantErr: errAnyOutcome},
 				}
 			},
 		},
@@ -136,11 +128,7 @@ func TestBatchElementCount(t *testing.T) {
 				}
 				mustPut(t, s, "r2", "x", "thing", `{}`)
 				writes := tt.writes(t, db)
-				queued := make([]queuedWrite, len(writes))
-				for i, w := range writes {
-					queued[i] = queuedWrite{name: w.name, write: w.write}
-				}
-				for i, r := range runQueued(t, s, queued) {
+				for i, r := range runQueued(t, s, writes) {
 					if w := writes[i]; w.wantErr != errAnyOutcome && !errors.Is(r.err, w.wantErr) {
 						t.Errorf("%s: got error %v, want %v", w.name, r.err, w.wantErr)
 					}
