@@ -127,20 +127,26 @@ func cpuSeconds(pid int) float64 {
 // sendmsg and the like) process pid made so far, from /proc/PID/io; 0 when
 // it cannot be read.
 func writeCalls(pid int) int64 {
+	n, _ := strconv.ParseInt(procField(pid, "io", "syscw:"), 10, 64)
+	return n
+}
+
+// procField returns the value after key on its line of /proc/PID/file,
+// trimmed; "" when pid is not a process or the line is missing.
+func procField(pid int, file, key string) string {
 	if pid <= 0 {
-		return 0
+		return ""
 	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/io")
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/" + file)
 	if err != nil {
-		return 0
+		return ""
 	}
 	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "syscw:"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			return n
+		if v, ok := strings.CutPrefix(line, key); ok {
+			return strings.TrimSpace(v)
 		}
 	}
-	return 0
+	return ""
 }
 
 // commandCPU returns the user+system CPU time of every process on this
@@ -195,22 +201,8 @@ func parseProcStat(line string) (utime, stime int64, err error) {
 
 // rssKiB returns VmRSS of the process in KiB from /proc/pid/status.
 func rssKiB(pid int) int64 {
-	if pid <= 0 {
-		return 0
-	}
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return n
-		}
-	}
-	return 0
+	n, _ := strconv.ParseInt(strings.TrimSuffix(procField(pid, "status", "VmRSS:"), " kB"), 10, 64)
+	return n
 }
 
 // selfCPU returns this process's user+system CPU seconds (the load generator).

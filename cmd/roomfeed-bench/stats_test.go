@@ -132,7 +132,7 @@ func TestCommandCPU(t *testing.T) {
 }
 
 // TestWriteCalls: the count of this process's write calls grows by at
-// least the writes it makes.
+// least the writes it makes; its RSS, read the same way, is there too.
 func TestWriteCalls(t *testing.T) {
 	if _, err := os.Stat("/proc/self/io"); err != nil {
 		t.Skipf("no /proc/self/io on this platform (%v): the bench reports 0 write calls", err)
@@ -151,5 +151,11 @@ func TestWriteCalls(t *testing.T) {
 	}
 	if got := writeCalls(os.Getpid()) - before; got < n {
 		t.Errorf("got %d more write calls, want at least %d", got, n)
+	}
+	if got := rssKiB(os.Getpid()); got <= 0 {
+		t.Errorf("got RSS %d KiB for this process, want more than 0", got)
+	}
+	if got := writeCalls(0); got != 0 {
+		t.Errorf("got %d write calls of no process, want 0", got)
 	}
 }
