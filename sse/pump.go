@@ -127,7 +127,9 @@ func (p *pump) start() bool {
 			p.spawn()
 		}
 		p.wg.Go(p.heartbeats)
-		p.wg.Go(p.pacer)
+		if p.pace > 0 {
+			p.wg.Go(p.pacer)
+		}
 		p.wg.Go(p.stopper)
 	})
 	return p.started

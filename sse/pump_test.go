@@ -145,11 +145,14 @@ func (p *pump) pacedNow() int {
 	return len(p.later) - p.laterHead
 }
 
-// pumpedAfterOne starts an engine with one pumped stream of room, which has
-// read the room's first event.
+// pumpedAfterOne starts an engine with a pacer and one pumped stream of
+// room, which has read the room's first event.
 func pumpedAfterOne(t *testing.T, room string) (*testEngine, net.Conn, *bufio.Reader) {
 	t.Helper()
-	te := newTestEngine(t, Config{}, 1024, false)
+	// A pace so long that nothing waits for a worker long enough to be
+	// paced (busy is an eighth of it) until the test says so (setPace); with
+	// it the pump runs its pacer.
+	te := newTestEngine(t, Config{Pace: time.Hour}, 1024, false)
 	conn, br := dialRaw(t, te, "/"+room, 0)
 	eventually(t, "the stream pumped", func() bool { return te.env.pump.size() == 1 })
 	te.src.publish(room, "first")
