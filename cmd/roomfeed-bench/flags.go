@@ -196,6 +196,9 @@ func (o *options) parseLists(l listFlags) error {
 	if o.satRates, err = rates(l.satRates); err != nil {
 		return fmt.Errorf("--sat-rates: %w", err)
 	}
+	if o.satPace < 0 || o.satPace > time.Second {
+		return fmt.Errorf("--sat-pace: %v: want 0 (no paced ramp) up to 1s, as roomfeed's --stream-pace", o.satPace)
+	}
 	o.scenGiven = l.scenarios != ""
 	if o.scenarios, err = scenarioSet(l.scenarios); err != nil {
 		return fmt.Errorf("--scenarios: %w", err)
