@@ -28,6 +28,7 @@ var errUsage = errors.New("usage")
 // flags; validated once.
 type config struct {
 	Addr               string
+	DebugAddr          string // loopback address of the runtime profiles (debug.go); empty = none
 	DatabaseURL        string
 	RedisURL           string
 	RedisPrefix        string
@@ -155,6 +156,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 func (c *config) serverFlags(f *flagSet) []func() {
 	d := api.DefaultConfig()
 	f.str(&c.Addr, setting{"addr", "ROOMFEED_ADDR", "listen address"}, "127.0.0.1:8080")
+	f.str(&c.DebugAddr, setting{"debug-addr", "ROOMFEED_DEBUG_ADDR", "loopback address serving the Go runtime's profiles (/debug/pprof/); empty = none"}, "")
 	f.dur(&c.Heartbeat, setting{"heartbeat", "ROOMFEED_HEARTBEAT", "interval of the SSE ping comment"}, sse.DefaultHeartbeat)
 	f.dur(&c.StreamWriteTimeout, setting{"stream-write-timeout", "ROOMFEED_STREAM_WRITE_TIMEOUT", "deadline of each write to an SSE client"}, sse.DefaultWriteTimeout)
 	f.dur(&c.StreamPace, setting{"stream-pace", "ROOMFEED_STREAM_PACE", "under load, a stream that wrote less than this ago waits for it to pass (fewer, larger writes); 0 = never"}, 0)
@@ -247,6 +249,8 @@ func (c config) validate() error {
 	}
 	check(c.RedisMaxLen >= 100, "ROOMFEED_REDIS_MAXLEN must be at least 100")
 	check(c.RelayInterval >= 100*time.Millisecond, "ROOMFEED_RELAY_INTERVAL must be at least 100ms")
+	check(c.DebugAddr == "" || (isLoopback(c.DebugAddr) && (c.DebugAddr != c.Addr || strings.HasSuffix(c.Addr, ":0"))),
+		"ROOMFEED_DEBUG_ADDR must be a loopback address such as 127.0.0.1:6060, not the listen address (the profiles have no token check)")
 	check(c.Heartbeat >= 100*time.Millisecond, "ROOMFEED_HEARTBEAT must be at least 100ms")
 	check(c.StreamWriteTimeout >= 100*time.Millisecond, "ROOMFEED_STREAM_WRITE_TIMEOUT must be at least 100ms")
 	check(c.StreamPace >= 0 && c.StreamPace <= time.Second, "ROOMFEED_STREAM_PACE must be between 0 and 1s")

@@ -66,6 +66,19 @@ func TestParseConfig(t *testing.T) {
 		}},
 		{name: "negative stream pace", args: []string{"--stream-pace", "-1ms"}, wantErr: "ROOMFEED_STREAM_PACE"},
 		{name: "stream pace too long", env: map[string]string{"ROOMFEED_STREAM_PACE": "2s"}, wantErr: "ROOMFEED_STREAM_PACE"},
+		{name: "debug address", env: map[string]string{"ROOMFEED_DEBUG_ADDR": "127.0.0.1:6060"}, check: func(t *testing.T, c config) {
+			if c.DebugAddr != "127.0.0.1:6060" {
+				t.Errorf("got debug addr %q, want 127.0.0.1:6060", c.DebugAddr)
+			}
+		}},
+		{name: "debug off by default", check: func(t *testing.T, c config) {
+			if c.DebugAddr != "" {
+				t.Errorf("got debug addr %q, want none", c.DebugAddr)
+			}
+		}},
+		{name: "debug on every interface", args: []string{"--debug-addr", ":6060"}, wantErr: "ROOMFEED_DEBUG_ADDR"},
+		{name: "debug on a public address", args: []string{"--debug-addr", "10.1.2.3:6060"}, wantErr: "ROOMFEED_DEBUG_ADDR"},
+		{name: "debug on the listen address", args: []string{"--addr", "127.0.0.1:8080", "--debug-addr", "127.0.0.1:8080"}, wantErr: "ROOMFEED_DEBUG_ADDR"},
 		{name: "bad duration", env: map[string]string{"ROOMFEED_HEARTBEAT": "soon"}, wantErr: "ROOMFEED_HEARTBEAT"},
 		{name: "database timeout too short", env: map[string]string{"ROOMFEED_DB_TIMEOUT": "10ms"}, wantErr: "ROOMFEED_DB_TIMEOUT"},
 		{name: "database timeout", args: []string{"--db-timeout", "2s"}, check: func(t *testing.T, c config) {

@@ -34,6 +34,7 @@ type process struct {
 	URL    string
 	stop   func()
 	stderr *testenv.SyncBuffer
+	stdout *testenv.SyncBuffer // what run printed after its first line
 }
 
 // startNode runs the service on 127.0.0.1:0 with the given flags and stops it
@@ -60,9 +61,10 @@ func startNode(t *testing.T, args ...string) *process {
 		cancel()
 		t.Fatalf("first line %q, want listening on ...", lines.Text())
 	}
-	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	stdout := &testenv.SyncBuffer{}
+	go func() { _, _ = io.Copy(stdout, pr) }()
 	var once sync.Once
-	n := &process{URL: url, stderr: stderr}
+	n := &process{URL: url, stderr: stderr, stdout: stdout}
 	n.stop = func() {
 		once.Do(func() {
 			cancel()

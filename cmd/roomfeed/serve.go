@@ -38,6 +38,13 @@ func (n *node) serve(ctx context.Context, stdout io.Writer) error {
 	go func() { serveErr <- serve(httpSrv, ln, tlsConfig != nil) }()
 	fmt.Fprintf(stdout, "listening on %s://%s\n", scheme(tlsConfig), ln.Addr())
 	n.logger.LogAttrs(ctx, slog.LevelInfo, "listening", slog.String("addr", ln.Addr().String()))
+	debug, err := startDebug(n.cfg.DebugAddr, stdout, n.logger)
+	if err != nil {
+		_ = httpSrv.Close()
+		<-serveErr
+		return err
+	}
+	defer debug.stop()
 
 	select {
 	case <-ctx.Done():
