@@ -29,6 +29,7 @@ type options struct {
 	maxLoad    float64
 	waitLoad   time.Duration
 	dir        string
+	profileDir string // CPU profiles of the servers (profile.go); empty = none
 
 	rate        float64
 	fanSubs     []int
@@ -107,6 +108,7 @@ func (o *options) registerRun(fs *flag.FlagSet, l *listFlags) {
 	fs.StringVar(&o.svg, "svg", "docs/perf/fanout-latency.svg", "SVG plot of latency percentiles vs subscribers (empty: none)")
 	fs.Float64Var(&o.maxLoad, "max-load", 1.5, "load average above which the run is flagged as disturbed")
 	fs.DurationVar(&o.waitLoad, "wait-load", 0, "wait up to this long for the load average to fall below --max-load before starting")
+	fs.StringVar(&o.profileDir, "profile", "", "directory for CPU profiles of every roomfeed it starts: each write point of scenario 6 and each saturation step of scenario 2 (the server runs with --debug-addr)")
 	fs.StringVar(&o.dir, "dir", "", "working directory for databases and server logs (default: a temporary one, removed)")
 }
 

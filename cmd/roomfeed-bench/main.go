@@ -111,6 +111,11 @@ func run(args []string) error {
 		}
 		defer os.RemoveAll(dir)
 	}
+	if o.profileDir != "" {
+		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+			return err
+		}
+	}
 	b, err := prepare(ctx, o, dir, rep)
 	if err != nil {
 		return err

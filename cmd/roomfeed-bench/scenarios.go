@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -177,6 +178,9 @@ func (b *bench) serverArgs(ctx context.Context, be *backend, addr string) ([]str
 		return nil, err
 	}
 	args = append([]string{"--addr", addr, "--web-dir", b.dir + "/no-web"}, args...)
+	if b.cfg.profileDir != "" {
+		args = append(args, "--debug-addr", "127.0.0.1:0")
+	}
 	return append(args, b.cfg.serverArgs...), nil
 }
 
@@ -293,7 +297,10 @@ func (b *bench) fanOut(ctx context.Context, be *backend, run *BackendRun) error 
 
 const satCriterion = "a step keeps up when every acknowledged write reached every subscriber within 3 s after the step, no subscriber was dropped, p99 ack-to-receipt <= 250 ms, and >= 90 % of the target write rate was acknowledged"
 
-func (b *bench) saturate(ctx context.Context, srv *server, name string) SatRun {
+// saturate ramps the write rate into one room of b.cfg.satSubs subscribers
+// on srv until it no longer keeps up. name is the server's in the results;
+// be is the backend's, for the profiles' names.
+func (b *bench) saturate(ctx context.Context, srv *server, be, name string) SatRun {
 	r := SatRun{Server: name, Subscribers: b.cfg.satSubs, Load1: loadAvg()}
 	room := "sat"
 	w := newWriter(srv.url, 64)
@@ -324,9 +331,11 @@ func (b *bench) saturate(ctx context.Context, srv *server, name string) SatRun {
 				disc0++
 			}
 		}
+		profiled := b.profile(ctx, srv, fmt.Sprintf("s2-%s-%s-%g", be, name, rate), b.cfg.satDur)
 		p, _ := b.phase(ctx, srv, w, subs, rate, b.cfg.satDur, 64, func(i int) (string, string) {
 			return room, "e" + strconv.Itoa(i%50)
 		}, 3*time.Second)
+		profiled()
 		st := SatStep{
 			TargetRate: rate, AchievedRate: p.AchievedRate, Delivered: p.Delivered, Lost: p.Lost,
 			Duplicates: p.Duplicates, OutOfOrder: p.OutOfOrder,
@@ -363,7 +372,7 @@ func (b *bench) saturation(ctx context.Context, be *backend, run *BackendRun) er
 	sat := &Saturation{Criterion: satCriterion}
 	run.Saturation = sat
 	err := b.withServer(ctx, be, "saturation", func(srv *server) error {
-		sat.Roomfeed = b.saturate(ctx, srv, "roomfeed")
+		sat.Roomfeed = b.saturate(ctx, srv, be.name, "roomfeed")
 		return nil
 	})
 	if err != nil {
@@ -376,7 +385,7 @@ func (b *bench) saturation(ctx context.Context, be *backend, run *BackendRun) er
 		pace := b.cfg.satPace.String()
 		paced := SatRun{}
 		perr := b.withServerArgs(ctx, be, "saturation-paced", []string{"--stream-pace", pace}, func(srv *server) error {
-			paced = b.saturate(ctx, srv, "paced")
+			paced = b.saturate(ctx, srv, be.name, "paced")
 			return nil
 		})
 		if perr != nil {
@@ -389,7 +398,7 @@ func (b *bench) saturation(ctx context.Context, be *backend, run *BackendRun) er
 		sat.Bare.Error = err.Error()
 		return err
 	}
-	sat.Bare = b.saturate(ctx, bare, "bare")
+	sat.Bare = b.saturate(ctx, bare, be.name, "bare")
 	bare.stop()
 	if sat.Bare.KneeDPS > 0 {
 		sat.ThroughputRatio = round3(sat.Roomfeed.KneeDPS / sat.Bare.KneeDPS)
@@ -589,6 +598,11 @@ func (b *bench) writePoints(ctx context.Context, be *backend, run *BackendRun) e
 				counter := make([]int, n)
 				cpu0 := cpuSeconds(srv.pid)
 				other0 := otherCPU(be.name)
+				rooms := "one"
+				if many {
+					rooms = "many (1000)"
+				}
+				profiled := b.profile(ctx, srv, fmt.Sprintf("s6-%s-%dw-%s", be.name, n, strings.TrimSuffix(rooms, " (1000)")), b.cfg.writeDur)
 				start := time.Now()
 				closedLoop(ctx, n, b.cfg.writeDur, func(k int) {
 					room := "w1"
@@ -609,16 +623,13 @@ func (b *bench) writePoints(ctx context.Context, be *backend, run *BackendRun) e
 				})
 				el := time.Since(start)
 				other := otherCPU(be.name).minus(other0)
+				profiled()
 				w.close()
 				var all []int64
 				var nerr int64
 				for k := range n {
 					all = append(all, lats[k]...)
 					nerr += errs[k]
-				}
-				rooms := "one"
-				if many {
-					rooms = "many (1000)"
 				}
 				p := WritePoint{
 					Writers: n, Rooms: rooms, Seconds: round1(el.Seconds()), Acked: int64(len(all)), Errors: nerr,

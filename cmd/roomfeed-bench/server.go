@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,12 +21,13 @@ import (
 // server is a process under test (roomfeed or the bare SSE broadcaster), or
 // a running server given with --target (then pid may be 0: no CPU or RSS).
 type server struct {
-	name string
-	url  string // http://host:port
-	pid  int
-	cmd  *exec.Cmd
-	log  *os.File
-	done chan struct{}
+	name  string
+	url   string // http://host:port
+	debug string // http://host:port of its profiles (--debug-addr); "" = none
+	pid   int
+	cmd   *exec.Cmd
+	log   *os.File
+	done  chan struct{}
 }
 
 // startProcess runs bin with args, waits for its "listening on http://ADDR"
@@ -48,14 +50,16 @@ func startProcess(ctx context.Context, name, bin string, args []string, logPath 
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	s := &server{name: name, pid: cmd.Process.Pid, cmd: cmd, log: logf, done: make(chan struct{})}
-	addr := make(chan string, 1)
+	addr, debug := make(chan string, 1), make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
-			if a, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
-				select {
-				case addr <- strings.TrimSpace(a):
-				default:
+			for prefix, ch := range map[string]chan string{"listening on ": addr, "debug on ": debug} {
+				if a, ok := strings.CutPrefix(sc.Text(), prefix); ok {
+					select {
+					case ch <- strings.TrimSpace(a):
+					default:
+					}
 				}
 			}
 		}
@@ -64,6 +68,15 @@ func startProcess(ctx context.Context, name, bin string, args []string, logPath 
 	select {
 	case a := <-addr:
 		s.url = a
+		if slices.Contains(args, "--debug-addr") {
+			// roomfeed prints its debug line right after the first one.
+			select {
+			case s.debug = <-debug:
+			case <-time.After(10 * time.Second):
+				s.stop()
+				return nil, fmt.Errorf("%s printed no debug address within 10 s", name)
+			}
+		}
 		return s, nil
 	case <-s.done:
 		logf.Close()
