@@ -45,7 +45,10 @@ func startNode(t *testing.T, args ...string) *process {
 	pr, pw := io.Pipe()
 	stderr := &testenv.SyncBuffer{}
 	done := make(chan error, 1)
-	args = append([]string{"--addr", "127.0.0.1:0", "--web-dir", t.TempDir(), "--heartbeat", "1s"}, args...)
+	// A node given no database gets a file of its own, never the default
+	// data/roomfeed.db in the package's directory (a later flag wins).
+	args = append([]string{"--addr", "127.0.0.1:0", "--web-dir", t.TempDir(), "--heartbeat", "1s",
+		"--database-url", "sqlite://" + filepath.Join(t.TempDir(), "rf.db")}, args...)
 	go func() {
 		err := run(ctx, args, func(string) string { return "" }, pw, stderr)
 		pw.Close()
