@@ -57,7 +57,10 @@ func people(t *testing.T, base, room string) []string {
 }
 
 func TestPresenceInProcess(t *testing.T) {
-	const grace = 300 * time.Millisecond
+	// bob's quick reconnect below must reach the server within the grace
+	// of his closed tab's leave: a dial can take a few hundred ms on a
+	// loaded machine.
+	const grace = time.Second
 	ts := newServer(t, backends[0], serverOpts{presence: func(hub *sse.Hub) api.Presence {
 		p := feed.NewMemPresence(hub, grace)
 		t.Cleanup(p.Close)
@@ -129,7 +132,16 @@ func TestPresenceAcrossNodes(t *testing.T) {
 		return node{ts, cancel}
 	}
 	a, b := start(), start()
-	time.Sleep(100 * time.Millisecond) // let both subscribe to the presence channel
+	// A node relays only what is published once it listens: bob's join on
+	// B reaches alice on A only if A's relay has subscribed.
+	channel := prefix + "presence"
+	eventually(t, "both nodes listen for presence", func() bool {
+		n, err := client.PubSubNumSub(t.Context(), channel).Result()
+		if err != nil {
+			t.Fatalf("PUBSUB NUMSUB: %v", err)
+		}
+		return n[channel] == 2
+	})
 
 	alice := ssetest.Open(t, a.ts.URL+"/rooms/p2/events?client=alice", "")
 	if typ, who := nextPresence(t, alice, 3*time.Second); typ != feed.PresenceJoined || who != "alice" {

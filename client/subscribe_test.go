@@ -184,10 +184,20 @@ func TestSubscribe(t *testing.T) {
 				}
 			}
 			if len(sc.requests()) < len(tt.wantIDs) && tt.wantErr == "" {
-				// The last reconnection happens in the next Next.
-				ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-				_, _ = sub.Next(ctx)
+				// The last reconnection happens in the next Next: run it
+				// until the server has the request (a loaded machine can take
+				// longer than any fixed wait to dial).
+				ctx, cancel := context.WithCancel(ctx)
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					_, _ = sub.Next(ctx)
+				}()
+				for len(sc.requests()) < len(tt.wantIDs) && ctx.Err() == nil {
+					time.Sleep(5 * time.Millisecond)
+				}
 				cancel()
+				<-done
 			}
 			var ids []string
 			for _, r := range sc.requests() {

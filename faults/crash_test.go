@@ -44,7 +44,15 @@ func TestKillNodeMidWriteStream(t *testing.T) {
 
 	time.Sleep(1500 * time.Millisecond)
 	redisProxy.SetCut(true) // A commits but cannot publish
-	time.Sleep(1000 * time.Millisecond)
+	// Kill A only once it holds committed events it failed to publish: its
+	// Redis client retries with backoff before a publish fails, which can
+	// take longer than any fixed wait on a loaded machine.
+	eventually(t, 20*time.Second, "A failing to publish", func() error {
+		if !strings.Contains(a.stderr(), "publish failed") {
+			return errNotYet
+		}
+		return nil
+	})
 	a.kill()
 	acksAtKill, _, _ := l.snapshot()
 	t.Logf("killed A after %d acknowledged writes", len(acksAtKill))

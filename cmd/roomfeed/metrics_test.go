@@ -56,15 +56,6 @@ func TestMetricsMove(t *testing.T) {
 				t.Fatalf("a page of history: got %d %s", status, body)
 			}
 
-			var after map[string]float64
-			deadline := time.Now().Add(5 * time.Second)
-			for {
-				after = scrape(t, n.URL)
-				if sent(after)-sent(before) >= 6 || time.Now().After(deadline) {
-					break
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
 			tests := []struct {
 				sample string
 				min    float64
@@ -78,6 +69,27 @@ func TestMetricsMove(t *testing.T) {
 				{`roomfeed_signals_total`, 1},
 				{`roomfeed_history_pages_total`, 1},
 				{`roomfeed_history_events_total`, 3},
+			}
+			// Some counters move after what the client sees: an event is
+			// counted published once the log's publish returns, after the hub
+			// had it, and delivered once its write returns, after the client
+			// may have read it. Wait until they all moved, or 10 s passed.
+			moved := func(after map[string]float64) bool {
+				for _, tt := range tests {
+					if after[tt.sample]-before[tt.sample] < tt.min {
+						return false
+					}
+				}
+				return sent(after)-sent(before) >= 6 && after["roomfeed_delivery_lag_seconds_count"] >= 1
+			}
+			var after map[string]float64
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				after = scrape(t, n.URL)
+				if moved(after) || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
 			}
 			for _, tt := range tests {
 				if got := after[tt.sample] - before[tt.sample]; got < tt.min {

@@ -96,10 +96,14 @@ func TestKeyTrim(t *testing.T) {
 		}
 		return out
 	}
+	// "new" must still be within the TTL when the pass runs, however long
+	// its write took to return on a loaded machine: a TTL of 2 s, and
+	// "old" written more than that before.
+	const ttl = 2 * time.Second
 	write("old")
-	time.Sleep(time.Second)
+	time.Sleep(ttl + 200*time.Millisecond)
 	write("new")
-	trim := keyTrim(store, 500*time.Millisecond, time.Second, slog.New(slog.DiscardHandler))
+	trim := keyTrim(store, ttl, time.Second, slog.New(slog.DiscardHandler))
 	if n, err := trim.pass(ctx); err != nil || n != 1 {
 		t.Fatalf("pass: got %d, %v; want 1 key deleted", n, err)
 	}
@@ -199,7 +203,9 @@ func TestRetentionVisitsAgedRooms(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	const maxAge = time.Second
+	// The first two passes must run before the events age out, however
+	// slow a loaded machine writes and reads.
+	const maxAge = 2 * time.Second
 	counted := &countingStore{retentionStore: store}
 	r := &retention{store: counted, maxAge: maxAge, interval: time.Second, logger: slog.New(slog.DiscardHandler)}
 	pass := func(what string, want []string, wantTrimmed int64) {
