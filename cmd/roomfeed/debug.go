@@ -21,15 +21,24 @@ type debugServer struct {
 	done chan error
 }
 
-// startDebug listens on addr and serves the profiles until stop; it prints
-// "debug on http://ADDR" to stdout. An empty addr starts nothing (nil).
-func startDebug(addr string, stdout io.Writer, logger *slog.Logger) (*debugServer, error) {
+// listenDebug listens on addr, before the node announces anything, so a
+// busy port fails the start; nil when addr is empty (no profiles).
+func listenDebug(addr string) (net.Listener, error) {
 	if addr == "" {
 		return nil, nil
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("debug listen: %w", err)
+	}
+	return ln, nil
+}
+
+// startDebug serves the profiles on ln until stop; it prints "debug on
+// http://ADDR" to stdout. A nil ln starts nothing (nil).
+func startDebug(ln net.Listener, stdout io.Writer, logger *slog.Logger) *debugServer {
+	if ln == nil {
+		return nil
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index) // and every named profile: heap, goroutine, allocs, ...
@@ -48,7 +57,7 @@ func startDebug(addr string, stdout io.Writer, logger *slog.Logger) (*debugServe
 	go func() { d.done <- d.srv.Serve(ln) }()
 	fmt.Fprintf(stdout, "debug on http://%s\n", ln.Addr())
 	logger.LogAttrs(context.Background(), slog.LevelInfo, "debug listening", slog.String("addr", ln.Addr().String()))
-	return d, nil
+	return d
 }
 
 // stop closes the listener and every connection (a profile being taken is

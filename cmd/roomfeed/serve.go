@@ -25,6 +25,11 @@ func (n *node) serve(ctx context.Context, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	debugLn, err := listenDebug(n.cfg.DebugAddr)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	httpSrv := &http.Server{
 		TLSConfig:         tlsConfig, // nil = plain HTTP
 		Handler:           n.api,
@@ -38,12 +43,7 @@ func (n *node) serve(ctx context.Context, stdout io.Writer) error {
 	go func() { serveErr <- serve(httpSrv, ln, tlsConfig != nil) }()
 	fmt.Fprintf(stdout, "listening on %s://%s\n", scheme(tlsConfig), ln.Addr())
 	n.logger.LogAttrs(ctx, slog.LevelInfo, "listening", slog.String("addr", ln.Addr().String()))
-	debug, err := startDebug(n.cfg.DebugAddr, stdout, n.logger)
-	if err != nil {
-		_ = httpSrv.Close()
-		<-serveErr
-		return err
-	}
+	debug := startDebug(debugLn, stdout, n.logger)
 	defer debug.stop()
 
 	select {
