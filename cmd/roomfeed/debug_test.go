@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"io"
+	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -60,3 +62,20 @@ func debugLine(t *testing.T, n *process) string {
 
 // isGzip reports whether b starts as a gzip stream does (a pprof profile).
 func isGzip(b []byte) bool { return len(b) > 2 && b[0] == 0x1f && b[1] == 0x8b }
+
+// TestDebugPortBusy: a debug address already taken fails the start before
+// the node announces itself.
+func TestDebugPortBusy(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	var stdout, stderr strings.Builder
+	args := []string{"--addr", "127.0.0.1:0", "--web-dir", t.TempDir(), "--debug-addr", held.Addr().String(),
+		"--database-url", "sqlite://" + filepath.Join(t.TempDir(), "rf.db")}
+	err = run(t.Context(), args, func(string) string { return "" }, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "debug listen") || stdout.Len() != 0 {
+		t.Errorf("got error %v and stdout %q, want a debug listen error and nothing printed", err, stdout.String())
+	}
+}
