@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,6 +45,7 @@ type DB struct {
 	write        *sql.DB
 	stmts        map[string]*sql.Stmt // the write statements prepared on write; read-only after Open
 	batchTimeout time.Duration
+	ckpt         *checkpointer // set once Open succeeds
 }
 
 // timeFormat is the fixed-width text form of times in SQLite: it sorts as
@@ -71,17 +73,21 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	// commit durable before it is acknowledged; BEGIN IMMEDIATE takes the
 	// write lock up front, so another process waits (busy_timeout) instead of
 	// failing half way through a transaction.
+	// The write connection checkpoints only past commitCheckpointPages: the
+	// checkpointer does it beside the writer.
 	dsn := path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
 		"&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_txlock=immediate"
+	writeDSN := dsn + "&_pragma=wal_autocheckpoint(" + strconv.Itoa(commitCheckpointPages) + ")"
 	if query != "" {
 		dsn += "&" + query
+		writeDSN += "&" + query // the URL's own pragmas come last, so they win
 	}
 
 	if err := migrations.Up(ctx, dsn); err != nil {
 		return nil, err
 	}
 
-	write, err := sql.Open("sqlite", dsn)
+	write, err := sql.Open("sqlite", writeDSN)
 	if err != nil {
 		return nil, err
 	}
@@ -115,6 +121,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("ping: %w", sqlstore.Classify(err))
 	}
 	db.prepare(ctx)
+	db.ckpt = startCheckpointer(read, db.batchTimeout)
 	return db, nil
 }
 
@@ -124,8 +131,12 @@ var migrations = sqlstore.Migrations{SQLDriver: "sqlite", Conns: 1, Dir: "sqlite
 		return migratesqlite.WithInstance(db, &migratesqlite.Config{})
 	}}
 
-// Close closes the prepared statements and the database handles.
+// Close stops the checkpointer and closes the prepared statements and the
+// database handles.
 func (db *DB) Close() error {
+	if db.ckpt != nil {
+		db.ckpt.close()
+	}
 	for _, st := range db.stmts {
 		st.Close()
 	}

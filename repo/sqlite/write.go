@@ -57,6 +57,7 @@ func (db *DB) RunBatch(batch []sqlstore.Write, errs []error) error {
 	if err := db.runBatch(ctx, batch, errs); err != nil {
 		return sqlstore.ClassifyBounded(ctx, err)
 	}
+	db.ckpt.committed()
 	return nil
 }
 
