@@ -51,13 +51,17 @@ func startProcess(ctx context.Context, name, bin string, args []string, logPath 
 	}
 	s := &server{name: name, pid: cmd.Process.Pid, cmd: cmd, log: logf, done: make(chan struct{})}
 	addr, debug := make(chan string, 1), make(chan string, 1)
+	lines := []struct {
+		prefix string
+		ch     chan string
+	}{{"listening on ", addr}, {"debug on ", debug}}
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
-			for prefix, ch := range map[string]chan string{"listening on ": addr, "debug on ": debug} {
-				if a, ok := strings.CutPrefix(sc.Text(), prefix); ok {
+			for _, l := range lines {
+				if a, ok := strings.CutPrefix(sc.Text(), l.prefix); ok {
 					select {
-					case ch <- strings.TrimSpace(a):
+					case l.ch <- strings.TrimSpace(a):
 					default:
 					}
 				}
@@ -69,7 +73,9 @@ func startProcess(ctx context.Context, name, bin string, args []string, logPath 
 	case a := <-addr:
 		s.url = a
 		if slices.Contains(args, "--debug-addr") {
-			// roomfeed prints its debug line right after the first one.
+			// The args asked for the profiles' listener (serverArgs adds
+			// it with --profile); roomfeed prints its debug line right
+			// after the first one.
 			select {
 			case s.debug = <-debug:
 			case <-time.After(10 * time.Second):
