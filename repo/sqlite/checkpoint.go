@@ -71,8 +71,6 @@ func (c *checkpointer) close() {
 
 func (c *checkpointer) run(ctx context.Context) {
 	defer close(c.done)
-	pause := time.NewTimer(0)
-	defer pause.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -80,11 +78,10 @@ func (c *checkpointer) run(ctx context.Context) {
 		case <-c.kick:
 		}
 		c.checkpoint(ctx)
-		pause.Reset(checkpointEvery)
 		select {
 		case <-ctx.Done():
 			return
-		case <-pause.C:
+		case <-time.After(checkpointEvery):
 		}
 	}
 }
