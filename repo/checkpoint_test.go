@@ -27,7 +27,7 @@ func TestSQLiteCheckpointsBesideCommits(t *testing.T) {
 	}
 	before := size()
 	data := json.RawMessage(`{"s":"` + strings.Repeat("x", 3000) + `"}`)
-	const writes = 40 // each about 3 pages of the WAL for the element, its event and its version
+	const writes = 40 // each stores the 3,000 bytes three times: the element, its event, its version
 	for i := range writes {
 		if _, err := s.Put(t.Context(), "r", "e"+strconv.Itoa(i), "item", data, Precondition{}, Meta{}); err != nil {
 			t.Fatalf("Put %d: %v", i, err)
