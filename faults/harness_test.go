@@ -193,6 +193,18 @@ func (n *node) kill() {
 	<-exited
 }
 
+// freeze stops the process (SIGSTOP) without killing it: connections and
+// requests sent to it wait unanswered, in its socket queues, until it is
+// killed (kill works on a stopped process).
+func (n *node) freeze() {
+	n.mu.Lock()
+	cmd := n.cmd
+	n.mu.Unlock()
+	if cmd != nil {
+		_ = cmd.Process.Signal(syscall.SIGSTOP)
+	}
+}
+
 // term sends SIGTERM and returns how long the process took to exit and its
 // exit error (nil for status 0). It kills the process after timeout.
 func (n *node) term(timeout time.Duration) (time.Duration, error) {

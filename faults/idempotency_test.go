@@ -444,8 +444,8 @@ func (f *keyedFaults) cutDatabase(pgProxy *proxy) {
 
 // TestIdempotentConcurrentRetries sends 50 copies of one keyed write at
 // once, spread over two nodes (PostgreSQL + Redis), for each kind of write
-// (a stale PATCH merged, too), and once more while a node is SIGKILLed in
-// the middle: each key is applied once, and every copy gets the one
+// (a stale PATCH merged, too), and once more while a node is SIGKILLed with
+// copies in flight to it: each key is applied once, and every copy gets the one
 // recorded answer (a 409 idempotency_in_progress is retried after its
 // Retry-After).
 func TestIdempotentConcurrentRetries(t *testing.T) {
@@ -534,33 +534,50 @@ func runConcurrentKeys(t *testing.T, dbURL string, nodes []*node) {
 }
 
 // concurrentKeyed sends 50 copies of op at once, copy i to node i, and
-// retries each until it has its final answer. With kill, a node is
-// SIGKILLed while the copies are in flight and then restarted.
+// retries each until it has its final answer. With kill, the last node is
+// frozen (SIGSTOP) before the copies go, SIGKILLed once every copy whose
+// first attempt goes to it has been sent, and restarted: those copies are
+// certainly in flight when it dies (killed after the first answer instead,
+// a fast machine had sometimes answered every copy already).
 func concurrentKeyed(ctx context.Context, t *testing.T, hc *http.Client, room string, op keyedOp, nodes []*node, kill bool) []keyedResult {
 	t.Helper()
 	const copies = 50
+	var victim *node
+	aimed := 0 // copies whose first attempt goes to victim
+	if kill {
+		victim = nodes[len(nodes)-1]
+		for i := range copies {
+			if nodes[i%len(nodes)] == victim {
+				aimed++
+			}
+		}
+		victim.freeze()
+	}
+	var sent atomic.Int64
+	allSent := make(chan struct{})
 	out := make([]keyedResult, copies)
-	start, answered := make(chan struct{}), make(chan struct{})
-	var once sync.Once
+	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range copies {
 		wg.Go(func() {
 			<-start
-			out[i] = retryKeyed(ctx, t, hc, room, op, func(a int) target { return nodes[(i+a)%len(nodes)].target() })
-			once.Do(func() { close(answered) })
+			out[i] = retryKeyed(ctx, t, hc, room, op, func(a int) target {
+				n := nodes[(i+a)%len(nodes)]
+				if a == 0 && n == victim && sent.Add(1) == int64(aimed) {
+					close(allSent)
+				}
+				return n.target()
+			})
 		})
 	}
 	close(start)
 	if kill {
-		// The first answer is out: the other copies are in flight (writes to
-		// a room take turns), waiting for it or being answered the replay.
 		select {
-		case <-answered:
+		case <-allSent:
 		case <-ctx.Done():
 		}
-		n := nodes[len(nodes)-1]
-		n.kill()
-		n.start()
+		victim.kill()
+		victim.start()
 	}
 	wg.Wait()
 	return out
